@@ -1,18 +1,49 @@
 // Builds the HumanAgent page into web/dist/assets.generated.ts: a module mapping URL paths to
 // { contentType, body } that the API serves (locally and inside the Lambda bundle, no file system).
-// Placeholder until the page lands (issue 6); the contract is the shape of `webAssets`.
+//
+// The page is one self-contained HTML document (CSS and the esbuild bundle of web/src/app.ts with
+// CodeMirror inlined): it works whatever prefix the API is mounted under (`/web`, `/web/`,
+// `/<stage>/web`) and loads nothing from anywhere else (no CDN, no external fonts).
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { build } from "esbuild";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const require = createRequire(import.meta.url);
 const swaggerDir = dirname(require.resolve("swagger-ui-dist/package.json"));
 
+const bundle = await build({
+  entryPoints: [join(here, "src", "app.ts")],
+  bundle: true,
+  format: "esm",
+  target: ["es2022"],
+  minify: true,
+  legalComments: "eof",
+  write: false,
+  logLevel: "warning",
+});
+const js = bundle.outputFiles[0]?.text ?? "";
+const css = readFileSync(join(here, "src", "app.css"), "utf8");
+const template = readFileSync(join(here, "src", "index.html"), "utf8");
+
+// An inline <script> ends at the first "</script"; the bundle must not contain one.
+if (/<\/script/i.test(js))
+  throw new Error("web/build.mjs: the bundle contains '</script' and cannot be inlined.");
+if (/<\/style/i.test(css)) throw new Error("web/build.mjs: app.css contains '</style'.");
+if (!template.includes("/*__CSS__*/") || !template.includes("//__JS__")) {
+  throw new Error("web/build.mjs: index.html lost its /*__CSS__*/ or //__JS__ placeholder.");
+}
+// Function replacers: a string replacement would interpret "$&" and friends inside the bundle.
+const html = template.replace("/*__CSS__*/", () => css).replace("//__JS__", () => js);
+
 const assets = {
-  "/web": { contentType: "text/html; charset=utf-8", body: "<!doctype html><title>coding-env</title><h1>HumanAgent Interface</h1>" },
-  "/docs/swagger-ui.css": { contentType: "text/css; charset=utf-8", body: readFileSync(join(swaggerDir, "swagger-ui.css"), "utf8") },
+  "/web": { contentType: "text/html; charset=utf-8", body: html },
+  "/docs/swagger-ui.css": {
+    contentType: "text/css; charset=utf-8",
+    body: readFileSync(join(swaggerDir, "swagger-ui.css"), "utf8"),
+  },
   "/docs/swagger-ui-bundle.js": {
     contentType: "text/javascript; charset=utf-8",
     body: readFileSync(join(swaggerDir, "swagger-ui-bundle.js"), "utf8"),

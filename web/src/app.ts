@@ -1,0 +1,533 @@
+// The HumanAgent page: a person takes the agent's place, sends code actions to an episode and watches
+// the state and observations (OpenEnv's /web, plus fork, trajectory download, resume and API keys).
+
+import { indentWithTab } from "@codemirror/commands";
+import { python } from "@codemirror/lang-python";
+import { Prec } from "@codemirror/state";
+import { keymap } from "@codemirror/view";
+import { basicSetup, EditorView } from "codemirror";
+import {
+  ApiClient,
+  ApiError,
+  type CodeObservation,
+  type EpisodeState,
+  type HistoryStep,
+  plainError,
+  type ResetOpts,
+  type StepInfo,
+  type StepResult,
+} from "./api.js";
+
+/** localStorage key of the current episode id (the cookie also works, but forks do not set it). */
+const EPISODE_KEY = "coding-env:episode";
+/** Storage key of the API key: sessionStorage by default, localStorage when "Remember" is ticked. */
+const API_KEY_KEY = "coding-env:api-key";
+
+const SAMPLE_CODE = `# Write Python and press Step (Ctrl/⌘+Enter).
+x = 5 + 3
+print(f"Result: {x}")
+`;
+
+type Status = "idle" | "ready" | "running" | "error" | "key";
+const STATUS_TEXT: Record<Status, string> = {
+  idle: "Not initialized",
+  ready: "Ready",
+  running: "Running",
+  error: "Error",
+  key: "API key needed",
+};
+
+function el<T extends HTMLElement = HTMLElement>(id: string): T {
+  const found = document.getElementById(id);
+  if (!found) throw new Error(`The page is missing #${id}.`);
+  return found as T;
+}
+
+/** Where the API lives: the page is served at `<base>/web`, so `<base>` is everything before it. */
+const basePath = location.pathname.replace(/\/web(\/.*)?$/, "");
+
+// ---- API key (only when the server requires one) ----
+function storedKey(): string | undefined {
+  return sessionStorage.getItem(API_KEY_KEY) ?? localStorage.getItem(API_KEY_KEY) ?? undefined;
+}
+function storeKey(key: string, remember: boolean): void {
+  sessionStorage.removeItem(API_KEY_KEY);
+  localStorage.removeItem(API_KEY_KEY);
+  (remember ? localStorage : sessionStorage).setItem(API_KEY_KEY, key);
+}
+
+const api = new ApiClient({ basePath, apiKey: storedKey });
+
+// ---- page state ----
+let episodeId: string | undefined;
+let stepCount = 0;
+let lastExitCode: number | undefined;
+let forkedFrom: string | undefined;
+let steps: HistoryStep[] = [];
+let busy = false;
+let authRequired = false;
+
+// ---- editor ----
+const runShortcut = Prec.highest(
+  keymap.of([
+    {
+      key: "Mod-Enter",
+      run: () => {
+        void doStep();
+        return true;
+      },
+    },
+  ]),
+);
+const editor = new EditorView({
+  doc: SAMPLE_CODE,
+  parent: el("editor"),
+  extensions: [
+    basicSetup,
+    python(),
+    runShortcut,
+    keymap.of([indentWithTab]),
+    EditorView.contentAttributes.of({ "aria-labelledby": "editor-label", "aria-multiline": "true" }),
+  ],
+});
+
+function setCode(code: string): void {
+  editor.dispatch({ changes: { from: 0, to: editor.state.doc.length, insert: code } });
+}
+
+// ---- rendering ----
+function fmtReward(reward: number | null | undefined): string {
+  if (reward === null || reward === undefined) return "–";
+  return String(Number(reward.toFixed(6)));
+}
+function fmtDuration(ms: number | undefined): string {
+  if (ms === undefined) return "–";
+  return ms < 1000 ? `${Number(ms.toFixed(1))} ms` : `${Number((ms / 1000).toFixed(2))} s`;
+}
+function fmtTime(iso: string | undefined): string {
+  if (!iso) return "";
+  const date = new Date(iso);
+  return Number.isNaN(date.getTime()) ? iso : date.toLocaleTimeString();
+}
+
+function setStatus(status: Status): void {
+  const badge = el("st-status");
+  badge.textContent = STATUS_TEXT[status];
+  badge.dataset.status = status;
+}
+
+function renderState(): void {
+  el("st-episode").textContent = episodeId ?? "–";
+  el("st-steps").textContent = String(stepCount);
+  el("st-exit").textContent = lastExitCode === undefined ? "–" : String(lastExitCode);
+  el("st-fork-row").hidden = forkedFrom === undefined;
+  el("st-forked").textContent = forkedFrom ?? "";
+  el<HTMLButtonElement>("fork").disabled = busy || !episodeId;
+  el<HTMLButtonElement>("download").disabled = busy || !episodeId;
+  el<HTMLButtonElement>("step").disabled = busy;
+  el<HTMLButtonElement>("reset").disabled = busy;
+}
+
+function renderPolicy(state: Pick<EpisodeState, "policy" | "additional_imports" | "step_timeout_s">): void {
+  const parts: string[] = [];
+  if (state.policy) parts.push(state.policy === "full" ? "full Python" : "OpenEnv allow-list");
+  if (state.additional_imports?.length) parts.push(`+ ${state.additional_imports.join(", ")}`);
+  if (state.step_timeout_s !== undefined) parts.push(`${state.step_timeout_s} s per step`);
+  el("st-policy-row").hidden = parts.length === 0;
+  el("st-policy").textContent = parts.join(" · ");
+}
+
+/** Human sentences for the extras of a step: truncation, dropped variables, timeouts, safety. */
+function notices(info: StepInfo | undefined, metadata: Record<string, unknown> | undefined): string[] {
+  const out: string[] = [];
+  if (info?.timed_out) {
+    out.push("The step hit its time limit and was stopped; the episode's variables are as before this step.");
+  }
+  if (info?.stdout_truncated) out.push("stdout was too long and was truncated.");
+  if (info?.stderr_truncated) out.push("stderr was too long and was truncated.");
+  const dropped = info?.dropped_variables ?? [];
+  if (dropped.length > 0) {
+    const names = dropped.map((v) => `${v.name} (${v.type})`).join(", ");
+    out.push(`These variables cannot be saved between steps and were dropped: ${names}.`);
+  }
+  const safety = metadata?.safety_violation;
+  if (typeof safety === "string" && safety) {
+    out.push(`The safety rule matched “${safety}”, so the reward includes −1.0.`);
+  }
+  return out;
+}
+
+function renderObservation(
+  observation: CodeObservation | undefined,
+  extra:
+    | { reward: number | null; done: boolean; info?: StepInfo; metadata?: Record<string, unknown> }
+    | undefined,
+  note?: string,
+): void {
+  el("obs-empty").hidden = observation !== undefined;
+  el("obs-body").hidden = observation === undefined;
+  if (!observation || !extra) return;
+  const exit = el("obs-exit");
+  exit.textContent = String(observation.exit_code);
+  exit.className = observation.exit_code === 0 ? "ok" : "bad";
+  el("obs-reward").textContent = fmtReward(extra.reward);
+  el("obs-done").textContent = extra.done ? "yes" : "no";
+  el("obs-duration-wrap").hidden = extra.info?.duration_ms === undefined;
+  el("obs-duration").textContent = fmtDuration(extra.info?.duration_ms);
+  fillOutput(el("obs-stdout"), observation.stdout);
+  fillOutput(el("obs-stderr"), observation.stderr);
+  const list = el("obs-notices");
+  list.replaceChildren();
+  for (const text of [...(note ? [note] : []), ...notices(extra.info, extra.metadata)]) {
+    const li = document.createElement("li");
+    li.textContent = text;
+    list.append(li);
+  }
+}
+
+function fillOutput(pre: HTMLElement, text: string): void {
+  pre.textContent = text === "" ? "(empty)" : text;
+  pre.classList.toggle("none", text === "");
+}
+
+function historyItem(step: HistoryStep): HTMLLIElement {
+  const li = document.createElement("li");
+  li.className = "h-item";
+  li.dataset.step = String(step.step);
+  li.dataset.exit = String(step.observation.exit_code);
+
+  const load = document.createElement("button");
+  load.type = "button";
+  load.className = "h-load";
+  load.title = "Load this code into the editor";
+  load.setAttribute("aria-label", `Step ${step.step}: load its code into the editor`);
+  const head = document.createElement("span");
+  head.className = "h-head";
+  const num = document.createElement("span");
+  num.className = "h-num";
+  num.textContent = `Step ${step.step}`;
+  const meta = document.createElement("span");
+  meta.className = "h-meta";
+  const duration = step.duration_ms ?? step.info?.duration_ms;
+  meta.textContent = [
+    `exit ${step.observation.exit_code}`,
+    `reward ${fmtReward(step.reward)}`,
+    fmtDuration(duration),
+    fmtTime(step.started_at),
+  ]
+    .filter(Boolean)
+    .join(" · ");
+  head.append(num, meta);
+  const code = document.createElement("pre");
+  code.className = "h-code";
+  code.textContent = step.code;
+  load.append(head, code);
+  load.addEventListener("click", () => {
+    setCode(step.code);
+    editor.focus();
+  });
+  li.append(load);
+
+  for (const [label, text, cls] of [
+    ["stdout", step.observation.stdout, "out"],
+    ["stderr", step.observation.stderr, "out err"],
+  ] as const) {
+    if (text === "") continue;
+    const wrap = document.createElement("div");
+    wrap.className = "h-out";
+    const tag = document.createElement("span");
+    tag.className = "h-tag";
+    tag.textContent = label;
+    const pre = document.createElement("pre");
+    pre.className = cls;
+    pre.textContent = text;
+    wrap.append(tag, pre);
+    li.append(wrap);
+  }
+  return li;
+}
+
+function renderHistory(): void {
+  const list = el("history");
+  list.replaceChildren(...[...steps].reverse().map(historyItem));
+  el("hist-empty").hidden = steps.length > 0;
+  el("hist-count").textContent = steps.length > 0 ? `(${steps.length})` : "";
+}
+
+// ---- errors and busy state ----
+function showError(err: unknown): void {
+  el("error-text").textContent = plainError(err);
+  el("error").hidden = false;
+  setStatus("error");
+  if (err instanceof ApiError && err.status === 401 && authRequired) {
+    el("auth").hidden = false;
+    el("api-key").focus();
+  }
+}
+function clearError(): void {
+  el("error").hidden = true;
+  el("error-text").textContent = "";
+}
+
+let busyTimer: ReturnType<typeof setInterval> | undefined;
+function setBusy(on: boolean, label = "Working…"): void {
+  busy = on;
+  document.body.setAttribute("aria-busy", String(on));
+  el("observation").setAttribute("aria-busy", String(on));
+  el("busy").hidden = !on;
+  if (busyTimer !== undefined) clearInterval(busyTimer);
+  busyTimer = undefined;
+  if (on) {
+    const started = performance.now();
+    el("busy-text").textContent = label;
+    busyTimer = setInterval(() => {
+      el("busy-text").textContent = `${label} ${Math.floor((performance.now() - started) / 1000)} s`;
+    }, 1000);
+    setStatus("running");
+  }
+  renderState();
+}
+
+/** Runs one API action with the busy state on and errors shown in plain words. */
+async function run(label: string, action: () => Promise<void>): Promise<void> {
+  if (busy) return;
+  clearError();
+  setBusy(true, label);
+  try {
+    await action();
+    setBusy(false);
+    setStatus(episodeId ? "ready" : "idle");
+  } catch (err) {
+    setBusy(false);
+    if (err instanceof ApiError && err.code === "episode_not_found") forgetEpisode();
+    showError(err);
+  }
+}
+
+// ---- episode ----
+function adopt(result: StepResult): void {
+  episodeId = result.episode_id;
+  stepCount = result.step_count;
+  lastExitCode = result.observation.exit_code;
+  localStorage.setItem(EPISODE_KEY, result.episode_id);
+}
+
+function forgetEpisode(): void {
+  episodeId = undefined;
+  stepCount = 0;
+  lastExitCode = undefined;
+  forkedFrom = undefined;
+  steps = [];
+  localStorage.removeItem(EPISODE_KEY);
+  renderState();
+  renderHistory();
+}
+
+function readResetOpts(): ResetOpts {
+  const opts: ResetOpts = {};
+  const policy = el<HTMLSelectElement>("opt-policy").value;
+  if (policy === "full" || policy === "openenv") opts.policy = policy;
+  const imports = el<HTMLInputElement>("opt-imports")
+    .value.split(/[\s,]+/)
+    .filter((name) => name !== "");
+  if (imports.length > 0) opts.additional_imports = imports;
+  const timeoutText = el<HTMLInputElement>("opt-timeout").value.trim();
+  if (timeoutText !== "") {
+    const timeout = Number(timeoutText);
+    if (!Number.isFinite(timeout) || timeout <= 0) {
+      throw new ApiError(0, "bad_request", "the step timeout must be a number of seconds greater than 0.");
+    }
+    opts.step_timeout_s = timeout;
+  }
+  return opts;
+}
+
+async function resetEpisode(): Promise<void> {
+  const result = await api.reset(readResetOpts());
+  forkedFrom = undefined;
+  steps = [];
+  adopt(result);
+  renderObservation(result.observation, result, `New episode ${result.episode_id} started.`);
+  renderHistory();
+  await refreshState();
+}
+
+async function refreshState(): Promise<void> {
+  if (!episodeId) return;
+  try {
+    const state = await api.state(episodeId);
+    renderPolicy(state);
+  } catch {
+    // The policy line is a nicety; the step itself already succeeded.
+  }
+}
+
+function newRequestId(): string {
+  // randomUUID exists only in secure contexts (https, localhost); the fallback is unique enough for retries.
+  if (typeof crypto.randomUUID === "function") return crypto.randomUUID();
+  return `web-${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+}
+
+async function doStep(): Promise<void> {
+  await run("Running…", async () => {
+    if (!episodeId) await resetEpisode();
+    const id = episodeId;
+    if (!id) return;
+    const code = editor.state.doc.toString();
+    const startedAt = new Date().toISOString();
+    const result = await api.step(id, code, newRequestId());
+    adopt(result);
+    steps.push({
+      step: result.step_count,
+      code,
+      observation: result.observation,
+      reward: result.reward,
+      done: result.done,
+      metadata: result.metadata,
+      info: result.info,
+      started_at: startedAt,
+      duration_ms: result.info?.duration_ms,
+    });
+    renderObservation(result.observation, result);
+    renderHistory();
+  });
+}
+
+async function doFork(): Promise<void> {
+  await run("Forking…", async () => {
+    const source = episodeId;
+    if (!source) return;
+    const result = await api.fork(source);
+    adopt(result);
+    forkedFrom = result.forked_from ?? source;
+    const history = await api.history(result.episode_id);
+    steps = history.steps;
+    renderObservation(
+      result.observation,
+      result,
+      `Now in a copy of episode ${forkedFrom}: same variables and history; the original is unchanged.`,
+    );
+    renderHistory();
+    await refreshState();
+  });
+}
+
+async function doDownload(): Promise<void> {
+  await run("Preparing download…", async () => {
+    const id = episodeId;
+    if (!id) return;
+    const jsonl = await api.historyJsonl(id);
+    const url = URL.createObjectURL(new Blob([jsonl], { type: "application/x-ndjson" }));
+    const link = document.createElement("a");
+    link.href = url;
+    link.download = `${id}.jsonl`;
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  });
+}
+
+/** Loads an episode (by id, or the cookie's when undefined) with its history; false when it is gone. */
+async function loadEpisode(id: string | undefined): Promise<boolean> {
+  let state: EpisodeState;
+  try {
+    state = await api.state(id);
+  } catch (err) {
+    if (err instanceof ApiError && (err.code === "episode_not_found" || err.code === "episode_required")) {
+      return false;
+    }
+    throw err;
+  }
+  const history = await api.history(state.episode_id);
+  episodeId = state.episode_id;
+  stepCount = state.step_count;
+  lastExitCode = state.step_count > 0 ? state.last_exit_code : undefined;
+  steps = history.steps;
+  localStorage.setItem(EPISODE_KEY, state.episode_id);
+  renderPolicy(state);
+  const last = steps.at(-1);
+  if (last) {
+    renderObservation(last.observation, last, `Resumed episode ${state.episode_id} (last step shown).`);
+  } else {
+    renderObservation(
+      { stdout: "", stderr: "", exit_code: 0 },
+      { reward: 0, done: false },
+      `Resumed episode ${state.episode_id} (no steps yet).`,
+    );
+  }
+  renderHistory();
+  return true;
+}
+
+/** Resume after reload: the remembered episode first, then the cookie's. */
+async function resume(): Promise<void> {
+  await run("Loading episode…", async () => {
+    const remembered = localStorage.getItem(EPISODE_KEY) ?? undefined;
+    if (remembered && (await loadEpisode(remembered))) return;
+    if (remembered) localStorage.removeItem(EPISODE_KEY);
+    await loadEpisode(undefined);
+  });
+}
+
+// ---- wiring ----
+function wire(): void {
+  el("step").addEventListener("click", () => void doStep());
+  el("reset").addEventListener("click", () => void run("Resetting…", resetEpisode));
+  el("fork").addEventListener("click", () => void doFork());
+  el("download").addEventListener("click", () => void doDownload());
+  el("error-dismiss").addEventListener("click", () => {
+    clearError();
+    setStatus(episodeId ? "ready" : "idle");
+  });
+  // Ctrl/Cmd+Enter steps from anywhere on the page (the editor has its own binding).
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && !event.defaultPrevented) {
+      event.preventDefault();
+      void doStep();
+    }
+  });
+  for (const link of document.querySelectorAll<HTMLAnchorElement>("a[data-href]")) {
+    link.href = basePath + (link.dataset.href ?? "");
+  }
+  el("auth-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const key = el<HTMLInputElement>("api-key").value.trim();
+    if (!key) return;
+    storeKey(key, el<HTMLInputElement>("api-key-remember").checked);
+    el<HTMLInputElement>("api-key").value = "";
+    el<HTMLInputElement>("api-key").placeholder = "key saved (enter a new one to replace it)";
+    clearError();
+    void resume();
+  });
+  el("api-key-forget").addEventListener("click", () => {
+    sessionStorage.removeItem(API_KEY_KEY);
+    localStorage.removeItem(API_KEY_KEY);
+    el<HTMLInputElement>("api-key").placeholder = "ce_…";
+    setStatus("key");
+  });
+}
+
+async function boot(): Promise<void> {
+  wire();
+  renderState();
+  renderHistory();
+  try {
+    const health = await api.health();
+    authRequired = health.auth_required === true;
+  } catch (err) {
+    showError(err);
+    return;
+  }
+  el("auth").hidden = !authRequired;
+  if (authRequired && localStorage.getItem(API_KEY_KEY))
+    el<HTMLInputElement>("api-key-remember").checked = true;
+  if (authRequired && !storedKey()) {
+    setStatus("key");
+    return;
+  }
+  if (authRequired) el<HTMLInputElement>("api-key").placeholder = "key saved (enter a new one to replace it)";
+  await resume();
+}
+
+void boot();

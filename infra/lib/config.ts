@@ -1,0 +1,145 @@
+import { RemovalPolicy } from "aws-cdk-lib";
+import * as logs from "aws-cdk-lib/aws-logs";
+import * as sns from "aws-cdk-lib/aws-sns";
+import type { Construct } from "constructs";
+import type { CodingEnvironmentProps } from "./coding-environment.js";
+
+/** Prefix of every CDK context key this app reads (`cdk deploy -c coding-env:executorMemoryMb=2048`). */
+export const CONTEXT_PREFIX = "coding-env:";
+
+/**
+ * The context keys the app understands, and what each sets. Values given with `-c` arrive as
+ * strings; values in `cdk.json` may be JSON numbers or booleans. Both are accepted.
+ */
+export const CONTEXT_KEYS = {
+  stackName: "CloudFormation stack name (default CodingEnv)",
+  executorMemoryMb: "executor memory in MB (default 1024)",
+  executorReservedConcurrency: "executor reserved concurrency (default none)",
+  executorInternetAccess: "true gives user code internet access (default false: isolated VPC)",
+  defaultStepTimeoutSeconds: "per-step timeout when a request asks none (default 25)",
+  maxStepTimeoutSeconds: "largest per-step timeout, at most 25 (default 25)",
+  apiMemoryMb: "API function memory in MB (default 512)",
+  authRequired: "false turns API keys off (default true)",
+  apiRateLimit: "HTTP API steady requests per second (default 50)",
+  apiBurstLimit: "HTTP API burst (default 100)",
+  logRetentionDays: "CloudWatch log retention in days, one of CloudWatch's values (default 30)",
+  deletionProtection: "DynamoDB deletion protection (default true)",
+  retainTable: "keep the table when the stack is deleted (default true)",
+  alarmTopicArn: "SNS topic ARN the alarms notify (default none)",
+  api5xxAlarmPercent: "API 5xx percentage that raises the alarm (default 5)",
+  logLevel: "API log level DEBUG|INFO|WARN|ERROR (default INFO)",
+  nag: "false skips the cdk-nag AwsSolutions checks during synth (default true)",
+} as const;
+
+export type ContextKey = keyof typeof CONTEXT_KEYS;
+
+/** A context value that cannot be used, named after the `-c` key that carried it. */
+export class ContextValueError extends Error {
+  constructor(key: string, message: string) {
+    super(`context ${CONTEXT_PREFIX}${key}: ${message}`);
+    this.name = "ContextValueError";
+  }
+}
+
+/** What the app reads from context: the stack's name, the construct's props, whether to run cdk-nag. */
+export interface AppConfig {
+  readonly stackName: string;
+  readonly nag: boolean;
+  /** Everything except the alarm topic (a construct, made inside the stack from `alarmTopicArn`). */
+  readonly environment: Omit<CodingEnvironmentProps, "alarmTopic">;
+  readonly alarmTopicArn?: string;
+}
+
+function parseNumber(key: string, raw: unknown): number {
+  const value =
+    typeof raw === "number" ? raw : typeof raw === "string" && raw.trim() !== "" ? Number(raw) : Number.NaN;
+  if (!Number.isFinite(value))
+    throw new ContextValueError(key, `expected a number, got ${JSON.stringify(raw)}`);
+  return value;
+}
+
+function parseBoolean(key: string, raw: unknown): boolean {
+  if (raw === true || raw === "true") return true;
+  if (raw === false || raw === "false") return false;
+  throw new ContextValueError(key, `expected true or false, got ${JSON.stringify(raw)}`);
+}
+
+function parseString(key: string, raw: unknown): string {
+  if (typeof raw !== "string" || raw === "")
+    throw new ContextValueError(key, `expected a string, got ${JSON.stringify(raw)}`);
+  return raw;
+}
+
+/**
+ * Reads the `coding-env:*` context of `scope` (cdk.json `context`, `-c` flags). Unknown
+ * `coding-env:` keys are refused, so a typo fails the synth instead of being silently ignored.
+ */
+export function readAppConfig(scope: Construct): AppConfig {
+  const all = scope.node.getAllContext() as Record<string, unknown>;
+  for (const fullKey of Object.keys(all)) {
+    if (!fullKey.startsWith(CONTEXT_PREFIX)) continue;
+    const key = fullKey.slice(CONTEXT_PREFIX.length);
+    if (!Object.hasOwn(CONTEXT_KEYS, key)) {
+      throw new ContextValueError(key, `unknown key; known keys: ${Object.keys(CONTEXT_KEYS).join(", ")}`);
+    }
+  }
+  const get = (key: ContextKey): unknown => all[CONTEXT_PREFIX + key];
+  const num = (key: ContextKey) => (get(key) === undefined ? undefined : parseNumber(key, get(key)));
+  const bool = (key: ContextKey) => (get(key) === undefined ? undefined : parseBoolean(key, get(key)));
+  const str = (key: ContextKey) => (get(key) === undefined ? undefined : parseString(key, get(key)));
+
+  let logRetention: logs.RetentionDays | undefined;
+  const retentionDays = num("logRetentionDays");
+  if (retentionDays !== undefined) {
+    const allowed = Object.values(logs.RetentionDays).filter((v): v is number => typeof v === "number");
+    if (!allowed.includes(retentionDays)) {
+      throw new ContextValueError(
+        "logRetentionDays",
+        `${retentionDays} is not a CloudWatch retention; use one of ${allowed.join(", ")}`,
+      );
+    }
+    logRetention = retentionDays as logs.RetentionDays;
+  }
+  const logLevel = str("logLevel");
+  if (logLevel !== undefined && !["DEBUG", "INFO", "WARN", "ERROR"].includes(logLevel)) {
+    throw new ContextValueError(
+      "logLevel",
+      `expected DEBUG, INFO, WARN or ERROR, got ${JSON.stringify(logLevel)}`,
+    );
+  }
+  const retainTable = bool("retainTable");
+  const rateLimit = num("apiRateLimit");
+  const burstLimit = num("apiBurstLimit");
+  const alarmTopicArn = str("alarmTopicArn");
+  if (alarmTopicArn !== undefined && !/^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]+$/.test(alarmTopicArn)) {
+    throw new ContextValueError("alarmTopicArn", `not an SNS topic ARN: ${JSON.stringify(alarmTopicArn)}`);
+  }
+
+  const environment: Omit<CodingEnvironmentProps, "alarmTopic"> = {
+    executorMemoryMb: num("executorMemoryMb"),
+    executorReservedConcurrency: num("executorReservedConcurrency"),
+    executorInternetAccess: bool("executorInternetAccess"),
+    defaultStepTimeoutSeconds: num("defaultStepTimeoutSeconds"),
+    maxStepTimeoutSeconds: num("maxStepTimeoutSeconds"),
+    apiMemoryMb: num("apiMemoryMb"),
+    authRequired: bool("authRequired"),
+    apiThrottle: rateLimit === undefined && burstLimit === undefined ? undefined : { rateLimit, burstLimit },
+    logRetention,
+    deletionProtection: bool("deletionProtection"),
+    tableRemovalPolicy:
+      retainTable === undefined ? undefined : retainTable ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY,
+    api5xxAlarmPercent: num("api5xxAlarmPercent"),
+    logLevel: logLevel as CodingEnvironmentProps["logLevel"],
+  };
+  return {
+    stackName: str("stackName") ?? "CodingEnv",
+    nag: bool("nag") ?? true,
+    environment,
+    alarmTopicArn,
+  };
+}
+
+/** The SNS topic of `alarmTopicArn`, imported (not created) in `scope`. */
+export function importAlarmTopic(scope: Construct, arn: string | undefined): sns.ITopic | undefined {
+  return arn === undefined ? undefined : sns.Topic.fromTopicArn(scope, "AlarmTopic", arn);
+}

@@ -1,0 +1,141 @@
+import { createServer, request as httpRequest, type IncomingHttpHeaders, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { inject } from "vitest";
+import "./provided-context.js";
+
+/** The URL of the real local stack started by the root globalSetup. */
+export function stackUrl(): string {
+  return inject("baseUrl");
+}
+
+/** One request seen by {@link ForwardingProxy}. */
+export interface ProxiedExchange {
+  readonly method: string;
+  readonly path: string;
+  readonly requestBody: string;
+  /** The upstream's status (also when the response was dropped on the way back). */
+  readonly status: number;
+  readonly responseHeaders: IncomingHttpHeaders;
+  /** The upstream answered, but the proxy cut the client's connection instead of relaying it. */
+  readonly dropped: boolean;
+}
+
+/** Options of {@link startForwardingProxy}. */
+export interface ForwardingProxyOpts {
+  /** Called once per request after the upstream answered; `true` drops that answer. */
+  readonly shouldDrop?: (method: string, path: string, dropsSoFar: number) => boolean;
+}
+
+/** A real HTTP proxy in front of the stack that records every exchange and can drop answers. */
+export interface ForwardingProxy {
+  readonly url: string;
+  readonly exchanges: ProxiedExchange[];
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a proxy on a free port forwarding to `upstream`. A dropped answer is the realistic
+ * failure this simulates: the server ran the request and committed, the client never heard back.
+ */
+export async function startForwardingProxy(
+  upstream: string,
+  opts: ForwardingProxyOpts = {},
+): Promise<ForwardingProxy> {
+  const target = new URL(upstream);
+  const exchanges: ProxiedExchange[] = [];
+  let drops = 0;
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (chunk: Buffer) => chunks.push(chunk));
+    req.on("end", () => {
+      const requestBody = Buffer.concat(chunks);
+      const upstreamReq = httpRequest(
+        {
+          host: target.hostname,
+          port: target.port,
+          method: req.method,
+          path: req.url,
+          headers: { ...req.headers, host: target.host },
+        },
+        (upstreamRes) => {
+          const body: Buffer[] = [];
+          upstreamRes.on("data", (chunk: Buffer) => body.push(chunk));
+          upstreamRes.on("end", () => {
+            const method = req.method ?? "GET";
+            const path = req.url ?? "/";
+            const drop = opts.shouldDrop?.(method, path, drops) ?? false;
+            exchanges.push({
+              method,
+              path,
+              requestBody: requestBody.toString("utf8"),
+              status: upstreamRes.statusCode ?? 0,
+              responseHeaders: upstreamRes.headers,
+              dropped: drop,
+            });
+            if (drop) {
+              drops++;
+              req.socket.destroy();
+              return;
+            }
+            res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);
+            res.end(Buffer.concat(body));
+          });
+        },
+      );
+      upstreamReq.on("error", () => req.socket.destroy());
+      upstreamReq.end(requestBody);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    exchanges,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** A canned HTTP answer for {@link startFakeServer}. */
+export interface CannedResponse {
+  readonly status: number;
+  readonly headers?: Record<string, string>;
+  readonly body: string;
+}
+
+/**
+ * A real HTTP server answering canned responses in turn, for failures the local stack cannot
+ * produce on demand (quota 429s, gateway 502/503 pages). Tests using it say "fake server".
+ */
+export async function startFakeServer(
+  responses: readonly CannedResponse[],
+): Promise<{ url: string; hits: string[]; close(): Promise<void> }> {
+  const hits: string[] = [];
+  const server = createServer((req, res) => {
+    req.resume();
+    req.on("end", () => {
+      const canned = responses[Math.min(hits.length, responses.length - 1)];
+      hits.push(`${req.method} ${req.url}`);
+      if (canned === undefined) {
+        res.writeHead(500).end();
+        return;
+      }
+      res.writeHead(canned.status, { "content-type": "application/json", ...canned.headers });
+      res.end(canned.body);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    hits,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}

@@ -1,0 +1,179 @@
+import { afterEach, describe, expect, it } from "vitest";
+import {
+  CodingEnv,
+  ConflictError,
+  DEFAULT_RETRY,
+  errorFromResponse,
+  NetworkError,
+  NotFoundError,
+  TimeoutError,
+} from "../src/index.js";
+import { resolveRetry, retryDelayMs } from "../src/retry.js";
+import { type ForwardingProxy, stackUrl, startForwardingProxy } from "./helpers.js";
+
+const cleanup: Array<() => Promise<unknown>> = [];
+afterEach(async () => {
+  await Promise.all(cleanup.splice(0).map((fn) => fn().catch(() => undefined)));
+});
+
+async function proxy(shouldDrop?: (method: string, path: string, drops: number) => boolean) {
+  const started: ForwardingProxy = await startForwardingProxy(stackUrl(), shouldDrop ? { shouldDrop } : {});
+  cleanup.push(() => started.close());
+  return started;
+}
+
+function stepBodies(p: ForwardingProxy) {
+  return p.exchanges
+    .filter((e) => e.method === "POST" && e.path === "/step")
+    .map((e) => ({ ...e, body: JSON.parse(e.requestBody) as { request_id: string } }));
+}
+
+describe("retries through a real proxy in front of the stack", () => {
+  it("a dropped step response is retried with the same request_id and the code runs once", async () => {
+    // Prepare: a counter in the episode, and a proxy that drops the first /step answer after the
+    // server has run and committed it.
+    const p = await proxy((method, path, drops) => method === "POST" && path === "/step" && drops === 0);
+    const env = new CodingEnv({ baseUrl: p.url, retry: { initialDelayMs: 10 } });
+    cleanup.push(() => env.close());
+    await env.reset();
+
+    // Act
+    const result = await env.step("counter = globals().get('counter', 0) + 1\ncounter");
+
+    // Assess: two attempts reached the server with one request_id; the second was a replay.
+    const steps = stepBodies(p);
+    expect(steps).toHaveLength(2);
+    expect(steps[0]?.dropped).toBe(true);
+    expect(steps[0]?.status).toBe(200);
+    expect(steps[1]?.body.request_id).toBe(steps[0]?.body.request_id);
+    expect(steps[1]?.responseHeaders["idempotent-replayed"]).toBe("true");
+    expect(result.observation.stdout).toBe("1");
+    const check = await env.step("counter");
+    expect(check.observation.stdout).toBe("1");
+    expect((await env.state()).step_count).toBe(2);
+  });
+
+  it("without retries the dropped response surfaces as a NetworkError (control)", async () => {
+    const p = await proxy((method, path) => method === "POST" && path === "/step");
+    const env = new CodingEnv({ baseUrl: p.url, retry: false });
+    await env.reset();
+    cleanup.push(() => new CodingEnv({ baseUrl: stackUrl(), episodeId: env.episodeId }).close());
+
+    const error = await env.step("1").catch((err: unknown) => err);
+
+    expect(error).toBeInstanceOf(NetworkError);
+    expect(stepBodies(p)).toHaveLength(1);
+  });
+
+  it("concurrent steps on one episode: with retries off one gets ConflictError, the other commits alone", async () => {
+    const env = new CodingEnv({ baseUrl: stackUrl(), retry: false });
+    cleanup.push(() => env.close());
+    await env.reset();
+    await env.step("import time\nn = 0");
+
+    // Which one loses depends on the server (lock at start or version check at commit): accept both.
+    const outcomes = await Promise.allSettled([
+      env.step("time.sleep(1.5)\nn += 1"),
+      new Promise((resolve) => setTimeout(resolve, 300)).then(() => env.step("n += 10")),
+    ]);
+
+    const rejected = outcomes.filter((o) => o.status === "rejected");
+    expect(rejected).toHaveLength(1);
+    const conflict = (rejected[0] as PromiseRejectedResult).reason as ConflictError;
+    expect(conflict).toBeInstanceOf(ConflictError);
+    expect(conflict.status).toBe(409);
+    expect(conflict.retryAfterMs).toBe(1000);
+    const committed = outcomes[0]?.status === "fulfilled" ? "1" : "10";
+    expect((await env.step("n")).observation.stdout).toBe(committed);
+    expect((await env.state()).step_count).toBe(3);
+  });
+
+  it("concurrent steps with the default policy: the 409 is retried after Retry-After and both run once", async () => {
+    const p = await proxy();
+    const env = new CodingEnv({ baseUrl: p.url });
+    cleanup.push(() => env.close());
+    await env.reset();
+    await env.step("import time\nn = 0");
+
+    const [slow, fast] = await Promise.all([
+      env.step("time.sleep(1.5)\nn += 1"),
+      new Promise((resolve) => setTimeout(resolve, 300)).then(() => env.step("n += 10")),
+    ]);
+
+    expect(slow.observation.exit_code).toBe(0);
+    expect(fast.observation.exit_code).toBe(0);
+    expect(stepBodies(p).some((e) => e.status === 409)).toBe(true);
+    expect((await env.step("n")).observation.stdout).toBe("11");
+  });
+
+  it("a client timeout is a TimeoutError (retries off)", async () => {
+    const env = new CodingEnv({ baseUrl: stackUrl(), timeoutMs: 500, retry: false });
+    await env.reset();
+    cleanup.push(() => new CodingEnv({ baseUrl: stackUrl(), episodeId: env.episodeId }).close());
+
+    const error = await env.step("import time\ntime.sleep(3)").catch((err: unknown) => err);
+
+    expect(error).toBeInstanceOf(TimeoutError);
+    expect(error).toMatchObject({ status: 0, code: "client_timeout" });
+  });
+
+  it("a user abort signal stops the call and is not retried", async () => {
+    const p = await proxy();
+    const env = new CodingEnv({ baseUrl: p.url });
+    cleanup.push(() => env.close());
+    await env.reset();
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(new Error("stop")), 200);
+
+    const error = await env.step("import time\ntime.sleep(2)", { signal: controller.signal }).catch((e) => e);
+
+    expect(error).toMatchObject({ message: "stop" });
+    expect(stepBodies(p)).toHaveLength(1);
+  });
+});
+
+describe("retry policy decisions", () => {
+  const policy = resolveRetry({ initialDelayMs: 100, maxDelayMs: 1_000, maxRetries: 3 });
+  const err = (status: number, retryAfter: string | null = null) =>
+    errorFromResponse(status, { error: { code: "x", message: "m" } }, retryAfter);
+
+  it("honours Retry-After on 409 and 429, and gives up when it is longer than maxRetryAfterMs", () => {
+    expect(retryDelayMs(policy, err(409, "1"), 0, false)).toBe(1000);
+    expect(retryDelayMs(policy, err(429, "2"), 0, false)).toBe(2000);
+    expect(retryDelayMs(policy, err(429, "86400"), 0, false)).toBeUndefined();
+  });
+
+  it("retries 5xx and network errors only for idempotent calls", () => {
+    const network = new NetworkError("down", { status: 0, code: "network_error" });
+    expect(retryDelayMs(policy, err(502), 0, true)).toBeGreaterThanOrEqual(50);
+    expect(retryDelayMs(policy, err(502), 0, false)).toBeUndefined();
+    expect(retryDelayMs(policy, network, 0, true)).toBeGreaterThanOrEqual(50);
+    expect(retryDelayMs(policy, network, 0, false)).toBeUndefined();
+  });
+
+  it("never retries 4xx other than 409/429, and stops after maxRetries", () => {
+    expect(retryDelayMs(policy, err(404), 0, true)).toBeUndefined();
+    expect(retryDelayMs(policy, err(422), 0, true)).toBeUndefined();
+    expect(err(404)).toBeInstanceOf(NotFoundError);
+    expect(retryDelayMs(policy, err(503), 3, true)).toBeUndefined();
+  });
+
+  it("backs off exponentially with jitter, capped at maxDelayMs", () => {
+    const low = () => 0;
+    const high = () => 1;
+    expect(retryDelayMs(policy, err(500), 0, true, low)).toBe(50);
+    expect(retryDelayMs(policy, err(500), 0, true, high)).toBe(100);
+    expect(retryDelayMs(policy, err(500), 2, true, high)).toBe(400);
+    expect(retryDelayMs(policy, err(500), 2, true, low)).toBe(200);
+    const capped = resolveRetry({ initialDelayMs: 100, maxDelayMs: 300, maxRetries: 10 });
+    expect(retryDelayMs(capped, err(500), 6, true, high)).toBe(300);
+  });
+
+  it("can be switched off per kind, or entirely", () => {
+    const noConflict = resolveRetry({ retryOnConflict: false });
+    expect(retryDelayMs(noConflict, err(409, "1"), 0, true)).toBeUndefined();
+    expect(resolveRetry(false).maxRetries).toBe(0);
+    expect(resolveRetry(undefined)).toEqual(DEFAULT_RETRY);
+    expect(() => resolveRetry({ maxRetries: -1 })).toThrow(RangeError);
+  });
+});

@@ -1,0 +1,477 @@
+// The HTTP API: one Hono app, served by @hono/node-server locally and hono/aws-lambda in AWS.
+// Thin handlers over the episode service (core/). Bodies are parsed and validated here (so that
+// malformed JSON is a 400 and a wrong shape a 422 with FastAPI's `detail`), the routes are
+// registered in the OpenAPI document from the same zod schemas, and one `onError` turns every
+// error into `{"error":{"code","message","details"?}}` without internals.
+import { OpenAPIHono, z } from "@hono/zod-openapi";
+import type { Context } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { getCookie, setCookie } from "hono/cookie";
+import type { ApiConfig } from "./config.js";
+import type { EpisodeService } from "./core/episodes.js";
+import {
+  ApiError,
+  EpisodeNotFoundError,
+  EpisodeRequiredError,
+  InternalError,
+  InvalidJsonError,
+  MethodNotAllowedError,
+  NotFoundError,
+  PayloadTooLargeError,
+  UnauthorizedError,
+  ValidationError,
+  type ValidationIssue,
+} from "./core/errors.js";
+
+export const EPISODE_COOKIE = "coding_env_episode";
+const EPISODE_ID_PATTERN = /^[A-Za-z0-9._:-]{1,255}$/;
+const MODULE_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/;
+
+// ---- Schemas (wire names) -------------------------------------------------------------------
+
+export const CodeActionSchema = z
+  .object({
+    code: z.string().describe("Python source to run in the episode."),
+    metadata: z.record(z.string(), z.unknown()).optional(),
+  })
+  .openapi("CodeAction");
+
+export const CodeObservationSchema = z
+  .object({
+    stdout: z.string().default(""),
+    stderr: z.string().default(""),
+    exit_code: z.number().int().default(0),
+  })
+  .openapi("CodeObservation");
+
+export const CodeStateSchema = z
+  .object({
+    episode_id: z.string().nullable(),
+    step_count: z.number().int().min(0),
+    last_exit_code: z.number().int(),
+    policy: z.enum(["openenv", "full"]).optional(),
+    additional_imports: z.array(z.string()).optional(),
+    step_timeout_s: z.number().optional(),
+    ttl_s: z.number().optional(),
+    seed: z.number().int().optional(),
+    forked_from: z.string().optional(),
+    created_at: z.string().optional(),
+    updated_at: z.string().optional(),
+    expires_at: z.string().optional(),
+  })
+  .openapi("CodeState");
+
+const EpisodeIdSchema = z
+  .string()
+  .regex(EPISODE_ID_PATTERN, "episode_id must be 1..255 characters of [A-Za-z0-9._:-]");
+
+export const ResetRequestSchema = z
+  .object({
+    seed: z.number().int().min(0).nullish(),
+    episode_id: EpisodeIdSchema.nullish(),
+    policy: z.enum(["openenv", "full"]).nullish().describe('"openenv" (default): the reference allow-list.'),
+    additional_imports: z
+      .array(z.string().regex(MODULE_NAME_PATTERN, "not a module name").max(255))
+      .max(256)
+      .nullish(),
+    step_timeout_s: z.number().positive().nullish(),
+    ttl_s: z.number().int().positive().nullish(),
+  })
+  .openapi("ResetRequest");
+
+export const StepRequestSchema = z
+  .object({
+    action: CodeActionSchema,
+    timeout_s: z.number().positive().nullish(),
+    request_id: z.string().min(1).max(255).nullish(),
+    episode_id: z.string().nullish(),
+  })
+  .openapi("StepRequest");
+
+export const StepResponseSchema = z
+  .object({
+    observation: CodeObservationSchema,
+    reward: z.number().nullable(),
+    done: z.boolean(),
+    metadata: z.record(z.string(), z.unknown()).optional(),
+    episode_id: z.string(),
+    step_count: z.number().int(),
+    info: z.record(z.string(), z.unknown()).optional(),
+    forked_from: z.string().optional(),
+  })
+  .openapi("StepResponse");
+
+export const ErrorResponseSchema = z
+  .object({
+    error: z.object({
+      code: z.string(),
+      message: z.string(),
+      details: z.record(z.string(), z.unknown()).optional(),
+    }),
+    detail: z
+      .array(z.object({ loc: z.array(z.union([z.string(), z.number()])), msg: z.string(), type: z.string() }))
+      .optional(),
+  })
+  .openapi("Error");
+
+// ---- App ------------------------------------------------------------------------------------
+
+export interface WebAsset {
+  readonly contentType: string;
+  readonly body: string;
+}
+
+/** Dependencies of {@link createApp}. */
+export interface AppDeps {
+  readonly episodes: EpisodeService;
+  readonly config: ApiConfig;
+  /** Maps an API key to its tenant (`null`: unknown or revoked). Needed when `config.authRequired`. */
+  readonly authenticate?: (apiKey: string) => Promise<string | null>;
+  /** The HumanAgent page and Swagger UI assets, keyed by URL path. @default {} */
+  readonly webAssets?: Readonly<Record<string, WebAsset>>;
+  /** Version reported by `/metadata`. @default "0.1.0" */
+  readonly version?: string;
+}
+
+type Env = { Variables: { tenantId: string } };
+
+const PUBLIC_GET_PATHS = new Set(["/health", "/docs", "/openapi.json", "/schema", "/metadata"]);
+
+function zodIssues(error: z.ZodError, root: string): ValidationIssue[] {
+  return error.issues.map((i) => ({
+    loc: [root, ...i.path.map((p) => (typeof p === "number" ? p : String(p)))],
+    msg: i.message,
+    type: i.code,
+  }));
+}
+
+function parseWith<T extends z.ZodType>(schema: T, value: unknown): z.infer<T> {
+  const out = schema.safeParse(value);
+  if (!out.success) throw new ValidationError(zodIssues(out.error, "body"));
+  return out.data;
+}
+
+async function readJsonBody(c: Context, allowEmpty: boolean): Promise<unknown> {
+  const text = await c.req.text();
+  if (text.trim() === "") {
+    if (allowEmpty) return {};
+    throw new ValidationError([{ loc: ["body"], msg: "Field required", type: "missing" }]);
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new InvalidJsonError();
+  }
+}
+
+/** Drops `null`/`undefined` members so optional wire fields map to absent options. */
+function defined<T extends Record<string, unknown>>(o: T): { [K in keyof T]?: Exclude<T[K], null> } {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== null && v !== undefined)) as {
+    [K in keyof T]?: Exclude<T[K], null>;
+  };
+}
+
+/** Replaces lone UTF-16 surrogates (valid in JSON, not in UTF-8) with U+FFFD. */
+function wellFormed(s: string): string {
+  return s.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, "\uFFFD");
+}
+
+function checkEpisodeId(id: string): string {
+  // Ids that cannot exist (too long, odd characters) are simply not found.
+  if (!EPISODE_ID_PATTERN.test(id))
+    throw new EpisodeNotFoundError(id.length > 64 ? `${id.slice(0, 64)}…` : id);
+  return id;
+}
+
+/** The episode of a request: body `episode_id`, query `episode_id`, `X-Episode-Id`, then the cookie. */
+function resolveEpisodeId(c: Context, bodyId: string | null | undefined): string {
+  const id =
+    bodyId ?? c.req.query("episode_id") ?? c.req.header("x-episode-id") ?? getCookie(c, EPISODE_COOKIE);
+  if (id === undefined || id === "") throw new EpisodeRequiredError();
+  return checkEpisodeId(id);
+}
+
+function errorBody(err: ApiError): Record<string, unknown> {
+  const body: Record<string, unknown> = {
+    error: { code: err.code, message: err.message, ...(err.details ? { details: err.details } : {}) },
+  };
+  if (err instanceof ValidationError) body.detail = err.issues;
+  return body;
+}
+
+function docsPage(): string {
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>coding-env API</title>
+<link rel="stylesheet" href="/docs/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/docs/swagger-ui-bundle.js"></script>
+<script>window.ui = SwaggerUIBundle({ url: "/openapi.json", dom_id: "#swagger-ui" });</script>
+</body></html>`;
+}
+
+/**
+ * Builds the API.
+ *
+ * @example
+ * const app = createApp({ episodes, config });
+ * serve({ fetch: app.fetch, port: 8000 });
+ */
+export function createApp(deps: AppDeps): OpenAPIHono<Env> {
+  const { episodes, config } = deps;
+  const app = new OpenAPIHono<Env>();
+
+  app.onError((err, c) => {
+    let apiErr: ApiError;
+    if (err instanceof ApiError) apiErr = err;
+    else if ((err as { status?: number }).status === 413)
+      apiErr = new PayloadTooLargeError("Request body too large.");
+    else {
+      console.error(
+        JSON.stringify({ level: "ERROR", message: "unhandled", error: String(err), stack: err.stack }),
+      );
+      apiErr = new InternalError();
+    }
+    for (const [k, v] of Object.entries(apiErr.headers ?? {})) c.header(k, v);
+    return c.json(errorBody(apiErr), apiErr.status as 400);
+  });
+  app.notFound(() => {
+    throw new NotFoundError("No such route.");
+  });
+
+  app.use(
+    "*",
+    bodyLimit({
+      maxSize: config.maxBodyBytes,
+      onError: () => {
+        throw new PayloadTooLargeError(`Request body over ${config.maxBodyBytes} bytes.`, {
+          limit_bytes: config.maxBodyBytes,
+        });
+      },
+    }),
+  );
+
+  // resolveTenant: the one place that decides whose request this is.
+  app.use("*", async (c, next) => {
+    const path = c.req.path;
+    const isPublic =
+      c.req.method === "GET" &&
+      (PUBLIC_GET_PATHS.has(path) ||
+        path === "/web" ||
+        path.startsWith("/web/") ||
+        path.startsWith("/docs/"));
+    if (!config.authRequired) {
+      c.set("tenantId", "local");
+    } else if (!isPublic) {
+      const auth = c.req.header("authorization");
+      const key = auth?.match(/^Bearer\s+(.+)$/i)?.[1]?.trim() ?? c.req.header("x-api-key")?.trim();
+      if (!key || !deps.authenticate || key.length > 512) throw new UnauthorizedError();
+      const tenant = await deps.authenticate(key);
+      if (!tenant) throw new UnauthorizedError();
+      c.set("tenantId", tenant);
+    }
+    await next();
+  });
+
+  // ---- OpenEnv endpoints ----
+  app.get("/health", (c) => c.json({ status: "healthy", auth_required: config.authRequired }));
+
+  app.get("/schema", (c) =>
+    c.json({
+      action: z.toJSONSchema(CodeActionSchema),
+      observation: z.toJSONSchema(CodeObservationSchema),
+      state: z.toJSONSchema(CodeStateSchema),
+    }),
+  );
+
+  app.get("/metadata", (c) =>
+    c.json({
+      name: "coding_env",
+      description:
+        "A Python code execution environment that runs arbitrary Python code and returns results (OpenEnv coding_env compatible; many episodes, durable state).",
+      version: deps.version ?? "0.1.0",
+      author: "coding-env",
+      documentation_url: "/docs",
+    }),
+  );
+
+  app.post("/reset", async (c) => {
+    const body = parseWith(ResetRequestSchema, await readJsonBody(c, true));
+    const opts = defined(body);
+    const res = await episodes.reset(c.get("tenantId"), {
+      ...opts,
+      ...(opts.additional_imports ? { additional_imports: opts.additional_imports } : {}),
+    });
+    setCookie(c, EPISODE_COOKIE, res.episode_id, { path: "/", httpOnly: true, sameSite: "Lax" });
+    return c.json(res);
+  });
+
+  app.post("/step", async (c) => {
+    const raw = await readJsonBody(c, false);
+    const body = parseWith(StepRequestSchema, raw);
+    const episodeId = resolveEpisodeId(c, body.episode_id);
+    const { body: res, replayed } = await episodes.step(c.get("tenantId"), episodeId, {
+      code: wellFormed(body.action.code),
+      ...(body.timeout_s != null ? { timeout_s: body.timeout_s } : {}),
+      ...(body.request_id != null ? { request_id: wellFormed(body.request_id) } : {}),
+    });
+    if (replayed) c.header("Idempotent-Replayed", "true");
+    return c.json(res);
+  });
+
+  app.get("/state", async (c) => {
+    const id = resolveEpisodeId(c, undefined);
+    return c.json(await episodes.state(c.get("tenantId"), id));
+  });
+
+  // ---- Episode resources ----
+  app.get("/episodes/:id", async (c) =>
+    c.json(await episodes.state(c.get("tenantId"), checkEpisodeId(c.req.param("id")))),
+  );
+
+  app.get("/episodes/:id/history", async (c) => {
+    const history = await episodes.history(c.get("tenantId"), checkEpisodeId(c.req.param("id")));
+    const wantsJsonl =
+      c.req.query("format") === "jsonl" || (c.req.header("accept") ?? "").includes("application/x-ndjson");
+    if (wantsJsonl) {
+      const text = history.steps
+        .map((s) => JSON.stringify({ episode_id: history.episode_id, ...s }))
+        .join("\n");
+      return c.body(text.length > 0 ? `${text}\n` : "", 200, { "Content-Type": "application/x-ndjson" });
+    }
+    return c.json(history);
+  });
+
+  app.post("/episodes/:id/fork", async (c) =>
+    c.json(await episodes.fork(c.get("tenantId"), checkEpisodeId(c.req.param("id"))), 201),
+  );
+
+  app.delete("/episodes/:id", async (c) => {
+    await episodes.delete(c.get("tenantId"), checkEpisodeId(c.req.param("id")));
+    return c.body(null, 204);
+  });
+
+  // ---- Documentation and the page ----
+  registerOpenApi(app);
+  app.get("/openapi.json", (c) =>
+    c.json(
+      app.getOpenAPI31Document({
+        openapi: "3.1.0",
+        info: {
+          title: "coding-env",
+          version: deps.version ?? "0.1.0",
+          description: "OpenEnv coding_env compatible Python execution API (see docs/API.md).",
+        },
+      }),
+    ),
+  );
+  app.get("/docs", (c) => c.html(docsPage()));
+
+  const assets = deps.webAssets ?? {};
+  for (const [path, asset] of Object.entries(assets)) {
+    const serveAsset = (c: Context) =>
+      c.body(asset.body, 200, { "Content-Type": asset.contentType, "Cache-Control": "no-cache" });
+    app.get(path, serveAsset);
+    if (path === "/web") app.get("/web/", serveAsset);
+  }
+
+  // Known paths with another method: 405 in the same shape.
+  const known = ["/reset", "/step", "/state", "/health", "/schema", "/metadata", "/openapi.json", "/docs"];
+  app.all("/episodes/:id/history", methodNotAllowed);
+  app.all("/episodes/:id/fork", methodNotAllowed);
+  app.all("/episodes/:id", methodNotAllowed);
+  for (const p of known) app.all(p, methodNotAllowed);
+  return app;
+}
+
+function methodNotAllowed(): never {
+  throw new MethodNotAllowedError();
+}
+
+function registerOpenApi(app: OpenAPIHono<Env>): void {
+  const r = app.openAPIRegistry;
+  const json = <T extends z.ZodType>(schema: T, description: string) => ({
+    description,
+    content: { "application/json": { schema } },
+  });
+  const errors = {
+    400: json(ErrorResponseSchema, "Malformed JSON or no episode"),
+    404: json(ErrorResponseSchema, "Unknown episode"),
+    422: json(ErrorResponseSchema, "Body of the wrong shape (with FastAPI's `detail`)"),
+  };
+  const episodeParam = z.object({ id: EpisodeIdSchema });
+  r.registerPath({
+    method: "post",
+    path: "/reset",
+    summary: "Start a new episode (sets the coding_env_episode cookie)",
+    request: { body: { content: { "application/json": { schema: ResetRequestSchema } }, required: false } },
+    responses: { 200: json(StepResponseSchema, "The new episode"), 400: errors[400], 422: errors[422] },
+  });
+  r.registerPath({
+    method: "post",
+    path: "/step",
+    summary: "Run Python code in the episode",
+    request: { body: { content: { "application/json": { schema: StepRequestSchema } }, required: true } },
+    responses: {
+      200: json(StepResponseSchema, "The step's observation and reward"),
+      ...errors,
+      409: json(ErrorResponseSchema, "Concurrent step on the same episode (Retry-After)"),
+      413: json(ErrorResponseSchema, "Code, body or Python state too large"),
+      502: json(ErrorResponseSchema, "Executor failure"),
+      504: json(ErrorResponseSchema, "Executor timeout"),
+    },
+  });
+  r.registerPath({
+    method: "get",
+    path: "/state",
+    summary: "The current episode's state",
+    responses: { 200: json(CodeStateSchema, "Episode state"), 400: errors[400], 404: errors[404] },
+  });
+  r.registerPath({
+    method: "get",
+    path: "/health",
+    summary: "Health",
+    responses: {
+      200: json(z.object({ status: z.literal("healthy"), auth_required: z.boolean() }), "Healthy"),
+    },
+  });
+  r.registerPath({
+    method: "get",
+    path: "/schema",
+    summary: "JSON Schemas of CodeAction, CodeObservation, CodeState",
+    responses: { 200: { description: "Schemas" } },
+  });
+  r.registerPath({
+    method: "get",
+    path: "/metadata",
+    summary: "Environment metadata",
+    responses: { 200: { description: "Metadata" } },
+  });
+  r.registerPath({
+    method: "get",
+    path: "/episodes/{id}",
+    summary: "An episode's state",
+    request: { params: episodeParam },
+    responses: { 200: json(CodeStateSchema, "Episode state"), 404: errors[404] },
+  });
+  r.registerPath({
+    method: "get",
+    path: "/episodes/{id}/history",
+    summary: "The trajectory (also as JSONL with ?format=jsonl)",
+    request: { params: episodeParam, query: z.object({ format: z.enum(["json", "jsonl"]).optional() }) },
+    responses: { 200: { description: "Steps, oldest first" }, 404: errors[404] },
+  });
+  r.registerPath({
+    method: "post",
+    path: "/episodes/{id}/fork",
+    summary: "A new episode with a copy of the Python state and history",
+    request: { params: episodeParam },
+    responses: { 201: json(StepResponseSchema, "The new episode"), 404: errors[404] },
+  });
+  r.registerPath({
+    method: "delete",
+    path: "/episodes/{id}",
+    summary: "Delete an episode",
+    request: { params: episodeParam },
+    responses: { 204: { description: "Deleted" }, 404: errors[404] },
+  });
+}

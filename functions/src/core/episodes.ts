@@ -1,0 +1,349 @@
+// The episode service: reset, step, state, history, fork, delete. Takes its store, executor and
+// settings as parameters (no globals), so the same core runs in the Lambda, the local stack and
+// tests. HTTP concerns (cookies, headers, status codes of success) stay in app.ts.
+import { randomBytes } from "node:crypto";
+import type { ApiConfig } from "../config.js";
+import type { ExecuteResult, Executor } from "../executor/executor.js";
+import type { Episode, EpisodeStore, Policy, StepRecord, TransactItem } from "../store/episode-store.js";
+import {
+  BadRequestError,
+  ConflictError,
+  EpisodeNotFoundError,
+  PayloadTooLargeError,
+  ValidationError,
+} from "./errors.js";
+import { computeReward, openEnvRewardRules, type RewardRule } from "./rewards.js";
+
+/** OpenEnv's observation, exactly its fields (clients reject unknown keys there). */
+export interface Observation {
+  stdout: string;
+  stderr: string;
+  exit_code: number;
+}
+
+/** Body of `/reset`, `/step` and fork responses: OpenEnv's fields, then ours at the top level. */
+export interface StepResponse {
+  observation: Observation;
+  reward: number;
+  done: boolean;
+  metadata?: Record<string, unknown>;
+  episode_id: string;
+  step_count: number;
+  info?: Record<string, unknown>;
+  forked_from?: string;
+}
+
+export interface EpisodeState {
+  episode_id: string;
+  step_count: number;
+  last_exit_code: number;
+  policy: Policy;
+  additional_imports: string[];
+  step_timeout_s: number;
+  ttl_s: number;
+  seed?: number;
+  forked_from?: string;
+  created_at: string;
+  updated_at: string;
+  expires_at: string;
+}
+
+/** Options of {@link EpisodeService.reset}; names as on the wire. */
+export interface ResetOpts {
+  readonly seed?: number;
+  readonly episode_id?: string;
+  readonly policy?: Policy;
+  readonly additional_imports?: readonly string[];
+  readonly step_timeout_s?: number;
+  readonly ttl_s?: number;
+}
+
+/** Options of {@link EpisodeService.step}. */
+export interface StepOpts {
+  readonly code: string;
+  /** Seconds; capped at the episode's limit. */
+  readonly timeout_s?: number;
+  readonly request_id?: string;
+}
+
+/** Hook for issue 7: extra items (usage counters with quota conditions) for a step's transaction. */
+export type StepTransactionHook = (ctx: {
+  tenantId: string;
+  episode: Episode;
+  result: ExecuteResult;
+  nowMs: number;
+}) => readonly TransactItem[];
+
+export interface EpisodeServiceDeps {
+  readonly store: EpisodeStore;
+  readonly executor: Executor;
+  readonly config: ApiConfig;
+  /** @default OpenEnv's safety + quality rules */
+  readonly rewardRules?: readonly RewardRule[];
+  readonly stepTransactionItems?: StepTransactionHook;
+  /** @default Date.now */
+  readonly now?: () => number;
+}
+
+const EMPTY_OBSERVATION: Observation = { stdout: "", stderr: "", exit_code: 0 };
+
+export function newEpisodeId(): string {
+  return `ep_${randomBytes(12).toString("hex")}`;
+}
+
+/**
+ * Whether the code failed to parse. The runtime may say so (`syntax_error`); otherwise a failed
+ * step whose traceback ends in a compile error and has no frame of running code is a parse error.
+ */
+function failedToParse(result: ExecuteResult): boolean {
+  if (typeof result.syntax_error === "boolean") return result.syntax_error;
+  if (result.exit_code === 0) return false;
+  const lines = result.stderr.trimEnd().split("\n");
+  const last = lines[lines.length - 1] ?? "";
+  if (!/^(SyntaxError|IndentationError|TabError)\b/.test(last)) return false;
+  return !result.stderr.includes(", in <module>");
+}
+
+export class EpisodeService {
+  private readonly now: () => number;
+  private readonly rules: readonly RewardRule[];
+
+  constructor(private readonly deps: EpisodeServiceDeps) {
+    this.now = deps.now ?? Date.now;
+    this.rules = deps.rewardRules ?? openEnvRewardRules;
+  }
+
+  private async load(tenantId: string, id: string): Promise<Episode> {
+    const ep = await this.deps.store.get(id, this.now());
+    // Another tenant's episode answers exactly like a missing one.
+    if (!ep || ep.tenantId !== tenantId) throw new EpisodeNotFoundError(id);
+    return ep;
+  }
+
+  async reset(tenantId: string, opts: ResetOpts): Promise<StepResponse> {
+    const { config } = this.deps;
+    const stepTimeoutS = opts.step_timeout_s ?? config.defaultStepTimeoutS;
+    if (stepTimeoutS > config.maxStepTimeoutS) {
+      throw new ValidationError([
+        {
+          loc: ["body", "step_timeout_s"],
+          msg: `step_timeout_s must be at most ${config.maxStepTimeoutS}`,
+          type: "less_than_equal",
+        },
+      ]);
+    }
+    const ttlS = opts.ttl_s ?? config.defaultTtlS;
+    if (ttlS > config.maxTtlS) {
+      throw new ValidationError([
+        { loc: ["body", "ttl_s"], msg: `ttl_s must be at most ${config.maxTtlS}`, type: "less_than_equal" },
+      ]);
+    }
+    const nowMs = this.now();
+    let replaceExisting = false;
+    if (opts.episode_id !== undefined) {
+      const existing = await this.deps.store.get(opts.episode_id, nowMs);
+      if (existing && existing.tenantId !== tenantId) {
+        throw new BadRequestError(`episode_id '${opts.episode_id}' is not available; choose another.`);
+      }
+      // Even an expired or absent episode may have leftovers under that id: clean them up.
+      replaceExisting = true;
+    }
+    const episode: Episode = {
+      id: opts.episode_id ?? newEpisodeId(),
+      tenantId,
+      incarnation: randomBytes(8).toString("hex"),
+      version: 0,
+      policy: opts.policy ?? "openenv",
+      additionalImports: [...new Set(opts.additional_imports ?? [])],
+      stepTimeoutS,
+      ttlS,
+      lastExitCode: 0,
+      ...(opts.seed !== undefined ? { seed: opts.seed } : {}),
+      createdAtMs: nowMs,
+      updatedAtMs: nowMs,
+      expiresAt: Math.floor(nowMs / 1000) + ttlS,
+      snapshot: null,
+    };
+    await this.deps.store.create(episode, { replaceExisting });
+    return {
+      observation: { ...EMPTY_OBSERVATION },
+      reward: 0.0,
+      done: false,
+      episode_id: episode.id,
+      step_count: 0,
+    };
+  }
+
+  /**
+   * Runs one code cell. 1 read (episode + idempotency record), 1 executor call, 1 transaction.
+   * @returns the response and whether it was replayed from an earlier identical request.
+   */
+  async step(
+    tenantId: string,
+    episodeId: string,
+    opts: StepOpts,
+  ): Promise<{ body: StepResponse; replayed: boolean }> {
+    const { store, executor, config } = this.deps;
+    const codeBytes = Buffer.byteLength(opts.code, "utf8");
+    if (codeBytes > config.maxCodeBytes) {
+      throw new PayloadTooLargeError(
+        `action.code is ${codeBytes} bytes; the limit is ${config.maxCodeBytes}.`,
+        {
+          limit_bytes: config.maxCodeBytes,
+        },
+      );
+    }
+    const startMs = this.now();
+    let episode: Episode | null;
+    if (opts.request_id !== undefined) {
+      const got = await store.getWithRequest(episodeId, opts.request_id, startMs);
+      episode = got.episode;
+      if (episode && episode.tenantId === tenantId && got.replayStep !== null) {
+        return { body: await this.replay(episode, got.replayStep), replayed: true };
+      }
+    } else {
+      episode = await store.get(episodeId, startMs);
+    }
+    if (!episode || episode.tenantId !== tenantId) throw new EpisodeNotFoundError(episodeId);
+
+    const timeoutS = Math.min(opts.timeout_s ?? episode.stepTimeoutS, episode.stepTimeoutS);
+    const result = await executor.execute({
+      episodeId: episode.id,
+      stateVersion: episode.version,
+      snapshot: episode.snapshot,
+      code: opts.code,
+      policy: { mode: episode.policy, additionalImports: episode.additionalImports },
+      timeoutMs: Math.max(1, Math.round(timeoutS * 1000)),
+    });
+    const { reward, metadata } = computeReward(
+      { code: opts.code, parses: !failedToParse(result) },
+      this.rules,
+    );
+    const nowMs = this.now();
+    const observation: Observation = {
+      stdout: result.stdout,
+      stderr: result.stderr,
+      exit_code: result.exit_code,
+    };
+    const info: Record<string, unknown> = {
+      duration_ms: result.duration_ms ?? 0,
+      timed_out: result.timed_out ?? false,
+      stdout_truncated: result.stdout_truncated ?? false,
+      stderr_truncated: result.stderr_truncated ?? false,
+      dropped_variables: result.dropped ?? [],
+      ...(result.out_of_memory ? { out_of_memory: true } : {}),
+      ...(result.crashed ? { crashed: true } : {}),
+      ...(result.error_code ? { error_code: result.error_code } : {}),
+    };
+    const fullMetadata = { ...metadata, last_code: opts.code };
+    const record: StepRecord = {
+      step: episode.version + 1,
+      code: opts.code,
+      observation,
+      reward,
+      done: false,
+      metadata: fullMetadata,
+      info,
+      ...(opts.request_id !== undefined ? { request_id: opts.request_id } : {}),
+      started_at: new Date(startMs).toISOString(),
+      duration_ms: nowMs - startMs,
+    };
+    const extraItems = this.deps.stepTransactionItems?.({ tenantId, episode, result, nowMs });
+    const committed = await store.commitStep({
+      before: episode,
+      snapshot: result.snapshot,
+      lastExitCode: result.exit_code,
+      nowMs,
+      record,
+      ...(opts.request_id !== undefined ? { requestId: opts.request_id } : {}),
+      ...(extraItems ? { extraItems } : {}),
+    });
+    if (committed.kind === "duplicate") {
+      // A concurrent twin with the same request_id committed first: answer with its response.
+      const again = await store.getWithRequest(episodeId, opts.request_id as string, this.now());
+      if (!again.episode || again.replayStep === null) throw new ConflictError(episodeId);
+      return { body: await this.replay(again.episode, again.replayStep), replayed: true };
+    }
+    return {
+      body: {
+        observation,
+        reward,
+        done: false,
+        metadata: fullMetadata,
+        episode_id: episode.id,
+        step_count: committed.episode.version,
+        info,
+      },
+      replayed: false,
+    };
+  }
+
+  private async replay(episode: Episode, step: number): Promise<StepResponse> {
+    const rec = await this.deps.store.getStep(episode, step);
+    if (!rec) throw new ConflictError(episode.id);
+    return {
+      observation: rec.observation,
+      reward: rec.reward,
+      done: rec.done,
+      metadata: rec.metadata,
+      episode_id: episode.id,
+      step_count: rec.step,
+      info: rec.info,
+    };
+  }
+
+  async state(tenantId: string, id: string): Promise<EpisodeState> {
+    return toState(await this.load(tenantId, id));
+  }
+
+  async history(tenantId: string, id: string): Promise<{ episode_id: string; steps: StepRecord[] }> {
+    const ep = await this.load(tenantId, id);
+    return { episode_id: ep.id, steps: await this.deps.store.history(ep) };
+  }
+
+  /** A new episode with a copy of the source's Python state, settings and history. */
+  async fork(tenantId: string, id: string): Promise<StepResponse> {
+    const source = await this.load(tenantId, id);
+    const nowMs = this.now();
+    const target: Episode = {
+      ...source,
+      id: newEpisodeId(),
+      incarnation: randomBytes(8).toString("hex"),
+      forkedFrom: source.id,
+      createdAtMs: nowMs,
+      updatedAtMs: nowMs,
+      expiresAt: Math.floor(nowMs / 1000) + source.ttlS,
+    };
+    await this.deps.store.fork(source, target);
+    return {
+      observation: { ...EMPTY_OBSERVATION, exit_code: source.lastExitCode },
+      reward: 0.0,
+      done: false,
+      episode_id: target.id,
+      step_count: target.version,
+      forked_from: source.id,
+    };
+  }
+
+  async delete(tenantId: string, id: string): Promise<void> {
+    const ep = await this.load(tenantId, id);
+    if (!(await this.deps.store.delete(ep))) throw new EpisodeNotFoundError(id);
+  }
+}
+
+function toState(ep: Episode): EpisodeState {
+  return {
+    episode_id: ep.id,
+    step_count: ep.version,
+    last_exit_code: ep.lastExitCode,
+    policy: ep.policy,
+    additional_imports: [...ep.additionalImports],
+    step_timeout_s: ep.stepTimeoutS,
+    ttl_s: ep.ttlS,
+    ...(ep.seed !== undefined ? { seed: ep.seed } : {}),
+    ...(ep.forkedFrom !== undefined ? { forked_from: ep.forkedFrom } : {}),
+    created_at: new Date(ep.createdAtMs).toISOString(),
+    updated_at: new Date(ep.updatedAtMs).toISOString(),
+    expires_at: new Date(ep.expiresAt * 1000).toISOString(),
+  };
+}

@@ -1,0 +1,135 @@
+// Typed errors of the API: each has a fixed HTTP status and a stable machine-readable code. The one
+// `onError` handler of the app turns them into `{"error":{"code","message","details"?}}`; anything
+// that is not an `ApiError` becomes a 500 `internal_error` with no internals in the message.
+
+/** Base of every error the API answers with on purpose. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly details?: Record<string, unknown>,
+    /** Extra response headers, e.g. `Retry-After`. */
+    readonly headers?: Record<string, string>,
+  ) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+export class BadRequestError extends ApiError {
+  constructor(message: string, details?: Record<string, unknown>) {
+    super(400, "bad_request", message, details);
+  }
+}
+
+export class InvalidJsonError extends ApiError {
+  constructor() {
+    super(400, "invalid_json", "The request body is not valid JSON.");
+  }
+}
+
+export class EpisodeRequiredError extends ApiError {
+  constructor() {
+    super(
+      400,
+      "episode_required",
+      "No episode: call POST /reset first (or pass episode_id in the body, the X-Episode-Id header, or the cookie /reset sets).",
+    );
+  }
+}
+
+export class UnauthorizedError extends ApiError {
+  constructor(message = "A valid API key is required (Authorization: Bearer <key> or X-API-Key).") {
+    super(401, "unauthorized", message);
+  }
+}
+
+export class NotFoundError extends ApiError {
+  constructor(message = "Not found.") {
+    super(404, "not_found", message);
+  }
+}
+
+export class EpisodeNotFoundError extends ApiError {
+  constructor(episodeId: string) {
+    super(404, "episode_not_found", `Episode '${episodeId}' does not exist.`, { episode_id: episodeId });
+  }
+}
+
+export class MethodNotAllowedError extends ApiError {
+  constructor() {
+    super(405, "method_not_allowed", "Method not allowed.");
+  }
+}
+
+/** Another step on the same episode committed first; the client may retry. */
+export class ConflictError extends ApiError {
+  constructor(episodeId: string) {
+    super(
+      409,
+      "conflict",
+      `Episode '${episodeId}' was changed by a concurrent request; retry the step.`,
+      { episode_id: episodeId },
+      { "Retry-After": "1" },
+    );
+  }
+}
+
+export class PayloadTooLargeError extends ApiError {
+  constructor(message: string, details?: Record<string, unknown>) {
+    super(413, "payload_too_large", message, details);
+  }
+}
+
+/** The episode's Python state after the step is larger than the store keeps; the episode is unchanged. */
+export class StateTooLargeError extends ApiError {
+  constructor(bytes: number, limitBytes: number) {
+    super(
+      413,
+      "state_too_large",
+      `The episode's Python state after this step is ${bytes} bytes (compressed), over the ${limitBytes}-byte limit; the step was not committed and the episode is unchanged. Delete large variables (del x) and retry.`,
+      { state_bytes: bytes, limit_bytes: limitBytes },
+    );
+  }
+}
+
+export interface ValidationIssue {
+  readonly loc: ReadonlyArray<string | number>;
+  readonly msg: string;
+  readonly type: string;
+}
+
+/** A body of the wrong shape. Carries FastAPI's `detail` list for OpenEnv clients. */
+export class ValidationError extends ApiError {
+  constructor(readonly issues: ValidationIssue[]) {
+    super(
+      422,
+      "validation_error",
+      issues.length > 0 ? `Invalid request: ${issues[0]?.msg}` : "Invalid request.",
+      {
+        issues,
+      },
+    );
+  }
+}
+
+/** The executor answered with a function error (the runtime itself failed, not the user's code). */
+export class ExecutorError extends ApiError {
+  constructor(message = "The code executor failed; the episode is unchanged. Retry the step.") {
+    super(502, "executor_error", message);
+  }
+}
+
+/** The executor did not answer in time; the episode is unchanged. */
+export class ExecutorTimeoutError extends ApiError {
+  constructor() {
+    super(504, "executor_timeout", "The code executor did not answer in time; the episode is unchanged.");
+  }
+}
+
+export class InternalError extends ApiError {
+  constructor() {
+    super(500, "internal_error", "Internal error.");
+  }
+}

@@ -1,0 +1,78 @@
+// Builds the API's dependencies (AWS SDK clients, store, executor, service) from the
+// configuration. Used once per process by the Lambda entry and the local stack, so clients and
+// their keep-alive connections are reused across requests.
+
+import { Agent } from "node:http";
+import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { LambdaClient } from "@aws-sdk/client-lambda";
+import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
+import type { AppDeps } from "./app.js";
+import type { ApiConfig } from "./config.js";
+import { EpisodeService, type EpisodeServiceDeps } from "./core/episodes.js";
+import { LambdaExecutor } from "./executor/executor.js";
+import { ApiKeyStore } from "./store/api-keys.js";
+import { EpisodeStore } from "./store/episode-store.js";
+
+/** Options of {@link buildDeps}. */
+export interface BuildDepsOpts {
+  readonly config: ApiConfig;
+  /** DynamoDB endpoint override (dynalite). @default the AWS endpoint of the region */
+  readonly dynamodbEndpoint?: string;
+  /** Lambda endpoint override (local executor). @default the AWS endpoint of the region */
+  readonly executorEndpoint?: string;
+  /** @default process.env.AWS_REGION ?? "us-east-1" */
+  readonly region?: string;
+  readonly stepTransactionItems?: EpisodeServiceDeps["stepTransactionItems"];
+}
+
+export interface BuiltDeps extends AppDeps {
+  readonly store: EpisodeStore;
+  readonly dynamodb: DynamoDBClient;
+  readonly lambda: LambdaClient;
+  destroy(): void;
+}
+
+// Local endpoints accept any signature; these keep the SDK from searching for real credentials.
+const LOCAL_CREDENTIALS = { accessKeyId: "local", secretAccessKey: "local" };
+
+export function buildDeps(opts: BuildDepsOpts): BuiltDeps {
+  const region = opts.region ?? process.env.AWS_REGION ?? "us-east-1";
+  const local = (endpoint: string | undefined) =>
+    endpoint
+      ? {
+          endpoint,
+          credentials: LOCAL_CREDENTIALS,
+          requestHandler: {
+            httpAgent: new Agent({ keepAlive: true, maxSockets: 256 }),
+            connectionTimeout: 5_000,
+          },
+        }
+      : {};
+  const dynamodb = new DynamoDBClient({ region, maxAttempts: 3, ...local(opts.dynamodbEndpoint) });
+  const doc = DynamoDBDocumentClient.from(dynamodb, {
+    marshallOptions: { removeUndefinedValues: true },
+  });
+  // One attempt: a retried Invoke would run user code twice.
+  const lambda = new LambdaClient({ region, maxAttempts: 1, ...local(opts.executorEndpoint) });
+  const store = new EpisodeStore(doc, opts.config.tableName, opts.config.maxStateBytes);
+  const executor = new LambdaExecutor({ client: lambda, functionName: opts.config.executorFunction });
+  const keys = new ApiKeyStore(doc, opts.config.tableName);
+  const episodes = new EpisodeService({
+    store,
+    executor,
+    config: opts.config,
+    ...(opts.stepTransactionItems ? { stepTransactionItems: opts.stepTransactionItems } : {}),
+  });
+  return {
+    episodes,
+    config: opts.config,
+    authenticate: (key) => keys.tenantOf(key),
+    store,
+    dynamodb,
+    lambda,
+    destroy: () => {
+      dynamodb.destroy();
+      lambda.destroy();
+    },
+  };
+}

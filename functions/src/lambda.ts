@@ -1,0 +1,21 @@
+// AWS entry: API Gateway HTTP API (payload v2) -> Hono. Clients are built once per container from
+// environment variables (docs/ARCHITECTURE.md) and reused across invocations.
+import { handle } from "hono/aws-lambda";
+import { webAssets } from "../../web/dist/assets.generated.js";
+import { createApp } from "./app.js";
+import { configFromEnv } from "./config.js";
+import { buildDeps } from "./deps.js";
+
+const config = configFromEnv({ CODING_ENV_AUTH: "on", ...process.env });
+const deps = buildDeps({
+  config,
+  ...(process.env.CODING_ENV_DYNAMODB_ENDPOINT
+    ? { dynamodbEndpoint: process.env.CODING_ENV_DYNAMODB_ENDPOINT }
+    : {}),
+  ...(process.env.CODING_ENV_EXECUTOR_ENDPOINT
+    ? { executorEndpoint: process.env.CODING_ENV_EXECUTOR_ENDPOINT }
+    : {}),
+});
+
+export const app = createApp({ ...deps, webAssets });
+export const handler = handle(app);

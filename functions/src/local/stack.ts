@@ -1,0 +1,267 @@
+// The one-command local stack: dynalite (DynamoDB), the Python executor behind its local Lambda
+// Invoke-API server, and the API on @hono/node-server. The handlers reach both through the real
+// AWS SDK clients with endpoint overrides, exactly as in AWS.
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdirSync } from "node:fs";
+import type { AddressInfo } from "node:net";
+import { dirname, join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { CreateTableCommand, DescribeTableCommand, UpdateTimeToLiveCommand } from "@aws-sdk/client-dynamodb";
+import { serve } from "@hono/node-server";
+import { webAssets } from "../../../web/dist/assets.generated.js";
+import { createApp } from "../app.js";
+import { configFromEnv } from "../config.js";
+import { buildDeps } from "../deps.js";
+import { type DynaliteHandle, startDynalite } from "./dynalite-server.js";
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
+
+/** Options of {@link startLocalStack}. */
+export interface LocalStackOpts {
+  /** API port; 0 picks a free one. @default 8000 */
+  readonly port?: number;
+  /** @default "127.0.0.1" */
+  readonly host?: string;
+  /** Folder for the DynamoDB data (kept across restarts); `null` keeps it in memory. @default "<repo>/.data" */
+  readonly dataDir?: string | null;
+  /** Require API keys. @default false */
+  readonly auth?: boolean;
+  /** Extra API environment (e.g. `CODING_ENV_DEFAULT_STEP_TIMEOUT_S`), over `process.env`. @default {} */
+  readonly env?: Record<string, string>;
+  /** Forward the executor's log lines to this process's stderr. @default false */
+  readonly logExecutor?: boolean;
+  /** How often expired items are deleted (DynamoDB TTL's job in AWS). @default 60000 */
+  readonly sweepIntervalMs?: number;
+}
+
+/** Why a part of the stack stopped on its own. */
+export interface PartExit {
+  readonly part: "executor" | "api" | "dynamodb";
+  readonly message: string;
+}
+
+export interface LocalStack {
+  readonly baseUrl: string;
+  readonly dynamodbEndpoint: string;
+  readonly executorEndpoint: string;
+  readonly tableName: string;
+  /** PIDs of child processes (the executor), for RSS measurement. */
+  readonly childPids: readonly number[];
+  /** Settles when a part stops unexpectedly (never when `stop()` is called). */
+  readonly crashed: Promise<PartExit>;
+  stop(): Promise<void>;
+}
+
+async function resolvePython(): Promise<string> {
+  // scripts/python.mjs belongs to the runtime; imported by URL so tsc need not type it.
+  const url = pathToFileURL(join(repoRoot, "scripts", "python.mjs")).href;
+  const mod = (await import(url)) as { resolvePython(): Promise<string> };
+  return mod.resolvePython();
+}
+
+/** Creates the table (key `pk`/`sk`, TTL `expires_at`) unless it exists. */
+export async function ensureTable(
+  client: import("@aws-sdk/client-dynamodb").DynamoDBClient,
+  tableName: string,
+): Promise<void> {
+  try {
+    await client.send(new DescribeTableCommand({ TableName: tableName }));
+    return;
+  } catch (err) {
+    if ((err as { name?: string }).name !== "ResourceNotFoundException") throw err;
+  }
+  await client.send(
+    new CreateTableCommand({
+      TableName: tableName,
+      AttributeDefinitions: [
+        { AttributeName: "pk", AttributeType: "S" },
+        { AttributeName: "sk", AttributeType: "S" },
+      ],
+      KeySchema: [
+        { AttributeName: "pk", KeyType: "HASH" },
+        { AttributeName: "sk", KeyType: "RANGE" },
+      ],
+      BillingMode: "PAY_PER_REQUEST",
+    }),
+  );
+  await client.send(
+    new UpdateTimeToLiveCommand({
+      TableName: tableName,
+      TimeToLiveSpecification: { AttributeName: "expires_at", Enabled: true },
+    }),
+  );
+}
+
+interface ExecutorProcess {
+  readonly child: ChildProcess;
+  readonly endpoint: string;
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; stderrTail: string }>;
+}
+
+async function startExecutor(log: boolean): Promise<ExecutorProcess> {
+  const python = await resolvePython();
+  const runtimeDir = join(repoRoot, "python-runtime");
+  const child = spawn(
+    python,
+    ["-m", "coding_env_runtime.local_server", "--host", "127.0.0.1", "--port", "0"],
+    {
+      cwd: repoRoot,
+      env: { ...process.env, PYTHONPATH: runtimeDir, PYTHONUNBUFFERED: "1" },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
+  const tail: string[] = [];
+  const remember = (line: string) => {
+    tail.push(line);
+    if (tail.length > 40) tail.shift();
+    if (log) process.stderr.write(`[executor] ${line}\n`);
+  };
+  createInterface({ input: child.stderr as NodeJS.ReadableStream }).on("line", remember);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderrTail: string }>(
+    (res) => {
+      child.once("exit", (code, signal) => res({ code, signal, stderrTail: tail.join("\n") }));
+    },
+  );
+  const endpoint = await new Promise<string>((res, rej) => {
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      rej(new Error(`the Python executor did not report LISTENING within 60 s\n${tail.join("\n")}`));
+    }, 60_000);
+    const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
+    lines.on("line", (line) => {
+      const m = /^LISTENING (http:\/\/\S+)/.exec(line.trim());
+      if (m?.[1]) {
+        clearTimeout(timer);
+        res(m[1]);
+      } else remember(line);
+    });
+    child.once("error", (err) => {
+      clearTimeout(timer);
+      rej(new Error(`could not start the Python executor (${python}): ${err.message}`));
+    });
+    void exited.then(({ code, signal, stderrTail }) => {
+      clearTimeout(timer);
+      rej(
+        new Error(
+          `the Python executor exited (code ${code}, signal ${signal}) before listening\n${stderrTail}`,
+        ),
+      );
+    });
+  });
+  return { child, endpoint, exited };
+}
+
+async function stopChild(child: ChildProcess, exited: Promise<unknown>): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill("SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/**
+ * Starts dynalite, the executor and the API.
+ *
+ * @example
+ * const stack = await startLocalStack({ port: 0, dataDir: null });
+ * await fetch(`${stack.baseUrl}/health`);
+ * await stack.stop();
+ */
+export async function startLocalStack(opts: LocalStackOpts = {}): Promise<LocalStack> {
+  const host = opts.host ?? "127.0.0.1";
+  const dataDir = opts.dataDir === undefined ? join(repoRoot, ".data") : opts.dataDir;
+  let dynamo: DynaliteHandle | undefined;
+  let executor: ExecutorProcess | undefined;
+  let stopping = false;
+  try {
+    let dbPath: string | null = null;
+    if (dataDir !== null) {
+      dbPath = join(resolve(dataDir), "dynamodb");
+      mkdirSync(dbPath, { recursive: true });
+    }
+    [dynamo, executor] = await Promise.all([
+      startDynalite({ path: dbPath }),
+      startExecutor(opts.logExecutor ?? false),
+    ]);
+  } catch (err) {
+    if (executor) await stopChild(executor.child, executor.exited);
+    if (dynamo) await dynamo.stop();
+    throw err;
+  }
+  const ddb = dynamo;
+  const exe = executor;
+
+  const config = configFromEnv({
+    ...process.env,
+    ...opts.env,
+    CODING_ENV_AUTH: opts.auth ? "on" : "off",
+  });
+  const deps = buildDeps({ config, dynamodbEndpoint: ddb.endpoint, executorEndpoint: exe.endpoint });
+  try {
+    await ensureTable(deps.dynamodb, config.tableName);
+  } catch (err) {
+    deps.destroy();
+    await stopChild(exe.child, exe.exited);
+    await ddb.stop();
+    throw err;
+  }
+  const app = createApp({ ...deps, webAssets });
+  const server = serve({ fetch: app.fetch, port: opts.port ?? 8000, hostname: host });
+  await new Promise<void>((res, rej) => {
+    server.once("listening", () => res());
+    server.once("error", (err) => {
+      deps.destroy();
+      void stopChild(exe.child, exe.exited).then(() => ddb.stop());
+      rej(err);
+    });
+  });
+  if ("keepAliveTimeout" in server) server.keepAliveTimeout = 65_000;
+  const port = (server.address() as AddressInfo).port;
+
+  const sweeper = setInterval(() => {
+    deps.store.sweepExpired().catch(() => {
+      /* the next sweep retries */
+    });
+  }, opts.sweepIntervalMs ?? 60_000);
+  sweeper.unref();
+
+  const crashed = new Promise<PartExit>((res) => {
+    void exe.exited.then(({ code, signal, stderrTail }) => {
+      if (!stopping) {
+        res({
+          part: "executor",
+          message: `the Python executor exited (code ${code}, signal ${signal})${stderrTail ? `:\n${stderrTail}` : ""}`,
+        });
+      }
+    });
+    server.on("error", (err) => {
+      if (!stopping) res({ part: "api", message: `the API server failed: ${err.message}` });
+    });
+    ddb.server.on("error", (err) => {
+      if (!stopping) res({ part: "dynamodb", message: `dynalite failed: ${err.message}` });
+    });
+  });
+
+  const urlHost = host.includes(":") ? `[${host}]` : host;
+  return {
+    baseUrl: `http://${urlHost}:${port}`,
+    dynamodbEndpoint: ddb.endpoint,
+    executorEndpoint: exe.endpoint,
+    tableName: config.tableName,
+    childPids: exe.child.pid ? [exe.child.pid] : [],
+    crashed,
+    stop: async () => {
+      if (stopping) return;
+      stopping = true;
+      clearInterval(sweeper);
+      await new Promise<void>((res) => {
+        server.close(() => res());
+        if ("closeAllConnections" in server) server.closeAllConnections();
+      });
+      deps.destroy();
+      await stopChild(exe.child, exe.exited);
+      await ddb.stop();
+    },
+  };
+}

@@ -1,0 +1,245 @@
+import {
+  type AttributeValue,
+  BatchGetItemCommand,
+  ConditionalCheckFailedException,
+  type DynamoDBClient,
+  GetItemCommand,
+  UpdateItemCommand,
+} from "@aws-sdk/client-dynamodb";
+import { QuotaExceededError } from "./errors.js";
+import type { DocTransactItem } from "./metering.js";
+
+/*
+ * Concurrent active episodes, without a counter that can drift.
+ *
+ * A plain counter (+1 on reset, -1 on delete) drifts: DynamoDB TTL deletes expired episodes on its
+ * own schedule (up to days later) and never tells the counter. Instead each tenant has one item
+ * `TENANT#<id>`/`ACTIVE` holding the string set `active_ids` of its episodes that may be alive, and a
+ * version `ver`:
+ * - reset/fork adds the new id in the same transaction that writes the episode, with the condition
+ *   `size(active_ids) < limit OR contains(active_ids, id)`, evaluated atomically by DynamoDB, so
+ *   concurrent resets can never get past the limit; it also bumps `ver`;
+ * - delete removes the id in the delete's transaction;
+ * - expiry removes nothing. So the set is always a superset of the live episodes, and the count is
+ *   never too low. It can be too high (expired ids linger): only then, when the condition fails,
+ *   `prune` reads the listed episodes (one consistent BatchGetItem), drops those that are gone or
+ *   past `expires_at`, and writes that with the condition `ver = <ver it read>` so it cannot remove an
+ *   id that a concurrent reset re-created meanwhile. Then the reset is tried again, or, when nothing
+ *   was dead, answered with 429 and the earliest time one of the live episodes expires.
+ * Steps never touch this item (they only extend an episode's expiry), so it is not a hot spot, and the
+ * set holds at most `limit` ids (plus dead ones until the next prune), so it stays small.
+ */
+
+/** Key of a tenant's active-episodes item (document form). */
+export function activeEpisodesKey(tenantId: string): { pk: string; sk: string } {
+  return { pk: `TENANT#${tenantId}`, sk: "ACTIVE" };
+}
+
+function activeEpisodesAttrKey(tenantId: string): Record<string, AttributeValue> {
+  return { pk: { S: `TENANT#${tenantId}` }, sk: { S: "ACTIVE" } };
+}
+
+export interface ReserveActiveEpisodeOpts {
+  readonly tableName: string;
+  readonly tenantId: string;
+  readonly episodeId: string;
+  /** The tenant's `activeEpisodes` quota. */
+  readonly limit: number;
+}
+
+/**
+ * The `TransactWriteItem` to add to a reset's (or fork's) transaction: puts the episode id in the
+ * tenant's active set if the tenant is below its limit or the id is already there (a reset that
+ * replaces an episode). On `ConditionalCheckFailed` at this index call `ActiveEpisodes.prune`.
+ */
+export function reserveActiveEpisodeTransactItem(opts: ReserveActiveEpisodeOpts): DocTransactItem {
+  return {
+    Update: {
+      TableName: opts.tableName,
+      Key: activeEpisodesKey(opts.tenantId),
+      UpdateExpression: "ADD active_ids :ids, ver :one SET tenant_id = :tenant",
+      ConditionExpression:
+        "attribute_not_exists(active_ids) OR size(active_ids) < :limit OR contains(active_ids, :id)",
+      ExpressionAttributeValues: {
+        ":ids": new Set([opts.episodeId]),
+        ":one": 1,
+        ":tenant": opts.tenantId,
+        ":limit": opts.limit,
+        ":id": opts.episodeId,
+      },
+      ReturnValuesOnConditionCheckFailure: "ALL_OLD",
+    },
+  };
+}
+
+/** The `TransactWriteItem` to add to a delete's transaction: takes the id out of the active set. */
+export function releaseActiveEpisodeTransactItem(opts: {
+  readonly tableName: string;
+  readonly tenantId: string;
+  readonly episodeId: string;
+}): DocTransactItem {
+  return {
+    Update: {
+      TableName: opts.tableName,
+      Key: activeEpisodesKey(opts.tenantId),
+      UpdateExpression: "DELETE active_ids :ids",
+      ExpressionAttributeValues: { ":ids": new Set([opts.episodeId]) },
+    },
+  };
+}
+
+/** Which of `episodeIds` of a tenant are alive, each with its expiry (`null` = none). */
+export type LiveEpisodeLookup = (
+  tenantId: string,
+  episodeIds: readonly string[],
+) => Promise<Map<string, Date | null>>;
+
+export interface BatchGetLiveEpisodesOpts {
+  readonly client: DynamoDBClient;
+  readonly tableName: string;
+  /** The episode item's key (the store's layout), e.g. `{ pk: { S: "EP#" + id }, sk: { S: "META" } }`. */
+  readonly episodeKey: (tenantId: string, episodeId: string) => Record<string, AttributeValue>;
+  /** Clock, for tests. @default () => new Date() */
+  readonly now?: () => Date;
+}
+
+/**
+ * A `LiveEpisodeLookup` that reads the episode items with strongly consistent BatchGetItem calls.
+ * An episode is alive when its item exists, belongs to the tenant (`tenant_id`, when the item has one)
+ * and its `expires_at` (epoch seconds, the TTL attribute) is in the future or absent.
+ */
+export function batchGetLiveEpisodes(opts: BatchGetLiveEpisodesOpts): LiveEpisodeLookup {
+  const now = opts.now ?? (() => new Date());
+  return async (tenantId, episodeIds) => {
+    const byKey = new Map<string, string>();
+    const keys = episodeIds.map((id) => {
+      const key = opts.episodeKey(tenantId, id);
+      byKey.set(`${key.pk?.S}\u0000${key.sk?.S}`, id);
+      return key;
+    });
+    const live = new Map<string, Date | null>();
+    const nowS = now().getTime() / 1000;
+    for (let i = 0; i < keys.length; i += 100) {
+      let pending: Record<string, AttributeValue>[] = keys.slice(i, i + 100);
+      for (let attempt = 0; pending.length > 0; attempt++) {
+        if (attempt > 0) await new Promise((r) => setTimeout(r, Math.min(1000, 25 * 2 ** attempt)));
+        if (attempt > 8) throw new Error("BatchGetItem kept returning unprocessed keys.");
+        const out = await opts.client.send(
+          new BatchGetItemCommand({
+            RequestItems: { [opts.tableName]: { Keys: pending, ConsistentRead: true } },
+          }),
+        );
+        for (const item of out.Responses?.[opts.tableName] ?? []) {
+          const id = byKey.get(`${item.pk?.S}\u0000${item.sk?.S}`);
+          if (id === undefined) continue;
+          if (item.tenant_id?.S !== undefined && item.tenant_id.S !== tenantId) continue;
+          const expiresAtS = item.expires_at?.N === undefined ? undefined : Number(item.expires_at.N);
+          if (expiresAtS !== undefined && expiresAtS <= nowS) continue;
+          live.set(id, expiresAtS === undefined ? null : new Date(expiresAtS * 1000));
+        }
+        pending = out.UnprocessedKeys?.[opts.tableName]?.Keys ?? [];
+      }
+    }
+    return live;
+  };
+}
+
+export interface ActiveEpisodesOpts {
+  readonly client: DynamoDBClient;
+  readonly tableName: string;
+  readonly lookupLive: LiveEpisodeLookup;
+  /** Prune attempts when concurrent resets keep changing the set. @default 5 */
+  readonly maxAttempts?: number;
+}
+
+/** What `prune` found. */
+export interface PruneResult {
+  /** Ids it removed (gone or expired episodes). */
+  readonly pruned: readonly string[];
+  /** Live episodes left in the set. */
+  readonly live: number;
+  /** The earliest expiry among the live ones: when a slot frees up by itself (`null` if unknown). */
+  readonly earliestExpiry: Date | null;
+}
+
+/** The tenant's active-episode set: transaction items, pruning, and the 429. See the comment above. */
+export class ActiveEpisodes {
+  private readonly client: DynamoDBClient;
+  private readonly tableName: string;
+  private readonly lookupLive: LiveEpisodeLookup;
+  private readonly maxAttempts: number;
+
+  constructor(opts: ActiveEpisodesOpts) {
+    this.client = opts.client;
+    this.tableName = opts.tableName;
+    this.lookupLive = opts.lookupLive;
+    this.maxAttempts = opts.maxAttempts ?? 5;
+  }
+
+  reserveItem(tenantId: string, episodeId: string, limit: number): DocTransactItem {
+    return reserveActiveEpisodeTransactItem({ tableName: this.tableName, tenantId, episodeId, limit });
+  }
+
+  releaseItem(tenantId: string, episodeId: string): DocTransactItem {
+    return releaseActiveEpisodeTransactItem({ tableName: this.tableName, tenantId, episodeId });
+  }
+
+  /** The ids in the tenant's set now (live ones and, until pruned, dead ones). */
+  async listed(tenantId: string): Promise<{ ids: string[]; ver: string | undefined }> {
+    const out = await this.client.send(
+      new GetItemCommand({
+        TableName: this.tableName,
+        Key: activeEpisodesAttrKey(tenantId),
+        ConsistentRead: true,
+      }),
+    );
+    return { ids: out.Item?.active_ids?.SS ?? [], ver: out.Item?.ver?.N };
+  }
+
+  /** Removes the ids of episodes that are gone or expired. Safe against concurrent resets and deletes. */
+  async prune(tenantId: string): Promise<PruneResult> {
+    let last: PruneResult = { pruned: [], live: 0, earliestExpiry: null };
+    for (let attempt = 0; attempt < this.maxAttempts; attempt++) {
+      const { ids, ver } = await this.listed(tenantId);
+      const live = await this.lookupLive(tenantId, ids);
+      let earliestExpiry: Date | null = null;
+      for (const expiry of live.values()) {
+        if (expiry && (!earliestExpiry || expiry < earliestExpiry)) earliestExpiry = expiry;
+      }
+      const dead = ids.filter((id) => !live.has(id));
+      last = { pruned: [], live: live.size, earliestExpiry };
+      if (dead.length === 0 || ver === undefined) return last;
+      try {
+        await this.client.send(
+          new UpdateItemCommand({
+            TableName: this.tableName,
+            Key: activeEpisodesAttrKey(tenantId),
+            UpdateExpression: "DELETE active_ids :dead",
+            ConditionExpression: "ver = :ver",
+            ExpressionAttributeValues: { ":dead": { SS: dead }, ":ver": { N: ver } },
+          }),
+        );
+        return { pruned: dead, live: live.size, earliestExpiry };
+      } catch (err) {
+        if (!(err instanceof ConditionalCheckFailedException)) throw err;
+        // A reset changed the set after we read it: read again.
+      }
+    }
+    return last;
+  }
+
+  /** The 429 for a tenant at its limit, with the time the first live episode expires if known. */
+  quotaError(limit: number, earliestExpiry: Date | null, now: Date = new Date()): QuotaExceededError {
+    return new QuotaExceededError({
+      quota: "active_episodes",
+      limit,
+      resetsAt: earliestExpiry,
+      now: now.getTime(),
+      message:
+        `Quota 'active_episodes' exceeded: at most ${limit} episodes may be alive at once. ` +
+        (earliestExpiry
+          ? `One expires at ${earliestExpiry.toISOString()}; or delete one (DELETE /episodes/{id}).`
+          : "Delete one (DELETE /episodes/{id}) or wait for one to expire."),
+    });
+  }
+}

@@ -1,0 +1,122 @@
+import { QuotaExceededError, StateQuotaExceededError } from "./errors.js";
+
+/** A tenant's limits. All are positive; units are in the names. */
+export interface QuotaLimits {
+  /** Steps per UTC day (counted atomically in the step's transaction). */
+  readonly stepsPerDay: number;
+  /** Episodes alive at once (not deleted, not expired). */
+  readonly activeEpisodes: number;
+  /** Size of one episode's stored Python state (the executor's snapshot), in bytes. */
+  readonly maxStateBytes: number;
+  /** Largest per-step timeout a tenant may ask for (`step_timeout_s` on reset, `timeout_s` on step). */
+  readonly maxStepTimeoutS: number;
+}
+
+/** Per-key overrides of the deployment's defaults (stored on the key item). */
+export type QuotaOverrides = Partial<QuotaLimits>;
+
+/** Built-in defaults, used when the corresponding environment variable is unset. */
+export const BUILT_IN_QUOTAS: QuotaLimits = Object.freeze({
+  stepsPerDay: 10_000,
+  activeEpisodes: 50,
+  maxStateBytes: 2 * 1024 * 1024,
+  maxStepTimeoutS: 300,
+});
+
+/** Environment variable of each quota's deployment default. */
+export const QUOTA_ENV: Readonly<Record<keyof QuotaLimits, string>> = Object.freeze({
+  stepsPerDay: "CODING_ENV_QUOTA_STEPS_PER_DAY",
+  activeEpisodes: "CODING_ENV_QUOTA_ACTIVE_EPISODES",
+  maxStateBytes: "CODING_ENV_QUOTA_MAX_STATE_BYTES",
+  maxStepTimeoutS: "CODING_ENV_QUOTA_MAX_STEP_TIMEOUT_S",
+});
+
+/** Snake-case names used in key items, the CLI and `details.quota`. */
+export const QUOTA_WIRE_NAMES: Readonly<Record<keyof QuotaLimits, string>> = Object.freeze({
+  stepsPerDay: "steps_per_day",
+  activeEpisodes: "active_episodes",
+  maxStateBytes: "max_state_bytes",
+  maxStepTimeoutS: "max_step_timeout_s",
+});
+
+const QUOTA_KEYS = Object.keys(BUILT_IN_QUOTAS) as (keyof QuotaLimits)[];
+
+function parseLimit(name: string, raw: string, integer: boolean): number {
+  const value = Number(raw);
+  if (raw.trim() === "" || !Number.isFinite(value) || value <= 0 || (integer && !Number.isInteger(value))) {
+    throw new Error(`${name} must be a positive ${integer ? "integer" : "number"}, got '${raw}'.`);
+  }
+  return value;
+}
+
+/**
+ * The deployment's default quotas from the environment; fails fast on a malformed value so a typo in
+ * the deployment does not silently disable a quota.
+ *
+ * @example quotaDefaultsFromEnv({ CODING_ENV_QUOTA_STEPS_PER_DAY: "500" }).stepsPerDay // 500
+ */
+export function quotaDefaultsFromEnv(env: Record<string, string | undefined> = process.env): QuotaLimits {
+  const out: Record<string, number> = {};
+  for (const key of QUOTA_KEYS) {
+    const raw = env[QUOTA_ENV[key]];
+    out[key] =
+      raw === undefined ? BUILT_IN_QUOTAS[key] : parseLimit(QUOTA_ENV[key], raw, key !== "maxStepTimeoutS");
+  }
+  return out as unknown as QuotaLimits;
+}
+
+/** Defaults with a key's overrides applied (unknown or invalid override values are ignored). */
+export function applyQuotaOverrides(
+  defaults: QuotaLimits,
+  overrides: QuotaOverrides | undefined,
+): QuotaLimits {
+  if (!overrides) return defaults;
+  const out: Record<string, number> = { ...defaults };
+  for (const key of QUOTA_KEYS) {
+    const value = overrides[key];
+    if (typeof value === "number" && Number.isFinite(value) && value > 0) out[key] = value;
+  }
+  return out as unknown as QuotaLimits;
+}
+
+/** Parses `{ steps_per_day: 5, ... }` (wire names) into overrides; throws on a bad value. */
+export function quotaOverridesFromWire(wire: Record<string, unknown>): QuotaOverrides {
+  const out: Record<string, number> = {};
+  for (const key of QUOTA_KEYS) {
+    const value = wire[QUOTA_WIRE_NAMES[key]];
+    if (value === undefined || value === null) continue;
+    out[key] = parseLimit(QUOTA_WIRE_NAMES[key], String(value), key !== "maxStepTimeoutS");
+  }
+  return out as QuotaOverrides;
+}
+
+/** Overrides to wire names (for storage and display). */
+export function quotaOverridesToWire(overrides: QuotaOverrides): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const key of QUOTA_KEYS) {
+    const value = overrides[key];
+    if (value !== undefined) out[QUOTA_WIRE_NAMES[key]] = value;
+  }
+  return out;
+}
+
+/** 413 when a state snapshot is over the tenant's `max_state_bytes`. Check before committing a step. */
+export function checkStateSize(stateBytes: number, quotas: QuotaLimits): void {
+  if (stateBytes > quotas.maxStateBytes) throw new StateQuotaExceededError(stateBytes, quotas.maxStateBytes);
+}
+
+/**
+ * 429 `quota_exceeded` (`max_step_timeout_s`) when a requested per-step timeout is over the tenant's
+ * limit. Check `step_timeout_s` on reset and `timeout_s` on step before running anything.
+ */
+export function checkStepTimeout(requestedS: number | undefined, quotas: QuotaLimits): void {
+  if (requestedS === undefined || requestedS <= quotas.maxStepTimeoutS) return;
+  throw new QuotaExceededError({
+    quota: "max_step_timeout_s",
+    limit: quotas.maxStepTimeoutS,
+    resetsAt: null,
+    message:
+      `Requested step timeout ${requestedS} s is over quota 'max_step_timeout_s' (${quotas.maxStepTimeoutS} s); ` +
+      "this quota does not reset: ask for a shorter timeout.",
+  });
+}

@@ -1,0 +1,135 @@
+import { type AttributeValue, type DynamoDBClient, QueryCommand } from "@aws-sdk/client-dynamodb";
+import { TenancyBadRequestError } from "./errors.js";
+import { formatScaled, GB_SECONDS_SCALE, parseScaled, usageDay } from "./metering.js";
+
+/** One day of a tenant's usage, as `GET /usage` returns it. */
+export interface UsageFigures {
+  readonly steps: number;
+  readonly executor_ms: number;
+  readonly gb_seconds: number;
+  readonly episodes_created: number;
+  readonly state_bytes: number;
+}
+
+export interface UsageDay extends UsageFigures {
+  readonly date: string;
+}
+
+/** The body of `GET /usage` (`docs/API.md`). `days` lists only days with recorded usage, oldest first. */
+export interface UsageReport {
+  readonly tenant_id: string;
+  readonly from: string;
+  readonly to: string;
+  readonly days: UsageDay[];
+  readonly totals: UsageFigures;
+}
+
+/** Longest range one `GET /usage` may ask for, in days. */
+export const MAX_USAGE_RANGE_DAYS = 366;
+/** Range when `from` is omitted: the last 30 days up to `to`. */
+export const DEFAULT_USAGE_RANGE_DAYS = 30;
+
+const DAY_MS = 86_400_000;
+const DATE_PATTERN = /^\d{4}-\d{2}-\d{2}$/;
+
+function parseDay(name: string, raw: string): Date {
+  const date = new Date(`${raw}T00:00:00Z`);
+  if (!DATE_PATTERN.test(raw) || Number.isNaN(date.getTime()) || usageDay(date) !== raw) {
+    throw new TenancyBadRequestError(`'${name}' must be a date YYYY-MM-DD, got '${raw.slice(0, 40)}'.`, {
+      parameter: name,
+    });
+  }
+  return date;
+}
+
+/**
+ * Validates `from`/`to` (inclusive UTC days). Defaults: `to` = today, `from` = 29 days before `to`.
+ * Throws `TenancyBadRequestError` (400) for a malformed date, `from` after `to`, or a range over
+ * `MAX_USAGE_RANGE_DAYS`.
+ */
+export function usageRange(
+  from: string | undefined,
+  to: string | undefined,
+  now: Date = new Date(),
+): { from: string; to: string } {
+  const toDate = to ? parseDay("to", to) : new Date(`${usageDay(now)}T00:00:00Z`);
+  const fromDate = from
+    ? parseDay("from", from)
+    : new Date(toDate.getTime() - (DEFAULT_USAGE_RANGE_DAYS - 1) * DAY_MS);
+  if (fromDate > toDate) throw new TenancyBadRequestError("'from' must not be after 'to'.");
+  if ((toDate.getTime() - fromDate.getTime()) / DAY_MS + 1 > MAX_USAGE_RANGE_DAYS) {
+    throw new TenancyBadRequestError(`A usage range may span at most ${MAX_USAGE_RANGE_DAYS} days.`);
+  }
+  return { from: usageDay(fromDate), to: usageDay(toDate) };
+}
+
+export interface QueryUsageOpts {
+  readonly client: DynamoDBClient;
+  readonly tableName: string;
+  readonly tenantId: string;
+  /** First day, `YYYY-MM-DD` (inclusive). @default 29 days before `to` */
+  readonly from?: string;
+  /** Last day, `YYYY-MM-DD` (inclusive). @default today (UTC) */
+  readonly to?: string;
+  /** Clock, for the defaults. @default new Date() */
+  readonly now?: Date;
+}
+
+function integerOf(value: AttributeValue | undefined): bigint {
+  return value?.N === undefined ? 0n : parseScaled(value.N, 0);
+}
+
+/**
+ * A tenant's usage per day and in total: one strongly consistent Query on `TENANT#<id>` for
+ * `USAGE#<from>`..`USAGE#<to>`. Sums are exact (integers as BigInt, GB-seconds at 13 decimals).
+ *
+ * @example await queryUsage({ client, tableName, tenantId: "acme", from: "2026-11-01", to: "2026-11-30" })
+ */
+export async function queryUsage(opts: QueryUsageOpts): Promise<UsageReport> {
+  const range = usageRange(opts.from, opts.to, opts.now);
+  const days: UsageDay[] = [];
+  const totals = { steps: 0n, executor_ms: 0n, gb_seconds: 0n, episodes_created: 0n, state_bytes: 0n };
+  let startKey: Record<string, AttributeValue> | undefined;
+  do {
+    const page = await opts.client.send(
+      new QueryCommand({
+        TableName: opts.tableName,
+        KeyConditionExpression: "pk = :pk AND sk BETWEEN :from AND :to",
+        ExpressionAttributeValues: {
+          ":pk": { S: `TENANT#${opts.tenantId}` },
+          ":from": { S: `USAGE#${range.from}` },
+          ":to": { S: `USAGE#${range.to}` },
+        },
+        ConsistentRead: true,
+        ExclusiveStartKey: startKey,
+      }),
+    );
+    for (const item of page.Items ?? []) {
+      const figures = {
+        steps: integerOf(item.steps),
+        executor_ms: integerOf(item.executor_ms),
+        gb_seconds: item.gb_seconds?.N === undefined ? 0n : parseScaled(item.gb_seconds.N, GB_SECONDS_SCALE),
+        episodes_created: integerOf(item.episodes_created),
+        state_bytes: integerOf(item.state_bytes),
+      };
+      totals.steps += figures.steps;
+      totals.executor_ms += figures.executor_ms;
+      totals.gb_seconds += figures.gb_seconds;
+      totals.episodes_created += figures.episodes_created;
+      totals.state_bytes += figures.state_bytes;
+      days.push({ date: (item.sk?.S ?? "").slice("USAGE#".length), ...toNumbers(figures) });
+    }
+    startKey = page.LastEvaluatedKey;
+  } while (startKey);
+  return { tenant_id: opts.tenantId, from: range.from, to: range.to, days, totals: toNumbers(totals) };
+}
+
+function toNumbers(figures: Record<keyof UsageFigures, bigint>): UsageFigures {
+  return {
+    steps: Number(figures.steps),
+    executor_ms: Number(figures.executor_ms),
+    gb_seconds: Number(formatScaled(figures.gb_seconds, GB_SECONDS_SCALE)),
+    episodes_created: Number(figures.episodes_created),
+    state_bytes: Number(figures.state_bytes),
+  };
+}

@@ -1,0 +1,279 @@
+"""Worker side: run one code cell in the episode's namespace, capture output, save/restore state.
+
+Everything here runs inside the sandboxed worker process, never in the runtime parent.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import json
+import linecache
+import os
+import pickle
+import sys
+import traceback
+import types
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import cloudpickle
+
+from .policy import ImportPolicy, build_builtins, transform_tree
+
+#: Names the runtime owns in the user's namespace; they are not part of the snapshot.
+_RUNTIME_NAMES = frozenset({"__builtins__"})
+_PICKLE_PROTOCOL = 5
+_ZLIB_LEVEL = 1
+
+try:  # cloudpickle 2.x keeps the pickler in cloudpickle_fast; 3.x in cloudpickle.cloudpickle.
+    from cloudpickle.cloudpickle_fast import CloudPickler as _CloudPickler
+except ImportError:  # pragma: no cover - cloudpickle >= 3
+    from cloudpickle.cloudpickle import Pickler as _CloudPickler
+
+
+class CappedFdWriter(io.TextIOBase):
+    """A text stream writing UTF-8 straight to a file descriptor, keeping at most ``cap`` bytes.
+
+    One byte past the cap is written so the runtime parent sees the stream was truncated; the
+    rest is dropped without encoding it, so a 100 MB print costs neither the worker nor the parent
+    memory beyond the user's own string.
+    """
+
+    def __init__(self, fd: int, cap: int) -> None:
+        super().__init__()
+        self._fd = fd
+        self._room = cap + 1
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
+
+    @property
+    def errors(self) -> str:  # type: ignore[override]
+        return "backslashreplace"
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        if self._room <= 0 or not text:
+            return len(text)
+        data = text[: self._room].encode("utf-8", "backslashreplace")[: self._room]
+        self._room -= len(data)
+        view = memoryview(data)
+        while view:
+            try:
+                written = os.write(self._fd, view)
+            except InterruptedError:
+                continue
+            except OSError:  # file-size limit reached or fd closed by user code: drop the rest
+                self._room = 0
+                break
+            view = view[written:]
+        return len(text)
+
+    def flush(self) -> None:
+        return None
+
+
+# --- the namespace and its snapshot ----------------------------------------------------------
+
+
+class _BuiltinsMarker:
+    """Stands for "the episode's builtins" in a pickle; resolved when the snapshot is restored."""
+
+
+_BUILTINS_MARKER = _BuiltinsMarker()
+_restore_builtins: dict[str, Any] = {}
+
+
+def _current_builtins() -> dict[str, Any]:
+    return _restore_builtins
+
+
+class _NamespacePickler(_CloudPickler):  # type: ignore[misc, valid-type]
+    """cloudpickle, plus: functions of the namespace keep the episode's builtins when restored.
+
+    cloudpickle rebuilds a function's globals as a fresh dict; a function created from a dict
+    without ``__builtins__`` would get the unrestricted builtins. We add a marker that restores
+    as the policy's builtins table.
+    """
+
+    namespace: dict[str, Any] = {}
+
+    def _function_getnewargs(self, func: types.FunctionType) -> Any:
+        code, base_globals, name, defaults, closure = super()._function_getnewargs(func)
+        if func.__globals__ is self.namespace and "__builtins__" not in base_globals:
+            base_globals["__builtins__"] = _BUILTINS_MARKER
+        return code, base_globals, name, defaults, closure
+
+    def reducer_override(self, obj: Any) -> Any:
+        if obj is _BUILTINS_MARKER:
+            return (_current_builtins, ())
+        return super().reducer_override(obj)
+
+
+def _dumps(namespace: dict[str, Any], obj: Any) -> bytes:
+    buf = io.BytesIO()
+    pickler = _NamespacePickler(buf, protocol=_PICKLE_PROTOCOL)
+    pickler.namespace = namespace
+    pickler.dump(obj)
+    return buf.getvalue()
+
+
+def new_namespace(policy: ImportPolicy) -> dict[str, Any]:
+    return {"__name__": "__main__", "__doc__": None, "__builtins__": build_builtins(policy)}
+
+
+@dataclass
+class SavedState:
+    payload: bytes
+    dropped: list[dict[str, str]] = field(default_factory=list)
+
+
+def save_namespace(namespace: dict[str, Any]) -> SavedState:
+    """Pickle the user's names in one pass; only on failure find and drop the unpicklable ones.
+
+    An anchor function whose globals are the namespace travels with the data: on restore its
+    globals dict (shared by every restored function of the namespace) becomes the namespace, so
+    functions keep seeing later assignments to globals.
+    """
+    anchor = types.FunctionType(compile("None", "<anchor>", "eval"), namespace)
+    data = {k: v for k, v in namespace.items() if k not in _RUNTIME_NAMES}
+    dropped: list[dict[str, str]] = []
+    try:
+        raw = _dumps(namespace, (anchor, data))
+    except Exception:
+        for name in list(data):
+            try:
+                _dumps(namespace, data[name])
+            except Exception:
+                dropped.append({"name": name, "type": type(data[name]).__name__})
+                del data[name]
+        try:
+            raw = _dumps(namespace, (anchor, data))
+        except Exception:
+            dropped.extend({"name": k, "type": type(v).__name__} for k, v in data.items())
+            raw = _dumps(namespace, (anchor, {}))
+    return SavedState(zlib.compress(raw, _ZLIB_LEVEL), dropped)
+
+
+def restore_namespace(payload: bytes, policy: ImportPolicy) -> dict[str, Any]:
+    global _restore_builtins
+    table = build_builtins(policy)
+    _restore_builtins = table
+    anchor, data = pickle.loads(zlib.decompress(payload))
+    namespace: dict[str, Any] = anchor.__globals__
+    namespace.update(data)
+    namespace["__builtins__"] = table
+    return namespace
+
+
+# --- running a cell --------------------------------------------------------------------------
+
+
+@dataclass
+class CellOutcome:
+    exit_code: int = 0
+    out_of_memory: bool = False
+    error_code: str | None = None
+
+
+def _is_cell_frame(filename: str) -> bool:
+    return filename.startswith("<cell")
+
+
+def _clean_traceback(te: traceback.TracebackException, seen: set[int]) -> None:
+    if id(te) in seen:
+        return
+    seen.add(id(te))
+    te.stack = traceback.StackSummary.from_list([f for f in te.stack if _is_cell_frame(f.filename)])
+    for chained in (te.__cause__, te.__context__):
+        if chained is not None:
+            _clean_traceback(chained, seen)
+
+
+def format_user_error(exc: BaseException) -> str:
+    """The traceback of the user's cell only: no runtime frames, no paths of this machine."""
+    te = traceback.TracebackException.from_exception(exc)
+    _clean_traceback(te, set())
+    return "".join(te.format())
+
+
+def _value_text(value: Any) -> str:
+    try:
+        return json.dumps(value)
+    except Exception:
+        try:
+            return repr(value)
+        except Exception as exc:  # a broken __repr__ is the user's, show it like Python would
+            return f"<unrepresentable {type(value).__name__}: {type(exc).__name__}>"
+
+
+def run_cell(
+    namespace: dict[str, Any],
+    code: str,
+    cell_name: str,
+    policy: ImportPolicy,
+    stdout: CappedFdWriter,
+    stderr: CappedFdWriter,
+) -> CellOutcome:
+    """Execute ``code``; print the last expression's value OpenEnv-style; errors become data."""
+    outcome = CellOutcome()
+    sys.stdout, sys.stderr = stdout, stderr
+    try:
+        try:
+            tree = ast.parse(code, filename=cell_name, mode="exec")
+        except (SyntaxError, ValueError) as exc:  # ValueError: source with NUL bytes
+            stderr.write(format_user_error(exc))
+            outcome.exit_code = 1
+            outcome.error_code = "syntax_error"
+            return outcome
+        tree = transform_tree(tree, policy)
+        last: ast.Expression | None = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            last = ast.Expression(tree.body.pop().value)
+        linecache.cache[cell_name] = (len(code), None, code.splitlines(True), cell_name)
+        try:
+            body = compile(tree, cell_name, "exec")
+            expr = compile(last, cell_name, "eval") if last is not None else None
+            exec(body, namespace)
+            value = eval(expr, namespace) if expr is not None else None
+            if value is not None:
+                text = _value_text(value)
+                stdout.write(("\n" + text) if os.fstat(stdout.fileno()).st_size else text)
+        except SystemExit as exc:
+            code_value = exc.code
+            if code_value is None:
+                outcome.exit_code = 0
+            elif isinstance(code_value, int):
+                outcome.exit_code = code_value
+            else:
+                stderr.write(f"{code_value}\n")
+                outcome.exit_code = 1
+            if outcome.exit_code:
+                stderr.write(f"SystemExit: {code_value}\n")
+        except MemoryError as exc:
+            outcome.exit_code = 1
+            outcome.out_of_memory = True
+            outcome.error_code = "out_of_memory"
+            try:
+                stderr.write(format_user_error(exc))
+            except MemoryError:
+                pass
+        except BaseException as exc:  # noqa: BLE001 - every user error is data
+            outcome.exit_code = 1
+            stderr.write(format_user_error(exc))
+    finally:
+        sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+    return outcome

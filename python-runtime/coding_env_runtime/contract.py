@@ -1,0 +1,103 @@
+"""The invocation contract (see python-runtime/README.md): event parsing and defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from . import CONTRACT_VERSION
+from .policy import ImportPolicy
+
+DEFAULT_TIMEOUT_MS = 30_000
+DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024
+#: Hard ceilings an event cannot exceed (values above are clamped).
+MAX_TIMEOUT_MS = 900_000
+MAX_OUTPUT_BYTES_CEILING = 16 * 1024 * 1024
+MAX_CODE_BYTES = 1024 * 1024
+_POLICY_MODES = ("openenv", "full")
+
+
+def default_memory_mb() -> int:
+    """Per-deployment default worker memory (``CODING_ENV_WORKER_MEMORY_MB``, else 1024)."""
+    return int(os.environ.get("CODING_ENV_WORKER_MEMORY_MB", "1024"))
+
+
+def max_memory_mb() -> int:
+    """Per-deployment ceiling (``CODING_ENV_WORKER_MAX_MEMORY_MB``, else the default)."""
+    return int(os.environ.get("CODING_ENV_WORKER_MAX_MEMORY_MB", str(max(default_memory_mb(), 1024))))
+
+
+class EventError(ValueError):
+    """The event does not follow the contract: reported as a Lambda function error."""
+
+
+@dataclass(frozen=True)
+class StepRequest:
+    episode_id: str
+    state_version: int
+    snapshot: str | None
+    code: str
+    policy: ImportPolicy
+    timeout_ms: int
+    memory_mb: int
+    max_output_bytes: int
+
+
+def _int_field(data: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
+    value = data.get(name, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise EventError(f"limits.{name} must be a number")
+    if value < low:
+        raise EventError(f"limits.{name} must be at least {low}")
+    return int(min(value, high))
+
+
+def parse_event(event: Any) -> StepRequest:
+    if not isinstance(event, dict):
+        raise EventError("the event must be a JSON object")
+    version = event.get("contract_version", CONTRACT_VERSION)
+    if version != CONTRACT_VERSION:
+        raise EventError(f"contract_version {version!r} is not supported (this runtime speaks {CONTRACT_VERSION})")
+    code = event.get("code")
+    if not isinstance(code, str):
+        raise EventError("code must be a string")
+    if len(code.encode("utf-8", "surrogatepass")) > MAX_CODE_BYTES:
+        raise EventError(f"code is larger than {MAX_CODE_BYTES} bytes")
+    episode_id = event.get("episode_id")
+    if not isinstance(episode_id, str) or not episode_id or len(episode_id) > 512:
+        raise EventError("episode_id must be a non-empty string (at most 512 characters)")
+    state_version = event.get("state_version", 0)
+    if isinstance(state_version, bool) or not isinstance(state_version, int) or state_version < 0:
+        raise EventError("state_version must be a non-negative integer")
+    snapshot = event.get("snapshot")
+    if snapshot is not None and not isinstance(snapshot, str):
+        raise EventError("snapshot must be a string or null")
+    if snapshot == "":
+        snapshot = None
+    raw_policy = event.get("policy") or {}
+    if not isinstance(raw_policy, dict):
+        raise EventError("policy must be an object")
+    mode = raw_policy.get("mode", "openenv")
+    if mode not in _POLICY_MODES:
+        raise EventError(f"policy.mode must be one of {', '.join(_POLICY_MODES)}")
+    extra = raw_policy.get("additional_imports") or []
+    if not isinstance(extra, list) or not all(isinstance(m, str) and m and len(m) <= 200 for m in extra):
+        raise EventError("policy.additional_imports must be a list of module names")
+    limits = event.get("limits") or {}
+    if not isinstance(limits, dict):
+        raise EventError("limits must be an object")
+    return StepRequest(
+        episode_id=episode_id,
+        state_version=state_version,
+        snapshot=snapshot,
+        code=code,
+        policy=ImportPolicy(mode, tuple(sorted(set(extra)))),
+        timeout_ms=_int_field(limits, "timeout_ms", DEFAULT_TIMEOUT_MS, 1, MAX_TIMEOUT_MS),
+        memory_mb=_int_field(limits, "memory_mb", default_memory_mb(), 64, max_memory_mb()),
+        max_output_bytes=_int_field(
+            limits, "max_output_bytes", DEFAULT_MAX_OUTPUT_BYTES, 1, MAX_OUTPUT_BYTES_CEILING
+        ),
+    )

@@ -1,0 +1,575 @@
+"""The runtime parent: owns the zygote, the pool of pre-forked idle workers and the warm workers.
+
+A step takes the warm worker that already holds exactly the episode's input state (same
+``(episode_id, state_version)`` *and* the identical snapshot string it produced), else a
+pre-forked idle worker that restores the snapshot. The parent enforces the deadline with
+SIGKILL, reads the capped output files itself, and never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import itertools
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import CONTRACT_VERSION, RUNTIME_VERSION, sandbox, snapshot
+from .contract import StepRequest
+from .wire import WireError, WireTimeout, recv_frame, send_frame
+
+PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+
+#: The zygote's whole environment: nothing of the parent's (no AWS credentials) gets through.
+CLEAN_ENV = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "LANG": "C.UTF-8",
+    "HOME": "/tmp",
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "PYTHONDONTWRITEBYTECODE": "1",
+}
+
+_ZYGOTE_BOOT = (
+    "import sys; sys.path.insert(0, sys.argv[2]); "
+    "from coding_env_runtime.zygote import main; main(int(sys.argv[1]))"
+)
+
+
+class RuntimeFailure(RuntimeError):
+    """The runtime itself is broken (not the user's code): reported as a Lambda function error."""
+
+
+@dataclass
+class RuntimeOpts:
+    """Options of the runtime; defaults suit one Lambda execution environment or a laptop."""
+
+    #: Interpreter for the zygote (needs cloudpickle). @default the current interpreter
+    python: str = sys.executable
+    #: Pre-forked idle workers kept ready. @default 2
+    idle_workers: int = 2
+    #: Warm workers kept after a step (LRU beyond). @default 16
+    max_warm_workers: int = 16
+    #: A warm worker unused this long is discarded. @default 600
+    warm_ttl_s: float = 600.0
+    #: RLIMIT_FSIZE of user code. @default 64 MiB
+    max_file_bytes: int = 64 * 1024 * 1024
+    #: RLIMIT_NPROC: processes per worker uid (root mode) or per runtime uid. @default 64 / 256
+    max_processes: int | None = None
+    max_open_files: int = 256
+    #: RLIMIT_CPU backstop over a worker's life; the deadline is the real per-step limit.
+    max_cpu_seconds: int = 3600
+    #: Largest snapshot a worker may return. @default 256 MiB
+    max_snapshot_bytes: int = 256 * 1024 * 1024
+    #: Where workers' private directories live. @default /tmp/coding-env-runtime-<pid>
+    work_root: str | None = None
+    #: Run user code as unprivileged uids (only possible when the runtime is root). @default True
+    drop_privileges: bool = True
+    #: First private uid (root mode); worker n uses uid_base + n. @default 200000
+    uid_base: int = 200_000
+    uid_count: int = 10_000
+
+
+@dataclass
+class _Worker:
+    pid: int
+    sock: socket.socket
+    out_fd: int
+    err_fd: int
+    workdir: str
+    uid: int | None
+    key: tuple[str, int] | None = None
+    snapshot: str | None = None
+    policy: dict[str, Any] | None = None
+    memory_mb: int | None = None
+    last_used: float = field(default_factory=time.monotonic)
+    steps: int = 0
+
+
+class _Zygote:
+    def __init__(self, opts: RuntimeOpts) -> None:
+        parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._control = parent_end
+        self.process = subprocess.Popen(
+            [opts.python, "-I", "-c", _ZYGOTE_BOOT, str(child_end.fileno()), PACKAGE_ROOT],
+            env=CLEAN_ENV,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            pass_fds=(child_end.fileno(),),
+            cwd="/",
+            start_new_session=True,
+        )
+        child_end.close()
+        self.pid = self.process.pid
+        self._ids = itertools.count(1)
+        self._send_lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._replies: dict[int, dict[str, Any]] = {}
+        self._exits: dict[int, int] = {}
+        self.alive = True
+        self._reader = threading.Thread(target=self._read_loop, name="zygote-reader", daemon=True)
+        self._reader.start()
+
+    def _read_loop(self) -> None:
+        import json
+
+        while True:
+            try:
+                data = self._control.recv(1 << 16)
+            except OSError:
+                data = b""
+            if not data:
+                with self._cond:
+                    self.alive = False
+                    self._cond.notify_all()
+                return
+            message = json.loads(data)
+            with self._cond:
+                if message.get("op") == "exit":
+                    self._exits[int(message["pid"])] = int(message["status"])
+                else:
+                    self._replies[int(message["id"])] = message
+                self._cond.notify_all()
+
+    def _request(self, message: dict[str, Any], fds: list[int], timeout_s: float = 10.0) -> dict[str, Any]:
+        import json
+
+        request_id = next(self._ids)
+        message["id"] = request_id
+        with self._send_lock:
+            if not self.alive:
+                raise RuntimeFailure("the worker factory (zygote) is not running")
+            try:
+                socket.send_fds(self._control, [json.dumps(message).encode()], fds)
+            except OSError as exc:
+                raise RuntimeFailure(f"the worker factory (zygote) is unreachable: {exc}") from exc
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while request_id not in self._replies:
+                remaining = deadline - time.monotonic()
+                if not self.alive or remaining <= 0:
+                    raise RuntimeFailure("the worker factory (zygote) did not answer")
+                self._cond.wait(remaining)
+            return self._replies.pop(request_id)
+
+    def spawn(self, spec: dict[str, Any], fds: list[int]) -> int:
+        return int(self._request({"op": "spawn", "spec": spec}, fds)["pid"])
+
+    def kill_uid(self, uid: int) -> None:
+        self._request({"op": "kill_uid", "uid": uid}, [])
+
+    def wait_exit(self, pid: int, timeout_s: float) -> int | None:
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while pid not in self._exits:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self.alive:
+                    return None
+                self._cond.wait(remaining)
+            return self._exits.pop(pid)
+
+    def stop(self) -> None:
+        try:
+            self._control.close()
+        except OSError:
+            pass
+        try:
+            self.process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _describe_exit(status: int | None) -> tuple[int, str]:
+    """(exit_code, sentence) for a worker that died during a step."""
+    if status is None:
+        return 1, "The Python process died during this step"
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        what = {
+            "SIGSEGV": " (segmentation fault)",
+            "SIGKILL": " (killed: the memory limit or another process)",
+            "SIGABRT": " (aborted)",
+            "SIGBUS": " (bus error)",
+        }.get(name, "")
+        return 1, f"The Python process was killed by {name}{what} during this step"
+    code = os.WEXITSTATUS(status)
+    return code, f"The Python process exited with status {code} (os._exit or a fatal error) during this step"
+
+
+class Runtime:
+    """Runs steps; thread-safe (the local server calls it from many threads)."""
+
+    def __init__(self, opts: RuntimeOpts | None = None) -> None:
+        self.opts = opts or RuntimeOpts()
+        self.privileged = os.geteuid() == 0 and self.opts.drop_privileges
+        if self.opts.max_processes is None:
+            self.opts.max_processes = 64 if self.privileged else 256
+        self.work_root = self.opts.work_root or f"/tmp/coding-env-runtime-{os.getpid()}"
+        os.makedirs(self.work_root, mode=0o711, exist_ok=True)
+        os.chmod(self.work_root, 0o711)
+        sandbox.make_undumpable()
+        self._lock = threading.Lock()
+        self._idle: list[_Worker] = []
+        self._warm: OrderedDict[tuple[str, int], _Worker] = OrderedDict()
+        self._live: dict[int, _Worker] = {}
+        self._free_uids = list(range(self.opts.uid_base + self.opts.uid_count - 1, self.opts.uid_base - 1, -1))
+        self._seq = itertools.count(1)
+        self._closed = False
+        self._empty_snapshot: str | None = None
+        self._zygote = _Zygote(self.opts)
+        self._refill = threading.Event()
+        self._maintainer = threading.Thread(target=self._maintain, name="worker-pool", daemon=True)
+        self._maintainer.start()
+        self._refill.set()
+
+    # --- worker lifecycle --------------------------------------------------------------------
+
+    def _zygote_ready(self) -> _Zygote:
+        with self._lock:
+            if self._closed:
+                raise RuntimeFailure("the runtime is shut down")
+            if not self._zygote.alive or self._zygote.process.poll() is not None:
+                # The zygote died (killed by user code in non-root mode, or crashed): start anew.
+                old = self._zygote
+                self._zygote = _Zygote(self.opts)
+                for worker in list(self._live.values()):
+                    sandbox.kill_all([worker.pid])
+                threading.Thread(target=old.stop, daemon=True).start()
+            return self._zygote
+
+    def _spawn(self) -> _Worker:
+        zygote = self._zygote_ready()
+        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        out_fd = os.memfd_create("stdout", os.MFD_CLOEXEC)
+        err_fd = os.memfd_create("stderr", os.MFD_CLOEXEC)
+        for fd in (out_fd, err_fd):
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_APPEND)
+        uid: int | None = None
+        with self._lock:
+            if self.privileged:
+                if not self._free_uids:
+                    raise RuntimeFailure("no free worker uid")
+                uid = self._free_uids.pop()
+        seq = next(self._seq)
+        workdir = os.path.join(self.work_root, f"w{seq}")
+        spec = {
+            "workdir": workdir,
+            "uid": uid,
+            "gid": uid,
+            "max_file_bytes": self.opts.max_file_bytes,
+            "max_processes": self.opts.max_processes,
+            "max_open_files": self.opts.max_open_files,
+            "max_cpu_seconds": self.opts.max_cpu_seconds,
+        }
+        try:
+            pid = zygote.spawn(spec, [child_sock.fileno(), out_fd, err_fd])
+        except BaseException:
+            for fd in (out_fd, err_fd):
+                os.close(fd)
+            parent_sock.close()
+            if uid is not None:
+                with self._lock:
+                    self._free_uids.append(uid)
+            raise
+        finally:
+            child_sock.close()
+        worker = _Worker(pid, parent_sock, out_fd, err_fd, workdir, uid)
+        with self._lock:
+            self._live[pid] = worker
+        return worker
+
+    def _discard(self, worker: _Worker, *, wait: bool = False, reaped: bool = False) -> None:
+        """Kill the worker and everything it started; free its uid once all of it is gone."""
+        with self._lock:
+            self._live.pop(worker.pid, None)
+        sandbox.kill_tree([worker.pid])
+        zygote = self._zygote
+
+        def finish() -> None:
+            if not reaped:
+                zygote.wait_exit(worker.pid, 5.0)
+            if worker.uid is not None:
+                try:
+                    zygote.kill_uid(worker.uid)
+                except RuntimeFailure:
+                    pass
+            try:
+                worker.sock.close()
+            except OSError:
+                pass
+            for fd in (worker.out_fd, worker.err_fd):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            shutil.rmtree(worker.workdir, ignore_errors=True)
+            if worker.uid is not None:
+                with self._lock:
+                    self._free_uids.insert(0, worker.uid)
+
+        if wait:
+            finish()
+        else:
+            threading.Thread(target=finish, name="worker-cleanup", daemon=True).start()
+
+    def _maintain(self) -> None:
+        while True:
+            self._refill.wait(timeout=5.0)
+            self._refill.clear()
+            if self._closed:
+                return
+            now = time.monotonic()
+            expired: list[_Worker] = []
+            with self._lock:
+                for key, worker in list(self._warm.items()):
+                    if now - worker.last_used > self.opts.warm_ttl_s:
+                        expired.append(self._warm.pop(key))
+                missing = self.opts.idle_workers - len(self._idle)
+            for worker in expired:
+                self._discard(worker)
+            for _ in range(max(missing, 0)):
+                try:
+                    worker = self._spawn()
+                except RuntimeFailure:
+                    break
+                with self._lock:
+                    if self._closed:
+                        self._discard(worker)
+                        return
+                    self._idle.append(worker)
+
+    def _acquire(self, request: StepRequest) -> tuple[_Worker, bool]:
+        policy = request.policy.to_json()
+        with self._lock:
+            warm = self._warm.pop((request.episode_id, request.state_version), None)
+        if warm is not None:
+            if (
+                warm.snapshot == request.snapshot
+                and warm.policy == policy
+                and warm.memory_mb == request.memory_mb
+            ):
+                return warm, True
+            self._discard(warm)
+        with self._lock:
+            idle = self._idle.pop() if self._idle else None
+        self._refill.set()
+        return (idle if idle is not None else self._spawn()), False
+
+    def _healthy_after_step(self, worker: _Worker) -> bool:
+        """Trust nothing the worker says: check from outside that it is alone and clean."""
+        if sandbox.thread_count(worker.pid) != 1 or sandbox.children_of(worker.pid):
+            return False
+        try:
+            if os.listdir(worker.workdir):
+                return False
+        except OSError:
+            return False
+        strays = [pid for pid in sandbox.children_of(self._zygote.pid) if pid not in self._live]
+        if strays:
+            # Something escaped (a daemon reparented to the zygote): kill it, and distrust the
+            # worker that just ran, since it is the only one that ran code since the last check.
+            sandbox.kill_tree(strays)
+            return False
+        return True
+
+    # --- the step ----------------------------------------------------------------------------
+
+    def empty_snapshot(self) -> str:
+        if self._empty_snapshot is None:
+            from . import cell
+            from .policy import ImportPolicy
+
+            self._empty_snapshot = snapshot.encode(
+                cell.save_namespace(cell.new_namespace(ImportPolicy())).payload
+            )
+        return self._empty_snapshot
+
+    def run_step(self, request: StepRequest) -> dict[str, Any]:
+        started = time.perf_counter()
+        deadline = time.monotonic() + request.timeout_ms / 1000.0
+        result: dict[str, Any] = {
+            "contract_version": CONTRACT_VERSION,
+            "runtime_version": RUNTIME_VERSION,
+            "stdout": "",
+            "stderr": "",
+            "exit_code": 0,
+            "snapshot": request.snapshot,
+            "state_version": request.state_version + 1,
+            "snapshot_bytes": 0,
+            "dropped": [],
+            "duration_ms": 0.0,
+            "timed_out": False,
+            "out_of_memory": False,
+            "crashed": False,
+            "stdout_truncated": False,
+            "stderr_truncated": False,
+            "warm": False,
+            "error_code": None,
+        }
+        payload = b""
+        if request.snapshot is not None:
+            try:
+                payload = snapshot.decode(request.snapshot).payload
+            except snapshot.SnapshotIncompatibleError as exc:
+                result.update(
+                    exit_code=1,
+                    stderr=f"SnapshotIncompatibleError: {exc}\n",
+                    error_code=exc.error_code,
+                )
+                return self._finish(result, started)
+
+        header = {
+            "op": "step",
+            "code": request.code,
+            "cell_name": f"<cell {request.state_version + 1}>",
+            "policy": request.policy.to_json(),
+            "memory_mb": request.memory_mb,
+            "max_output_bytes": request.max_output_bytes,
+        }
+        worker, warm = self._acquire(request)
+        for attempt in range(2):
+            os.ftruncate(worker.out_fd, 0)
+            os.ftruncate(worker.err_fd, 0)
+            try:
+                worker.sock.settimeout(max(deadline - time.monotonic(), 0.001))
+                send_frame(worker.sock, header, b"" if warm else payload)
+                break
+            except OSError:
+                # The worker died while idle or warm (before running anything): use a fresh one.
+                self._discard(worker)
+                if attempt == 1:
+                    raise RuntimeFailure("could not hand the step to a worker") from None
+                worker, warm = self._spawn(), False
+        result["warm"] = warm
+        worker.steps += 1
+        try:
+            reply, new_payload = recv_frame(
+                worker.sock, deadline=deadline, max_payload=self.opts.max_snapshot_bytes
+            )
+        except WireTimeout:
+            self._discard(worker)
+            self._collect_output(worker, request, result)
+            result.update(
+                exit_code=1,
+                timed_out=True,
+                error_code="timeout",
+            )
+            self._append_stderr(
+                result,
+                f"TimeoutError: the step exceeded its time limit of {request.timeout_ms / 1000:g} s "
+                "and was stopped; the episode's state is as it was before this step.\n",
+            )
+            return self._finish(result, started)
+        except WireError:
+            sandbox.kill_tree(sandbox.children_of(worker.pid))
+            status = self._zygote.wait_exit(worker.pid, 2.0)
+            self._discard(worker, reaped=status is not None)
+            self._collect_output(worker, request, result)
+            exit_code, sentence = _describe_exit(status)
+            result.update(exit_code=exit_code, crashed=True, error_code="crashed")
+            self._append_stderr(
+                result, f"{sentence}; the episode's state is as it was before this step.\n"
+            )
+            return self._finish(result, started)
+
+        self._collect_output(worker, request, result)
+        exit_code = reply.get("exit_code")
+        result["exit_code"] = exit_code if isinstance(exit_code, int) and not isinstance(exit_code, bool) else 1
+        error_code = reply.get("error_code")
+        result["error_code"] = error_code if isinstance(error_code, str) else None
+        if reply.get("out_of_memory") or error_code == "snapshot_restore_failed":
+            self._discard(worker)
+            if reply.get("out_of_memory"):
+                result.update(out_of_memory=True, exit_code=1, error_code="out_of_memory")
+                self._append_stderr(
+                    result,
+                    f"MemoryError: the step exceeded its memory limit of {request.memory_mb} MB; "
+                    "the episode's state is as it was before this step.\n",
+                )
+            return self._finish(result, started)
+
+        result["snapshot"] = snapshot.encode(new_payload)
+        result["dropped"] = _clean_dropped(reply.get("dropped"))
+        if self._healthy_after_step(worker) and not self._closed:
+            worker.key = (request.episode_id, request.state_version + 1)
+            worker.snapshot = result["snapshot"]
+            worker.policy = header["policy"]
+            worker.memory_mb = request.memory_mb
+            worker.last_used = time.monotonic()
+            evicted: list[_Worker] = []
+            with self._lock:
+                previous = self._warm.pop(worker.key, None)
+                if previous is not None:
+                    evicted.append(previous)
+                self._warm[worker.key] = worker
+                while len(self._warm) > self.opts.max_warm_workers:
+                    evicted.append(self._warm.popitem(last=False)[1])
+            for old in evicted:
+                self._discard(old)
+        else:
+            self._discard(worker)
+        return self._finish(result, started)
+
+    def _finish(self, result: dict[str, Any], started: float) -> dict[str, Any]:
+        if result["snapshot"] is None:
+            result["snapshot"] = self.empty_snapshot()
+        result["snapshot_bytes"] = len(result["snapshot"])
+        result["duration_ms"] = round((time.perf_counter() - started) * 1000.0, 3)
+        return result
+
+    @staticmethod
+    def _append_stderr(result: dict[str, Any], text: str) -> None:
+        current = result["stderr"]
+        result["stderr"] = (current + ("" if not current or current.endswith("\n") else "\n") + text)
+
+    @staticmethod
+    def _read_capped(fd: int, cap: int) -> tuple[str, bool]:
+        size = os.fstat(fd).st_size
+        data = os.pread(fd, min(size, cap), 0) if size else b""
+        return data.decode("utf-8", "replace"), size > cap
+
+    def _collect_output(self, worker: _Worker, request: StepRequest, result: dict[str, Any]) -> None:
+        cap = request.max_output_bytes
+        result["stdout"], result["stdout_truncated"] = self._read_capped(worker.out_fd, cap)
+        result["stderr"], result["stderr_truncated"] = self._read_capped(worker.err_fd, cap)
+
+    # --- shutdown ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            workers = list(self._live.values())
+            self._idle.clear()
+            self._warm.clear()
+        self._refill.set()
+        for worker in workers:
+            self._discard(worker, wait=True)
+        self._zygote.stop()
+        shutil.rmtree(self.work_root, ignore_errors=True)
+
+
+def _clean_dropped(value: Any) -> list[dict[str, str]]:
+    if not isinstance(value, list):
+        return []
+    cleaned = []
+    for item in value[:1000]:
+        if isinstance(item, dict):
+            cleaned.append({"name": str(item.get("name", ""))[:200], "type": str(item.get("type", ""))[:200]})
+    return cleaned

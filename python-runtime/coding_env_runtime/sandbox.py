@@ -1,0 +1,119 @@
+"""Process-level hardening helpers (Linux): prctl flags, resource limits, privilege drop."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import resource
+import signal
+from collections.abc import Iterable
+
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def prctl(option: int, arg: int) -> None:
+    if _libc.prctl(option, ctypes.c_ulong(arg), 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"prctl({option}) failed: {os.strerror(err)}")
+
+
+def make_undumpable() -> None:
+    """Same-uid processes can no longer read our /proc/<pid>/environ, mem, fd links (ptrace)."""
+    prctl(PR_SET_DUMPABLE, 0)
+
+
+def become_subreaper() -> None:
+    prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def die_with_parent() -> None:
+    prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
+
+
+def no_new_privs() -> None:
+    prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+
+def set_limit(which: int, value: int) -> None:
+    """Set soft and hard limit; only lowers (an unprivileged process cannot raise a hard limit)."""
+    _soft, hard = resource.getrlimit(which)
+    if hard != resource.RLIM_INFINITY and value > hard:
+        value = hard
+    resource.setrlimit(which, (value, value))
+
+
+def drop_privileges(uid: int, gid: int) -> None:
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+
+
+def children_of(pid: int) -> list[int]:
+    """Direct children of ``pid`` (every thread's list), from /proc; empty if it is gone."""
+    result: list[int] = []
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return result
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as fh:
+                result.extend(int(x) for x in fh.read().split())
+        except OSError:
+            continue
+    return result
+
+
+def descendants_of(pid: int) -> list[int]:
+    seen: list[int] = []
+    stack = children_of(pid)
+    while stack:
+        child = stack.pop()
+        if child in seen:
+            continue
+        seen.append(child)
+        stack.extend(children_of(child))
+    return seen
+
+
+def thread_count(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        return 0
+
+
+def kill_all(pids: Iterable[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def kill_tree(root_pids: Iterable[int], *, rounds: int = 50) -> None:
+    """Stop, then kill, every process below (and including) ``root_pids``, until none is left.
+
+    SIGSTOP first so a fork bomb cannot outrun the walk; repeated until a walk finds nothing.
+    """
+    roots = list(root_pids)
+    for _ in range(rounds):
+        found: list[int] = []
+        for root in roots:
+            found.extend(descendants_of(root))
+        targets = [*roots, *found] if roots else found
+        if not found:
+            kill_all(roots)
+            return
+        for pid in targets:
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except OSError:
+                pass
+        kill_all(targets)

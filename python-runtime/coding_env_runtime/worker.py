@@ -1,0 +1,172 @@
+"""The worker: one sandboxed process serving the steps of exactly one episode.
+
+Forked from the zygote, it waits for its first step, applies the step's limits, restores the
+snapshot (or starts fresh), then serves steps of the same episode while the runtime keeps it warm.
+File descriptors: 0 = /dev/null, 1/2 = the runtime's output files, 3 = the runtime's socket.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import resource
+import shutil
+import signal
+import socket
+import sys
+from typing import Any
+
+from . import cell, sandbox
+from .policy import ImportPolicy
+from .wire import WireError, recv_frame, send_frame
+
+WORKER_SOCKET_FD = 3
+
+
+def _wipe_directory(path: str) -> None:
+    try:
+        entries = os.listdir(path)
+    except OSError:
+        return
+    for name in entries:
+        full = os.path.join(path, name)
+        try:
+            if os.path.isdir(full) and not os.path.islink(full):
+                shutil.rmtree(full, ignore_errors=True)
+            else:
+                os.unlink(full)
+        except OSError:
+            pass
+
+
+def _kill_leftovers(private_uid: bool) -> None:
+    """End every process user code started; the runtime verifies this from outside anyway."""
+    if private_uid:
+        # kill(-1) as our private uid reaches every process of that uid but ourselves.
+        for _ in range(100):
+            try:
+                os.kill(-1, signal.SIGKILL)
+            except ProcessLookupError:
+                break
+            except OSError:
+                break
+    else:
+        sandbox.kill_tree(sandbox.children_of(os.getpid()))
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            break
+
+
+def _apply_step_limits(header: dict[str, Any]) -> None:
+    memory_bytes = int(header["memory_mb"]) * 1024 * 1024
+    sandbox.set_limit(resource.RLIMIT_AS, memory_bytes)
+    sandbox.set_limit(resource.RLIMIT_DATA, memory_bytes)
+
+
+def serve(sock: socket.socket, workdir: str, private_uid: bool) -> None:
+    namespace: dict[str, Any] | None = None
+    policy: ImportPolicy | None = None
+    while True:
+        try:
+            header, payload = recv_frame(sock)
+        except WireError:
+            os._exit(0)
+        if header.get("op") != "step":
+            os._exit(0)
+        cap = int(header["max_output_bytes"])
+        out = cell.CappedFdWriter(1, cap)
+        err = cell.CappedFdWriter(2, cap)
+        reply: dict[str, Any] = {"op": "result", "exit_code": 0, "dropped": []}
+        os.chdir(workdir)
+        try:
+            if namespace is None:
+                _apply_step_limits(header)
+                policy = ImportPolicy.from_json(header["policy"])
+                if payload:
+                    try:
+                        namespace = cell.restore_namespace(payload, policy)
+                    except MemoryError:
+                        raise
+                    except BaseException as exc:  # noqa: BLE001
+                        err.write(
+                            "The episode's saved state could not be restored "
+                            f"({type(exc).__name__}: {exc}). Reset the episode.\n"
+                        )
+                        reply.update(exit_code=1, error_code="snapshot_restore_failed")
+                        send_frame(sock, reply)
+                        os._exit(0)
+                else:
+                    namespace = cell.new_namespace(policy)
+            assert policy is not None
+            outcome = cell.run_cell(namespace, header["code"], header["cell_name"], policy, out, err)
+            reply.update(exit_code=outcome.exit_code, error_code=outcome.error_code)
+            if outcome.out_of_memory:
+                reply["out_of_memory"] = True
+                send_frame(sock, reply)
+                os._exit(0)
+            _kill_leftovers(private_uid)
+            _wipe_directory(workdir)
+            saved = cell.save_namespace(namespace)
+            reply["dropped"] = saved.dropped
+            send_frame(sock, reply, saved.payload)
+        except MemoryError:
+            try:
+                err.write("MemoryError: the step ran out of memory\n")
+                send_frame(sock, {"op": "result", "exit_code": 1, "out_of_memory": True,
+                                  "error_code": "out_of_memory", "dropped": []})
+            finally:
+                os._exit(0)
+        except OSError as exc:
+            if exc.errno in (errno.EPIPE, errno.ECONNRESET):
+                os._exit(0)
+            raise
+
+
+def main_after_fork(spec: dict[str, Any]) -> None:
+    """Entry in the zygote's child, fds already in place. Never returns."""
+    try:
+        os.setsid()
+        workdir = spec["workdir"]
+        os.makedirs(workdir, mode=0o700, exist_ok=True)
+        sandbox.set_limit(resource.RLIMIT_CORE, 0)
+        sandbox.set_limit(resource.RLIMIT_FSIZE, int(spec["max_file_bytes"]))
+        sandbox.set_limit(resource.RLIMIT_NOFILE, int(spec["max_open_files"]))
+        sandbox.set_limit(resource.RLIMIT_CPU, int(spec["max_cpu_seconds"]))
+        if spec.get("uid") is not None:
+            os.chown(workdir, int(spec["uid"]), int(spec["gid"]))
+            os.chmod(workdir, 0o700)
+            sandbox.set_limit(resource.RLIMIT_NPROC, int(spec["max_processes"]))
+            sandbox.drop_privileges(int(spec["uid"]), int(spec["gid"]))
+        else:
+            sandbox.set_limit(resource.RLIMIT_NPROC, int(spec["max_processes"]))
+        # After the credential change (which resets both flags):
+        sandbox.die_with_parent()
+        sandbox.make_undumpable()
+        sandbox.no_new_privs()
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # file-size limit: EFBIG, not death
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.umask(0o077)
+        os.chdir(workdir)
+        os.environ.clear()
+        os.environ.update(
+            {
+                "PATH": "/usr/local/bin:/usr/bin:/bin",
+                "LANG": "C.UTF-8",
+                "HOME": workdir,
+                "TMPDIR": workdir,
+                "OPENBLAS_NUM_THREADS": "1",
+                "OMP_NUM_THREADS": "1",
+                "MKL_NUM_THREADS": "1",
+            }
+        )
+        sys.argv = [""]
+        sock = socket.socket(fileno=WORKER_SOCKET_FD)
+        serve(sock, workdir, spec.get("uid") is not None)
+    except BaseException:  # noqa: BLE001 - never return into the zygote's loop
+        pass
+    os._exit(70)

@@ -1,0 +1,156 @@
+"""The zygote: a clean, single-threaded process that forks workers on the runtime's request.
+
+Started by the runtime with an empty, fixed environment. It imports everything a worker needs
+once, so a worker costs only a fork. It is a child subreaper (daemons that user code leaves
+behind reparent here, where the runtime can find and kill them) and non-dumpable.
+
+Control protocol (SOCK_SEQPACKET, one JSON message per packet, file descriptors attached):
+- ``{"op": "spawn", "id", "spec"}`` + fds ``[worker_socket, stdout_file, stderr_file]`` ->
+  ``{"op": "spawned", "id", "pid"}``
+- ``{"op": "kill_uid", "id", "uid"}`` -> ``{"op": "killed", "id"}``: kills every process of a
+  worker's private uid (root mode), from a helper that takes that uid.
+- unsolicited ``{"op": "exit", "pid", "status"}`` for every reaped worker.
+The zygote exits (killing its workers) when the runtime closes the control socket.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import sys
+from typing import Any
+
+from . import cell, sandbox, worker  # noqa: F401 - preloaded so a fork needs no import
+
+_MAX_FDS = 3
+
+
+def _reap(control: socket.socket, workers: set[int]) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        if pid in workers:
+            workers.discard(pid)
+            _send(control, {"op": "exit", "pid": pid, "status": status})
+
+
+def _send(control: socket.socket, message: dict[str, Any]) -> None:
+    try:
+        control.send(json.dumps(message).encode())
+    except OSError:
+        _shutdown()
+
+
+def _shutdown() -> None:
+    # Every worker (and anything reparented to us) dies with us: they all have PDEATHSIG or
+    # are killed here.
+    sandbox.kill_tree(sandbox.children_of(os.getpid()))
+    os._exit(0)
+
+
+def _spawn(spec: dict[str, Any], fds: list[int]) -> int:
+    pid = os.fork()
+    if pid:
+        return pid
+    # Child: arrange fds 0..3, close everything else, become the worker.
+    try:
+        sock_fd, out_fd, err_fd = fds
+        high = [os.dup(fd) for fd in (sock_fd, out_fd, err_fd)]
+        devnull = os.open(os.devnull, os.O_RDWR)
+        os.dup2(devnull, 0)
+        os.dup2(high[1], 1)
+        os.dup2(high[2], 2)
+        os.dup2(high[0], worker.WORKER_SOCKET_FD)
+        os.closerange(worker.WORKER_SOCKET_FD + 1, 1 << 16)
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        worker.main_after_fork(spec)
+    finally:
+        os._exit(70)
+
+
+def _kill_uid(uid: int) -> None:
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            for _ in range(200):
+                try:
+                    os.kill(-1, signal.SIGKILL)
+                except ProcessLookupError:
+                    os._exit(0)
+            os._exit(1)
+        finally:
+            os._exit(2)
+    while True:
+        try:
+            os.waitpid(pid, 0)
+            return
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            return
+
+
+def main(control_fd: int) -> None:
+    sandbox.make_undumpable()
+    sandbox.become_subreaper()
+    control = socket.socket(fileno=control_fd)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    os.set_blocking(wake_r, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.signal(signal.SIGTERM, lambda *_: _shutdown())
+    workers: set[int] = set()
+    while True:
+        _reap(control, workers)
+        try:
+            ready, _, _ = select.select([control, wake_r], [], [])
+        except InterruptedError:
+            continue
+        if wake_r in ready:
+            try:
+                os.read(wake_r, 4096)
+            except BlockingIOError:
+                pass
+        if control not in ready:
+            continue
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(control, 1 << 20, _MAX_FDS)
+        except InterruptedError:
+            continue
+        except OSError:
+            _shutdown()
+        if not data:
+            _shutdown()
+        message = json.loads(data)
+        op = message.get("op")
+        if op == "spawn":
+            pid = _spawn(message["spec"], fds)
+            workers.add(pid)
+            for fd in fds:
+                os.close(fd)
+            _send(control, {"op": "spawned", "id": message["id"], "pid": pid})
+        elif op == "kill_uid":
+            for fd in fds:
+                os.close(fd)
+            _kill_uid(int(message["uid"]))
+            _send(control, {"op": "killed", "id": message["id"]})
+        else:
+            for fd in fds:
+                os.close(fd)
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]))

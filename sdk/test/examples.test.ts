@@ -81,7 +81,7 @@ describe("examples/", () => {
       .map((c) => c.source.join(""))
       .join(";\n");
     expect(code).toContain('from "../sdk/dist/esm/index.js"');
-    const script = join(workDir, "notebook.ts");
+    const script = join(workDir, "notebook.mts");
     const sdkEntry = JSON.stringify(join(sdkDir, "dist", "esm", "index.js"));
     writeFileSync(
       script,

@@ -30,6 +30,8 @@ export interface ForwardingProxyOpts {
 export interface ForwardingProxy {
   readonly url: string;
   readonly exchanges: ProxiedExchange[];
+  /** `METHOD /path` of every request, recorded on arrival (before the upstream answers). */
+  readonly received: string[];
   close(): Promise<void>;
 }
 
@@ -43,8 +45,10 @@ export async function startForwardingProxy(
 ): Promise<ForwardingProxy> {
   const target = new URL(upstream);
   const exchanges: ProxiedExchange[] = [];
+  const received: string[] = [];
   let drops = 0;
   const server: Server = createServer((req, res) => {
+    received.push(`${req.method} ${req.url}`);
     const chunks: Buffer[] = [];
     req.on("data", (chunk: Buffer) => chunks.push(chunk));
     req.on("end", () => {
@@ -91,6 +95,7 @@ export async function startForwardingProxy(
   return {
     url: `http://127.0.0.1:${port}`,
     exchanges,
+    received,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

@@ -127,8 +127,10 @@ describe("retries through a real proxy in front of the stack", () => {
 
     const error = await env.step("import time\ntime.sleep(2)", { signal: controller.signal }).catch((e) => e);
 
+    // Let the server finish the step; a retry (200 ms backoff) would have arrived by then.
+    await expect.poll(() => stepBodies(p).length, { timeout: 10_000 }).toBe(1);
     expect(error).toMatchObject({ message: "stop" });
-    expect(stepBodies(p)).toHaveLength(1);
+    expect(p.received.filter((r) => r === "POST /step")).toHaveLength(1);
   });
 });
 

@@ -571,11 +571,6 @@ export class CodingEnvironment extends Construct {
         reason:
           "The ENI actions Lambda needs to attach a VPC function (AWSLambdaVPCAccessExecutionRole's, without its logs on '*'); ec2:DescribeNetworkInterfaces works only on '*'. The function's own code is denied every ec2 action (lambda:SourceFunctionArn condition).",
       });
-      Validations.of(executorRole).acknowledge({
-        id: "AwsSolutions-IAM5[Action::ec2:*]",
-        reason:
-          "This wildcard is in a Deny statement: it removes ec2 access from the function's code; it grants nothing.",
-      });
       Validations.of(this.vpc).acknowledge({
         id: "AwsSolutions-VPC7",
         reason:

@@ -1,0 +1,163 @@
+// The API Lambda's code exactly as `cdk deploy` uploads it: the stack is synthesized with bundling on
+// (NodejsFunction with the local esbuild, never Docker), and the staged bundle is loaded by a plain
+// `node` process outside the repository (no node_modules to fall back on), then invoked with API
+// Gateway HTTP API (payload v2) events, with the environment the template gives the function.
+// Nothing here touches the network: the routes used answer without AWS calls.
+import { execFile } from "node:child_process";
+import { existsSync, readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { beforeAll, describe, expect, it } from "vitest";
+import { onlyResource, propsOf, type Synthesized, synth } from "./synth.js";
+
+const run = promisify(execFile);
+
+/** An API Gateway HTTP API payload v2 event, as API Gateway sends it to the function. */
+function httpApiEvent(method: string, rawPath: string, headers: Record<string, string> = {}, body?: string) {
+  const now = Date.now();
+  return {
+    version: "2.0",
+    routeKey: "$default",
+    rawPath,
+    rawQueryString: "",
+    headers: {
+      accept: "application/json",
+      host: "abc123.execute-api.us-east-1.amazonaws.com",
+      "user-agent": "coding-env-infra-test",
+      "x-forwarded-for": "203.0.113.9",
+      "x-forwarded-port": "443",
+      "x-forwarded-proto": "https",
+      ...headers,
+    },
+    requestContext: {
+      accountId: "123456789012",
+      apiId: "abc123",
+      domainName: "abc123.execute-api.us-east-1.amazonaws.com",
+      domainPrefix: "abc123",
+      http: {
+        method,
+        path: rawPath,
+        protocol: "HTTP/1.1",
+        sourceIp: "203.0.113.9",
+        userAgent: "coding-env-infra-test",
+      },
+      requestId: `req-${now}`,
+      routeKey: "$default",
+      stage: "$default",
+      time: new Date(now).toUTCString(),
+      timeEpoch: now,
+    },
+    ...(body === undefined ? {} : { body, isBase64Encoded: false }),
+    isBase64Encoded: false,
+  };
+}
+
+// Runs inside the child: imports the bundle, invokes handler(event, context), prints the result.
+const INVOKE_SCRIPT = `
+const [bundle, events] = [process.argv[1], JSON.parse(process.argv[2])];
+const { handler } = await import(bundle);
+const context = {
+  functionName: process.env.AWS_LAMBDA_FUNCTION_NAME, functionVersion: "$LATEST",
+  invokedFunctionArn: "arn:aws:lambda:us-east-1:123456789012:function:" + process.env.AWS_LAMBDA_FUNCTION_NAME,
+  memoryLimitInMB: "512", awsRequestId: "00000000-0000-4000-8000-000000000000",
+  logGroupName: "/aws/lambda/test", logStreamName: "test", callbackWaitsForEmptyEventLoop: true,
+  getRemainingTimeInMillis: () => 28000,
+};
+const results = [];
+for (const event of events) results.push(await handler(event, context));
+process.stdout.write("\\n@@RESULTS@@" + JSON.stringify(results));
+`;
+
+interface LambdaResult {
+  statusCode: number;
+  headers?: Record<string, string>;
+  body: string;
+  isBase64Encoded?: boolean;
+}
+
+describe("API Lambda bundle (esbuild, as deployed)", () => {
+  let s: Synthesized;
+  let bundlePath: string;
+  let env: Record<string, string>;
+
+  beforeAll(() => {
+    s = synth({ bundle: true });
+    const [, api] = onlyResource(s.json, "AWS::Lambda::Function", (r) => r.Properties?.Runtime !== undefined);
+    const key = (propsOf(api).Code as { S3Key: string }).S3Key;
+    bundlePath = join(s.outdir, `asset.${key.replace(/\.zip$/, "")}`, "index.mjs");
+    // The template's environment, with CloudFormation references replaced by what they resolve to.
+    const variables = (propsOf(api).Environment as { Variables: Record<string, unknown> }).Variables;
+    env = {};
+    for (const [name, value] of Object.entries(variables)) {
+      env[name] = typeof value === "string" ? value : `resolved-${name.toLowerCase()}`;
+    }
+  }, 120_000);
+
+  it("is one self-contained ES module with its source map, and no Docker was needed", () => {
+    expect(existsSync(bundlePath)).toBe(true);
+    expect(existsSync(`${bundlePath}.map`)).toBe(true);
+    const files = readdirSync(join(bundlePath, "..")).sort();
+    expect(files).toEqual(["index.mjs", "index.mjs.map"]);
+    // A bundle of a few MB: the AWS SDK clients are inside (no reliance on the runtime's copy).
+    const sizeMb = statSync(bundlePath).size / 1024 / 1024;
+    expect(sizeMb).toBeGreaterThan(0.2);
+    expect(sizeMb).toBeLessThan(20);
+  });
+
+  async function invoke(events: object[]): Promise<LambdaResult[]> {
+    const { stdout } = await run(
+      process.execPath,
+      [
+        "--enable-source-maps",
+        "--input-type=module",
+        "-e",
+        INVOKE_SCRIPT,
+        bundlePath,
+        JSON.stringify(events),
+      ],
+      {
+        cwd: join(bundlePath, ".."),
+        timeout: 60_000,
+        env: {
+          // The Lambda environment: the template's variables plus what the Lambda runtime sets.
+          PATH: process.env.PATH ?? "",
+          ...env,
+          AWS_REGION: "us-east-1",
+          AWS_DEFAULT_REGION: "us-east-1",
+          AWS_LAMBDA_FUNCTION_NAME: "CodingEnv-Api",
+          AWS_LAMBDA_FUNCTION_MEMORY_SIZE: "512",
+          AWS_LAMBDA_FUNCTION_VERSION: "$LATEST",
+          AWS_LAMBDA_LOG_FORMAT: "JSON",
+          AWS_EXECUTION_ENV: "AWS_Lambda_nodejs22.x",
+          AWS_ACCESS_KEY_ID: "AKIAIOSFODNN7EXAMPLE",
+          AWS_SECRET_ACCESS_KEY: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+          AWS_SESSION_TOKEN: "test",
+        },
+      },
+    );
+    const marker = stdout.lastIndexOf("@@RESULTS@@");
+    expect(marker, `no result in output: ${stdout.slice(-2000)}`).toBeGreaterThanOrEqual(0);
+    return JSON.parse(stdout.slice(marker + "@@RESULTS@@".length)) as LambdaResult[];
+  }
+
+  it("loads and answers GET /health (200 healthy, keys required as deployed), GET /web, and refuses POST /reset without a key", async () => {
+    const [health, web, noKey] = await invoke([
+      httpApiEvent("GET", "/health"),
+      httpApiEvent("GET", "/web", { accept: "text/html" }),
+      httpApiEvent("POST", "/reset", { "content-type": "application/json" }, "{}"),
+    ]);
+
+    expect(health?.statusCode).toBe(200);
+    expect(JSON.parse(health?.body ?? "")).toMatchObject({ status: "healthy", auth_required: true });
+
+    expect(web?.statusCode).toBe(200);
+    expect(web?.headers?.["content-type"]).toMatch(/^text\/html/);
+    expect(web?.body).toMatch(/<html|<!doctype html/i);
+
+    // Auth is on in the deployment: a protected route without a key is refused before any AWS call.
+    expect(noKey?.statusCode).toBe(401);
+    const refused = JSON.parse(noKey?.body ?? "");
+    expect(refused).toMatchObject({ error: { code: "unauthorized" } });
+    expect(noKey?.body).not.toMatch(/node_modules|\.ts:|at .*\(/);
+  }, 90_000);
+});

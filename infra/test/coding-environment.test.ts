@@ -1,0 +1,443 @@
+// The security- and cost-relevant properties of the deployed stack, pinned on the synthesized
+// CloudFormation template (aws-cdk-lib/assertions). Synthesis runs offline, without Docker.
+import { App, Stack } from "aws-cdk-lib";
+import { Match } from "aws-cdk-lib/assertions";
+import { beforeAll, describe, expect, it } from "vitest";
+import {
+  API_FUNCTION_TIMEOUT_S,
+  API_INTEGRATION_TIMEOUT_S,
+  API_OVERHEAD_S,
+  CodingEnvironment,
+  EXECUTOR_TIMEOUT_MARGIN_S,
+  MAX_STEP_TIMEOUT_LIMIT_S,
+} from "../lib/coding-environment.js";
+import {
+  onlyResource,
+  propsOf,
+  referencedId,
+  resourcesOfType,
+  type Statement,
+  type Synthesized,
+  statementsOfRole,
+  synth,
+} from "./synth.js";
+
+const isExecutor = (r: { Properties?: Record<string, unknown> }) => r.Properties?.PackageType === "Image";
+const isApi = (r: { Properties?: Record<string, unknown> }) => r.Properties?.Runtime !== undefined;
+const roleIdOf = (fn: { Properties?: Record<string, unknown> }) => {
+  const id = referencedId(fn.Properties?.Role);
+  if (!id) throw new Error("function role is not a role of this stack");
+  return id;
+};
+const allows = (statements: Statement[]) => statements.filter((s) => s.Effect === "Allow");
+const ENI_ACTIONS = [
+  "ec2:CreateNetworkInterface",
+  "ec2:DescribeNetworkInterfaces",
+  "ec2:DeleteNetworkInterface",
+  "ec2:AssignPrivateIpAddresses",
+  "ec2:UnassignPrivateIpAddresses",
+];
+
+describe("default deployment", () => {
+  let s: Synthesized;
+  beforeAll(() => {
+    s = synth();
+  });
+
+  it("runs every Lambda function on arm64, and has exactly the API and the executor (no helper Lambdas)", () => {
+    const functions = resourcesOfType(s.json, "AWS::Lambda::Function");
+    expect(functions).toHaveLength(2);
+    for (const [, fn] of functions) expect(fn.Properties?.Architectures).toEqual(["arm64"]);
+  });
+
+  it("runs the API on Node.js 22 from the esbuild bundle with source maps, JSON logs and its settings", () => {
+    const [, api] = onlyResource(s.json, "AWS::Lambda::Function", isApi);
+    const [executorId] = onlyResource(s.json, "AWS::Lambda::Function", isExecutor);
+    const [tableId] = onlyResource(s.json, "AWS::DynamoDB::Table");
+    expect(api.Properties).toMatchObject({
+      Runtime: "nodejs22.x",
+      Handler: "index.handler",
+      Timeout: API_FUNCTION_TIMEOUT_S,
+      LoggingConfig: { LogFormat: "JSON" },
+    });
+    expect(api.Properties?.Environment).toEqual({
+      Variables: {
+        NODE_OPTIONS: "--enable-source-maps",
+        LOG_LEVEL: "INFO",
+        POWERTOOLS_SERVICE_NAME: "coding-env-api",
+        CODING_ENV_TABLE: { Ref: tableId },
+        CODING_ENV_EXECUTOR_FUNCTION: { "Fn::GetAtt": [executorId, "Arn"] },
+        CODING_ENV_EXECUTOR_MEMORY_MB: "1024",
+        CODING_ENV_AUTH: "on",
+        CODING_ENV_DEFAULT_STEP_TIMEOUT_S: "25",
+        CODING_ENV_MAX_STEP_TIMEOUT_S: "25",
+      },
+    });
+  });
+
+  it("fits a step into API Gateway's 30 s: step limit + executor margin + API overhead <= API timeout < integration timeout < 30 s", () => {
+    const [, api] = onlyResource(s.json, "AWS::Lambda::Function", isApi);
+    const [, executor] = onlyResource(s.json, "AWS::Lambda::Function", isExecutor);
+    const [, integration] = onlyResource(s.json, "AWS::ApiGatewayV2::Integration");
+    const vars = (propsOf(api).Environment as { Variables: Record<string, string> }).Variables;
+    const maxStep = Number(vars.CODING_ENV_MAX_STEP_TIMEOUT_S);
+    const executorTimeout = executor.Properties?.Timeout as number;
+    const apiTimeout = api.Properties?.Timeout as number;
+    const integrationTimeoutS = (propsOf(integration).TimeoutInMillis as number) / 1000;
+
+    expect(Number(vars.CODING_ENV_DEFAULT_STEP_TIMEOUT_S)).toBeLessThanOrEqual(maxStep);
+    expect(executorTimeout).toBe(maxStep + EXECUTOR_TIMEOUT_MARGIN_S);
+    expect(executorTimeout + API_OVERHEAD_S).toBeLessThanOrEqual(apiTimeout);
+    expect(apiTimeout).toBeLessThan(integrationTimeoutS);
+    expect(integrationTimeoutS).toBe(API_INTEGRATION_TIMEOUT_S);
+    expect(integrationTimeoutS).toBeLessThan(30);
+    expect(MAX_STEP_TIMEOUT_LIMIT_S).toBe(25);
+  });
+
+  it("runs the executor from the python-runtime image (arm64) with its memory, timeout and JSON logs", () => {
+    const [, executor] = onlyResource(s.json, "AWS::Lambda::Function", isExecutor);
+    expect(executor.Properties).toMatchObject({
+      PackageType: "Image",
+      Architectures: ["arm64"],
+      MemorySize: 1024,
+      Timeout: 25 + EXECUTOR_TIMEOUT_MARGIN_S,
+      LoggingConfig: { LogFormat: "JSON" },
+    });
+    expect(executor.Properties?.ReservedConcurrentExecutions).toBeUndefined();
+    expect(JSON.stringify(executor.Properties?.Code)).toContain("container-assets");
+  });
+
+  it("places the executor in isolated subnets only: no route out, no NAT or internet gateway, no egress rule", () => {
+    const [, executor] = onlyResource(s.json, "AWS::Lambda::Function", isExecutor);
+    const vpcConfig = executor.Properties?.VpcConfig as { SubnetIds: unknown[]; SecurityGroupIds: unknown[] };
+    expect(vpcConfig.SubnetIds.length).toBeGreaterThanOrEqual(2);
+
+    const subnetIds = vpcConfig.SubnetIds.map(referencedId);
+    for (const subnetId of subnetIds) {
+      const subnet = s.json.Resources[subnetId as string];
+      expect(subnet?.Type).toBe("AWS::EC2::Subnet");
+      expect(subnet?.Properties?.MapPublicIpOnLaunch).toBe(false);
+      const tags = subnet?.Properties?.Tags as { Key: string; Value: string }[];
+      expect(tags).toContainEqual({ Key: "aws-cdk:subnet-type", Value: "Isolated" });
+    }
+    expect(resourcesOfType(s.json, "AWS::EC2::Route")).toEqual([]);
+    expect(resourcesOfType(s.json, "AWS::EC2::NatGateway")).toEqual([]);
+    expect(resourcesOfType(s.json, "AWS::EC2::InternetGateway")).toEqual([]);
+    expect(resourcesOfType(s.json, "AWS::EC2::VPCEndpoint")).toEqual([]);
+
+    const [sgId] = vpcConfig.SecurityGroupIds.map(referencedId);
+    const sg = s.json.Resources[sgId as string];
+    // CDK's marker for "no egress": one rule to 255.255.255.255/32 on an ICMP type that does not exist.
+    expect(sg?.Properties?.SecurityGroupEgress).toEqual([
+      expect.objectContaining({
+        CidrIp: "255.255.255.255/32",
+        IpProtocol: "icmp",
+        FromPort: 252,
+        ToPort: 86,
+      }),
+    ]);
+    expect(sg?.Properties?.SecurityGroupIngress).toBeUndefined();
+    expect(resourcesOfType(s.json, "AWS::EC2::SecurityGroupIngress")).toEqual([]);
+  });
+
+  it("gives the executor role its own log group and nothing else: no DynamoDB, Lambda, S3 or other service", () => {
+    const [, executor] = onlyResource(s.json, "AWS::Lambda::Function", isExecutor);
+    const logGroupId = referencedId((propsOf(executor).LoggingConfig as { LogGroup: unknown }).LogGroup);
+    const { statements, managedPolicies } = statementsOfRole(s.json, roleIdOf(executor));
+    expect(managedPolicies).toEqual([]);
+
+    const allowed = allows(statements);
+    const services = new Set(allowed.flatMap((st) => st.Action.map((a) => a.split(":")[0])));
+    expect([...services].sort()).toEqual(["ec2", "logs"]);
+    for (const st of allowed) {
+      if (st.Action.some((a) => a.startsWith("logs:"))) {
+        expect(st.Action.sort()).toEqual(["logs:CreateLogStream", "logs:PutLogEvents"]);
+        expect(st.Resource).toEqual([{ "Fn::GetAtt": [logGroupId, "Arn"] }]);
+      } else {
+        // Lambda's own network-interface management for a VPC function, nothing more.
+        expect(st.Action.every((a) => ENI_ACTIONS.includes(a))).toBe(true);
+      }
+    }
+    const text = JSON.stringify(allowed);
+    for (const forbidden of [
+      "dynamodb:",
+      "lambda:",
+      "s3:",
+      "kms:",
+      "sts:",
+      "secretsmanager:",
+      "ssm:",
+      "iam:",
+    ]) {
+      expect(text).not.toContain(forbidden);
+    }
+    // The function's code is denied every ec2 action: requests from inside the execution environment
+    // carry lambda:SourceFunctionArn, Lambda's own ENI management does not.
+    expect(statements.filter((st) => st.Effect === "Deny")).toEqual([
+      {
+        Effect: "Deny",
+        Action: ["ec2:*"],
+        Resource: ["*"],
+        Condition: { Null: { "lambda:SourceFunctionArn": "false" } },
+      },
+    ]);
+  });
+
+  it("lets the API role read/write its table and invoke the executor, and nothing else", () => {
+    const [, api] = onlyResource(s.json, "AWS::Lambda::Function", isApi);
+    const [executorId] = onlyResource(s.json, "AWS::Lambda::Function", isExecutor);
+    const [tableId] = onlyResource(s.json, "AWS::DynamoDB::Table");
+    const logGroupId = referencedId((propsOf(api).LoggingConfig as { LogGroup: unknown }).LogGroup);
+    const { statements, managedPolicies } = statementsOfRole(s.json, roleIdOf(api));
+    expect(managedPolicies).toEqual([]);
+    expect(statements.every((st) => st.Effect === "Allow")).toBe(true);
+
+    const dynamo = statements.filter((st) => st.Action.some((a) => a.startsWith("dynamodb:")));
+    expect(dynamo.length).toBeGreaterThan(0);
+    for (const st of dynamo) {
+      expect(st.Action.every((a) => a.startsWith("dynamodb:"))).toBe(true);
+      expect(st.Resource).toEqual([{ "Fn::GetAtt": [tableId, "Arn"] }]);
+    }
+    const granted = new Set(dynamo.flatMap((st) => st.Action));
+    for (const needed of [
+      "dynamodb:GetItem",
+      "dynamodb:PutItem",
+      "dynamodb:UpdateItem",
+      "dynamodb:DeleteItem",
+      "dynamodb:Query",
+      "dynamodb:ConditionCheckItem",
+    ]) {
+      expect(granted).toContain(needed);
+    }
+    // Data-plane only: no table administration.
+    for (const admin of [
+      "dynamodb:DeleteTable",
+      "dynamodb:UpdateTable",
+      "dynamodb:CreateTable",
+      "dynamodb:*",
+    ]) {
+      expect(granted).not.toContain(admin);
+    }
+
+    const others = statements.filter((st) => !dynamo.includes(st));
+    expect(others).toEqual(
+      expect.arrayContaining([
+        {
+          Effect: "Allow",
+          Action: ["lambda:InvokeFunction"],
+          Resource: [{ "Fn::GetAtt": [executorId, "Arn"] }],
+          Condition: undefined,
+        },
+        {
+          Effect: "Allow",
+          Action: ["logs:CreateLogStream", "logs:PutLogEvents"],
+          Resource: [{ "Fn::GetAtt": [logGroupId, "Arn"] }],
+          Condition: undefined,
+        },
+      ]),
+    );
+    expect(others).toHaveLength(2);
+  });
+
+  it("keeps one on-demand table with pk/sk, point-in-time recovery, TTL on expires_at, KMS encryption, deletion protection, retained on delete", () => {
+    s.template.resourceCountIs("AWS::DynamoDB::Table", 1);
+    s.template.hasResource("AWS::DynamoDB::Table", {
+      DeletionPolicy: "Retain",
+      UpdateReplacePolicy: "Retain",
+      Properties: {
+        BillingMode: "PAY_PER_REQUEST",
+        KeySchema: [
+          { AttributeName: "pk", KeyType: "HASH" },
+          { AttributeName: "sk", KeyType: "RANGE" },
+        ],
+        AttributeDefinitions: [
+          { AttributeName: "pk", AttributeType: "S" },
+          { AttributeName: "sk", AttributeType: "S" },
+        ],
+        PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+        TimeToLiveSpecification: { AttributeName: "expires_at", Enabled: true },
+        // SSEEnabled: true is the AWS-managed KMS key (aws/dynamodb), not the AWS-owned default.
+        SSESpecification: { SSEEnabled: true },
+        DeletionProtectionEnabled: true,
+      },
+    });
+  });
+
+  it("routes everything to the API Lambda (payload v2) through a throttled, access-logged $default stage", () => {
+    const [apiFnId] = onlyResource(s.json, "AWS::Lambda::Function", isApi);
+    s.template.hasResourceProperties("AWS::ApiGatewayV2::Api", { ProtocolType: "HTTP" });
+    s.template.hasResourceProperties("AWS::ApiGatewayV2::Route", { RouteKey: "$default" });
+    s.template.resourceCountIs("AWS::ApiGatewayV2::Route", 1);
+    s.template.hasResourceProperties("AWS::ApiGatewayV2::Integration", {
+      IntegrationType: "AWS_PROXY",
+      PayloadFormatVersion: "2.0",
+      IntegrationUri: { "Fn::GetAtt": [apiFnId, "Arn"] },
+    });
+    s.template.hasResourceProperties("AWS::ApiGatewayV2::Stage", {
+      StageName: "$default",
+      AutoDeploy: true,
+      DefaultRouteSettings: { ThrottlingRateLimit: 50, ThrottlingBurstLimit: 100 },
+      AccessLogSettings: {
+        DestinationArn: Match.anyValue(),
+        Format: Match.stringLikeRegexp("responseLatency"),
+      },
+    });
+    // Only API Gateway may invoke the API function, only from this API.
+    s.template.hasResourceProperties("AWS::Lambda::Permission", {
+      Principal: "apigateway.amazonaws.com",
+      FunctionName: { "Fn::GetAtt": [apiFnId, "Arn"] },
+      SourceArn: Match.anyValue(),
+    });
+  });
+
+  it("sets a retention on every log group", () => {
+    const groups = resourcesOfType(s.json, "AWS::Logs::LogGroup");
+    expect(groups).toHaveLength(3); // API, executor, access logs
+    for (const [, group] of groups) expect(group.Properties?.RetentionInDays).toBe(30);
+  });
+
+  it("alarms on API 5xx rate, executor errors and executor throttles", () => {
+    const alarms = resourcesOfType(s.json, "AWS::CloudWatch::Alarm").map(([, a]) => a.Properties ?? {});
+    expect(alarms).toHaveLength(3);
+    const rate = alarms.find((a) => Array.isArray(a.Metrics));
+    expect(JSON.stringify(rate?.Metrics)).toMatch(
+      /"MetricName":"5xx".*"MetricName":"Count"|"MetricName":"Count".*"MetricName":"5xx"/,
+    );
+    expect(rate?.Threshold).toBe(5);
+    expect(
+      alarms
+        .map((a) => a.MetricName)
+        .filter(Boolean)
+        .sort(),
+    ).toEqual(["Errors", "Throttles"]);
+    for (const a of alarms) expect(a.TreatMissingData).toBe("notBreaching");
+  });
+
+  it("has a dashboard with step latency, step count and executor duration, fed by access-log metric filters", () => {
+    const [, dashboard] = onlyResource(s.json, "AWS::CloudWatch::Dashboard");
+    const body = JSON.stringify(dashboard.Properties?.DashboardBody);
+    for (const metric of ["StepLatency", "Steps", "Duration"]) expect(body).toContain(metric);
+    const filters = resourcesOfType(s.json, "AWS::Logs::MetricFilter").map(([, f]) => f.Properties ?? {});
+    expect(
+      filters.map((f) => (f.MetricTransformations as { MetricName: string }[])[0]?.MetricName).sort(),
+    ).toEqual(["StepLatency", "Steps"]);
+    for (const f of filters) expect(f.FilterPattern).toBe('{ ($.method = "POST") && ($.path = "/step") }');
+  });
+
+  it("outputs the API URL and the web UI URL", () => {
+    const [apiId] = onlyResource(s.json, "AWS::ApiGatewayV2::Api");
+    const endpoint = { "Fn::GetAtt": [apiId, "ApiEndpoint"] };
+    expect(s.json.Outputs?.ApiUrl?.Value).toEqual({ "Fn::Join": ["", [endpoint, "/"]] });
+    expect(s.json.Outputs?.WebUiUrl?.Value).toEqual({ "Fn::Join": ["", [endpoint, "/web"]] });
+    expect(Object.keys(s.json.Outputs ?? {})).toEqual(
+      expect.arrayContaining(["TableName", "ExecutorFunctionName", "DashboardName"]),
+    );
+  });
+});
+
+describe("configuration through context (-c coding-env:KEY=VALUE)", () => {
+  it("applies string values as -c gives them: executor memory (and its metering env), concurrency, step limits, throttling, retention", () => {
+    const { template, json } = synth({
+      context: {
+        executorMemoryMb: "2048",
+        executorReservedConcurrency: "20",
+        defaultStepTimeoutSeconds: "10",
+        maxStepTimeoutSeconds: "20",
+        apiRateLimit: "5",
+        apiBurstLimit: "7",
+        logRetentionDays: "7",
+        authRequired: "false",
+        logLevel: "DEBUG",
+      },
+    });
+    const [, executor] = onlyResource(json, "AWS::Lambda::Function", isExecutor);
+    expect(executor.Properties).toMatchObject({
+      MemorySize: 2048,
+      ReservedConcurrentExecutions: 20,
+      Timeout: 20 + EXECUTOR_TIMEOUT_MARGIN_S,
+    });
+    template.hasResourceProperties("AWS::Lambda::Function", {
+      Runtime: "nodejs22.x",
+      Environment: {
+        Variables: Match.objectLike({
+          CODING_ENV_EXECUTOR_MEMORY_MB: "2048",
+          CODING_ENV_DEFAULT_STEP_TIMEOUT_S: "10",
+          CODING_ENV_MAX_STEP_TIMEOUT_S: "20",
+          CODING_ENV_AUTH: "off",
+          LOG_LEVEL: "DEBUG",
+        }),
+      },
+    });
+    template.hasResourceProperties("AWS::ApiGatewayV2::Stage", {
+      DefaultRouteSettings: { ThrottlingRateLimit: 5, ThrottlingBurstLimit: 7 },
+    });
+    for (const [, group] of resourcesOfType(json, "AWS::Logs::LogGroup"))
+      expect(group.Properties?.RetentionInDays).toBe(7);
+  });
+
+  it("turns internet access on by running the executor outside any VPC (no NAT gateway), its role keeping logs only", () => {
+    const { json } = synth({ context: { executorInternetAccess: "true" } });
+    const [, executor] = onlyResource(json, "AWS::Lambda::Function", isExecutor);
+    expect(executor.Properties?.VpcConfig).toBeUndefined();
+    expect(resourcesOfType(json, "AWS::EC2::VPC")).toEqual([]);
+    expect(resourcesOfType(json, "AWS::EC2::NatGateway")).toEqual([]);
+    const { statements } = statementsOfRole(json, roleIdOf(executor));
+    expect(statements.flatMap((st) => st.Action).sort()).toEqual([
+      "logs:CreateLogStream",
+      "logs:PutLogEvents",
+    ]);
+  });
+
+  it("lets the table be deleted with the stack when asked (deletion protection off, removal policy Delete)", () => {
+    const { template } = synth({ context: { deletionProtection: false, retainTable: false } });
+    template.hasResource("AWS::DynamoDB::Table", {
+      DeletionPolicy: "Delete",
+      Properties: Match.objectLike({ DeletionProtectionEnabled: false }),
+    });
+  });
+
+  it("sends alarm and OK notifications to an existing SNS topic", () => {
+    const arn = "arn:aws:sns:us-east-1:123456789012:ops-alerts";
+    const { json } = synth({ context: { alarmTopicArn: arn, stackName: "CodingEnvStaging" } });
+    const alarms = resourcesOfType(json, "AWS::CloudWatch::Alarm");
+    expect(alarms).toHaveLength(3);
+    for (const [, alarm] of alarms) {
+      expect(alarm.Properties?.AlarmActions).toEqual([arn]);
+      expect(alarm.Properties?.OKActions).toEqual([arn]);
+    }
+  });
+
+  it.each([
+    [{ executorMemoryMb: "lots" }, /coding-env:executorMemoryMb: expected a number/],
+    [{ executorInternetAccess: "yes" }, /coding-env:executorInternetAccess: expected true or false/],
+    [{ logRetentionDays: "31" }, /coding-env:logRetentionDays: 31 is not a CloudWatch retention/],
+    [{ logLevel: "LOUD" }, /coding-env:logLevel/],
+    [{ alarmTopicArn: "ops-alerts" }, /not an SNS topic ARN/],
+    [{ executorMemoryMB: "2048" }, /coding-env:executorMemoryMB: unknown key/],
+    [{ maxStepTimeoutSeconds: "26" }, /maxStepTimeoutSeconds must be an integer from 1 to 25, got 26/],
+    [
+      { defaultStepTimeoutSeconds: "20", maxStepTimeoutSeconds: "15" },
+      /defaultStepTimeoutSeconds must be an integer from 1 to 15, got 20/,
+    ],
+    [{ executorMemoryMb: "256" }, /executorMemoryMb must be an integer from 512 to 10240/],
+    [{ executorReservedConcurrency: "0" }, /executorReservedConcurrency must be an integer/],
+  ])("refuses %j at synth time", (context, message) => {
+    expect(() => synth({ context })).toThrow(message);
+  });
+});
+
+describe("CodingEnvironment construct (props)", () => {
+  it("fails fast, naming the construct, when the step limit cannot fit API Gateway's 30 s", () => {
+    const stack = new Stack(new App(), "Props");
+    expect(() => new CodingEnvironment(stack, "Env", { maxStepTimeoutSeconds: 29 })).toThrow(
+      /Props\/Env: maxStepTimeoutSeconds must be an integer from 1 to 25, got 29/,
+    );
+  });
+
+  it("exposes the effective step limits", () => {
+    const stack = new Stack(new App({ context: { "aws:cdk:bundling-stacks": [] } }), "Props");
+    const env = new CodingEnvironment(stack, "Env", { maxStepTimeoutSeconds: 12 });
+    expect([env.defaultStepTimeoutSeconds, env.maxStepTimeoutSeconds]).toEqual([12, 12]);
+    expect(env.executorFunction.timeout?.toSeconds()).toBe(12 + EXECUTOR_TIMEOUT_MARGIN_S);
+  });
+});

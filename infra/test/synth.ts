@@ -1,0 +1,122 @@
+// Test helpers: the app exactly as `cdk synth` builds it (createApp), without running bundlers unless
+// asked, and readers for the parts of the template the tests look at.
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Template } from "aws-cdk-lib/assertions";
+import { createApp } from "../lib/coding-env-stack.js";
+
+/** One synthesized stack and its template. */
+export interface Synthesized {
+  readonly app: ReturnType<typeof createApp>["app"];
+  readonly stack: ReturnType<typeof createApp>["stack"];
+  readonly template: Template;
+  /** The template as JSON (CloudFormation). */
+  readonly json: CfnTemplate;
+  /** Cloud assembly directory (holds the staged assets when bundling ran). */
+  readonly outdir: string;
+}
+
+export interface CfnResource {
+  readonly Type: string;
+  readonly Properties?: Record<string, unknown>;
+  readonly DeletionPolicy?: string;
+  readonly UpdateReplacePolicy?: string;
+}
+export interface CfnTemplate {
+  readonly Resources: Record<string, CfnResource>;
+  readonly Outputs?: Record<string, { Value: unknown }>;
+}
+
+export interface SynthOpts {
+  /** `coding-env:*` keys without the prefix, as `-c` would pass them. @default {} */
+  readonly context?: Record<string, unknown>;
+  /** Run the esbuild bundling of the API function (slower). @default false */
+  readonly bundle?: boolean;
+}
+
+/** Synthesizes the app as `cdk synth` would, into a fresh temporary directory. */
+export function synth(opts: SynthOpts = {}): Synthesized {
+  const context: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(opts.context ?? {})) context[`coding-env:${key}`] = value;
+  // The cdk-nag checks run in their own test (validateScope), not as a synth-time plugin here.
+  if (context["coding-env:nag"] === undefined) context["coding-env:nag"] = false;
+  // Skipping bundling is how the CDK CLI synthesizes stacks it does not deploy; assets are still staged.
+  if (!opts.bundle) context["aws:cdk:bundling-stacks"] = [];
+  const outdir = mkdtempSync(join(tmpdir(), "coding-env-cdk-"));
+  const { app, stack } = createApp({ context, outdir });
+  const template = Template.fromStack(stack);
+  return { app, stack, template, json: template.toJSON() as CfnTemplate, outdir };
+}
+
+/** The Properties of a resource; fails if it has none. */
+export function propsOf(resource: CfnResource): Record<string, unknown> {
+  if (!resource.Properties) throw new Error(`${resource.Type} has no Properties`);
+  return resource.Properties;
+}
+
+/** Resources of one type, by logical id. */
+export function resourcesOfType(json: CfnTemplate, type: string): [string, CfnResource][] {
+  return Object.entries(json.Resources).filter(([, r]) => r.Type === type);
+}
+
+/** The only resource of `type` whose properties match `pick`; fails if there is not exactly one. */
+export function onlyResource(
+  json: CfnTemplate,
+  type: string,
+  pick: (r: CfnResource) => boolean = () => true,
+): [string, CfnResource] {
+  const found = resourcesOfType(json, type).filter(([, r]) => pick(r));
+  if (found.length !== 1) throw new Error(`expected one ${type}, found ${found.length}`);
+  return found[0] as [string, CfnResource];
+}
+
+/** One IAM statement, normalized: actions and resources always arrays. */
+export interface Statement {
+  readonly Effect: "Allow" | "Deny";
+  readonly Action: string[];
+  readonly Resource: unknown[];
+  readonly Condition?: unknown;
+}
+
+/**
+ * Every statement that applies to the role with logical id `roleId`: its inline policies, the
+ * AWS::IAM::Policy resources attached to it, and a marker for each managed policy ARN.
+ */
+export function statementsOfRole(
+  json: CfnTemplate,
+  roleId: string,
+): { statements: Statement[]; managedPolicies: unknown[] } {
+  const role = json.Resources[roleId];
+  if (role?.Type !== "AWS::IAM::Role") throw new Error(`no role ${roleId}`);
+  const raw: Record<string, unknown>[] = [];
+  for (const inline of (propsOf(role).Policies as {
+    PolicyDocument: { Statement: Record<string, unknown>[] };
+  }[]) ?? []) {
+    raw.push(...inline.PolicyDocument.Statement);
+  }
+  for (const [, policy] of resourcesOfType(json, "AWS::IAM::Policy")) {
+    const roles = (propsOf(policy).Roles as unknown[]) ?? [];
+    if (!roles.some((r) => JSON.stringify(r) === JSON.stringify({ Ref: roleId }))) continue;
+    raw.push(...(propsOf(policy).PolicyDocument as { Statement: Record<string, unknown>[] }).Statement);
+  }
+  const asArray = (v: unknown): unknown[] => (Array.isArray(v) ? v : v === undefined ? [] : [v]);
+  const statements = raw.map((s) => ({
+    Effect: s.Effect as "Allow" | "Deny",
+    Action: asArray(s.Action) as string[],
+    Resource: asArray(s.Resource),
+    Condition: s.Condition,
+  }));
+  return { statements, managedPolicies: (propsOf(role).ManagedPolicyArns as unknown[]) ?? [] };
+}
+
+/** The logical id referenced by `{ "Fn::GetAtt": [id, attr] }` or `{ Ref: id }`. */
+export function referencedId(value: unknown): string | undefined {
+  if (value && typeof value === "object") {
+    const v = value as Record<string, unknown>;
+    if (typeof v.Ref === "string") return v.Ref;
+    const getAtt = v["Fn::GetAtt"];
+    if (Array.isArray(getAtt) && typeof getAtt[0] === "string") return getAtt[0];
+  }
+  return undefined;
+}

@@ -1,0 +1,99 @@
+import { execFile } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ApiKeyStore, isWellFormedApiKey } from "../../functions/src/tenancy/index.js";
+import { startTestTable, type TestTable } from "./helpers/dynalite-table.js";
+
+const run = promisify(execFile);
+const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
+
+let table: TestTable;
+let store: ApiKeyStore;
+
+beforeAll(async () => {
+  table = await startTestTable("coding-env-cli");
+  store = new ApiKeyStore({ client: table.client, tableName: table.tableName });
+});
+afterAll(async () => {
+  await table.stop();
+});
+
+async function keysCli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const out = await run(process.execPath, ["--import", "tsx", "scripts/keys.ts", ...args], {
+      cwd: repoRoot,
+      env: {
+        ...process.env,
+        CODING_ENV_TABLE: table.tableName,
+        CODING_ENV_DYNAMODB_ENDPOINT: table.endpoint,
+      },
+    });
+    return { code: 0, stdout: out.stdout, stderr: out.stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+describe("npm run keys", () => {
+  it("create prints the new key as the last line; it works and carries the quota overrides", async () => {
+    const out = await keysCli("create", "--tenant", "acme", "--name", "laptop", "--steps-per-day", "5");
+    expect(out.code).toBe(0);
+    const key = out.stdout.trimEnd().split("\n").at(-1) ?? "";
+    expect(isWellFormedApiKey(key)).toBe(true);
+    const record = await store.findByKey(key);
+    expect(record).toMatchObject({
+      tenantId: "acme",
+      name: "laptop",
+      revoked: false,
+      quotas: { stepsPerDay: 5 },
+    });
+  });
+
+  it("list shows keys without secrets, as a table or JSON, filtered by tenant", async () => {
+    const created = await keysCli("create", "--tenant", "t-list");
+    const key = created.stdout.trimEnd().split("\n").at(-1) ?? "";
+    const record = await store.findByKey(key);
+    const json = await keysCli("list", "--tenant", "t-list", "--json");
+    expect(json.code).toBe(0);
+    const listed = JSON.parse(json.stdout) as Array<Record<string, unknown>>;
+    expect(listed).toEqual([
+      expect.objectContaining({ key_id: record?.keyId, tenant_id: "t-list", revoked: false }),
+    ]);
+    expect(json.stdout).not.toContain(key);
+    const text = await keysCli("list");
+    expect(text.stdout).toContain(record?.keyId);
+    expect(text.stdout).toContain("acme");
+    expect(text.stdout).not.toContain(key);
+  });
+
+  it("revoke by key id marks the key revoked", async () => {
+    const created = await keysCli("create", "--tenant", "t-revoke");
+    const key = created.stdout.trimEnd().split("\n").at(-1) ?? "";
+    const keyId = (await store.findByKey(key))?.keyId ?? "";
+    const out = await keysCli("revoke", keyId);
+    expect(out.code).toBe(0);
+    expect(out.stdout).toContain(keyId);
+    expect((await store.findByKey(key))?.revoked).toBe(true);
+  });
+
+  it("exits 2 with a clear message on bad usage, 1 on an unknown key", async () => {
+    expect(await keysCli("create")).toMatchObject({ code: 2, stderr: expect.stringContaining("--tenant") });
+    expect(await keysCli("create", "--tenant", "x", "--steps-per-day", "0")).toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining("steps_per_day"),
+    });
+    expect(await keysCli("frobnicate")).toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining("Unknown command"),
+    });
+    expect(await keysCli("revoke", "key_000000000000")).toMatchObject({
+      code: 1,
+      stderr: expect.stringContaining("No API key matches"),
+    });
+    const help = await keysCli("--help");
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain("CODING_ENV_DYNAMODB_ENDPOINT");
+  });
+});

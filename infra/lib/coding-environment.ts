@@ -61,6 +61,16 @@ export interface ApiThrottleOpts {
   readonly burstLimit?: number;
 }
 
+/** Per-tenant quota defaults of the deployment; an API key may override them (`npm run keys`). */
+export interface DefaultQuotasOpts {
+  /** Steps per tenant per UTC day. @default 10000 (the API's built-in default) */
+  readonly stepsPerDay?: number;
+  /** Episodes alive at once per tenant. @default 50 (the API's built-in default) */
+  readonly activeEpisodes?: number;
+  /** Size of one episode's stored Python state, in bytes. @default 2097152 (the API's built-in default) */
+  readonly maxStateBytes?: number;
+}
+
 /** Properties of {@link CodingEnvironment}. Every property is optional; the defaults deploy a secure stack. */
 export interface CodingEnvironmentProps {
   /**
@@ -106,6 +116,12 @@ export interface CodingEnvironmentProps {
    * @default true
    */
   readonly authRequired?: boolean;
+  /**
+   * Per-tenant quota defaults (`CODING_ENV_QUOTA_*`). The per-tenant step-timeout quota is always
+   * the deployment's `maxStepTimeoutSeconds`.
+   * @default - the API's built-in defaults
+   */
+  readonly defaultQuotas?: DefaultQuotasOpts;
   /**
    * Throttling of the HTTP API stage.
    * @default { rateLimit: 50, burstLimit: 100 }
@@ -233,6 +249,23 @@ export class CodingEnvironment extends Construct {
     const api5xxAlarmPercent = props.api5xxAlarmPercent ?? 5;
     if (!(api5xxAlarmPercent > 0 && api5xxAlarmPercent <= 100)) {
       throw new Error(`${this.node.path}: api5xxAlarmPercent must be in (0, 100], got ${api5xxAlarmPercent}`);
+    }
+    const quotaEnv: Record<string, string> = { CODING_ENV_QUOTA_MAX_STEP_TIMEOUT_S: String(maxStep) };
+    const quotas = props.defaultQuotas ?? {};
+    if (quotas.stepsPerDay !== undefined) {
+      quotaEnv.CODING_ENV_QUOTA_STEPS_PER_DAY = String(
+        requireInteger(this, "defaultQuotas.stepsPerDay", quotas.stepsPerDay, 1, 1e9),
+      );
+    }
+    if (quotas.activeEpisodes !== undefined) {
+      quotaEnv.CODING_ENV_QUOTA_ACTIVE_EPISODES = String(
+        requireInteger(this, "defaultQuotas.activeEpisodes", quotas.activeEpisodes, 1, 1e9),
+      );
+    }
+    if (quotas.maxStateBytes !== undefined) {
+      quotaEnv.CODING_ENV_QUOTA_MAX_STATE_BYTES = String(
+        requireInteger(this, "defaultQuotas.maxStateBytes", quotas.maxStateBytes, 1024, 1e10),
+      );
     }
     this.defaultStepTimeoutSeconds = defaultStep;
     this.maxStepTimeoutSeconds = maxStep;
@@ -376,6 +409,7 @@ export class CodingEnvironment extends Construct {
         CODING_ENV_AUTH: (props.authRequired ?? true) ? "on" : "off",
         CODING_ENV_DEFAULT_STEP_TIMEOUT_S: String(defaultStep),
         CODING_ENV_MAX_STEP_TIMEOUT_S: String(maxStep),
+        ...quotaEnv,
       },
     });
 

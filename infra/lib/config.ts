@@ -27,6 +27,9 @@ export const CONTEXT_KEYS = {
   retainTable: "keep the table when the stack is deleted (default true)",
   alarmTopicArn: "SNS topic ARN the alarms notify (default none)",
   api5xxAlarmPercent: "API 5xx percentage that raises the alarm (default 5)",
+  quotaStepsPerDay: "default steps per tenant per UTC day (default 10000)",
+  quotaActiveEpisodes: "default episodes alive at once per tenant (default 50)",
+  quotaMaxStateBytes: "default largest stored Python state per episode, bytes (default 2097152)",
   logLevel: "API log level DEBUG|INFO|WARN|ERROR (default INFO)",
   nag: "false skips the cdk-nag AwsSolutions checks during synth (default true)",
 } as const;
@@ -130,6 +133,11 @@ export function readAppConfig(scope: Construct): AppConfig {
       retainTable === undefined ? undefined : retainTable ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY,
     api5xxAlarmPercent: num("api5xxAlarmPercent"),
     logLevel: logLevel as CodingEnvironmentProps["logLevel"],
+    defaultQuotas: {
+      stepsPerDay: num("quotaStepsPerDay"),
+      activeEpisodes: num("quotaActiveEpisodes"),
+      maxStateBytes: num("quotaMaxStateBytes"),
+    },
   };
   return {
     stackName: str("stackName") ?? "CodingEnv",

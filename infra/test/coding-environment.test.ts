@@ -71,6 +71,7 @@ describe("default deployment", () => {
         CODING_ENV_AUTH: "on",
         CODING_ENV_DEFAULT_STEP_TIMEOUT_S: "25",
         CODING_ENV_MAX_STEP_TIMEOUT_S: "25",
+        CODING_ENV_QUOTA_MAX_STEP_TIMEOUT_S: "25",
       },
     });
   });
@@ -336,7 +337,7 @@ describe("default deployment", () => {
 });
 
 describe("configuration through context (-c coding-env:KEY=VALUE)", () => {
-  it("applies string values as -c gives them: executor memory (and its metering env), concurrency, step limits, throttling, retention", () => {
+  it("applies string values as -c gives them: executor memory (and its metering env), concurrency, step limits, quotas, throttling, retention", () => {
     const { template, json } = synth({
       context: {
         executorMemoryMb: "2048",
@@ -348,6 +349,9 @@ describe("configuration through context (-c coding-env:KEY=VALUE)", () => {
         logRetentionDays: "7",
         authRequired: "false",
         logLevel: "DEBUG",
+        quotaStepsPerDay: "500",
+        quotaActiveEpisodes: "3",
+        quotaMaxStateBytes: "1048576",
       },
     });
     const [, executor] = onlyResource(json, "AWS::Lambda::Function", isExecutor);
@@ -365,6 +369,10 @@ describe("configuration through context (-c coding-env:KEY=VALUE)", () => {
           CODING_ENV_MAX_STEP_TIMEOUT_S: "20",
           CODING_ENV_AUTH: "off",
           LOG_LEVEL: "DEBUG",
+          CODING_ENV_QUOTA_STEPS_PER_DAY: "500",
+          CODING_ENV_QUOTA_ACTIVE_EPISODES: "3",
+          CODING_ENV_QUOTA_MAX_STATE_BYTES: "1048576",
+          CODING_ENV_QUOTA_MAX_STEP_TIMEOUT_S: "20",
         }),
       },
     });

@@ -1,6 +1,6 @@
 // Test helpers: the app exactly as `cdk synth` builds it (createApp), without running bundlers unless
 // asked, and readers for the parts of the template the tests look at.
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Template } from "aws-cdk-lib/assertions";
@@ -37,7 +37,11 @@ export interface SynthOpts {
 
 /** Synthesizes the app as `cdk synth` would, into a fresh temporary directory. */
 export function synth(opts: SynthOpts = {}): Synthesized {
-  const context: Record<string, unknown> = {};
+  // cdk.json's context first, as the CLI passes it.
+  const cdkJson = JSON.parse(readFileSync(new URL("../../cdk.json", import.meta.url), "utf8")) as {
+    context?: Record<string, unknown>;
+  };
+  const context: Record<string, unknown> = { ...cdkJson.context };
   for (const [key, value] of Object.entries(opts.context ?? {})) context[`coding-env:${key}`] = value;
   // The cdk-nag checks run in their own test (validateScope), not as a synth-time plugin here.
   if (context["coding-env:nag"] === undefined) context["coding-env:nag"] = false;

@@ -353,6 +353,8 @@ export class CodingEnvironment extends Construct {
         props.executorImageDirectory ?? `${repoRoot}python-runtime`,
         {
           platform: Platform.LINUX_ARM64,
+          // The handler of the executor contract (python-runtime/README.md), whatever the image's CMD.
+          cmd: ["coding_env_runtime.handler.handler"],
           exclude: ["**/__pycache__", "**/*.pyc", ".venv", "**/.pytest_cache", "**/.mypy_cache"],
         },
       ),

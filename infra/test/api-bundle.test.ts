@@ -7,8 +7,10 @@ import { execFile } from "node:child_process";
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { beforeAll, describe, expect, it } from "vitest";
-import { onlyResource, propsOf, type Synthesized, synth } from "./synth.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { onlyResource, propsOf, removeSynthOutputs, type Synthesized, synth } from "./synth.js";
+
+afterAll(removeSynthOutputs);
 
 const run = promisify(execFile);
 

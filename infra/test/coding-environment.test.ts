@@ -2,7 +2,7 @@
 // CloudFormation template (aws-cdk-lib/assertions). Synthesis runs offline, without Docker.
 import { App, Stack } from "aws-cdk-lib";
 import { Match } from "aws-cdk-lib/assertions";
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   API_FUNCTION_TIMEOUT_S,
   API_INTEGRATION_TIMEOUT_S,
@@ -15,12 +15,15 @@ import {
   onlyResource,
   propsOf,
   referencedId,
+  removeSynthOutputs,
   resourcesOfType,
   type Statement,
   type Synthesized,
   statementsOfRole,
   synth,
 } from "./synth.js";
+
+afterAll(removeSynthOutputs);
 
 const isExecutor = (r: { Properties?: Record<string, unknown> }) => r.Properties?.PackageType === "Image";
 const isApi = (r: { Properties?: Record<string, unknown> }) => r.Properties?.Runtime !== undefined;
@@ -103,6 +106,7 @@ describe("default deployment", () => {
       MemorySize: 1024,
       Timeout: 25 + EXECUTOR_TIMEOUT_MARGIN_S,
       LoggingConfig: { LogFormat: "JSON" },
+      ImageConfig: { Command: ["coding_env_runtime.handler.handler"] },
     });
     expect(executor.Properties?.ReservedConcurrentExecutions).toBeUndefined();
     expect(JSON.stringify(executor.Properties?.Code)).toContain("container-assets");

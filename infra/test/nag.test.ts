@@ -3,8 +3,10 @@
 import { Validations } from "aws-cdk-lib";
 import { AwsSolutionsChecks } from "cdk-nag";
 import type { IConstruct } from "constructs";
-import { describe, expect, it } from "vitest";
-import { synth } from "./synth.js";
+import { afterAll, describe, expect, it } from "vitest";
+import { removeSynthOutputs, synth } from "./synth.js";
+
+afterAll(removeSynthOutputs);
 
 /** Every AwsSolutions acknowledgement recorded with `Validations.of(x).acknowledge(...)` under `scope`. */
 function acknowledgements(scope: IConstruct): { path: string; id: string; reason: string }[] {

@@ -1,6 +1,6 @@
 // Test helpers: the app exactly as `cdk synth` builds it (createApp), without running bundlers unless
 // asked, and readers for the parts of the template the tests look at.
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Template } from "aws-cdk-lib/assertions";
@@ -35,6 +35,13 @@ export interface SynthOpts {
   readonly bundle?: boolean;
 }
 
+const outdirs: string[] = [];
+
+/** Deletes the cloud assemblies this process synthesized (call from `afterAll`). */
+export function removeSynthOutputs(): void {
+  for (const dir of outdirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+}
+
 /** Synthesizes the app as `cdk synth` would, into a fresh temporary directory. */
 export function synth(opts: SynthOpts = {}): Synthesized {
   // cdk.json's context first, as the CLI passes it.
@@ -48,6 +55,7 @@ export function synth(opts: SynthOpts = {}): Synthesized {
   // Skipping bundling is how the CDK CLI synthesizes stacks it does not deploy; assets are still staged.
   if (!opts.bundle) context["aws:cdk:bundling-stacks"] = [];
   const outdir = mkdtempSync(join(tmpdir(), "coding-env-cdk-"));
+  outdirs.push(outdir);
   const { app, stack } = createApp({ context, outdir });
   const template = Template.fromStack(stack);
   return { app, stack, template, json: template.toJSON() as CfnTemplate, outdir };

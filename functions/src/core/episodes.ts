@@ -92,11 +92,12 @@ export function newEpisodeId(): string {
 }
 
 /**
- * Whether the code failed to parse. The runtime may say so (`syntax_error`); otherwise a failed
- * step whose traceback ends in a compile error and has no frame of running code is a parse error.
+ * Whether the code failed to parse. The runtime says so (`error_code: "syntax_error"`, `null`
+ * otherwise); for an answer without the field, a failed step whose traceback ends in a compile
+ * error and has no frame of running code is a parse error.
  */
 function failedToParse(result: ExecuteResult): boolean {
-  if (typeof result.syntax_error === "boolean") return result.syntax_error;
+  if ("error_code" in result) return result.error_code === "syntax_error";
   if (result.exit_code === 0) return false;
   const lines = result.stderr.trimEnd().split("\n");
   const last = lines[lines.length - 1] ?? "";

@@ -32,11 +32,16 @@ export interface ExecuteResult {
   readonly crashed?: boolean;
   readonly stdout_truncated?: boolean;
   readonly stderr_truncated?: boolean;
-  readonly error_code?: string;
-  /** Whether the code parsed (`ast.parse`), when the runtime reports it. */
-  readonly syntax_error?: boolean;
+  /** `"syntax_error"`, `"timeout"`, `"crashed"`, `"out_of_memory"`, `"snapshot_incompatible"`…, or null. */
+  readonly error_code?: string | null;
   readonly runtime_version?: string;
   readonly warm?: boolean;
+}
+
+/** Logs (never returns to clients) why an invoke failed. */
+function logExecutorFailure(message: string, cause: unknown): void {
+  const detail = cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause);
+  console.error(JSON.stringify({ level: "ERROR", message: `executor ${message}`, cause: detail }));
 }
 
 export interface Executor {
@@ -86,6 +91,7 @@ export class LambdaExecutor implements Executor {
       if (abort.signal.aborted || name === "AbortError" || name === "TimeoutError") {
         throw new ExecutorTimeoutError();
       }
+      logExecutorFailure("invoke failed", err);
       throw new ExecutorError();
     } finally {
       clearTimeout(timer);
@@ -94,6 +100,7 @@ export class LambdaExecutor implements Executor {
     if (out.FunctionError) {
       // Lambda's own timeout is a function error whose message says so.
       if (/Task timed out/i.test(text)) throw new ExecutorTimeoutError();
+      logExecutorFailure(`function error ${out.FunctionError}`, text.slice(0, 2000));
       throw new ExecutorError();
     }
     let result: ExecuteResult;

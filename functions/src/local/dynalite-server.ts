@@ -84,6 +84,8 @@ export interface DynaliteOpts {
 export interface DynaliteHandle {
   readonly endpoint: string;
   readonly server: Server;
+  /** Requests served, by operation (e.g. `GetItem`): the round trips the API made. */
+  readonly requestCounts: Map<string, number>;
   stop(): Promise<void>;
 }
 
@@ -349,6 +351,7 @@ export async function startDynalite(opts: DynaliteOpts = {}): Promise<DynaliteHa
     updateTableMs: 0,
   });
   const lock = new SharedExclusiveLock();
+  const requestCounts = new Map<string, number>();
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     if (req.method === "GET") {
@@ -371,6 +374,7 @@ export async function startDynalite(opts: DynaliteOpts = {}): Promise<DynaliteHa
       return;
     }
     const target = String(req.headers["x-amz-target"] ?? "").split(".")[1] ?? "";
+    requestCounts.set(target, (requestCounts.get(target) ?? 0) + 1);
     const exclusive = target === "TransactWriteItems";
     const release = exclusive ? await lock.exclusive() : await lock.shared();
     try {
@@ -405,6 +409,7 @@ export async function startDynalite(opts: DynaliteOpts = {}): Promise<DynaliteHa
   return {
     endpoint: `http://${opts.host ?? "127.0.0.1"}:${port}`,
     server,
+    requestCounts,
     stop: async () => {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));

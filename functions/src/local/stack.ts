@@ -48,6 +48,8 @@ export interface LocalStack {
   readonly tableName: string;
   /** PIDs of child processes (the executor), for RSS measurement. */
   readonly childPids: readonly number[];
+  /** DynamoDB requests served so far, by operation (round trips of the API to the store). */
+  readonly dynamodbRequestCounts: ReadonlyMap<string, number>;
   /** Settles when a part stops unexpectedly (never when `stop()` is called). */
   readonly crashed: Promise<PartExit>;
   stop(): Promise<void>;
@@ -93,6 +95,17 @@ export async function ensureTable(
   );
 }
 
+// `python -m coding_env_runtime.local_server`, with TCP_NODELAY on its connections: its handler
+// writes the headers and the body in two sends, and with Nagle's algorithm the body then waits
+// for the client's delayed ACK (~40 ms per invoke on Linux). Harmless once the server sets it.
+const EXECUTOR_BOOTSTRAP = [
+  "import sys",
+  "import coding_env_runtime.local_server as s",
+  "s._InvokeHandler.disable_nagle_algorithm = True",
+  "sys.argv[0] = s.__file__",
+  "sys.exit(s.main(sys.argv[1:]))",
+].join("\n");
+
 interface ExecutorProcess {
   readonly child: ChildProcess;
   readonly endpoint: string;
@@ -102,15 +115,11 @@ interface ExecutorProcess {
 async function startExecutor(log: boolean): Promise<ExecutorProcess> {
   const python = await resolvePython();
   const runtimeDir = join(repoRoot, "python-runtime");
-  const child = spawn(
-    python,
-    ["-m", "coding_env_runtime.local_server", "--host", "127.0.0.1", "--port", "0"],
-    {
-      cwd: repoRoot,
-      env: { ...process.env, PYTHONPATH: runtimeDir, PYTHONUNBUFFERED: "1" },
-      stdio: ["ignore", "pipe", "pipe"],
-    },
-  );
+  const child = spawn(python, ["-c", EXECUTOR_BOOTSTRAP, "--host", "127.0.0.1", "--port", "0"], {
+    cwd: repoRoot,
+    env: { ...process.env, PYTHONPATH: runtimeDir, PYTHONUNBUFFERED: "1" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   const tail: string[] = [];
   const remember = (line: string) => {
     tail.push(line);
@@ -250,6 +259,7 @@ export async function startLocalStack(opts: LocalStackOpts = {}): Promise<LocalS
     executorEndpoint: exe.endpoint,
     tableName: config.tableName,
     childPids: exe.child.pid ? [exe.child.pid] : [],
+    dynamodbRequestCounts: ddb.requestCounts,
     crashed,
     stop: async () => {
       if (stopping) return;

@@ -5,6 +5,7 @@
 export * from "./active-episodes.js";
 export * from "./auth.js";
 export * from "./errors.js";
+export * from "./hosted.js";
 export * from "./keys.js";
 export * from "./metering.js";
 export * from "./quotas.js";

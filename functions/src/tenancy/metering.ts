@@ -77,7 +77,7 @@ export interface StepUsageItemOpts {
   readonly memoryMb: number;
   /** Bytes of Python state the step stores (the new snapshot's size). */
   readonly stateBytes: number;
-  /** The tenant's daily step quota: the item's condition fails once `steps` reaches it. */
+  /** The tenant's daily step quota: the item's condition fails once `steps` reaches it (`Infinity`: no condition). */
   readonly stepsPerDay: number;
 }
 
@@ -92,13 +92,14 @@ export interface StepUsageItemOpts {
 export function stepUsageTransactItem(opts: StepUsageItemOpts): DocTransactItem {
   const ms = billedMs(opts.executorMs);
   const day = usageDay(opts.at);
+  const limited = Number.isFinite(opts.stepsPerDay);
   return {
     Update: {
       TableName: opts.tableName,
       Key: usageKey(opts.tenantId, day),
       UpdateExpression:
         "ADD steps :one, executor_ms :ms, gb_seconds :gbs, state_bytes :bytes SET tenant_id = :tenant, usage_date = :day",
-      ConditionExpression: "attribute_not_exists(steps) OR steps < :limit",
+      ...(limited ? { ConditionExpression: "attribute_not_exists(steps) OR steps < :limit" } : {}),
       ExpressionAttributeValues: {
         ":one": 1,
         ":ms": ms,
@@ -107,9 +108,9 @@ export function stepUsageTransactItem(opts: StepUsageItemOpts): DocTransactItem 
         ":bytes": Math.max(0, Math.trunc(opts.stateBytes)),
         ":tenant": opts.tenantId,
         ":day": day,
-        ":limit": opts.stepsPerDay,
+        ...(limited ? { ":limit": opts.stepsPerDay } : {}),
       },
-      ReturnValuesOnConditionCheckFailure: "ALL_OLD",
+      ...(limited ? { ReturnValuesOnConditionCheckFailure: "ALL_OLD" as const } : {}),
     },
   };
 }

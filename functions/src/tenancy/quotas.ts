@@ -1,6 +1,6 @@
 import { QuotaExceededError, StateQuotaExceededError } from "./errors.js";
 
-/** A tenant's limits. All are positive; units are in the names. */
+/** A tenant's limits. All are positive; units are in the names; `Infinity` = unlimited (local tenant only). */
 export interface QuotaLimits {
   /** Steps per UTC day (counted atomically in the step's transaction). */
   readonly stepsPerDay: number;
@@ -41,13 +41,23 @@ export const QUOTA_WIRE_NAMES: Readonly<Record<keyof QuotaLimits, string>> = Obj
 
 const QUOTA_KEYS = Object.keys(BUILT_IN_QUOTAS) as (keyof QuotaLimits)[];
 
-function parseLimit(name: string, raw: string, integer: boolean): number {
+/**
+ * Largest `activeEpisodes` quota: the tenant's active-episode ids live in one DynamoDB item (at most
+ * 400 KB), see `active-episodes.ts`.
+ */
+export const MAX_ACTIVE_EPISODES_QUOTA = 5_000;
+
+function parseLimit(name: string, raw: string, integer: boolean, max = Number.MAX_SAFE_INTEGER): number {
   const value = Number(raw);
   if (raw.trim() === "" || !Number.isFinite(value) || value <= 0 || (integer && !Number.isInteger(value))) {
     throw new Error(`${name} must be a positive ${integer ? "integer" : "number"}, got '${raw}'.`);
   }
+  if (value > max) throw new Error(`${name} must be at most ${max}, got '${raw}'.`);
   return value;
 }
+
+const maxOf = (key: keyof QuotaLimits) =>
+  key === "activeEpisodes" ? MAX_ACTIVE_EPISODES_QUOTA : Number.MAX_SAFE_INTEGER;
 
 /**
  * The deployment's default quotas from the environment; fails fast on a malformed value so a typo in
@@ -60,8 +70,22 @@ export function quotaDefaultsFromEnv(env: Record<string, string | undefined> = p
   for (const key of QUOTA_KEYS) {
     const raw = env[QUOTA_ENV[key]];
     out[key] =
-      raw === undefined ? BUILT_IN_QUOTAS[key] : parseLimit(QUOTA_ENV[key], raw, key !== "maxStepTimeoutS");
+      raw === undefined
+        ? BUILT_IN_QUOTAS[key]
+        : parseLimit(QUOTA_ENV[key], raw, key !== "maxStepTimeoutS", maxOf(key));
   }
+  return out as unknown as QuotaLimits;
+}
+
+/**
+ * Quotas of the `local` tenant (auth off): only the quotas set explicitly in the environment apply,
+ * the others are unlimited (`Infinity`), so the local stack, its tests and benchmarks are not throttled.
+ */
+export function localQuotasFromEnv(env: Record<string, string | undefined> = process.env): QuotaLimits {
+  const configured = quotaDefaultsFromEnv(env);
+  const out: Record<string, number> = {};
+  for (const key of QUOTA_KEYS)
+    out[key] = env[QUOTA_ENV[key]] === undefined ? Number.POSITIVE_INFINITY : configured[key];
   return out as unknown as QuotaLimits;
 }
 
@@ -74,7 +98,8 @@ export function applyQuotaOverrides(
   const out: Record<string, number> = { ...defaults };
   for (const key of QUOTA_KEYS) {
     const value = overrides[key];
-    if (typeof value === "number" && Number.isFinite(value) && value > 0) out[key] = value;
+    if (typeof value === "number" && Number.isFinite(value) && value > 0 && value <= maxOf(key))
+      out[key] = value;
   }
   return out as unknown as QuotaLimits;
 }
@@ -85,7 +110,7 @@ export function quotaOverridesFromWire(wire: Record<string, unknown>): QuotaOver
   for (const key of QUOTA_KEYS) {
     const value = wire[QUOTA_WIRE_NAMES[key]];
     if (value === undefined || value === null) continue;
-    out[key] = parseLimit(QUOTA_WIRE_NAMES[key], String(value), key !== "maxStepTimeoutS");
+    out[key] = parseLimit(QUOTA_WIRE_NAMES[key], String(value), key !== "maxStepTimeoutS", maxOf(key));
   }
   return out as QuotaOverrides;
 }

@@ -1,0 +1,263 @@
+// API benchmark: a real local stack (in-memory dynalite, the Python executor, the API) in its own
+// process, driven over keep-alive HTTP from this one.
+//   1. POST /step `print(1)` latency on one episode (p50/p99), sequential;
+//   2. DynamoDB round trips per step (counted by an in-process stack's dynalite);
+//   3. 64 episodes stepping concurrently: aggregate steps/s and errors;
+//   4. idle RSS of the whole stack (API process + executor and its workers).
+// Prints a table and writes bench/results/api-<timestamp>.json.
+//
+// Run: npx tsx bench/api/run.ts [--steps 2000] [--seconds 10] [--episodes 64]
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { Agent, request } from "node:http";
+import { dirname, join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { startLocalStack } from "../../functions/src/local/stack.js";
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const { values: args } = parseArgs({
+  options: {
+    steps: { type: "string", default: "2000" },
+    seconds: { type: "string", default: "10" },
+    episodes: { type: "string", default: "64" },
+  },
+});
+const STEPS = Number(args.steps);
+const SECONDS = Number(args.seconds);
+const EPISODES = Number(args.episodes);
+
+const agent = new Agent({ keepAlive: true, maxSockets: 256 });
+
+interface Reply {
+  status: number;
+  body: string;
+  headers: Record<string, string | string[] | undefined>;
+}
+
+function post(
+  baseUrl: string,
+  path: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Promise<Reply> {
+  const data = JSON.stringify(body);
+  return new Promise((res, rej) => {
+    const req = request(
+      `${baseUrl}${path}`,
+      {
+        method: "POST",
+        agent,
+        headers: {
+          "content-type": "application/json",
+          "content-length": Buffer.byteLength(data),
+          ...headers,
+        },
+      },
+      (resp) => {
+        const chunks: Buffer[] = [];
+        resp.on("data", (c: Buffer) => chunks.push(c));
+        resp.on("end", () =>
+          res({
+            status: resp.statusCode ?? 0,
+            body: Buffer.concat(chunks).toString("utf8"),
+            headers: resp.headers,
+          }),
+        );
+      },
+    );
+    req.on("error", rej);
+    req.end(data);
+  });
+}
+
+async function reset(baseUrl: string): Promise<string> {
+  const r = await post(baseUrl, "/reset", {});
+  if (r.status !== 200) throw new Error(`reset failed: ${r.status} ${r.body}`);
+  return (JSON.parse(r.body) as { episode_id: string }).episode_id;
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  const idx = Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1);
+  return sorted[Math.max(0, idx)] as number;
+}
+
+/** RSS (KiB) of a process and all its descendants, from /proc. */
+function treeRssKb(rootPid: number): { totalKb: number; processes: number } {
+  const parents = new Map<number, number>();
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      parents.set(Number(name), ppid);
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  const inTree = new Set([rootPid]);
+  let grew = true;
+  while (grew) {
+    grew = false;
+    for (const [pid, ppid] of parents) {
+      if (!inTree.has(pid) && inTree.has(ppid)) {
+        inTree.add(pid);
+        grew = true;
+      }
+    }
+  }
+  let totalKb = 0;
+  for (const pid of inTree) {
+    try {
+      const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+      totalKb += Number(m?.[1] ?? 0);
+    } catch {
+      /* exited */
+    }
+  }
+  return { totalKb, processes: inTree.size };
+}
+
+async function startStackProcess(): Promise<{ child: ChildProcess; baseUrl: string }> {
+  const child = spawn(process.execPath, ["--import", "tsx", join(repoRoot, "scripts/start-local.ts")], {
+    cwd: repoRoot,
+    env: { ...process.env, PORT: "0", CODING_ENV_DATA_DIR: ":memory:" },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const baseUrl = await new Promise<string>((res, rej) => {
+    const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
+    lines.on("line", (line) => {
+      const m = /API\s+(http:\/\/\S+)/.exec(line);
+      if (m?.[1]) res(m[1]);
+    });
+    child.once("exit", (code) => rej(new Error(`stack exited early (code ${code})`)));
+  });
+  return { child, baseUrl };
+}
+
+async function latency(baseUrl: string): Promise<{ p50: number; p99: number; mean: number; n: number }> {
+  const id = await reset(baseUrl);
+  const body = { action: { code: "print(1)" }, episode_id: id };
+  for (let i = 0; i < 200; i++) await post(baseUrl, "/step", body);
+  const times: number[] = [];
+  for (let i = 0; i < STEPS; i++) {
+    const t0 = performance.now();
+    const r = await post(baseUrl, "/step", body);
+    times.push(performance.now() - t0);
+    if (r.status !== 200) throw new Error(`step failed: ${r.status} ${r.body}`);
+  }
+  times.sort((a, b) => a - b);
+  return {
+    p50: percentile(times, 50),
+    p99: percentile(times, 99),
+    mean: times.reduce((a, b) => a + b, 0) / times.length,
+    n: times.length,
+  };
+}
+
+async function throughput(baseUrl: string): Promise<{ stepsPerS: number; steps: number; errors: number }> {
+  const ids = await Promise.all(Array.from({ length: EPISODES }, () => reset(baseUrl)));
+  let steps = 0;
+  let errors = 0;
+  const errorSamples: string[] = [];
+  const deadline = performance.now() + SECONDS * 1000;
+  const t0 = performance.now();
+  await Promise.all(
+    ids.map(async (id, i) => {
+      let n = 0;
+      while (performance.now() < deadline) {
+        const r = await post(baseUrl, "/step", {
+          action: { code: `x${i} = ${n++}\nprint(x${i})` },
+          episode_id: id,
+        });
+        if (r.status === 200) steps++;
+        else {
+          errors++;
+          if (errorSamples.length < 5) errorSamples.push(`${r.status} ${r.body.slice(0, 300)}`);
+        }
+      }
+    }),
+  );
+  const elapsedS = (performance.now() - t0) / 1000;
+  for (const e of errorSamples) console.error(`  error sample: ${e}`);
+  return { stepsPerS: steps / elapsedS, steps, errors };
+}
+
+async function roundTrips(): Promise<Record<string, number>> {
+  const stack = await startLocalStack({ port: 0, dataDir: null });
+  try {
+    const id = await reset(stack.baseUrl);
+    const n = 50;
+    const before = new Map(stack.dynamodbRequestCounts);
+    for (let i = 0; i < n; i++)
+      await post(stack.baseUrl, "/step", { action: { code: "print(1)" }, episode_id: id });
+    const perStep: Record<string, number> = {};
+    for (const [op, count] of stack.dynamodbRequestCounts) {
+      const d = count - (before.get(op) ?? 0);
+      if (d > 0) perStep[op] = d / n;
+    }
+    return perStep;
+  } finally {
+    await stack.stop();
+  }
+}
+
+const { child, baseUrl } = await startStackProcess();
+try {
+  await new Promise((r) => setTimeout(r, 3000));
+  const idle = treeRssKb(child.pid as number);
+  const lat = await latency(baseUrl);
+  const thr = await throughput(baseUrl);
+  const trips = await roundTrips();
+  const result = {
+    date: new Date().toISOString(),
+    machine: { cpus: (await import("node:os")).cpus().length, node: process.version },
+    step_print1_ms: {
+      p50: +lat.p50.toFixed(3),
+      p99: +lat.p99.toFixed(3),
+      mean: +lat.mean.toFixed(3),
+      n: lat.n,
+    },
+    concurrent: {
+      episodes: EPISODES,
+      seconds: SECONDS,
+      steps_per_s: +thr.stepsPerS.toFixed(1),
+      steps: thr.steps,
+      errors: thr.errors,
+    },
+    dynamodb_round_trips_per_step: trips,
+    idle_rss_mb: { total: +(idle.totalKb / 1024).toFixed(1), processes: idle.processes },
+    targets: { p50_ms: 4, p99_ms: 15, steps_per_s: 250, idle_rss_mb: 300 },
+  };
+  const rows: Array<[string, string, string]> = [
+    ["POST /step print(1) p50", `${result.step_print1_ms.p50} ms`, "<= 4 ms"],
+    ["POST /step print(1) p99", `${result.step_print1_ms.p99} ms`, "<= 15 ms"],
+    [
+      `${EPISODES} episodes concurrently`,
+      `${result.concurrent.steps_per_s} steps/s, ${thr.errors} errors`,
+      ">= 250 steps/s, 0 errors",
+    ],
+    [
+      "DynamoDB round trips / step",
+      Object.entries(trips)
+        .map(([k, v]) => `${v} ${k}`)
+        .join(" + "),
+      "1 read + 1 write",
+    ],
+    ["idle stack RSS", `${result.idle_rss_mb.total} MB (${idle.processes} processes)`, "<= 300 MB"],
+  ];
+  console.log("\ncoding-env API benchmark");
+  for (const [what, got, target] of rows)
+    console.log(`  ${what.padEnd(32)} ${got.padEnd(36)} target ${target}`);
+  const dir = join(repoRoot, "bench", "results");
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `api-${result.date.replace(/[:.]/g, "-")}.json`);
+  writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
+  console.log(`  written ${file}`);
+} finally {
+  child.kill("SIGINT");
+  await new Promise((r) => child.once("exit", r));
+  agent.destroy();
+}

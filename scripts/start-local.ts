@@ -1,0 +1,67 @@
+// `npm start`: the whole coding-env on one machine. Honours PORT (8000), HOST (127.0.0.1) and
+// CODING_ENV_DATA_DIR (.data/ in the checkout; episodes survive a restart). Ctrl-C stops every
+// part; if one part crashes the others are stopped and the process exits non-zero.
+import { resolve } from "node:path";
+import { startLocalStack } from "../functions/src/local/stack.js";
+
+function portFromEnv(): number {
+  const raw = process.env.PORT;
+  if (raw === undefined || raw === "") return 8000;
+  const port = Number(raw);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    console.error(`PORT must be an integer 0..65535, got '${raw}'`);
+    process.exit(2);
+  }
+  return port;
+}
+
+const port = portFromEnv();
+const host = process.env.HOST || "127.0.0.1";
+// CODING_ENV_DATA_DIR=:memory: keeps everything in memory (benchmarks, throwaway stacks).
+const rawDataDir = process.env.CODING_ENV_DATA_DIR;
+const dataDir = rawDataDir === ":memory:" ? null : rawDataDir ? resolve(rawDataDir) : undefined;
+
+let stack: Awaited<ReturnType<typeof startLocalStack>>;
+try {
+  stack = await startLocalStack({
+    port,
+    host,
+    ...(dataDir !== undefined ? { dataDir } : {}),
+    logExecutor: true,
+  });
+} catch (err) {
+  console.error(`coding-env failed to start: ${(err as Error).message}`);
+  process.exit(1);
+}
+
+console.log(`coding-env is running
+  API   ${stack.baseUrl}
+  Web   ${stack.baseUrl}/web
+  Docs  ${stack.baseUrl}/docs
+  Data  ${dataDir === null ? "in memory (lost on exit)" : (dataDir ?? resolve(".data"))}
+Press Ctrl-C to stop.`);
+
+let stopping = false;
+async function shutdown(code: number): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  const force = setTimeout(() => process.exit(code || 1), 15_000);
+  force.unref();
+  try {
+    await stack.stop();
+  } catch (err) {
+    console.error(`error while stopping: ${(err as Error).message}`);
+    code = code || 1;
+  }
+  process.exit(code);
+}
+
+process.on("SIGINT", () => {
+  console.log("\nstopping coding-env…");
+  void shutdown(0);
+});
+process.on("SIGTERM", () => void shutdown(0));
+void stack.crashed.then((exit) => {
+  console.error(`coding-env: ${exit.message}\nstopping the other parts.`);
+  void shutdown(1);
+});

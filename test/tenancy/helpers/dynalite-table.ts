@@ -28,20 +28,8 @@ export function clientFor(endpoint: string): DynamoDBClient {
   });
 }
 
-export async function startTestTable(tableName = "coding-env-test"): Promise<TestTable> {
-  const server = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const client = clientFor(endpoint);
-  let requests = 0;
-  client.middlewareStack.add(
-    (next) => async (args) => {
-      requests++;
-      return next(args);
-    },
-    { step: "initialize", name: "countRequests" },
-  );
+/** Creates the service table (`pk`/`sk` strings), as the CDK stack and the local stack do. */
+export async function createServiceTable(client: DynamoDBClient, tableName: string): Promise<void> {
   await client.send(
     new CreateTableCommand({
       TableName: tableName,
@@ -56,6 +44,23 @@ export async function startTestTable(tableName = "coding-env-test"): Promise<Tes
       BillingMode: "PAY_PER_REQUEST",
     }),
   );
+}
+
+export async function startTestTable(tableName = "coding-env-test"): Promise<TestTable> {
+  const server = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const client = clientFor(endpoint);
+  let requests = 0;
+  client.middlewareStack.add(
+    (next) => async (args) => {
+      requests++;
+      return next(args);
+    },
+    { step: "initialize", name: "countRequests" },
+  );
+  await createServiceTable(client, tableName);
   return {
     endpoint,
     tableName,

@@ -16,14 +16,20 @@ export interface ProxiedExchange {
   /** The upstream's status (also when the response was dropped on the way back). */
   readonly status: number;
   readonly responseHeaders: IncomingHttpHeaders;
-  /** The upstream answered, but the proxy cut the client's connection instead of relaying it. */
-  readonly dropped: boolean;
+  /** The upstream answered, but the proxy dropped the connection or answered 502 instead. */
+  readonly fault: ProxyFault | undefined;
 }
+
+/**
+ * What the proxy does instead of relaying the upstream's answer: `drop` cuts the connection (the
+ * client sees a network error), `bad_gateway` answers a gateway's 502 page.
+ */
+export type ProxyFault = "drop" | "bad_gateway";
 
 /** Options of {@link startForwardingProxy}. */
 export interface ForwardingProxyOpts {
-  /** Called once per request after the upstream answered; `true` drops that answer. */
-  readonly shouldDrop?: (method: string, path: string, dropsSoFar: number) => boolean;
+  /** Called once per request after the upstream answered; a fault replaces that answer. */
+  readonly fault?: (method: string, path: string, faultsSoFar: number) => ProxyFault | undefined;
 }
 
 /** A real HTTP proxy in front of the stack that records every exchange and can drop answers. */
@@ -46,7 +52,7 @@ export async function startForwardingProxy(
   const target = new URL(upstream);
   const exchanges: ProxiedExchange[] = [];
   const received: string[] = [];
-  let drops = 0;
+  let faults = 0;
   const server: Server = createServer((req, res) => {
     received.push(`${req.method} ${req.url}`);
     const chunks: Buffer[] = [];
@@ -67,18 +73,23 @@ export async function startForwardingProxy(
           upstreamRes.on("end", () => {
             const method = req.method ?? "GET";
             const path = req.url ?? "/";
-            const drop = opts.shouldDrop?.(method, path, drops) ?? false;
+            const fault = opts.fault?.(method, path, faults);
             exchanges.push({
               method,
               path,
               requestBody: requestBody.toString("utf8"),
               status: upstreamRes.statusCode ?? 0,
               responseHeaders: upstreamRes.headers,
-              dropped: drop,
+              fault,
             });
-            if (drop) {
-              drops++;
+            if (fault !== undefined) faults++;
+            if (fault === "drop") {
               req.socket.destroy();
+              return;
+            }
+            if (fault === "bad_gateway") {
+              res.writeHead(502, { "content-type": "application/json" });
+              res.end(JSON.stringify({ message: "Internal Server Error" }));
               return;
             }
             res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);

@@ -9,15 +9,16 @@ import {
   TimeoutError,
 } from "../src/index.js";
 import { resolveRetry, retryDelayMs } from "../src/retry.js";
-import { type ForwardingProxy, stackUrl, startForwardingProxy } from "./helpers.js";
+import { type ForwardingProxy, type ProxyFault, stackUrl, startForwardingProxy } from "./helpers.js";
 
 const cleanup: Array<() => Promise<unknown>> = [];
 afterEach(async () => {
-  await Promise.all(cleanup.splice(0).map((fn) => fn().catch(() => undefined)));
+  // Last in, first out: episodes are closed through their proxy before the proxy stops.
+  for (const fn of cleanup.splice(0).reverse()) await fn().catch(() => undefined);
 });
 
-async function proxy(shouldDrop?: (method: string, path: string, drops: number) => boolean) {
-  const started: ForwardingProxy = await startForwardingProxy(stackUrl(), shouldDrop ? { shouldDrop } : {});
+async function proxy(fault?: (method: string, path: string, faultsSoFar: number) => ProxyFault | undefined) {
+  const started: ForwardingProxy = await startForwardingProxy(stackUrl(), fault ? { fault } : {});
   cleanup.push(() => started.close());
   return started;
 }
@@ -32,7 +33,9 @@ describe("retries through a real proxy in front of the stack", () => {
   it("a dropped step response is retried with the same request_id and the code runs once", async () => {
     // Prepare: a counter in the episode, and a proxy that drops the first /step answer after the
     // server has run and committed it.
-    const p = await proxy((method, path, drops) => method === "POST" && path === "/step" && drops === 0);
+    const p = await proxy((method, path, faults) =>
+      method === "POST" && path === "/step" && faults === 0 ? "drop" : undefined,
+    );
     const env = new CodingEnv({ baseUrl: p.url, retry: { initialDelayMs: 10 } });
     cleanup.push(() => env.close());
     await env.reset();
@@ -43,7 +46,7 @@ describe("retries through a real proxy in front of the stack", () => {
     // Assess: two attempts reached the server with one request_id; the second was a replay.
     const steps = stepBodies(p);
     expect(steps).toHaveLength(2);
-    expect(steps[0]?.dropped).toBe(true);
+    expect(steps[0]?.fault).toBe("drop");
     expect(steps[0]?.status).toBe(200);
     expect(steps[1]?.body.request_id).toBe(steps[0]?.body.request_id);
     expect(steps[1]?.responseHeaders["idempotent-replayed"]).toBe("true");
@@ -53,8 +56,54 @@ describe("retries through a real proxy in front of the stack", () => {
     expect((await env.state()).step_count).toBe(2);
   });
 
+  it("a gateway 502 after the server committed is retried and replayed, not run again", async () => {
+    const p = await proxy((method, path, faults) =>
+      method === "POST" && path === "/step" && faults === 0 ? "bad_gateway" : undefined,
+    );
+    const env = new CodingEnv({ baseUrl: p.url, retry: { initialDelayMs: 10 } });
+    cleanup.push(() => env.close());
+    await env.reset();
+
+    const result = await env.step("hits = globals().get('hits', 0) + 1\nhits");
+
+    const steps = stepBodies(p);
+    expect(steps.map((e) => e.fault)).toEqual(["bad_gateway", undefined]);
+    expect(steps[1]?.responseHeaders["idempotent-replayed"]).toBe("true");
+    expect(result.observation.stdout).toBe("1");
+    expect((await env.step("hits")).observation.stdout).toBe("1");
+  });
+
+  it("a client timeout mid-step is retried with the same request_id and the step commits once", async () => {
+    // Each attempt gives up after 400 ms; the cell takes 0.8 s, so the first attempt times out while
+    // the server is still running it and the retries reach the server with the same request_id.
+    const p = await proxy();
+    const env = new CodingEnv({
+      baseUrl: p.url,
+      timeoutMs: 400,
+      retry: { initialDelayMs: 50, maxRetries: 8 },
+    });
+    cleanup.push(() => env.close());
+    await env.reset();
+    await env.step("runs = 0");
+
+    const result = await env.step("import time\ntime.sleep(0.8)\nruns += 1\nruns");
+
+    const attempts = p.received.filter((r) => r === "POST /step").length;
+    expect(attempts).toBeGreaterThanOrEqual(3); // "runs = 0", the timed-out attempt, >= 1 retry
+    const ids = new Set(
+      stepBodies(p)
+        .slice(1)
+        .map((e) => e.body.request_id),
+    );
+    expect(ids.size).toBe(1);
+    expect(result.observation.stdout).toBe("1");
+    const check = await new CodingEnv({ baseUrl: stackUrl(), episodeId: env.episodeId }).step("runs");
+    expect(check.observation.stdout).toBe("1");
+    expect((await env.state()).step_count).toBe(3);
+  });
+
   it("without retries the dropped response surfaces as a NetworkError (control)", async () => {
-    const p = await proxy((method, path) => method === "POST" && path === "/step");
+    const p = await proxy((method, path) => (method === "POST" && path === "/step" ? "drop" : undefined));
     const env = new CodingEnv({ baseUrl: p.url, retry: false });
     await env.reset();
     cleanup.push(() => new CodingEnv({ baseUrl: stackUrl(), episodeId: env.episodeId }).close());

@@ -89,38 +89,30 @@ class CappedFdWriter(io.TextIOBase):
 # --- the namespace and its snapshot ----------------------------------------------------------
 
 
-class _BuiltinsMarker:
-    """Stands for "the episode's builtins" in a pickle; resolved when the snapshot is restored."""
-
-
-_BUILTINS_MARKER = _BuiltinsMarker()
 _restore_builtins: dict[str, Any] = {}
 
 
-def _current_builtins() -> dict[str, Any]:
-    return _restore_builtins
+def _make_namespace_function(code: types.CodeType, globals_: dict[str, Any], name: Any,
+                             argdefs: Any, closure: Any) -> types.FunctionType:
+    """Rebuild a function of the namespace with the episode's builtins (not the real ones).
+
+    cloudpickle's own maker sets the unrestricted builtins; a function captures its builtins
+    when created, so the policy's table must be in place at that moment.
+    """
+    globals_["__builtins__"] = _restore_builtins
+    return types.FunctionType(code, globals_, name, argdefs, closure)
 
 
 class _NamespacePickler(_CloudPickler):  # type: ignore[misc, valid-type]
-    """cloudpickle, plus: functions of the namespace keep the episode's builtins when restored.
-
-    cloudpickle rebuilds a function's globals as a fresh dict; a function created from a dict
-    without ``__builtins__`` would get the unrestricted builtins. We add a marker that restores
-    as the policy's builtins table.
-    """
+    """cloudpickle, plus: functions of the namespace keep the episode's builtins when restored."""
 
     namespace: dict[str, Any] = {}
 
-    def _function_getnewargs(self, func: types.FunctionType) -> Any:
-        code, base_globals, name, defaults, closure = super()._function_getnewargs(func)
-        if func.__globals__ is self.namespace and "__builtins__" not in base_globals:
-            base_globals["__builtins__"] = _BUILTINS_MARKER
-        return code, base_globals, name, defaults, closure
-
-    def reducer_override(self, obj: Any) -> Any:
-        if obj is _BUILTINS_MARKER:
-            return (_current_builtins, ())
-        return super().reducer_override(obj)
+    def _dynamic_function_reduce(self, func: types.FunctionType) -> Any:
+        reduced = super()._dynamic_function_reduce(func)
+        if func.__globals__ is self.namespace:
+            return (_make_namespace_function, *reduced[1:])
+        return reduced
 
 
 def _dumps(namespace: dict[str, Any], obj: Any) -> bytes:

@@ -75,9 +75,17 @@ class RuntimeOpts:
     work_root: str | None = None
     #: Run user code as unprivileged uids (only possible when the runtime is root). @default True
     drop_privileges: bool = True
-    #: First private uid (root mode); worker n uses uid_base + n. @default 200000
+    #: Root mode: private mount namespace per worker (tmpfs on /tmp, /var/tmp, /dev/shm,
+    #: /run/lock; /proc with hidepid). @default True
+    private_mounts: bool = True
+    #: Size of each private tmpfs. @default 256 MiB
+    tmp_bytes: int = 256 * 1024 * 1024
+    #: Private uids (root mode) come from blocks of ``uid_block_size`` starting at ``uid_base``;
+    #: each runtime on the machine claims a free block with a lock file, so two runtimes (say,
+    #: two local servers) never hand out the same uid. @default 200000, 1000 per block
     uid_base: int = 200_000
-    uid_count: int = 10_000
+    uid_block_size: int = 1_000
+    uid_blocks: int = 1_000
 
 
 @dataclass
@@ -94,6 +102,8 @@ class _Worker:
     memory_mb: int | None = None
     last_used: float = field(default_factory=time.monotonic)
     steps: int = 0
+    #: Directories that must be empty after every step (seen from the runtime).
+    scratch_dirs: tuple[str, ...] = ()
 
 
 class _Zygote:
@@ -224,10 +234,17 @@ class Runtime:
         os.chmod(self.work_root, 0o711)
         sandbox.make_undumpable()
         self._lock = threading.Lock()
+        # Held while the zygote's set of children changes (spawn + registration, uid kills) so
+        # the stray-process check never mistakes a worker being born for an escaped process.
+        self._children_lock = threading.Lock()
         self._idle: list[_Worker] = []
         self._warm: OrderedDict[tuple[str, int], _Worker] = OrderedDict()
         self._live: dict[int, _Worker] = {}
-        self._free_uids = list(range(self.opts.uid_base + self.opts.uid_count - 1, self.opts.uid_base - 1, -1))
+        self._uid_block_fd: int | None = None
+        self._free_uids: list[int] = []
+        if self.privileged:
+            first = self._claim_uid_block()
+            self._free_uids = list(range(first + self.opts.uid_block_size - 1, first - 1, -1))
         self._seq = itertools.count(1)
         self._closed = False
         self._empty_snapshot: str | None = None
@@ -236,6 +253,21 @@ class Runtime:
         self._maintainer = threading.Thread(target=self._maintain, name="worker-pool", daemon=True)
         self._maintainer.start()
         self._refill.set()
+
+    def _claim_uid_block(self) -> int:
+        """Lock a block of private uids for this runtime's lifetime (released when it exits)."""
+        lock_dir = "/run/coding-env-uid-blocks" if os.path.isdir("/run") else "/tmp/coding-env-uid-blocks"
+        os.makedirs(lock_dir, mode=0o700, exist_ok=True)
+        for block in range(self.opts.uid_blocks):
+            fd = os.open(os.path.join(lock_dir, f"{block}.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            self._uid_block_fd = fd
+            return self.opts.uid_base + block * self.opts.uid_block_size
+        raise RuntimeFailure("every private uid block is in use by another runtime")
 
     # --- worker lifecycle --------------------------------------------------------------------
 
@@ -275,9 +307,15 @@ class Runtime:
             "max_processes": self.opts.max_processes,
             "max_open_files": self.opts.max_open_files,
             "max_cpu_seconds": self.opts.max_cpu_seconds,
+            "private_mounts": self.privileged and self.opts.private_mounts,
+            "tmp_bytes": self.opts.tmp_bytes,
         }
         try:
-            pid = zygote.spawn(spec, [child_sock.fileno(), out_fd, err_fd])
+            with self._children_lock:
+                pid = zygote.spawn(spec, [child_sock.fileno(), out_fd, err_fd])
+                worker = _Worker(pid, parent_sock, out_fd, err_fd, workdir, uid)
+                with self._lock:
+                    self._live[pid] = worker
         except BaseException:
             for fd in (out_fd, err_fd):
                 os.close(fd)
@@ -288,15 +326,25 @@ class Runtime:
             raise
         finally:
             child_sock.close()
-        worker = _Worker(pid, parent_sock, out_fd, err_fd, workdir, uid)
-        with self._lock:
-            self._live[pid] = worker
+        try:
+            hello, _ = recv_frame(parent_sock, deadline=time.monotonic() + 30.0, max_payload=0)
+            if hello.get("op") != "ready":
+                raise WireError("unexpected first frame")
+        except WireError as exc:
+            status = zygote.wait_exit(pid, 1.0)
+            self._discard(worker, reaped=status is not None)
+            raise RuntimeFailure(f"a new worker failed to start ({_describe_exit(status)[1]})") from exc
+        if spec["private_mounts"]:
+            worker.scratch_dirs = tuple(f"/proc/{pid}/root{d}" for d in ("/tmp", "/dev/shm"))
+        else:
+            worker.scratch_dirs = (workdir,)
         return worker
 
     def _discard(self, worker: _Worker, *, wait: bool = False, reaped: bool = False) -> None:
-        """Kill the worker and everything it started; free its uid once all of it is gone."""
-        with self._lock:
-            self._live.pop(worker.pid, None)
+        """Kill the worker and everything it started; free its uid once all of it is gone.
+
+        It stays in ``_live`` until the zygote has reaped it, so its zombie is never a "stray".
+        """
         sandbox.kill_tree([worker.pid])
         zygote = self._zygote
 
@@ -305,9 +353,12 @@ class Runtime:
                 zygote.wait_exit(worker.pid, 5.0)
             if worker.uid is not None:
                 try:
-                    zygote.kill_uid(worker.uid)
+                    with self._children_lock:
+                        zygote.kill_uid(worker.uid)
                 except RuntimeFailure:
                     pass
+            with self._lock:
+                self._live.pop(worker.pid, None)
             try:
                 worker.sock.close()
             except OSError:
@@ -375,11 +426,12 @@ class Runtime:
         if sandbox.thread_count(worker.pid) != 1 or sandbox.children_of(worker.pid):
             return False
         try:
-            if os.listdir(worker.workdir):
+            if any(os.listdir(d) for d in worker.scratch_dirs):
                 return False
         except OSError:
             return False
-        strays = [pid for pid in sandbox.children_of(self._zygote.pid) if pid not in self._live]
+        with self._children_lock:
+            strays = [pid for pid in sandbox.children_of(self._zygote.pid) if pid not in self._live]
         if strays:
             # Something escaped (a daemon reparented to the zygote): kill it, and distrust the
             # worker that just ran, since it is the only one that ran code since the last check.
@@ -563,6 +615,9 @@ class Runtime:
             self._discard(worker, wait=True)
         self._zygote.stop()
         shutil.rmtree(self.work_root, ignore_errors=True)
+        if self._uid_block_fd is not None:
+            os.close(self._uid_block_fd)
+            self._uid_block_fd = None
 
 
 def _clean_dropped(value: Any) -> list[dict[str, str]]:

@@ -67,9 +67,11 @@ def _apply_step_limits(header: dict[str, Any]) -> None:
     sandbox.set_limit(resource.RLIMIT_DATA, memory_bytes)
 
 
-def serve(sock: socket.socket, workdir: str, private_uid: bool) -> None:
+def serve(sock: socket.socket, workdir: str, private_uid: bool, scratch_dirs: tuple[str, ...]) -> None:
     namespace: dict[str, Any] | None = None
     policy: ImportPolicy | None = None
+    my_pid = os.getpid()
+    send_frame(sock, {"op": "ready", "pid": my_pid})
     while True:
         try:
             header, payload = recv_frame(sock)
@@ -103,17 +105,22 @@ def serve(sock: socket.socket, workdir: str, private_uid: bool) -> None:
                     namespace = cell.new_namespace(policy)
             assert policy is not None
             outcome = cell.run_cell(namespace, header["code"], header["cell_name"], policy, out, err)
+            if os.getpid() != my_pid:  # a process user code forked: it must not answer the runtime
+                os._exit(0)
             reply.update(exit_code=outcome.exit_code, error_code=outcome.error_code)
             if outcome.out_of_memory:
                 reply["out_of_memory"] = True
                 send_frame(sock, reply)
                 os._exit(0)
             _kill_leftovers(private_uid)
-            _wipe_directory(workdir)
+            for directory in scratch_dirs:
+                _wipe_directory(directory)
             saved = cell.save_namespace(namespace)
             reply["dropped"] = saved.dropped
             send_frame(sock, reply, saved.payload)
         except MemoryError:
+            if os.getpid() != my_pid:
+                os._exit(0)
             try:
                 err.write("MemoryError: the step ran out of memory\n")
                 send_frame(sock, {"op": "result", "exit_code": 1, "out_of_memory": True,
@@ -131,14 +138,23 @@ def main_after_fork(spec: dict[str, Any]) -> None:
     try:
         os.setsid()
         workdir = spec["workdir"]
-        os.makedirs(workdir, mode=0o700, exist_ok=True)
+        scratch_dirs: tuple[str, ...] = (workdir,)
+        if spec.get("private_mounts"):
+            # Root mode: private tmpfs everywhere user code can write; the working directory is
+            # the private /tmp itself.
+            sandbox.private_mounts(int(spec["tmp_bytes"]))
+            workdir = "/tmp"
+            scratch_dirs = tuple(d for d in sandbox.PRIVATE_TMP_DIRS if os.path.isdir(d))
+        else:
+            os.makedirs(workdir, mode=0o700, exist_ok=True)
         sandbox.set_limit(resource.RLIMIT_CORE, 0)
         sandbox.set_limit(resource.RLIMIT_FSIZE, int(spec["max_file_bytes"]))
         sandbox.set_limit(resource.RLIMIT_NOFILE, int(spec["max_open_files"]))
         sandbox.set_limit(resource.RLIMIT_CPU, int(spec["max_cpu_seconds"]))
         if spec.get("uid") is not None:
-            os.chown(workdir, int(spec["uid"]), int(spec["gid"]))
-            os.chmod(workdir, 0o700)
+            if not spec.get("private_mounts"):
+                os.chown(workdir, int(spec["uid"]), int(spec["gid"]))
+                os.chmod(workdir, 0o700)
             sandbox.set_limit(resource.RLIMIT_NPROC, int(spec["max_processes"]))
             sandbox.drop_privileges(int(spec["uid"]), int(spec["gid"]))
         else:
@@ -166,7 +182,7 @@ def main_after_fork(spec: dict[str, Any]) -> None:
         )
         sys.argv = [""]
         sock = socket.socket(fileno=WORKER_SOCKET_FD)
-        serve(sock, workdir, spec.get("uid") is not None)
+        serve(sock, workdir, spec.get("uid") is not None, scratch_dirs)
     except BaseException:  # noqa: BLE001 - never return into the zygote's loop
         pass
     os._exit(70)

@@ -222,6 +222,33 @@ function keyFrom(item: Record<string, unknown>, keyNames: string[]): Record<stri
   return Object.fromEntries(keyNames.map((k) => [k, item[k]]));
 }
 
+/** Bytes as DynamoDB counts them: binary values by their decoded size, not their base64. */
+function wireSize(value: unknown): number {
+  if (typeof value === "string") return Buffer.byteLength(value);
+  if (Array.isArray(value)) return value.reduce((n: number, v) => n + wireSize(v), 0);
+  if (value && typeof value === "object") {
+    let n = 0;
+    for (const [k, v] of Object.entries(value)) {
+      n += Buffer.byteLength(k);
+      n += k === "B" && typeof v === "string" ? Math.floor((v.length * 3) / 4) : wireSize(v);
+    }
+    return n;
+  }
+  return 8;
+}
+
+function opOf(
+  ti: TransactItem,
+): [
+  "PutItem" | "UpdateItem" | "DeleteItem" | "ConditionCheck",
+  Record<string, unknown> & { TableName: string },
+] {
+  if (ti.Put) return ["PutItem", ti.Put];
+  if (ti.Update) return ["UpdateItem", ti.Update];
+  if (ti.Delete) return ["DeleteItem", ti.Delete];
+  return ["ConditionCheck", ti.ConditionCheck as Record<string, unknown> & { TableName: string }];
+}
+
 /** TransactWriteItems with DynamoDB's semantics and error shapes (called under the exclusive lock). */
 async function transactWriteItems(
   store: object,
@@ -233,7 +260,7 @@ async function transactWriteItems(
       `1 validation error detected: Value at 'transactItems' failed to satisfy constraint: Member must have length between 1 and ${MAX_TRANSACT_ITEMS}`,
     );
   }
-  if (Buffer.byteLength(JSON.stringify(items)) > MAX_TRANSACT_BYTES) {
+  if (wireSize(items) > MAX_TRANSACT_BYTES) {
     throw validationError("Transaction request cannot be larger than 4 MB");
   }
   const seen = new Set<string>();
@@ -247,67 +274,65 @@ async function transactWriteItems(
     seen.add(key);
   }
 
-  const undo: Array<() => Promise<unknown>> = [];
   const reasons: Array<{ Code: string; Message?: string }> = items.map(() => ({ Code: "None" }));
+  const cancelled = () =>
+    new OperationError(400, {
+      __type: "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+      message: `Transaction cancelled, please refer cancellation reasons for specific reasons [${reasons.map((r) => r.Code).join(", ")}]`,
+      CancellationReasons: reasons,
+    });
+
+  // 1. Every condition against the state before the transaction (DynamoDB reports each failure).
   for (let i = 0; i < items.length; i++) {
     const ti = items[i] as TransactItem;
+    const [op, params] = opOf(ti);
+    if (params.ConditionExpression === undefined && params.Expected === undefined) continue;
+    const { ReturnValuesOnConditionCheckFailure: _ignored, ...rest } = params;
+    const entry = actions.get(op === "ConditionCheck" ? "DeleteItem" : op);
+    let data: Record<string, unknown>;
     try {
-      if (ti.ConditionCheck) {
-        const { TableName, Key, ConditionExpression, ExpressionAttributeNames, ExpressionAttributeValues } =
-          ti.ConditionCheck;
-        // Validated as a DeleteItem (same parameters), evaluated without writing.
-        const data = validations.checkTypes(
-          { TableName, Key, ConditionExpression, ExpressionAttributeNames, ExpressionAttributeValues },
-          actions.get("DeleteItem")?.validation.types,
-        );
-        validations.checkValidations(
-          data,
-          actions.get("DeleteItem")?.validation.types,
-          actions.get("DeleteItem")?.validation.custom,
-          store,
-        );
-        const got = await runAction(store, "GetItem", { TableName, Key, ConsistentRead: true });
-        const failed = dynaliteDb.checkConditional(data, got.Item);
-        if (failed)
-          throw new OperationError(400, failed.body ?? { __type: "ConditionalCheckFailedException" });
-        continue;
-      }
-      const [op, params] = ti.Put
-        ? (["PutItem", ti.Put] as const)
-        : ti.Update
-          ? (["UpdateItem", ti.Update] as const)
-          : (["DeleteItem", ti.Delete as Record<string, unknown>] as const);
-      const { ReturnValuesOnConditionCheckFailure: _ignored, ...rest } = params;
+      data = validations.checkTypes(rest, entry?.validation.types);
+      validations.checkValidations(data, entry?.validation.types, entry?.validation.custom, store);
+    } catch (err) {
+      const e = err as DynaliteError;
+      reasons[i] = { Code: "ValidationError", Message: String(e.body?.message ?? e.message) };
+      throw cancelled();
+    }
+    const keyNames = await keyNamesOf(store, params.TableName);
+    const key = ti.Put ? keyFrom(ti.Put.Item, keyNames) : (params.Key as Record<string, unknown>);
+    const got = await runAction(store, "GetItem", {
+      TableName: params.TableName,
+      Key: key,
+      ConsistentRead: true,
+    });
+    if (dynaliteDb.checkConditional(data, got.Item)) {
+      reasons[i] = { Code: "ConditionalCheckFailed", Message: "The conditional request failed" };
+    }
+  }
+  if (reasons.some((r) => r.Code !== "None")) throw cancelled();
+
+  // 2. The writes, undone from their old images if one fails (e.g. an item over the size limit).
+  const undo: Array<() => Promise<unknown>> = [];
+  for (let i = 0; i < items.length; i++) {
+    const ti = items[i] as TransactItem;
+    const [op, params] = opOf(ti);
+    if (op === "ConditionCheck") continue;
+    const { ReturnValuesOnConditionCheckFailure: _ignored, ...rest } = params;
+    try {
       const result = await runAction(store, op, { ...rest, ReturnValues: "ALL_OLD" });
       const old = result.Attributes as Record<string, unknown> | undefined;
-      const tableName = params.TableName as string;
-      const keyNames = await keyNamesOf(store, tableName);
+      const keyNames = await keyNamesOf(store, params.TableName);
       const key = ti.Put ? keyFrom(ti.Put.Item, keyNames) : (params.Key as Record<string, unknown>);
       undo.push(() =>
         old
-          ? runAction(store, "PutItem", { TableName: tableName, Item: old })
-          : runAction(store, "DeleteItem", { TableName: tableName, Key: key }),
+          ? runAction(store, "PutItem", { TableName: params.TableName, Item: old })
+          : runAction(store, "DeleteItem", { TableName: params.TableName, Key: key }),
       );
     } catch (err) {
       for (const u of undo.reverse()) await u();
-      if (
-        err instanceof OperationError &&
-        String(err.body.__type).endsWith("ConditionalCheckFailedException")
-      ) {
-        reasons[i] = { Code: "ConditionalCheckFailed", Message: "The conditional request failed" };
-        throw new OperationError(400, {
-          __type: "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
-          message: `Transaction cancelled, please refer cancellation reasons for specific reasons [${reasons.map((r) => r.Code).join(", ")}]`,
-          CancellationReasons: reasons,
-        });
-      }
       if (err instanceof OperationError && String(err.body.__type).endsWith("ValidationException")) {
         reasons[i] = { Code: "ValidationError", Message: String(err.body.message ?? "") };
-        throw new OperationError(400, {
-          __type: "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
-          message: `Transaction cancelled, please refer cancellation reasons for specific reasons [${reasons.map((r) => r.Code).join(", ")}]`,
-          CancellationReasons: reasons,
-        });
+        throw cancelled();
       }
       throw err;
     }

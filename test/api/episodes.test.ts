@@ -1,0 +1,195 @@
+// Episode resources and session resolution: body id, X-Episode-Id, cookie; history, fork, delete.
+import { describe, expect, inject, it } from "vitest";
+import { call, Episode, errorCode, type StepBody } from "../helpers/api.js";
+
+const baseUrl = inject("baseUrl");
+
+describe("choosing the episode", () => {
+  it("uses the cookie /reset sets when the body has no episode_id", async () => {
+    // Prepare
+    const reset = await call<StepBody>(baseUrl, "POST", "/reset", {});
+    const cookie = (reset.headers.get("set-cookie") ?? "").split(";")[0] as string;
+    // Act
+    await call(baseUrl, "POST", "/step", { action: { code: "v = 7" } }, { cookie });
+    const out = await call<StepBody>(baseUrl, "POST", "/step", { action: { code: "v * 6" } }, { cookie });
+    const state = await call(baseUrl, "GET", "/state", undefined, { cookie });
+    // Assess
+    expect(out.body.observation.stdout).toBe("42");
+    expect(out.body.episode_id).toBe(reset.body.episode_id);
+    expect(state.body).toMatchObject({ episode_id: reset.body.episode_id, step_count: 2 });
+  });
+
+  it("prefers body episode_id over X-Episode-Id over the cookie", async () => {
+    const a = await Episode.reset(baseUrl);
+    const b = await Episode.reset(baseUrl);
+    const c = await Episode.reset(baseUrl);
+    const cookie = `coding_env_episode=${c.id}`;
+    const viaBody = await call<StepBody>(
+      baseUrl,
+      "POST",
+      "/step",
+      { action: { code: "1" }, episode_id: a.id },
+      { "x-episode-id": b.id, cookie },
+    );
+    expect(viaBody.body.episode_id).toBe(a.id);
+    const viaHeader = await call<StepBody>(
+      baseUrl,
+      "POST",
+      "/step",
+      { action: { code: "1" } },
+      { "x-episode-id": b.id, cookie },
+    );
+    expect(viaHeader.body.episode_id).toBe(b.id);
+    const state = await call(baseUrl, "GET", "/state", undefined, { "x-episode-id": b.id, cookie });
+    expect(state.body.episode_id).toBe(b.id);
+  });
+
+  it("answers 400 episode_required for /step and /state without any episode", async () => {
+    const step = await call(baseUrl, "POST", "/step", { action: { code: "1" } });
+    expect(step.status).toBe(400);
+    expect(errorCode(step)).toBe("episode_required");
+    expect((step.body as { error: { message: string } }).error.message).toContain("/reset");
+    const state = await call(baseUrl, "GET", "/state");
+    expect(state.status).toBe(400);
+    expect(errorCode(state)).toBe("episode_required");
+  });
+
+  it("answers 404 episode_not_found for unknown and malformed ids", async () => {
+    for (const id of ["ep_doesnotexist", "x".repeat(300), "../../etc", "a b"]) {
+      const r = await call(baseUrl, "POST", "/step", { action: { code: "1" } }, { "x-episode-id": id });
+      expect(r.status, id).toBe(404);
+      expect(errorCode(r)).toBe("episode_not_found");
+    }
+    const r = await call(baseUrl, "GET", "/episodes/ep_nope/history");
+    expect(r.status).toBe(404);
+  });
+
+  it("reset accepts OpenEnv's seed and episode_id and our options, and /state reports them", async () => {
+    const ep = await Episode.reset(baseUrl, {
+      seed: 7,
+      episode_id: "my-run.1:a",
+      policy: "full",
+      additional_imports: ["json"],
+      step_timeout_s: 5,
+      ttl_s: 600,
+      extra_field_openenv_may_send: true,
+    });
+    expect(ep.id).toBe("my-run.1:a");
+    const state = await ep.state();
+    expect(state).toMatchObject({
+      episode_id: "my-run.1:a",
+      step_count: 0,
+      seed: 7,
+      policy: "full",
+      additional_imports: ["json"],
+      step_timeout_s: 5,
+      ttl_s: 600,
+    });
+    const expiresInS = (Date.parse(String(state.expires_at)) - Date.now()) / 1000;
+    expect(expiresInS).toBeGreaterThan(590);
+    expect(expiresInS).toBeLessThanOrEqual(601);
+    // policy "full" allows any import
+    expect((await ep.run("import os\nos.getpid() > 0")).observation.stdout).toBe("true");
+  });
+});
+
+describe("episode resources", () => {
+  it("GET /episodes/{id} is the same object as /state", async () => {
+    const ep = await Episode.reset(baseUrl);
+    await ep.run("1");
+    const a = await call(baseUrl, "GET", `/episodes/${ep.id}`);
+    const b = await call(baseUrl, "GET", "/state", undefined, { "x-episode-id": ep.id });
+    expect(a.body).toEqual(b.body);
+  });
+
+  it("history lists every step's code, observation, reward and timing; also as JSONL", async () => {
+    // Prepare
+    const ep = await Episode.reset(baseUrl);
+    await ep.run("a = 1");
+    await ep.run("print(a)", { request_id: "r-1" });
+    await ep.run("import os");
+    // Act
+    const h = await call<{ episode_id: string; steps: Array<Record<string, unknown>> }>(
+      baseUrl,
+      "GET",
+      `/episodes/${ep.id}/history`,
+    );
+    const jsonl = await fetch(`${baseUrl}/episodes/${ep.id}/history?format=jsonl`);
+    const viaAccept = await fetch(`${baseUrl}/episodes/${ep.id}/history`, {
+      headers: { accept: "application/x-ndjson" },
+    });
+    // Assess
+    expect(h.body.episode_id).toBe(ep.id);
+    expect(h.body.steps.map((s) => s.step)).toEqual([1, 2, 3]);
+    expect(h.body.steps.map((s) => s.code)).toEqual(["a = 1", "print(a)", "import os"]);
+    expect(h.body.steps[1]).toMatchObject({
+      observation: { stdout: "1\n", stderr: "", exit_code: 0 },
+      reward: 0.1,
+      done: false,
+      request_id: "r-1",
+    });
+    expect(h.body.steps[2]?.reward).toBeCloseTo(-0.9, 10);
+    expect(h.body.steps[2]?.metadata).toMatchObject({ safety_violation: "import\\s+os" });
+    for (const s of h.body.steps) {
+      expect(typeof s.duration_ms).toBe("number");
+      expect(Number.isNaN(Date.parse(String(s.started_at)))).toBe(false);
+    }
+    expect(jsonl.headers.get("content-type")).toContain("application/x-ndjson");
+    const lines = (await jsonl.text())
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines.map((l) => l.code)).toEqual(["a = 1", "print(a)", "import os"]);
+    expect(lines[0]?.episode_id).toBe(ep.id);
+    expect((await viaAccept.text()).trim().split("\n")).toHaveLength(3);
+  });
+
+  it("fork copies the Python state and history; the two episodes then diverge", async () => {
+    // Prepare
+    const src = await Episode.reset(baseUrl);
+    await src.run("xs = [1, 2]");
+    await src.run("def total():\n    return sum(xs)");
+    // Act
+    const forked = await call<StepBody>(baseUrl, "POST", `/episodes/${src.id}/fork`);
+    // Assess
+    expect(forked.status).toBe(201);
+    expect(forked.headers.get("set-cookie")).toBeNull();
+    expect(forked.body).toMatchObject({ step_count: 2, forked_from: src.id, done: false });
+    const copyId = forked.body.episode_id;
+    expect(copyId).not.toBe(src.id);
+    const step = (id: string, code: string) =>
+      call<StepBody>(baseUrl, "POST", "/step", { action: { code }, episode_id: id });
+    expect((await step(copyId, "xs.append(10)\ntotal()")).body.observation.stdout).toBe("13");
+    expect((await step(src.id, "total()")).body.observation.stdout).toBe("3");
+    const h = await call<{ steps: Array<{ code: string }> }>(baseUrl, "GET", `/episodes/${copyId}/history`);
+    expect(h.body.steps.map((s) => s.code)).toEqual([
+      "xs = [1, 2]",
+      "def total():\n    return sum(xs)",
+      "xs.append(10)\ntotal()",
+    ]);
+    expect((await call(baseUrl, "GET", `/episodes/${copyId}`)).body).toMatchObject({
+      forked_from: src.id,
+      step_count: 3,
+    });
+  });
+
+  it("DELETE removes the episode: 204, then 404 everywhere", async () => {
+    const ep = await Episode.reset(baseUrl);
+    await ep.run("x = 1");
+    const del = await call(baseUrl, "DELETE", `/episodes/${ep.id}`);
+    expect(del.status).toBe(204);
+    expect(del.text).toBe("");
+    expect((await ep.step("x")).status).toBe(404);
+    expect((await call(baseUrl, "GET", `/episodes/${ep.id}`)).status).toBe(404);
+    expect((await call(baseUrl, "DELETE", `/episodes/${ep.id}`)).status).toBe(404);
+  });
+
+  it("a timed-out step reports timed_out and leaves the Python state as it was", async () => {
+    const ep = await Episode.reset(baseUrl, { step_timeout_s: 1 });
+    await ep.run("counter = 1");
+    const r = await ep.run("counter = 2\nwhile True:\n    pass", { timeout_s: 60 });
+    expect(r.observation.exit_code).toBe(1);
+    expect(r.info?.timed_out).toBe(true);
+    expect((await ep.run("counter")).observation.stdout).toBe("1");
+  });
+});

@@ -1,4 +1,4 @@
-import { CodingEnvError, errorFromResponse, NetworkError, TimeoutError } from "./errors.js";
+import { CodingEnvError, errorFromResponse, NetworkError, ServerError, TimeoutError } from "./errors.js";
 import { StepResult } from "./result.js";
 import { type ResolvedRetry, type RetryOpts, resolveRetry, retryDelayMs, sleep } from "./retry.js";
 import type {
@@ -138,13 +138,36 @@ function readEnv(name: string): string | undefined {
   return undefined;
 }
 
-/** A random id; `crypto.randomUUID` where available (Node, Deno, secure browser contexts). */
+/**
+ * A random id; `crypto.randomUUID` where available (Node, Deno, secure browser contexts).
+ * @internal
+ */
 export function randomId(prefix: string): string {
   const c = globalThis.crypto;
   if (typeof c?.randomUUID === "function") return `${prefix}${c.randomUUID()}`;
   const bytes = new Uint8Array(16);
   c.getRandomValues(bytes);
   return prefix + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Wraps a reset/step/fork body, refusing anything that is not the protocol's shape. */
+function toStepResult(body: unknown, endpoint: string): StepResult {
+  const observation = (body as { observation?: unknown } | null)?.observation;
+  if (
+    typeof body !== "object" ||
+    body === null ||
+    typeof observation !== "object" ||
+    observation === null ||
+    typeof (observation as { exit_code?: unknown }).exit_code !== "number" ||
+    typeof (body as { episode_id?: unknown }).episode_id !== "string"
+  ) {
+    throw new ServerError(`${endpoint} answered a body that is not a step result`, {
+      status: 200,
+      code: "invalid_response",
+      endpoint,
+    });
+  }
+  return new StepResult(body as StepResultData);
 }
 
 // `Symbol.asyncDispose` exists in Node >= 20.4, Deno and TypeScript's `using`; older browsers lack
@@ -252,7 +275,7 @@ export class CodingEnv implements AsyncDisposable {
       idempotent: true,
       signal: opts.signal,
     });
-    const result = new StepResult(response.body as StepResultData);
+    const result = toStepResult(response.body, "POST /reset");
     this.#episodeId = result.episode_id;
     this.#stepTimeoutS = opts.stepTimeoutS;
     return result;
@@ -293,7 +316,7 @@ export class CodingEnv implements AsyncDisposable {
       timeoutMs,
       signal: opts.signal,
     });
-    return new StepResult(response.body as StepResultData);
+    return toStepResult(response.body, "POST /step");
   }
 
   /**
@@ -337,7 +360,7 @@ export class CodingEnv implements AsyncDisposable {
       body: {},
       idempotent: false,
     });
-    const result = new StepResult(response.body as StepResultData);
+    const result = toStepResult(response.body, "POST /episodes/{id}/fork");
     const forked = new CodingEnv({ ...this.#opts, episodeId: result.episode_id });
     forked.#stepTimeoutS = this.#stepTimeoutS;
     forked.forkResult = result;

@@ -131,7 +131,11 @@ export class ConflictError extends CodingEnvError {}
  *
  * @example
  * ```ts
- * catch (err) { if (err instanceof RateLimitError) await sleep(err.retryAfterMs ?? 1000); }
+ * try {
+ *   await env.step("print(1)");
+ * } catch (err) {
+ *   if (err instanceof RateLimitError) console.log(err.code, err.details.resets_at, err.retryAfterMs);
+ * }
  * ```
  */
 export class RateLimitError extends CodingEnvError {}
@@ -154,7 +158,11 @@ export class TimeoutError extends CodingEnvError {}
  *
  * @example
  * ```ts
- * catch (err) { if (err instanceof ServerError) report(err.code, err.status); }
+ * try {
+ *   await env.step("print(1)");
+ * } catch (err) {
+ *   if (err instanceof ServerError) console.log(err.status, err.code); // e.g. 502 "executor_error"
+ * }
  * ```
  */
 export class ServerError extends CodingEnvError {}
@@ -171,7 +179,10 @@ export class ServerError extends CodingEnvError {}
  */
 export class NetworkError extends CodingEnvError {}
 
-/** Parses a `Retry-After` header (delta-seconds or an HTTP date) into milliseconds. */
+/**
+ * Parses a `Retry-After` header (delta-seconds or an HTTP date) into milliseconds.
+ * @internal
+ */
 export function parseRetryAfter(value: string | null, nowMs: number = Date.now()): number | undefined {
   if (value === null || value.trim() === "") return undefined;
   const trimmed = value.trim();

@@ -51,5 +51,12 @@ export type {
   StepResultData,
 } from "./types.js";
 
-/** The SDK's version. */
+/**
+ * The SDK's version.
+ *
+ * @example
+ * ```ts
+ * console.log(VERSION); // "0.1.0"
+ * ```
+ */
 export const VERSION = "0.1.0";

@@ -3,6 +3,11 @@ import type { CodeObservation, StepInfo, StepResultData } from "./types.js";
 /**
  * The symbol Deno's Jupyter kernel (and other JS kernels following the same convention) calls to
  * get a rich MIME bundle for a cell's value. Equal to `Deno.jupyter.$display`.
+ *
+ * @example
+ * ```ts
+ * const bundle = result[JUPYTER_DISPLAY](); // { "text/html": "...", "text/plain": "..." }
+ * ```
  */
 export const JUPYTER_DISPLAY: unique symbol = Symbol.for("Jupyter.display");
 

@@ -42,7 +42,14 @@ export interface RetryOpts {
 /** {@link RetryOpts} with every default filled in. */
 export type ResolvedRetry = Required<RetryOpts>;
 
-/** The default retry policy. */
+/**
+ * The default retry policy.
+ *
+ * @example
+ * ```ts
+ * const env = new CodingEnv({ retry: { ...DEFAULT_RETRY, maxRetries: 6 } });
+ * ```
+ */
 export const DEFAULT_RETRY: ResolvedRetry = Object.freeze({
   maxRetries: 3,
   initialDelayMs: 200,
@@ -53,7 +60,10 @@ export const DEFAULT_RETRY: ResolvedRetry = Object.freeze({
   retryOnServerError: true,
 });
 
-/** Fills in defaults; `false` means no retries. Throws on nonsensical values. */
+/**
+ * Fills in defaults; `false` means no retries. Throws on nonsensical values.
+ * @internal
+ */
 export function resolveRetry(opts: RetryOpts | false | undefined): ResolvedRetry {
   if (opts === false) return { ...DEFAULT_RETRY, maxRetries: 0 };
   const resolved: ResolvedRetry = { ...DEFAULT_RETRY, ...stripUndefined(opts ?? {}) };
@@ -71,6 +81,7 @@ function stripUndefined<T extends object>(obj: T): Partial<T> {
 }
 
 /**
+ * @internal
  * How long to wait before retry number `attempt + 1`, or `undefined` to give up and throw.
  * `idempotent` says whether the call may be repeated after a failure whose outcome is unknown.
  */
@@ -102,7 +113,10 @@ export function retryDelayMs(
   return jittered;
 }
 
-/** Waits `ms` milliseconds; rejects early with the signal's reason if it aborts. */
+/**
+ * Waits `ms` milliseconds; rejects early with the signal's reason if it aborts.
+ * @internal
+ */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) {

@@ -143,6 +143,18 @@ describe("errors the local stack cannot produce on demand (fake server)", () => 
     expect(Date.now() - started).toBeGreaterThanOrEqual(950);
   });
 
+  it("fake server: a 200 that is not a step result is a ServerError, not a broken StepResult", async () => {
+    const fake = await startFakeServer([
+      { status: 200, headers: { "content-type": "text/html" }, body: "<html>" },
+    ]);
+    cleanup.push(() => fake.close());
+
+    const error = await new CodingEnv({ baseUrl: fake.url }).reset().catch((err: unknown) => err);
+
+    expect(error).toBeInstanceOf(ServerError);
+    expect(error).toMatchObject({ code: "invalid_response", endpoint: "POST /reset" });
+  });
+
   it("fake server: gateway pages that are not our JSON shape still map by status", async () => {
     const fake = await startFakeServer([
       { status: 503, headers: { "content-type": "text/html" }, body: "<html>Service Unavailable</html>" },

@@ -26,6 +26,13 @@ export interface ProxiedExchange {
  */
 export type ProxyFault = "drop" | "bad_gateway";
 
+/** A request as it reached the proxy. */
+export interface ReceivedRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly body: string;
+}
+
 /** Options of {@link startForwardingProxy}. */
 export interface ForwardingProxyOpts {
   /** Called once per request after the upstream answered; a fault replaces that answer. */
@@ -36,8 +43,8 @@ export interface ForwardingProxyOpts {
 export interface ForwardingProxy {
   readonly url: string;
   readonly exchanges: ProxiedExchange[];
-  /** `METHOD /path` of every request, recorded on arrival (before the upstream answers). */
-  readonly received: string[];
+  /** Every request, recorded on arrival (before the upstream answers). */
+  readonly received: ReceivedRequest[];
   close(): Promise<void>;
 }
 
@@ -51,14 +58,18 @@ export async function startForwardingProxy(
 ): Promise<ForwardingProxy> {
   const target = new URL(upstream);
   const exchanges: ProxiedExchange[] = [];
-  const received: string[] = [];
+  const received: ReceivedRequest[] = [];
   let faults = 0;
   const server: Server = createServer((req, res) => {
-    received.push(`${req.method} ${req.url}`);
     const chunks: Buffer[] = [];
     req.on("data", (chunk: Buffer) => chunks.push(chunk));
     req.on("end", () => {
       const requestBody = Buffer.concat(chunks);
+      received.push({
+        method: req.method ?? "GET",
+        path: req.url ?? "/",
+        body: requestBody.toString("utf8"),
+      });
       const upstreamReq = httpRequest(
         {
           host: target.hostname,

@@ -238,14 +238,32 @@ export function createApp(deps: AppDeps): OpenAPIHono<Env> {
     throw new NotFoundError("No such route.");
   });
 
+  const tooLarge = () =>
+    new PayloadTooLargeError(`Request body over ${config.maxBodyBytes} bytes.`, {
+      limit_bytes: config.maxBodyBytes,
+    });
+  app.use("*", async (c, next) => {
+    const declared = Number(c.req.header("content-length") ?? Number.NaN);
+    if (declared > config.maxBodyBytes) {
+      // Read (and drop) a moderately oversized body first, so the client, still sending it,
+      // gets our 413 instead of a reset connection.
+      if (declared <= 8 * config.maxBodyBytes && c.req.raw.body) {
+        const reader = c.req.raw.body.getReader();
+        while (!(await reader.read()).done) {
+          /* discard */
+        }
+      }
+      throw tooLarge();
+    }
+    await next();
+  });
+  // Bodies without a length (chunked) are counted as they stream.
   app.use(
     "*",
     bodyLimit({
       maxSize: config.maxBodyBytes,
       onError: () => {
-        throw new PayloadTooLargeError(`Request body over ${config.maxBodyBytes} bytes.`, {
-          limit_bytes: config.maxBodyBytes,
-        });
+        throw tooLarge();
       },
     }),
   );

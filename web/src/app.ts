@@ -91,6 +91,26 @@ const editor = new EditorView({
   ],
 });
 
+// Tab indents (indentWithTab), so keyboard users leave the editor with Esc then Tab (or Shift+Tab)
+// within two seconds. Done here, in the capture phase above CodeMirror, so it holds whatever Escape
+// binding (autocomplete, search) handled the key first: the Tab never reaches the editor and the
+// browser moves focus as usual.
+let escapedAt = 0;
+el("editor").addEventListener(
+  "keydown",
+  (event) => {
+    if (event.key === "Escape") {
+      escapedAt = Date.now();
+    } else if (event.key === "Tab" && Date.now() - escapedAt < 2000) {
+      event.stopPropagation();
+      escapedAt = 0;
+    } else if (event.key !== "Shift") {
+      escapedAt = 0;
+    }
+  },
+  { capture: true },
+);
+
 function setCode(code: string): void {
   editor.dispatch({ changes: { from: 0, to: editor.state.doc.length, insert: code } });
 }

@@ -56,6 +56,12 @@ export interface CodeState {
   additional_imports?: string[];
   /** The episode's per-step limit in seconds. */
   step_timeout_s?: number;
+  /** Idle seconds before the episode expires. */
+  ttl_s?: number;
+  /** The `seed` given to `reset()`, when one was. */
+  seed?: number;
+  /** The source episode's id, when this episode is a fork. */
+  forked_from?: string;
   /** ISO 8601 timestamps. */
   created_at?: string;
   updated_at?: string;

@@ -60,7 +60,7 @@ describe("CodingEnv against the local stack", () => {
 
   it("state reports the episode's step count, last exit code and options", async () => {
     const env = newEnv();
-    await env.reset({ stepTimeoutS: 7, additionalImports: ["json"] });
+    await env.reset({ stepTimeoutS: 7, additionalImports: ["json"], seed: 3 });
     await env.step("y = 2");
 
     const state = await env.state();
@@ -70,6 +70,8 @@ describe("CodingEnv against the local stack", () => {
     expect(state.last_exit_code).toBe(0);
     expect(state.step_timeout_s).toBe(7);
     expect(state.additional_imports).toEqual(["json"]);
+    expect(state.seed).toBe(3);
+    expect(Date.parse(state.expires_at ?? "")).toBeGreaterThan(Date.now());
   });
 
   it("reset with an explicit episodeId replaces that episode", async () => {
@@ -101,6 +103,7 @@ describe("CodingEnv against the local stack", () => {
     expect(branch.episodeId).not.toBe(env.episodeId);
     expect(branch.forkResult?.forked_from).toBe(env.episodeId);
     expect(branch.forkResult?.step_count).toBe(1);
+    expect((await branch.state()).forked_from).toBe(env.episodeId);
     expect(inSource.observation.stdout).toBe("1");
     expect(inBranch.observation.stdout).toBe("2");
     const branchHistory = await branch.history();

@@ -56,6 +56,22 @@ describe("retries through a real proxy in front of the stack", () => {
     expect((await env.state()).step_count).toBe(2);
   });
 
+  it("a dropped reset response is retried with the same episode id: one episode, not two", async () => {
+    const p = await proxy((method, path, faults) =>
+      method === "POST" && path === "/reset" && faults === 0 ? "drop" : undefined,
+    );
+    const env = new CodingEnv({ baseUrl: p.url, retry: { initialDelayMs: 10 } });
+    cleanup.push(() => env.close());
+
+    const result = await env.reset();
+
+    const resets = p.received.filter((r) => r.path === "/reset").map((r) => JSON.parse(r.body));
+    expect(resets).toHaveLength(2);
+    expect(resets[1].episode_id).toBe(resets[0].episode_id);
+    expect(result.episode_id).toBe(resets[0].episode_id);
+    expect((await env.step("1 + 1")).observation.stdout).toBe("2");
+  });
+
   it("a gateway 502 after the server committed is retried and replayed, not run again", async () => {
     const p = await proxy((method, path, faults) =>
       method === "POST" && path === "/step" && faults === 0 ? "bad_gateway" : undefined,

@@ -222,6 +222,7 @@ def run_cell(
 ) -> CellOutcome:
     """Execute ``code``; print the last expression's value OpenEnv-style; errors become data."""
     outcome = CellOutcome()
+    owner = os.getpid()
     sys.stdout, sys.stderr = stdout, stderr
     try:
         try:
@@ -264,6 +265,8 @@ def run_cell(
             except MemoryError:
                 pass
         except BaseException as exc:  # noqa: BLE001 - every user error is data
+            if os.getpid() != owner:  # a process user code forked (e.g. a fork bomb): stay quiet
+                os._exit(1)
             outcome.exit_code = 1
             stderr.write(format_user_error(exc))
     finally:

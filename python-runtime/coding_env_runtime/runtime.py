@@ -346,6 +346,7 @@ class Runtime:
         It stays in ``_live`` until the zygote has reaped it, so its zombie is never a "stray".
         """
         sandbox.kill_tree([worker.pid])
+        self._sweep_strays()
         zygote = self._zygote
 
         def finish() -> None:
@@ -421,23 +422,36 @@ class Runtime:
         self._refill.set()
         return (idle if idle is not None else self._spawn()), False
 
+    def _sweep_strays(self) -> bool:
+        """Kill processes reparented to the zygote (the subreaper) that are not workers.
+
+        Returns True if there were any: something user code started escaped its worker's tree.
+        """
+        found_any = False
+        for _ in range(50):  # again until none: a process may have been mid-fork during a kill
+            with self._children_lock:
+                strays = [
+                    pid
+                    for pid in sandbox.children_of(self._zygote.pid)
+                    if pid not in self._live and not sandbox.is_zombie(pid)
+                ]
+            if not strays:
+                break
+            found_any = True
+            sandbox.kill_tree(strays)
+        return found_any
+
     def _healthy_after_step(self, worker: _Worker) -> bool:
         """Trust nothing the worker says: check from outside that it is alone and clean."""
-        if sandbox.thread_count(worker.pid) != 1 or sandbox.children_of(worker.pid):
+        # First, so escaped daemons die even when another check already condemns the worker;
+        # the worker that just ran is the suspect, since it ran code since the last sweep.
+        escaped = self._sweep_strays()
+        if escaped or sandbox.thread_count(worker.pid) != 1 or sandbox.children_of(worker.pid):
             return False
         try:
-            if any(os.listdir(d) for d in worker.scratch_dirs):
-                return False
+            return not any(os.listdir(d) for d in worker.scratch_dirs)
         except OSError:
             return False
-        with self._children_lock:
-            strays = [pid for pid in sandbox.children_of(self._zygote.pid) if pid not in self._live]
-        if strays:
-            # Something escaped (a daemon reparented to the zygote): kill it, and distrust the
-            # worker that just ran, since it is the only one that ran code since the last check.
-            sandbox.kill_tree(strays)
-            return False
-        return True
 
     # --- the step ----------------------------------------------------------------------------
 

@@ -124,6 +124,15 @@ def descendants_of(pid: int) -> list[int]:
     return seen
 
 
+def is_zombie(pid: int) -> bool:
+    """True if ``pid`` is dead but not yet reaped (or already gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
+    except (OSError, IndexError):
+        return True
+
+
 def thread_count(pid: int) -> int:
     try:
         return len(os.listdir(f"/proc/{pid}/task"))
@@ -146,6 +155,7 @@ def kill_tree(root_pids: Iterable[int], *, rounds: int = 50) -> None:
     """
     roots = list(root_pids)
     for _ in range(rounds):
+        roots = [pid for pid in roots if not is_zombie(pid)] or roots
         found: list[int] = []
         for root in roots:
             found.extend(descendants_of(root))

@@ -1,0 +1,114 @@
+"""The runtime as Lambda runs it: not root, so no uid change and no private mounts.
+
+The runtime itself is started as an unprivileged user (nobody) in a child process; the steps it
+runs must still be isolated as far as that mode allows: empty environment, non-dumpable runtime
+processes, timeouts and leftover processes killed through the subreaper and process tree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import unittest
+import uuid
+from pathlib import Path
+
+PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+NOBODY = 65534
+
+DRIVER = r"""
+import json, os, sys, time
+sys.path.insert(0, sys.argv[1])
+from coding_env_runtime.runtime import Runtime, RuntimeOpts
+from tests.support import Episode
+marker = sys.argv[2]
+runtime = Runtime(RuntimeOpts(idle_workers=1))
+out = {"privileged": runtime.privileged, "euid": os.geteuid()}
+ep = Episode(runtime, {"mode": "full"})
+out["first"] = ep.step("import os\nkept = 1\nprint(sorted(os.environ))\nos.getuid()")
+out["warm"] = ep.step("kept + 1")
+out["timeout"] = ep.step("import time\ntime.sleep(60)", timeout_ms=500)
+out["after_timeout"] = ep.step("kept")
+out["daemon"] = ep.step(
+    f"import os, subprocess\nsubprocess.Popen(['sleep', '{marker}'])\n"
+    f"os.system('(setsid sleep {marker} &)')\n'ok'")
+time.sleep(0.2)
+seen = []
+for pid in os.listdir('/proc'):
+    if pid.isdigit() and int(pid) != os.getpid():  # the driver's argv holds the marker
+        try:
+            with open(f'/proc/{pid}/cmdline', 'rb') as fh:
+                if marker.encode() in fh.read():
+                    seen.append(pid)
+        except OSError:
+            pass
+out["survivors"] = seen
+zygote = runtime._zygote.pid
+out["zygote_environ_owner"] = os.stat(f"/proc/{zygote}/environ").st_uid
+out["read_zygote_environ"] = ep.step(
+    f"try:\n    open('/proc/{zygote}/environ','rb').read()\n    r = 'readable'\n"
+    f"except OSError as e:\n    r = type(e).__name__\nr")
+out["fork_bomb"] = ep.step("import os\nwhile True:\n    os.fork()", timeout_ms=3000)
+out["after_bomb"] = Episode(runtime).step("6 * 7")
+runtime.close()
+for value in out.values():
+    if isinstance(value, dict):
+        value.pop("snapshot", None)
+print(json.dumps(out))
+"""
+
+
+@unittest.skipUnless(os.geteuid() == 0, "needs root to start the runtime as another user")
+class UnprivilegedRuntimeTest(unittest.TestCase):
+    result: dict
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        marker = f"{uuid.uuid4().int % 10**6 + 10**6}.75"
+        env = {"PATH": "/usr/bin:/bin", "AWS_SECRET_ACCESS_KEY": "do-not-leak", "HOME": "/tmp"}
+        run = subprocess.run(
+            [sys.executable, "-c", DRIVER, PACKAGE_ROOT, marker],
+            user=NOBODY,
+            group=NOBODY,
+            extra_groups=[],
+            env=env,
+            cwd="/tmp",
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if run.returncode != 0:
+            raise AssertionError(f"driver failed: {run.stderr[-3000:]}")
+        cls.result = json.loads(run.stdout.strip().splitlines()[-1])
+
+    def test_runs_unprivileged(self) -> None:
+        self.assertFalse(self.result["privileged"])
+        self.assertEqual(self.result["first"]["exit_code"], 0, self.result["first"]["stderr"])
+        self.assertIn(str(NOBODY), self.result["first"]["stdout"])
+
+    def test_environment_is_clean(self) -> None:
+        self.assertNotIn("AWS_SECRET_ACCESS_KEY", self.result["first"]["stdout"])
+        self.assertNotIn("do-not-leak", self.result["first"]["stdout"])
+
+    def test_warm_reuse(self) -> None:
+        self.assertTrue(self.result["warm"]["warm"])
+        self.assertEqual(self.result["warm"]["stdout"], "2")
+
+    def test_timeout_and_recovery(self) -> None:
+        self.assertTrue(self.result["timeout"]["timed_out"])
+        self.assertEqual(self.result["after_timeout"]["stdout"], "1")
+
+    def test_no_background_process_survives(self) -> None:
+        self.assertEqual(self.result["daemon"]["exit_code"], 0, self.result["daemon"]["stderr"])
+        self.assertEqual(self.result["survivors"], [])
+
+    def test_runtime_processes_are_not_dumpable(self) -> None:
+        # A non-dumpable process's /proc files belong to root, not to the (shared) runtime uid.
+        self.assertEqual(self.result["zygote_environ_owner"], 0)
+        self.assertEqual(self.result["read_zygote_environ"]["stdout"], '"PermissionError"')
+
+    def test_fork_bomb_is_contained(self) -> None:
+        self.assertEqual(self.result["fork_bomb"]["exit_code"], 1)
+        self.assertEqual(self.result["after_bomb"]["stdout"], "42")

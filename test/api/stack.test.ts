@@ -1,0 +1,259 @@
+// The local stack itself: data survives a restart, TTL expiry, crash reporting, the `npm start`
+// launcher (PORT/HOST/CODING_ENV_DATA_DIR, URLs printed, Ctrl-C stops everything), and the AWS
+// Lambda entry answering API Gateway v2 events against the same stack.
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { DynamoDBClient, GetItemCommand } from "@aws-sdk/client-dynamodb";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type LocalStack, startLocalStack } from "../../functions/src/local/stack.js";
+import { call, Episode, errorCode } from "../helpers/api.js";
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+
+function descendants(pid: number): Array<{ pid: number; cmd: string }> {
+  const parents = new Map<number, number>();
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
+      parents.set(Number(name), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
+    } catch {
+      /* gone */
+    }
+  }
+  const out: Array<{ pid: number; cmd: string }> = [];
+  const walk = (p: number) => {
+    for (const [child, parent] of parents) {
+      if (parent !== p) continue;
+      let cmd = "";
+      try {
+        cmd = readFileSync(`/proc/${child}/cmdline`, "utf8").replace(/\0/g, " ");
+      } catch {
+        /* gone */
+      }
+      out.push({ pid: child, cmd });
+      walk(child);
+    }
+  };
+  walk(pid);
+  return out;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe("local stack", () => {
+  it("keeps episodes in the data folder across a restart", async () => {
+    // Prepare
+    const dataDir = mkdtempSync(join(tmpdir(), "coding-env-data-"));
+    try {
+      const first = await startLocalStack({ port: 0, dataDir });
+      const ep = await Episode.reset(first.baseUrl);
+      await ep.run("kept = [1, 2, 3]");
+      await first.stop();
+      // Act
+      const second = await startLocalStack({ port: 0, dataDir });
+      try {
+        const out = await call(second.baseUrl, "POST", "/step", {
+          action: { code: "sum(kept)" },
+          episode_id: ep.id,
+        });
+        // Assess
+        expect(out.status).toBe(200);
+        expect((out.body as { observation: { stdout: string } }).observation.stdout).toBe("6");
+      } finally {
+        await second.stop();
+      }
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  describe("with a short TTL", () => {
+    let stack: LocalStack;
+    beforeAll(async () => {
+      stack = await startLocalStack({ port: 0, dataDir: null, sweepIntervalMs: 300 });
+    });
+    afterAll(async () => {
+      await stack.stop();
+    });
+
+    it("stores expires_at (DynamoDB TTL) on the episode and forgets it once idle past ttl_s", async () => {
+      // Prepare
+      const ep = await Episode.reset(stack.baseUrl, { ttl_s: 2 });
+      await ep.run("x = 1");
+      const ddb = new DynamoDBClient({
+        endpoint: stack.dynamodbEndpoint,
+        region: "local",
+        credentials: { accessKeyId: "local", secretAccessKey: "local" },
+      });
+      const key = { pk: { S: `EP#${ep.id}` }, sk: { S: "META" } };
+      const item = await ddb.send(new GetItemCommand({ TableName: stack.tableName, Key: key }));
+      const expiresAt = Number(item.Item?.expires_at?.N);
+      expect(expiresAt).toBeGreaterThanOrEqual(Math.floor(Date.now() / 1000));
+      expect(expiresAt).toBeLessThanOrEqual(Math.floor(Date.now() / 1000) + 3);
+      // Act
+      await new Promise((r) => setTimeout(r, 3500));
+      // Assess
+      const r = await ep.step("x");
+      expect(r.status).toBe(404);
+      expect(errorCode(r)).toBe("episode_not_found");
+      const gone = await ddb.send(new GetItemCommand({ TableName: stack.tableName, Key: key }));
+      expect(gone.Item).toBeUndefined();
+      ddb.destroy();
+    });
+  });
+
+  it("reports a crashed executor through `crashed`", async () => {
+    const stack = await startLocalStack({ port: 0, dataDir: null });
+    try {
+      const pid = stack.childPids[0] as number;
+      process.kill(pid, "SIGKILL");
+      const exit = await stack.crashed;
+      expect(exit.part).toBe("executor");
+      expect(exit.message).toContain("exited");
+    } finally {
+      await stack.stop();
+    }
+  });
+});
+
+describe("npm start launcher (scripts/start-local.ts)", () => {
+  function launch(dataDir: string): { child: ChildProcess; output: string[]; ready: Promise<string> } {
+    const child = spawn(process.execPath, ["--import", "tsx", join(repoRoot, "scripts/start-local.ts")], {
+      cwd: repoRoot,
+      env: { ...process.env, PORT: "0", HOST: "127.0.0.1", CODING_ENV_DATA_DIR: dataDir },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const output: string[] = [];
+    createInterface({ input: child.stderr as NodeJS.ReadableStream }).on("line", (l) => output.push(l));
+    const ready = new Promise<string>((res, rej) => {
+      createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (line) => {
+        output.push(line);
+        const m = /API\s+(http:\/\/\S+)/.exec(line);
+        if (m?.[1]) res(m[1]);
+      });
+      child.once("exit", (code) => rej(new Error(`exited early (${code}): ${output.join("\n")}`)));
+    });
+    return { child, output, ready };
+  }
+
+  it("prints the URLs, serves the API and stops every part on Ctrl-C", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "coding-env-start-"));
+    const { child, output, ready } = launch(dataDir);
+    try {
+      const baseUrl = await ready;
+      await new Promise((r) => setTimeout(r, 200));
+      expect(output.join("\n")).toContain(`${baseUrl}/web`);
+      expect(output.join("\n")).toContain(`${baseUrl}/docs`);
+      expect((await call(baseUrl, "GET", "/health")).status).toBe(200);
+      // The stack's parts: the executor and its workers (tsx's esbuild helper is not one).
+      const parts = descendants(child.pid as number).filter((p) => !p.cmd.includes("esbuild"));
+      expect(parts.some((p) => p.cmd.includes("coding_env_runtime"))).toBe(true);
+      // Act
+      const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+      child.kill("SIGINT");
+      // Assess
+      expect(await exited).toBe(0);
+      await new Promise((r) => setTimeout(r, 300));
+      for (const p of parts) expect(alive(p.pid), p.cmd).toBe(false);
+      expect(readdirSync(dataDir)).toContain("dynamodb");
+    } finally {
+      if (child.exitCode === null) child.kill("SIGKILL");
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it("reports a crashed part and exits non-zero", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "coding-env-crash-"));
+    const { child, output, ready } = launch(dataDir);
+    try {
+      await ready;
+      const executor = descendants(child.pid as number).find((p) => p.cmd.includes("coding_env_runtime"));
+      expect(executor).toBeDefined();
+      const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+      process.kill(executor?.pid as number, "SIGKILL");
+      expect(await exited).toBe(1);
+      expect(output.join("\n")).toMatch(/executor exited/);
+    } finally {
+      if (child.exitCode === null) child.kill("SIGKILL");
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("AWS Lambda entry (functions/src/lambda.ts) on API Gateway v2 events", () => {
+  let stack: LocalStack;
+  beforeAll(async () => {
+    stack = await startLocalStack({ port: 0, dataDir: null });
+  });
+  afterAll(async () => {
+    await stack.stop();
+  });
+
+  function event(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
+    return {
+      version: "2.0",
+      routeKey: "$default",
+      rawPath: path,
+      rawQueryString: "",
+      headers: {
+        host: "example.execute-api.us-east-1.amazonaws.com",
+        "content-type": "application/json",
+        ...headers,
+      },
+      requestContext: {
+        accountId: "123456789012",
+        apiId: "example",
+        domainName: "example.execute-api.us-east-1.amazonaws.com",
+        domainPrefix: "example",
+        http: { method, path, protocol: "HTTP/1.1", sourceIp: "127.0.0.1", userAgent: "test" },
+        requestId: "id",
+        routeKey: "$default",
+        stage: "$default",
+        time: "27/Nov/2026:00:00:00 +0000",
+        timeEpoch: Date.now(),
+      },
+      isBase64Encoded: false,
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    };
+  }
+
+  it("answers /health, /reset and /step through the same core", async () => {
+    // Prepare: the Lambda reads its clients' settings from the environment, once.
+    Object.assign(process.env, {
+      CODING_ENV_AUTH: "off",
+      CODING_ENV_TABLE: stack.tableName,
+      CODING_ENV_DYNAMODB_ENDPOINT: stack.dynamodbEndpoint,
+      CODING_ENV_EXECUTOR_ENDPOINT: stack.executorEndpoint,
+    });
+    type Result = { statusCode: number; body: string; cookies?: string[]; headers?: Record<string, string> };
+    const { handler: lambdaHandler } = await import("../../functions/src/lambda.js");
+    const handler = lambdaHandler as unknown as (event: unknown) => Promise<Result>;
+    // Act
+    const health = await handler(event("GET", "/health"));
+    const reset = await handler(event("POST", "/reset", {}));
+    const id = (JSON.parse(reset.body) as { episode_id: string }).episode_id;
+    const step = await handler(event("POST", "/step", { action: { code: "6 * 7" } }, { "x-episode-id": id }));
+    // Assess
+    expect(health.statusCode).toBe(200);
+    expect(JSON.parse(health.body)).toEqual({ status: "healthy", auth_required: false });
+    expect(reset.statusCode).toBe(200);
+    expect(JSON.stringify(reset.cookies ?? reset.headers)).toContain("coding_env_episode=");
+    expect(step.statusCode).toBe(200);
+    expect(JSON.parse(step.body)).toMatchObject({
+      observation: { stdout: "42", exit_code: 0 },
+      step_count: 1,
+    });
+  });
+});

@@ -361,7 +361,12 @@ export class CodingEnv implements AsyncDisposable {
       idempotent: false,
     });
     const result = toStepResult(response.body, "POST /episodes/{id}/fork");
-    const forked = new CodingEnv({ ...this.#opts, episodeId: result.episode_id });
+    const forked = new CodingEnv({
+      ...this.#opts,
+      baseUrl: this.baseUrl,
+      ...(this.#apiKey === undefined ? {} : { apiKey: this.#apiKey }),
+      episodeId: result.episode_id,
+    });
     forked.#stepTimeoutS = this.#stepTimeoutS;
     forked.forkResult = result;
     return forked;

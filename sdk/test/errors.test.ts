@@ -1,3 +1,7 @@
+import { execFile } from "node:child_process";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { afterEach, describe, expect, it } from "vitest";
 import { parseRetryAfter } from "../src/errors.js";
 import {
@@ -14,6 +18,9 @@ import {
 } from "../src/index.js";
 import { stackUrl, startFakeServer } from "./helpers.js";
 
+const run = promisify(execFile);
+const rootDir = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const tsx = join(rootDir, "node_modules", ".bin", "tsx");
 const cleanup: Array<() => Promise<unknown>> = [];
 afterEach(async () => {
   await Promise.all(cleanup.splice(0).map((fn) => fn().catch(() => undefined)));
@@ -57,26 +64,41 @@ describe("API errors from the real stack map to the SDK's classes", () => {
     expect(calls).toBe(1);
   });
 
-  it("a stack with keys on answers AuthError for a missing or wrong key", async () => {
-    // A second real stack with CODING_ENV_AUTH on (the shared one runs with keys off).
+  it("a stack with keys on: a created key works, a missing or wrong key is an AuthError", async () => {
+    // A second real stack with CODING_ENV_AUTH on (the shared one runs with keys off), and a key
+    // made the way an operator makes one (`npm run keys -- create`).
     const stackModule = "../../functions/src/local/stack.js";
     const { startLocalStack } = (await import(/* @vite-ignore */ stackModule)) as {
       startLocalStack(opts: { port: number; dataDir: null; auth: boolean }): Promise<{
         baseUrl: string;
+        dynamodbEndpoint: string;
+        tableName: string;
         stop(): Promise<void>;
       }>;
     };
     const stack = await startLocalStack({ port: 0, dataDir: null, auth: true });
     cleanup.push(() => stack.stop());
+    const created = await run(tsx, [join(rootDir, "scripts", "keys.ts"), "create", "--tenant", "sdk-test"], {
+      cwd: rootDir,
+      env: {
+        ...process.env,
+        CODING_ENV_DYNAMODB_ENDPOINT: stack.dynamodbEndpoint,
+        CODING_ENV_TABLE: stack.tableName,
+      },
+    });
+    const key = created.stdout.trim().split("\n").at(-1) ?? "";
 
-    const noKey = await new CodingEnv({ baseUrl: stack.baseUrl, apiKey: undefined })
-      .reset()
-      .catch((err: unknown) => err);
-    const wrongKey = await new CodingEnv({ baseUrl: stack.baseUrl, apiKey: "ce_wrong" })
+    const keyed = new CodingEnv({ baseUrl: stack.baseUrl, apiKey: key });
+    await keyed.reset();
+    const stepped = await keyed.step("6 * 7");
+    await keyed.close();
+    const noKey = await new CodingEnv({ baseUrl: stack.baseUrl }).reset().catch((err: unknown) => err);
+    const wrongKey = await new CodingEnv({ baseUrl: stack.baseUrl, apiKey: "ce_live_wrong" })
       .reset()
       .catch((err: unknown) => err);
     const health = await new CodingEnv({ baseUrl: stack.baseUrl }).health();
 
+    expect(stepped.observation.stdout).toBe("42");
     expect(noKey).toBeInstanceOf(AuthError);
     expect(noKey).toMatchObject({ status: 401, code: "unauthorized" });
     expect(wrongKey).toBeInstanceOf(AuthError);

@@ -58,14 +58,7 @@ export async function waitForStatus(page: Page, status: string): Promise<void> {
 /** Opens the page and waits until it has finished booting (health check and resume). */
 export async function openPage(page: Page, baseUrl: string): Promise<void> {
   await page.goto(`${baseUrl}/web`);
-  await page.waitForFunction(
-    () => {
-      const status = document.getElementById("st-status")?.textContent;
-      return document.body.getAttribute("aria-busy") === "false" && status !== "Running";
-    },
-    undefined,
-    { timeout: 30_000 },
-  );
+  await page.waitForSelector("body[data-booted]", { state: "attached", timeout: 30_000 });
 }
 
 /** Replaces the editor's content, as a paste would (no auto-indent or bracket closing). */

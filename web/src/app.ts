@@ -550,4 +550,5 @@ async function boot(): Promise<void> {
   await resume();
 }
 
-void boot();
+// `data-booted` tells tests (and scripts) that the health check and the resume have finished.
+void boot().finally(() => document.body.setAttribute("data-booted", "true"));

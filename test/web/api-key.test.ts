@@ -61,6 +61,7 @@ describe("HumanAgent page when the server requires API keys", () => {
     // Assess: plain words, not "401".
     expect(await text(page, "#error-text")).toContain("did not accept the API key");
     await screenshot(page, "web-humanagent-api-key.png");
+    expect(await page.evaluate(() => sessionStorage.getItem("coding-env:api-key"))).toBeNull();
 
     // Act: the right key, then play.
     await enterKey(apiKey);

@@ -188,6 +188,48 @@ describe("HumanAgent page", () => {
     expect(originalState.step_count).toBe(1);
   });
 
+  it("applies the episode options on Reset: extra modules and the step timeout", async () => {
+    // Prepare: json is not in OpenEnv's allow-list; the option adds it. A 1 s step limit.
+    await openPage(page, baseUrl);
+    await page.locator("#options summary").click();
+    await page.locator("#opt-imports").fill("json");
+    await page.locator("#opt-timeout").fill("1");
+
+    // Act
+    await reset(page);
+    await step(page, "import json\nprint(json.dumps({'a': 1}))");
+
+    // Assess: the import works and the state shows the options the server recorded.
+    expect(await text(page, "#obs-exit")).toBe("0");
+    expect(await text(page, "#obs-stdout")).toBe('{"a": 1}');
+    expect(await text(page, "#st-policy")).toContain("+ json");
+    expect(await text(page, "#st-policy")).toContain("1 s per step");
+
+    // Act: a step that runs past the limit.
+    await step(page, "while True:\n    pass");
+
+    // Assess: exit code 1 and a notice in words.
+    expect(await text(page, "#obs-exit")).toBe("1");
+    expect(await text(page, "#obs-notices")).toContain("time limit");
+  });
+
+  it("refuses a nonsense timeout in the page, before anything is sent", async () => {
+    // Prepare
+    await openPage(page, baseUrl);
+    await page.locator("#options summary").click();
+    await page.locator("#opt-timeout").fill("-5");
+
+    // Act
+    await page.locator("#reset").click();
+    await waitForStatus(page, "Error");
+
+    // Assess
+    expect(await text(page, "#error-text")).toBe(
+      "The step timeout must be a number of seconds greater than 0.",
+    );
+    expect(await text(page, "#st-episode")).toBe("–");
+  });
+
   it("downloads the trajectory as JSON Lines", async () => {
     // Prepare
     await openPage(page, baseUrl);

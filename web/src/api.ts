@@ -93,6 +93,9 @@ export function plainError(err: unknown): string {
   }
   const server = err.message.trim();
   switch (err.code) {
+    case "invalid_input":
+      // Raised by the page itself before anything is sent; the message is already a sentence.
+      return server;
     case "network_error":
       return "Could not reach the server. Check your connection and that the server is running, then try again.";
     case "unauthorized":

@@ -280,6 +280,10 @@ function showError(err: unknown): void {
   el("error").hidden = false;
   setStatus("error");
   if (err instanceof ApiError && err.status === 401 && authRequired) {
+    // The stored key is wrong or revoked: drop it so the page does not keep sending it.
+    sessionStorage.removeItem(API_KEY_KEY);
+    localStorage.removeItem(API_KEY_KEY);
+    el<HTMLInputElement>("api-key").placeholder = "ce_…";
     el("auth").hidden = false;
     el("api-key").focus();
   }
@@ -355,7 +359,7 @@ function readResetOpts(): ResetOpts {
   if (timeoutText !== "") {
     const timeout = Number(timeoutText);
     if (!Number.isFinite(timeout) || timeout <= 0) {
-      throw new ApiError(0, "bad_request", "the step timeout must be a number of seconds greater than 0.");
+      throw new ApiError(0, "invalid_input", "The step timeout must be a number of seconds greater than 0.");
     }
     opts.step_timeout_s = timeout;
   }

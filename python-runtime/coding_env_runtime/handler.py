@@ -6,6 +6,7 @@ and reused by every invocation, so warm workers survive between invocations.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -20,8 +21,18 @@ def get_runtime(opts: RuntimeOpts | None = None) -> Runtime:
     global _runtime
     with _runtime_lock:
         if _runtime is None:
-            _runtime = Runtime(opts)
+            _runtime = Runtime(opts or _opts_from_environment())
         return _runtime
+
+
+def _opts_from_environment() -> RuntimeOpts:
+    """Deployment settings: ``CODING_ENV_IDLE_WORKERS``, ``CODING_ENV_MAX_WARM_WORKERS``."""
+    opts = RuntimeOpts()
+    if os.environ.get("CODING_ENV_IDLE_WORKERS"):
+        opts.idle_workers = int(os.environ["CODING_ENV_IDLE_WORKERS"])
+    if os.environ.get("CODING_ENV_MAX_WARM_WORKERS"):
+        opts.max_warm_workers = int(os.environ["CODING_ENV_MAX_WARM_WORKERS"])
+    return opts
 
 
 def shutdown() -> None:

@@ -441,6 +441,14 @@ class Runtime:
             sandbox.kill_tree(strays)
         return found_any
 
+    def _release_unused(self, worker: _Worker) -> None:
+        """Give back a fresh worker that ran nothing (e.g. the snapshot was refused)."""
+        with self._lock:
+            if not self._closed and len(self._idle) < self.opts.idle_workers:
+                self._idle.append(worker)
+                return
+        self._discard(worker)
+
     def _healthy_after_step(self, worker: _Worker) -> bool:
         """Trust nothing the worker says: check from outside that it is alone and clean."""
         # First, so escaped daemons die even when another check already condemns the worker;
@@ -487,18 +495,6 @@ class Runtime:
             "warm": False,
             "error_code": None,
         }
-        payload = b""
-        if request.snapshot is not None:
-            try:
-                payload = snapshot.decode(request.snapshot).payload
-            except snapshot.SnapshotIncompatibleError as exc:
-                result.update(
-                    exit_code=1,
-                    stderr=f"SnapshotIncompatibleError: {exc}\n",
-                    error_code=exc.error_code,
-                )
-                return self._finish(result, started)
-
         header = {
             "op": "step",
             "code": request.code,
@@ -508,6 +504,19 @@ class Runtime:
             "max_output_bytes": request.max_output_bytes,
         }
         worker, warm = self._acquire(request)
+        payload = b""
+        if request.snapshot is not None and not warm:
+            # Only the envelope is read here; the pickle is loaded inside the sandboxed worker.
+            try:
+                payload = snapshot.decode(request.snapshot).payload
+            except snapshot.SnapshotIncompatibleError as exc:
+                self._release_unused(worker)
+                result.update(
+                    exit_code=1,
+                    stderr=f"SnapshotIncompatibleError: {exc}\n",
+                    error_code=exc.error_code,
+                )
+                return self._finish(result, started)
         for attempt in range(2):
             os.ftruncate(worker.out_fd, 0)
             os.ftruncate(worker.err_fd, 0)
@@ -521,6 +530,11 @@ class Runtime:
                 if attempt == 1:
                     raise RuntimeFailure("could not hand the step to a worker") from None
                 worker, warm = self._spawn(), False
+                if request.snapshot is not None and not payload:
+                    try:
+                        payload = snapshot.decode(request.snapshot).payload
+                    except snapshot.SnapshotIncompatibleError as exc:
+                        raise RuntimeFailure(str(exc)) from None
         result["warm"] = warm
         worker.steps += 1
         try:

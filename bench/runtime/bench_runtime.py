@@ -1,0 +1,214 @@
+"""Benchmarks of the Python runtime (not timed tests): prints a table, writes JSON.
+
+Run from the repository root with the runtime's interpreter:
+    $(node -e 'import("./scripts/python.mjs").then(async m => console.log(await m.resolvePython()))') \
+        bench/runtime/bench_runtime.py [--quick]
+or simply `python3 bench/runtime/bench_runtime.py` with a Python that has cloudpickle.
+Results go to bench/results/runtime-<UTC timestamp>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "python-runtime"))
+
+from coding_env_runtime import RUNTIME_VERSION, cell, handler  # noqa: E402
+from coding_env_runtime.policy import ImportPolicy  # noqa: E402
+from coding_env_runtime.runtime import RuntimeOpts  # noqa: E402
+
+COMPUTE = "sum(i*i for i in range(10**6))"
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+class Driver:
+    """Calls the Lambda handler in-process, as the Lambda runtime would."""
+
+    def __init__(self, episode_id: str, policy: dict[str, Any] | None = None) -> None:
+        self.episode_id = episode_id
+        self.snapshot: str | None = None
+        self.version = 0
+        self.policy = policy or {"mode": "openenv", "additional_imports": []}
+
+    def step(self, code: str, **limits: Any) -> tuple[dict[str, Any], float]:
+        event = {
+            "episode_id": self.episode_id,
+            "state_version": self.version,
+            "snapshot": self.snapshot,
+            "code": code,
+            "policy": self.policy,
+            "limits": limits,
+        }
+        started = time.perf_counter()
+        result = handler.handler(event, None)
+        elapsed = (time.perf_counter() - started) * 1000
+        if result["exit_code"] != 0 and not result["timed_out"]:
+            raise RuntimeError(f"step failed: {result['stderr']}")
+        self.snapshot, self.version = result["snapshot"], result["state_version"]
+        return result, elapsed
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {
+        "n": len(values),
+        "p50_ms": round(statistics.median(values), 3),
+        "p99_ms": round(pct(values, 99), 3),
+        "mean_ms": round(statistics.fmean(values), 3),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="fewer iterations")
+    args = parser.parse_args()
+    n_warm = 200 if args.quick else 1000
+    n_cold = 20 if args.quick else 60
+
+    runtime = handler.get_runtime(RuntimeOpts(idle_workers=2))
+    time.sleep(0.5)
+    results: dict[str, Any] = {
+        "runtime_version": RUNTIME_VERSION,
+        "python": sys.version.split()[0],
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "privileged": runtime.privileged,
+        "at": datetime.now(timezone.utc).isoformat(),
+    }
+
+    # Warm trivial step: print(1) on the episode's warm worker, small state.
+    ep = Driver("bench-warm")
+    ep.step("x = 1\ny = 'small'")
+    warm_internal, warm_wall = [], []
+    for _ in range(n_warm):
+        res, wall = ep.step("print(1)")
+        assert res["warm"], "expected the warm worker"
+        warm_internal.append(res["duration_ms"])
+        warm_wall.append(wall)
+    results["warm_step_print1"] = {"handler_wall": summary(warm_wall), "runtime_internal": summary(warm_internal)}
+
+    # Cold step: a pre-forked idle worker restores a small snapshot (another episode id).
+    seed = Driver("bench-seed")
+    seed.step("x = 1\ndef f(v):\n    return v + x\nclass C:\n    pass\nc = C()")
+    cold = []
+    for i in range(n_cold):
+        d = Driver(f"bench-cold-{i}")
+        d.snapshot, d.version = seed.snapshot, seed.version
+        time.sleep(0.05)  # let the pool refill, as between real requests
+        res, wall = d.step("f(1)")
+        assert not res["warm"]
+        cold.append(wall)
+    results["cold_step_restore_small"] = summary(cold)
+
+    # Worker creation: one fork from the zygote + sandbox setup + ready handshake.
+    forks = []
+    for _ in range(n_cold):
+        started = time.perf_counter()
+        worker = runtime._spawn()
+        forks.append((time.perf_counter() - started) * 1000)
+        runtime._discard(worker, wait=True)
+    results["worker_fork"] = summary(forks)
+
+    # Compute-bound code: runtime step vs plain exec in this same Python.
+    plain = []
+    for _ in range(5):
+        started = time.perf_counter()
+        exec(compile(COMPUTE, "<plain>", "exec"), {})
+        plain.append((time.perf_counter() - started) * 1000)
+    comp = Driver("bench-compute")
+    comp.step("0")
+    in_runtime = [comp.step(COMPUTE)[0]["duration_ms"] for _ in range(5)]
+    results["compute_sum_squares_1e6"] = {
+        "plain_exec_ms": round(statistics.median(plain), 2),
+        "runtime_step_ms": round(statistics.median(in_runtime), 2),
+        "ratio": round(statistics.median(in_runtime) / statistics.median(plain), 3),
+    }
+
+    # 1 MB of state: restore + save (the worker's own code, measured in-process), and end to end.
+    policy = ImportPolicy()
+    shapes = {
+        "many_small_objects": "data = [{'id': i, 'name': f'item{i}', 'score': i * 0.5} for i in range(14000)]",
+        "one_bytes_blob": "import random\nrandom.seed(1)\ndata = random.randbytes(1024 * 1024)",
+        "list_of_floats": "import random\nrandom.seed(2)\ndata = [random.random() for _ in range(100000)]",
+    }
+    snap_results = {}
+    for name, code in shapes.items():
+        ns = cell.new_namespace(policy)
+        exec(code, ns)
+        raw_size = len(cell.cloudpickle.dumps(ns["data"]))
+        saved = cell.save_namespace(ns)
+        timings = []
+        for _ in range(20):
+            started = time.perf_counter()
+            restored = cell.restore_namespace(saved.payload, policy)
+            cell.save_namespace(restored)
+            timings.append((time.perf_counter() - started) * 1000)
+        d = Driver(f"bench-snap-{name}", {"mode": "openenv", "additional_imports": []})
+        d.step(code)
+        e2e = []
+        for i in range(10):
+            cold_d = Driver(f"bench-snap-{name}-{i}")
+            cold_d.snapshot, cold_d.version = d.snapshot, d.version
+            time.sleep(0.05)
+            e2e.append(cold_d.step("len(data)")[1])
+        snap_results[name] = {
+            "pickled_bytes": raw_size,
+            "compressed_bytes": len(saved.payload),
+            "restore_plus_save": summary(timings),
+            "cold_step_with_this_snapshot": summary(e2e),
+        }
+    results["snapshot_1mb"] = snap_results
+
+    # Timeout enforcement: how far past the limit the step returns.
+    overshoot = []
+    to = Driver("bench-timeout")
+    for _ in range(5):
+        res, wall = to.step("while True:\n    pass", timeout_ms=500)
+        assert res["timed_out"]
+        overshoot.append(wall - 500)
+    results["timeout_overshoot_ms"] = summary(overshoot)
+
+    handler.shutdown()
+
+    out_dir = REPO / "bench" / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out_file = out_dir / f"runtime-{stamp}.json"
+    out_file.write_text(json.dumps(results, indent=2) + "\n")
+
+    rows = [
+        ("warm step print(1), handler wall", results["warm_step_print1"]["handler_wall"]),
+        ("warm step print(1), runtime internal", results["warm_step_print1"]["runtime_internal"]),
+        ("cold step (idle worker + restore)", results["cold_step_restore_small"]),
+        ("worker fork + setup", results["worker_fork"]),
+        ("timeout overshoot (500 ms limit)", results["timeout_overshoot_ms"]),
+    ]
+    for name, item in snap_results.items():
+        rows.append((f"1MB state {name}: restore+save", item["restore_plus_save"]))
+        rows.append((f"1MB state {name}: cold step", item["cold_step_with_this_snapshot"]))
+    print(f"{'measure':48} {'p50 ms':>9} {'p99 ms':>9} {'n':>6}")
+    for name, item in rows:
+        print(f"{name:48} {item['p50_ms']:9.3f} {item['p99_ms']:9.3f} {item['n']:6d}")
+    c = results["compute_sum_squares_1e6"]
+    print(f"{COMPUTE}: plain exec {c['plain_exec_ms']} ms, in runtime {c['runtime_step_ms']} ms, ratio {c['ratio']}")
+    for name, item in snap_results.items():
+        print(f"  {name}: pickled {item['pickled_bytes']} B, compressed {item['compressed_bytes']} B")
+    print(f"written: {out_file.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

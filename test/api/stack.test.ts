@@ -3,14 +3,19 @@
 // Lambda entry answering API Gateway v2 events against the same stack.
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { DynamoDBClient, GetItemCommand } from "@aws-sdk/client-dynamodb";
+import { serve } from "@hono/node-server";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createApp } from "../../functions/src/app.js";
+import { defaultConfig } from "../../functions/src/config.js";
+import { buildDeps } from "../../functions/src/deps.js";
 import { type LocalStack, startLocalStack } from "../../functions/src/local/stack.js";
-import { call, Episode, errorCode } from "../helpers/api.js";
+import { call, Episode, errorCode, type StepBody } from "../helpers/api.js";
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 
@@ -125,6 +130,58 @@ describe("local stack", () => {
     } finally {
       await stack.stop();
     }
+  });
+});
+
+describe("two API instances on one table and one executor (as two Lambda instances)", () => {
+  let stack: LocalStack;
+  let second: ReturnType<typeof serve>;
+  let secondUrl: string;
+  let destroy: () => void;
+  beforeAll(async () => {
+    stack = await startLocalStack({ port: 0, dataDir: null });
+    const deps = buildDeps({
+      config: { ...defaultConfig, tableName: stack.tableName },
+      dynamodbEndpoint: stack.dynamodbEndpoint,
+      executorEndpoint: stack.executorEndpoint,
+    });
+    destroy = deps.destroy;
+    second = serve({ fetch: createApp(deps).fetch, port: 0, hostname: "127.0.0.1" });
+    await new Promise<void>((r) => second.once("listening", () => r()));
+    secondUrl = `http://127.0.0.1:${(second.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    await new Promise<void>((r) => second.close(() => r()));
+    destroy();
+    await stack.stop();
+  });
+
+  it("alternating steps through both see every committed state (no stale copy is used)", async () => {
+    // Prepare
+    const ep = await Episode.reset(stack.baseUrl);
+    await ep.run("log = []");
+    // Act: each instance's cached copy is stale every other step
+    const outs: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const url = i % 2 === 0 ? secondUrl : stack.baseUrl;
+      const r = await call<StepBody>(url, "POST", "/step", {
+        action: { code: `log.append(${i})\nlog` },
+        episode_id: ep.id,
+      });
+      expect(r.status).toBe(200);
+      outs.push(r.body.observation.stdout);
+    }
+    // Assess
+    expect(JSON.parse(outs[5] as string)).toEqual([0, 1, 2, 3, 4, 5]);
+    expect((await ep.state()).step_count).toBe(7);
+    // a reset on one instance is seen by the other
+    await Episode.reset(secondUrl, { episode_id: ep.id });
+    const after = await call<StepBody>(stack.baseUrl, "POST", "/step", {
+      action: { code: "log" },
+      episode_id: ep.id,
+    });
+    expect(after.body.observation.exit_code).toBe(1);
+    expect(after.body.step_count).toBe(1);
   });
 });
 

@@ -108,6 +108,7 @@ function failedToParse(result: ExecuteResult): boolean {
 export class EpisodeService {
   private readonly now: () => number;
   private readonly rules: readonly RewardRule[];
+  private readonly inflight = new Map<string, number>();
 
   constructor(private readonly deps: EpisodeServiceDeps) {
     this.now = deps.now ?? Date.now;
@@ -179,12 +180,17 @@ export class EpisodeService {
    * Runs one code cell. 1 read (episode + idempotency record), 1 executor call, 1 transaction.
    * @returns the response and whether it was replayed from an earlier identical request.
    */
+  /**
+   * Runs one code cell: 1 read (skipped when this process holds the episode's current copy),
+   * 1 executor call, 1 conditional transaction.
+   * @returns the response and whether it was replayed from an earlier identical request.
+   */
   async step(
     tenantId: string,
     episodeId: string,
     opts: StepOpts,
   ): Promise<{ body: StepResponse; replayed: boolean }> {
-    const { store, executor, config } = this.deps;
+    const { config } = this.deps;
     const codeBytes = Buffer.byteLength(opts.code, "utf8");
     if (codeBytes > config.maxCodeBytes) {
       throw new PayloadTooLargeError(
@@ -194,8 +200,29 @@ export class EpisodeService {
         },
       );
     }
+    // Steps of this process in flight per episode: a step that starts while another one on the
+    // same episode runs here is concurrent, so it reads the store and may get a 409.
+    const inflight = this.inflight.get(episodeId) ?? 0;
+    this.inflight.set(episodeId, inflight + 1);
+    try {
+      return await this.stepOnce(tenantId, episodeId, opts, inflight === 0);
+    } finally {
+      const n = (this.inflight.get(episodeId) ?? 1) - 1;
+      if (n <= 0) this.inflight.delete(episodeId);
+      else this.inflight.set(episodeId, n);
+    }
+  }
+
+  private async stepOnce(
+    tenantId: string,
+    episodeId: string,
+    opts: StepOpts,
+    mayUseCache: boolean,
+  ): Promise<{ body: StepResponse; replayed: boolean }> {
+    const { store, executor } = this.deps;
     const startMs = this.now();
     let episode: Episode | null;
+    let fromCache = false;
     if (opts.request_id !== undefined) {
       const got = await store.getWithRequest(episodeId, opts.request_id, startMs);
       episode = got.episode;
@@ -203,7 +230,9 @@ export class EpisodeService {
         return { body: await this.replay(episode, got.replayStep), replayed: true };
       }
     } else {
-      episode = await store.get(episodeId, startMs);
+      episode = mayUseCache ? store.cached(episodeId, startMs) : null;
+      fromCache = episode !== null;
+      episode ??= await store.get(episodeId, startMs);
     }
     if (!episode || episode.tenantId !== tenantId) throw new EpisodeNotFoundError(episodeId);
 
@@ -250,15 +279,28 @@ export class EpisodeService {
       duration_ms: nowMs - startMs,
     };
     const extraItems = this.deps.stepTransactionItems?.({ tenantId, episode, result, nowMs });
-    const committed = await store.commitStep({
-      before: episode,
-      snapshot: result.snapshot,
-      lastExitCode: result.exit_code,
-      nowMs,
-      record,
-      ...(opts.request_id !== undefined ? { requestId: opts.request_id } : {}),
-      ...(extraItems ? { extraItems } : {}),
-    });
+    let committed: Awaited<ReturnType<EpisodeStore["commitStep"]>>;
+    try {
+      committed = await store.commitStep({
+        before: episode,
+        snapshot: result.snapshot,
+        lastExitCode: result.exit_code,
+        nowMs,
+        record,
+        ...(opts.request_id !== undefined ? { requestId: opts.request_id } : {}),
+        ...(extraItems ? { extraItems } : {}),
+      });
+    } catch (err) {
+      if (!(err instanceof ConflictError) || !fromCache) throw err;
+      // Our copy was older than the store's. If the newer version was committed before this step
+      // began (by another API instance), the copy was merely stale: run the step again on the
+      // current state (executor runs have no effects beyond the state they return). A commit
+      // during this step is a real concurrent step: 409.
+      const fresh = await store.get(episodeId, this.now());
+      if (!fresh || fresh.tenantId !== tenantId) throw new EpisodeNotFoundError(episodeId);
+      if (fresh.updatedAtMs >= startMs) throw err;
+      return this.stepOnce(tenantId, episodeId, opts, false);
+    }
     if (committed.kind === "duplicate") {
       // A concurrent twin with the same request_id committed first: answer with its response.
       const again = await store.getWithRequest(episodeId, opts.request_id as string, this.now());

@@ -96,6 +96,53 @@ export interface StoreStats {
   writes: number;
 }
 
+/**
+ * This process's copy of recently used episodes (with their snapshots), so a step can skip the
+ * read when this process committed the previous one. Only a hint: every commit is still conditional
+ * on the version and incarnation, so a stale copy can cause a retry, never a wrong write.
+ */
+export class EpisodeCache {
+  private readonly entries = new Map<string, Episode>();
+  private bytes = 0;
+
+  constructor(
+    /** @default 64 MiB of snapshots */
+    private readonly maxBytes = 64 * 1024 * 1024,
+    /** @default 10000 */
+    private readonly maxEntries = 10_000,
+  ) {}
+
+  get(id: string): Episode | undefined {
+    const ep = this.entries.get(id);
+    if (ep) {
+      // Map order is recency order.
+      this.entries.delete(id);
+      this.entries.set(id, ep);
+    }
+    return ep;
+  }
+
+  set(ep: Episode): void {
+    this.delete(ep.id);
+    const size = (ep.snapshot?.length ?? 0) + 512;
+    if (size > this.maxBytes / 4) return;
+    this.entries.set(ep.id, ep);
+    this.bytes += size;
+    for (const [oldest, old] of this.entries) {
+      if (this.bytes <= this.maxBytes && this.entries.size <= this.maxEntries) break;
+      this.entries.delete(oldest);
+      this.bytes -= (old.snapshot?.length ?? 0) + 512;
+    }
+  }
+
+  delete(id: string): void {
+    const old = this.entries.get(id);
+    if (!old) return;
+    this.entries.delete(id);
+    this.bytes -= (old.snapshot?.length ?? 0) + 512;
+  }
+}
+
 const metaKey = (id: string) => ({ pk: `EP#${id}`, sk: "META" });
 const stepSk = (n: number) => `STEP#${String(n).padStart(6, "0")}`;
 const chunkSk = (version: number, i: number) => `SNAP#${version}#${String(i).padStart(3, "0")}`;
@@ -107,6 +154,7 @@ function toBytes(value: unknown): Uint8Array | null {
 
 export class EpisodeStore {
   readonly stats: StoreStats = { reads: 0, writes: 0 };
+  readonly cache = new EpisodeCache();
 
   constructor(
     private readonly doc: DynamoDBDocumentClient,
@@ -114,13 +162,27 @@ export class EpisodeStore {
     private readonly maxStateBytes: number,
   ) {}
 
+  /** This process's last known copy of an episode, if it has one and it has not expired. */
+  cached(id: string, nowMs = Date.now()): Episode | null {
+    const ep = this.cache.get(id);
+    if (!ep) return null;
+    if (ep.expiresAt * 1000 <= nowMs) {
+      this.cache.delete(id);
+      return null;
+    }
+    return ep;
+  }
+
   /** Reads an episode (strongly consistent) with its snapshot; `null` if absent or expired. */
   async get(id: string, nowMs = Date.now()): Promise<Episode | null> {
     this.stats.reads++;
     const out = await this.doc.send(
       new GetCommand({ TableName: this.tableName, Key: metaKey(id), ConsistentRead: true }),
     );
-    return this.episodeFromItem(out.Item, nowMs);
+    const ep = await this.episodeFromItem(out.Item, nowMs);
+    if (ep) this.cache.set(ep);
+    else this.cache.delete(id);
+    return ep;
   }
 
   /**
@@ -266,6 +328,7 @@ export class EpisodeStore {
     await this.doc.send(
       new PutCommand({ TableName: this.tableName, Item: this.metaItem(ep, inline, chunkItems.length) }),
     );
+    this.cache.set(ep);
     if (opts.replaceExisting) await this.deleteChildren(ep.id, ep.incarnation);
   }
 
@@ -344,6 +407,7 @@ export class EpisodeStore {
     try {
       await this.doc.send(new TransactWriteCommand({ TransactItems: items }));
     } catch (err) {
+      this.cache.delete(before.id);
       if (
         err instanceof TransactionCanceledException ||
         (err as { name?: string }).name === "TransactionCanceledException"
@@ -356,6 +420,7 @@ export class EpisodeStore {
       }
       throw err;
     }
+    this.cache.set(after);
     return { kind: "committed", episode: after };
   }
 
@@ -430,6 +495,7 @@ export class EpisodeStore {
       if ((err as { name?: string }).name === "ConditionalCheckFailedException") return false;
       throw err;
     }
+    this.cache.delete(episode.id);
     await this.deleteChildren(episode.id, null);
     return true;
   }

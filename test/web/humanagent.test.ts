@@ -186,6 +186,12 @@ describe("HumanAgent page", () => {
       await fetch(`${baseUrl}/episodes/${encodeURIComponent(original)}`)
     ).json()) as { step_count: number };
     expect(originalState.step_count).toBe(1);
+
+    // Act / Assess: after a reload the page is still in the copy and says where it came from.
+    await page.reload();
+    await openPage(page, baseUrl);
+    expect(await text(page, "#st-episode")).toBe(copy);
+    expect(await text(page, "#st-forked")).toBe(original);
   });
 
   it("applies the episode options on Reset: extra modules and the step timeout", async () => {

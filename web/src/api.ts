@@ -37,6 +37,8 @@ export interface EpisodeState {
   policy?: string;
   additional_imports?: string[];
   step_timeout_s?: number;
+  /** The episode this one was forked from, if any. */
+  forked_from?: string;
   created_at?: string;
   updated_at?: string;
   expires_at?: string;

@@ -467,6 +467,7 @@ async function loadEpisode(id: string | undefined): Promise<boolean> {
   episodeId = state.episode_id;
   stepCount = state.step_count;
   lastExitCode = state.step_count > 0 ? state.last_exit_code : undefined;
+  forkedFrom = state.forked_from;
   steps = history.steps;
   localStorage.setItem(EPISODE_KEY, state.episode_id);
   renderPolicy(state);

@@ -26,6 +26,31 @@ from .policy import ImportPolicy, build_builtins, transform_tree
 _RUNTIME_NAMES = frozenset({"__builtins__"})
 _PICKLE_PROTOCOL = 5
 _ZLIB_LEVEL = 1
+#: Payload codecs (first byte of the worker's payload): zlib, or stored as is.
+CODEC_ZLIB = b"z"
+CODEC_NONE = b"n"
+_SAMPLE_BYTES = 64 * 1024
+#: Compress only if a sample shrinks below this ratio: zlib on incompressible data (random
+#: bytes, floats) costs ~20-40 ms per MB for a few percent.
+_WORTH_COMPRESSING = 0.85
+
+
+def _encode_payload(raw: bytes) -> bytes:
+    if len(raw) > 2 * _SAMPLE_BYTES:
+        middle = len(raw) // 2
+        sample = raw[:_SAMPLE_BYTES // 2] + raw[middle : middle + _SAMPLE_BYTES // 2]
+        if len(zlib.compress(sample, _ZLIB_LEVEL)) > _WORTH_COMPRESSING * len(sample):
+            return CODEC_NONE + raw
+    return CODEC_ZLIB + zlib.compress(raw, _ZLIB_LEVEL)
+
+
+def _decode_payload(payload: bytes) -> bytes:
+    codec, body = payload[:1], payload[1:]
+    if codec == CODEC_ZLIB:
+        return zlib.decompress(body)
+    if codec == CODEC_NONE:
+        return body
+    raise ValueError("unknown snapshot codec")
 
 try:  # cloudpickle 2.x keeps the pickler in cloudpickle_fast; 3.x in cloudpickle.cloudpickle.
     from cloudpickle.cloudpickle_fast import CloudPickler as _CloudPickler
@@ -157,14 +182,14 @@ def save_namespace(namespace: dict[str, Any]) -> SavedState:
         except Exception:
             dropped.extend({"name": k, "type": type(v).__name__} for k, v in data.items())
             raw = _dumps(namespace, (anchor, {}))
-    return SavedState(zlib.compress(raw, _ZLIB_LEVEL), dropped)
+    return SavedState(_encode_payload(raw), dropped)
 
 
 def restore_namespace(payload: bytes, policy: ImportPolicy) -> dict[str, Any]:
     global _restore_builtins
     table = build_builtins(policy)
     _restore_builtins = table
-    anchor, data = pickle.loads(zlib.decompress(payload))
+    anchor, data = pickle.loads(_decode_payload(payload))
     namespace: dict[str, Any] = anchor.__globals__
     namespace.update(data)
     namespace["__builtins__"] = table

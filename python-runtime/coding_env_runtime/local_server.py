@@ -29,6 +29,8 @@ _MAX_BODY = 6 * 1024 * 1024 + 1024  # Lambda's synchronous payload limit (6 MB)
 
 class _InvokeHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Keep-alive + small responses: without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms.
+    disable_nagle_algorithm = True
     server_version = "coding-env-local-lambda"
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet by default

@@ -1,8 +1,9 @@
 """The snapshot envelope: a versioned header around the worker's compressed pickle.
 
 Layout (then base64 for JSON): ``b"CENV"``, one byte format version, ``!H`` metadata length,
-JSON metadata ``{"runtime": ..., "python": ..., "codec": "zlib"}``, then the zlib-compressed
-cloudpickle bytes produced inside the sandboxed worker. The runtime parent only reads the header;
+JSON metadata ``{"runtime": ..., "python": ..., "codec": "z|n"}``, then the worker's payload:
+one codec byte (``z`` zlib level 1, ``n`` stored: incompressible state is not worth the time) and
+the cloudpickle bytes produced inside the sandboxed worker. The runtime parent only reads the header;
 the pickle itself is only ever loaded inside a sandboxed worker.
 """
 
@@ -36,7 +37,7 @@ class DecodedSnapshot:
 
 def encode(payload: bytes) -> str:
     meta = json.dumps(
-        {"runtime": RUNTIME_VERSION, "python": PYTHON_VERSION, "codec": "zlib"},
+        {"runtime": RUNTIME_VERSION, "python": PYTHON_VERSION, "codec": "z|n"},
         separators=(",", ":"),
     ).encode()
     raw = MAGIC + bytes([FORMAT_VERSION]) + _LEN.pack(len(meta)) + meta + payload

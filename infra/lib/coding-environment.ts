@@ -30,6 +30,12 @@ export const API_OVERHEAD_S = 1;
  * snapshot pickling after it are not covered by the per-step timer (user code is killed at it).
  */
 export const EXECUTOR_TIMEOUT_MARGIN_S = 2;
+/**
+ * Memory of the executor Lambda kept for the runtime itself (Python, the zygote, idle workers):
+ * user code gets the rest as its address-space limit, so a greedy cell ends as a clean
+ * `MemoryError` instead of Lambda killing the whole execution environment.
+ */
+export const EXECUTOR_RUNTIME_RESERVE_MB = 256;
 /** The largest per-step timeout that fits API Gateway's limit with the margins above: 25 s. */
 export const MAX_STEP_TIMEOUT_LIMIT_S = API_FUNCTION_TIMEOUT_S - API_OVERHEAD_S - EXECUTOR_TIMEOUT_MARGIN_S;
 
@@ -76,6 +82,7 @@ export interface CodingEnvironmentProps {
   /**
    * Memory of the Python executor Lambda in MB. Lambda gives CPU in proportion to memory
    * (1,769 MB = one vCPU). Also reported to the API as `CODING_ENV_EXECUTOR_MEMORY_MB` for metering.
+   * User code may use this minus {@link EXECUTOR_RUNTIME_RESERVE_MB} (its address-space limit).
    * @default 1024
    */
   readonly executorMemoryMb?: number;
@@ -365,6 +372,11 @@ export class CodingEnvironment extends Construct {
       logGroup: executorLogGroup,
       loggingFormat: lambda.LoggingFormat.JSON,
       reservedConcurrentExecutions: props.executorReservedConcurrency,
+      environment: {
+        // Per-deployment worker memory (python-runtime/coding_env_runtime/contract.py).
+        CODING_ENV_WORKER_MEMORY_MB: String(executorMemoryMb - EXECUTOR_RUNTIME_RESERVE_MB),
+        CODING_ENV_WORKER_MAX_MEMORY_MB: String(executorMemoryMb - EXECUTOR_RUNTIME_RESERVE_MB),
+      },
       ...executorNetwork,
     });
 

@@ -107,6 +107,10 @@ describe("default deployment", () => {
       Timeout: 25 + EXECUTOR_TIMEOUT_MARGIN_S,
       LoggingConfig: { LogFormat: "JSON" },
       ImageConfig: { Command: ["coding_env_runtime.handler.handler"] },
+      // User code's memory limit leaves room for the runtime inside the Lambda's memory.
+      Environment: {
+        Variables: { CODING_ENV_WORKER_MEMORY_MB: "768", CODING_ENV_WORKER_MAX_MEMORY_MB: "768" },
+      },
     });
     expect(executor.Properties?.ReservedConcurrentExecutions).toBeUndefined();
     expect(JSON.stringify(executor.Properties?.Code)).toContain("container-assets");
@@ -363,6 +367,9 @@ describe("configuration through context (-c coding-env:KEY=VALUE)", () => {
       MemorySize: 2048,
       ReservedConcurrentExecutions: 20,
       Timeout: 20 + EXECUTOR_TIMEOUT_MARGIN_S,
+      Environment: {
+        Variables: { CODING_ENV_WORKER_MEMORY_MB: "1792", CODING_ENV_WORKER_MAX_MEMORY_MB: "1792" },
+      },
     });
     template.hasResourceProperties("AWS::Lambda::Function", {
       Runtime: "nodejs22.x",

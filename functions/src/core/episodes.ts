@@ -359,7 +359,7 @@ export class EpisodeService {
     };
     await this.deps.store.fork(source, target);
     return {
-      observation: { ...EMPTY_OBSERVATION, exit_code: source.lastExitCode },
+      observation: { ...EMPTY_OBSERVATION },
       reward: 0.0,
       done: false,
       episode_id: target.id,

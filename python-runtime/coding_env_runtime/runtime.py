@@ -279,10 +279,29 @@ class Runtime:
                 # The zygote died (killed by user code in non-root mode, or crashed): start anew.
                 old = self._zygote
                 self._zygote = _Zygote(self.opts)
-                for worker in list(self._live.values()):
-                    sandbox.kill_all([worker.pid])
+                # Its workers died with it (parent-death signal); forget them.
+                # Idle and warm ones are cleaned up here; one in the middle of a step is cleaned
+                # up by that step (it still reads its output files).
+                stale = [*self._idle, *self._warm.values()]
+                sandbox.kill_all([worker.pid for worker in self._live.values()])
+                self._live.clear()
+                self._idle.clear()
+                self._warm.clear()
                 threading.Thread(target=old.stop, daemon=True).start()
+                threading.Thread(target=self._forget, args=(stale,), daemon=True).start()
             return self._zygote
+
+    def _forget(self, workers: list[_Worker]) -> None:
+        for worker in workers:
+            for closable in (worker.sock.close, lambda w=worker: os.close(w.out_fd), lambda w=worker: os.close(w.err_fd)):
+                try:
+                    closable()
+                except OSError:
+                    pass
+            shutil.rmtree(worker.workdir, ignore_errors=True)
+            if worker.uid is not None:
+                with self._lock:
+                    self._free_uids.insert(0, worker.uid)
 
     def _spawn(self) -> _Worker:
         zygote = self._zygote_ready()

@@ -50,6 +50,8 @@ out["zygote_environ_owner"] = os.stat(f"/proc/{zygote}/environ").st_uid
 out["read_zygote_environ"] = ep.step(
     f"try:\n    open('/proc/{zygote}/environ','rb').read()\n    r = 'readable'\n"
     f"except OSError as e:\n    r = type(e).__name__\nr")
+out["kill_zygote"] = ep.step("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nimport time\ntime.sleep(5)")
+out["after_kill_zygote"] = ep.step("kept")
 out["fork_bomb"] = ep.step("import os\nwhile True:\n    os.fork()", timeout_ms=3000)
 out["after_bomb"] = Episode(runtime).step("6 * 7")
 runtime.close()
@@ -108,6 +110,11 @@ class UnprivilegedRuntimeTest(unittest.TestCase):
         # A non-dumpable process's /proc files belong to root, not to the (shared) runtime uid.
         self.assertEqual(self.result["zygote_environ_owner"], 0)
         self.assertEqual(self.result["read_zygote_environ"]["stdout"], '"PermissionError"')
+
+    def test_killing_the_zygote_is_survived(self) -> None:
+        # Same uid, so user code can kill its parent; the step reports a crash, the state stays.
+        self.assertTrue(self.result["kill_zygote"]["crashed"])
+        self.assertEqual(self.result["after_kill_zygote"]["stdout"], "1")
 
     def test_fork_bomb_is_contained(self) -> None:
         self.assertEqual(self.result["fork_bomb"]["exit_code"], 1)

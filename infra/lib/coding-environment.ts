@@ -180,9 +180,19 @@ export interface CodingEnvironmentProps {
   readonly executorImageDirectory?: string;
 }
 
+/** A prop of {@link CodingEnvironment} that cannot work in AWS; the message names the construct and the prop. */
+export class CodingEnvironmentPropsError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "CodingEnvironmentPropsError";
+  }
+}
+
 function requireInteger(scope: Construct, name: string, value: number, min: number, max: number): number {
   if (!Number.isInteger(value) || value < min || value > max) {
-    throw new Error(`${scope.node.path}: ${name} must be an integer from ${min} to ${max}, got ${value}`);
+    throw new CodingEnvironmentPropsError(
+      `${scope.node.path}: ${name} must be an integer from ${min} to ${max}, got ${value}`,
+    );
   }
   return value;
 }
@@ -216,8 +226,9 @@ export class CodingEnvironment extends Construct {
   readonly alarms: cloudwatch.Alarm[];
   /** The dashboard: step latency, step count, executor duration. */
   readonly dashboard: cloudwatch.Dashboard;
-  /** The effective per-step limits, in seconds. */
+  /** The effective per-step timeout when a request asks none, in seconds. */
   readonly defaultStepTimeoutSeconds: number;
+  /** The effective largest per-step timeout, in seconds (the executor's Lambda timeout is this + 2). */
   readonly maxStepTimeoutSeconds: number;
 
   constructor(scope: Construct, id: string, props: CodingEnvironmentProps = {}) {
@@ -255,7 +266,9 @@ export class CodingEnvironment extends Construct {
     requireInteger(this, "apiThrottle.burstLimit", burstLimit, 1, 1_000_000);
     const api5xxAlarmPercent = props.api5xxAlarmPercent ?? 5;
     if (!(api5xxAlarmPercent > 0 && api5xxAlarmPercent <= 100)) {
-      throw new Error(`${this.node.path}: api5xxAlarmPercent must be in (0, 100], got ${api5xxAlarmPercent}`);
+      throw new CodingEnvironmentPropsError(
+        `${this.node.path}: api5xxAlarmPercent must be in (0, 100], got ${api5xxAlarmPercent}`,
+      );
     }
     const quotaEnv: Record<string, string> = { CODING_ENV_QUOTA_MAX_STEP_TIMEOUT_S: String(maxStep) };
     const quotas = props.defaultQuotas ?? {};

@@ -8,6 +8,7 @@ import {
   API_INTEGRATION_TIMEOUT_S,
   API_OVERHEAD_S,
   CodingEnvironment,
+  CodingEnvironmentPropsError,
   EXECUTOR_TIMEOUT_MARGIN_S,
   MAX_STEP_TIMEOUT_LIMIT_S,
 } from "../lib/coding-environment.js";
@@ -449,7 +450,10 @@ describe("CodingEnvironment construct (props)", () => {
   it("fails fast, naming the construct, when the step limit cannot fit API Gateway's 30 s", () => {
     const stack = new Stack(new App(), "Props");
     expect(() => new CodingEnvironment(stack, "Env", { maxStepTimeoutSeconds: 29 })).toThrow(
-      /Props\/Env: maxStepTimeoutSeconds must be an integer from 1 to 25, got 29/,
+      CodingEnvironmentPropsError,
+    );
+    expect(() => new CodingEnvironment(stack, "Env2", { maxStepTimeoutSeconds: 29 })).toThrow(
+      /Props\/Env2: maxStepTimeoutSeconds must be an integer from 1 to 25, got 29/,
     );
   });
 

@@ -140,10 +140,15 @@ class _NamespacePickler(_CloudPickler):  # type: ignore[misc, valid-type]
         return reduced
 
 
-def _dumps(namespace: dict[str, Any], obj: Any) -> bytes:
+def _dumps(namespace: dict[str, Any], obj: Any, shared_globals: dict[str, Any] | None = None) -> bytes:
     buf = io.BytesIO()
     pickler = _NamespacePickler(buf, protocol=_PICKLE_PROTOCOL)
     pickler.namespace = namespace
+    if shared_globals is not None:
+        # Every function of the namespace is rebuilt with this dict as its globals (cloudpickle
+        # shares one dict per original globals dict within one dump); it travels in the same
+        # pickle, so after loading it is the very dict the functions use.
+        pickler.globals_ref[id(namespace)] = shared_globals
     pickler.dump(obj)
     return buf.getvalue()
 
@@ -161,15 +166,19 @@ class SavedState:
 def save_namespace(namespace: dict[str, Any]) -> SavedState:
     """Pickle the user's names in one pass; only on failure find and drop the unpicklable ones.
 
-    An anchor function whose globals are the namespace travels with the data: on restore its
-    globals dict (shared by every restored function of the namespace) becomes the namespace, so
-    functions keep seeing later assignments to globals.
+    The pickle holds ``(names, shared_globals)``: ``shared_globals`` is the globals dict of every
+    restored function, so on restore it becomes the namespace itself and functions keep seeing
+    later assignments to globals.
     """
-    anchor = types.FunctionType(compile("None", "<anchor>", "eval"), namespace)
     data = {k: v for k, v in namespace.items() if k not in _RUNTIME_NAMES}
     dropped: list[dict[str, str]] = []
+
+    def dump(names: dict[str, Any]) -> bytes:
+        shared = {"__name__": namespace.get("__name__", "__main__")}
+        return _dumps(namespace, (names, shared), shared)
+
     try:
-        raw = _dumps(namespace, (anchor, data))
+        raw = dump(data)
     except Exception:
         for name in list(data):
             try:
@@ -178,10 +187,10 @@ def save_namespace(namespace: dict[str, Any]) -> SavedState:
                 dropped.append({"name": name, "type": type(data[name]).__name__})
                 del data[name]
         try:
-            raw = _dumps(namespace, (anchor, data))
+            raw = dump(data)
         except Exception:
             dropped.extend({"name": k, "type": type(v).__name__} for k, v in data.items())
-            raw = _dumps(namespace, (anchor, {}))
+            raw = dump({})
     return SavedState(_encode_payload(raw), dropped)
 
 
@@ -189,8 +198,7 @@ def restore_namespace(payload: bytes, policy: ImportPolicy) -> dict[str, Any]:
     global _restore_builtins
     table = build_builtins(policy)
     _restore_builtins = table
-    anchor, data = pickle.loads(_decode_payload(payload))
-    namespace: dict[str, Any] = anchor.__globals__
+    data, namespace = pickle.loads(_decode_payload(payload))
     namespace.update(data)
     namespace["__builtins__"] = table
     return namespace

@@ -39,26 +39,41 @@ def _wipe_directory(path: str) -> None:
             pass
 
 
-def _kill_leftovers(private_uid: bool) -> None:
+def _other_pids_visible() -> bool:
+    """With /proc mounted hidepid=2 (root mode) only our own uid's processes are listed."""
+    me = str(os.getpid())
+    return any(
+        name.isdigit() and name != me and not sandbox.is_zombie(int(name)) for name in os.listdir("/proc")
+    )
+
+
+def _kill_leftovers(private_uid: bool, hidepid: bool) -> None:
     """End every process user code started; the runtime verifies this from outside anyway."""
     if private_uid:
-        # kill(-1) as our private uid reaches every process of that uid but ourselves.
-        for _ in range(100):
+        # kill(-1) as our private uid reaches every process of that uid but ourselves. It walks
+        # every process on the machine (milliseconds), so with hidepid only when /proc shows
+        # one of ours.
+        for _ in range(100 if hidepid else 3):
+            if hidepid and not _other_pids_visible():
+                break
             try:
                 os.kill(-1, signal.SIGKILL)
-            except ProcessLookupError:
-                break
             except OSError:
-                break
+                pass
+            _reap()
     else:
         sandbox.kill_tree(sandbox.children_of(os.getpid()))
+    _reap()
+
+
+def _reap() -> None:
     while True:
         try:
             pid, _status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            break
+            return
         if pid == 0:
-            break
+            return
 
 
 def _apply_step_limits(header: dict[str, Any]) -> None:
@@ -67,7 +82,9 @@ def _apply_step_limits(header: dict[str, Any]) -> None:
     sandbox.set_limit(resource.RLIMIT_DATA, memory_bytes)
 
 
-def serve(sock: socket.socket, workdir: str, private_uid: bool, scratch_dirs: tuple[str, ...]) -> None:
+def serve(
+    sock: socket.socket, workdir: str, private_uid: bool, hidepid: bool, scratch_dirs: tuple[str, ...]
+) -> None:
     namespace: dict[str, Any] | None = None
     policy: ImportPolicy | None = None
     my_pid = os.getpid()
@@ -112,7 +129,7 @@ def serve(sock: socket.socket, workdir: str, private_uid: bool, scratch_dirs: tu
                 reply["out_of_memory"] = True
                 send_frame(sock, reply)
                 os._exit(0)
-            _kill_leftovers(private_uid)
+            _kill_leftovers(private_uid, hidepid)
             for directory in scratch_dirs:
                 _wipe_directory(directory)
             saved = cell.save_namespace(namespace)
@@ -182,7 +199,7 @@ def main_after_fork(spec: dict[str, Any]) -> None:
         )
         sys.argv = [""]
         sock = socket.socket(fileno=WORKER_SOCKET_FD)
-        serve(sock, workdir, spec.get("uid") is not None, scratch_dirs)
+        serve(sock, workdir, spec.get("uid") is not None, bool(spec.get("private_mounts")), scratch_dirs)
     except BaseException:  # noqa: BLE001 - never return into the zygote's loop
         pass
     os._exit(70)

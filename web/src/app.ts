@@ -1,10 +1,11 @@
 // The HumanAgent page: a person takes the agent's place, sends code actions to an episode and watches
 // the state and observations (OpenEnv's /web, plus fork, trajectory download, resume and API keys).
-
 import { indentWithTab } from "@codemirror/commands";
 import { python } from "@codemirror/lang-python";
+import { HighlightStyle, syntaxHighlighting } from "@codemirror/language";
 import { Prec } from "@codemirror/state";
 import { keymap } from "@codemirror/view";
+import { tags } from "@lezer/highlight";
 import { basicSetup, EditorView } from "codemirror";
 import {
   ApiClient,
@@ -79,15 +80,43 @@ const runShortcut = Prec.highest(
     },
   ]),
 );
+/**
+ * CodeMirror's default colours with the ones under 4.5:1 on the (active-line) background darkened:
+ * comments, escapes/regexps and invalid tokens (axe's colour-contrast rule found them).
+ */
+const readableHighlighting = HighlightStyle.define([
+  { tag: tags.keyword, color: "#708" },
+  { tag: [tags.atom, tags.bool, tags.url, tags.contentSeparator, tags.labelName], color: "#219" },
+  { tag: [tags.literal, tags.inserted], color: "#164" },
+  { tag: [tags.string, tags.deleted], color: "#a11" },
+  { tag: [tags.regexp, tags.escape, tags.special(tags.string)], color: "#a33a00" },
+  { tag: tags.definition(tags.variableName), color: "#00c" },
+  { tag: tags.local(tags.variableName), color: "#30a" },
+  { tag: [tags.typeName, tags.namespace], color: "#085" },
+  { tag: tags.className, color: "#167" },
+  { tag: [tags.special(tags.variableName), tags.macroName], color: "#256" },
+  { tag: tags.definition(tags.propertyName), color: "#00c" },
+  { tag: tags.comment, color: "#6b3d00", fontStyle: "italic" },
+  { tag: tags.invalid, color: "#c00" },
+]);
+
 const editor = new EditorView({
   doc: SAMPLE_CODE,
   parent: el("editor"),
   extensions: [
     basicSetup,
     python(),
+    syntaxHighlighting(readableHighlighting),
+    // Wrapped lines: no sideways scrolling on a phone, and nothing hides past the right edge.
+    EditorView.lineWrapping,
     runShortcut,
     keymap.of([indentWithTab]),
-    EditorView.contentAttributes.of({ "aria-labelledby": "editor-label", "aria-multiline": "true" }),
+    EditorView.contentAttributes.of({
+      "aria-labelledby": "editor-label",
+      "aria-multiline": "true",
+      // Explicit, so checkers that do not count contenteditable see the scroller's focusable content.
+      tabindex: "0",
+    }),
   ],
 });
 
@@ -220,7 +249,6 @@ function historyItem(step: HistoryStep): HTMLLIElement {
   load.type = "button";
   load.className = "h-load";
   load.title = "Load this code into the editor";
-  load.setAttribute("aria-label", `Step ${step.step}: load its code into the editor`);
   const head = document.createElement("span");
   head.className = "h-head";
   const num = document.createElement("span");
@@ -238,10 +266,14 @@ function historyItem(step: HistoryStep): HTMLLIElement {
     .filter(Boolean)
     .join(" · ");
   head.append(num, meta);
-  const code = document.createElement("pre");
+  // A span, not a <pre>: a button may hold only phrasing content. CSS keeps the code's whitespace.
+  const code = document.createElement("span");
   code.className = "h-code";
   code.textContent = step.code;
-  load.append(head, code);
+  const action = document.createElement("span");
+  action.className = "visually-hidden";
+  action.textContent = " (load this code into the editor)";
+  load.append(head, code, action);
   load.addEventListener("click", () => {
     setCode(step.code);
     editor.focus();
@@ -261,10 +293,18 @@ function historyItem(step: HistoryStep): HTMLLIElement {
     const pre = document.createElement("pre");
     pre.className = cls;
     pre.textContent = text;
+    makeScrollRegion(pre, `Step ${step.step} ${label}`);
     wrap.append(tag, pre);
     li.append(wrap);
   }
   return li;
+}
+
+/** Output boxes scroll when long; as focusable named regions, keyboard users can scroll them too. */
+function makeScrollRegion(pre: HTMLElement, name: string): void {
+  pre.tabIndex = 0;
+  pre.setAttribute("role", "region");
+  pre.setAttribute("aria-label", name);
 }
 
 function renderHistory(): void {
@@ -535,6 +575,8 @@ function wire(): void {
 
 async function boot(): Promise<void> {
   wire();
+  makeScrollRegion(el("obs-stdout"), "Current stdout");
+  makeScrollRegion(el("obs-stderr"), "Current stderr");
   renderState();
   renderHistory();
   try {

@@ -2,12 +2,16 @@
 // (NodejsFunction with the local esbuild, never Docker), and the staged bundle is loaded by a plain
 // `node` process outside the repository (no node_modules to fall back on), then invoked with API
 // Gateway HTTP API (payload v2) events, with the environment the template gives the function.
-// Nothing here touches the network: the routes used answer without AWS calls.
+// Nothing here leaves the machine: the first routes answer without AWS calls, and the full step goes
+// to dynalite and the local Python executor through the endpoint overrides.
 import { execFile } from "node:child_process";
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startLocalStack } from "../../functions/src/local/stack.js";
+import { ApiKeyStore } from "../../functions/src/tenancy/keys.js";
 import { onlyResource, propsOf, removeSynthOutputs, type Synthesized, synth } from "./synth.js";
 
 afterAll(removeSynthOutputs);
@@ -106,7 +110,10 @@ describe("API Lambda bundle (esbuild, as deployed)", () => {
     expect(sizeMb).toBeLessThan(20);
   });
 
-  async function invoke(events: object[]): Promise<LambdaResult[]> {
+  async function invoke(
+    events: object[],
+    envOverrides: Record<string, string> = {},
+  ): Promise<LambdaResult[]> {
     const { stdout } = await run(
       process.execPath,
       [
@@ -134,6 +141,7 @@ describe("API Lambda bundle (esbuild, as deployed)", () => {
           AWS_ACCESS_KEY_ID: "AKIAIOSFODNN7EXAMPLE",
           AWS_SECRET_ACCESS_KEY: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
           AWS_SESSION_TOKEN: "test",
+          ...envOverrides,
         },
       },
     );
@@ -162,4 +170,67 @@ describe("API Lambda bundle (esbuild, as deployed)", () => {
     expect(refused).toMatchObject({ error: { code: "unauthorized" } });
     expect(noKey?.body).not.toMatch(/node_modules|\.ts:|at .*\(/);
   }, 90_000);
+
+  it("runs a real step as deployed: key check, reset, step and state through DynamoDB (dynalite) and the Python executor", async () => {
+    // Prepare: the real parts the deployed bundle talks to, reached through the endpoint overrides
+    // the bundle honours (the same SDK clients as in AWS), and a real API key in the table.
+    const stack = await startLocalStack({ port: 0, dataDir: null, auth: true });
+    try {
+      const keys = new ApiKeyStore({
+        client: new DynamoDBClient({
+          endpoint: stack.dynamodbEndpoint,
+          region: "us-east-1",
+          credentials: { accessKeyId: "local", secretAccessKey: "local" },
+        }),
+        tableName: stack.tableName,
+      });
+      const { key } = await keys.create({ tenantId: "bundle-test", name: "infra api-bundle test" });
+      const episodeId = `ep-bundle-${Date.now()}`;
+      const json = { "content-type": "application/json", authorization: `Bearer ${key}` };
+
+      // Act: the events API Gateway would send, to the bundle staged for deployment.
+      const [reset, step, state] = await invoke(
+        [
+          httpApiEvent("POST", "/reset", json, JSON.stringify({ episode_id: episodeId })),
+          httpApiEvent(
+            "POST",
+            "/step",
+            json,
+            JSON.stringify({ episode_id: episodeId, action: { code: "x = 6 * 7\nx" } }),
+          ),
+          httpApiEvent("GET", "/state", { authorization: `Bearer ${key}`, "x-episode-id": episodeId }),
+        ],
+        {
+          CODING_ENV_TABLE: stack.tableName,
+          CODING_ENV_EXECUTOR_FUNCTION: "arn:aws:lambda:us-east-1:123456789012:function:coding-env-executor",
+          CODING_ENV_DYNAMODB_ENDPOINT: stack.dynamodbEndpoint,
+          CODING_ENV_EXECUTOR_ENDPOINT: stack.executorEndpoint,
+        },
+      );
+
+      // Assess
+      expect(reset?.statusCode, reset?.body).toBe(200);
+      expect(JSON.parse(reset?.body ?? "")).toMatchObject({
+        episode_id: episodeId,
+        step_count: 0,
+        reward: 0,
+      });
+      expect(step?.statusCode, step?.body).toBe(200);
+      expect(JSON.parse(step?.body ?? "")).toMatchObject({
+        observation: { stdout: "42", exit_code: 0 },
+        reward: 0.1,
+        done: false,
+        episode_id: episodeId,
+        step_count: 1,
+      });
+      expect(state?.statusCode, state?.body).toBe(200);
+      expect(JSON.parse(state?.body ?? "")).toMatchObject({
+        episode_id: episodeId,
+        step_count: 1,
+        step_timeout_s: 25,
+      });
+    } finally {
+      await stack.stop();
+    }
+  }, 120_000);
 });

@@ -61,6 +61,20 @@ describe("HumanAgent page", () => {
     expect(await page.locator(".cm-line span").count()).toBeGreaterThan(0);
   });
 
+  it("works at /web/ too, with API calls and the docs link relative to where it is mounted", async () => {
+    // Act: the trailing-slash address (the base-path logic must not look for the API under /web/).
+    await page.goto(`${baseUrl}/web/`);
+    await page.waitForSelector("body[data-booted]", { state: "attached" });
+    await reset(page);
+    await step(page, "print('slash')");
+
+    // Assess
+    expect(await text(page, "#obs-stdout")).toBe("slash");
+    expect(await page.locator("nav a").getAttribute("href")).toBe("/docs");
+    const docs = await fetch(`${baseUrl}/docs`);
+    expect(docs.status).toBe(200);
+  });
+
   it("resets, steps typed code, shows stdout and reward, grows history, resumes after reload", async () => {
     // Prepare
     await openPage(page, baseUrl);

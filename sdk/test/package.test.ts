@@ -3,6 +3,7 @@ import {
   copyFileSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   rmSync,
   symlinkSync,
@@ -67,6 +68,24 @@ describe("the built package", () => {
   it("is publint-clean", async () => {
     const { messages } = await publint({ pkgDir, pack: "npm", level: "suggestion" });
     expect(messages).toEqual([]);
+  });
+
+  it("documents every public function, class, constant and method with an @example", () => {
+    const declarations = /^(export declare (class|function|const) \w+| {4}(static )?(get )?[\w[\]]+\(.*\):)/;
+    const missing: string[] = [];
+    const typesDir = join(pkgDir, "dist", "esm");
+    for (const file of readdirSync(typesDir).filter((f) => f.endsWith(".d.ts"))) {
+      const lines = readFileSync(join(typesDir, file), "utf8").split("\n");
+      lines.forEach((line, i) => {
+        if (!declarations.test(line)) return;
+        const before = lines.slice(0, i).join("\n");
+        const docEnd = before.lastIndexOf("*/");
+        const doc = before.slice(before.lastIndexOf("/**", docEnd), docEnd);
+        const adjacent = before.slice(docEnd + 2).trim() === "";
+        if (!adjacent || !doc.includes("@example")) missing.push(`${file}:${i + 1} ${line.trim()}`);
+      });
+    }
+    expect(missing).toEqual([]);
   });
 
   it("type-checks for an ESM and a CommonJS consumer", () => {

@@ -561,8 +561,10 @@ class Runtime:
                 worker.sock, deadline=deadline, max_payload=self.opts.max_snapshot_bytes
             )
         except WireTimeout:
-            self._discard(worker)
+            sandbox.kill_tree([worker.pid])
+            # Read the output before _discard: it closes the output files (in the background).
             self._collect_output(worker, request, result)
+            self._discard(worker)
             result.update(
                 exit_code=1,
                 timed_out=True,
@@ -577,8 +579,8 @@ class Runtime:
         except WireError:
             sandbox.kill_tree(sandbox.children_of(worker.pid))
             status = self._zygote.wait_exit(worker.pid, 2.0)
-            self._discard(worker, reaped=status is not None)
             self._collect_output(worker, request, result)
+            self._discard(worker, reaped=status is not None)
             exit_code, sentence = _describe_exit(status)
             result.update(exit_code=exit_code, crashed=True, error_code="crashed")
             self._append_stderr(

@@ -233,6 +233,28 @@ describe("HumanAgent page", () => {
     expect(await text(page, "#obs-notices")).toContain("time limit");
   });
 
+  it("explains dropped variables, the safety rule and truncated output in words", async () => {
+    // Prepare: full Python, so threading (a lock cannot be saved between steps) imports.
+    await openPage(page, baseUrl);
+    await page.locator("#options summary").click();
+    await page.locator("#opt-policy").selectOption("full");
+    await reset(page);
+
+    // Act / Assess: a variable that cannot be saved.
+    await step(page, "import threading\nlock = threading.Lock()");
+    expect(await text(page, "#st-policy")).toContain("full Python");
+    expect(await text(page, "#obs-notices")).toContain("lock (lock)");
+
+    // Act / Assess: the safety rule (OpenEnv's reward: -1.0 + 0.1).
+    await step(page, "import os");
+    expect(await text(page, "#obs-reward")).toBe("-0.9");
+    expect(await text(page, "#obs-notices")).toContain("safety rule");
+
+    // Act / Assess: output over the limit.
+    await step(page, "print('y' * 3_000_000)");
+    expect(await text(page, "#obs-notices")).toContain("stdout was too long and was truncated");
+  });
+
   it("refuses a nonsense timeout in the page, before anything is sent", async () => {
     // Prepare
     await openPage(page, baseUrl);

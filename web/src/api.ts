@@ -187,12 +187,21 @@ export class ApiClient {
   /** The trajectory as JSON Lines (one step object per line, oldest first). */
   async historyJsonl(episodeId: string): Promise<string> {
     const res = await this.send("GET", `/episodes/${encodeURIComponent(episodeId)}/history?format=jsonl`);
-    return res.text();
+    try {
+      return await res.text();
+    } catch {
+      throw new ApiError(0, "network_error", "The server's answer was cut off.");
+    }
   }
 
   private async json<T>(method: string, path: string, body?: unknown): Promise<T> {
     const res = await this.send(method, path, body);
-    return (await res.json()) as T;
+    try {
+      return (await res.json()) as T;
+    } catch {
+      // The connection broke mid-body (or a proxy sent a non-JSON 200): to the caller, a lost answer.
+      throw new ApiError(0, "network_error", "The server's answer was cut off.");
+    }
   }
 
   private async send(method: string, path: string, body?: unknown): Promise<Response> {

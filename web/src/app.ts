@@ -307,9 +307,19 @@ function makeScrollRegion(pre: HTMLElement, name: string): void {
   pre.setAttribute("aria-label", name);
 }
 
+/** Draws the history, newest first. After a step only the new row is added (long episodes stay cheap). */
 function renderHistory(): void {
   const list = el("history");
-  list.replaceChildren(...[...steps].reverse().map(historyItem));
+  const newest = steps.at(-1);
+  if (
+    newest &&
+    list.childElementCount === steps.length - 1 &&
+    list.firstElementChild?.getAttribute("data-step") === String(newest.step - 1)
+  ) {
+    list.prepend(historyItem(newest));
+  } else {
+    list.replaceChildren(...[...steps].reverse().map(historyItem));
+  }
   el("hist-empty").hidden = steps.length > 0;
   el("hist-count").textContent = steps.length > 0 ? `(${steps.length})` : "";
 }
@@ -439,7 +449,17 @@ async function doStep(): Promise<void> {
     if (!id) return;
     const code = editor.state.doc.toString();
     const startedAt = new Date().toISOString();
-    const result = await api.step(id, code, newRequestId());
+    const requestId = newRequestId();
+    let result: StepResult;
+    try {
+      result = await api.step(id, code, requestId);
+    } catch (err) {
+      if (!(err instanceof ApiError && err.code === "network_error")) throw err;
+      // The answer was lost, but the step may have run. One retry with the same request_id: the API
+      // answers it from its idempotency record instead of running the code a second time.
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      result = await api.step(id, code, requestId);
+    }
     adopt(result);
     steps.push({
       step: result.step_count,

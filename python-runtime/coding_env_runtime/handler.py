@@ -26,12 +26,15 @@ def get_runtime(opts: RuntimeOpts | None = None) -> Runtime:
 
 
 def _opts_from_environment() -> RuntimeOpts:
-    """Deployment settings: ``CODING_ENV_IDLE_WORKERS``, ``CODING_ENV_MAX_WARM_WORKERS``."""
+    """Deployment settings: ``CODING_ENV_IDLE_WORKERS``, ``CODING_ENV_MAX_WARM_WORKERS``,
+    ``CODING_ENV_PRELOAD`` (comma-separated modules for the zygote to import)."""
     opts = RuntimeOpts()
     if os.environ.get("CODING_ENV_IDLE_WORKERS"):
         opts.idle_workers = int(os.environ["CODING_ENV_IDLE_WORKERS"])
     if os.environ.get("CODING_ENV_MAX_WARM_WORKERS"):
         opts.max_warm_workers = int(os.environ["CODING_ENV_MAX_WARM_WORKERS"])
+    if os.environ.get("CODING_ENV_PRELOAD"):
+        opts.preload = tuple(m.strip() for m in os.environ["CODING_ENV_PRELOAD"].split(",") if m.strip())
     return opts
 
 

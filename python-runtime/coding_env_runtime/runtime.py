@@ -42,7 +42,7 @@ CLEAN_ENV = {
 
 _ZYGOTE_BOOT = (
     "import sys; sys.path.insert(0, sys.argv[2]); "
-    "from coding_env_runtime.zygote import main; main(int(sys.argv[1]))"
+    "from coding_env_runtime.zygote import main; main(int(sys.argv[1]), sys.argv[3])"
 )
 
 
@@ -80,6 +80,10 @@ class RuntimeOpts:
     private_mounts: bool = True
     #: Size of each private tmpfs. @default 256 MiB
     tmp_bytes: int = 256 * 1024 * 1024
+    #: Extra modules the zygote imports so workers get them for free (e.g. ``("numpy",)``);
+    #: they count toward every worker's address space (``memory_mb``). The reference's
+    #: allow-list and common stdlib modules are always preloaded. @default ()
+    preload: tuple[str, ...] = ()
     #: Private uids (root mode) come from blocks of ``uid_block_size`` starting at ``uid_base``;
     #: each runtime on the machine claims a free block with a lock file, so two runtimes (say,
     #: two local servers) never hand out the same uid. @default 200000, 1000 per block
@@ -111,7 +115,7 @@ class _Zygote:
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._control = parent_end
         self.process = subprocess.Popen(
-            [opts.python, "-I", "-c", _ZYGOTE_BOOT, str(child_end.fileno()), PACKAGE_ROOT],
+            [opts.python, "-I", "-c", _ZYGOTE_BOOT, str(child_end.fileno()), PACKAGE_ROOT, ",".join(opts.preload)],
             env=CLEAN_ENV,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

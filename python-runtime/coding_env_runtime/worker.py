@@ -76,6 +76,20 @@ def _reap() -> None:
             return
 
 
+def _reseed() -> None:
+    """Modules preloaded in the zygote seeded their generators there: every worker would
+    otherwise draw the same "random" numbers as every other episode."""
+    import random
+
+    random.seed()
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        try:
+            numpy.random.seed()
+        except Exception:  # noqa: BLE001
+            pass
+
+
 def _apply_step_limits(header: dict[str, Any]) -> None:
     memory_bytes = int(header["memory_mb"]) * 1024 * 1024
     sandbox.set_limit(resource.RLIMIT_AS, memory_bytes)
@@ -198,6 +212,7 @@ def main_after_fork(spec: dict[str, Any]) -> None:
             }
         )
         sys.argv = [""]
+        _reseed()
         sock = socket.socket(fileno=WORKER_SOCKET_FD)
         serve(sock, workdir, spec.get("uid") is not None, bool(spec.get("private_mounts")), scratch_dirs)
     except BaseException:  # noqa: BLE001 - never return into the zygote's loop

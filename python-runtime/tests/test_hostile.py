@@ -8,6 +8,7 @@ import time
 import uuid
 
 from coding_env_runtime import sandbox
+from coding_env_runtime.runtime import RuntimeOpts
 from tests.support import RuntimeTestCase
 
 
@@ -278,3 +279,15 @@ def _not_zombie(pid: int) -> bool:
             return fh.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+class RandomnessTest(HostileTestBase):
+    """Modules preloaded in the zygote must not hand every episode the same random stream."""
+
+    opts = RuntimeOpts(idle_workers=1, preload=("numpy",))
+
+    def test_episodes_do_not_share_random_streams(self) -> None:
+        code = "import random, numpy\nrandom.random(), float(numpy.random.random())"
+        draws = [self.full_episode().step(code)["stdout"] for _ in range(3)]
+        self.assertEqual(len({d.split(",")[0] for d in draws}), 3, draws)
+        self.assertEqual(len({d.split(",")[1] for d in draws}), 3, draws)

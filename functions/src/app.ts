@@ -125,12 +125,26 @@ export interface WebAsset {
 export interface AppDeps {
   readonly episodes: EpisodeService;
   readonly config: ApiConfig;
-  /** Maps an API key to its tenant (`null`: unknown or revoked). Needed when `config.authRequired`. */
-  readonly authenticate?: (apiKey: string) => Promise<string | null>;
+  /**
+   * Hosted mode (`functions/src/tenancy/`, `HostedTenancy`): who is calling (401 when auth is on and
+   * the key is bad), the request's tenant scope, and `GET /usage`. Without it every request is the
+   * `local` tenant, and a server with `config.authRequired` refuses every non-public request.
+   */
+  readonly tenancy?: AppTenancy;
   /** The HumanAgent page and Swagger UI assets, keyed by URL path. @default {} */
   readonly webAssets?: Readonly<Record<string, WebAsset>>;
   /** Version reported by `/metadata`. @default "0.1.0" */
   readonly version?: string;
+}
+
+/** What the app needs of the tenancy layer. */
+export interface AppTenancy {
+  authenticate(headers: Headers): Promise<TenantScope>;
+  runAs<T>(tenant: TenantScope, fn: () => Promise<T>): Promise<T>;
+  usage(tenantId: string, from: string | undefined, to: string | undefined): Promise<unknown>;
+}
+export interface TenantScope {
+  readonly tenantId: string;
 }
 
 type Env = { Variables: { tenantId: string } };
@@ -277,17 +291,22 @@ export function createApp(deps: AppDeps): OpenAPIHono<Env> {
         path === "/web" ||
         path.startsWith("/web/") ||
         path.startsWith("/docs/"));
-    if (!config.authRequired) {
+    if (isPublic) {
       c.set("tenantId", "local");
-    } else if (!isPublic) {
-      const auth = c.req.header("authorization");
-      const key = auth?.match(/^Bearer\s+(.+)$/i)?.[1]?.trim() ?? c.req.header("x-api-key")?.trim();
-      if (!key || !deps.authenticate || key.length > 512) throw new UnauthorizedError();
-      const tenant = await deps.authenticate(key);
-      if (!tenant) throw new UnauthorizedError();
-      c.set("tenantId", tenant);
+      await next();
+      return;
     }
-    await next();
+    if (!deps.tenancy) {
+      if (config.authRequired) throw new UnauthorizedError();
+      c.set("tenantId", "local");
+      await next();
+      return;
+    }
+    const tenant = await deps.tenancy.authenticate(c.req.raw.headers);
+    c.set("tenantId", tenant.tenantId);
+    await deps.tenancy.runAs(tenant, async () => {
+      await next();
+    });
   });
 
   // ---- OpenEnv endpoints ----
@@ -368,6 +387,11 @@ export function createApp(deps: AppDeps): OpenAPIHono<Env> {
     return c.body(null, 204);
   });
 
+  app.get("/usage", async (c) => {
+    if (!deps.tenancy) throw new NotFoundError("Usage is not metered on this server.");
+    return c.json(await deps.tenancy.usage(c.get("tenantId"), c.req.query("from"), c.req.query("to")));
+  });
+
   // ---- Documentation and the page ----
   registerOpenApi(app);
   app.get("/openapi.json", (c) =>
@@ -393,7 +417,17 @@ export function createApp(deps: AppDeps): OpenAPIHono<Env> {
   }
 
   // Known paths with another method: 405 in the same shape.
-  const known = ["/reset", "/step", "/state", "/health", "/schema", "/metadata", "/openapi.json", "/docs"];
+  const known = [
+    "/reset",
+    "/step",
+    "/state",
+    "/usage",
+    "/health",
+    "/schema",
+    "/metadata",
+    "/openapi.json",
+    "/docs",
+  ];
   app.all("/episodes/:id/history", methodNotAllowed);
   app.all("/episodes/:id/fork", methodNotAllowed);
   app.all("/episodes/:id", methodNotAllowed);
@@ -463,6 +497,13 @@ function registerOpenApi(app: OpenAPIHono<Env>): void {
     path: "/metadata",
     summary: "Environment metadata",
     responses: { 200: { description: "Metadata" } },
+  });
+  r.registerPath({
+    method: "get",
+    path: "/usage",
+    summary: "The caller's metered usage per UTC day (hosted mode)",
+    request: { query: z.object({ from: z.string().optional(), to: z.string().optional() }) },
+    responses: { 200: { description: "Usage per day and totals" }, 400: errors[400] },
   });
   r.registerPath({
     method: "get",

@@ -1,17 +1,16 @@
-// Builds the API's dependencies (AWS SDK clients, store, executor, service) from the
+// Builds the API's dependencies (AWS SDK clients, store, executor, tenancy, service) from the
 // configuration. Used once per process by the Lambda entry and the local stack, so clients and
 // their keep-alive connections are reused across requests.
-
 import { Agent } from "node:http";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { LambdaClient } from "@aws-sdk/client-lambda";
 import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import type { AppDeps } from "./app.js";
 import type { ApiConfig } from "./config.js";
-import { EpisodeService, type EpisodeServiceDeps } from "./core/episodes.js";
+import { EpisodeService } from "./core/episodes.js";
 import { LambdaExecutor } from "./executor/executor.js";
-import { ApiKeyStore } from "./store/api-keys.js";
 import { EpisodeStore } from "./store/episode-store.js";
+import { HostedTenancy } from "./tenancy/hosted.js";
 
 /** Options of {@link buildDeps}. */
 export interface BuildDepsOpts {
@@ -22,13 +21,15 @@ export interface BuildDepsOpts {
   readonly executorEndpoint?: string;
   /** @default process.env.AWS_REGION ?? "us-east-1" */
   readonly region?: string;
-  readonly stepTransactionItems?: EpisodeServiceDeps["stepTransactionItems"];
+  /** Environment the tenancy settings (quotas, auth cache) are read from. @default process.env */
+  readonly env?: Record<string, string | undefined>;
 }
 
 export interface BuiltDeps extends AppDeps {
   readonly store: EpisodeStore;
   readonly dynamodb: DynamoDBClient;
   readonly lambda: LambdaClient;
+  readonly tenancy: HostedTenancy;
   destroy(): void;
 }
 
@@ -56,17 +57,18 @@ export function buildDeps(opts: BuildDepsOpts): BuiltDeps {
   const lambda = new LambdaClient({ region, maxAttempts: 1, ...local(opts.executorEndpoint) });
   const store = new EpisodeStore(doc, opts.config.tableName, opts.config.maxStateBytes);
   const executor = new LambdaExecutor({ client: lambda, functionName: opts.config.executorFunction });
-  const keys = new ApiKeyStore(doc, opts.config.tableName);
-  const episodes = new EpisodeService({
-    store,
-    executor,
-    config: opts.config,
-    ...(opts.stepTransactionItems ? { stepTransactionItems: opts.stepTransactionItems } : {}),
+  const tenancy = new HostedTenancy({
+    client: dynamodb,
+    tableName: opts.config.tableName,
+    authRequired: opts.config.authRequired,
+    executorMemoryMb: Math.round(opts.config.executorMemoryMb),
+    env: opts.env ?? process.env,
   });
+  const episodes = new EpisodeService({ store, executor, config: opts.config, tenancy });
   return {
     episodes,
     config: opts.config,
-    authenticate: (key) => keys.tenantOf(key),
+    tenancy,
     store,
     dynamodb,
     lambda,

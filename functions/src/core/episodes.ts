@@ -66,13 +66,49 @@ export interface StepOpts {
   readonly request_id?: string;
 }
 
-/** Hook for issue 7: extra items (usage counters with quota conditions) for a step's transaction. */
-export type StepTransactionHook = (ctx: {
-  tenantId: string;
-  episode: Episode;
-  result: ExecuteResult;
-  nowMs: number;
-}) => readonly TransactItem[];
+/** A write of the core that tenancy extends with its own transaction items (appended last). */
+export type TransactionalWrite<T> = (extraItems: readonly TransactItem[]) => Promise<T>;
+
+/**
+ * Hosted-mode hooks (issue 7, `functions/src/tenancy/`): each "around" hook gets the write to
+ * perform, adds its items (usage counters, quota conditions) to that write's transaction and maps
+ * a cancellation its items caused to the right error. Without hooks every write is plain.
+ */
+export interface EpisodeTenancyHooks {
+  createEpisode<T>(
+    ctx: {
+      readonly tenantId: string;
+      readonly episodeId: string;
+      readonly stateBytes: number;
+      readonly nowMs: number;
+    },
+    write: TransactionalWrite<T>,
+  ): Promise<T>;
+  deleteEpisode<T>(
+    ctx: { readonly tenantId: string; readonly episodeId: string },
+    write: TransactionalWrite<T>,
+  ): Promise<T>;
+  /** Before the executor runs: may refuse a tenant out of quota (throws). */
+  beforeStep(ctx: { readonly tenantId: string; readonly nowMs: number }): void;
+  commitStep<T>(
+    ctx: {
+      readonly tenantId: string;
+      readonly executorMs: number;
+      readonly stateBytes: number;
+      readonly nowMs: number;
+    },
+    write: TransactionalWrite<T>,
+  ): Promise<T>;
+  /** The per-step limit a reset may use (may throw a quota error). @default the request's or the deployment default */
+  stepTimeoutForReset?(tenantId: string, requestedS: number | undefined, deploymentDefaultS: number): number;
+}
+
+const noTenancy: EpisodeTenancyHooks = {
+  createEpisode: (_ctx, write) => write([]),
+  deleteEpisode: (_ctx, write) => write([]),
+  beforeStep: () => {},
+  commitStep: (_ctx, write) => write([]),
+};
 
 export interface EpisodeServiceDeps {
   readonly store: EpisodeStore;
@@ -80,7 +116,8 @@ export interface EpisodeServiceDeps {
   readonly config: ApiConfig;
   /** @default OpenEnv's safety + quality rules */
   readonly rewardRules?: readonly RewardRule[];
-  readonly stepTransactionItems?: StepTransactionHook;
+  /** @default none: no metering, no quotas */
+  readonly tenancy?: EpisodeTenancyHooks;
   /** @default Date.now */
   readonly now?: () => number;
 }
@@ -109,10 +146,12 @@ export class EpisodeService {
   private readonly now: () => number;
   private readonly rules: readonly RewardRule[];
   private readonly inflight = new Map<string, number>();
+  private readonly tenancy: EpisodeTenancyHooks;
 
   constructor(private readonly deps: EpisodeServiceDeps) {
     this.now = deps.now ?? Date.now;
     this.rules = deps.rewardRules ?? openEnvRewardRules;
+    this.tenancy = deps.tenancy ?? noTenancy;
   }
 
   private async load(tenantId: string, id: string): Promise<Episode> {
@@ -124,8 +163,7 @@ export class EpisodeService {
 
   async reset(tenantId: string, opts: ResetOpts): Promise<StepResponse> {
     const { config } = this.deps;
-    const stepTimeoutS = opts.step_timeout_s ?? config.defaultStepTimeoutS;
-    if (stepTimeoutS > config.maxStepTimeoutS) {
+    if ((opts.step_timeout_s ?? 0) > config.maxStepTimeoutS) {
       throw new ValidationError([
         {
           loc: ["body", "step_timeout_s"],
@@ -134,6 +172,9 @@ export class EpisodeService {
         },
       ]);
     }
+    const stepTimeoutS = this.tenancy.stepTimeoutForReset
+      ? this.tenancy.stepTimeoutForReset(tenantId, opts.step_timeout_s, config.defaultStepTimeoutS)
+      : (opts.step_timeout_s ?? config.defaultStepTimeoutS);
     const ttlS = opts.ttl_s ?? config.defaultTtlS;
     if (ttlS > config.maxTtlS) {
       throw new ValidationError([
@@ -166,7 +207,10 @@ export class EpisodeService {
       expiresAt: Math.floor(nowMs / 1000) + ttlS,
       snapshot: null,
     };
-    await this.deps.store.create(episode, { replaceExisting });
+    await this.tenancy.createEpisode(
+      { tenantId, episodeId: episode.id, stateBytes: 0, nowMs },
+      (extraItems) => this.deps.store.create(episode, { replaceExisting, extraItems }),
+    );
     return {
       observation: { ...EMPTY_OBSERVATION },
       reward: 0.0,
@@ -236,7 +280,9 @@ export class EpisodeService {
     }
     if (!episode || episode.tenantId !== tenantId) throw new EpisodeNotFoundError(episodeId);
 
+    this.tenancy.beforeStep({ tenantId, nowMs: startMs });
     const timeoutS = Math.min(opts.timeout_s ?? episode.stepTimeoutS, episode.stepTimeoutS);
+    const invokeStart = performance.now();
     const result = await executor.execute({
       episodeId: episode.id,
       stateVersion: episode.version,
@@ -245,6 +291,8 @@ export class EpisodeService {
       policy: { mode: episode.policy, additionalImports: episode.additionalImports },
       timeoutMs: Math.max(1, Math.round(timeoutS * 1000)),
     });
+    // Billed executor time: what the executor measured (falls back to the invoke's wall time).
+    const executorMs = result.duration_ms ?? performance.now() - invokeStart;
     const { reward, metadata } = computeReward(
       { code: opts.code, parses: !failedToParse(result) },
       this.rules,
@@ -278,18 +326,21 @@ export class EpisodeService {
       started_at: new Date(startMs).toISOString(),
       duration_ms: nowMs - startMs,
     };
-    const extraItems = this.deps.stepTransactionItems?.({ tenantId, episode, result, nowMs });
+    const stateBytes = Buffer.byteLength(result.snapshot, "base64");
+    const before = episode;
     let committed: Awaited<ReturnType<EpisodeStore["commitStep"]>>;
     try {
-      committed = await store.commitStep({
-        before: episode,
-        snapshot: result.snapshot,
-        lastExitCode: result.exit_code,
-        nowMs,
-        record,
-        ...(opts.request_id !== undefined ? { requestId: opts.request_id } : {}),
-        ...(extraItems ? { extraItems } : {}),
-      });
+      committed = await this.tenancy.commitStep({ tenantId, executorMs, stateBytes, nowMs }, (extraItems) =>
+        store.commitStep({
+          before,
+          snapshot: result.snapshot,
+          lastExitCode: result.exit_code,
+          nowMs,
+          record,
+          ...(opts.request_id !== undefined ? { requestId: opts.request_id } : {}),
+          extraItems,
+        }),
+      );
     } catch (err) {
       if (!(err instanceof ConflictError) || !fromCache) throw err;
       // Our copy was older than the store's. If the newer version was committed before this step
@@ -357,7 +408,10 @@ export class EpisodeService {
       updatedAtMs: nowMs,
       expiresAt: Math.floor(nowMs / 1000) + source.ttlS,
     };
-    await this.deps.store.fork(source, target);
+    const stateBytes = source.snapshot ? Buffer.byteLength(source.snapshot, "base64") : 0;
+    await this.tenancy.createEpisode({ tenantId, episodeId: target.id, stateBytes, nowMs }, (extraItems) =>
+      this.deps.store.fork(source, target, extraItems),
+    );
     return {
       observation: { ...EMPTY_OBSERVATION },
       reward: 0.0,
@@ -370,7 +424,10 @@ export class EpisodeService {
 
   async delete(tenantId: string, id: string): Promise<void> {
     const ep = await this.load(tenantId, id);
-    if (!(await this.deps.store.delete(ep))) throw new EpisodeNotFoundError(id);
+    const deleted = await this.tenancy.deleteEpisode({ tenantId, episodeId: id }, (extraItems) =>
+      this.deps.store.delete(ep, extraItems),
+    );
+    if (!deleted) throw new EpisodeNotFoundError(id);
   }
 }
 

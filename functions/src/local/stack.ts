@@ -25,7 +25,7 @@ export interface LocalStackOpts {
   readonly host?: string;
   /** Folder for the DynamoDB data (kept across restarts); `null` keeps it in memory. @default "<repo>/.data" */
   readonly dataDir?: string | null;
-  /** Require API keys. @default false */
+  /** Require API keys. @default `CODING_ENV_AUTH` of `env` or the process (off when unset) */
   readonly auth?: boolean;
   /** Extra API environment (e.g. `CODING_ENV_DEFAULT_STEP_TIMEOUT_S`), over `process.env`. @default {} */
   readonly env?: Record<string, string>;
@@ -201,12 +201,14 @@ export async function startLocalStack(opts: LocalStackOpts = {}): Promise<LocalS
   const ddb = dynamo;
   const exe = executor;
 
+  const envAuth = opts.env?.CODING_ENV_AUTH ?? process.env.CODING_ENV_AUTH ?? "off";
   const config = configFromEnv({
     ...process.env,
     ...opts.env,
-    CODING_ENV_AUTH: opts.auth ? "on" : "off",
+    CODING_ENV_AUTH: opts.auth === undefined ? envAuth : opts.auth ? "on" : "off",
   });
-  const deps = buildDeps({ config, dynamodbEndpoint: ddb.endpoint, executorEndpoint: exe.endpoint });
+  const env = { ...process.env, ...opts.env };
+  const deps = buildDeps({ config, dynamodbEndpoint: ddb.endpoint, executorEndpoint: exe.endpoint, env });
   try {
     await ensureTable(deps.dynamodb, config.tableName);
   } catch (err) {

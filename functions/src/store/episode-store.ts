@@ -321,13 +321,20 @@ export class EpisodeStore {
    * Creates (or replaces, same id) an episode. Leftover items of an earlier incarnation are
    * ignored by their incarnation and cleaned up best-effort.
    */
-  async create(ep: Episode, opts: { replaceExisting: boolean }): Promise<void> {
+  async create(
+    ep: Episode,
+    opts: { replaceExisting: boolean; extraItems?: readonly TransactItem[] },
+  ): Promise<void> {
     const { inline, chunkItems } = this.layoutSnapshot(ep, ep.snapshot);
     if (chunkItems.length > 0) await this.batchPut(chunkItems);
     this.stats.writes++;
-    await this.doc.send(
-      new PutCommand({ TableName: this.tableName, Item: this.metaItem(ep, inline, chunkItems.length) }),
-    );
+    const put = { TableName: this.tableName, Item: this.metaItem(ep, inline, chunkItems.length) };
+    const extra = opts.extraItems ?? [];
+    if (extra.length > 0) {
+      await this.doc.send(new TransactWriteCommand({ TransactItems: [{ Put: put }, ...extra] }));
+    } else {
+      await this.doc.send(new PutCommand(put));
+    }
     this.cache.set(ep);
     if (opts.replaceExisting) await this.deleteChildren(ep.id, ep.incarnation);
   }
@@ -464,7 +471,7 @@ export class EpisodeStore {
   }
 
   /** Writes a copy of `source` (state and history) as the new episode `target`; META last. */
-  async fork(source: Episode, target: Episode): Promise<void> {
+  async fork(source: Episode, target: Episode, extraItems: readonly TransactItem[] = []): Promise<void> {
     const steps = await this.history(source);
     const childExpiry = target.expiresAt + CHILD_RETENTION_S;
     await this.batchPut(
@@ -476,23 +483,31 @@ export class EpisodeStore {
         ...encodeRecord(rec),
       })),
     );
-    await this.create(target, { replaceExisting: false });
+    await this.create(target, { replaceExisting: false, extraItems });
   }
 
   /** Deletes an episode (META first, so it is gone at once; its children best-effort after). */
-  async delete(episode: Episode): Promise<boolean> {
+  async delete(episode: Episode, extraItems: readonly TransactItem[] = []): Promise<boolean> {
     this.stats.writes++;
+    this.cache.delete(episode.id);
+    const del = {
+      TableName: this.tableName,
+      Key: metaKey(episode.id),
+      ConditionExpression: "incarnation = :inc",
+      ExpressionAttributeValues: { ":inc": episode.incarnation },
+    };
     try {
-      await this.doc.send(
-        new DeleteCommand({
-          TableName: this.tableName,
-          Key: metaKey(episode.id),
-          ConditionExpression: "incarnation = :inc",
-          ExpressionAttributeValues: { ":inc": episode.incarnation },
-        }),
-      );
+      if (extraItems.length > 0) {
+        await this.doc.send(new TransactWriteCommand({ TransactItems: [{ Delete: del }, ...extraItems] }));
+      } else {
+        await this.doc.send(new DeleteCommand(del));
+      }
     } catch (err) {
-      if ((err as { name?: string }).name === "ConditionalCheckFailedException") return false;
+      const name = (err as { name?: string }).name;
+      if (name === "ConditionalCheckFailedException") return false;
+      const reasons = (err as TransactionCanceledException).CancellationReasons;
+      if (name === "TransactionCanceledException" && reasons?.[0]?.Code === "ConditionalCheckFailed")
+        return false;
       throw err;
     }
     this.cache.delete(episode.id);

@@ -46,6 +46,11 @@ def shutdown() -> None:
         runtime.close()
 
 
+if os.environ.get("AWS_LAMBDA_RUNTIME_API"):
+    # In Lambda, start the zygote and the idle pool during the init phase, not in the first step.
+    get_runtime()
+
+
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """Run one step. A malformed event raises ``EventError`` (a Lambda function error);
     user-code failures are data in the result."""

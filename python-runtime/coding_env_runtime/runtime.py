@@ -236,7 +236,7 @@ class Runtime:
         self.work_root = self.opts.work_root or f"/tmp/coding-env-runtime-{os.getpid()}"
         os.makedirs(self.work_root, mode=0o711, exist_ok=True)
         os.chmod(self.work_root, 0o711)
-        sandbox.make_undumpable()
+        sandbox.best_effort(sandbox.make_undumpable, "PR_SET_DUMPABLE")
         self._lock = threading.Lock()
         # Held while the zygote's set of children changes (spawn + registration, uid kills) so
         # the stray-process check never mistakes a worker being born for an escaped process.
@@ -430,6 +430,8 @@ class Runtime:
 
     def _acquire(self, request: StepRequest) -> tuple[_Worker, bool]:
         policy = request.policy.to_json()
+        if not self._zygote.alive or self._zygote.process.poll() is not None:
+            self._zygote_ready()  # its workers are dying with it: start over before picking one
         with self._lock:
             warm = self._warm.pop((request.episode_id, request.state_version), None)
         if warm is not None:
@@ -585,6 +587,8 @@ class Runtime:
             status = self._zygote.wait_exit(worker.pid, 2.0)
             self._collect_output(worker, request, result)
             self._discard(worker, reaped=status is not None)
+            if self._zygote.process.poll() is not None:
+                self._zygote_ready()  # user code killed the zygote (same uid in Lambda mode)
             exit_code, sentence = _describe_exit(status)
             result.update(exit_code=exit_code, crashed=True, error_code="crashed")
             self._append_stderr(

@@ -65,6 +65,16 @@ def prctl(option: int, arg: int) -> None:
         raise OSError(err, f"prctl({option}) failed: {os.strerror(err)}")
 
 
+def best_effort(step, what: str) -> None:  # noqa: ANN001
+    """Run a hardening step; where the platform forbids it (a seccomp filter), warn and go on."""
+    try:
+        step()
+    except OSError as exc:
+        import sys
+
+        print(f"coding-env runtime: {what} unavailable: {exc}", file=sys.stderr, flush=True)
+
+
 def make_undumpable() -> None:
     """Same-uid processes can no longer read our /proc/<pid>/environ, mem, fd links (ptrace)."""
     prctl(PR_SET_DUMPABLE, 0)

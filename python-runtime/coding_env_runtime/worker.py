@@ -191,9 +191,9 @@ def main_after_fork(spec: dict[str, Any]) -> None:
         else:
             sandbox.set_limit(resource.RLIMIT_NPROC, int(spec["max_processes"]))
         # After the credential change (which resets both flags):
-        sandbox.die_with_parent()
-        sandbox.make_undumpable()
-        sandbox.no_new_privs()
+        sandbox.best_effort(sandbox.die_with_parent, "PR_SET_PDEATHSIG")
+        sandbox.best_effort(sandbox.make_undumpable, "PR_SET_DUMPABLE")
+        sandbox.best_effort(sandbox.no_new_privs, "PR_SET_NO_NEW_PRIVS")
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # file-size limit: EFBIG, not death
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -124,9 +124,9 @@ def _kill_uid(uid: int) -> None:
 
 
 def main(control_fd: int, preload: str = "") -> None:
-    sandbox.make_undumpable()
+    sandbox.best_effort(sandbox.make_undumpable, "PR_SET_DUMPABLE")
     _preload(preload)
-    sandbox.become_subreaper()
+    sandbox.best_effort(sandbox.become_subreaper, "PR_SET_CHILD_SUBREAPER")
     control = socket.socket(fileno=control_fd)
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)

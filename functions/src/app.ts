@@ -7,6 +7,7 @@ import { OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { getCookie, setCookie } from "hono/cookie";
+import type { UpgradeWebSocket } from "hono/ws";
 import type { ApiConfig } from "./config.js";
 import type { EpisodeService } from "./core/episodes.js";
 import {
@@ -22,6 +23,7 @@ import {
   ValidationError,
   type ValidationIssue,
 } from "./core/errors.js";
+import { wsSession } from "./ws.js";
 
 export const EPISODE_COOKIE = "coding_env_episode";
 const EPISODE_ID_PATTERN = /^[A-Za-z0-9._:-]{1,255}$/;
@@ -133,6 +135,11 @@ export interface AppDeps {
   readonly tenancy?: AppTenancy;
   /** The HumanAgent page and Swagger UI assets, keyed by URL path. @default {} */
   readonly webAssets?: Readonly<Record<string, WebAsset>>;
+  /**
+   * The server's WebSocket upgrade (e.g. `@hono/node-server`'s), which enables OpenEnv's `/ws`.
+   * @default none: `/ws` is not served (AWS: API Gateway HTTP APIs carry no WebSockets)
+   */
+  readonly upgradeWebSocket?: UpgradeWebSocket;
   /** Version reported by `/metadata`. @default "0.1.0" */
   readonly version?: string;
 }
@@ -147,7 +154,7 @@ export interface TenantScope {
   readonly tenantId: string;
 }
 
-type Env = { Variables: { tenantId: string } };
+type Env = { Variables: { tenantId: string; tenant: TenantScope } };
 
 const PUBLIC_GET_PATHS = new Set(["/health", "/docs", "/openapi.json", "/schema", "/metadata"]);
 
@@ -304,6 +311,7 @@ export function createApp(deps: AppDeps): OpenAPIHono<Env> {
     }
     const tenant = await deps.tenancy.authenticate(c.req.raw.headers);
     c.set("tenantId", tenant.tenantId);
+    c.set("tenant", tenant);
     await deps.tenancy.runAs(tenant, async () => {
       await next();
     });
@@ -359,6 +367,21 @@ export function createApp(deps: AppDeps): OpenAPIHono<Env> {
     const id = resolveEpisodeId(c, undefined);
     return c.json(await episodes.state(c.get("tenantId"), id));
   });
+
+  if (deps.upgradeWebSocket) {
+    const tenancy = deps.tenancy;
+    app.get(
+      "/ws",
+      deps.upgradeWebSocket((c) => {
+        const tenant = c.get("tenant") as TenantScope | undefined;
+        return wsSession({
+          episodes,
+          tenantId: c.get("tenantId") as string,
+          ...(tenancy && tenant ? { runAs: <T>(fn: () => Promise<T>) => tenancy.runAs(tenant, fn) } : {}),
+        });
+      }),
+    );
+  }
 
   // ---- Episode resources ----
   app.get("/episodes/:id", async (c) =>

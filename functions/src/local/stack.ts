@@ -8,7 +8,7 @@ import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { CreateTableCommand, DescribeTableCommand, UpdateTimeToLiveCommand } from "@aws-sdk/client-dynamodb";
-import { serve } from "@hono/node-server";
+import { serve, upgradeWebSocket, type WebSocketServerLike } from "@hono/node-server";
 import { webAssets } from "../../../web/dist/assets.generated.js";
 import { createApp } from "../app.js";
 import { configFromEnv } from "../config.js";
@@ -53,6 +53,18 @@ export interface LocalStack {
   /** Settles when a part stops unexpectedly (never when `stop()` is called). */
   readonly crashed: Promise<PartExit>;
   stop(): Promise<void>;
+}
+
+async function createWebSocketServer(): Promise<WebSocketServerLike | undefined> {
+  const moduleName = "ws"; // a variable: an optional dependency, loaded only here
+  try {
+    const mod = (await import(moduleName)) as {
+      WebSocketServer: new (opts: { noServer: true; maxPayload: number }) => WebSocketServerLike;
+    };
+    return new mod.WebSocketServer({ noServer: true, maxPayload: 4 * 1024 * 1024 });
+  } catch {
+    return undefined;
+  }
 }
 
 async function resolvePython(): Promise<string> {
@@ -217,8 +229,15 @@ export async function startLocalStack(opts: LocalStackOpts = {}): Promise<LocalS
     await ddb.stop();
     throw err;
   }
-  const app = createApp({ ...deps, webAssets });
-  const server = serve({ fetch: app.fetch, port: opts.port ?? 8000, hostname: host });
+  // OpenEnv's WebSocket client (`/ws`) needs the `ws` package; without it the stack serves HTTP only.
+  const wsServer = await createWebSocketServer();
+  const app = createApp({ ...deps, webAssets, ...(wsServer ? { upgradeWebSocket } : {}) });
+  const server = serve({
+    fetch: app.fetch,
+    port: opts.port ?? 8000,
+    hostname: host,
+    ...(wsServer ? { websocket: { server: wsServer } } : {}),
+  });
   await new Promise<void>((res, rej) => {
     server.once("listening", () => res());
     server.once("error", (err) => {
@@ -267,6 +286,9 @@ export async function startLocalStack(opts: LocalStackOpts = {}): Promise<LocalS
       if (stopping) return;
       stopping = true;
       clearInterval(sweeper);
+      const ws = wsServer as { clients?: Set<{ terminate(): void }>; close?: () => void } | undefined;
+      for (const client of ws?.clients ?? []) client.terminate();
+      ws?.close?.();
       await new Promise<void>((res) => {
         server.close(() => res());
         if ("closeAllConnections" in server) server.closeAllConnections();

@@ -131,6 +131,20 @@ describe("HumanAgent page", () => {
     expect(await editorText(page)).toBe("x = 21");
   });
 
+  it("starts an episode when Step is pressed before Reset", async () => {
+    // Prepare
+    await openPage(page, baseUrl);
+    expect(await text(page, "#st-status")).toBe("Not initialized");
+
+    // Act
+    await step(page, "print('first')");
+
+    // Assess
+    expect(await text(page, "#st-episode")).not.toBe("–");
+    expect(await text(page, "#st-steps")).toBe("1");
+    expect(await text(page, "#obs-stdout")).toBe("first");
+  });
+
   it("resumes from the cookie alone when localStorage was cleared", async () => {
     // Prepare
     await openPage(page, baseUrl);

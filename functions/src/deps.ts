@@ -5,6 +5,7 @@ import { Agent } from "node:http";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { LambdaClient } from "@aws-sdk/client-lambda";
 import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
+import type { HttpAuthScheme, Identity } from "@smithy/types";
 import type { AppDeps } from "./app.js";
 import type { ApiConfig } from "./config.js";
 import { EpisodeService } from "./core/episodes.js";
@@ -33,8 +34,16 @@ export interface BuiltDeps extends AppDeps {
   destroy(): void;
 }
 
-// Local endpoints accept any signature; these keep the SDK from searching for real credentials.
+// Local endpoints (dynalite, the local executor) check no signature: fixed credentials keep the SDK
+// from searching for real ones, and a pass-through SigV4 signer saves ~0.15 ms per call.
 const LOCAL_CREDENTIALS = { accessKeyId: "local", secretAccessKey: "local" };
+const LOCAL_AUTH_SCHEMES: HttpAuthScheme[] = [
+  {
+    schemeId: "aws.auth#sigv4",
+    identityProvider: () => async () => ({ ...LOCAL_CREDENTIALS }) as Identity,
+    signer: { sign: async (request) => request },
+  },
+];
 
 export function buildDeps(opts: BuildDepsOpts): BuiltDeps {
   const region = opts.region ?? process.env.AWS_REGION ?? "us-east-1";
@@ -43,6 +52,7 @@ export function buildDeps(opts: BuildDepsOpts): BuiltDeps {
       ? {
           endpoint,
           credentials: LOCAL_CREDENTIALS,
+          httpAuthSchemes: LOCAL_AUTH_SCHEMES,
           requestHandler: {
             httpAgent: new Agent({ keepAlive: true, maxSockets: 256 }),
             connectionTimeout: 5_000,

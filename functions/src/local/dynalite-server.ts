@@ -86,6 +86,8 @@ export interface DynaliteHandle {
   readonly server: Server;
   /** Requests served, by operation (e.g. `GetItem`): the round trips the API made. */
   readonly requestCounts: Map<string, number>;
+  /** Time spent serving requests (ms, from the complete body to the answer), by operation. */
+  readonly requestMs: Map<string, number>;
   stop(): Promise<void>;
 }
 
@@ -155,26 +157,29 @@ function validationError(message: string): OperationError {
 }
 
 /** Runs one dynalite action with dynalite's own validation; rejects with its error body. */
-function runAction(
-  store: object,
-  op: string,
-  input: Record<string, unknown>,
-): Promise<Record<string, unknown>> {
+/** dynalite's own type checks and validations (parses the expressions); throws `OperationError`. */
+function validate(store: object, op: string, input: Record<string, unknown>): Record<string, unknown> {
   const entry = actions.get(op);
-  if (!entry) {
-    return Promise.reject(
-      new OperationError(400, { __type: "com.amazon.coral.service#UnknownOperationException" }),
-    );
-  }
-  let data: Record<string, unknown>;
+  if (!entry) throw new OperationError(400, { __type: "com.amazon.coral.service#UnknownOperationException" });
   try {
-    data = validations.checkTypes(input, entry.validation.types);
+    const data = validations.checkTypes(input, entry.validation.types);
     validations.checkValidations(data, entry.validation.types, entry.validation.custom, store);
+    return data;
   } catch (err) {
     const e = err as DynaliteError;
-    if (e.statusCode && e.body) return Promise.reject(new OperationError(e.statusCode, e.body));
-    return Promise.reject(err);
+    if (e.statusCode && e.body) throw new OperationError(e.statusCode, e.body);
+    throw err;
   }
+}
+
+/** Runs one dynalite action on validated input. */
+function runValidated(
+  store: object,
+  op: string,
+  data: Record<string, unknown>,
+): Promise<Record<string, unknown>> {
+  const entry = actions.get(op);
+  if (!entry) return Promise.reject(new Error(`unknown operation ${op}`));
   return new Promise((resolve, reject) => {
     entry.action(store, data, (err, result) => {
       if (err) {
@@ -185,6 +190,19 @@ function runAction(
       resolve(result ?? {});
     });
   });
+}
+
+/** Runs one dynalite action with dynalite's own validation; rejects with its error body. */
+function runAction(
+  store: object,
+  op: string,
+  input: Record<string, unknown>,
+): Promise<Record<string, unknown>> {
+  try {
+    return runValidated(store, op, validate(store, op, input));
+  } catch (err) {
+    return Promise.reject(err);
+  }
 }
 
 type TransactItem = {
@@ -282,56 +300,77 @@ async function transactWriteItems(
       CancellationReasons: reasons,
     });
 
-  // 1. Every condition against the state before the transaction (DynamoDB reports each failure).
+  // Validate every operation once (this parses its expressions: the costly part).
+  const ops = [];
   for (let i = 0; i < items.length; i++) {
-    const ti = items[i] as TransactItem;
-    const [op, params] = opOf(ti);
-    if (params.ConditionExpression === undefined && params.Expected === undefined) continue;
+    const [op, params] = opOf(items[i] as TransactItem);
     const { ReturnValuesOnConditionCheckFailure: _ignored, ...rest } = params;
-    const entry = actions.get(op === "ConditionCheck" ? "DeleteItem" : op);
-    let data: Record<string, unknown>;
+    const input = op === "ConditionCheck" ? rest : { ...rest, ReturnValues: "ALL_OLD" };
     try {
-      data = validations.checkTypes(rest, entry?.validation.types);
-      validations.checkValidations(data, entry?.validation.types, entry?.validation.custom, store);
+      const data = validate(store, op === "ConditionCheck" ? "DeleteItem" : op, input);
+      const keyNames = await keyNamesOf(store, params.TableName);
+      const key =
+        op === "PutItem"
+          ? keyFrom(params.Item as Record<string, unknown>, keyNames)
+          : (params.Key as Record<string, unknown>);
+      const conditioned = params.ConditionExpression !== undefined || params.Expected !== undefined;
+      ops.push({ index: i, op, data, key, tableName: params.TableName, conditioned });
     } catch (err) {
-      const e = err as DynaliteError;
+      const e = err as OperationError;
       reasons[i] = { Code: "ValidationError", Message: String(e.body?.message ?? e.message) };
       throw cancelled();
     }
-    const keyNames = await keyNamesOf(store, params.TableName);
-    const key = ti.Put ? keyFrom(ti.Put.Item, keyNames) : (params.Key as Record<string, unknown>);
-    const got = await runAction(store, "GetItem", {
-      TableName: params.TableName,
-      Key: key,
-      ConsistentRead: true,
-    });
-    if (dynaliteDb.checkConditional(data, got.Item)) {
-      reasons[i] = { Code: "ConditionalCheckFailed", Message: "The conditional request failed" };
-    }
   }
-  if (reasons.some((r) => r.Code !== "None")) throw cancelled();
 
-  // 2. The writes, undone from their old images if one fails (e.g. an item over the size limit).
+  const conditioned = ops.filter((o) => o.conditioned);
+  // 1. With several conditions, evaluate them all against the state before the transaction
+  //    (DynamoDB reports each failure). With one, it is evaluated by its own write, done first.
+  if (conditioned.length > 1) {
+    for (const o of conditioned) {
+      const got = await runAction(store, "GetItem", {
+        TableName: o.tableName,
+        Key: o.key,
+        ConsistentRead: true,
+      });
+      if (dynaliteDb.checkConditional(o.data, got.Item)) {
+        reasons[o.index] = { Code: "ConditionalCheckFailed", Message: "The conditional request failed" };
+      }
+    }
+    if (reasons.some((r) => r.Code !== "None")) throw cancelled();
+  }
+  const order = conditioned.length === 1 ? [...conditioned, ...ops.filter((o) => !o.conditioned)] : ops;
+
+  // 2. The writes, undone from their old images if one fails.
   const undo: Array<() => Promise<unknown>> = [];
-  for (let i = 0; i < items.length; i++) {
-    const ti = items[i] as TransactItem;
-    const [op, params] = opOf(ti);
-    if (op === "ConditionCheck") continue;
-    const { ReturnValuesOnConditionCheckFailure: _ignored, ...rest } = params;
+  for (const o of order) {
     try {
-      const result = await runAction(store, op, { ...rest, ReturnValues: "ALL_OLD" });
+      if (o.op === "ConditionCheck") {
+        if (conditioned.length === 1) {
+          const got = await runAction(store, "GetItem", {
+            TableName: o.tableName,
+            Key: o.key,
+            ConsistentRead: true,
+          });
+          if (dynaliteDb.checkConditional(o.data, got.Item)) {
+            throw new OperationError(400, { __type: "ConditionalCheckFailedException" });
+          }
+        }
+        continue;
+      }
+      const result = await runValidated(store, o.op, o.data);
       const old = result.Attributes as Record<string, unknown> | undefined;
-      const keyNames = await keyNamesOf(store, params.TableName);
-      const key = ti.Put ? keyFrom(ti.Put.Item, keyNames) : (params.Key as Record<string, unknown>);
       undo.push(() =>
         old
-          ? runAction(store, "PutItem", { TableName: params.TableName, Item: old })
-          : runAction(store, "DeleteItem", { TableName: params.TableName, Key: key }),
+          ? runAction(store, "PutItem", { TableName: o.tableName, Item: old })
+          : runAction(store, "DeleteItem", { TableName: o.tableName, Key: o.key }),
       );
     } catch (err) {
       for (const u of undo.reverse()) await u();
-      if (err instanceof OperationError && String(err.body.__type).endsWith("ValidationException")) {
-        reasons[i] = { Code: "ValidationError", Message: String(err.body.message ?? "") };
+      if (err instanceof OperationError) {
+        const type = String(err.body.__type);
+        reasons[o.index] = type.endsWith("ConditionalCheckFailedException")
+          ? { Code: "ConditionalCheckFailed", Message: "The conditional request failed" }
+          : { Code: "ValidationError", Message: String(err.body.message ?? "") };
         throw cancelled();
       }
       throw err;
@@ -377,6 +416,7 @@ export async function startDynalite(opts: DynaliteOpts = {}): Promise<DynaliteHa
   });
   const lock = new SharedExclusiveLock();
   const requestCounts = new Map<string, number>();
+  const requestMs = new Map<string, number>();
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     if (req.method === "GET") {
@@ -400,6 +440,7 @@ export async function startDynalite(opts: DynaliteOpts = {}): Promise<DynaliteHa
     }
     const target = String(req.headers["x-amz-target"] ?? "").split(".")[1] ?? "";
     requestCounts.set(target, (requestCounts.get(target) ?? 0) + 1);
+    const startedAt = performance.now();
     const exclusive = target === "TransactWriteItems";
     const release = exclusive ? await lock.exclusive() : await lock.shared();
     try {
@@ -419,6 +460,7 @@ export async function startDynalite(opts: DynaliteOpts = {}): Promise<DynaliteHa
         });
     } finally {
       release();
+      requestMs.set(target, (requestMs.get(target) ?? 0) + performance.now() - startedAt);
     }
   };
 
@@ -435,6 +477,7 @@ export async function startDynalite(opts: DynaliteOpts = {}): Promise<DynaliteHa
     endpoint: `http://${opts.host ?? "127.0.0.1"}:${port}`,
     server,
     requestCounts,
+    requestMs,
     stop: async () => {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));

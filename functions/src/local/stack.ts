@@ -50,6 +50,8 @@ export interface LocalStack {
   readonly childPids: readonly number[];
   /** DynamoDB requests served so far, by operation (round trips of the API to the store). */
   readonly dynamodbRequestCounts: ReadonlyMap<string, number>;
+  /** Time dynalite spent serving them (ms), by operation. */
+  readonly dynamodbRequestMs: ReadonlyMap<string, number>;
   /** Settles when a part stops unexpectedly (never when `stop()` is called). */
   readonly crashed: Promise<PartExit>;
   stop(): Promise<void>;
@@ -281,6 +283,7 @@ export async function startLocalStack(opts: LocalStackOpts = {}): Promise<LocalS
     tableName: config.tableName,
     childPids: exe.child.pid ? [exe.child.pid] : [],
     dynamodbRequestCounts: ddb.requestCounts,
+    dynamodbRequestMs: ddb.requestMs,
     crashed,
     stop: async () => {
       if (stopping) return;

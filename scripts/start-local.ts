@@ -23,9 +23,12 @@ const dataDir = rawDataDir === ":memory:" ? null : rawDataDir ? resolve(rawDataD
 
 let stack: Awaited<ReturnType<typeof startLocalStack>>;
 try {
+  // CODING_ENV_DYNAMODB_THREAD=main runs dynalite on the API's thread (default: its own worker thread).
+  const dynamodbThread = process.env.CODING_ENV_DYNAMODB_THREAD === "main" ? "main" : "worker";
   stack = await startLocalStack({
     port,
     host,
+    dynamodbThread,
     ...(dataDir !== undefined ? { dataDir } : {}),
     logExecutor: true,
   });

@@ -7,13 +7,14 @@ import type { AddressInfo } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { Worker } from "node:worker_threads";
 import { CreateTableCommand, DescribeTableCommand, UpdateTimeToLiveCommand } from "@aws-sdk/client-dynamodb";
 import { serve, upgradeWebSocket, type WebSocketServerLike } from "@hono/node-server";
 import { webAssets } from "../../../web/dist/assets.generated.js";
 import { createApp } from "../app.js";
 import { configFromEnv } from "../config.js";
 import { buildDeps } from "../deps.js";
-import { type DynaliteHandle, startDynalite } from "./dynalite-server.js";
+import { startDynalite } from "./dynalite-server.js";
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 
@@ -31,6 +32,11 @@ export interface LocalStackOpts {
   readonly env?: Record<string, string>;
   /** Forward the executor's log lines to this process's stderr. @default false */
   readonly logExecutor?: boolean;
+  /**
+   * Where dynalite runs: its own worker thread (more throughput: its CPU work runs beside the API's
+   * event loop) or this thread. @default "worker"
+   */
+  readonly dynamodbThread?: "worker" | "main";
   /** How often expired items are deleted (DynamoDB TTL's job in AWS). @default 60000 */
   readonly sweepIntervalMs?: number;
 }
@@ -48,10 +54,8 @@ export interface LocalStack {
   readonly tableName: string;
   /** PIDs of child processes (the executor), for RSS measurement. */
   readonly childPids: readonly number[];
-  /** DynamoDB requests served so far, by operation (round trips of the API to the store). */
-  readonly dynamodbRequestCounts: ReadonlyMap<string, number>;
-  /** Time dynalite spent serving them (ms), by operation. */
-  readonly dynamodbRequestMs: ReadonlyMap<string, number>;
+  /** DynamoDB requests served so far and the time dynalite spent on them (ms), by operation. */
+  dynamodbStats(): Promise<{ counts: Record<string, number>; ms: Record<string, number> }>;
   /** Settles when a part stops unexpectedly (never when `stop()` is called). */
   readonly crashed: Promise<PartExit>;
   stop(): Promise<void>;
@@ -119,6 +123,73 @@ const EXECUTOR_BOOTSTRAP = [
   "sys.argv[0] = s.__file__",
   "sys.exit(s.main(sys.argv[1:]))",
 ].join("\n");
+
+interface DynamoWorker {
+  readonly endpoint: string;
+  readonly exited: Promise<string>;
+  stats(): Promise<{ counts: Record<string, number>; ms: Record<string, number> }>;
+  stop(): Promise<void>;
+}
+
+/** Starts dynalite in this thread. */
+async function startDynamoInThread(path: string | null, host: string): Promise<DynamoWorker> {
+  const handle = await startDynalite({ path, host });
+  let stopped: (why: string) => void = () => {};
+  const exited = new Promise<string>((res) => {
+    stopped = res;
+    handle.server.once("error", (err) => res(`dynalite failed: ${err.message}`));
+  });
+  return {
+    endpoint: handle.endpoint,
+    exited,
+    stats: async () => ({
+      counts: Object.fromEntries(handle.requestCounts),
+      ms: Object.fromEntries(handle.requestMs),
+    }),
+    stop: async () => {
+      await handle.stop();
+      stopped("stopped");
+    },
+  };
+}
+
+/** Starts dynalite on its own thread (see dynalite-worker.ts). */
+async function startDynamoWorker(path: string | null, host: string): Promise<DynamoWorker> {
+  const worker = new Worker(new URL("./dynalite-worker.mjs", import.meta.url), {
+    workerData: { path, host },
+  });
+  const exited = new Promise<string>((res) => {
+    worker.once("error", (err) => res(`dynalite failed: ${err.message}`));
+    worker.once("exit", (code) => res(`dynalite stopped (exit code ${code})`));
+  });
+  const waitFor = <T>(type: string) =>
+    new Promise<T>((res, rej) => {
+      const onMessage = (msg: { type?: string }) => {
+        if (msg.type !== type) return;
+        worker.off("message", onMessage);
+        res(msg as T);
+      };
+      worker.on("message", onMessage);
+      void exited.then((why) => rej(new Error(why)));
+    });
+  const ready = await waitFor<{ endpoint: string }>("ready");
+  return {
+    endpoint: ready.endpoint,
+    exited,
+    stats: async () => {
+      const got = waitFor<{ counts: Record<string, number>; ms: Record<string, number> }>("stats");
+      worker.postMessage("stats");
+      const { counts, ms } = await got;
+      return { counts, ms };
+    },
+    stop: async () => {
+      const stopped = waitFor<{ type: string }>("stopped");
+      worker.postMessage("stop");
+      await stopped.catch(() => undefined);
+      await worker.terminate();
+    },
+  };
+}
 
 interface ExecutorProcess {
   readonly child: ChildProcess;
@@ -194,7 +265,7 @@ async function stopChild(child: ChildProcess, exited: Promise<unknown>): Promise
 export async function startLocalStack(opts: LocalStackOpts = {}): Promise<LocalStack> {
   const host = opts.host ?? "127.0.0.1";
   const dataDir = opts.dataDir === undefined ? join(repoRoot, ".data") : opts.dataDir;
-  let dynamo: DynaliteHandle | undefined;
+  let dynamo: DynamoWorker | undefined;
   let executor: ExecutorProcess | undefined;
   let stopping = false;
   try {
@@ -204,7 +275,9 @@ export async function startLocalStack(opts: LocalStackOpts = {}): Promise<LocalS
       mkdirSync(dbPath, { recursive: true });
     }
     [dynamo, executor] = await Promise.all([
-      startDynalite({ path: dbPath }),
+      opts.dynamodbThread === "main"
+        ? startDynamoInThread(dbPath, "127.0.0.1")
+        : startDynamoWorker(dbPath, "127.0.0.1"),
       startExecutor(opts.logExecutor ?? false),
     ]);
   } catch (err) {
@@ -270,8 +343,8 @@ export async function startLocalStack(opts: LocalStackOpts = {}): Promise<LocalS
     server.on("error", (err) => {
       if (!stopping) res({ part: "api", message: `the API server failed: ${err.message}` });
     });
-    ddb.server.on("error", (err) => {
-      if (!stopping) res({ part: "dynamodb", message: `dynalite failed: ${err.message}` });
+    void ddb.exited.then((message) => {
+      if (!stopping) res({ part: "dynamodb", message });
     });
   });
 
@@ -282,8 +355,7 @@ export async function startLocalStack(opts: LocalStackOpts = {}): Promise<LocalS
     executorEndpoint: exe.endpoint,
     tableName: config.tableName,
     childPids: exe.child.pid ? [exe.child.pid] : [],
-    dynamodbRequestCounts: ddb.requestCounts,
-    dynamodbRequestMs: ddb.requestMs,
+    dynamodbStats: () => ddb.stats(),
     crashed,
     stop: async () => {
       if (stopping) return;

@@ -25,7 +25,7 @@ from typing import Any
 
 from . import CONTRACT_VERSION, RUNTIME_VERSION, sandbox, snapshot
 from .contract import StepRequest
-from .wire import WireError, WireTimeout, recv_frame, send_frame
+from .wire import FrameTooLarge, WireError, WireTimeout, recv_frame, send_frame
 
 PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 
@@ -108,6 +108,7 @@ class _Worker:
     steps: int = 0
     #: Directories that must be empty after every step (seen from the runtime).
     scratch_dirs: tuple[str, ...] = ()
+    discarded: bool = False
 
 
 class _Zygote:
@@ -190,9 +191,19 @@ class _Zygote:
                 if remaining <= 0 or not self.alive:
                     return None
                 self._cond.wait(remaining)
-            return self._exits.pop(pid)
+            return self._exits[pid]  # kept until forget_exit: several waiters may ask
+
+    def forget_exit(self, pid: int) -> None:
+        with self._cond:
+            self._exits.pop(pid, None)
 
     def stop(self) -> None:
+        try:
+            # shutdown() first: close() alone does not wake the reader thread blocked in recv,
+            # and the zygote would not see EOF until then.
+            self._control.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         try:
             self._control.close()
         except OSError:
@@ -368,6 +379,10 @@ class Runtime:
 
         It stays in ``_live`` until the zygote has reaped it, so its zombie is never a "stray".
         """
+        with self._lock:
+            if worker.discarded:
+                return
+            worker.discarded = True
         sandbox.kill_tree([worker.pid])
         self._sweep_strays()
         zygote = self._zygote
@@ -383,6 +398,7 @@ class Runtime:
                     pass
             with self._lock:
                 self._live.pop(worker.pid, None)
+            zygote.forget_exit(worker.pid)
             try:
                 worker.sock.close()
             except OSError:
@@ -423,10 +439,12 @@ class Runtime:
                 except RuntimeFailure:
                     break
                 with self._lock:
-                    if self._closed:
-                        self._discard(worker)
-                        return
-                    self._idle.append(worker)
+                    closed = self._closed
+                    if not closed:
+                        self._idle.append(worker)
+                if closed:
+                    self._discard(worker)
+                    return
 
     def _acquire(self, request: StepRequest) -> tuple[_Worker, bool]:
         policy = request.policy.to_json()
@@ -582,6 +600,18 @@ class Runtime:
                 "and was stopped; the episode's state is as it was before this step.\n",
             )
             return self._finish(result, started)
+        except FrameTooLarge as exc:
+            sandbox.kill_tree([worker.pid])
+            self._collect_output(worker, request, result)
+            self._discard(worker)
+            result.update(exit_code=1, error_code="state_too_large")
+            self._append_stderr(
+                result,
+                f"MemoryError: the episode's state would be {_size(exc.payload_len)} after this "
+                f"step, above the {_size(self.opts.max_snapshot_bytes)} limit; the episode's "
+                "state is as it was before this step. Delete large variables (del name) and retry.\n",
+            )
+            return self._finish(result, started)
         except WireError:
             sandbox.kill_tree(sandbox.children_of(worker.pid))
             status = self._zygote.wait_exit(worker.pid, 2.0)
@@ -675,6 +705,10 @@ class Runtime:
         if self._uid_block_fd is not None:
             os.close(self._uid_block_fd)
             self._uid_block_fd = None
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 1024:.0f} KiB"
 
 
 def _clean_dropped(value: Any) -> list[dict[str, str]]:

@@ -24,6 +24,14 @@ class WireTimeout(WireError):
     """The deadline passed before a whole frame arrived."""
 
 
+class FrameTooLarge(WireError):
+    """The peer announced a frame above the cap; nothing of it was read."""
+
+    def __init__(self, header_len: int, payload_len: int) -> None:
+        super().__init__(f"frame too large ({header_len} + {payload_len} bytes)")
+        self.payload_len = payload_len
+
+
 def send_frame(sock: socket.socket, header: dict[str, Any], payload: bytes = b"") -> None:
     encoded = json.dumps(header, separators=(",", ":")).encode()
     sock.sendall(_PREFIX.pack(len(encoded), len(payload)) + encoded)
@@ -63,7 +71,7 @@ def recv_frame(
     """Read one frame; ``deadline`` is a ``time.monotonic()`` value or None to block."""
     header_len, payload_len = _PREFIX.unpack(_recv_exact(sock, _PREFIX.size, deadline))
     if header_len > max_header or payload_len > max_payload:
-        raise WireError(f"frame too large ({header_len} + {payload_len} bytes)")
+        raise FrameTooLarge(header_len, payload_len)
     try:
         header = json.loads(bytes(_recv_exact(sock, header_len, deadline)))
     except ValueError as exc:

@@ -291,3 +291,15 @@ class RandomnessTest(HostileTestBase):
         draws = [self.full_episode().step(code)["stdout"] for _ in range(3)]
         self.assertEqual(len({d.split(",")[0] for d in draws}), 3, draws)
         self.assertEqual(len({d.split(",")[1] for d in draws}), 3, draws)
+
+
+class StateTooLargeTest(HostileTestBase):
+    opts = RuntimeOpts(idle_workers=1, max_snapshot_bytes=256 * 1024)
+
+    def test_oversized_state_is_refused_and_reverted(self) -> None:
+        ep = self.full_episode()
+        ep.step("kept = 13")
+        result = ep.step("import os\nblob = os.urandom(1024 * 1024)\nkept = 14")
+        self.assertEqual((result["exit_code"], result["error_code"]), (1, "state_too_large"))
+        self.assertIn("above the 256 KiB limit", result["stderr"])
+        self.assert_recovers(ep, 13)

@@ -188,6 +188,35 @@ describe("HostedTenancy hooks in real transactions", () => {
   });
 });
 
+describe("CODING_ENV_METERING", () => {
+  it("off (local stack only) writes no usage items; it is refused with auth on or a bad value", async () => {
+    const client = clientFor(ddb.endpoint);
+    const unmetered = new HostedTenancy({
+      client,
+      tableName,
+      authRequired: false,
+      executorMemoryMb: 1024,
+      env: { CODING_ENV_METERING: "off" },
+    });
+    expect(unmetered.metering).toBe(false);
+    const seen: Array<readonly DocTransactItem[]> = [];
+    const capture = async (extra: readonly DocTransactItem[]) => {
+      seen.push(extra);
+    };
+    await unmetered.createEpisode({ tenantId: "local", episodeId: "m1", stateBytes: 0, nowMs }, capture);
+    await unmetered.commitStep({ tenantId: "local", executorMs: 5, stateBytes: 5, nowMs }, capture);
+    expect(seen).toEqual([[], []]);
+    const base = { client, tableName, executorMemoryMb: 1024 };
+    expect(
+      () => new HostedTenancy({ ...base, authRequired: true, env: { CODING_ENV_METERING: "off" } }),
+    ).toThrow(/metering/);
+    expect(
+      () => new HostedTenancy({ ...base, authRequired: false, env: { CODING_ENV_METERING: "no" } }),
+    ).toThrow(/CODING_ENV_METERING/);
+    expect(new HostedTenancy({ ...base, authRequired: true, env: {} }).metering).toBe(true);
+  });
+});
+
 describe("retryTransactionConflicts (simulated AWS TransactionConflict: built by hand, dynalite never conflicts)", () => {
   const conflict = () =>
     new TransactionCanceledException({

@@ -263,6 +263,19 @@ class Runtime:
         self._seq = itertools.count(1)
         self._closed = False
         self._empty_snapshot: str | None = None
+        # Lambda mode: user code shares /tmp (and friends) with the runtime. Whatever of our uid
+        # appears there besides the workers' own directories is removed after every step, so no
+        # file outlives its step or reaches the next episode of this execution environment.
+        self._shared_dirs: dict[str, set[str]] = {}
+        if not (self.privileged and self.opts.private_mounts):
+            for directory in sandbox.PRIVATE_TMP_DIRS:
+                try:
+                    self._shared_dirs[directory] = set(os.listdir(directory))
+                except OSError:
+                    continue
+            self._shared_dirs.setdefault(os.path.dirname(self.work_root), set()).add(
+                os.path.basename(self.work_root)
+            )
         self._zygote = _Zygote(self.opts)
         self._refill = threading.Event()
         self._maintainer = threading.Thread(target=self._maintain, name="worker-pool", daemon=True)
@@ -484,6 +497,32 @@ class Runtime:
             sandbox.kill_tree(strays)
         return found_any
 
+    def _scrub_shared_dirs(self) -> None:
+        """Remove entries of our uid that user code left in shared temporary directories."""
+        uid = os.geteuid()
+        for directory, baseline in self._shared_dirs.items():
+            try:
+                names = os.listdir(directory)
+            except OSError:
+                continue
+            for name in names:
+                if name in baseline:
+                    continue
+                path = os.path.join(directory, name)
+                try:
+                    info = os.lstat(path)
+                except OSError:
+                    continue
+                if info.st_uid != uid:
+                    continue  # another user's file (another program on a shared machine)
+                try:
+                    if os.path.isdir(path) and not os.path.islink(path):
+                        shutil.rmtree(path, ignore_errors=True)
+                    else:
+                        os.unlink(path)
+                except OSError:
+                    pass
+
     def _release_unused(self, worker: _Worker) -> None:
         """Give back a fresh worker that ran nothing (e.g. the snapshot was refused)."""
         with self._lock:
@@ -497,6 +536,7 @@ class Runtime:
         # First, so escaped daemons die even when another check already condemns the worker;
         # the worker that just ran is the suspect, since it ran code since the last sweep.
         escaped = self._sweep_strays()
+        self._scrub_shared_dirs()
         if escaped or sandbox.thread_count(worker.pid) != 1 or sandbox.children_of(worker.pid):
             return False
         try:

@@ -50,6 +50,8 @@ out["zygote_environ_owner"] = os.stat(f"/proc/{zygote}/environ").st_uid
 out["read_zygote_environ"] = ep.step(
     f"try:\n    open('/proc/{zygote}/environ','rb').read()\n    r = 'readable'\n"
     f"except OSError as e:\n    r = type(e).__name__\nr")
+out["tmp_file"] = ep.step(f"open('/tmp/ce-{marker}', 'w').write('x')\n'written'")
+out["tmp_file_left"] = os.path.exists(f"/tmp/ce-{marker}")
 out["kill_zygote"] = ep.step("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nimport time\ntime.sleep(5)")
 out["after_kill_zygote"] = ep.step("kept")
 out["fork_bomb"] = ep.step("import os\nwhile True:\n    os.fork()", timeout_ms=3000)
@@ -110,6 +112,10 @@ class UnprivilegedRuntimeTest(unittest.TestCase):
         # A non-dumpable process's /proc files belong to root, not to the (shared) runtime uid.
         self.assertEqual(self.result["zygote_environ_owner"], 0)
         self.assertEqual(self.result["read_zygote_environ"]["stdout"], '"PermissionError"')
+
+    def test_files_outside_the_workdir_do_not_outlive_the_step(self) -> None:
+        self.assertEqual(self.result["tmp_file"]["exit_code"], 0, self.result["tmp_file"]["stderr"])
+        self.assertFalse(self.result["tmp_file_left"])
 
     def test_killing_the_zygote_is_survived(self) -> None:
         # Same uid, so user code can kill its parent; the step reports a crash, the state stays.

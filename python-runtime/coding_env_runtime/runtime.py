@@ -328,6 +328,11 @@ class Runtime:
                     pass
             shutil.rmtree(worker.workdir, ignore_errors=True)
             if worker.uid is not None:
+                try:  # anything the worker started outlived it: end it before reusing the uid
+                    with self._children_lock:
+                        self._zygote.kill_uid(worker.uid)
+                except RuntimeFailure:
+                    continue  # keep the uid out of circulation
                 with self._lock:
                     self._free_uids.insert(0, worker.uid)
 
@@ -557,6 +562,15 @@ class Runtime:
         return self._empty_snapshot
 
     def run_step(self, request: StepRequest) -> dict[str, Any]:
+        """Run one step; user-code failures are data in the result, runtime failures raise."""
+        try:
+            return self._run_step(request)
+        except RuntimeFailure:
+            raise
+        except Exception as exc:  # a bug or an OS failure here: report it as a runtime failure
+            raise RuntimeFailure(f"the runtime failed during the step: {type(exc).__name__}: {exc}") from exc
+
+    def _run_step(self, request: StepRequest) -> dict[str, Any]:
         started = time.perf_counter()
         deadline = time.monotonic() + request.timeout_ms / 1000.0
         result: dict[str, Any] = {
@@ -620,6 +634,21 @@ class Runtime:
                         raise RuntimeFailure(str(exc)) from None
         result["warm"] = warm
         worker.steps += 1
+        try:
+            return self._await_reply(worker, request, header, result, started, deadline)
+        except BaseException:
+            self._discard(worker)  # never leave a worker in an unknown state behind
+            raise
+
+    def _await_reply(
+        self,
+        worker: _Worker,
+        request: StepRequest,
+        header: dict[str, Any],
+        result: dict[str, Any],
+        started: float,
+        deadline: float,
+    ) -> dict[str, Any]:
         try:
             reply, new_payload = recv_frame(
                 worker.sock, deadline=deadline, max_payload=self.opts.max_snapshot_bytes

@@ -148,6 +148,21 @@ describe("auth on: keys", () => {
   });
 });
 
+describe("auth on: OpenEnv-style Python client", () => {
+  it("passes the key in a requests.Session's default headers (X-API-Key or Bearer); without it, 401", async () => {
+    const { key } = await newKey();
+    const out = await promisify(execFile)(
+      "/usr/bin/python3",
+      ["test/tenancy/python_keyed_client.py", stack.baseUrl, key],
+      { cwd: repoRoot },
+    );
+    const seen = JSON.parse(out.stdout.trim()) as Record<string, Record<string, string>>;
+    expect(seen.anonymous).toBe(401);
+    expect(seen.x_api_key?.stdout).toBe("42\n");
+    expect(seen.bearer?.stdout).toBe("42\n");
+  });
+});
+
 describe("auth on: tenant isolation", () => {
   it("tenant B cannot see, step, fork, read the history of or delete tenant A's episode (404)", async () => {
     // Prepare

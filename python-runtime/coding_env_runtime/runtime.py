@@ -545,9 +545,15 @@ class Runtime:
         if escaped or sandbox.thread_count(worker.pid) != 1 or sandbox.children_of(worker.pid):
             return False
         try:
-            return not any(os.listdir(d) for d in worker.scratch_dirs)
+            if any(os.listdir(d) for d in worker.scratch_dirs):
+                return False
+            # fds 1/2 must still be our output files (user code may close or replace them).
+            for fd, ours in ((1, worker.out_fd), (2, worker.err_fd)):
+                if os.stat(f"/proc/{worker.pid}/fd/{fd}").st_ino != os.fstat(ours).st_ino:
+                    return False
         except OSError:
             return False
+        return True
 
     # --- the step ----------------------------------------------------------------------------
 

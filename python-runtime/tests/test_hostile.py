@@ -303,3 +303,16 @@ class StateTooLargeTest(HostileTestBase):
         self.assertEqual((result["exit_code"], result["error_code"]), (1, "state_too_large"))
         self.assertIn("above the 256 KiB limit", result["stderr"])
         self.assert_recovers(ep, 13)
+
+
+class OutputStreamsTest(HostileTestBase):
+    def test_closing_stdout_does_not_silence_later_steps(self) -> None:
+        ep = self.full_episode()
+        ep.step("import os\nkept = 15\nos.close(1)")
+        after = ep.step("print('still here')\nkept")
+        self.assertEqual(after["stdout"], "still here\n\n15")
+        self.assertFalse(after["warm"])
+
+    def test_output_of_subprocesses_is_captured_in_order(self) -> None:
+        result = self.full_episode().step("import os\nprint('a', flush=True)\nos.system('echo b')\nprint('c')")
+        self.assertEqual(result["stdout"], "a\nb\nc\n")

@@ -547,10 +547,6 @@ class Runtime:
         try:
             if any(os.listdir(d) for d in worker.scratch_dirs):
                 return False
-            # fds 1/2 must still be our output files (user code may close or replace them).
-            for fd, ours in ((1, worker.out_fd), (2, worker.err_fd)):
-                if os.stat(f"/proc/{worker.pid}/fd/{fd}").st_ino != os.fstat(ours).st_ino:
-                    return False
         except OSError:
             return False
         return True
@@ -719,7 +715,10 @@ class Runtime:
 
         result["snapshot"] = snapshot.encode(new_payload)
         result["dropped"] = _clean_dropped(reply.get("dropped"))
-        if self._healthy_after_step(worker) and not self._closed:
+        # The worker's own report that its fds 1/2 are no longer our output files (user code
+        # closed or replaced them) only concerns this episode, so trusting it is safe.
+        reusable = reply.get("reusable", True) is True
+        if reusable and self._healthy_after_step(worker) and not self._closed:
             worker.key = (request.episode_id, request.state_version + 1)
             worker.snapshot = result["snapshot"]
             worker.policy = header["policy"]

@@ -76,6 +76,13 @@ def _reap() -> None:
             return
 
 
+def _output_files_intact(expected: tuple[int, int]) -> bool:
+    try:
+        return (os.fstat(1).st_ino, os.fstat(2).st_ino) == expected
+    except OSError:
+        return False
+
+
 def _reseed() -> None:
     """Modules preloaded in the zygote seeded their generators there: every worker would
     otherwise draw the same "random" numbers as every other episode."""
@@ -102,6 +109,7 @@ def serve(
     namespace: dict[str, Any] | None = None
     policy: ImportPolicy | None = None
     my_pid = os.getpid()
+    output_files = (os.fstat(1).st_ino, os.fstat(2).st_ino)
     send_frame(sock, {"op": "ready", "pid": my_pid})
     while True:
         try:
@@ -148,6 +156,7 @@ def serve(
                 _wipe_directory(directory)
             saved = cell.save_namespace(namespace)
             reply["dropped"] = saved.dropped
+            reply["reusable"] = _output_files_intact(output_files)
             send_frame(sock, reply, saved.payload)
         except MemoryError:
             if os.getpid() != my_pid:

@@ -74,6 +74,7 @@ def summary(values: list[float]) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer iterations")
+    parser.add_argument("--results-dir", default=str(REPO / "bench" / "results"))
     args = parser.parse_args()
     n_warm = 200 if args.quick else 1000
     n_cold = 20 if args.quick else 60
@@ -187,10 +188,11 @@ def main() -> int:
 
     handler.shutdown()
 
-    out_dir = REPO / "bench" / "results"
+    out_dir = Path(args.results_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    out_file = out_dir / f"runtime-{stamp}.json"
+    mode = "root" if runtime.privileged else "unprivileged"
+    out_file = out_dir / f"runtime-{mode}-{stamp}.json"
     out_file.write_text(json.dumps(results, indent=2) + "\n")
 
     rows = [
@@ -213,7 +215,7 @@ def main() -> int:
     )
     for name, item in snap_results.items():
         print(f"  {name}: pickled {item['pickled_bytes']} B, compressed {item['compressed_bytes']} B")
-    print(f"written: {out_file.relative_to(REPO)}")
+    print(f"written: {out_file}")
     return 0
 
 

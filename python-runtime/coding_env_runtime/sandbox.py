@@ -106,8 +106,29 @@ def drop_privileges(uid: int, gid: int) -> None:
     os.setresuid(uid, uid, uid)
 
 
+#: /proc/<pid>/task/<tid>/children needs CONFIG_PROC_CHILDREN; without it, scan /proc.
+HAS_PROC_CHILDREN = os.path.exists(f"/proc/self/task/{os.getpid()}/children")
+
+
+def _children_by_scan(pid: int) -> list[int]:
+    result: list[int] = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 1 and int(fields[1]) == pid:
+            result.append(int(name))
+    return result
+
+
 def children_of(pid: int) -> list[int]:
     """Direct children of ``pid`` (every thread's list), from /proc; empty if it is gone."""
+    if not HAS_PROC_CHILDREN:
+        return _children_by_scan(pid)
     result: list[int] = []
     try:
         tids = os.listdir(f"/proc/{pid}/task")

@@ -16,6 +16,7 @@ import re
 import signal
 import sys
 import threading
+import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -93,6 +94,7 @@ class _InvokeHandler(BaseHTTPRequestHandler):
         except EventError as exc:
             return False, {"errorType": "EventError", "errorMessage": str(exc)}
         except Exception as exc:  # noqa: BLE001 - a runtime failure, reported as Lambda does
+            traceback.print_exc(file=sys.stderr)  # the operator's log; the caller gets the summary
             return False, {"errorType": type(exc).__name__, "errorMessage": str(exc)}
 
 

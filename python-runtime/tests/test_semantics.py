@@ -63,6 +63,27 @@ class ErrorSemanticsTest(RuntimeTestCase):
         self.assertEqual(ep.step("2 + 2")["stdout"], "4")
 
 
+class OddInputTest(RuntimeTestCase):
+    def test_lone_surrogate_in_code_is_a_syntax_error_not_a_crash(self) -> None:
+        result = self.episode().step("x = 1\n'" + chr(0xD800) + "'")
+        self.assertEqual((result["exit_code"], result["error_code"]), (1, "syntax_error"))
+        self.assertIn("surrogates not allowed", result["stderr"])
+        self.assertFalse(result["crashed"])
+
+    def test_printing_a_lone_surrogate(self) -> None:
+        result = self.episode().step("print(chr(0xD800))")
+        self.assertEqual(result["exit_code"], 0, result["stderr"])
+        self.assertEqual(result["stdout"], "\\ud800\n")
+
+    def test_nul_byte_in_code(self) -> None:
+        result = self.episode().step("x = 1\0")
+        self.assertEqual((result["exit_code"], result["error_code"]), (1, "syntax_error"))
+
+    def test_empty_code(self) -> None:
+        result = self.episode().step("")
+        self.assertEqual((result["exit_code"], result["stdout"], result["stderr"]), (0, "", ""))
+
+
 class ImportPolicyTest(RuntimeTestCase):
     def test_allowed_import_works(self) -> None:
         self.assertEqual(self.episode().step("import math\nmath.floor(2.5)")["stdout"], "2")

@@ -20,3 +20,14 @@ it("the seed-era requests.Session client keeps its episode through the cookie", 
   expect(result.step_count).toBe(1);
   expect(result.episode_id).toMatch(/^ep_/);
 });
+
+it("OpenEnv's current WebSocket protocol works from Python (websockets)", () => {
+  const run = spawnSync("/usr/bin/python3", [join(here, "ws_client.py"), inject("baseUrl")], {
+    encoding: "utf8",
+    timeout: 60_000,
+  });
+  expect(run.stderr).toBe("");
+  expect(run.status).toBe(0);
+  const result = JSON.parse(run.stdout.trim()) as { ok: boolean; step_count: number };
+  expect(result).toMatchObject({ ok: true, step_count: 2 });
+});

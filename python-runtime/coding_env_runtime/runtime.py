@@ -46,6 +46,10 @@ _ZYGOTE_BOOT = (
 )
 
 
+#: A worker's reply header is small (exit code, dropped names); anything bigger is hostile.
+_MAX_REPLY_HEADER = 1024 * 1024
+
+
 class RuntimeFailure(RuntimeError):
     """The runtime itself is broken (not the user's code): reported as a Lambda function error."""
 
@@ -379,7 +383,9 @@ class Runtime:
         finally:
             child_sock.close()
         try:
-            hello, _ = recv_frame(parent_sock, deadline=time.monotonic() + 30.0, max_payload=0)
+            hello, _ = recv_frame(
+                parent_sock, deadline=time.monotonic() + 30.0, max_header=_MAX_REPLY_HEADER, max_payload=0
+            )
             if hello.get("op") != "ready":
                 raise WireError("unexpected first frame")
         except WireError as exc:
@@ -653,7 +659,10 @@ class Runtime:
     ) -> dict[str, Any]:
         try:
             reply, new_payload = recv_frame(
-                worker.sock, deadline=deadline, max_payload=self.opts.max_snapshot_bytes
+                worker.sock,
+                deadline=deadline,
+                max_header=_MAX_REPLY_HEADER,
+                max_payload=self.opts.max_snapshot_bytes,
             )
         except WireTimeout:
             sandbox.kill_tree([worker.pid])

@@ -70,7 +70,9 @@ def recv_frame(
 ) -> tuple[dict[str, Any], bytes]:
     """Read one frame; ``deadline`` is a ``time.monotonic()`` value or None to block."""
     header_len, payload_len = _PREFIX.unpack(_recv_exact(sock, _PREFIX.size, deadline))
-    if header_len > max_header or payload_len > max_payload:
+    if header_len > max_header:
+        raise WireError(f"frame header too large ({header_len} bytes)")
+    if payload_len > max_payload:
         raise FrameTooLarge(header_len, payload_len)
     try:
         header = json.loads(bytes(_recv_exact(sock, header_len, deadline)))

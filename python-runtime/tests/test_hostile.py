@@ -316,3 +316,14 @@ class OutputStreamsTest(HostileTestBase):
     def test_output_of_subprocesses_is_captured_in_order(self) -> None:
         result = self.full_episode().step("import os\nprint('a', flush=True)\nos.system('echo b')\nprint('c')")
         self.assertEqual(result["stdout"], "a\nb\nc\n")
+
+
+class ForgedReplyTest(HostileTestBase):
+    def test_garbage_on_the_runtime_socket_only_hurts_the_own_episode(self) -> None:
+        ep = self.full_episode()
+        ep.step("kept = 16")
+        # User code writes a huge frame announcement on the worker's socket (fd 3).
+        result = ep.step("import os, struct\nos.write(3, struct.pack('!II', 1 << 30, 0))\nimport time\ntime.sleep(1)")
+        self.assertEqual(result["exit_code"], 1)
+        self.assertTrue(result["crashed"], result)
+        self.assert_recovers(ep, 16)

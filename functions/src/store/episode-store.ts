@@ -380,6 +380,15 @@ export class EpisodeStore {
       },
     ];
     if (input.requestId !== undefined) {
+      // Idempotency record, in the step's own transaction. We looked at
+      // @aws-lambda-powertools/idempotency: it writes an INPROGRESS record before the handler and
+      // the result after it, in separate writes, keyed by a hash of the whole payload. Here that
+      // would add a round trip per step, could leave a stored result for a step whose commit
+      // failed (or a committed step with no record), and key on the payload rather than on
+      // (episode, request_id). One conditional Put in the commit transaction is atomic with the
+      // step: the record exists if and only if the step committed; it points at the step record,
+      // from which the response is rebuilt. Trade-off: two truly concurrent duplicates may both
+      // reach the executor (side-effect free), but only one commits and both answer with it.
       items.push({
         Put: {
           TableName: this.tableName,

@@ -25,7 +25,7 @@ from typing import Any
 
 from . import CONTRACT_VERSION, RUNTIME_VERSION, sandbox, snapshot
 from .contract import StepRequest
-from .wire import FrameTooLarge, WireError, WireTimeout, recv_frame, send_frame
+from .wire import FrameTooLarge, PeerClosed, WireError, WireTimeout, recv_frame, send_frame
 
 PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 
@@ -692,14 +692,19 @@ class Runtime:
                 "state is as it was before this step. Delete large variables (del name) and retry.\n",
             )
             return self._finish(result, started)
-        except WireError:
-            sandbox.kill_tree(sandbox.children_of(worker.pid))
+        except WireError as exc:
+            # Usually the worker died (EOF); otherwise it sent garbage on the runtime's socket
+            # (user code can write to it) and is stopped here.
+            protocol_broken = not isinstance(exc, PeerClosed)
+            sandbox.kill_tree([worker.pid])
             status = self._zygote.wait_exit(worker.pid, 2.0)
             self._collect_output(worker, request, result)
             self._discard(worker, reaped=status is not None)
             if self._zygote.process.poll() is not None:
                 self._zygote_ready()  # user code killed the zygote (same uid in Lambda mode)
             exit_code, sentence = _describe_exit(status)
+            if protocol_broken:
+                exit_code, sentence = 1, "The step wrote to the runtime's private channel (fd 3) and was stopped"
             result.update(exit_code=exit_code, crashed=True, error_code="crashed")
             self._append_stderr(
                 result, f"{sentence}; the episode's state is as it was before this step.\n"

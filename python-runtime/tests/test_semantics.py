@@ -107,6 +107,13 @@ class ImportPolicyTest(RuntimeTestCase):
                 self.assertEqual(result["exit_code"], 1)
                 self.assertIn("is not available", result["stderr"])
 
+    def test_deleting_builtins_does_not_lift_the_policy(self) -> None:
+        ep = self.episode()
+        ep.step("del __builtins__")
+        result = ep.step("import os")
+        self.assertEqual(result["exit_code"], 1)
+        self.assertIn("not allowed", result["stderr"])
+
     def test_additional_imports_extend_the_list(self) -> None:
         ep = self.episode({"mode": "openenv", "additional_imports": ["json"]})
         self.assertEqual(ep.step("import json\njson.dumps([1])")["stdout"], '"[1]"')

@@ -104,10 +104,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=9001)
     parser.add_argument("--idle-workers", type=int, default=2, help="pre-forked idle workers")
     parser.add_argument("--max-warm-workers", type=int, default=32)
+    parser.add_argument(
+        "--preload",
+        default="",
+        help="comma-separated modules the zygote imports once (e.g. numpy,pandas)",
+    )
     args = parser.parse_args(argv)
 
     lambda_handler.get_runtime(
-        RuntimeOpts(idle_workers=args.idle_workers, max_warm_workers=args.max_warm_workers)
+        RuntimeOpts(
+            idle_workers=args.idle_workers,
+            max_warm_workers=args.max_warm_workers,
+            preload=tuple(m.strip() for m in args.preload.split(",") if m.strip()),
+        )
     )
     server = ThreadingHTTPServer((args.host, args.port), _InvokeHandler)
     server.daemon_threads = True

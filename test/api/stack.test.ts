@@ -84,6 +84,30 @@ describe("local stack", () => {
     }
   });
 
+  it("refuses a data folder another stack is using, clearly, and leaves nothing running", async () => {
+    // Prepare
+    const dataDir = mkdtempSync(join(tmpdir(), "coding-env-busy-"));
+    const first = await startLocalStack({ port: 0, dataDir });
+    const executorsBefore = descendants(process.pid).filter((p) =>
+      p.cmd.includes("coding_env_runtime"),
+    ).length;
+    try {
+      // Act
+      const second = startLocalStack({ port: 0, dataDir });
+      // Assess
+      await expect(second).rejects.toThrow(/another coding-env/);
+      await new Promise((r) => setTimeout(r, 500));
+      const executorsAfter = descendants(process.pid).filter((p) =>
+        p.cmd.includes("coding_env_runtime"),
+      ).length;
+      expect(executorsAfter).toBe(executorsBefore);
+      expect((await call(first.baseUrl, "GET", "/health")).status).toBe(200);
+    } finally {
+      await first.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
   describe("with a short TTL", () => {
     let stack: LocalStack;
     beforeAll(async () => {

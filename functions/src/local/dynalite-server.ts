@@ -414,6 +414,17 @@ export async function startDynalite(opts: DynaliteOpts = {}): Promise<DynaliteHa
     deleteTableMs: 0,
     updateTableMs: 0,
   });
+  if (opts.path) {
+    // Open now, so a folder in use by another process (LevelDB's lock) fails clearly at startup.
+    try {
+      await (store.db as unknown as { open(): Promise<void> }).open();
+    } catch (err) {
+      const cause = (err as { cause?: { message?: string } }).cause?.message ?? (err as Error).message;
+      throw new Error(
+        `cannot open the DynamoDB data in ${opts.path}: ${cause} (is another coding-env using this folder? Set CODING_ENV_DATA_DIR to another one.)`,
+      );
+    }
+  }
   const lock = new SharedExclusiveLock();
   const requestCounts = new Map<string, number>();
   const requestMs = new Map<string, number>();

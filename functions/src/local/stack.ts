@@ -265,28 +265,29 @@ async function stopChild(child: ChildProcess, exited: Promise<unknown>): Promise
 export async function startLocalStack(opts: LocalStackOpts = {}): Promise<LocalStack> {
   const host = opts.host ?? "127.0.0.1";
   const dataDir = opts.dataDir === undefined ? join(repoRoot, ".data") : opts.dataDir;
-  let dynamo: DynamoWorker | undefined;
-  let executor: ExecutorProcess | undefined;
   let stopping = false;
-  try {
-    let dbPath: string | null = null;
-    if (dataDir !== null) {
-      dbPath = join(resolve(dataDir), "dynamodb");
-      mkdirSync(dbPath, { recursive: true });
-    }
-    [dynamo, executor] = await Promise.all([
-      opts.dynamodbThread === "main"
-        ? startDynamoInThread(dbPath, "127.0.0.1")
-        : startDynamoWorker(dbPath, "127.0.0.1"),
-      startExecutor(opts.logExecutor ?? false),
-    ]);
-  } catch (err) {
-    if (executor) await stopChild(executor.child, executor.exited);
-    if (dynamo) await dynamo.stop();
-    throw err;
+  let dbPath: string | null = null;
+  if (dataDir !== null) {
+    dbPath = join(resolve(dataDir), "dynamodb");
+    mkdirSync(dbPath, { recursive: true });
   }
-  const ddb = dynamo;
-  const exe = executor;
+  // Both start at once; if one fails, the other is stopped too (nothing is left running).
+  const [dynamoStart, executorStart] = await Promise.allSettled([
+    opts.dynamodbThread === "main"
+      ? startDynamoInThread(dbPath, "127.0.0.1")
+      : startDynamoWorker(dbPath, "127.0.0.1"),
+    startExecutor(opts.logExecutor ?? false),
+  ]);
+  if (dynamoStart.status === "rejected" || executorStart.status === "rejected") {
+    if (executorStart.status === "fulfilled")
+      await stopChild(executorStart.value.child, executorStart.value.exited);
+    if (dynamoStart.status === "fulfilled") await dynamoStart.value.stop();
+    throw dynamoStart.status === "rejected"
+      ? dynamoStart.reason
+      : (executorStart as PromiseRejectedResult).reason;
+  }
+  const ddb = dynamoStart.value;
+  const exe = executorStart.value;
 
   const envAuth = opts.env?.CODING_ENV_AUTH ?? process.env.CODING_ENV_AUTH ?? "off";
   const config = configFromEnv({

@@ -2,6 +2,12 @@
 // CODING_ENV_DATA_DIR (.data/ in the checkout; episodes survive a restart). Ctrl-C stops every
 // part; if one part crashes the others are stopped and the process exits non-zero.
 import { resolve } from "node:path";
+
+// The AWS SDK warns on every start that its 2027 releases will need Node 22; the local stack pins
+// its SDK version, so the warning is noise on a newcomer's first command (set the variable to
+// "false" to see it).
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
+
 import { startLocalStack } from "../functions/src/local/stack.js";
 
 function portFromEnv(): number {

@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -75,7 +76,7 @@ class RuntimeOpts:
     max_cpu_seconds: int = 3600
     #: Largest snapshot a worker may return. @default 256 MiB
     max_snapshot_bytes: int = 256 * 1024 * 1024
-    #: Where workers' private directories live. @default /tmp/coding-env-runtime-<pid>
+    #: Where workers' private directories live. @default a new /tmp/coding-env-runtime-XXXX
     work_root: str | None = None
     #: Run user code as unprivileged uids (only possible when the runtime is root). @default True
     drop_privileges: bool = True
@@ -248,8 +249,11 @@ class Runtime:
         self.privileged = os.geteuid() == 0 and self.opts.drop_privileges
         if self.opts.max_processes is None:
             self.opts.max_processes = 64 if self.privileged else 256
-        self.work_root = self.opts.work_root or f"/tmp/coding-env-runtime-{os.getpid()}"
-        os.makedirs(self.work_root, mode=0o711, exist_ok=True)
+        if self.opts.work_root:
+            self.work_root = self.opts.work_root
+            os.makedirs(self.work_root, mode=0o711, exist_ok=True)
+        else:  # unique and ours, whatever a crashed runtime left behind
+            self.work_root = tempfile.mkdtemp(prefix="coding-env-runtime-", dir="/tmp")
         os.chmod(self.work_root, 0o711)
         sandbox.best_effort(sandbox.make_undumpable, "PR_SET_DUMPABLE")
         self._lock = threading.Lock()

@@ -51,6 +51,34 @@ _ZYGOTE_BOOT = (
 _MAX_REPLY_HEADER = 1024 * 1024
 
 
+_WORK_ROOT_PREFIX = "coding-env-runtime-"
+_OWNER_FILE = ".owner-pid"
+
+
+def _remove_stale_work_roots() -> None:
+    """Delete work roots (ours by uid) of runtimes that died without closing (SIGKILL)."""
+    uid = os.geteuid()
+    try:
+        names = [n for n in os.listdir("/tmp") if n.startswith(_WORK_ROOT_PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join("/tmp", name)
+        try:
+            if os.lstat(path).st_uid != uid or os.path.islink(path):
+                continue
+            suffix = name[len(_WORK_ROOT_PREFIX) :]
+            if suffix.isdigit():  # older layout: the owner's pid in the name
+                owner = int(suffix)
+            else:
+                with open(os.path.join(path, _OWNER_FILE)) as fh:
+                    owner = int(fh.read().strip())
+        except (OSError, ValueError):
+            continue  # being created right now, or not ours to judge
+        if not os.path.exists(f"/proc/{owner}"):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 class RuntimeFailure(RuntimeError):
     """The runtime itself is broken (not the user's code): reported as a Lambda function error."""
 
@@ -253,7 +281,10 @@ class Runtime:
             self.work_root = self.opts.work_root
             os.makedirs(self.work_root, mode=0o711, exist_ok=True)
         else:  # unique and ours, whatever a crashed runtime left behind
-            self.work_root = tempfile.mkdtemp(prefix="coding-env-runtime-", dir="/tmp")
+            _remove_stale_work_roots()
+            self.work_root = tempfile.mkdtemp(prefix=_WORK_ROOT_PREFIX, dir="/tmp")
+            with open(os.path.join(self.work_root, _OWNER_FILE), "w") as fh:
+                fh.write(str(os.getpid()))
         os.chmod(self.work_root, 0o711)
         sandbox.best_effort(sandbox.make_undumpable, "PR_SET_DUMPABLE")
         self._lock = threading.Lock()
@@ -521,8 +552,8 @@ class Runtime:
             except OSError:
                 continue
             for name in names:
-                if name in baseline:
-                    continue
+                if name in baseline or name.startswith(_WORK_ROOT_PREFIX):
+                    continue  # another runtime's work root (say, a second local server)
                 path = os.path.join(directory, name)
                 try:
                     info = os.lstat(path)

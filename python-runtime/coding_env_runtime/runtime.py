@@ -552,9 +552,11 @@ class Runtime:
             except OSError:
                 continue
             for name in names:
-                if name in baseline or name.startswith(_WORK_ROOT_PREFIX):
-                    continue  # another runtime's work root (say, a second local server)
+                if name in baseline:
+                    continue
                 path = os.path.join(directory, name)
+                if name.startswith(_WORK_ROOT_PREFIX) and self._is_other_runtime_root(path):
+                    continue  # a second local server's work root, not user code's file
                 try:
                     info = os.lstat(path)
                 except OSError:
@@ -568,6 +570,19 @@ class Runtime:
                         os.unlink(path)
                 except OSError:
                     pass
+
+    def _is_other_runtime_root(self, path: str) -> bool:
+        """True for the work root of another live runtime (user code cannot fake one by
+        naming our own processes: those are excluded)."""
+        try:
+            with open(os.path.join(path, _OWNER_FILE)) as fh:
+                owner = int(fh.read().strip())
+            if owner in (os.getpid(), self._zygote.pid) or owner in self._live:
+                return False
+            with open(f"/proc/{owner}/cmdline", "rb") as fh:
+                return b"coding_env_runtime" in fh.read()
+        except (OSError, ValueError):
+            return False
 
     def _release_unused(self, worker: _Worker) -> None:
         """Give back a fresh worker that ran nothing (e.g. the snapshot was refused)."""

@@ -23,6 +23,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "python-runtime"))
 
+import cloudpickle  # noqa: E402
+
 from coding_env_runtime import RUNTIME_VERSION, cell, handler  # noqa: E402
 from coding_env_runtime.policy import ImportPolicy  # noqa: E402
 from coding_env_runtime.runtime import RuntimeOpts  # noqa: E402
@@ -153,7 +155,7 @@ def main() -> int:
     for name, code in shapes.items():
         ns = cell.new_namespace(policy)
         exec(code, ns)
-        raw_size = len(cell.cloudpickle.dumps(ns["data"]))
+        raw_size = len(cloudpickle.dumps(ns["data"]))
         saved = cell.save_namespace(ns)
         timings = []
         for _ in range(20):

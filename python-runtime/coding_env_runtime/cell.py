@@ -20,7 +20,6 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-import cloudpickle
 
 from .policy import ImportPolicy, build_builtins, transform_tree
 

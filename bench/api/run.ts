@@ -185,9 +185,44 @@ async function throughput(baseUrl: string): Promise<{ stepsPerS: number; steps: 
   return { stepsPerS: steps / elapsedS, steps, errors };
 }
 
-async function roundTrips(): Promise<{ perStep: Record<string, number>; dynaliteMsPerStep: number }> {
+/** The executor alone: `print(1)` invoked directly (raw HTTP, no SDK), for the API's own share. */
+async function executorAlone(endpoint: string): Promise<number> {
+  const url = new URL("/2015-03-31/functions/coding-env-executor/invocations", endpoint).href;
+  let snapshot: string | null = null;
+  let version = 0;
+  const times: number[] = [];
+  for (let i = 0; i < 1200; i++) {
+    const t0 = performance.now();
+    const r = await postAbsolute(url, {
+      contract_version: 1,
+      episode_id: "bench-executor",
+      state_version: version,
+      snapshot,
+      code: "print(1)",
+      policy: { mode: "openenv", additional_imports: [] },
+    });
+    if (i >= 200) times.push(performance.now() - t0);
+    const out = JSON.parse(r.body) as { snapshot: string; state_version: number };
+    snapshot = out.snapshot;
+    version = out.state_version;
+  }
+  times.sort((a, b) => a - b);
+  return percentile(times, 50);
+}
+
+function postAbsolute(url: string, body: unknown): Promise<Reply> {
+  const u = new URL(url);
+  return post(u.origin, u.pathname, body);
+}
+
+async function roundTrips(): Promise<{
+  perStep: Record<string, number>;
+  dynaliteMsPerStep: number;
+  executorP50: number;
+}> {
   const stack = await startLocalStack({ port: 0, dataDir: null });
   try {
+    const executorP50 = await executorAlone(stack.executorEndpoint);
     const id = await reset(stack.baseUrl);
     const n = 200;
     for (let i = 0; i < 20; i++)
@@ -203,7 +238,7 @@ async function roundTrips(): Promise<{ perStep: Record<string, number>; dynalite
       if (d > 0) perStep[op] = d / n;
       ms += (after.ms[op] ?? 0) - (before.ms[op] ?? 0);
     }
-    return { perStep, dynaliteMsPerStep: ms / n };
+    return { perStep, dynaliteMsPerStep: ms / n, executorP50 };
   } finally {
     await stack.stop();
   }
@@ -215,7 +250,7 @@ try {
   const idle = treeRssKb(child.pid as number);
   const lat = await latency(baseUrl);
   const thr = await throughput(baseUrl);
-  const { perStep: trips, dynaliteMsPerStep } = await roundTrips();
+  const { perStep: trips, dynaliteMsPerStep, executorP50 } = await roundTrips();
   const result = {
     date: new Date().toISOString(),
     machine: { cpus: (await import("node:os")).cpus().length, node: process.version },
@@ -234,12 +269,19 @@ try {
     },
     dynamodb_round_trips_per_step: trips,
     dynalite_ms_per_step: +dynaliteMsPerStep.toFixed(3),
+    executor_alone_print1_p50_ms: +executorP50.toFixed(3),
+    load_average_1m: (await import("node:os")).loadavg()[0],
     idle_rss_mb: { total: +(idle.totalKb / 1024).toFixed(1), processes: idle.processes },
     targets: { p50_ms: 4, p99_ms: 15, steps_per_s: 250, idle_rss_mb: 300 },
   };
   const rows: Array<[string, string, string]> = [
     ["POST /step print(1) p50", `${result.step_print1_ms.p50} ms`, "<= 4 ms"],
     ["POST /step print(1) p99", `${result.step_print1_ms.p99} ms`, "<= 15 ms"],
+    [
+      "  of which executor alone (p50)",
+      `${result.executor_alone_print1_p50_ms} ms (direct Invoke, no SDK)`,
+      "",
+    ],
     [
       `${EPISODES} episodes concurrently`,
       `${result.concurrent.steps_per_s} steps/s, ${thr.errors} errors`,

@@ -9,7 +9,7 @@
 //   const python = await resolvePython(); // "/usr/bin/python3"
 
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, realpathSync, statSync, writeFileSync } from "node:fs";
 import { delimiter, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -42,6 +42,27 @@ function inspect(candidate) {
   const [extras, path] = run.stdout.trim().split("\n").slice(-2);
   return path && existsSync(path) ? { path, extras: Number(extras) || 0 } : undefined;
 }
+
+/**
+ * When root, the runtime runs user code as unprivileged uids that must be able to enter every
+ * directory above the interpreter (an interpreter under /root, like pyenv's, is unusable).
+ * @param {string} path
+ */
+function reachableByOthers(path) {
+  let dir = dirname(realpathSync(path));
+  for (;;) {
+    try {
+      if ((statSync(dir).mode & 0o001) === 0) return false;
+    } catch {
+      return false;
+    }
+    const parent = dirname(dir);
+    if (parent === dir) return true;
+    dir = parent;
+  }
+}
+
+const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
 
 /** @param {string} candidate @returns {string | undefined} */
 function probe(candidate) {
@@ -102,7 +123,6 @@ function tryVenv(bases) {
 }
 
 function tryApt() {
-  const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
   if (!isRoot || !existsSync("/etc/debian_version") || !existsSync("/usr/bin/apt-get")) {
     return undefined;
   }
@@ -147,7 +167,8 @@ export async function resolvePython() {
   let best;
   for (const candidate of unique) {
     const found = inspect(candidate);
-    if (found && (!best || found.extras > best.extras)) best = found;
+    if (!found || (isRoot && !reachableByOthers(found.path))) continue;
+    if (!best || found.extras > best.extras) best = found;
   }
   if (best) {
     writeCache(best.path);

@@ -83,6 +83,23 @@ class RuntimeFailure(RuntimeError):
     """The runtime itself is broken (not the user's code): reported as a Lambda function error."""
 
 
+def _check_interpreter_reachable(python: str) -> None:
+    """Root mode runs user code as unprivileged uids, which must be able to read the
+    interpreter's standard library (an interpreter under /root, say pyenv's, is not)."""
+    path = os.path.dirname(os.path.realpath(python))
+    while True:
+        if not os.stat(path).st_mode & 0o001:
+            raise RuntimeFailure(
+                f"the interpreter {python} is under {path}, which the sandbox's unprivileged users "
+                "cannot enter; use a system-wide Python (e.g. /usr/bin/python3 with "
+                "python3-cloudpickle) via CODING_ENV_PYTHON, or run the runtime as a non-root user"
+            )
+        parent = os.path.dirname(path)
+        if parent == path:
+            return
+        path = parent
+
+
 @dataclass
 class RuntimeOpts:
     """Options of the runtime; defaults suit one Lambda execution environment or a laptop."""
@@ -277,6 +294,8 @@ class Runtime:
         self.privileged = os.geteuid() == 0 and self.opts.drop_privileges
         if self.opts.max_processes is None:
             self.opts.max_processes = 64 if self.privileged else 256
+        if self.privileged:
+            _check_interpreter_reachable(self.opts.python)
         if self.opts.work_root:
             self.work_root = self.opts.work_root
             os.makedirs(self.work_root, mode=0o711, exist_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 import unittest
@@ -29,3 +30,20 @@ class ChildrenTest(unittest.TestCase):
             if shell.poll() is None:
                 shell.kill()
                 shell.wait()
+
+
+class InterpreterReachableTest(unittest.TestCase):
+    def test_interpreter_hidden_from_unprivileged_users_is_refused_in_root_mode(self) -> None:
+        import sys
+        import tempfile
+
+        from coding_env_runtime.runtime import RuntimeFailure, _check_interpreter_reachable
+
+        _check_interpreter_reachable(sys.executable)  # the test interpreter is reachable
+        with tempfile.TemporaryDirectory() as private:
+            os.chmod(private, 0o700)
+            hidden = os.path.join(private, "python3")
+            shutil.copy(os.path.realpath(sys.executable), hidden)
+            with self.assertRaises(RuntimeFailure) as ctx:
+                _check_interpreter_reachable(hidden)
+            self.assertIn("unprivileged users", str(ctx.exception))

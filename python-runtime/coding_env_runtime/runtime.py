@@ -159,6 +159,8 @@ class _Worker:
     #: Directories that must be empty after every step (seen from the runtime).
     scratch_dirs: tuple[str, ...] = ()
     discarded: bool = False
+    #: The zygote that forked it: a worker whose zygote died is dying too (parent-death signal).
+    zygote: Any = None
 
 
 class _Zygote:
@@ -423,7 +425,7 @@ class Runtime:
         try:
             with self._children_lock:
                 pid = zygote.spawn(spec, [child_sock.fileno(), out_fd, err_fd])
-                worker = _Worker(pid, parent_sock, out_fd, err_fd, workdir, uid)
+                worker = _Worker(pid, parent_sock, out_fd, err_fd, workdir, uid, zygote=zygote)
                 with self._lock:
                     self._live[pid] = worker
         except BaseException:
@@ -518,10 +520,13 @@ class Runtime:
                     break
                 with self._lock:
                     closed = self._closed
-                    if not closed:
+                    # A zygote replaced while this worker was being born means it is dying.
+                    kept = not closed and worker.zygote is self._zygote
+                    if kept:
                         self._idle.append(worker)
-                if closed:
+                if not kept:
                     self._discard(worker)
+                if closed:
                     return
 
     def _acquire(self, request: StepRequest) -> tuple[_Worker, bool]:
@@ -532,7 +537,8 @@ class Runtime:
             warm = self._warm.pop((request.episode_id, request.state_version), None)
         if warm is not None:
             if (
-                warm.snapshot == request.snapshot
+                warm.zygote is self._zygote
+                and warm.snapshot == request.snapshot
                 and warm.policy == policy
                 and warm.memory_mb == request.memory_mb
             ):
@@ -541,6 +547,9 @@ class Runtime:
         with self._lock:
             idle = self._idle.pop() if self._idle else None
         self._refill.set()
+        if idle is not None and idle.zygote is not self._zygote:
+            self._discard(idle)  # forked by a zygote that has since died: it is dying too
+            idle = None
         return (idle if idle is not None else self._spawn()), False
 
     def _sweep_strays(self) -> bool:

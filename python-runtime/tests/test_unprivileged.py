@@ -120,7 +120,7 @@ class UnprivilegedRuntimeTest(unittest.TestCase):
     def test_killing_the_zygote_is_survived(self) -> None:
         # Same uid, so user code can kill its parent; the step reports a crash, the state stays.
         self.assertTrue(self.result["kill_zygote"]["crashed"])
-        self.assertEqual(self.result["after_kill_zygote"]["stdout"], "1")
+        self.assertEqual(self.result["after_kill_zygote"]["stdout"], "1", self.result["after_kill_zygote"])
 
     def test_fork_bomb_is_contained(self) -> None:
         self.assertEqual(self.result["fork_bomb"]["exit_code"], 1)

@@ -64,7 +64,23 @@ print(json.dumps(out))
 """
 
 
+def _readable_by_others(path: str) -> bool:
+    """Every directory from / down to ``path`` can be entered by another user."""
+    path = os.path.realpath(path)
+    while True:
+        if not os.stat(path).st_mode & 0o001:
+            return False
+        parent = os.path.dirname(path)
+        if parent == path:
+            return True
+        path = parent
+
+
 @unittest.skipUnless(os.geteuid() == 0, "needs root to start the runtime as another user")
+@unittest.skipUnless(
+    _readable_by_others(PACKAGE_ROOT) and _readable_by_others(os.path.dirname(sys.executable)),
+    "the checkout or the interpreter is not reachable by the unprivileged user (nobody)",
+)
 class UnprivilegedRuntimeTest(unittest.TestCase):
     result: dict
 

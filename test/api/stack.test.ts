@@ -19,7 +19,7 @@ import { call, Episode, errorCode, type StepBody } from "../helpers/api.js";
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 
-function descendants(pid: number): Array<{ pid: number; cmd: string }> {
+function descendants(pid: number): Array<{ pid: number; ppid: number; cmd: string }> {
   const parents = new Map<number, number>();
   for (const name of readdirSync("/proc")) {
     if (!/^\d+$/.test(name)) continue;
@@ -30,7 +30,7 @@ function descendants(pid: number): Array<{ pid: number; cmd: string }> {
       /* gone */
     }
   }
-  const out: Array<{ pid: number; cmd: string }> = [];
+  const out: Array<{ pid: number; ppid: number; cmd: string }> = [];
   const walk = (p: number) => {
     for (const [child, parent] of parents) {
       if (parent !== p) continue;
@@ -40,7 +40,7 @@ function descendants(pid: number): Array<{ pid: number; cmd: string }> {
       } catch {
         /* gone */
       }
-      out.push({ pid: child, cmd });
+      out.push({ pid: child, ppid: parent, cmd });
       walk(child);
     }
   };
@@ -88,19 +88,18 @@ describe("local stack", () => {
     // Prepare
     const dataDir = mkdtempSync(join(tmpdir(), "coding-env-busy-"));
     const first = await startLocalStack({ port: 0, dataDir });
-    const executorsBefore = descendants(process.pid).filter((p) =>
-      p.cmd.includes("coding_env_runtime"),
-    ).length;
+    // Executor servers are our direct children (their workers come and go on their own).
+    const executors = () =>
+      descendants(process.pid).filter((p) => p.ppid === process.pid && p.cmd.includes("coding_env_runtime"))
+        .length;
+    const executorsBefore = executors();
     try {
       // Act
       const second = startLocalStack({ port: 0, dataDir });
       // Assess
       await expect(second).rejects.toThrow(/another coding-env/);
       await new Promise((r) => setTimeout(r, 500));
-      const executorsAfter = descendants(process.pid).filter((p) =>
-        p.cmd.includes("coding_env_runtime"),
-      ).length;
-      expect(executorsAfter).toBe(executorsBefore);
+      expect(executors()).toBe(executorsBefore);
       expect((await call(first.baseUrl, "GET", "/health")).status).toBe(200);
     } finally {
       await first.stop();

@@ -81,6 +81,18 @@ def main() -> int:
     n_warm = 200 if args.quick else 1000
     n_cold = 20 if args.quick else 60
 
+    # Start-up, as a Lambda cold start sees it: runtime + zygote (+ preload) + first step.
+    from coding_env_runtime.contract import parse_event
+    from coding_env_runtime.runtime import Runtime
+
+    startup: dict[str, float] = {}
+    for label, preload in (("no_preload", ()), ("preload_numpy_pandas", ("numpy", "pandas"))):
+        started = time.perf_counter()
+        fresh = Runtime(RuntimeOpts(idle_workers=1, preload=preload))
+        fresh.run_step(parse_event({"episode_id": "bench-start", "code": "1"}))
+        startup[label] = round((time.perf_counter() - started) * 1000, 1)
+        fresh.close()
+
     runtime = handler.get_runtime(RuntimeOpts(idle_workers=2))
     time.sleep(0.5)
     results: dict[str, Any] = {
@@ -92,6 +104,8 @@ def main() -> int:
         "at": datetime.now(timezone.utc).isoformat(),
         "load_average_at_start": os.getloadavg(),
     }
+
+    results["startup_to_first_step_ms"] = startup
 
     # Warm trivial step: print(1) on the episode's warm worker, small state.
     ep = Driver("bench-warm")
@@ -215,6 +229,7 @@ def main() -> int:
         f"{COMPUTE}: plain exec min {c['plain_exec_min_ms']} ms, runtime step min "
         f"{c['runtime_step_min_ms']} ms, ratio {c['ratio_min']}"
     )
+    print(f"start-up to first step result: {startup}")
     for name, item in snap_results.items():
         print(f"  {name}: pickled {item['pickled_bytes']} B, compressed {item['compressed_bytes']} B")
     print(f"written: {out_file}")

@@ -44,8 +44,11 @@ class _InvokeHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         for key, value in (headers or {}).items():
             self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(data)
+        # Headers and body in one write (end_headers would send the headers on their own).
+        self._headers_buffer.append(b"\r\n")
+        response = b"".join(self._headers_buffer) + data
+        self._headers_buffer = []
+        self.wfile.write(response)
 
     def _service_error(self, status: int, error_type: str, message: str) -> None:
         self._send(status, {"Type": "User", "message": message}, {"x-amzn-ErrorType": error_type})

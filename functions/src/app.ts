@@ -7,6 +7,7 @@ import { OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { getCookie, setCookie } from "hono/cookie";
+import { HTTPException } from "hono/http-exception";
 import type { UpgradeWebSocket } from "hono/ws";
 import type { ApiConfig } from "./config.js";
 import type { EpisodeService } from "./core/episodes.js";
@@ -246,7 +247,12 @@ export function createApp(deps: AppDeps): OpenAPIHono<Env> {
     if (err instanceof ApiError) apiErr = err;
     else if ((err as { status?: number }).status === 413)
       apiErr = new PayloadTooLargeError("Request body too large.");
-    else {
+    else if (err instanceof HTTPException && err.status < 500) {
+      // Hono's own refusals (e.g. a request it cannot parse), in our shape.
+      const code =
+        err.status === 404 ? "not_found" : err.status === 405 ? "method_not_allowed" : "bad_request";
+      apiErr = new ApiError(err.status, code, "The request could not be processed.");
+    } else {
       console.error(
         JSON.stringify({ level: "ERROR", message: "unhandled", error: String(err), stack: err.stack }),
       );

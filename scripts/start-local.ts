@@ -29,8 +29,8 @@ const dataDir = rawDataDir === ":memory:" ? null : rawDataDir ? resolve(rawDataD
 
 let stack: Awaited<ReturnType<typeof startLocalStack>>;
 try {
-  // CODING_ENV_DYNAMODB_THREAD=main runs dynalite on the API's thread (default: its own worker thread).
-  const dynamodbThread = process.env.CODING_ENV_DYNAMODB_THREAD === "main" ? "main" : "worker";
+  // CODING_ENV_DYNAMODB_THREAD=worker runs dynalite on its own thread (default: the API's thread).
+  const dynamodbThread = process.env.CODING_ENV_DYNAMODB_THREAD === "worker" ? "worker" : "main";
   stack = await startLocalStack({
     port,
     host,

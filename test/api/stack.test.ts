@@ -107,6 +107,20 @@ describe("local stack", () => {
     }
   });
 
+  it("runs dynalite on its own worker thread when asked, with the same behaviour", async () => {
+    const stack = await startLocalStack({ port: 0, dataDir: null, dynamodbThread: "worker" });
+    try {
+      const ep = await Episode.reset(stack.baseUrl);
+      await ep.run("w = 2");
+      expect((await ep.run("w * 21")).observation.stdout).toBe("42");
+      const stats = await stack.dynamodbStats();
+      expect(stats.counts.TransactWriteItems).toBeGreaterThanOrEqual(2);
+      expect(stats.ms.TransactWriteItems).toBeGreaterThan(0);
+    } finally {
+      await stack.stop();
+    }
+  });
+
   describe("with a short TTL", () => {
     let stack: LocalStack;
     beforeAll(async () => {

@@ -323,7 +323,7 @@ try {
   ];
   console.log("\ncoding-env API benchmark");
   for (const [what, got, target] of rows)
-    console.log(`  ${what.padEnd(32)} ${got.padEnd(48)} target ${target}`);
+    console.log(`  ${what.padEnd(32)} ${got.padEnd(48)} ${target ? `target ${target}` : ""}`.trimEnd());
   const dir = join(repoRoot, "bench", "results");
   mkdirSync(dir, { recursive: true });
   const file = join(dir, `api-${result.date.replace(/[:.]/g, "-")}.json`);

@@ -35,7 +35,8 @@ export interface LocalStackOpts {
   /**
    * Where dynalite runs: this thread (lowest step latency and memory: no thread hop) or its own
    * worker thread (about 15% more steps/s with many concurrent episodes, +35 MB).
-   * Measured with bench/api: main 3.4 ms p50 / 417 steps/s / 225 MB idle; worker 4.6 ms / 483 / 261.
+   * One bench/api run each (shared machine): main 3.4 ms p50 / 417 steps/s / 225 MB idle RSS; worker
+   * 4.6 ms / 483 steps/s / 261 MB.
    * @default "main"
    */
   readonly dynamodbThread?: "worker" | "main";

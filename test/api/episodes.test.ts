@@ -144,6 +144,21 @@ describe("episode resources", () => {
     expect((await viaAccept.text()).trim().split("\n")).toHaveLength(3);
   });
 
+  it("keeps a huge step's full output in the response and a cut copy, flagged, in the history", async () => {
+    const ep = await Episode.reset(baseUrl, { policy: "full" });
+    // ~800 KB of hex: over one DynamoDB item even compressed
+    const out = await ep.run("import os\nprint(os.urandom(400_000).hex())");
+    expect(out.observation.stdout.trim()).toHaveLength(800_000);
+    const h = await call<{ steps: Array<{ observation: { stdout: string }; history_truncated?: boolean }> }>(
+      baseUrl,
+      "GET",
+      `/episodes/${ep.id}/history`,
+    );
+    expect(h.body.steps[0]?.history_truncated).toBe(true);
+    expect(h.body.steps[0]?.observation.stdout).toBe(out.observation.stdout.slice(0, 64 * 1024));
+    expect((await ep.run("1 + 1")).observation.stdout).toBe("2");
+  });
+
   it("fork copies the Python state and history; the two episodes then diverge", async () => {
     // Prepare
     const src = await Episode.reset(baseUrl);

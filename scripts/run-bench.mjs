@@ -1,0 +1,27 @@
+// `npm run bench`: every benchmark, one after another (they share two cores, so never in parallel).
+// Each prints its own table and writes JSON under bench/results/. Extra arguments go to each one,
+// e.g. `npm run bench -- --quick` is understood by the runtime benchmark only; pass a name to run one:
+// `npm run bench -- runtime`, `npm run bench -- api`, `npm run bench -- sdk`.
+import { spawnSync } from "node:child_process";
+import { dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const benches = {
+  runtime: ["node", ["bench/runtime/run-bench.mjs"]],
+  api: ["npx", ["tsx", "bench/api/run.ts"]],
+  sdk: ["npm", ["run", "bench", "-w", "sdk"]],
+};
+const wanted = process.argv.slice(2).filter((a) => a in benches);
+const names = wanted.length > 0 ? wanted : Object.keys(benches);
+let failed = 0;
+for (const name of names) {
+  const [cmd, args] = benches[name];
+  console.log(`\n=== bench: ${name} ===`);
+  const run = spawnSync(cmd, args, { cwd: repoRoot, stdio: "inherit" });
+  if (run.status !== 0) {
+    console.error(`bench ${name} failed (exit ${run.status ?? run.signal})`);
+    failed += 1;
+  }
+}
+process.exit(failed === 0 ? 0 : 1);

@@ -22,10 +22,15 @@ const { values: args } = parseArgs({
     steps: { type: "string", default: "2000" },
     seconds: { type: "string", default: "10" },
     episodes: { type: "string", default: "64" },
+    quick: { type: "boolean", default: false },
   },
+  // `npm run bench` may pass other benchmarks' options: ignore them.
+  strict: false,
 });
-const STEPS = Number(args.steps);
-const SECONDS = Number(args.seconds);
+// --quick: a short run (fewer steps, shorter concurrent phase).
+const quick = args.quick === true;
+const STEPS = quick ? 500 : Number(args.steps);
+const SECONDS = quick ? 4 : Number(args.seconds);
 const EPISODES = Number(args.episodes);
 
 const agent = new Agent({ keepAlive: true, maxSockets: 256 });

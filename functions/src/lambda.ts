@@ -1,10 +1,10 @@
 // AWS entry: API Gateway HTTP API (payload v2) -> Hono. Clients are built once per container from
 // environment variables (docs/ARCHITECTURE.md) and reused across invocations.
 import { handle } from "hono/aws-lambda";
-import { webAssets } from "../../web/dist/assets.generated.js";
 import { createApp } from "./app.js";
 import { configFromEnv } from "./config.js";
 import { buildDeps } from "./deps.js";
+import { webAssets } from "./web-assets.js";
 
 const config = configFromEnv({ CODING_ENV_AUTH: "on", ...process.env });
 const deps = buildDeps({

@@ -10,10 +10,10 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
 import { CreateTableCommand, DescribeTableCommand, UpdateTimeToLiveCommand } from "@aws-sdk/client-dynamodb";
 import { serve, upgradeWebSocket, type WebSocketServerLike } from "@hono/node-server";
-import { webAssets } from "../../../web/dist/assets.generated.js";
 import { createApp } from "../app.js";
 import { configFromEnv } from "../config.js";
 import { buildDeps } from "../deps.js";
+import { webAssets } from "../web-assets.js";
 import { startDynalite } from "./dynalite-server.js";
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");

@@ -123,17 +123,6 @@ export async function ensureTable(
   );
 }
 
-// `python -m coding_env_runtime.local_server`, with TCP_NODELAY on its connections: its handler
-// writes the headers and the body in two sends, and with Nagle's algorithm the body then waits
-// for the client's delayed ACK (~40 ms per invoke on Linux). Harmless once the server sets it.
-const EXECUTOR_BOOTSTRAP = [
-  "import sys",
-  "import coding_env_runtime.local_server as s",
-  "s._InvokeHandler.disable_nagle_algorithm = True",
-  "sys.argv[0] = s.__file__",
-  "sys.exit(s.main(sys.argv[1:]))",
-].join("\n");
-
 interface DynamoWorker {
   readonly endpoint: string;
   readonly exited: Promise<string>;
@@ -211,7 +200,7 @@ async function startExecutor(log: boolean, maxWarmWorkers: number): Promise<Exec
   const python = await resolvePython();
   const runtimeDir = join(repoRoot, "python-runtime");
   const args = ["--host", "127.0.0.1", "--port", "0", "--max-warm-workers", String(maxWarmWorkers)];
-  const child = spawn(python, ["-c", EXECUTOR_BOOTSTRAP, ...args], {
+  const child = spawn(python, ["-m", "coding_env_runtime.local_server", ...args], {
     cwd: repoRoot,
     env: { ...process.env, PYTHONPATH: runtimeDir, PYTHONUNBUFFERED: "1" },
     stdio: ["ignore", "pipe", "pipe"],

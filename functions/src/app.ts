@@ -143,7 +143,24 @@ export interface AppDeps {
   readonly upgradeWebSocket?: UpgradeWebSocket;
   /** Version reported by `/metadata`. @default "0.1.0" */
   readonly version?: string;
+  /**
+   * Structured logs: one line per request, and unhandled errors with their stack (logs only,
+   * never responses). Powertools' `Logger` fits (`functions/src/lambda.ts`).
+   * @default unhandled errors as JSON lines on stderr, no request lines
+   */
+  readonly logger?: AppLogger;
 }
+
+/** The part of a structured logger the app uses (Powertools' `Logger` has it). */
+export interface AppLogger {
+  info(message: string, attributes: Record<string, unknown>): void;
+  error(message: string, attributes: Record<string, unknown>): void;
+}
+
+const stderrLogger: AppLogger = {
+  info: () => {},
+  error: (message, attributes) => console.error(JSON.stringify({ level: "ERROR", message, ...attributes })),
+};
 
 /** What the app needs of the tenancy layer. */
 export interface AppTenancy {
@@ -240,6 +257,7 @@ function docsPage(): string {
  */
 export function createApp(deps: AppDeps): OpenAPIHono<Env> {
   const { episodes, config } = deps;
+  const logger = deps.logger ?? stderrLogger;
   const app = new OpenAPIHono<Env>();
 
   app.onError((err, c) => {
@@ -253,9 +271,7 @@ export function createApp(deps: AppDeps): OpenAPIHono<Env> {
         err.status === 404 ? "not_found" : err.status === 405 ? "method_not_allowed" : "bad_request";
       apiErr = new ApiError(err.status, code, "The request could not be processed.");
     } else {
-      console.error(
-        JSON.stringify({ level: "ERROR", message: "unhandled", error: String(err), stack: err.stack }),
-      );
+      logger.error("unhandled error", { error: String(err), stack: err.stack, path: c.req.path });
       apiErr = new InternalError();
     }
     for (const [k, v] of Object.entries(apiErr.headers ?? {})) c.header(k, v);
@@ -264,6 +280,20 @@ export function createApp(deps: AppDeps): OpenAPIHono<Env> {
   app.notFound(() => {
     throw new NotFoundError("No such route.");
   });
+
+  if (deps.logger) {
+    app.use("*", async (c, next) => {
+      const startMs = performance.now();
+      await next();
+      logger.info("request", {
+        method: c.req.method,
+        path: c.req.path,
+        status: c.res.status,
+        duration_ms: Math.round((performance.now() - startMs) * 100) / 100,
+        tenant_id: c.get("tenantId"),
+      });
+    });
+  }
 
   const tooLarge = () =>
     new PayloadTooLargeError(`Request body over ${config.maxBodyBytes} bytes.`, {

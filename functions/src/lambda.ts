@@ -1,5 +1,6 @@
 // AWS entry: API Gateway HTTP API (payload v2) -> Hono. Clients are built once per container from
 // environment variables (docs/ARCHITECTURE.md) and reused across invocations.
+import { Logger } from "@aws-lambda-powertools/logger";
 import { handle } from "hono/aws-lambda";
 import { createApp } from "./app.js";
 import { configFromEnv } from "./config.js";
@@ -17,5 +18,8 @@ const deps = buildDeps({
     : {}),
 });
 
-export const app = createApp({ ...deps, webAssets });
+// JSON lines with the service name and level from POWERTOOLS_SERVICE_NAME / LOG_LEVEL (set by infra/).
+const logger = new Logger({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? "coding-env-api" });
+
+export const app = createApp({ ...deps, webAssets, logger });
 export const handler = handle(app);

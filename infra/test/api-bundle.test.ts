@@ -110,6 +110,14 @@ describe("API Lambda bundle (esbuild, as deployed)", () => {
     expect(sizeMb).toBeLessThan(20);
   });
 
+  // What the bundle printed during the last invoke (its structured logs).
+  let lastStdout = "";
+  const logLines = () =>
+    lastStdout
+      .split("\n")
+      .filter((line) => line.startsWith("{"))
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+
   async function invoke(
     events: object[],
     envOverrides: Record<string, string> = {},
@@ -145,6 +153,7 @@ describe("API Lambda bundle (esbuild, as deployed)", () => {
         },
       },
     );
+    lastStdout = stdout;
     const marker = stdout.lastIndexOf("@@RESULTS@@");
     expect(marker, `no result in output: ${stdout.slice(-2000)}`).toBeGreaterThanOrEqual(0);
     return JSON.parse(stdout.slice(marker + "@@RESULTS@@".length)) as LambdaResult[];
@@ -169,6 +178,15 @@ describe("API Lambda bundle (esbuild, as deployed)", () => {
     const refused = JSON.parse(noKey?.body ?? "");
     expect(refused).toMatchObject({ error: { code: "unauthorized" } });
     expect(noKey?.body).not.toMatch(/node_modules|\.ts:|at .*\(/);
+
+    // Structured JSON logs (Powertools): one line per request with its status.
+    const requests = logLines().filter((l) => l.message === "request");
+    expect(requests.map((l) => [l.method, l.path, l.status])).toEqual([
+      ["GET", "/health", 200],
+      ["GET", "/web", 200],
+      ["POST", "/reset", 401],
+    ]);
+    expect(requests[0]).toMatchObject({ level: "INFO", service: "coding-env-api" });
   }, 90_000);
 
   it("runs a real step as deployed: key check, reset, step and state through DynamoDB (dynalite) and the Python executor", async () => {

@@ -15,6 +15,7 @@ import * as nodejs from "aws-cdk-lib/aws-lambda-nodejs";
 import * as logs from "aws-cdk-lib/aws-logs";
 import type * as sns from "aws-cdk-lib/aws-sns";
 import { Construct } from "constructs";
+import { MAX_ACTIVE_EPISODES_QUOTA } from "../../functions/src/tenancy/quotas.js";
 
 /**
  * Seconds API Gateway waits for the API Lambda: HTTP APIs answer a synchronous request within 30 s
@@ -71,7 +72,10 @@ export interface ApiThrottleOpts {
 export interface DefaultQuotasOpts {
   /** Steps per tenant per UTC day. @default 10000 (the API's built-in default) */
   readonly stepsPerDay?: number;
-  /** Episodes alive at once per tenant. @default 50 (the API's built-in default) */
+  /**
+   * Episodes alive at once per tenant, at most 5000 (the set of live ids is one DynamoDB item).
+   * @default 50 (the API's built-in default)
+   */
   readonly activeEpisodes?: number;
   /** Size of one episode's stored Python state, in bytes. @default 2097152 (the API's built-in default) */
   readonly maxStateBytes?: number;
@@ -279,7 +283,13 @@ export class CodingEnvironment extends Construct {
     }
     if (quotas.activeEpisodes !== undefined) {
       quotaEnv.CODING_ENV_QUOTA_ACTIVE_EPISODES = String(
-        requireInteger(this, "defaultQuotas.activeEpisodes", quotas.activeEpisodes, 1, 1e9),
+        requireInteger(
+          this,
+          "defaultQuotas.activeEpisodes",
+          quotas.activeEpisodes,
+          1,
+          MAX_ACTIVE_EPISODES_QUOTA,
+        ),
       );
     }
     if (quotas.maxStateBytes !== undefined) {

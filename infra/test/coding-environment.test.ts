@@ -457,6 +457,13 @@ describe("CodingEnvironment construct (props)", () => {
     );
   });
 
+  it("refuses an active-episode quota the API cannot hold (the live-id set is one item)", () => {
+    const stack = new Stack(new App(), "Props");
+    expect(() => new CodingEnvironment(stack, "Env", { defaultQuotas: { activeEpisodes: 5001 } })).toThrow(
+      /defaultQuotas.activeEpisodes must be an integer from 1 to 5000, got 5001/,
+    );
+  });
+
   it("exposes the effective step limits", () => {
     const stack = new Stack(new App({ context: { "aws:cdk:bundling-stacks": [] } }), "Props");
     const env = new CodingEnvironment(stack, "Env", { maxStepTimeoutSeconds: 12 });

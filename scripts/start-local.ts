@@ -48,6 +48,8 @@ console.log(`coding-env is running
   Web   ${stack.baseUrl}/web
   Docs  ${stack.baseUrl}/docs
   Data  ${dataDir === null ? "in memory (lost on exit)" : (dataDir ?? resolve(".data"))}
+  Auth  ${process.env.CODING_ENV_AUTH === "on" ? "on (API keys required)" : "off (CODING_ENV_AUTH=on to require API keys)"}
+  Keys  CODING_ENV_DYNAMODB_ENDPOINT=${stack.dynamodbEndpoint} CODING_ENV_TABLE=${stack.tableName} npm run keys -- create --tenant <id>
 Press Ctrl-C to stop.`);
 
 let stopping = false;

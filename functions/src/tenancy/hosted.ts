@@ -1,13 +1,14 @@
 // Hosted mode in one object: what the API needs from the tenancy layer, behind a small surface so
 // the app and the core change in only a few places (see README.md here for where each hook goes).
+
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import type { EpisodeTenancyHooks, TransactionalWrite } from "../core/episodes.js";
 import { ActiveEpisodes, batchGetLiveEpisodes } from "./active-episodes.js";
 import { Authenticator, type HeaderSource, LOCAL_TENANT_ID, type TenantContext } from "./auth.js";
 import { ApiKeyStore } from "./keys.js";
 import {
   cancellationReasons,
-  type DocTransactItem,
   episodeCreatedTransactItem,
   isRetryableTransactionConflict,
   StepQuotaGate,
@@ -51,42 +52,9 @@ export interface HostedTenancyOpts {
   readonly now?: () => number;
 }
 
-/** A write of the core that tenancy extends with its own transaction items (appended last). */
-export type TransactionalWrite<T> = (extraItems: readonly DocTransactItem[]) => Promise<T>;
-
-/**
- * The hooks the episode core calls. Each "around" hook gets the write to perform and adds its items
- * to that write's transaction, then maps a cancellation its items caused to the right error.
- */
-export interface EpisodeTenancyHooks {
-  /** Reset and fork: reserves an active-episode slot and counts `episodes_created` atomically. */
-  createEpisode<T>(
-    ctx: {
-      readonly tenantId: string;
-      readonly episodeId: string;
-      readonly stateBytes: number;
-      readonly nowMs: number;
-    },
-    write: TransactionalWrite<T>,
-  ): Promise<T>;
-  /** Delete: frees the active-episode slot in the delete's transaction. */
-  deleteEpisode<T>(
-    ctx: { readonly tenantId: string; readonly episodeId: string },
-    write: TransactionalWrite<T>,
-  ): Promise<T>;
-  /** Before the executor runs a step: refuses a tenant known to be out of steps today. */
-  beforeStep(ctx: { readonly tenantId: string; readonly nowMs: number }): void;
-  /** Step commit: checks the state-size quota, adds the usage item with the daily step quota. */
-  commitStep<T>(
-    ctx: {
-      readonly tenantId: string;
-      readonly executorMs: number;
-      readonly stateBytes: number;
-      readonly nowMs: number;
-    },
-    write: TransactionalWrite<T>,
-  ): Promise<T>;
-}
+// The hooks' shape is the core's (`EpisodeTenancyHooks` in core/episodes.ts): HostedTenancy is its
+// hosted-mode implementation.
+export type { EpisodeTenancyHooks, TransactionalWrite } from "../core/episodes.js";
 
 /** Retries a transaction cancelled only by `TransactionConflict` (it changed nothing), with jitter. */
 export async function retryTransactionConflicts<T>(

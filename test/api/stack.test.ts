@@ -1,6 +1,7 @@
 // The local stack itself: data survives a restart, TTL expiry, crash reporting, the `npm start`
 // launcher (PORT/HOST/CODING_ENV_DATA_DIR, URLs printed, Ctrl-C stops everything), and the AWS
 // Lambda entry answering API Gateway v2 events against the same stack.
+
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import type { AddressInfo } from "node:net";
@@ -15,6 +16,7 @@ import { createApp } from "../../functions/src/app.js";
 import { defaultConfig } from "../../functions/src/config.js";
 import { buildDeps } from "../../functions/src/deps.js";
 import { type LocalStack, startLocalStack } from "../../functions/src/local/stack.js";
+import { episodePk } from "../../functions/src/store/episode-store.js";
 import { call, Episode, errorCode, type StepBody } from "../helpers/api.js";
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -139,7 +141,7 @@ describe("local stack", () => {
         region: "local",
         credentials: { accessKeyId: "local", secretAccessKey: "local" },
       });
-      const key = { pk: { S: `EP#${ep.id}` }, sk: { S: "META" } };
+      const key = { pk: { S: episodePk("local", ep.id) }, sk: { S: "META" } };
       const item = await ddb.send(new GetItemCommand({ TableName: stack.tableName, Key: key }));
       const expiresAt = Number(item.Item?.expires_at?.N);
       expect(expiresAt).toBeGreaterThanOrEqual(Math.floor(Date.now() / 1000));

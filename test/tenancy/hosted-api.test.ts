@@ -195,8 +195,15 @@ describe("auth on: tenant isolation", () => {
         Object.keys(unknown.body.error as object).sort(),
       );
     }
-    // B's reset with A's id does not take A's episode over.
-    expect((await call("POST", "/reset", { key: b.key, body: { episode_id: id } })).status).not.toBe(200);
+    // Ids are scoped by tenant: B's reset with A's id makes B's own episode (revealing nothing of
+    // A's), and B's steps on it do not reach A's.
+    const own = await call("POST", "/reset", { key: b.key, body: { episode_id: id } });
+    expect(own.status).toBe(200);
+    expect(own.body).toMatchObject({ episode_id: id, step_count: 0 });
+    const bStep = await step(b.key, id, "x");
+    expect(bStep.status).toBe(200);
+    expect((bStep.body.observation as Record<string, unknown>).exit_code).toBe(1);
+    expect((bStep.body.observation as Record<string, unknown>).stderr).toMatch(/NameError/);
     // A's episode is untouched: its state survived every attempt.
     const after = await step(a.key, id, "print(x + 1)");
     expect(after.status).toBe(200);

@@ -1,10 +1,12 @@
 // HostedTenancy's hooks with real transactions: the local DynamoDB (dynalite behind the API's
 // TransactWriteItems front), the same one `npm start` runs.
+
 import { TransactionCanceledException } from "@aws-sdk/client-dynamodb";
 import { DynamoDBDocumentClient, TransactWriteCommand } from "@aws-sdk/lib-dynamodb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiError } from "../../functions/src/core/errors.js";
 import { type DynaliteHandle, startDynalite } from "../../functions/src/local/dynalite-server.js";
+import { episodePk } from "../../functions/src/store/episode-store.js";
 import {
   BUILT_IN_QUOTAS,
   type DocTransactItem,
@@ -50,7 +52,7 @@ function writeEpisode(tenantId: string, id: string, expiresAtS = nowMs / 1000 + 
           {
             Put: {
               TableName: tableName,
-              Item: { pk: `EP#${id}`, sk: "META", tenant_id: tenantId, expires_at: expiresAtS },
+              Item: { pk: episodePk(tenantId, id), sk: "META", tenant_id: tenantId, expires_at: expiresAtS },
             },
           },
           ...extra,
@@ -96,7 +98,10 @@ describe("HostedTenancy hooks in real transactions", () => {
     await tenancy.deleteEpisode({ tenantId: "t2", episodeId: "d1" }, async (extra) => {
       await doc.send(
         new TransactWriteCommand({
-          TransactItems: [{ Delete: { TableName: tableName, Key: { pk: "EP#d1", sk: "META" } } }, ...extra],
+          TransactItems: [
+            { Delete: { TableName: tableName, Key: { pk: episodePk("t2", "d1"), sk: "META" } } },
+            ...extra,
+          ],
         }),
       );
     });

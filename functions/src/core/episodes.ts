@@ -5,13 +5,7 @@ import { randomBytes } from "node:crypto";
 import type { ApiConfig } from "../config.js";
 import type { ExecuteResult, Executor } from "../executor/executor.js";
 import type { Episode, EpisodeStore, Policy, StepRecord, TransactItem } from "../store/episode-store.js";
-import {
-  BadRequestError,
-  ConflictError,
-  EpisodeNotFoundError,
-  PayloadTooLargeError,
-  ValidationError,
-} from "./errors.js";
+import { ConflictError, EpisodeNotFoundError, PayloadTooLargeError, ValidationError } from "./errors.js";
 import { computeReward, openEnvRewardRules, type RewardRule } from "./rewards.js";
 
 /** OpenEnv's observation, exactly its fields (clients reject unknown keys there). */
@@ -155,7 +149,7 @@ export class EpisodeService {
   }
 
   private async load(tenantId: string, id: string): Promise<Episode> {
-    const ep = await this.deps.store.get(id, this.now());
+    const ep = await this.deps.store.get(tenantId, id, this.now());
     // Another tenant's episode answers exactly like a missing one.
     if (!ep || ep.tenantId !== tenantId) throw new EpisodeNotFoundError(id);
     return ep;
@@ -182,15 +176,10 @@ export class EpisodeService {
       ]);
     }
     const nowMs = this.now();
-    let replaceExisting = false;
-    if (opts.episode_id !== undefined) {
-      const existing = await this.deps.store.get(opts.episode_id, nowMs);
-      if (existing && existing.tenantId !== tenantId) {
-        throw new BadRequestError(`episode_id '${opts.episode_id}' is not available; choose another.`);
-      }
-      // Even an expired or absent episode may have leftovers under that id: clean them up.
-      replaceExisting = true;
-    }
+    // A chosen id replaces this tenant's episode of that id; even an expired or absent one may
+    // have leftovers under it, which are cleaned up. Ids are scoped by tenant (the store's key), so
+    // another tenant's episode of the same id is neither touched nor revealed.
+    const replaceExisting = opts.episode_id !== undefined;
     const episode: Episode = {
       id: opts.episode_id ?? newEpisodeId(),
       tenantId,
@@ -268,15 +257,15 @@ export class EpisodeService {
     let episode: Episode | null;
     let fromCache = false;
     if (opts.request_id !== undefined) {
-      const got = await store.getWithRequest(episodeId, opts.request_id, startMs);
+      const got = await store.getWithRequest(tenantId, episodeId, opts.request_id, startMs);
       episode = got.episode;
       if (episode && episode.tenantId === tenantId && got.replayStep !== null) {
         return { body: await this.replay(episode, got.replayStep), replayed: true };
       }
     } else {
-      episode = mayUseCache ? store.cached(episodeId, startMs) : null;
+      episode = mayUseCache ? store.cached(tenantId, episodeId, startMs) : null;
       fromCache = episode !== null;
-      episode ??= await store.get(episodeId, startMs);
+      episode ??= await store.get(tenantId, episodeId, startMs);
     }
     if (!episode || episode.tenantId !== tenantId) throw new EpisodeNotFoundError(episodeId);
 
@@ -347,14 +336,14 @@ export class EpisodeService {
       // began (by another API instance), the copy was merely stale: run the step again on the
       // current state (executor runs have no effects beyond the state they return). A commit
       // during this step is a real concurrent step: 409.
-      const fresh = await store.get(episodeId, this.now());
+      const fresh = await store.get(tenantId, episodeId, this.now());
       if (!fresh || fresh.tenantId !== tenantId) throw new EpisodeNotFoundError(episodeId);
       if (fresh.updatedAtMs >= startMs) throw err;
       return this.stepOnce(tenantId, episodeId, opts, false);
     }
     if (committed.kind === "duplicate") {
       // A concurrent twin with the same request_id committed first: answer with its response.
-      const again = await store.getWithRequest(episodeId, opts.request_id as string, this.now());
+      const again = await store.getWithRequest(tenantId, episodeId, opts.request_id as string, this.now());
       if (!again.episode || again.replayStep === null) throw new ConflictError(episodeId);
       return { body: await this.replay(again.episode, again.replayStep), replayed: true };
     }

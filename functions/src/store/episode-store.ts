@@ -1,9 +1,9 @@
 // DynamoDB episode store. One table, `pk`/`sk` strings, TTL attribute `expires_at`
 // (docs/ARCHITECTURE.md):
-//   EP#<id> META            the episode: settings, version (= step count), the Python state snapshot
-//   EP#<id> SNAP#<v>#<nnn>  chunks of a snapshot too large to sit in META (version v)
-//   EP#<id> STEP#<000001>   one trajectory step (JSON, gzip'ed when large)
-//   EP#<id> REQ#<id>        idempotency record: request_id -> step number
+//   EP#<tenant>#<id> META             the episode: settings, version (= step count), the Python state snapshot
+//   EP#<tenant>#<id> SNAP#<v>#<nnn>  chunks of a snapshot too large to sit in META (version v)
+//   EP#<tenant>#<id> STEP#<000001>   one trajectory step (JSON, gzip'ed when large)
+//   EP#<tenant>#<id> REQ#<id>        idempotency record: request_id -> step number
 // Every item carries the episode's `incarnation` (a random token minted by /reset): a reset that
 // reuses an id starts a new incarnation, so leftovers of the old one are never read as the new
 // one's, even if a slow step of the old one commits while the reset runs.
@@ -112,21 +112,23 @@ export class EpisodeCache {
     private readonly maxEntries = 10_000,
   ) {}
 
-  get(id: string): Episode | undefined {
-    const ep = this.entries.get(id);
+  /** @param pk the episode's partition key ({@link episodePk}) */
+  get(pk: string): Episode | undefined {
+    const ep = this.entries.get(pk);
     if (ep) {
       // Map order is recency order.
-      this.entries.delete(id);
-      this.entries.set(id, ep);
+      this.entries.delete(pk);
+      this.entries.set(pk, ep);
     }
     return ep;
   }
 
   set(ep: Episode): void {
-    this.delete(ep.id);
+    const pk = episodePk(ep.tenantId, ep.id);
+    this.delete(pk);
     const size = (ep.snapshot?.length ?? 0) + 512;
     if (size > this.maxBytes / 4) return;
-    this.entries.set(ep.id, ep);
+    this.entries.set(pk, ep);
     this.bytes += size;
     for (const [oldest, old] of this.entries) {
       if (this.bytes <= this.maxBytes && this.entries.size <= this.maxEntries) break;
@@ -135,15 +137,22 @@ export class EpisodeCache {
     }
   }
 
-  delete(id: string): void {
-    const old = this.entries.get(id);
+  /** @param pk the episode's partition key ({@link episodePk}) */
+  delete(pk: string): void {
+    const old = this.entries.get(pk);
     if (!old) return;
-    this.entries.delete(id);
+    this.entries.delete(pk);
     this.bytes -= (old.snapshot?.length ?? 0) + 512;
   }
 }
 
-const metaKey = (id: string) => ({ pk: `EP#${id}`, sk: "META" });
+/**
+ * An episode's partition key. Episode ids are scoped by tenant, so two tenants may use the same
+ * (client-chosen) id and nothing about one tenant's ids is observable by another. Ids never contain
+ * `#` (the API validates them), so the id is what follows the last `#`.
+ */
+export const episodePk = (tenantId: string, id: string) => `EP#${tenantId}#${id}`;
+const metaKey = (tenantId: string, id: string) => ({ pk: episodePk(tenantId, id), sk: "META" });
 const stepSk = (n: number) => `STEP#${String(n).padStart(6, "0")}`;
 const chunkSk = (version: number, i: number) => `SNAP#${version}#${String(i).padStart(3, "0")}`;
 
@@ -163,25 +172,26 @@ export class EpisodeStore {
   ) {}
 
   /** This process's last known copy of an episode, if it has one and it has not expired. */
-  cached(id: string, nowMs = Date.now()): Episode | null {
-    const ep = this.cache.get(id);
+  cached(tenantId: string, id: string, nowMs = Date.now()): Episode | null {
+    const pk = episodePk(tenantId, id);
+    const ep = this.cache.get(pk);
     if (!ep) return null;
     if (ep.expiresAt * 1000 <= nowMs) {
-      this.cache.delete(id);
+      this.cache.delete(pk);
       return null;
     }
     return ep;
   }
 
   /** Reads an episode (strongly consistent) with its snapshot; `null` if absent or expired. */
-  async get(id: string, nowMs = Date.now()): Promise<Episode | null> {
+  async get(tenantId: string, id: string, nowMs = Date.now()): Promise<Episode | null> {
     this.stats.reads++;
     const out = await this.doc.send(
-      new GetCommand({ TableName: this.tableName, Key: metaKey(id), ConsistentRead: true }),
+      new GetCommand({ TableName: this.tableName, Key: metaKey(tenantId, id), ConsistentRead: true }),
     );
     const ep = await this.episodeFromItem(out.Item, nowMs);
     if (ep) this.cache.set(ep);
-    else this.cache.delete(id);
+    else this.cache.delete(episodePk(tenantId, id));
     return ep;
   }
 
@@ -190,15 +200,16 @@ export class EpisodeStore {
    * @returns the episode (or null) and the step number stored for that request, if any.
    */
   async getWithRequest(
+    tenantId: string,
     id: string,
     requestId: string,
     nowMs = Date.now(),
   ): Promise<{ episode: Episode | null; replayStep: number | null }> {
     this.stats.reads++;
-    const reqKey = { pk: `EP#${id}`, sk: `REQ#${requestId}` };
+    const reqKey = { pk: episodePk(tenantId, id), sk: `REQ#${requestId}` };
     const out = await this.doc.send(
       new BatchGetCommand({
-        RequestItems: { [this.tableName]: { Keys: [metaKey(id), reqKey], ConsistentRead: true } },
+        RequestItems: { [this.tableName]: { Keys: [metaKey(tenantId, id), reqKey], ConsistentRead: true } },
       }),
     );
     const items = out.Responses?.[this.tableName] ?? [];
@@ -220,12 +231,13 @@ export class EpisodeStore {
     const expiresAt = Number(item.expires_at);
     // DynamoDB deletes expired items lazily (within days): expiry is enforced on read.
     if (expiresAt * 1000 <= nowMs) return null;
-    const id = String(item.pk).slice(3);
+    const pk = String(item.pk);
+    const id = pk.slice(pk.lastIndexOf("#") + 1);
     const version = Number(item.version);
     let snapshot: string | null = null;
     const chunks = Number(item.snapshot_chunks ?? 0);
     if (chunks > 0) {
-      snapshot = await this.readChunks(id, version, chunks);
+      snapshot = await this.readChunks(pk, id, version, chunks);
     } else {
       const bytes = toBytes(item.snapshot);
       snapshot = bytes ? Buffer.from(bytes).toString("base64") : null;
@@ -249,7 +261,7 @@ export class EpisodeStore {
     };
   }
 
-  private async readChunks(id: string, version: number, count: number): Promise<string> {
+  private async readChunks(pk: string, id: string, version: number, count: number): Promise<string> {
     this.stats.reads++;
     const parts: Uint8Array[] = [];
     let startKey: Record<string, unknown> | undefined;
@@ -258,7 +270,7 @@ export class EpisodeStore {
         new QueryCommand({
           TableName: this.tableName,
           KeyConditionExpression: "pk = :pk AND begins_with(sk, :prefix)",
-          ExpressionAttributeValues: { ":pk": `EP#${id}`, ":prefix": `SNAP#${version}#` },
+          ExpressionAttributeValues: { ":pk": pk, ":prefix": `SNAP#${version}#` },
           ConsistentRead: true,
           ExclusiveStartKey: startKey,
         }),
@@ -276,7 +288,7 @@ export class EpisodeStore {
 
   private metaItem(ep: Episode, snapshotBytes: Uint8Array | null, chunks: number): Record<string, unknown> {
     return {
-      ...metaKey(ep.id),
+      ...metaKey(ep.tenantId, ep.id),
       tenant_id: ep.tenantId,
       incarnation: ep.incarnation,
       version: ep.version,
@@ -307,7 +319,7 @@ export class EpisodeStore {
     const chunkItems: Record<string, unknown>[] = [];
     for (let off = 0, i = 0; off < bytes.length; off += SNAPSHOT_CHUNK_BYTES, i++) {
       chunkItems.push({
-        pk: `EP#${ep.id}`,
+        pk: episodePk(ep.tenantId, ep.id),
         sk: chunkSk(ep.version, i),
         incarnation: ep.incarnation,
         expires_at: ep.expiresAt + CHILD_RETENTION_S,
@@ -336,7 +348,7 @@ export class EpisodeStore {
       await this.doc.send(new PutCommand(put));
     }
     this.cache.set(ep);
-    if (opts.replaceExisting) await this.deleteChildren(ep.id, ep.incarnation);
+    if (opts.replaceExisting) await this.deleteChildren(episodePk(ep.tenantId, ep.id), ep.incarnation);
   }
 
   /**
@@ -370,7 +382,7 @@ export class EpisodeStore {
         Put: {
           TableName: this.tableName,
           Item: {
-            pk: `EP#${before.id}`,
+            pk: episodePk(before.tenantId, before.id),
             sk: stepSk(after.version),
             incarnation: before.incarnation,
             expires_at: childExpiry,
@@ -393,7 +405,7 @@ export class EpisodeStore {
         Put: {
           TableName: this.tableName,
           Item: {
-            pk: `EP#${before.id}`,
+            pk: episodePk(before.tenantId, before.id),
             sk: `REQ#${input.requestId}`,
             incarnation: before.incarnation,
             step: after.version,
@@ -413,7 +425,7 @@ export class EpisodeStore {
         items.push({
           Delete: {
             TableName: this.tableName,
-            Key: { pk: `EP#${before.id}`, sk: chunkSk(before.version, i) },
+            Key: { pk: episodePk(before.tenantId, before.id), sk: chunkSk(before.version, i) },
           },
         });
       }
@@ -423,7 +435,7 @@ export class EpisodeStore {
     try {
       await this.doc.send(new TransactWriteCommand({ TransactItems: items }));
     } catch (err) {
-      this.cache.delete(before.id);
+      this.cache.delete(episodePk(before.tenantId, before.id));
       if (
         err instanceof TransactionCanceledException ||
         (err as { name?: string }).name === "TransactionCanceledException"
@@ -446,7 +458,7 @@ export class EpisodeStore {
     const out = await this.doc.send(
       new GetCommand({
         TableName: this.tableName,
-        Key: { pk: `EP#${episode.id}`, sk: stepSk(step) },
+        Key: { pk: episodePk(episode.tenantId, episode.id), sk: stepSk(step) },
         ConsistentRead: true,
       }),
     );
@@ -464,7 +476,7 @@ export class EpisodeStore {
         new QueryCommand({
           TableName: this.tableName,
           KeyConditionExpression: "pk = :pk AND begins_with(sk, :prefix)",
-          ExpressionAttributeValues: { ":pk": `EP#${episode.id}`, ":prefix": "STEP#" },
+          ExpressionAttributeValues: { ":pk": episodePk(episode.tenantId, episode.id), ":prefix": "STEP#" },
           ConsistentRead: true,
           ExclusiveStartKey: startKey,
         }),
@@ -485,7 +497,7 @@ export class EpisodeStore {
     const childExpiry = target.expiresAt + CHILD_RETENTION_S;
     await this.batchPut(
       steps.map((rec) => ({
-        pk: `EP#${target.id}`,
+        pk: episodePk(target.tenantId, target.id),
         sk: stepSk(rec.step),
         incarnation: target.incarnation,
         expires_at: childExpiry,
@@ -498,10 +510,10 @@ export class EpisodeStore {
   /** Deletes an episode (META first, so it is gone at once; its children best-effort after). */
   async delete(episode: Episode, extraItems: readonly TransactItem[] = []): Promise<boolean> {
     this.stats.writes++;
-    this.cache.delete(episode.id);
+    this.cache.delete(episodePk(episode.tenantId, episode.id));
     const del = {
       TableName: this.tableName,
-      Key: metaKey(episode.id),
+      Key: metaKey(episode.tenantId, episode.id),
       ConditionExpression: "incarnation = :inc",
       ExpressionAttributeValues: { ":inc": episode.incarnation },
     };
@@ -519,13 +531,13 @@ export class EpisodeStore {
         return false;
       throw err;
     }
-    this.cache.delete(episode.id);
-    await this.deleteChildren(episode.id, null);
+    this.cache.delete(episodePk(episode.tenantId, episode.id));
+    await this.deleteChildren(episodePk(episode.tenantId, episode.id), null);
     return true;
   }
 
   /** Deletes every non-META item under the episode's key not of `keepIncarnation`. */
-  private async deleteChildren(id: string, keepIncarnation: string | null): Promise<void> {
+  private async deleteChildren(pk: string, keepIncarnation: string | null): Promise<void> {
     const keys: Array<{ pk: string; sk: string }> = [];
     let startKey: Record<string, unknown> | undefined;
     do {
@@ -534,7 +546,7 @@ export class EpisodeStore {
         new QueryCommand({
           TableName: this.tableName,
           KeyConditionExpression: "pk = :pk",
-          ExpressionAttributeValues: { ":pk": `EP#${id}` },
+          ExpressionAttributeValues: { ":pk": pk },
           ProjectionExpression: "pk, sk, incarnation",
           ConsistentRead: true,
           ExclusiveStartKey: startKey,

@@ -4,6 +4,7 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import type { EpisodeTenancyHooks, TransactionalWrite } from "../core/episodes.js";
+import { episodePk } from "../store/episode-store.js";
 import { ActiveEpisodes, batchGetLiveEpisodes } from "./active-episodes.js";
 import { Authenticator, type HeaderSource, LOCAL_TENANT_ID, type TenantContext } from "./auth.js";
 import { ApiKeyStore } from "./keys.js";
@@ -138,11 +139,11 @@ export class HostedTenancy implements EpisodeTenancyHooks {
     this.active = new ActiveEpisodes({
       client: opts.client,
       tableName: opts.tableName,
-      // The episode store's META item: `EP#<id>`/`META` with `tenant_id` and `expires_at`.
+      // The episode store's META item: `EP#<tenant>#<id>`/`META` with `tenant_id` and `expires_at`.
       lookupLive: batchGetLiveEpisodes({
         client: opts.client,
         tableName: opts.tableName,
-        episodeKey: (_tenantId, id) => ({ pk: { S: `EP#${id}` }, sk: { S: "META" } }),
+        episodeKey: (tenantId, id) => ({ pk: { S: episodePk(tenantId, id) }, sk: { S: "META" } }),
         now: () => new Date(this.now()),
       }),
     });

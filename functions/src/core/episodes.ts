@@ -210,10 +210,6 @@ export class EpisodeService {
   }
 
   /**
-   * Runs one code cell. 1 read (episode + idempotency record), 1 executor call, 1 transaction.
-   * @returns the response and whether it was replayed from an earlier identical request.
-   */
-  /**
    * Runs one code cell: 1 read (skipped when this process holds the episode's current copy),
    * 1 executor call, 1 conditional transaction.
    * @returns the response and whether it was replayed from an earlier identical request.

@@ -1,4 +1,5 @@
 // A tiny HTTP client for the API tests: real HTTP (fetch), JSON in and out, status and headers kept.
+import type { StepResponse } from "../../functions/src/core/episodes.js";
 import "./context.js";
 
 export interface ApiReply<T = Record<string, unknown>> {
@@ -35,16 +36,8 @@ export async function call<T = Record<string, unknown>>(
   return { status: res.status, body: parsed as T, text, headers: res.headers };
 }
 
-export interface StepBody {
-  observation: { stdout: string; stderr: string; exit_code: number };
-  reward: number;
-  done: boolean;
-  metadata?: Record<string, unknown>;
-  episode_id: string;
-  step_count: number;
-  info?: Record<string, unknown>;
-  forked_from?: string;
-}
+/** The body of `/reset`, `/step` and fork responses (the core's type; the tests assert its values). */
+export type StepBody = StepResponse;
 
 /** An episode-scoped client: passes `episode_id` in every body, like the SDK does. */
 export class Episode {

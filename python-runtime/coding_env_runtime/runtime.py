@@ -591,13 +591,7 @@ class Runtime:
                     continue
                 if info.st_uid != uid:
                     continue  # another user's file (another program on a shared machine)
-                try:
-                    if os.path.isdir(path) and not os.path.islink(path):
-                        shutil.rmtree(path, ignore_errors=True)
-                    else:
-                        os.unlink(path)
-                except OSError:
-                    pass
+                sandbox.remove_path(path)
 
     def _is_other_runtime_root(self, path: str) -> bool:
         """True for the work root of another live runtime (user code cannot fake one by

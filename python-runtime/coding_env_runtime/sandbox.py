@@ -6,6 +6,7 @@ import ctypes
 import ctypes.util
 import os
 import resource
+import shutil
 import signal
 from collections.abc import Iterable
 
@@ -26,6 +27,17 @@ MS_PRIVATE = 1 << 18
 
 #: Directories user code can write to on a stock Linux; each gets a private tmpfs in root mode.
 PRIVATE_TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
+
+
+def remove_path(path: str) -> None:
+    """Remove a file, link or directory tree that user code left behind; never raises."""
+    try:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.unlink(path)
+    except OSError:
+        pass
 
 
 def _check(rc: int, what: str) -> None:

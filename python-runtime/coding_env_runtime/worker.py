@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import os
 import resource
-import shutil
 import signal
 import socket
 import sys
@@ -29,14 +28,7 @@ def _wipe_directory(path: str) -> None:
     except OSError:
         return
     for name in entries:
-        full = os.path.join(path, name)
-        try:
-            if os.path.isdir(full) and not os.path.islink(full):
-                shutil.rmtree(full, ignore_errors=True)
-            else:
-                os.unlink(full)
-        except OSError:
-            pass
+        sandbox.remove_path(os.path.join(path, name))
 
 
 def _other_pids_visible() -> bool:

@@ -63,36 +63,42 @@ export interface StepOpts {
 /** A write of the core that tenancy extends with its own transaction items (appended last). */
 export type TransactionalWrite<T> = (extraItems: readonly TransactItem[]) => Promise<T>;
 
+/** What {@link EpisodeTenancyHooks.createEpisode} knows of a reset or fork. */
+export interface CreateEpisodeCtx {
+  readonly tenantId: string;
+  readonly episodeId: string;
+  readonly stateBytes: number;
+  readonly nowMs: number;
+}
+/** What {@link EpisodeTenancyHooks.deleteEpisode} knows of a delete. */
+export interface DeleteEpisodeCtx {
+  readonly tenantId: string;
+  readonly episodeId: string;
+}
+/** What {@link EpisodeTenancyHooks.beforeStep} knows before the executor runs. */
+export interface BeforeStepCtx {
+  readonly tenantId: string;
+  readonly nowMs: number;
+}
+/** What {@link EpisodeTenancyHooks.commitStep} knows of an executed step. */
+export interface CommitStepCtx {
+  readonly tenantId: string;
+  readonly executorMs: number;
+  readonly stateBytes: number;
+  readonly nowMs: number;
+}
+
 /**
  * Hosted-mode hooks (issue 7, `functions/src/tenancy/`): each "around" hook gets the write to
  * perform, adds its items (usage counters, quota conditions) to that write's transaction and maps
  * a cancellation its items caused to the right error. Without hooks every write is plain.
  */
 export interface EpisodeTenancyHooks {
-  createEpisode<T>(
-    ctx: {
-      readonly tenantId: string;
-      readonly episodeId: string;
-      readonly stateBytes: number;
-      readonly nowMs: number;
-    },
-    write: TransactionalWrite<T>,
-  ): Promise<T>;
-  deleteEpisode<T>(
-    ctx: { readonly tenantId: string; readonly episodeId: string },
-    write: TransactionalWrite<T>,
-  ): Promise<T>;
+  createEpisode<T>(ctx: CreateEpisodeCtx, write: TransactionalWrite<T>): Promise<T>;
+  deleteEpisode<T>(ctx: DeleteEpisodeCtx, write: TransactionalWrite<T>): Promise<T>;
   /** Before the executor runs: may refuse a tenant out of quota (throws). */
-  beforeStep(ctx: { readonly tenantId: string; readonly nowMs: number }): void;
-  commitStep<T>(
-    ctx: {
-      readonly tenantId: string;
-      readonly executorMs: number;
-      readonly stateBytes: number;
-      readonly nowMs: number;
-    },
-    write: TransactionalWrite<T>,
-  ): Promise<T>;
+  beforeStep(ctx: BeforeStepCtx): void;
+  commitStep<T>(ctx: CommitStepCtx, write: TransactionalWrite<T>): Promise<T>;
   /** The per-step limit a reset may use (may throw a quota error). @default the request's or the deployment default */
   stepTimeoutForReset?(tenantId: string, requestedS: number | undefined, deploymentDefaultS: number): number;
 }

@@ -17,6 +17,7 @@ import {
   GetCommand,
   PutCommand,
   QueryCommand,
+  type QueryCommandInput,
   ScanCommand,
   TransactWriteCommand,
 } from "@aws-sdk/lib-dynamodb";
@@ -262,25 +263,14 @@ export class EpisodeStore {
   }
 
   private async readChunks(pk: string, id: string, version: number, count: number): Promise<string> {
-    this.stats.reads++;
     const parts: Uint8Array[] = [];
-    let startKey: Record<string, unknown> | undefined;
-    do {
-      const out = await this.doc.send(
-        new QueryCommand({
-          TableName: this.tableName,
-          KeyConditionExpression: "pk = :pk AND begins_with(sk, :prefix)",
-          ExpressionAttributeValues: { ":pk": pk, ":prefix": `SNAP#${version}#` },
-          ConsistentRead: true,
-          ExclusiveStartKey: startKey,
-        }),
-      );
-      for (const it of out.Items ?? []) {
-        const b = toBytes(it.data);
-        if (b) parts.push(b);
-      }
-      startKey = out.LastEvaluatedKey;
-    } while (startKey);
+    for await (const it of this.queryAll({
+      KeyConditionExpression: "pk = :pk AND begins_with(sk, :prefix)",
+      ExpressionAttributeValues: { ":pk": pk, ":prefix": `SNAP#${version}#` },
+    })) {
+      const b = toBytes(it.data);
+      if (b) parts.push(b);
+    }
     // A step committed between our two reads and replaced these chunks: retry the request.
     if (parts.length !== count) throw new ConflictError(id);
     return Buffer.concat(parts).toString("base64");
@@ -469,25 +459,14 @@ export class EpisodeStore {
   /** The trajectory, oldest first. */
   async history(episode: Episode): Promise<StepRecord[]> {
     const steps: StepRecord[] = [];
-    let startKey: Record<string, unknown> | undefined;
-    do {
-      this.stats.reads++;
-      const out = await this.doc.send(
-        new QueryCommand({
-          TableName: this.tableName,
-          KeyConditionExpression: "pk = :pk AND begins_with(sk, :prefix)",
-          ExpressionAttributeValues: { ":pk": episodePk(episode.tenantId, episode.id), ":prefix": "STEP#" },
-          ConsistentRead: true,
-          ExclusiveStartKey: startKey,
-        }),
-      );
-      for (const it of out.Items ?? []) {
-        if (it.incarnation !== episode.incarnation) continue;
-        const rec = decodeRecord(it);
-        if (rec.step <= episode.version) steps.push(rec);
-      }
-      startKey = out.LastEvaluatedKey;
-    } while (startKey);
+    for await (const it of this.queryAll({
+      KeyConditionExpression: "pk = :pk AND begins_with(sk, :prefix)",
+      ExpressionAttributeValues: { ":pk": episodePk(episode.tenantId, episode.id), ":prefix": "STEP#" },
+    })) {
+      if (it.incarnation !== episode.incarnation) continue;
+      const rec = decodeRecord(it);
+      if (rec.step <= episode.version) steps.push(rec);
+    }
     return steps;
   }
 
@@ -539,27 +518,36 @@ export class EpisodeStore {
   /** Deletes every non-META item under the episode's key not of `keepIncarnation`. */
   private async deleteChildren(pk: string, keepIncarnation: string | null): Promise<void> {
     const keys: Array<{ pk: string; sk: string }> = [];
+    for await (const it of this.queryAll({
+      KeyConditionExpression: "pk = :pk",
+      ExpressionAttributeValues: { ":pk": pk },
+      ProjectionExpression: "pk, sk, incarnation",
+    })) {
+      if (it.sk === "META") continue;
+      if (keepIncarnation !== null && it.incarnation === keepIncarnation) continue;
+      keys.push({ pk: String(it.pk), sk: String(it.sk) });
+    }
+    await this.batchWrite(keys.map((Key) => ({ DeleteRequest: { Key } })));
+  }
+
+  /** Every item of a strongly consistent query on this table, page by page (a read per page). */
+  private async *queryAll(
+    input: Omit<QueryCommandInput, "TableName" | "ConsistentRead" | "ExclusiveStartKey">,
+  ): AsyncGenerator<Record<string, unknown>> {
     let startKey: Record<string, unknown> | undefined;
     do {
       this.stats.reads++;
       const out = await this.doc.send(
         new QueryCommand({
+          ...input,
           TableName: this.tableName,
-          KeyConditionExpression: "pk = :pk",
-          ExpressionAttributeValues: { ":pk": pk },
-          ProjectionExpression: "pk, sk, incarnation",
           ConsistentRead: true,
           ExclusiveStartKey: startKey,
         }),
       );
-      for (const it of out.Items ?? []) {
-        if (it.sk === "META") continue;
-        if (keepIncarnation !== null && it.incarnation === keepIncarnation) continue;
-        keys.push({ pk: String(it.pk), sk: String(it.sk) });
-      }
+      yield* out.Items ?? [];
       startKey = out.LastEvaluatedKey;
     } while (startKey);
-    await this.batchWrite(keys.map((Key) => ({ DeleteRequest: { Key } })));
   }
 
   private async batchPut(items: Record<string, unknown>[]): Promise<void> {

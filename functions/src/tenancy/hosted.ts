@@ -3,7 +3,14 @@
 
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
-import type { EpisodeTenancyHooks, TransactionalWrite } from "../core/episodes.js";
+import type {
+  BeforeStepCtx,
+  CommitStepCtx,
+  CreateEpisodeCtx,
+  DeleteEpisodeCtx,
+  EpisodeTenancyHooks,
+  TransactionalWrite,
+} from "../core/episodes.js";
 import { episodePk } from "../store/episode-store.js";
 import { ActiveEpisodes, batchGetLiveEpisodes } from "./active-episodes.js";
 import { Authenticator, type HeaderSource, LOCAL_TENANT_ID, type TenantContext } from "./auth.js";
@@ -179,15 +186,7 @@ export class HostedTenancy implements EpisodeTenancyHooks {
     return Math.min(deploymentDefaultS, quotas.maxStepTimeoutS);
   }
 
-  async createEpisode<T>(
-    ctx: {
-      readonly tenantId: string;
-      readonly episodeId: string;
-      readonly stateBytes: number;
-      readonly nowMs: number;
-    },
-    write: TransactionalWrite<T>,
-  ): Promise<T> {
+  async createEpisode<T>(ctx: CreateEpisodeCtx, write: TransactionalWrite<T>): Promise<T> {
     const limit = this.quotasFor(ctx.tenantId).activeEpisodes;
     const at = new Date(ctx.nowMs);
     const created = episodeCreatedTransactItem({
@@ -216,27 +215,16 @@ export class HostedTenancy implements EpisodeTenancyHooks {
     }
   }
 
-  async deleteEpisode<T>(
-    ctx: { readonly tenantId: string; readonly episodeId: string },
-    write: TransactionalWrite<T>,
-  ): Promise<T> {
+  async deleteEpisode<T>(ctx: DeleteEpisodeCtx, write: TransactionalWrite<T>): Promise<T> {
     if (!Number.isFinite(this.quotasFor(ctx.tenantId).activeEpisodes)) return write([]);
     return retryTransactionConflicts(() => write([this.active.releaseItem(ctx.tenantId, ctx.episodeId)]));
   }
 
-  beforeStep(ctx: { readonly tenantId: string; readonly nowMs: number }): void {
+  beforeStep(ctx: BeforeStepCtx): void {
     this.gate.assertOpen(ctx.tenantId, this.quotasFor(ctx.tenantId).stepsPerDay, new Date(ctx.nowMs));
   }
 
-  async commitStep<T>(
-    ctx: {
-      readonly tenantId: string;
-      readonly executorMs: number;
-      readonly stateBytes: number;
-      readonly nowMs: number;
-    },
-    write: TransactionalWrite<T>,
-  ): Promise<T> {
+  async commitStep<T>(ctx: CommitStepCtx, write: TransactionalWrite<T>): Promise<T> {
     const quotas = this.quotasFor(ctx.tenantId);
     checkStateSize(ctx.stateBytes, quotas);
     if (!this.metering) return write([]);

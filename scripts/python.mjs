@@ -1,8 +1,13 @@
-// Finds (or prepares) a Python interpreter that can import cloudpickle, for the Python runtime.
+// Finds (or prepares) a Python interpreter the runtime (executor) accepts: Python 3.10+ that
+// imports cloudpickle and, when run as root, one the sandbox's unprivileged users can reach and
+// run (the executor drops each worker to its own uid; an interpreter under /root, like pyenv's,
+// makes it refuse to start).
 //
-// Order: CODING_ENV_PYTHON, the cached answer, python3/python on PATH and /usr/bin/python3, a
-// venv with pip (.python-runtime/venv), then `apt-get install -y python3-cloudpickle` when root on
-// Debian. The answer is cached in node_modules/.cache/coding-env/python.json.
+// Order: CODING_ENV_PYTHON, the cached answer, python3/python on PATH and /usr/bin/python3; then,
+// as root on Debian, `apt-get install -y python3-cloudpickle` (Debian's python3 gains it); then a
+// venv with pip (.python-runtime/venv, or /opt/coding-env/python-venv when root and the checkout is
+// unreachable) made only from an interpreter that is itself acceptable; else an error that says
+// what was tried and how to fix it. The answer is cached in node_modules/.cache/coding-env/python.json.
 //
 // Example:
 //   import { resolvePython } from "./python.mjs";
@@ -14,65 +19,121 @@ import { delimiter, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-const cacheFile = join(repoRoot, "node_modules", ".cache", "coding-env", "python.json");
-const venvDir = join(repoRoot, ".python-runtime", "venv");
 const minimumMinor = 10;
+/** The uid/gid probes run as when root: the sandbox's workers are unprivileged like `nobody`. */
+const NOBODY = 65534;
 
-// Prints the number of optional packages (numpy, pandas, sympy) present, then sys.executable.
+// Prints: version ok (0/1), cloudpickle importable (0/1), how many of numpy/pandas/sympy, sys.executable.
 const probeScript = [
-  "import sys, importlib.util, cloudpickle",
-  `assert sys.version_info >= (3, ${minimumMinor}), "Python 3.${minimumMinor}+ is required"`,
-  'print(sum(importlib.util.find_spec(m) is not None for m in ("numpy", "pandas", "sympy")))',
+  "import sys, importlib.util",
+  `ok = int(sys.version_info >= (3, ${minimumMinor}))`,
+  "try:",
+  "    import cloudpickle",
+  "    has = 1",
+  "except Exception:",
+  "    has = 0",
+  'extras = sum(importlib.util.find_spec(m) is not None for m in ("numpy", "pandas", "sympy"))',
+  "print(ok, has, extras)",
   "print(sys.executable)",
 ].join("\n");
 
 /**
- * Checks that `candidate` runs, is Python 3.10+ and imports cloudpickle.
- * @param {string} candidate
- * @returns {{ path: string, extras: number } | undefined} its absolute path and how many of
- *   numpy/pandas/sympy it has (user code in "full" episodes wants them)
+ * @typedef {object} ResolveOpts Every field is optional; the defaults describe this machine.
+ * @property {Record<string, string | undefined>} [env] environment (PATH, CODING_ENV_PYTHON, PIP_*);
+ *   @default process.env
+ * @property {boolean} [isRoot] whether the executor will run as root (and so drop to unprivileged
+ *   uids); @default the current process's uid is 0
+ * @property {string} [systemPython] the distribution's interpreter, always a candidate and the one
+ *   apt-get installs python3-cloudpickle for; @default "/usr/bin/python3"
+ * @property {string | null} [aptGet] apt-get to run when root and nothing else has cloudpickle, or
+ *   null for never; @default "/usr/bin/apt-get" when root on Debian, else null
+ * @property {string} [venvDir] where a venv is made when needed; @default
+ *   `<repo>/.python-runtime/venv`, or `/opt/coding-env/python-venv` when root and the checkout is
+ *   not reachable by unprivileged users
+ * @property {string | null} [cacheFile] where the answer is cached, or null for no cache;
+ *   @default `<repo>/node_modules/.cache/coding-env/python.json`
  */
-function inspect(candidate) {
+
+/**
+ * @typedef {object} Inspected
+ * @property {string} path sys.executable
+ * @property {boolean} versionOk Python 3.10+
+ * @property {boolean} hasCloudpickle
+ * @property {number} extras how many of numpy/pandas/sympy it has (user code in "full" episodes wants them)
+ */
+
+/**
+ * Runs the probe with `candidate`.
+ * @param {string} candidate
+ * @param {Record<string, string | undefined>} env
+ * @returns {Inspected | undefined} undefined when it does not run as Python at all
+ */
+function inspect(candidate, env) {
   const run = spawnSync(candidate, ["-c", probeScript], {
     encoding: "utf8",
     timeout: 20_000,
-    env: { ...process.env, PYTHONNOUSERSITE: "1" },
+    env: { ...env, PYTHONNOUSERSITE: "1" },
   });
   if (run.status !== 0 || typeof run.stdout !== "string") return undefined;
-  const [extras, path] = run.stdout.trim().split("\n").slice(-2);
-  return path && existsSync(path) ? { path, extras: Number(extras) || 0 } : undefined;
+  const [flags, path] = run.stdout.trim().split("\n").slice(-2);
+  if (!flags || !path || !existsSync(path)) return undefined;
+  const [ok, has, extras] = flags.split(" ").map(Number);
+  return { path, versionOk: ok === 1, hasCloudpickle: has === 1, extras: extras || 0 };
 }
 
 /**
- * When root, the runtime runs user code as unprivileged uids that must be able to enter every
- * directory above the interpreter (an interpreter under /root, like pyenv's, is unusable).
+ * The directory (of `path`'s real location) that unprivileged users cannot enter, if any: the
+ * executor makes exactly this check (runtime.py `_check_interpreter_reachable`).
  * @param {string} path
+ * @returns {string | undefined}
  */
-function reachableByOthers(path) {
-  let dir = dirname(realpathSync(path));
+function blockingDir(path) {
+  let dir;
+  try {
+    dir = dirname(realpathSync(path));
+  } catch {
+    return dirname(path);
+  }
   for (;;) {
     try {
-      if ((statSync(dir).mode & 0o001) === 0) return false;
+      if ((statSync(dir).mode & 0o001) === 0) return dir;
     } catch {
-      return false;
+      return dir;
     }
     const parent = dirname(dir);
-    if (parent === dir) return true;
+    if (parent === dir) return undefined;
     dir = parent;
   }
 }
 
-const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
-
-/** @param {string} candidate @returns {string | undefined} */
-function probe(candidate) {
-  return inspect(candidate)?.path;
+/**
+ * Why the executor (running as root) would refuse `python`, or undefined when it accepts it:
+ * the interpreter's directories must be enterable by others, and an unprivileged user must be able
+ * to run it and import cloudpickle (its standard library and site-packages readable too).
+ * @param {string} python
+ * @param {Record<string, string | undefined>} env
+ * @returns {string | undefined}
+ */
+function refusalAsRoot(python, env) {
+  const blocked = blockingDir(python);
+  if (blocked !== undefined) return `under ${blocked}, which the sandbox's unprivileged users cannot enter`;
+  const run = spawnSync(python, ["-c", "import cloudpickle"], {
+    encoding: "utf8",
+    timeout: 20_000,
+    cwd: "/",
+    uid: NOBODY,
+    gid: NOBODY,
+    env: { PATH: env.PATH ?? "/usr/bin:/bin", PYTHONNOUSERSITE: "1", HOME: "/" },
+  });
+  if (run.status === 0) return undefined;
+  const last = (run.stderr ?? run.error?.message ?? "").trim().split("\n").pop() ?? "";
+  return `an unprivileged user (uid ${NOBODY}) cannot run it and import cloudpickle${last ? ` (${last})` : ""}`;
 }
 
-/** @param {string} name @returns {string[]} every executable called `name` on PATH */
-function onPath(name) {
+/** @param {string} name @param {Record<string, string | undefined>} env @returns {string[]} */
+function onPath(name, env) {
   const found = [];
-  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
+  for (const dir of (env.PATH ?? "").split(delimiter)) {
     if (!dir) continue;
     const full = join(dir, name);
     if (existsSync(full)) found.push(full);
@@ -80,7 +141,9 @@ function onPath(name) {
   return found;
 }
 
-function readCache() {
+/** @param {string | null} cacheFile */
+function readCache(cacheFile) {
+  if (cacheFile === null) return undefined;
   try {
     const cached = JSON.parse(readFileSync(cacheFile, "utf8"));
     return typeof cached.python === "string" ? cached.python : undefined;
@@ -89,8 +152,9 @@ function readCache() {
   }
 }
 
-/** @param {string} python */
-function writeCache(python) {
+/** @param {string | null} cacheFile @param {string} python */
+function writeCache(cacheFile, python) {
+  if (cacheFile === null) return;
   try {
     mkdirSync(dirname(cacheFile), { recursive: true });
     writeFileSync(cacheFile, `${JSON.stringify({ python, checkedAt: new Date().toISOString() })}\n`);
@@ -99,90 +163,198 @@ function writeCache(python) {
   }
 }
 
-/** @param {string[]} bases interpreters that may create a venv @returns {string | undefined} */
-function tryVenv(bases) {
+/** @param {string} dir @returns {boolean} every directory from `dir` up is enterable by others */
+function dirReachable(dir) {
+  let current = resolve(dir);
+  for (;;) {
+    if (existsSync(current)) return blockingDir(join(current, "x")) === undefined;
+    const parent = dirname(current);
+    if (parent === current) return true;
+    current = parent;
+  }
+}
+
+/**
+ * Fills in the defaults of {@link ResolveOpts}.
+ * @param {ResolveOpts} opts
+ */
+function withDefaults(opts) {
+  const isRoot = opts.isRoot ?? (typeof process.getuid === "function" && process.getuid() === 0);
+  const debianAptGet =
+    isRoot && existsSync("/etc/debian_version") && existsSync("/usr/bin/apt-get") ? "/usr/bin/apt-get" : null;
+  const repoVenv = join(repoRoot, ".python-runtime", "venv");
+  return {
+    env: opts.env ?? process.env,
+    isRoot,
+    systemPython: opts.systemPython ?? "/usr/bin/python3",
+    aptGet: opts.aptGet === undefined ? debianAptGet : opts.aptGet,
+    venvDir: opts.venvDir ?? (isRoot && !dirReachable(repoVenv) ? "/opt/coding-env/python-venv" : repoVenv),
+    cacheFile:
+      opts.cacheFile === undefined
+        ? join(repoRoot, "node_modules", ".cache", "coding-env", "python.json")
+        : opts.cacheFile,
+  };
+}
+
+/**
+ * The absolute path of a Python 3.10+ interpreter that imports cloudpickle and that the executor
+ * accepts (as root: reachable and runnable by unprivileged users), found or prepared.
+ *
+ * @example
+ * const python = await resolvePython(); // "/usr/bin/python3"
+ * const forTest = await resolvePython({ env: { PATH: "/tmp/fake/bin" }, aptGet: null, cacheFile: null });
+ *
+ * @param {ResolveOpts} [opts]
+ * @returns {Promise<string>}
+ * @throws {Error} when none can be found or prepared; the message says what was tried and how to fix it.
+ */
+export async function resolvePython(opts = {}) {
+  const o = withDefaults(opts);
+  /** @param {string} python @returns {string | undefined} why the executor would refuse it */
+  const refusal = (python) => (o.isRoot ? refusalAsRoot(python, o.env) : undefined);
+
+  const override = o.env.CODING_ENV_PYTHON;
+  if (override) {
+    const found = inspect(override, o.env);
+    if (!found?.versionOk || !found.hasCloudpickle) {
+      throw new Error(
+        `CODING_ENV_PYTHON=${override} cannot run "import cloudpickle" (Python 3.${minimumMinor}+ with cloudpickle is required). ` +
+          "Install cloudpickle for it (pip install cloudpickle) or unset CODING_ENV_PYTHON.",
+      );
+    }
+    const why = refusal(found.path);
+    if (why) {
+      throw new Error(
+        `CODING_ENV_PYTHON=${override} is ${why}; run as root, the executor refuses it. Use a system-wide ` +
+          "Python (on Debian/Ubuntu: apt-get install python3-cloudpickle, then CODING_ENV_PYTHON=/usr/bin/python3) or unset CODING_ENV_PYTHON.",
+      );
+    }
+    return found.path;
+  }
+
+  const cached = readCache(o.cacheFile);
+  if (cached) {
+    const found = inspect(cached, o.env);
+    if (found?.versionOk && found.hasCloudpickle && !refusal(found.path)) return found.path;
+  }
+
+  /** @type {string[]} what was rejected and why, for the final message */
+  const rejected = [];
+  const candidates = [
+    ...new Set([...onPath("python3", o.env), ...onPath("python", o.env), o.systemPython]),
+  ].filter((c) => existsSync(c));
+  /** Interpreters the executor would accept as such (they may lack cloudpickle): venv bases. */
+  const acceptableBases = [];
+  let best;
+  for (const candidate of candidates) {
+    const found = inspect(candidate, o.env);
+    if (!found) {
+      rejected.push(`${candidate}: does not run`);
+      continue;
+    }
+    if (!found.versionOk) {
+      rejected.push(`${candidate}: older than Python 3.${minimumMinor}`);
+      continue;
+    }
+    // A missing cloudpickle makes the nobody-probe fail too: check the location first.
+    const blocked = o.isRoot ? blockingDir(found.path) : undefined;
+    if (blocked !== undefined) {
+      rejected.push(`${candidate}: under ${blocked}, which the sandbox's unprivileged users cannot enter`);
+      continue;
+    }
+    if (!found.hasCloudpickle) {
+      rejected.push(`${candidate}: no cloudpickle`);
+      acceptableBases.push(found.path);
+      continue;
+    }
+    const why = refusal(found.path);
+    if (why) {
+      rejected.push(`${candidate}: ${why}`);
+      continue;
+    }
+    acceptableBases.push(found.path);
+    // Prefer an interpreter that also has numpy/pandas/sympy; else any with cloudpickle.
+    if (!best || found.extras > best.extras) best = found;
+  }
+  if (best) {
+    writeCache(o.cacheFile, best.path);
+    return best.path;
+  }
+
+  const accepted = (/** @type {string | undefined} */ python) => {
+    if (python === undefined) return undefined;
+    const found = inspect(python, o.env);
+    return found?.versionOk && found.hasCloudpickle && !refusal(found.path) ? found.path : undefined;
+  };
+  // As root on Debian the distribution's own package is the sturdy answer (no venv to keep up).
+  const prepared =
+    (o.isRoot && o.aptGet !== null && tryApt(o.aptGet, o.env) ? accepted(o.systemPython) : undefined) ??
+    tryVenv(o.venvDir, acceptableBases, o.env, accepted);
+  if (prepared) {
+    writeCache(o.cacheFile, prepared);
+    return prepared;
+  }
+  const asRoot = o.isRoot
+    ? " Run as root, the executor needs an interpreter outside /root that unprivileged users can run " +
+      "(pyenv's or a venv under /root will not do)."
+    : "";
+  throw new Error(
+    `No usable Python 3.${minimumMinor}+ with cloudpickle was found (${rejected.join("; ") || "none on PATH"}), ` +
+      `and none could be prepared (apt-get: ${o.isRoot && o.aptGet !== null ? "failed" : "not available"}; ` +
+      `venv at ${o.venvDir}: ${acceptableBases.length > 0 ? "pip could not install cloudpickle" : "no acceptable interpreter to make it from"}).${asRoot} ` +
+      "Fix one of: on Debian/Ubuntu `sudo apt-get install python3-cloudpickle`; `pip install cloudpickle` for a system-wide python3; " +
+      "or set CODING_ENV_PYTHON to an interpreter that has it. Then run `node scripts/setup-python.mjs`.",
+  );
+}
+
+/**
+ * `apt-get install python3-cloudpickle` (after `apt-get update` if the first try fails).
+ * @param {string} aptGet @param {Record<string, string | undefined>} env @returns {boolean} installed
+ */
+function tryApt(aptGet, env) {
+  const aptEnv = { ...env, DEBIAN_FRONTEND: "noninteractive" };
+  const install = () =>
+    spawnSync(aptGet, ["install", "-y", "-qq", "python3-cloudpickle"], {
+      stdio: "ignore",
+      env: aptEnv,
+      timeout: 600_000,
+    }).status === 0;
+  if (install()) return true;
+  spawnSync(aptGet, ["update", "-qq"], { stdio: "ignore", env: aptEnv, timeout: 600_000 });
+  return install();
+}
+
+/**
+ * A venv at `venvDir` with cloudpickle from pip, made from the first of `bases` that works.
+ * @param {string} venvDir
+ * @param {string[]} bases interpreters the executor accepts (reachable ones when root)
+ * @param {Record<string, string | undefined>} env passed to pip (PIP_INDEX_URL, PIP_FIND_LINKS...)
+ * @param {(python: string | undefined) => string | undefined} accepted
+ * @returns {string | undefined}
+ */
+function tryVenv(venvDir, bases, env, accepted) {
   const venvPython = join(venvDir, "bin", "python");
   if (existsSync(venvPython)) {
-    const ok = probe(venvPython);
+    const ok = accepted(venvPython);
     if (ok) return ok;
   }
   for (const base of bases) {
-    const created = spawnSync(base, ["-m", "venv", venvDir], { stdio: "ignore", timeout: 120_000 });
+    // --clear: a venv left over from an unacceptable base (say pyenv's) is replaced, not reused.
+    const created = spawnSync(base, ["-m", "venv", "--clear", venvDir], {
+      stdio: "ignore",
+      env,
+      timeout: 120_000,
+    });
     if (created.status !== 0 || !existsSync(venvPython)) continue;
     const installed = spawnSync(
       venvPython,
       ["-m", "pip", "install", "--quiet", "--retries", "1", "--timeout", "15", "cloudpickle"],
-      { stdio: "ignore", timeout: 300_000 },
+      { stdio: "ignore", env, timeout: 300_000 },
     );
     if (installed.status === 0) {
-      const ok = probe(venvPython);
+      const ok = accepted(venvPython);
       if (ok) return ok;
     }
   }
   return undefined;
-}
-
-function tryApt() {
-  if (!isRoot || !existsSync("/etc/debian_version") || !existsSync("/usr/bin/apt-get")) {
-    return undefined;
-  }
-  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
-  let install = spawnSync("apt-get", ["install", "-y", "-qq", "python3-cloudpickle"], {
-    stdio: "ignore",
-    env,
-    timeout: 600_000,
-  });
-  if (install.status !== 0) {
-    spawnSync("apt-get", ["update", "-qq"], { stdio: "ignore", env, timeout: 600_000 });
-    install = spawnSync("apt-get", ["install", "-y", "-qq", "python3-cloudpickle"], {
-      stdio: "ignore",
-      env,
-      timeout: 600_000,
-    });
-  }
-  return install.status === 0 ? probe("/usr/bin/python3") : undefined;
-}
-
-/**
- * The absolute path of a Python 3.10+ interpreter that can import cloudpickle, found or prepared.
- * @returns {Promise<string>}
- * @throws {Error} when none can be found or prepared; the message says how to fix it.
- */
-export async function resolvePython() {
-  const override = process.env.CODING_ENV_PYTHON;
-  if (override) {
-    const ok = probe(override);
-    if (ok) return ok;
-    throw new Error(
-      `CODING_ENV_PYTHON=${override} cannot run "import cloudpickle" (Python 3.${minimumMinor}+ with cloudpickle is required). ` +
-        "Install cloudpickle for it (pip install cloudpickle) or unset CODING_ENV_PYTHON.",
-    );
-  }
-  const cached = readCache();
-  if (cached && probe(cached)) return cached;
-
-  const candidates = [...onPath("python3"), ...onPath("python"), "/usr/bin/python3"];
-  const unique = [...new Set(candidates)].filter((c) => existsSync(c));
-  // Prefer an interpreter that also has numpy/pandas/sympy; else any with cloudpickle.
-  let best;
-  for (const candidate of unique) {
-    const found = inspect(candidate);
-    if (!found || (isRoot && !reachableByOthers(found.path))) continue;
-    if (!best || found.extras > best.extras) best = found;
-  }
-  if (best) {
-    writeCache(best.path);
-    return best.path;
-  }
-  const prepared = tryVenv(unique) ?? tryApt();
-  if (prepared) {
-    writeCache(prepared);
-    return prepared;
-  }
-  throw new Error(
-    `No Python 3.${minimumMinor}+ with cloudpickle was found (tried: ${unique.join(", ") || "none on PATH"}), ` +
-      "and none could be prepared. Fix one of: `pip install cloudpickle` for your python3; " +
-      "on Debian/Ubuntu `sudo apt-get install python3-cloudpickle`; or set CODING_ENV_PYTHON to an interpreter that has it. " +
-      "Then run `node scripts/setup-python.mjs`.",
-  );
 }

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import unittest
 from pathlib import Path
 
@@ -51,3 +53,193 @@ class ResolvePythonTest(unittest.TestCase):
         self.assertIn("cloudpickle", run.stderr)
         ok = node(["scripts/setup-python.mjs"], CODING_ENV_PYTHON=sys.executable)
         self.assertIn("Python runtime interpreter:", ok.stdout)
+
+
+# Calls resolvePython(opts) with the options given as JSON; prints {"python"} or {"error"}.
+RESOLVE_WITH_OPTS = """
+const { resolvePython } = await import('./scripts/python.mjs');
+const opts = JSON.parse(process.argv[1]);
+try { console.log(JSON.stringify({ python: await resolvePython(opts) })); }
+catch (e) { console.log(JSON.stringify({ error: e.message })); }
+"""
+NOBODY = 65534
+# Stands in for apt-get: records its arguments and "installs python3-cloudpickle" by giving the
+# fake Debian python3 (a venv without system packages) the system's site-packages.
+FAKE_APT_GET = """#!/bin/sh
+echo "$@" >> {log}
+case "$1" in install)
+  /bin/sed -i 's/^include-system-site-packages = false/include-system-site-packages = true/' {cfg} ;;
+esac
+"""
+
+
+@unittest.skipUnless(NODE, "node is not installed")
+@unittest.skipUnless(os.geteuid() == 0, "the sandbox's reachability rules apply to root only")
+class RootMachineSituationTest(unittest.TestCase):
+    """This project's machine: pyenv's python3 (under a directory the sandbox users cannot enter)
+    first on PATH, then Debian's python3 with or without cloudpickle. Setup must only ever answer an
+    interpreter the executor accepts, never one made from the unreachable Python."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        base = os.path.realpath(sys.executable)
+        probe = subprocess.run([base, "-c", "import cloudpickle, ensurepip"], capture_output=True, timeout=60)
+        if probe.returncode != 0:
+            raise unittest.SkipTest("the test interpreter needs cloudpickle and ensurepip (python3-venv)")
+        cls.root = tempfile.mkdtemp(prefix="resolve-python-")
+        os.chmod(cls.root, 0o755)  # reachable by nobody, like /usr
+        private = os.path.join(cls.root, "private")
+        os.mkdir(private, 0o700)  # like /root
+        cls.private = private
+        # A real interpreter with cloudpickle (a copied binary) that only root can reach: pyenv's.
+        cls.pyenv = os.path.join(private, "pyenv")
+        cls._run([base, "-m", "venv", "--copies", "--system-site-packages", "--without-pip", cls.pyenv])
+        # cloudpickle as a local wheel, so a venv's pip can install it offline (PIP_FIND_LINKS).
+        source = os.path.join(cls.root, "cloudpickle-src")
+        cloudpickle_dir = os.path.dirname(
+            subprocess.run(
+                [base, "-c", "import cloudpickle; print(cloudpickle.__file__)"],
+                capture_output=True, text=True, check=True, timeout=60,
+            ).stdout.strip()
+        )
+        shutil.copytree(
+            cloudpickle_dir, os.path.join(source, "cloudpickle"), ignore=shutil.ignore_patterns("__pycache__")
+        )
+        with open(os.path.join(source, "setup.py"), "w") as fh:
+            fh.write("from setuptools import setup\n")
+            fh.write("setup(name='cloudpickle', version='2.2.0', packages=['cloudpickle'])\n")
+        cls.wheels = os.path.join(cls.root, "wheels")
+        wheel = ["wheel", "--quiet", "--no-index", "--no-build-isolation", "--no-deps", "-w", cls.wheels, source]
+        built = subprocess.run([base, "-m", "pip", *wheel], capture_output=True, text=True, timeout=300)
+        cls.have_wheel = built.returncode == 0
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        shutil.rmtree(cls.root, ignore_errors=True)
+
+    @staticmethod
+    def _run(args: list[str]) -> None:
+        subprocess.run(args, check=True, capture_output=True, timeout=300)
+
+    def setUp(self) -> None:
+        self.case = tempfile.mkdtemp(dir=self.root)
+        os.chmod(self.case, 0o755)
+        self.addCleanup(shutil.rmtree, self.case, True)
+        self.debian = os.path.join(self.case, "debian")
+        self.venv_dir = os.path.join(self.case, "venv")
+        self.apt_log = os.path.join(self.case, "apt.log")
+
+    def make_debian(self, with_cloudpickle: bool) -> str:
+        """Debian's python3 stand-in: the real interpreter, with or without the system's packages."""
+        args = [sys.executable, "-m", "venv", "--without-pip", self.debian]
+        self._run(args[:4] + (["--system-site-packages"] if with_cloudpickle else []) + args[4:])
+        return os.path.join(self.debian, "bin", "python3")
+
+    def make_apt_get(self) -> str:
+        path = os.path.join(self.case, "apt-get")
+        with open(path, "w") as fh:
+            fh.write(FAKE_APT_GET.format(log=self.apt_log, cfg=os.path.join(self.debian, "pyvenv.cfg")))
+        os.chmod(path, 0o755)
+        return path
+
+    def resolve(
+        self, system_python: str, apt_get: str | None, cache_file: str | None = None, **env: str
+    ) -> dict[str, str]:
+        """resolvePython as root with this case's PATH (pyenv's first), apt-get and venv place."""
+        opts = {
+            "env": {
+                "PATH": f"{self.pyenv}/bin{os.pathsep}{self.debian}/bin",
+                "PIP_NO_INDEX": "1",  # no network here: pip finds only what PIP_FIND_LINKS offers
+                "PIP_NO_CACHE_DIR": "1",
+                "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+                **env,
+            },
+            "isRoot": True,
+            "systemPython": system_python,
+            "aptGet": apt_get,
+            "venvDir": self.venv_dir,
+            "cacheFile": cache_file,
+        }
+        run = node(["--input-type=module", "-e", RESOLVE_WITH_OPTS, json.dumps(opts)])
+        self.assertEqual(run.returncode, 0, run.stderr)
+        return json.loads(run.stdout.strip().splitlines()[-1])
+
+    def assert_executor_accepts(self, python: str) -> None:
+        from coding_env_runtime.runtime import _check_interpreter_reachable
+
+        _check_interpreter_reachable(python)  # raises RuntimeFailure when the executor would refuse
+        as_nobody = subprocess.run(
+            [python, "-c", "import cloudpickle"], user=NOBODY, group=NOBODY, extra_groups=[],
+            cwd="/", env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=60,
+        )
+        self.assertEqual(as_nobody.returncode, 0, as_nobody.stderr)
+
+    def assert_no_venv_from_unreachable_python(self) -> None:
+        cfg = os.path.join(self.venv_dir, "pyvenv.cfg")
+        if os.path.exists(cfg):
+            with open(cfg) as fh:
+                self.assertNotIn(self.private, fh.read())
+
+    def test_the_fixture_reproduces_the_machine(self) -> None:
+        pyenv_python = os.path.join(self.pyenv, "bin", "python3")
+        self.assertEqual(subprocess.run([pyenv_python, "-c", "import cloudpickle"], timeout=60).returncode, 0)
+        debian = self.make_debian(with_cloudpickle=False)
+        self.assertNotEqual(
+            subprocess.run([debian, "-c", "import cloudpickle"], capture_output=True, timeout=60).returncode, 0
+        )
+
+    def test_debian_python_with_cloudpickle_is_chosen_over_unreachable_first_on_path(self) -> None:
+        debian = self.make_debian(with_cloudpickle=True)
+        apt_get = self.make_apt_get()
+        result = self.resolve(debian, apt_get)
+        self.assertEqual(result.get("python"), debian, result)
+        self.assert_executor_accepts(result["python"])
+        self.assertFalse(os.path.exists(self.apt_log), "apt-get must not run when nothing is missing")
+
+    def test_debian_python_without_cloudpickle_gets_it_from_apt_get_not_a_venv_from_pyenv(self) -> None:
+        debian = self.make_debian(with_cloudpickle=False)
+        apt_get = self.make_apt_get()
+        result = self.resolve(debian, apt_get)
+        self.assertEqual(result.get("python"), debian, result)
+        self.assert_executor_accepts(result["python"])
+        with open(self.apt_log) as fh:
+            self.assertIn("install -y -qq python3-cloudpickle", fh.read())
+        self.assertFalse(os.path.exists(self.venv_dir))
+
+    def test_without_apt_get_a_venv_is_made_from_debian_python_only(self) -> None:
+        if not self.have_wheel:
+            self.skipTest("could not build a local cloudpickle wheel")
+        self.make_debian(with_cloudpickle=False)
+        result = self.resolve(os.path.join(self.debian, "bin", "python3"), None, PIP_FIND_LINKS=self.wheels)
+        self.assertEqual(result.get("python"), os.path.join(self.venv_dir, "bin", "python"), result)
+        self.assert_executor_accepts(result["python"])
+        self.assert_no_venv_from_unreachable_python()
+
+    def test_nothing_usable_is_a_clear_error_never_the_unreachable_python(self) -> None:
+        debian = self.make_debian(with_cloudpickle=False)
+        result = self.resolve(debian, None)  # no apt-get, and pip has no index
+        self.assertNotIn("python", result)
+        message = result["error"]
+        self.assertIn(f"{self.pyenv}/bin/python3: under {self.private}", message)
+        self.assertIn(f"{debian}: no cloudpickle", message)
+        self.assertIn("apt-get install python3-cloudpickle", message)
+        self.assertIn("CODING_ENV_PYTHON", message)
+        self.assert_no_venv_from_unreachable_python()
+
+    def test_a_cached_unreachable_interpreter_is_not_reused(self) -> None:
+        debian = self.make_debian(with_cloudpickle=True)
+        cache = os.path.join(self.case, "python.json")
+        with open(cache, "w") as fh:
+            json.dump({"python": os.path.join(self.pyenv, "bin", "python3")}, fh)
+        result = self.resolve(debian, None, cache_file=cache)
+        self.assertEqual(result.get("python"), debian, result)
+        with open(cache) as fh:
+            self.assertEqual(json.load(fh)["python"], debian)
+
+    def test_an_unreachable_override_is_refused_with_the_reason(self) -> None:
+        self.make_debian(with_cloudpickle=True)
+        pyenv_python = os.path.join(self.pyenv, "bin", "python3")
+        result = self.resolve(os.path.join(self.debian, "bin", "python3"), None, CODING_ENV_PYTHON=pyenv_python)
+        self.assertNotIn("python", result)
+        self.assertIn("cannot enter", result["error"])
+        self.assertIn("apt-get install python3-cloudpickle", result["error"])

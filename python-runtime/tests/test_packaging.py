@@ -13,9 +13,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class PackagingTest(unittest.TestCase):
-    def test_dockerfile_uses_lambda_python_311_arm64_and_the_handler(self) -> None:
+    def test_dockerfile_uses_lambda_python_312_arm64_and_the_handler(self) -> None:
         text = (ROOT / "Dockerfile").read_text()
-        self.assertRegex(text, r"(?m)^FROM public\.ecr\.aws/lambda/python:3\.11-arm64$")
+        self.assertRegex(text, r"(?m)^FROM public\.ecr\.aws/lambda/python:3\.1[2-9]-arm64$")
+        # The build itself fails when the runtime does not import on the image's interpreter.
+        self.assertRegex(text, r"(?m)^RUN .*python3 -I -c .*import")
+        self.assertIn("import coding_env_runtime.handler", text)
         cmd = re.search(r'(?m)^CMD \["([^"]+)"\]$', text)
         assert cmd is not None
         module_name, _, attr = cmd.group(1).rpartition(".")

@@ -1,75 +1,52 @@
-// The local DynamoDB: dynalite's storage, validation and expression engine behind our own small
-// HTTP front, which adds the one operation our step needs and dynalite lacks: TransactWriteItems
-// (plus a no-op UpdateTimeToLive, so the same table setup code runs locally and in AWS).
-//
-// Atomicity and isolation: every ordinary operation holds a shared lock and a transaction holds
-// the exclusive lock, so nobody observes a half-applied transaction. Within the lock the writes
-// are applied one by one with their own conditions (item keys in one transaction are distinct, so
-// no write can see another's effect, exactly as DynamoDB evaluates them against the prior state);
-// if write i fails, writes 0..i-1 are rolled back from their ALL_OLD images before the lock is
-// released. The handlers talk to this server through the real `@aws-sdk/client-dynamodb`.
+// The local DynamoDB: dynalite's storage, validation and expression engine behind our own HTTP
+// front, which makes it behave like DynamoDB where our code depends on it (test/dynamodb/parity
+// test states each behaviour):
+// - transactions (TransactWriteItems, TransactGetItems) that hold their items: an overlapping
+//   transaction is cancelled with `TransactionConflict`, a single write to a held item fails with
+//   TransactionConflictException (transactions.ts);
+// - DynamoDB's 400 KB item size in UTF-8 bytes, ReturnValuesOnConditionCheckFailure, write units;
+// - BatchGetItem answers at most `batchGetMaxBytes` (16 MB) and returns the rest in UnprocessedKeys;
+//   BatchWriteItem returns items held by a transaction in UnprocessedItems;
+// - a change feed of DynamoDB Streams records (NEW_AND_OLD_IMAGES) for every applied write, and a
+//   Time to Live sweep whose removals carry the TTL service identity;
+// - with `accessKeyId`, every request must be signed with that access key id (403 otherwise).
 import { once } from "node:events";
+import { readFileSync, writeFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { createRequire } from "node:module";
 import type { AddressInfo } from "node:net";
+import {
+  commitWrite,
+  createStore,
+  describe,
+  forgetTable,
+  ItemLocks,
+  itemId,
+  keyOf,
+  PlannedConditionFailure,
+  planWrite,
+  ReadersWriterLock,
+  runAction,
+  validate,
+} from "./dynalite-store.js";
+import {
+  type AttributeMap,
+  type ChangeRecord,
+  changeRecord,
+  itemSize,
+  MAX_ITEM_BYTES,
+  OperationError,
+  readUnits,
+  transactionConflict,
+  unrecognizedClient,
+  validationError,
+  writeUnits,
+} from "./dynamodb-rules.js";
+import { type TransactionContext, transactGetItems, transactWriteItems } from "./transactions.js";
 
-const require = createRequire(import.meta.url);
-
-type Callback = (err: DynaliteError | null, data?: Record<string, unknown>) => void;
-type Action = (store: unknown, data: Record<string, unknown>, cb: Callback) => void;
-interface DynaliteError extends Error {
-  statusCode?: number;
-  body?: { __type: string; message?: string };
-}
-interface Validation {
-  types: unknown;
-  custom?: unknown;
-}
-interface DynaliteValidations {
-  checkTypes(data: unknown, types: unknown): Record<string, unknown>;
-  checkValidations(data: unknown, types: unknown, custom: unknown, store: unknown): void;
-  toLowerFirst(s: string): string;
-}
-interface DynaliteDb {
-  create(opts: Record<string, unknown>): DynaliteStore;
-  checkConditional(data: unknown, existing: unknown): DynaliteError | null | undefined;
-}
-interface DynaliteStore {
-  db: { close(cb: (err?: Error) => void): void };
-  lifecycleManager?: { gracefulClose(cb: (err?: Error) => void): void };
-}
-
-const validations = require("dynalite/validations") as DynaliteValidations;
-const dynaliteDb = require("dynalite/db") as DynaliteDb;
-
-const operations = [
-  "BatchGetItem",
-  "BatchWriteItem",
-  "CreateTable",
-  "DeleteItem",
-  "DeleteTable",
-  "DescribeTable",
-  "DescribeTimeToLive",
-  "GetItem",
-  "ListTables",
-  "PutItem",
-  "Query",
-  "Scan",
-  "UpdateItem",
-  "UpdateTable",
-] as const;
-const actions = new Map<string, { action: Action; validation: Validation }>();
-for (const op of operations) {
-  const name = validations.toLowerFirst(op);
-  actions.set(op, {
-    action: require(`dynalite/actions/${name}`) as Action,
-    validation: require(`dynalite/validations/${name}`) as Validation,
-  });
-}
+export type { ChangeRecord } from "./dynamodb-rules.js";
 
 const MAX_REQUEST_BYTES = 16 * 1024 * 1024;
-const MAX_TRANSACT_ITEMS = 100;
-const MAX_TRANSACT_BYTES = 4 * 1024 * 1024;
+const FIVE_YEARS_S = 5 * 365 * 24 * 3600;
 
 /** Options of {@link startDynalite}. */
 export interface DynaliteOpts {
@@ -79,6 +56,12 @@ export interface DynaliteOpts {
   readonly port?: number;
   /** @default "127.0.0.1" */
   readonly host?: string;
+  /** When set, only requests signed with this access key id are served (403 otherwise). */
+  readonly accessKeyId?: string;
+  /** Response size at which BatchGetItem stops and returns UnprocessedKeys. @default 16 MiB */
+  readonly batchGetMaxBytes?: number;
+  /** Called once a transaction holds its items, before it reads them (tests pause here). */
+  readonly onTransactionPending?: (ids: readonly string[]) => Promise<void>;
 }
 
 export interface DynaliteHandle {
@@ -88,295 +71,11 @@ export interface DynaliteHandle {
   readonly requestCounts: Map<string, number>;
   /** Time spent serving requests (ms, from the complete body to the answer), by operation. */
   readonly requestMs: Map<string, number>;
+  /** Receives the stream records of every applied write; returns the unsubscribe function. */
+  onChange(listener: (records: ChangeRecord[]) => void): () => void;
+  /** Deletes the items whose Time to Live passed, as DynamoDB TTL does; returns how many. */
+  sweepExpired(nowMs?: number): Promise<number>;
   stop(): Promise<void>;
-}
-
-/** A readers-writer lock: many ordinary operations at once, or one transaction alone. */
-class SharedExclusiveLock {
-  private readers = 0;
-  private writer = false;
-  private readonly waiting: Array<{ exclusive: boolean; resolve: () => void }> = [];
-
-  async shared(): Promise<() => void> {
-    if (!this.writer && !this.waiting.some((w) => w.exclusive)) {
-      this.readers++;
-      return () => this.releaseShared();
-    }
-    await new Promise<void>((resolve) => this.waiting.push({ exclusive: false, resolve }));
-    return () => this.releaseShared();
-  }
-
-  async exclusive(): Promise<() => void> {
-    if (!this.writer && this.readers === 0) {
-      this.writer = true;
-      return () => this.releaseExclusive();
-    }
-    await new Promise<void>((resolve) => this.waiting.push({ exclusive: true, resolve }));
-    return () => this.releaseExclusive();
-  }
-
-  private releaseShared(): void {
-    this.readers--;
-    this.drain();
-  }
-
-  private releaseExclusive(): void {
-    this.writer = false;
-    this.drain();
-  }
-
-  private drain(): void {
-    while (this.waiting.length > 0 && !this.writer) {
-      const next = this.waiting[0];
-      if (!next) break;
-      if (next.exclusive) {
-        if (this.readers > 0) break;
-        this.waiting.shift();
-        this.writer = true;
-        next.resolve();
-        break;
-      }
-      this.waiting.shift();
-      this.readers++;
-      next.resolve();
-    }
-  }
-}
-
-class OperationError extends Error {
-  constructor(
-    readonly statusCode: number,
-    readonly body: Record<string, unknown>,
-  ) {
-    super(String(body.message ?? body.__type));
-  }
-}
-
-function validationError(message: string): OperationError {
-  return new OperationError(400, { __type: "com.amazon.coral.validate#ValidationException", message });
-}
-
-/** Runs one dynalite action with dynalite's own validation; rejects with its error body. */
-/** dynalite's own type checks and validations (parses the expressions); throws `OperationError`. */
-function validate(store: object, op: string, input: Record<string, unknown>): Record<string, unknown> {
-  const entry = actions.get(op);
-  if (!entry) throw new OperationError(400, { __type: "com.amazon.coral.service#UnknownOperationException" });
-  try {
-    const data = validations.checkTypes(input, entry.validation.types);
-    validations.checkValidations(data, entry.validation.types, entry.validation.custom, store);
-    return data;
-  } catch (err) {
-    const e = err as DynaliteError;
-    if (e.statusCode && e.body) throw new OperationError(e.statusCode, e.body);
-    throw err;
-  }
-}
-
-/** Runs one dynalite action on validated input. */
-function runValidated(
-  store: object,
-  op: string,
-  data: Record<string, unknown>,
-): Promise<Record<string, unknown>> {
-  const entry = actions.get(op);
-  if (!entry) return Promise.reject(new Error(`unknown operation ${op}`));
-  return new Promise((resolve, reject) => {
-    entry.action(store, data, (err, result) => {
-      if (err) {
-        if (err.statusCode && err.body) reject(new OperationError(err.statusCode, err.body));
-        else reject(err);
-        return;
-      }
-      resolve(result ?? {});
-    });
-  });
-}
-
-/** Runs one dynalite action with dynalite's own validation; rejects with its error body. */
-function runAction(
-  store: object,
-  op: string,
-  input: Record<string, unknown>,
-): Promise<Record<string, unknown>> {
-  try {
-    return runValidated(store, op, validate(store, op, input));
-  } catch (err) {
-    return Promise.reject(err);
-  }
-}
-
-type TransactItem = {
-  Put?: Record<string, unknown> & { TableName: string; Item: Record<string, unknown> };
-  Update?: Record<string, unknown> & { TableName: string; Key: Record<string, unknown> };
-  Delete?: Record<string, unknown> & { TableName: string; Key: Record<string, unknown> };
-  ConditionCheck?: Record<string, unknown> & { TableName: string; Key: Record<string, unknown> };
-};
-
-const keySchemas = new WeakMap<object, Map<string, string[]>>();
-
-/** The key attribute names of a table (cached: our tables never change their key schema). */
-async function keyNamesOf(store: object, tableName: string): Promise<string[]> {
-  let perStore = keySchemas.get(store);
-  if (!perStore) {
-    perStore = new Map();
-    keySchemas.set(store, perStore);
-  }
-  const cached = perStore.get(tableName);
-  if (cached) return cached;
-  const described = await runAction(store, "DescribeTable", { TableName: tableName });
-  const names = (described.Table as { KeySchema: Array<{ AttributeName: string }> }).KeySchema.map(
-    (k) => k.AttributeName,
-  );
-  perStore.set(tableName, names);
-  return names;
-}
-
-async function keyOf(store: object, tableName: string, item: Record<string, unknown>): Promise<string> {
-  const names = await keyNamesOf(store, tableName);
-  return `${tableName}|${names.map((k) => JSON.stringify(item[k] ?? null)).join("|")}`;
-}
-
-function keyFrom(item: Record<string, unknown>, keyNames: string[]): Record<string, unknown> {
-  return Object.fromEntries(keyNames.map((k) => [k, item[k]]));
-}
-
-/** Bytes as DynamoDB counts them: binary values by their decoded size, not their base64. */
-function wireSize(value: unknown): number {
-  if (typeof value === "string") return Buffer.byteLength(value);
-  if (Array.isArray(value)) return value.reduce((n: number, v) => n + wireSize(v), 0);
-  if (value && typeof value === "object") {
-    let n = 0;
-    for (const [k, v] of Object.entries(value)) {
-      n += Buffer.byteLength(k);
-      n += k === "B" && typeof v === "string" ? Math.floor((v.length * 3) / 4) : wireSize(v);
-    }
-    return n;
-  }
-  return 8;
-}
-
-function opOf(
-  ti: TransactItem,
-): [
-  "PutItem" | "UpdateItem" | "DeleteItem" | "ConditionCheck",
-  Record<string, unknown> & { TableName: string },
-] {
-  if (ti.Put) return ["PutItem", ti.Put];
-  if (ti.Update) return ["UpdateItem", ti.Update];
-  if (ti.Delete) return ["DeleteItem", ti.Delete];
-  return ["ConditionCheck", ti.ConditionCheck as Record<string, unknown> & { TableName: string }];
-}
-
-/** TransactWriteItems with DynamoDB's semantics and error shapes (called under the exclusive lock). */
-async function transactWriteItems(
-  store: object,
-  input: Record<string, unknown>,
-): Promise<Record<string, unknown>> {
-  const items = input.TransactItems as TransactItem[] | undefined;
-  if (!Array.isArray(items) || items.length === 0 || items.length > MAX_TRANSACT_ITEMS) {
-    throw validationError(
-      `1 validation error detected: Value at 'transactItems' failed to satisfy constraint: Member must have length between 1 and ${MAX_TRANSACT_ITEMS}`,
-    );
-  }
-  if (wireSize(items) > MAX_TRANSACT_BYTES) {
-    throw validationError("Transaction request cannot be larger than 4 MB");
-  }
-  const seen = new Set<string>();
-  for (const ti of items) {
-    const op = ti.Put ?? ti.Update ?? ti.Delete ?? ti.ConditionCheck;
-    if (!op) throw validationError("TransactItems can only contain one of Check, Put, Update or Delete");
-    const key = await keyOf(store, op.TableName, ti.Put ? ti.Put.Item : (op.Key as Record<string, unknown>));
-    if (seen.has(key)) {
-      throw validationError("Transaction request cannot include multiple operations on one item");
-    }
-    seen.add(key);
-  }
-
-  const reasons: Array<{ Code: string; Message?: string }> = items.map(() => ({ Code: "None" }));
-  const cancelled = () =>
-    new OperationError(400, {
-      __type: "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
-      message: `Transaction cancelled, please refer cancellation reasons for specific reasons [${reasons.map((r) => r.Code).join(", ")}]`,
-      CancellationReasons: reasons,
-    });
-
-  // Validate every operation once (this parses its expressions: the costly part).
-  const ops = [];
-  for (let i = 0; i < items.length; i++) {
-    const [op, params] = opOf(items[i] as TransactItem);
-    const { ReturnValuesOnConditionCheckFailure: _ignored, ...rest } = params;
-    const input = op === "ConditionCheck" ? rest : { ...rest, ReturnValues: "ALL_OLD" };
-    try {
-      const data = validate(store, op === "ConditionCheck" ? "DeleteItem" : op, input);
-      const keyNames = await keyNamesOf(store, params.TableName);
-      const key =
-        op === "PutItem"
-          ? keyFrom(params.Item as Record<string, unknown>, keyNames)
-          : (params.Key as Record<string, unknown>);
-      const conditioned = params.ConditionExpression !== undefined || params.Expected !== undefined;
-      ops.push({ index: i, op, data, key, tableName: params.TableName, conditioned });
-    } catch (err) {
-      const e = err as OperationError;
-      reasons[i] = { Code: "ValidationError", Message: String(e.body?.message ?? e.message) };
-      throw cancelled();
-    }
-  }
-
-  const conditioned = ops.filter((o) => o.conditioned);
-  // 1. With several conditions, evaluate them all against the state before the transaction
-  //    (DynamoDB reports each failure). With one, it is evaluated by its own write, done first.
-  if (conditioned.length > 1) {
-    for (const o of conditioned) {
-      const got = await runAction(store, "GetItem", {
-        TableName: o.tableName,
-        Key: o.key,
-        ConsistentRead: true,
-      });
-      if (dynaliteDb.checkConditional(o.data, got.Item)) {
-        reasons[o.index] = { Code: "ConditionalCheckFailed", Message: "The conditional request failed" };
-      }
-    }
-    if (reasons.some((r) => r.Code !== "None")) throw cancelled();
-  }
-  const order = conditioned.length === 1 ? [...conditioned, ...ops.filter((o) => !o.conditioned)] : ops;
-
-  // 2. The writes, undone from their old images if one fails.
-  const undo: Array<() => Promise<unknown>> = [];
-  for (const o of order) {
-    try {
-      if (o.op === "ConditionCheck") {
-        if (conditioned.length === 1) {
-          const got = await runAction(store, "GetItem", {
-            TableName: o.tableName,
-            Key: o.key,
-            ConsistentRead: true,
-          });
-          if (dynaliteDb.checkConditional(o.data, got.Item)) {
-            throw new OperationError(400, { __type: "ConditionalCheckFailedException" });
-          }
-        }
-        continue;
-      }
-      const result = await runValidated(store, o.op, o.data);
-      const old = result.Attributes as Record<string, unknown> | undefined;
-      undo.push(() =>
-        old
-          ? runAction(store, "PutItem", { TableName: o.tableName, Item: old })
-          : runAction(store, "DeleteItem", { TableName: o.tableName, Key: o.key }),
-      );
-    } catch (err) {
-      for (const u of undo.reverse()) await u();
-      if (err instanceof OperationError) {
-        const type = String(err.body.__type);
-        reasons[o.index] = type.endsWith("ConditionalCheckFailedException")
-          ? { Code: "ConditionalCheckFailed", Message: "The conditional request failed" }
-          : { Code: "ValidationError", Message: String(err.body.message ?? "") };
-        throw cancelled();
-      }
-      throw err;
-    }
-  }
-  return {};
 }
 
 function send(res: ServerResponse, status: number, body: unknown): void {
@@ -399,25 +98,26 @@ async function readBody(req: IncomingMessage): Promise<Buffer | null> {
   return Buffer.concat(chunks);
 }
 
+/** The access key id a SigV4 `Authorization` header names (`Credential=<id>/<date>/...`). */
+function accessKeyIdOf(req: IncomingMessage): string | undefined {
+  const header = req.headers.authorization;
+  return header ? /Credential=([^/,\s]+)\//.exec(header)?.[1] : undefined;
+}
+
 /**
  * Starts the local DynamoDB on a port.
  *
  * @example
- * const ddb = await startDynalite({ path: null });
- * // new DynamoDBClient({ endpoint: ddb.endpoint, region: "local", credentials: ... })
+ * const ddb = await startDynalite({ path: null, accessKeyId: "0123..." });
+ * // new DynamoDBClient({ endpoint: ddb.endpoint, region: "local", credentials: { accessKeyId: "0123...", ... } })
  * await ddb.stop();
  */
 export async function startDynalite(opts: DynaliteOpts = {}): Promise<DynaliteHandle> {
-  const store = dynaliteDb.create({
-    path: opts.path ?? undefined,
-    createTableMs: 0,
-    deleteTableMs: 0,
-    updateTableMs: 0,
-  });
+  const store = createStore(opts.path ?? null);
   if (opts.path) {
     // Open now, so a folder in use by another process (LevelDB's lock) fails clearly at startup.
     try {
-      await (store.db as unknown as { open(): Promise<void> }).open();
+      await store.db.open?.();
     } catch (err) {
       const cause = (err as { cause?: { message?: string } }).cause?.message ?? (err as Error).message;
       throw new Error(
@@ -425,11 +125,284 @@ export async function startDynalite(opts: DynaliteOpts = {}): Promise<DynaliteHa
       );
     }
   }
-  const lock = new SharedExclusiveLock();
+  const locks = new ItemLocks();
+  const commitLock = new ReadersWriterLock();
+  const listeners = new Set<(records: ChangeRecord[]) => void>();
+  const emit = (records: ChangeRecord[]) => {
+    for (const listener of listeners) listener(records);
+  };
+  const ctx: TransactionContext = {
+    store,
+    locks,
+    commitLock,
+    emit,
+    ...(opts.onTransactionPending ? { onTransactionPending: opts.onTransactionPending } : {}),
+  };
+  const batchGetMaxBytes = opts.batchGetMaxBytes ?? 16 * 1024 * 1024;
+
+  // Time to Live settings, kept beside the data (dynalite has no TTL).
+  const ttlFile = opts.path ? `${opts.path.replace(/\/+$/, "")}.ttl.json` : null;
+  const ttl = new Map<string, string>();
+  if (ttlFile) {
+    try {
+      for (const [t, a] of Object.entries(
+        JSON.parse(readFileSync(ttlFile, "utf8")) as Record<string, string>,
+      ))
+        ttl.set(t, a);
+    } catch {
+      /* none yet */
+    }
+  }
+
+  /** PutItem, UpdateItem or DeleteItem: one write, refused while a transaction holds the item. */
+  const singleWrite = async (
+    op: "PutItem" | "UpdateItem" | "DeleteItem",
+    input: Record<string, unknown>,
+    byTtl = false,
+  ): Promise<Record<string, unknown>> => {
+    const data = validate(store, op, input);
+    const tableName = String(input.TableName);
+    if (op === "PutItem" && itemSize(input.Item as AttributeMap) > MAX_ITEM_BYTES) {
+      throw validationError("Item size has exceeded the maximum allowed size");
+    }
+    const key =
+      op === "PutItem"
+        ? await keyOf(store, tableName, input.Item as AttributeMap)
+        : (input.Key as AttributeMap);
+    const id = itemId(tableName, key);
+    if (locks.inTransaction(id)) throw transactionConflict();
+    const release = await locks.acquire(id);
+    try {
+      if (locks.inTransaction(id)) throw transactionConflict();
+      let plan: Awaited<ReturnType<typeof planWrite>>;
+      try {
+        plan = await planWrite(store, op, data);
+      } catch (err) {
+        if (!(err instanceof PlannedConditionFailure)) throw err;
+        if (input.ReturnValuesOnConditionCheckFailure === "ALL_OLD" && err.oldItem) {
+          throw new OperationError(err.failure.statusCode, { ...err.failure.body, Item: err.oldItem });
+        }
+        throw err.failure;
+      }
+      if (itemSize(plan.newItem) > MAX_ITEM_BYTES) {
+        throw validationError("Item size to update has exceeded the maximum allowed size");
+      }
+      await commitWrite(store, plan);
+      const record =
+        listeners.size > 0 ? changeRecord(tableName, key, plan.oldItem, plan.newItem, byTtl) : undefined;
+      if (record) emit([record]);
+      const result = { ...plan.result };
+      if (input.ReturnConsumedCapacity === "TOTAL" || input.ReturnConsumedCapacity === "INDEXES") {
+        const units = writeUnits(plan.oldItem, plan.newItem);
+        result.ConsumedCapacity = {
+          TableName: tableName,
+          CapacityUnits: units,
+          ...(input.ReturnConsumedCapacity === "INDEXES" ? { Table: { CapacityUnits: units } } : {}),
+        };
+      } else delete result.ConsumedCapacity;
+      return result;
+    } finally {
+      release();
+    }
+  };
+
+  const batchWriteItem = async (input: Record<string, unknown>): Promise<Record<string, unknown>> => {
+    validate(store, "BatchWriteItem", input);
+    const requests = input.RequestItems as Record<
+      string,
+      Array<{ PutRequest?: { Item: AttributeMap }; DeleteRequest?: { Key: AttributeMap } }>
+    >;
+    const unprocessed: Record<string, unknown[]> = {};
+    const units = new Map<string, number>();
+    for (const [tableName, list] of Object.entries(requests)) {
+      for (const request of list) {
+        const single = request.PutRequest
+          ? singleWrite("PutItem", {
+              TableName: tableName,
+              Item: request.PutRequest.Item,
+              ReturnConsumedCapacity: "TOTAL",
+            })
+          : singleWrite("DeleteItem", {
+              TableName: tableName,
+              Key: request.DeleteRequest?.Key,
+              ReturnConsumedCapacity: "TOTAL",
+            });
+        try {
+          const out = await single;
+          const used = (out.ConsumedCapacity as { CapacityUnits: number }).CapacityUnits;
+          units.set(tableName, (units.get(tableName) ?? 0) + used);
+        } catch (err) {
+          // An item held by a transaction is left for the caller to retry, as DynamoDB does.
+          if (!(err instanceof OperationError && err.type.endsWith("TransactionConflictException")))
+            throw err;
+          unprocessed[tableName] ??= [];
+          unprocessed[tableName].push(request);
+        }
+      }
+    }
+    return {
+      UnprocessedItems: unprocessed,
+      ...(input.ReturnConsumedCapacity === "TOTAL" || input.ReturnConsumedCapacity === "INDEXES"
+        ? { ConsumedCapacity: [...units].map(([TableName, CapacityUnits]) => ({ TableName, CapacityUnits })) }
+        : {}),
+    };
+  };
+
+  /** BatchGetItem: at most `batchGetMaxBytes` of items (at least one), the other keys unprocessed. */
+  const batchGetItem = async (input: Record<string, unknown>): Promise<Record<string, unknown>> => {
+    validate(store, "BatchGetItem", input);
+    const requests = input.RequestItems as Record<string, Record<string, unknown> & { Keys: AttributeMap[] }>;
+    const responses: Record<string, AttributeMap[]> = {};
+    const unprocessed: Record<string, Record<string, unknown> & { Keys: AttributeMap[] }> = {};
+    const units = new Map<string, number>();
+    let bytes = 0;
+    let returned = 0;
+    for (const [tableName, { Keys, ...shape }] of Object.entries(requests)) {
+      responses[tableName] = [];
+      for (const key of Keys) {
+        if (returned > 0 && bytes >= batchGetMaxBytes) {
+          unprocessed[tableName] ??= { ...shape, Keys: [] };
+          unprocessed[tableName].Keys.push(key);
+          continue;
+        }
+        const got = await runAction(store, "GetItem", { TableName: tableName, Key: key, ...shape });
+        const item = got.Item as AttributeMap | undefined;
+        units.set(tableName, (units.get(tableName) ?? 0) + readUnits(item, shape.ConsistentRead === true));
+        if (!item) continue;
+        const size = itemSize(item);
+        if (returned > 0 && bytes + size > batchGetMaxBytes) {
+          bytes = batchGetMaxBytes;
+          unprocessed[tableName] ??= { ...shape, Keys: [] };
+          unprocessed[tableName].Keys.push(key);
+          continue;
+        }
+        bytes += size;
+        returned++;
+        responses[tableName].push(item);
+      }
+    }
+    return {
+      Responses: responses,
+      UnprocessedKeys: unprocessed,
+      ...(input.ReturnConsumedCapacity === "TOTAL" || input.ReturnConsumedCapacity === "INDEXES"
+        ? { ConsumedCapacity: [...units].map(([TableName, CapacityUnits]) => ({ TableName, CapacityUnits })) }
+        : {}),
+    };
+  };
+
+  const updateTimeToLive = async (input: Record<string, unknown>): Promise<Record<string, unknown>> => {
+    const tableName = String(input.TableName);
+    await describe(store, tableName);
+    const spec = input.TimeToLiveSpecification as { AttributeName?: string; Enabled?: boolean } | undefined;
+    if (!spec?.AttributeName) throw validationError("TimeToLiveSpecification.AttributeName is required");
+    if (spec.Enabled) ttl.set(tableName, spec.AttributeName);
+    else ttl.delete(tableName);
+    if (ttlFile) writeFileSync(ttlFile, JSON.stringify(Object.fromEntries(ttl)));
+    return { TimeToLiveSpecification: spec };
+  };
+
+  const describeTimeToLive = async (input: Record<string, unknown>): Promise<Record<string, unknown>> => {
+    const tableName = String(input.TableName);
+    await describe(store, tableName);
+    const attr = ttl.get(tableName);
+    return {
+      TimeToLiveDescription: attr
+        ? { TimeToLiveStatus: "ENABLED", AttributeName: attr }
+        : { TimeToLiveStatus: "DISABLED" },
+    };
+  };
+
+  const sweepExpired = async (nowMs = Date.now()): Promise<number> => {
+    const now = Math.floor(nowMs / 1000);
+    let removed = 0;
+    for (const [tableName, attr] of ttl) {
+      // TTL deletes items whose attribute is a Number of epoch seconds in the past, but not more
+      // than five years in the past; the delete re-checks expiry (the item may have been renewed).
+      const condition = {
+        ConditionExpression: "#ttl < :now AND #ttl > :floor",
+        ExpressionAttributeNames: { "#ttl": attr },
+        ExpressionAttributeValues: {
+          ":now": { N: String(now) },
+          ":floor": { N: String(now - FIVE_YEARS_S) },
+        },
+      };
+      let startKey: AttributeMap | undefined;
+      do {
+        const release = await commitLock.shared();
+        let page: Record<string, unknown>;
+        try {
+          page = await runAction(store, "Scan", {
+            TableName: tableName,
+            FilterExpression: condition.ConditionExpression,
+            ExpressionAttributeNames: condition.ExpressionAttributeNames,
+            ExpressionAttributeValues: condition.ExpressionAttributeValues,
+            ...(startKey ? { ExclusiveStartKey: startKey } : {}),
+          });
+        } finally {
+          release();
+        }
+        for (const item of (page.Items as AttributeMap[] | undefined) ?? []) {
+          const key = await keyOf(store, tableName, item);
+          try {
+            await singleWrite("DeleteItem", { TableName: tableName, Key: key, ...condition }, true);
+            removed++;
+          } catch (err) {
+            // Renewed since the scan, or held by a transaction: the next sweep sees it again.
+            if (!(err instanceof OperationError)) throw err;
+          }
+        }
+        startKey = page.LastEvaluatedKey as AttributeMap | undefined;
+      } while (startKey);
+    }
+    return removed;
+  };
+
+  const dispatch = async (
+    target: string,
+    data: Record<string, unknown>,
+  ): Promise<Record<string, unknown>> => {
+    switch (target) {
+      case "TransactWriteItems":
+        return transactWriteItems(ctx, data);
+      case "TransactGetItems":
+        return transactGetItems(ctx, data);
+      case "PutItem":
+      case "UpdateItem":
+      case "DeleteItem":
+        return singleWrite(target, data);
+      case "BatchWriteItem":
+        return batchWriteItem(data);
+      case "UpdateTimeToLive":
+        return updateTimeToLive(data);
+      case "DescribeTimeToLive":
+        return describeTimeToLive(data);
+      case "DeleteTable":
+      case "UpdateTable":
+        forgetTable(store, String(data.TableName));
+        return runAction(store, target, data);
+      case "CreateTable":
+        return runAction(store, target, data);
+    }
+    // Reads wait while a transaction commits, so none sees half of one.
+    const release = await commitLock.shared();
+    try {
+      if (target === "BatchGetItem") return await batchGetItem(data);
+      // GetItem, Query, Scan, DescribeTable, ListTables; validate() refuses unknown operations.
+      return await runAction(store, target, data);
+    } finally {
+      release();
+    }
+  };
+
   const requestCounts = new Map<string, number>();
   const requestMs = new Map<string, number>();
-
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    if (opts.accessKeyId !== undefined && accessKeyIdOf(req) !== opts.accessKeyId) {
+      req.resume();
+      const refused = unrecognizedClient();
+      send(res, refused.statusCode, refused.body);
+      return;
+    }
     if (req.method === "GET") {
       send(res, 200, { status: "healthy" });
       return;
@@ -452,16 +425,8 @@ export async function startDynalite(opts: DynaliteOpts = {}): Promise<DynaliteHa
     const target = String(req.headers["x-amz-target"] ?? "").split(".")[1] ?? "";
     requestCounts.set(target, (requestCounts.get(target) ?? 0) + 1);
     const startedAt = performance.now();
-    const exclusive = target === "TransactWriteItems";
-    const release = exclusive ? await lock.exclusive() : await lock.shared();
     try {
-      let result: Record<string, unknown>;
-      if (target === "TransactWriteItems") result = await transactWriteItems(store, data);
-      else if (target === "UpdateTimeToLive") {
-        // dynalite keeps items forever; the local stack's sweeper enforces expiry instead.
-        result = { TimeToLiveSpecification: data.TimeToLiveSpecification };
-      } else result = await runAction(store, target, data);
-      send(res, 200, result);
+      send(res, 200, await dispatch(target, data));
     } catch (err) {
       if (err instanceof OperationError) send(res, err.statusCode, err.body);
       else
@@ -470,7 +435,6 @@ export async function startDynalite(opts: DynaliteOpts = {}): Promise<DynaliteHa
           message: String(err),
         });
     } finally {
-      release();
       requestMs.set(target, (requestMs.get(target) ?? 0) + performance.now() - startedAt);
     }
   };
@@ -489,6 +453,11 @@ export async function startDynalite(opts: DynaliteOpts = {}): Promise<DynaliteHa
     server,
     requestCounts,
     requestMs,
+    onChange: (listener) => {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    sweepExpired,
     stop: async () => {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));

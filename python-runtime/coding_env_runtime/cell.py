@@ -313,7 +313,9 @@ def run_cell(
             if code_value is None:
                 outcome.exit_code = 0
             elif isinstance(code_value, int):
-                outcome.exit_code = code_value
+                # An exit status is one byte: anything else (2**60, -1) is a plain failure;
+                # True/False count as 1/0, as for the interpreter's own exit.
+                outcome.exit_code = int(code_value) if 0 <= code_value <= 255 else 1
             else:
                 stderr.write(f"{code_value}\n")
                 outcome.exit_code = 1

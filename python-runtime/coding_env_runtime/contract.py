@@ -32,6 +32,11 @@ class EventError(ValueError):
     """The event does not follow the contract: reported as a Lambda function error."""
 
 
+#: The tenant of a request that names none (single-tenant use, tests).
+DEFAULT_TENANT_ID = "default"
+_MAX_ID_CHARS = 512
+
+
 @dataclass(frozen=True)
 class StepRequest:
     episode_id: str
@@ -42,6 +47,20 @@ class StepRequest:
     timeout_ms: int
     memory_mb: int
     max_output_bytes: int
+    #: Whose episode this is: a warm worker is only ever reused by the same tenant.
+    tenant_id: str = DEFAULT_TENANT_ID
+    #: The episode's incarnation (a reset of the same id is a new incarnation).
+    incarnation: str = ""
+
+
+@dataclass(frozen=True)
+class DiscardRequest:
+    """``{"op": "discard"}``: drop the warm worker(s) of one episode at once."""
+
+    tenant_id: str
+    episode_id: str
+    #: None drops every incarnation of the episode.
+    incarnation: str | None = None
 
 
 def _int_field(data: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
@@ -55,20 +74,57 @@ def _int_field(data: dict[str, Any], name: str, default: int, low: int, high: in
     return int(min(value, high))
 
 
-def parse_event(event: Any) -> StepRequest:
+def _tenant_id(event: dict[str, Any], context_tenant_id: str | None) -> str:
+    """The Invoke's tenant (Lambda's ``TenantId``, from the context) and the event's own
+    ``tenant_id`` must agree; either alone is enough, neither means the default tenant."""
+    from_event = event.get("tenant_id")
+    if from_event is not None and (not isinstance(from_event, str) or not from_event or len(from_event) > _MAX_ID_CHARS):
+        raise EventError(f"tenant_id must be a non-empty string (at most {_MAX_ID_CHARS} characters)")
+    if context_tenant_id is not None and not isinstance(context_tenant_id, str):
+        raise EventError("the invocation's tenant id must be a string")
+    if context_tenant_id == "":
+        context_tenant_id = None
+    if from_event is not None and context_tenant_id is not None and from_event != context_tenant_id:
+        raise EventError("tenant_id in the event differs from the invocation's tenant id")
+    return from_event or context_tenant_id or DEFAULT_TENANT_ID
+
+
+def _episode_id(event: dict[str, Any]) -> str:
+    episode_id = event.get("episode_id")
+    if not isinstance(episode_id, str) or not episode_id or len(episode_id) > _MAX_ID_CHARS:
+        raise EventError(f"episode_id must be a non-empty string (at most {_MAX_ID_CHARS} characters)")
+    return episode_id
+
+
+def _incarnation(event: dict[str, Any]) -> str | None:
+    value = event.get("incarnation")
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > _MAX_ID_CHARS:
+        raise EventError(f"incarnation must be a string (at most {_MAX_ID_CHARS} characters)")
+    return value
+
+
+def parse_event(event: Any, context_tenant_id: str | None = None) -> StepRequest | DiscardRequest:
+    """The event as a request; ``context_tenant_id`` is the Invoke's ``TenantId``
+    (``context.tenant_id`` in Lambda, ``X-Amz-Tenant-Id`` for the local server)."""
     if not isinstance(event, dict):
         raise EventError("the event must be a JSON object")
     version = event.get("contract_version", CONTRACT_VERSION)
     if version != CONTRACT_VERSION:
         raise EventError(f"contract_version {version!r} is not supported (this runtime speaks {CONTRACT_VERSION})")
+    tenant_id = _tenant_id(event, context_tenant_id)
+    op = event.get("op", "step")
+    if op == "discard":
+        return DiscardRequest(tenant_id, _episode_id(event), _incarnation(event))
+    if op != "step":
+        raise EventError("op must be \"step\" (the default) or \"discard\"")
     code = event.get("code")
     if not isinstance(code, str):
         raise EventError("code must be a string")
     if len(code.encode("utf-8", "surrogatepass")) > MAX_CODE_BYTES:
         raise EventError(f"code is larger than {MAX_CODE_BYTES} bytes")
-    episode_id = event.get("episode_id")
-    if not isinstance(episode_id, str) or not episode_id or len(episode_id) > 512:
-        raise EventError("episode_id must be a non-empty string (at most 512 characters)")
+    episode_id = _episode_id(event)
     state_version = event.get("state_version", 0)
     if isinstance(state_version, bool) or not isinstance(state_version, int) or state_version < 0:
         raise EventError("state_version must be a non-negative integer")
@@ -100,4 +156,6 @@ def parse_event(event: Any) -> StepRequest:
         max_output_bytes=_int_field(
             limits, "max_output_bytes", DEFAULT_MAX_OUTPUT_BYTES, 1, MAX_OUTPUT_BYTES_CEILING
         ),
+        tenant_id=tenant_id,
+        incarnation=_incarnation(event) or "",
     )

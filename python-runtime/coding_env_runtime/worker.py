@@ -152,6 +152,9 @@ def serve(
             for directory in scratch_dirs:
                 _wipe_directory(directory)
             saved = cell.save_namespace(namespace)
+            for item in saved.dropped:
+                # Warm equals cold: a name the snapshot could not keep is gone now too.
+                namespace.pop(item["name"], None)
             reply["dropped"] = saved.dropped
             reply["reusable"] = _output_files_intact(output_files)
             send_frame(sock, reply, saved.payload)
@@ -176,7 +179,13 @@ def main_after_fork(spec: dict[str, Any]) -> None:
         os.setsid()
         workdir = spec["workdir"]
         scratch_dirs: tuple[str, ...] = (workdir,)
+        for procs_file in spec.get("cgroup_procs") or ():
+            # Root mode: join the worker's freezer and memory groups before anything else, so
+            # every process it ever starts is in them (and frozen with it between steps).
+            with open(procs_file, "w") as fh:
+                fh.write("0")
         if spec.get("private_mounts"):
+            sandbox.private_namespaces(network=bool(spec.get("private_network")), ipc=bool(spec.get("private_ipc")))
             # Root mode: private tmpfs everywhere user code can write; the working directory is
             # the private /tmp itself.
             sandbox.private_mounts(int(spec["tmp_bytes"]))

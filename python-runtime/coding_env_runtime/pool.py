@@ -1,0 +1,612 @@
+"""The worker pool: the zygote, pre-forked idle workers, warm workers, their uids and groups.
+
+A warm worker is keyed by ``(tenant_id, episode_id, incarnation, state_version)`` and reused
+only with the identical snapshot string it produced. Between its steps every process of a warm
+worker is frozen: a cgroup freezer per worker in root mode, else SIGSTOP (see ``Freezer``).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import itertools
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import cgroups, hygiene, sandbox
+from .wire import WireError, recv_frame
+from .zygote_client import RuntimeFailure, ZygoteClient
+
+#: A worker's reply header is small (exit code, dropped names); anything bigger is hostile.
+MAX_REPLY_HEADER = 1024 * 1024
+
+#: (tenant_id, episode_id, incarnation, state_version)
+WarmKey = tuple[str, str, str, int]
+
+
+def _check_interpreter_reachable(python: str) -> None:
+    """Root mode runs user code as unprivileged uids, which must be able to read the
+    interpreter's standard library (an interpreter under /root, say pyenv's, is not)."""
+    path = os.path.dirname(os.path.realpath(python))
+    while True:
+        if not os.stat(path).st_mode & 0o001:
+            raise RuntimeFailure(
+                f"the interpreter {python} is under {path}, which the sandbox's unprivileged users "
+                "cannot enter; use a system-wide Python (e.g. /usr/bin/python3 with "
+                "python3-cloudpickle) via CODING_ENV_PYTHON, or run the runtime as a non-root user"
+            )
+        parent = os.path.dirname(path)
+        if parent == path:
+            return
+        path = parent
+
+
+def _memory_total_bytes() -> int:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 4 * 2**30
+
+
+@dataclass
+class RuntimeOpts:
+    """Options of the runtime; defaults suit one Lambda execution environment or a laptop."""
+
+    #: Interpreter for the zygote (needs cloudpickle). @default the current interpreter
+    python: str = sys.executable
+    #: Pre-forked idle workers kept ready. @default 2
+    idle_workers: int = 2
+    #: Warm workers kept after a step (LRU beyond). @default 16
+    max_warm_workers: int = 16
+    #: Total memory of warm workers (LRU beyond); ``CODING_ENV_MAX_WARM_MEMORY_MB``.
+    #: @default half of the machine's memory
+    max_warm_memory_bytes: int | None = None
+    #: A warm worker unused this long is discarded. @default 600
+    warm_ttl_s: float = 600.0
+    #: RLIMIT_FSIZE of user code. @default 64 MiB
+    max_file_bytes: int = 64 * 1024 * 1024
+    #: RLIMIT_NPROC: processes per worker uid (root mode) or per runtime uid. @default 64 / 256
+    max_processes: int | None = None
+    max_open_files: int = 256
+    #: RLIMIT_CPU backstop over a worker's life; the deadline is the real per-step limit.
+    max_cpu_seconds: int = 3600
+    #: Largest snapshot a worker may return. @default 256 MiB
+    max_snapshot_bytes: int = 256 * 1024 * 1024
+    #: Where workers' private directories live. @default a new /tmp/coding-env-runtime-XXXX
+    work_root: str | None = None
+    #: Run user code as unprivileged uids (only possible when the runtime is root). @default True
+    drop_privileges: bool = True
+    #: Root mode: private mount namespace per worker (tmpfs on /tmp, /var/tmp, /dev/shm,
+    #: /run/lock; /proc with hidepid). @default True
+    private_mounts: bool = True
+    #: Root mode: a network namespace per worker (its own loopback only). @default True
+    private_network: bool = True
+    #: Root mode: an IPC namespace per worker (SysV and POSIX IPC die with it). @default True
+    private_ipc: bool = True
+    #: Root mode: a freezer and a memory control group per worker. @default True
+    use_cgroups: bool = True
+    #: Size of each private tmpfs (capped by the worker's memory, which it counts toward).
+    #: @default 256 MiB
+    tmp_bytes: int = 256 * 1024 * 1024
+    #: Extra modules the zygote imports so workers get them for free (e.g. ``("numpy",)``);
+    #: they count toward every worker's address space (``memory_mb``). The reference's
+    #: allow-list and common stdlib modules are always preloaded. @default ()
+    preload: tuple[str, ...] = ()
+    #: Private uids (root mode) come from blocks of ``uid_block_size`` starting at ``uid_base``;
+    #: each runtime on the machine claims a free block with a lock file, so two runtimes (say,
+    #: two local servers) never hand out the same uid. @default 200000, 1000 per block
+    uid_base: int = 200_000
+    uid_block_size: int = 1_000
+    uid_blocks: int = 1_000
+
+
+@dataclass
+class Worker:
+    pid: int
+    sock: socket.socket
+    out_fd: int
+    err_fd: int
+    workdir: str
+    uid: int | None
+    group: cgroups.WorkerGroup | None = None
+    key: WarmKey | None = None
+    snapshot: str | None = None
+    policy: dict[str, Any] | None = None
+    memory_mb: int | None = None
+    #: Memory it holds while warm (its cgroup's usage; RSS without cgroups).
+    memory_bytes: int = 0
+    last_used: float = field(default_factory=time.monotonic)
+    steps: int = 0
+    frozen: bool = False
+    #: Directories that must be empty after every step (seen from the runtime).
+    scratch_dirs: tuple[str, ...] = ()
+    discarded: bool = False
+    #: The zygote that forked it: a worker whose zygote died is dying too (parent-death signal).
+    zygote: Any = None
+
+
+class Freezer:
+    """Stops every process of a worker between its steps and resumes them for the next one.
+
+    With a cgroup (root mode) that is the freezer: nothing in the group, whatever it forked,
+    runs. Without one it is SIGSTOP/SIGCONT of the worker, which a process of the same uid can
+    undo: root mode without cgroups has a private uid per worker whose other processes are
+    killed after every step, so nobody is left to do so; Lambda mode (one uid) additionally runs
+    one episode at a time (see ``Runtime``).
+    """
+
+    @staticmethod
+    def freeze(worker: Worker) -> bool:
+        """True once every process of the worker is stopped."""
+        worker.frozen = True
+        if worker.group is not None:
+            try:
+                worker.group.freeze()
+            except OSError:
+                return False
+            return worker.group.wait_frozen()
+        try:
+            os.kill(worker.pid, signal.SIGSTOP)
+        except OSError:
+            return False
+        return _wait_stopped(worker.pid)
+
+    @staticmethod
+    def thaw(worker: Worker) -> None:
+        worker.frozen = False
+        if worker.group is not None:
+            worker.group.thaw()
+        else:
+            os.kill(worker.pid, signal.SIGCONT)
+
+
+def _all_threads_stopped(pid: int) -> bool:
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return False
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as fh:
+                state = fh.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return False
+        if state not in (b"T", b"t"):
+            return False
+    return True
+
+
+def _wait_stopped(pid: int, timeout_s: float = 2.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    delay = 0.00002
+    while not _all_threads_stopped(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, 0.002)
+    return True
+
+
+def _rss_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+class WorkerPool:
+    """Owns the zygote and every worker; thread-safe."""
+
+    def __init__(self, opts: RuntimeOpts) -> None:
+        self.opts = opts
+        self.privileged = os.geteuid() == 0 and opts.drop_privileges
+        if opts.max_processes is None:
+            opts.max_processes = 64 if self.privileged else 256
+        if opts.max_warm_memory_bytes is None:
+            from_env = os.environ.get("CODING_ENV_MAX_WARM_MEMORY_MB")
+            opts.max_warm_memory_bytes = int(from_env) * 2**20 if from_env else _memory_total_bytes() // 2
+        if self.privileged:
+            _check_interpreter_reachable(opts.python)
+        if opts.work_root:
+            self.work_root = opts.work_root
+            os.makedirs(self.work_root, mode=0o711, exist_ok=True)
+        else:  # unique and ours, whatever a crashed runtime left behind
+            hygiene.remove_stale_work_roots()
+            self.work_root = tempfile.mkdtemp(prefix=hygiene.WORK_ROOT_PREFIX, dir="/tmp")
+            with open(os.path.join(self.work_root, hygiene.OWNER_FILE), "w") as fh:
+                fh.write(str(os.getpid()))
+        os.chmod(self.work_root, 0o711)
+        self.cgroups: cgroups.CgroupManager | None = None
+        if self.privileged and opts.use_cgroups:
+            manager = cgroups.CgroupManager()
+            if manager.available:
+                self.cgroups = manager
+            else:
+                print(f"coding-env runtime: {manager.problem}; memory limits are per process and "
+                      "workers are stopped with SIGSTOP between steps", file=sys.stderr, flush=True)
+        self.lock = threading.Lock()
+        # Held while the zygote's set of children changes (spawn + registration, uid kills) so
+        # the stray-process check never mistakes a worker being born for an escaped process.
+        self._children_lock = threading.Lock()
+        self.idle: list[Worker] = []
+        self.warm: OrderedDict[WarmKey, Worker] = OrderedDict()
+        self.live: dict[int, Worker] = {}
+        self._uid_block_fd: int | None = None
+        self._free_uids: list[int] = []
+        if self.privileged:
+            first = self._claim_uid_block()
+            self._free_uids = list(range(first + opts.uid_block_size - 1, first - 1, -1))
+        self._seq = itertools.count(1)
+        self.closed = False
+        # Lambda mode: user code shares /tmp (and friends) with the runtime. Whatever of our uid
+        # appears there besides the workers' own directories is removed after every step, so no
+        # file outlives its step or reaches the next episode of this execution environment.
+        self.shared_dirs: dict[str, set[str]] = {}
+        if not (self.privileged and opts.private_mounts):
+            for directory in sandbox.PRIVATE_TMP_DIRS:
+                try:
+                    self.shared_dirs[directory] = set(os.listdir(directory))
+                except OSError:
+                    continue
+            self.shared_dirs.setdefault(os.path.dirname(self.work_root), set()).add(
+                os.path.basename(self.work_root)
+            )
+        self.zygote = ZygoteClient(opts.python, opts.preload)
+        self._refill = threading.Event()
+        self._maintainer = threading.Thread(target=self._maintain, name="worker-pool", daemon=True)
+        self._maintainer.start()
+        self._refill.set()
+
+    def _claim_uid_block(self) -> int:
+        """Lock a block of private uids for this runtime's lifetime (released when it exits)."""
+        lock_dir = "/run/coding-env-uid-blocks" if os.path.isdir("/run") else "/tmp/coding-env-uid-blocks"
+        os.makedirs(lock_dir, mode=0o700, exist_ok=True)
+        for block in range(self.opts.uid_blocks):
+            fd = os.open(os.path.join(lock_dir, f"{block}.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            self._uid_block_fd = fd
+            return self.opts.uid_base + block * self.opts.uid_block_size
+        raise RuntimeFailure("every private uid block is in use by another runtime")
+
+    # --- the zygote ------------------------------------------------------------------------------
+
+    def zygote_ready(self) -> ZygoteClient:
+        with self.lock:
+            if self.closed:
+                raise RuntimeFailure("the runtime is shut down")
+            if not self.zygote.alive or self.zygote.process.poll() is not None:
+                # The zygote died (killed by user code in non-root mode, or crashed): start anew.
+                old = self.zygote
+                self.zygote = ZygoteClient(self.opts.python, self.opts.preload)
+                # Its workers died with it (parent-death signal); forget them.
+                # Idle and warm ones are cleaned up here; one in the middle of a step is cleaned
+                # up by that step (it still reads its output files).
+                stale = [*self.idle, *self.warm.values()]
+                for worker in self.live.values():
+                    self.kill_processes(worker)
+                self.live.clear()
+                self.idle.clear()
+                self.warm.clear()
+                threading.Thread(target=old.stop, daemon=True).start()
+                threading.Thread(target=self._forget, args=(stale,), daemon=True).start()
+            return self.zygote
+
+    def _forget(self, workers: list[Worker]) -> None:
+        for worker in workers:
+            self._close_files(worker)
+            if worker.group is not None:
+                worker.group.remove()
+            if worker.uid is not None:
+                try:  # anything the worker started outlived it: end it before reusing the uid
+                    with self._children_lock:
+                        self.zygote.kill_uid(worker.uid)
+                except RuntimeFailure:
+                    continue  # keep the uid out of circulation
+                self._release_uid(worker.uid)
+
+    # --- workers -------------------------------------------------------------------------------
+
+    def spawn(self) -> Worker:
+        zygote = self.zygote_ready()
+        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        out_fd = os.memfd_create("stdout", os.MFD_CLOEXEC)
+        err_fd = os.memfd_create("stderr", os.MFD_CLOEXEC)
+        for fd in (out_fd, err_fd):
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_APPEND)
+        uid: int | None = None
+        group: cgroups.WorkerGroup | None = None
+        seq = next(self._seq)
+        try:
+            with self.lock:
+                if self.privileged:
+                    if not self._free_uids:
+                        raise RuntimeFailure("no free worker uid")
+                    uid = self._free_uids.pop()
+            if self.cgroups is not None:
+                group = self.cgroups.new_group(f"w{seq}")
+        except BaseException:
+            for fd in (out_fd, err_fd):
+                os.close(fd)
+            parent_sock.close()
+            child_sock.close()
+            if uid is not None:
+                self._release_uid(uid)
+            raise
+        workdir = os.path.join(self.work_root, f"w{seq}")
+        tmp_bytes = self.opts.tmp_bytes
+        spec = {
+            "workdir": workdir,
+            "uid": uid,
+            "gid": uid,
+            "max_file_bytes": self.opts.max_file_bytes,
+            "max_processes": self.opts.max_processes,
+            "max_open_files": self.opts.max_open_files,
+            "max_cpu_seconds": self.opts.max_cpu_seconds,
+            "private_mounts": self.privileged and self.opts.private_mounts,
+            "private_network": self.privileged and self.opts.private_mounts and self.opts.private_network,
+            "private_ipc": self.privileged and self.opts.private_mounts and self.opts.private_ipc,
+            "tmp_bytes": tmp_bytes,
+            "cgroup_procs": group.procs_files if group is not None else [],
+        }
+        try:
+            with self._children_lock:
+                pid = zygote.spawn(spec, [child_sock.fileno(), out_fd, err_fd])
+                worker = Worker(pid, parent_sock, out_fd, err_fd, workdir, uid, group=group, zygote=zygote)
+                with self.lock:
+                    self.live[pid] = worker
+        except BaseException:
+            for fd in (out_fd, err_fd):
+                os.close(fd)
+            parent_sock.close()
+            if group is not None:
+                group.remove()
+            if uid is not None:
+                self._release_uid(uid)
+            raise
+        finally:
+            child_sock.close()
+        try:
+            hello, _ = recv_frame(
+                parent_sock, deadline=time.monotonic() + 30.0, max_header=MAX_REPLY_HEADER, max_payload=0
+            )
+            if hello.get("op") != "ready":
+                raise WireError("unexpected first frame")
+        except WireError as exc:
+            from .runtime import describe_exit
+
+            status = zygote.wait_exit(pid, 1.0)
+            self.discard(worker, reaped=status is not None)
+            raise RuntimeFailure(f"a new worker failed to start ({describe_exit(status)[1]})") from exc
+        if spec["private_mounts"]:
+            worker.scratch_dirs = tuple(f"/proc/{pid}/root{d}" for d in ("/tmp", "/dev/shm"))
+        else:
+            worker.scratch_dirs = (workdir,)
+        return worker
+
+    def kill_processes(self, worker: Worker) -> None:
+        """SIGKILL the worker and everything it started, now (frozen or not)."""
+        if worker.group is not None:
+            worker.group.kill_all()
+        else:
+            sandbox.kill_tree([worker.pid])
+            if worker.frozen:
+                try:
+                    os.kill(worker.pid, signal.SIGCONT)
+                except OSError:
+                    pass
+
+    def _close_files(self, worker: Worker) -> None:
+        try:
+            worker.sock.close()
+        except OSError:
+            pass
+        for fd in (worker.out_fd, worker.err_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        shutil.rmtree(worker.workdir, ignore_errors=True)
+
+    def _release_uid(self, uid: int) -> None:
+        """A uid goes back to the free list only when nothing of it is left on the machine."""
+        residue = hygiene.uid_has_residue(uid) if self.privileged else None
+        if residue is not None:
+            print(f"coding-env runtime: uid {uid} retired ({residue} left)", file=sys.stderr, flush=True)
+            return
+        with self.lock:
+            self._free_uids.insert(0, uid)
+
+    def discard(self, worker: Worker, *, wait: bool = False, reaped: bool = False) -> None:
+        """Kill the worker and everything it started (at once: its memory is released now);
+        free its uid and group once all of it is gone.
+
+        It stays in ``live`` until the zygote has reaped it, so its zombie is never a "stray".
+        """
+        with self.lock:
+            if worker.discarded:
+                return
+            worker.discarded = True
+        self.kill_processes(worker)
+        if worker.group is None:
+            self.sweep_strays()
+        zygote = self.zygote
+
+        def finish() -> None:
+            if not reaped:
+                zygote.wait_exit(worker.pid, 5.0)
+            if worker.uid is not None:
+                try:
+                    with self._children_lock:
+                        zygote.kill_uid(worker.uid)
+                except RuntimeFailure:
+                    pass
+            if worker.group is not None:
+                worker.group.remove()
+            with self.lock:
+                self.live.pop(worker.pid, None)
+            zygote.forget_exit(worker.pid)
+            self._close_files(worker)
+            if worker.uid is not None:
+                self._release_uid(worker.uid)
+
+        if wait:
+            finish()
+        else:
+            threading.Thread(target=finish, name="worker-cleanup", daemon=True).start()
+
+    def release_unused(self, worker: Worker) -> None:
+        """Give back a fresh worker that ran nothing (e.g. the snapshot was refused)."""
+        with self.lock:
+            if not self.closed and len(self.idle) < self.opts.idle_workers:
+                self.idle.append(worker)
+                return
+        self.discard(worker)
+
+    def _maintain(self) -> None:
+        while True:
+            self._refill.wait(timeout=5.0)
+            self._refill.clear()
+            if self.closed:
+                return
+            now = time.monotonic()
+            expired: list[Worker] = []
+            with self.lock:
+                for key, worker in list(self.warm.items()):
+                    if now - worker.last_used > self.opts.warm_ttl_s:
+                        expired.append(self.warm.pop(key))
+                missing = self.opts.idle_workers - len(self.idle)
+            for worker in expired:
+                self.discard(worker)
+            for _ in range(max(missing, 0)):
+                try:
+                    worker = self.spawn()
+                except RuntimeFailure:
+                    break
+                with self.lock:
+                    closed = self.closed
+                    # A zygote replaced while this worker was being born means it is dying.
+                    kept = not closed and worker.zygote is self.zygote
+                    if kept:
+                        self.idle.append(worker)
+                if not kept:
+                    self.discard(worker)
+                if closed:
+                    return
+
+    def take_warm(self, key: WarmKey) -> Worker | None:
+        with self.lock:
+            return self.warm.pop(key, None)
+
+    def take_idle(self) -> Worker:
+        if not self.zygote.alive or self.zygote.process.poll() is not None:
+            self.zygote_ready()  # its workers are dying with it: start over before picking one
+        with self.lock:
+            idle = self.idle.pop() if self.idle else None
+        self._refill.set()
+        if idle is not None and idle.zygote is not self.zygote:
+            self.discard(idle)  # forked by a zygote that has since died: it is dying too
+            idle = None
+        return idle if idle is not None else self.spawn()
+
+    def drop_warm(self, keep: Any) -> int:
+        """Discard every warm worker whose key does not satisfy ``keep``; how many."""
+        with self.lock:
+            dropped = [self.warm.pop(k) for k in [k for k in self.warm if not keep(k)]]
+        for worker in dropped:
+            self.discard(worker)
+        return len(dropped)
+
+    def keep_warm(self, worker: Worker) -> None:
+        """Put a frozen worker among the warm ones; evict the least recently used beyond the
+        count and memory caps."""
+        worker.memory_bytes = worker.group.memory_bytes() if worker.group is not None else _rss_bytes(worker.pid)
+        worker.last_used = time.monotonic()
+        evicted: list[Worker] = []
+        assert worker.key is not None
+        with self.lock:
+            previous = self.warm.pop(worker.key, None)
+            if previous is not None:
+                evicted.append(previous)
+            self.warm[worker.key] = worker
+            total = sum(w.memory_bytes for w in self.warm.values())
+            cap = self.opts.max_warm_memory_bytes or 0
+            while len(self.warm) > self.opts.max_warm_workers or (total > cap and len(self.warm) > 1):
+                old = self.warm.popitem(last=False)[1]
+                total -= old.memory_bytes
+                evicted.append(old)
+            if total > cap and self.warm:  # alone above the cap: not kept either
+                evicted.append(self.warm.pop(worker.key))
+        for old in evicted:
+            self.discard(old)
+
+    # --- hygiene -----------------------------------------------------------------------------
+
+    def sweep_strays(self) -> bool:
+        with self._children_lock:
+            live = set(self.live)
+            return hygiene.sweep_strays(self.zygote.pid, live.__contains__)
+
+    def scrub_shared_dirs(self) -> None:
+        def own_pids() -> list[int]:
+            return [os.getpid(), self.zygote.pid, *self.live]
+
+        hygiene.scrub_shared_dirs(self.shared_dirs, own_pids)
+
+    def healthy_after_step(self, worker: Worker) -> bool:
+        """Trust nothing the worker says: check from outside that it is alone and clean."""
+        if worker.group is not None:
+            # Everything it started is in its group (frozen now): it must be the only process.
+            alone = worker.group.pids() == [worker.pid]
+        else:
+            # First, so escaped daemons die even when another check already condemns the
+            # worker; the worker that just ran is the suspect, since it ran code since the last
+            # sweep.
+            escaped = self.sweep_strays()
+            self.scrub_shared_dirs()
+            alone = not escaped and not sandbox.children_of(worker.pid)
+        if not alone or sandbox.thread_count(worker.pid) != 1:
+            return False
+        try:
+            if any(os.listdir(d) for d in worker.scratch_dirs):
+                return False
+        except OSError:
+            return False
+        return True
+
+    # --- shutdown ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+            workers = list(self.live.values())
+            self.idle.clear()
+            self.warm.clear()
+        self._refill.set()
+        for worker in workers:
+            self.discard(worker, wait=True)
+        self.zygote.stop()
+        if self.cgroups is not None:
+            self.cgroups.remove_bases()
+        shutil.rmtree(self.work_root, ignore_errors=True)
+        if self._uid_block_fd is not None:
+            os.close(self._uid_block_fd)
+            self._uid_block_fd = None

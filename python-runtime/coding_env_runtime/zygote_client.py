@@ -1,0 +1,146 @@
+"""The runtime's side of the zygote: starts it and talks to it over its control socket."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+
+#: The zygote's whole environment: nothing of the parent's (no AWS credentials) gets through.
+CLEAN_ENV = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "LANG": "C.UTF-8",
+    "HOME": "/tmp",
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "PYTHONDONTWRITEBYTECODE": "1",
+}
+
+def _boot_program(package_root: str) -> bytes:
+    """Sent on the zygote's stdin (``python -I -``), so the runtime's location is not in its
+    command line, which every worker inherits and user code can read in /proc/self/cmdline."""
+    return (
+        "import sys\n"
+        f"sys.path.insert(0, {package_root!r})\n"
+        "from coding_env_runtime.zygote import main\n"
+        f"sys.path.remove({package_root!r})\n"
+        "main(int(sys.argv[1]), sys.argv[2])\n"
+    ).encode()
+
+
+class RuntimeFailure(RuntimeError):
+    """The runtime itself is broken (not the user's code): reported as a Lambda function error."""
+
+
+class ZygoteClient:
+    def __init__(self, python: str, preload: tuple[str, ...]) -> None:
+        parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._control = parent_end
+        self.process = subprocess.Popen(
+            [python, "-I", "-", str(child_end.fileno()), ",".join(preload)],
+            env=CLEAN_ENV,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            pass_fds=(child_end.fileno(),),
+            cwd="/",
+            start_new_session=True,
+        )
+        child_end.close()
+        assert self.process.stdin is not None
+        try:
+            self.process.stdin.write(_boot_program(PACKAGE_ROOT))
+            self.process.stdin.close()
+        except OSError:
+            pass  # it died at once: the first request reports it
+        self.pid = self.process.pid
+        self._ids = itertools.count(1)
+        self._send_lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._replies: dict[int, dict[str, Any]] = {}
+        self._exits: dict[int, int] = {}
+        self.alive = True
+        self._reader = threading.Thread(target=self._read_loop, name="zygote-reader", daemon=True)
+        self._reader.start()
+
+    def _read_loop(self) -> None:
+        while True:
+            try:
+                data = self._control.recv(1 << 16)
+            except OSError:
+                data = b""
+            if not data:
+                with self._cond:
+                    self.alive = False
+                    self._cond.notify_all()
+                return
+            message = json.loads(data)
+            with self._cond:
+                if message.get("op") == "exit":
+                    self._exits[int(message["pid"])] = int(message["status"])
+                else:
+                    self._replies[int(message["id"])] = message
+                self._cond.notify_all()
+
+    def _request(self, message: dict[str, Any], fds: list[int], timeout_s: float = 10.0) -> dict[str, Any]:
+        request_id = next(self._ids)
+        message["id"] = request_id
+        with self._send_lock:
+            if not self.alive:
+                raise RuntimeFailure("the worker factory (zygote) is not running")
+            try:
+                socket.send_fds(self._control, [json.dumps(message).encode()], fds)
+            except OSError as exc:
+                raise RuntimeFailure(f"the worker factory (zygote) is unreachable: {exc}") from exc
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while request_id not in self._replies:
+                remaining = deadline - time.monotonic()
+                if not self.alive or remaining <= 0:
+                    raise RuntimeFailure("the worker factory (zygote) did not answer")
+                self._cond.wait(remaining)
+            return self._replies.pop(request_id)
+
+    def spawn(self, spec: dict[str, Any], fds: list[int]) -> int:
+        return int(self._request({"op": "spawn", "spec": spec}, fds)["pid"])
+
+    def kill_uid(self, uid: int) -> None:
+        self._request({"op": "kill_uid", "uid": uid}, [])
+
+    def wait_exit(self, pid: int, timeout_s: float) -> int | None:
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while pid not in self._exits:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self.alive:
+                    return None
+                self._cond.wait(remaining)
+            return self._exits[pid]  # kept until forget_exit: several waiters may ask
+
+    def forget_exit(self, pid: int) -> None:
+        with self._cond:
+            self._exits.pop(pid, None)
+
+    def stop(self) -> None:
+        try:
+            # shutdown() first: close() alone does not wake the reader thread blocked in recv,
+            # and the zygote would not see EOF until then.
+            self._control.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        try:
+            self._control.close()
+        except OSError:
+            pass
+        try:
+            self.process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()

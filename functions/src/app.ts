@@ -24,11 +24,20 @@ import {
   ValidationError,
   type ValidationIssue,
 } from "./core/errors.js";
-import { wsSession } from "./ws.js";
+import { hostAllowList, hostCheck, jsonBodiesOnly, originCheck } from "./http/browser-guards.js";
+import { requestDeadline } from "./http/deadline.js";
+import {
+  defined,
+  EPISODE_ID_PATTERN,
+  EpisodeIdSchema,
+  ResetRequestSchema,
+  wellFormed,
+} from "./http/schemas.js";
+import { nodeWsSession } from "./ws/node.js";
+
+export { ResetRequestSchema };
 
 export const EPISODE_COOKIE = "coding_env_episode";
-const EPISODE_ID_PATTERN = /^[A-Za-z0-9._:-]{1,255}$/;
-const MODULE_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/;
 
 // ---- Schemas (wire names) -------------------------------------------------------------------
 
@@ -63,24 +72,6 @@ export const CodeStateSchema = z
     expires_at: z.string().optional(),
   })
   .openapi("CodeState");
-
-const EpisodeIdSchema = z
-  .string()
-  .regex(EPISODE_ID_PATTERN, "episode_id must be 1..255 characters of [A-Za-z0-9._:-]");
-
-export const ResetRequestSchema = z
-  .object({
-    seed: z.number().int().min(0).nullish(),
-    episode_id: EpisodeIdSchema.nullish(),
-    policy: z.enum(["openenv", "full"]).nullish().describe('"openenv" (default): the reference allow-list.'),
-    additional_imports: z
-      .array(z.string().regex(MODULE_NAME_PATTERN, "not a module name").max(255))
-      .max(256)
-      .nullish(),
-    step_timeout_s: z.number().positive().nullish(),
-    ttl_s: z.number().int().positive().nullish(),
-  })
-  .openapi("ResetRequest");
 
 export const StepRequestSchema = z
   .object({
@@ -141,6 +132,13 @@ export interface AppDeps {
    * @default none: `/ws` is not served (AWS: API Gateway HTTP APIs carry no WebSockets)
    */
   readonly upgradeWebSocket?: UpgradeWebSocket;
+  /**
+   * The address the local stack listens on: turns on the `Host` check for it, localhost and
+   * `config.allowedHosts` (DNS rebinding). Without it the check runs only when
+   * `config.allowedHosts` is set (AWS: API Gateway's host or a custom domain).
+   * @default none
+   */
+  readonly localBindAddress?: string;
   /** Version reported by `/metadata`. @default "0.1.0" */
   readonly version?: string;
   /**
@@ -201,18 +199,6 @@ async function readJsonBody(c: Context, allowEmpty: boolean): Promise<unknown> {
   } catch {
     throw new InvalidJsonError();
   }
-}
-
-/** Drops `null`/`undefined` members so optional wire fields map to absent options. */
-function defined<T extends Record<string, unknown>>(o: T): { [K in keyof T]?: Exclude<T[K], null> } {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== null && v !== undefined)) as {
-    [K in keyof T]?: Exclude<T[K], null>;
-  };
-}
-
-/** Replaces lone UTF-16 surrogates (valid in JSON, not in UTF-8) with U+FFFD. */
-function wellFormed(s: string): string {
-  return s.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, "\uFFFD");
 }
 
 function checkEpisodeId(id: string): string {
@@ -294,6 +280,14 @@ export function createApp(deps: AppDeps): OpenAPIHono<Env> {
       });
     });
   }
+
+  // A browser can reach this API (issue 10): Host, Origin and JSON bodies are checked before
+  // anything reads the body; then every request gets the deadline the executor call respects.
+  const hosts = hostAllowList(config.allowedHosts, deps.localBindAddress);
+  if (hosts) app.use("*", hostCheck(hosts));
+  app.use("*", originCheck(config.allowedOrigins));
+  app.use("*", jsonBodiesOnly());
+  app.use("*", requestDeadline(config.requestDeadlineS));
 
   const tooLarge = () =>
     new PayloadTooLargeError(`Request body over ${config.maxBodyBytes} bytes.`, {
@@ -410,9 +404,10 @@ export function createApp(deps: AppDeps): OpenAPIHono<Env> {
       "/ws",
       deps.upgradeWebSocket((c) => {
         const tenant = c.get("tenant") as TenantScope | undefined;
-        return wsSession({
-          episodes,
+        return nodeWsSession({
+          service: episodes,
           tenantId: c.get("tenantId") as string,
+          maxMessageBytes: config.maxBodyBytes,
           ...(tenancy && tenant ? { runAs: <T>(fn: () => Promise<T>) => tenancy.runAs(tenant, fn) } : {}),
         });
       }),

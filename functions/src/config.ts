@@ -24,7 +24,82 @@ export interface ApiConfig {
   readonly maxCodeBytes: number;
   /** Largest compressed Python state the store keeps. @default 3 MiB */
   readonly maxStateBytes: number;
+  /**
+   * Seconds the API waits for the executor beyond the step's own limit: the executor's margin
+   * (restore before the user code, save after it, worker waits: {@link EXECUTOR_MARGIN_S}) plus a
+   * cold start ({@link COLD_START_ALLOWANCE_S}). Env `CODING_ENV_EXECUTOR_GRACE_S`. @default 6
+   */
+  readonly executorGraceS: number;
+  /**
+   * Seconds from a request's arrival by which the API answers (its own 504 when the executor is
+   * still running), or 0 for none (the local stack). In AWS: {@link AWS_TIMEOUTS}.requestDeadlineS.
+   * Env `CODING_ENV_REQUEST_DEADLINE_S`. @default 0
+   */
+  readonly requestDeadlineS: number;
+  /**
+   * Executor calls this API process makes at once, all tenants together; the Lambda client's
+   * connection pool holds this many plus {@link EXECUTOR_POOL_HEADROOM}, so it never queues.
+   * Env `CODING_ENV_EXECUTOR_MAX_CONCURRENCY`. @default 64
+   */
+  readonly executorMaxConcurrency: number;
+  /**
+   * Executor calls one tenant may have running at once in this process (the rest wait their turn,
+   * tenants served in rotation). Env `CODING_ENV_TENANT_MAX_RUNNING_STEPS`. @default 8
+   */
+  readonly tenantMaxRunningSteps: number;
+  /**
+   * Steps of one tenant that may wait for an executor slot in this process; beyond it a step is
+   * answered 429 `too_many_concurrent_steps` (Retry-After) without running.
+   * Env `CODING_ENV_TENANT_MAX_WAITING_STEPS`. @default 64
+   */
+  readonly tenantMaxWaitingSteps: number;
+  /**
+   * Origins (`scheme://host[:port]`) whose cross-origin requests are served (CORS); every other
+   * cross-origin request is refused 403. Env `CODING_ENV_ALLOWED_ORIGINS`, comma-separated.
+   * @default [] (same-origin only)
+   */
+  readonly allowedOrigins: readonly string[];
+  /**
+   * Host names the `Host` header may name besides the local stack's own (its bound address,
+   * localhost); `null` turns the Host check off (AWS, where API Gateway picks the host).
+   * Env `CODING_ENV_ALLOWED_HOSTS`, comma-separated. @default null
+   */
+  readonly allowedHosts: readonly string[] | null;
 }
+
+/**
+ * Timeouts that hold cold (issue 11), from the outside in, in seconds:
+ *
+ *   API Gateway integration timeout     G = 29   (HTTP APIs answer within 30 s; CDK allows 29)
+ *   API Lambda timeout                  A = G - 1 = 28  (the API's own 504 still reaches the client)
+ *   request deadline (API answers)      D = A - 1 = 27  (1 s to write the metering and answer)
+ *   read before the invoke              R = 1
+ *   executor grace                      X = EXECUTOR_MARGIN_S + COLD_START_ALLOWANCE_S = 2 + 4 = 6
+ *   invoke abort                        step + X, and never after D (whichever comes first)
+ *   largest step limit                  S = D - R - X = 20
+ *   executor Lambda timeout             step limit + EXECUTOR_MARGIN_S = 22 (Lambda's timeout
+ *                                       excludes the init phase, i.e. the cold start)
+ *
+ * So a cold step that uses its whole limit is answered by the executor before the API gives up,
+ * and a hung executor is answered 504 by the API at D, before its own Lambda timeout and before
+ * API Gateway's. `configFromEnv` refuses settings that break `maxStepTimeoutS + X + R <= D`.
+ */
+export const EXECUTOR_MARGIN_S = 2;
+/** Executor init on a cold start (container image, zygote, preloaded numpy/pandas). */
+export const COLD_START_ALLOWANCE_S = 4;
+/** DynamoDB read before the invoke. */
+export const READ_BEFORE_INVOKE_S = 1;
+/** Connections of the executor client beyond `executorMaxConcurrency` (discards, headroom). */
+export const EXECUTOR_POOL_HEADROOM = 16;
+export const AWS_TIMEOUTS = Object.freeze({
+  apiGatewayIntegrationS: 29,
+  apiFunctionS: 28,
+  requestDeadlineS: 27,
+  executorGraceS: EXECUTOR_MARGIN_S + COLD_START_ALLOWANCE_S,
+  maxStepTimeoutS: 27 - READ_BEFORE_INVOKE_S - (EXECUTOR_MARGIN_S + COLD_START_ALLOWANCE_S),
+  /** The executor Lambda's timeout for a deployment's largest step limit. */
+  executorFunctionS: (maxStepTimeoutS: number) => maxStepTimeoutS + EXECUTOR_MARGIN_S,
+});
 
 export const defaultConfig: ApiConfig = {
   tableName: "coding-env",
@@ -38,7 +113,34 @@ export const defaultConfig: ApiConfig = {
   maxBodyBytes: 2 * 1024 * 1024,
   maxCodeBytes: 1024 * 1024,
   maxStateBytes: 3 * 1024 * 1024,
+  executorGraceS: EXECUTOR_MARGIN_S + COLD_START_ALLOWANCE_S,
+  requestDeadlineS: 0,
+  executorMaxConcurrency: 64,
+  tenantMaxRunningSteps: 8,
+  tenantMaxWaitingSteps: 64,
+  allowedOrigins: [],
+  allowedHosts: null,
 };
+
+function commaList(raw: string | undefined): string[] {
+  return (raw ?? "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
+}
+
+function origins(raw: string | undefined): string[] {
+  return commaList(raw).map((o) => {
+    if (o === "null") return o;
+    let url: URL;
+    try {
+      url = new URL(o);
+    } catch {
+      throw new Error(`CODING_ENV_ALLOWED_ORIGINS: '${o}' is not an origin (scheme://host[:port])`);
+    }
+    return url.origin;
+  });
+}
 
 function positiveNumber(env: Record<string, string | undefined>, name: string, fallback: number): number {
   const raw = env[name];
@@ -63,8 +165,32 @@ export function configFromEnv(env: Record<string, string | undefined> = process.
   if (defaultStepTimeoutS > maxStepTimeoutS) {
     throw new Error("CODING_ENV_DEFAULT_STEP_TIMEOUT_S must not exceed CODING_ENV_MAX_STEP_TIMEOUT_S");
   }
+  const executorGraceS = positiveNumber(env, "CODING_ENV_EXECUTOR_GRACE_S", defaultConfig.executorGraceS);
+  const requestDeadlineS =
+    env.CODING_ENV_REQUEST_DEADLINE_S === "0"
+      ? 0
+      : positiveNumber(env, "CODING_ENV_REQUEST_DEADLINE_S", defaultConfig.requestDeadlineS);
+  if (requestDeadlineS > 0 && maxStepTimeoutS + executorGraceS + READ_BEFORE_INVOKE_S > requestDeadlineS) {
+    throw new Error(
+      `CODING_ENV_MAX_STEP_TIMEOUT_S (${maxStepTimeoutS}) + CODING_ENV_EXECUTOR_GRACE_S (${executorGraceS}) + ${READ_BEFORE_INVOKE_S} s must not exceed CODING_ENV_REQUEST_DEADLINE_S (${requestDeadlineS})`,
+    );
+  }
+  const allowedHosts = env.CODING_ENV_ALLOWED_HOSTS;
   return {
     ...defaultConfig,
+    executorGraceS,
+    requestDeadlineS,
+    executorMaxConcurrency: Math.floor(
+      positiveNumber(env, "CODING_ENV_EXECUTOR_MAX_CONCURRENCY", defaultConfig.executorMaxConcurrency),
+    ),
+    tenantMaxRunningSteps: Math.floor(
+      positiveNumber(env, "CODING_ENV_TENANT_MAX_RUNNING_STEPS", defaultConfig.tenantMaxRunningSteps),
+    ),
+    tenantMaxWaitingSteps: Math.floor(
+      positiveNumber(env, "CODING_ENV_TENANT_MAX_WAITING_STEPS", defaultConfig.tenantMaxWaitingSteps),
+    ),
+    allowedOrigins: origins(env.CODING_ENV_ALLOWED_ORIGINS),
+    allowedHosts: allowedHosts === undefined ? null : commaList(allowedHosts).map((h) => h.toLowerCase()),
     tableName: env.CODING_ENV_TABLE || defaultConfig.tableName,
     executorFunction: env.CODING_ENV_EXECUTOR_FUNCTION || defaultConfig.executorFunction,
     executorMemoryMb: positiveNumber(env, "CODING_ENV_EXECUTOR_MEMORY_MB", defaultConfig.executorMemoryMb),

@@ -2,14 +2,16 @@
 // configuration. Used once per process by the Lambda entry and the local stack, so clients and
 // their keep-alive connections are reused across requests.
 import { Agent } from "node:http";
+import { Agent as HttpsAgent } from "node:https";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { LambdaClient } from "@aws-sdk/client-lambda";
 import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import type { HttpAuthScheme, Identity } from "@smithy/types";
 import type { AppDeps } from "./app.js";
-import type { ApiConfig } from "./config.js";
+import { type ApiConfig, EXECUTOR_POOL_HEADROOM } from "./config.js";
 import { EpisodeService } from "./core/episodes.js";
 import { LambdaExecutor } from "./executor/executor.js";
+import { FairShareExecutor } from "./executor/fair-share.js";
 import { EpisodeStore } from "./store/episode-store.js";
 import { HostedTenancy } from "./tenancy/hosted.js";
 
@@ -63,10 +65,31 @@ export function buildDeps(opts: BuildDepsOpts): BuiltDeps {
   const doc = DynamoDBDocumentClient.from(dynamodb, {
     marshallOptions: { removeUndefinedValues: true },
   });
-  // One attempt: a retried Invoke would run user code twice.
-  const lambda = new LambdaClient({ region, maxAttempts: 1, ...local(opts.executorEndpoint) });
+  // One attempt: a retried Invoke would run user code twice. The pool holds more connections than
+  // the fair-share scheduler ever uses at once, so no call waits inside the agent.
+  const executorSockets = opts.config.executorMaxConcurrency + EXECUTOR_POOL_HEADROOM;
+  const lambdaLocal = local(opts.executorEndpoint);
+  const lambda = new LambdaClient({
+    region,
+    maxAttempts: 1,
+    ...lambdaLocal,
+    requestHandler: opts.executorEndpoint
+      ? { httpAgent: new Agent({ keepAlive: true, maxSockets: executorSockets }), connectionTimeout: 5_000 }
+      : { httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets: executorSockets }) },
+  });
   const store = new EpisodeStore(doc, opts.config.tableName, opts.config.maxStateBytes);
-  const executor = new LambdaExecutor({ client: lambda, functionName: opts.config.executorFunction });
+  const executor = new FairShareExecutor(
+    new LambdaExecutor({
+      client: lambda,
+      functionName: opts.config.executorFunction,
+      graceMs: opts.config.executorGraceS * 1000,
+    }),
+    {
+      maxRunning: opts.config.executorMaxConcurrency,
+      tenantMaxRunning: opts.config.tenantMaxRunningSteps,
+      tenantMaxWaiting: opts.config.tenantMaxWaitingSteps,
+    },
+  );
   const tenancy = new HostedTenancy({
     client: dynamodb,
     tableName: opts.config.tableName,

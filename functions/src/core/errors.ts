@@ -128,6 +128,60 @@ export class ExecutorTimeoutError extends ApiError {
   }
 }
 
+/** 429 `executor_throttled`: the executor refused the call for lack of capacity; the code never ran. */
+export class ExecutorThrottledError extends ApiError {
+  constructor(retryAfterS = 1) {
+    super(
+      429,
+      "executor_throttled",
+      "The code executor is at capacity; the code did not run and the episode is unchanged. Retry after Retry-After.",
+      { retry_after_s: retryAfterS },
+      { "Retry-After": String(retryAfterS) },
+    );
+  }
+}
+
+/**
+ * 429 `too_many_concurrent_steps`: this tenant already has as many steps running or waiting in
+ * this API process as it may (fair sharing between tenants); the code never ran.
+ */
+export class TooManyConcurrentStepsError extends ApiError {
+  constructor(limit: number, retryAfterS = 1) {
+    super(
+      429,
+      "too_many_concurrent_steps",
+      `Too many steps of this tenant are running at once (limit ${limit}); the code did not run. Retry after Retry-After.`,
+      { limit },
+      { "Retry-After": String(retryAfterS) },
+    );
+  }
+}
+
+/** 415 `unsupported_media_type`: a request body that is not `application/json`. */
+export class UnsupportedMediaTypeError extends ApiError {
+  constructor() {
+    super(415, "unsupported_media_type", "Request bodies must be JSON (Content-Type: application/json).");
+  }
+}
+
+/** 421 `host_not_allowed`: the `Host` header names neither this server nor an allowed host (DNS rebinding). */
+export class HostNotAllowedError extends ApiError {
+  constructor() {
+    super(421, "host_not_allowed", "This server does not answer for that Host.");
+  }
+}
+
+/** 403 `origin_not_allowed`: a cross-origin request from an origin not on the allow-list. */
+export class OriginNotAllowedError extends ApiError {
+  constructor() {
+    super(
+      403,
+      "origin_not_allowed",
+      "Cross-origin requests from this origin are not allowed (see CODING_ENV_ALLOWED_ORIGINS).",
+    );
+  }
+}
+
 export class InternalError extends ApiError {
   constructor() {
     super(500, "internal_error", "Internal error.");

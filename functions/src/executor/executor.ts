@@ -1,13 +1,30 @@
 // The API's view of the Python executor: one synchronous Lambda Invoke per step through
-// `@aws-sdk/client-lambda` (an endpoint override reaches the local Invoke-API server). Function
-// errors (the runtime itself failed) become `ExecutorError` (502); no answer in time becomes
-// `ExecutorTimeoutError` (504). User-code failures are data in the result, never errors here.
+// `@aws-sdk/client-lambda` (an endpoint override reaches the local Invoke-API server), sent with
+// the tenant (`TenantId`, Lambda's tenant isolation mode) so two tenants never share an execution
+// environment. User-code failures are data in the result, never errors here, and so is the
+// executor's `busy` reply (a step of the episode already runs there; nothing ran): the core answers
+// it 409 `step_in_progress` or waits for the twin request that is running. Every failure of the
+// call itself is a typed error in the one error shape:
+//   Lambda throttling (TooManyRequestsException, HTTP 429)     429 executor_throttled + Retry-After
+//   request over Lambda's 6 MB                                 413 payload_too_large (nothing ran)
+//   no answer by the step limit + grace or the request deadline  504 executor_timeout
+//   reply over 6 MB, function error, unreadable reply          502 executor_error
 import { InvokeCommand, type InvokeCommandOutput, type LambdaClient } from "@aws-sdk/client-lambda";
-import { ExecutorError, ExecutorTimeoutError } from "../core/errors.js";
+import {
+  ExecutorError,
+  ExecutorThrottledError,
+  ExecutorTimeoutError,
+  PayloadTooLargeError,
+} from "../core/errors.js";
+import { currentDeadline } from "./deadline.js";
 
 /** The executor's event, contract version 1 (python-runtime/README.md). */
 export interface ExecuteRequest {
+  /** Whose step: sent as the Invoke's `TenantId` and the event's `tenant_id` (auth off: "local"). */
+  readonly tenantId: string;
   readonly episodeId: string;
+  /** The episode's incarnation (a new one per reset of an id): part of the warm worker's key. */
+  readonly incarnation?: string;
   readonly stateVersion: number;
   /** The previous step's snapshot (base64), `null` for a fresh episode. */
   readonly snapshot: string | null;
@@ -21,6 +38,7 @@ export interface ExecuteRequest {
 export interface ExecuteResult {
   readonly stdout: string;
   readonly stderr: string;
+  /** 0..255 by contract; the core clamps anything else to 1 (a cell can report odd values). */
   readonly exit_code: number;
   readonly snapshot: string;
   readonly state_version: number;
@@ -32,20 +50,29 @@ export interface ExecuteResult {
   readonly crashed?: boolean;
   readonly stdout_truncated?: boolean;
   readonly stderr_truncated?: boolean;
-  /** `"syntax_error"`, `"timeout"`, `"crashed"`, `"out_of_memory"`, `"snapshot_incompatible"`…, or null. */
+  /** `"syntax_error"`, `"timeout"`, `"crashed"`, `"state_too_large"`, `"busy"`…, or null. */
   readonly error_code?: string | null;
   readonly runtime_version?: string;
   readonly warm?: boolean;
 }
 
-/** Logs (never returns to clients) why an invoke failed. */
-function logExecutorFailure(message: string, cause: unknown): void {
-  const detail = cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause);
-  console.error(JSON.stringify({ level: "ERROR", message: `executor ${message}`, cause: detail }));
+/** Which warm workers {@link Executor.discard} drops: the episode's, of one incarnation or all. */
+export interface DiscardRequest {
+  readonly tenantId: string;
+  readonly episodeId: string;
+  readonly incarnation?: string;
 }
 
 export interface Executor {
+  /** Runs one step. Throws the typed errors listed at the top of this file. */
   execute(req: ExecuteRequest): Promise<ExecuteResult>;
+  /**
+   * Drops the warm worker(s) of a (tenant, episode) at once (reset of an existing id, delete,
+   * expiry). Never rejects: callers fire and forget; failures are logged. A warm worker that is
+   * not dropped is never used by another incarnation or version (its key has both) and is
+   * evicted in time.
+   */
+  discard(req: DiscardRequest): Promise<void>;
 }
 
 /** Options of {@link LambdaExecutor}. */
@@ -53,54 +80,85 @@ export interface LambdaExecutorOpts {
   readonly client: LambdaClient;
   /** Function name or ARN. */
   readonly functionName: string;
-  /** Time the executor gets beyond the step's own limit before we give up (ms). @default 5000 */
+  /** Time the executor gets beyond the step's own limit before we give up (ms). @default 6000 */
   readonly graceMs?: number;
+  /** Discard calls in flight at once; more are skipped (logged). @default 8 */
+  readonly maxDiscardsInFlight?: number;
+  /** Time a discard call may take (ms). @default 5000 */
+  readonly discardTimeoutMs?: number;
+}
+
+/** Logs (never returns to clients) why a call failed. */
+function logExecutorFailure(message: string, cause: unknown): void {
+  const detail = cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause);
+  console.error(JSON.stringify({ level: "ERROR", message: `executor ${message}`, cause: detail }));
+}
+
+const RESPONSE_TOO_LARGE = /ResponseSizeTooLarge/i;
+
+function responseTooLarge(): ExecutorError {
+  return new ExecutorError(
+    "The code executor's answer was over the 6 MB limit; the episode is unchanged. Print less output.",
+  );
+}
+
+/** What a failed Invoke call means for the client (it threw: no payload came back). */
+function invokeFailure(err: unknown, aborted: boolean): Error {
+  const e = err as { name?: string; retryAfterSeconds?: string; $metadata?: { httpStatusCode?: number } };
+  const name = e.name ?? "";
+  const status = e.$metadata?.httpStatusCode;
+  if (aborted || name === "AbortError" || name === "TimeoutError") return new ExecutorTimeoutError();
+  if (name === "TooManyRequestsException" || status === 429) {
+    const after = Number(e.retryAfterSeconds);
+    return new ExecutorThrottledError(Number.isFinite(after) && after >= 1 ? Math.ceil(after) : 1);
+  }
+  if (name === "RequestTooLargeException" || status === 413) {
+    return new PayloadTooLargeError(
+      "The step's code and Python state together are over the executor's 6 MB request limit; nothing ran.",
+    );
+  }
+  logExecutorFailure("invoke failed", err);
+  if (RESPONSE_TOO_LARGE.test(name)) return responseTooLarge();
+  return new ExecutorError();
 }
 
 export class LambdaExecutor implements Executor {
   private readonly graceMs: number;
+  private readonly maxDiscardsInFlight: number;
+  private readonly discardTimeoutMs: number;
+  private discardsInFlight = 0;
 
   constructor(private readonly opts: LambdaExecutorOpts) {
-    this.graceMs = opts.graceMs ?? 5000;
+    this.graceMs = opts.graceMs ?? 6000;
+    this.maxDiscardsInFlight = opts.maxDiscardsInFlight ?? 8;
+    this.discardTimeoutMs = opts.discardTimeoutMs ?? 5000;
   }
 
   async execute(req: ExecuteRequest): Promise<ExecuteResult> {
     const event = {
       contract_version: 1,
+      tenant_id: req.tenantId,
       episode_id: req.episodeId,
+      ...(req.incarnation ? { incarnation: req.incarnation } : {}),
       state_version: req.stateVersion,
       snapshot: req.snapshot,
       code: req.code,
       policy: { mode: req.policy.mode, additional_imports: req.policy.additionalImports },
       limits: { timeout_ms: req.timeoutMs, ...(req.memoryMb ? { memory_mb: req.memoryMb } : {}) },
     };
-    const abort = new AbortController();
-    const timer = setTimeout(() => abort.abort(), req.timeoutMs + this.graceMs);
-    let out: InvokeCommandOutput;
-    try {
-      out = await this.opts.client.send(
-        new InvokeCommand({
-          FunctionName: this.opts.functionName,
-          InvocationType: "RequestResponse",
-          Payload: Buffer.from(JSON.stringify(event)),
-        }),
-        { abortSignal: abort.signal },
-      );
-    } catch (err) {
-      const name = (err as { name?: string }).name ?? "";
-      if (abort.signal.aborted || name === "AbortError" || name === "TimeoutError") {
-        throw new ExecutorTimeoutError();
-      }
-      logExecutorFailure("invoke failed", err);
-      throw new ExecutorError();
-    } finally {
-      clearTimeout(timer);
-    }
+    // Stop waiting at the step limit + grace, or at the request's deadline if that comes first,
+    // so the API's own 504 goes out while its Lambda and API Gateway still wait.
+    let waitMs = req.timeoutMs + this.graceMs;
+    const deadline = currentDeadline();
+    if (deadline !== undefined) waitMs = Math.min(waitMs, deadline - Date.now());
+    if (waitMs <= 0) throw new ExecutorTimeoutError();
+    const out = await this.invoke(req.tenantId, event, waitMs);
     const text = out.Payload ? Buffer.from(out.Payload).toString("utf8") : "";
     if (out.FunctionError) {
       // Lambda's own timeout is a function error whose message says so.
       if (/Task timed out/i.test(text)) throw new ExecutorTimeoutError();
       logExecutorFailure(`function error ${out.FunctionError}`, text.slice(0, 2000));
+      if (RESPONSE_TOO_LARGE.test(text.slice(0, 2000))) throw responseTooLarge();
       throw new ExecutorError();
     }
     let result: ExecuteResult;
@@ -109,9 +167,58 @@ export class LambdaExecutor implements Executor {
     } catch {
       throw new ExecutorError("The code executor returned an unreadable answer; the episode is unchanged.");
     }
-    if (typeof result.snapshot !== "string" || typeof result.exit_code !== "number") {
+    // Only what the API cannot do without; odd values of the rest (an exit code of 2**60 or true)
+    // are the core's to clamp, never a 502.
+    if (typeof result !== "object" || result === null || typeof result.snapshot !== "string") {
       throw new ExecutorError("The code executor returned an incomplete answer; the episode is unchanged.");
     }
     return result;
+  }
+
+  async discard({ tenantId, episodeId, incarnation }: DiscardRequest): Promise<void> {
+    if (this.discardsInFlight >= this.maxDiscardsInFlight) {
+      logExecutorFailure("discard skipped", `${this.discardsInFlight} discards in flight`);
+      return;
+    }
+    this.discardsInFlight += 1;
+    try {
+      const event = {
+        contract_version: 1,
+        op: "discard",
+        tenant_id: tenantId,
+        episode_id: episodeId,
+        ...(incarnation ? { incarnation } : {}),
+      };
+      const out = await this.invoke(tenantId, event, this.discardTimeoutMs);
+      if (out.FunctionError) {
+        const text = out.Payload ? Buffer.from(out.Payload).toString("utf8") : "";
+        logExecutorFailure(`discard function error ${out.FunctionError}`, text.slice(0, 500));
+      }
+    } catch (err) {
+      logExecutorFailure("discard failed", err);
+    } finally {
+      this.discardsInFlight -= 1;
+    }
+  }
+
+  /** One synchronous Invoke; a failure of the call becomes its typed error. */
+  private async invoke(tenantId: string, event: object, waitMs: number): Promise<InvokeCommandOutput> {
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), waitMs);
+    try {
+      return await this.opts.client.send(
+        new InvokeCommand({
+          FunctionName: this.opts.functionName,
+          InvocationType: "RequestResponse",
+          TenantId: tenantId,
+          Payload: Buffer.from(JSON.stringify(event)),
+        }),
+        { abortSignal: abort.signal },
+      );
+    } catch (err) {
+      throw invokeFailure(err, abort.signal.aborted);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 }

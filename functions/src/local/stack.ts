@@ -307,7 +307,12 @@ export async function startLocalStack(opts: LocalStackOpts = {}): Promise<LocalS
   }
   // OpenEnv's WebSocket client (`/ws`) needs the `ws` package; without it the stack serves HTTP only.
   const wsServer = await createWebSocketServer();
-  const app = createApp({ ...deps, webAssets, ...(wsServer ? { upgradeWebSocket } : {}) });
+  const app = createApp({
+    ...deps,
+    webAssets,
+    localBindAddress: host,
+    ...(wsServer ? { upgradeWebSocket } : {}),
+  });
   const server = serve({
     fetch: app.fetch,
     port: opts.port ?? 8000,

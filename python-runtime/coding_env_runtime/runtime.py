@@ -332,7 +332,7 @@ class Runtime:
             return self._crashed(worker, request, result, started, protocol_broken=not isinstance(exc, PeerClosed))
 
         error_code = reply.get("error_code")
-        if reply.get("out_of_memory") or error_code == "snapshot_restore_failed":
+        if reply.get("out_of_memory") or error_code in ("snapshot_restore_failed", "too_many_open_files"):
             # The worker exits after this reply: kill what is left, keep the input state.
             self._stop_after_crash(worker, request, result)
             result["exit_code"] = 1

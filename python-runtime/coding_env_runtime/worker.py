@@ -7,6 +7,7 @@ File descriptors: 0 = /dev/null, 1/2 = the runtime's output files, 3 = the runti
 
 from __future__ import annotations
 
+import builtins
 import errno
 import os
 import resource
@@ -89,6 +90,23 @@ def _reseed() -> None:
             pass
 
 
+def _reset_to_cold(table: dict[str, Any], pristine_table: dict[str, Any], pristine_builtins: dict[str, Any]) -> None:
+    """Warm equals cold: what a restore in a fresh worker would not bring back is undone here.
+
+    Interval timers stop (a restore has none); the episode's builtins table and the real
+    ``builtins`` module are put back if the cell changed them (a restore rebuilds both).
+    """
+    for which in (signal.ITIMER_REAL, signal.ITIMER_VIRTUAL, signal.ITIMER_PROF):
+        signal.setitimer(which, 0)
+    if table != pristine_table:
+        table.clear()
+        table.update(pristine_table)
+    current = builtins.__dict__
+    if current != pristine_builtins:
+        current.clear()
+        current.update(pristine_builtins)
+
+
 def _apply_step_limits(header: dict[str, Any]) -> None:
     memory_bytes = int(header["memory_mb"]) * 1024 * 1024
     sandbox.set_limit(resource.RLIMIT_AS, memory_bytes)
@@ -101,6 +119,8 @@ def serve(
     namespace: dict[str, Any] | None = None
     policy: ImportPolicy | None = None
     builtins_table: dict[str, Any] | None = None
+    pristine_table: dict[str, Any] = {}
+    pristine_builtins = dict(builtins.__dict__)
     my_pid = os.getpid()
     output_files = (os.fstat(1).st_ino, os.fstat(2).st_ino)
     send_frame(sock, {"op": "ready", "pid": my_pid})
@@ -138,6 +158,7 @@ def serve(
             assert policy is not None
             if builtins_table is None:
                 builtins_table = namespace["__builtins__"]
+                pristine_table = dict(builtins_table)
             # User code may have deleted or replaced it; exec would then add the real builtins.
             namespace["__builtins__"] = builtins_table
             outcome = cell.run_cell(namespace, header["code"], header["cell_name"], policy, out, err)
@@ -148,9 +169,22 @@ def serve(
                 reply["out_of_memory"] = True
                 send_frame(sock, reply)
                 os._exit(0)
-            _kill_leftovers(private_uid, hidepid)
-            for directory in scratch_dirs:
-                _wipe_directory(directory)
+            try:
+                _kill_leftovers(private_uid, hidepid)
+                for directory in scratch_dirs:
+                    _wipe_directory(directory)
+            except OSError as exc:
+                if exc.errno not in (errno.EMFILE, errno.ENFILE):
+                    raise
+                # The cell left every file descriptor open: say so, keep the input state.
+                err.write(
+                    f"OSError: [Errno {exc.errno}] Too many open files: the step left all "
+                    f"{resource.getrlimit(resource.RLIMIT_NOFILE)[0]} file descriptors of the process "
+                    "open; the episode's state is as it was before this step. Close files you open.\n"
+                )
+                send_frame(sock, {"op": "result", "exit_code": 1, "error_code": "too_many_open_files", "dropped": []})
+                os._exit(0)
+            _reset_to_cold(builtins_table, pristine_table, pristine_builtins)
             saved = cell.save_namespace(namespace)
             for item in saved.dropped:
                 # Warm equals cold: a name the snapshot could not keep is gone now too.

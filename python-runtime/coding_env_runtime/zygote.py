@@ -21,6 +21,7 @@ import select
 import signal
 import socket
 import sys
+import types
 from typing import Any
 
 from . import cell, sandbox, worker  # noqa: F401 - preloaded so a fork needs no import
@@ -44,6 +45,55 @@ def _preload(extra: str) -> None:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001 - a missing optional module only loses the speed-up
             pass
+
+
+#: Where user code sees the runtime's modules (their real place is this machine's business).
+VISIBLE_ROOT = "/coding-env"
+
+
+def _relocate_code(code: types.CodeType, filename: str) -> types.CodeType:
+    consts = tuple(_relocate_code(c, filename) if isinstance(c, types.CodeType) else c for c in code.co_consts)
+    return code.replace(co_filename=filename, co_consts=consts)
+
+
+def _relocate_function(func: Any, module_name: str, filename: str) -> None:
+    if isinstance(func, (staticmethod, classmethod)):
+        func = func.__func__
+    if isinstance(func, property):
+        for part in (func.fget, func.fset, func.fdel):
+            _relocate_function(part, module_name, filename)
+        return
+    if isinstance(func, types.FunctionType) and func.__module__ == module_name:
+        func.__code__ = _relocate_code(func.__code__, filename)
+
+
+def hide_install_path() -> None:
+    """Rename the runtime's own modules and code to ``/coding-env/...``: a worker's user code can
+    walk frames, ``sys.modules`` and ``__file__``, and must not learn where this machine keeps
+    the runtime. Runs in the zygote before its main loop, so even the frames every worker
+    inherits (main, spawn, serve) carry the new names."""
+    for name, module in list(sys.modules.items()):
+        if name != "coding_env_runtime" and not name.startswith("coding_env_runtime."):
+            continue
+        is_package = hasattr(module, "__path__")
+        parts = name.split(".")
+        filename = "/".join([VISIBLE_ROOT, *parts, "__init__.py"] if is_package else [VISIBLE_ROOT, *parts]) + (
+            "" if is_package else ".py"
+        )
+        for value in list(vars(module).values()):
+            if isinstance(value, type) and value.__module__ == name:
+                for member in list(vars(value).values()):
+                    _relocate_function(member, name, filename)
+            else:
+                _relocate_function(value, name, filename)
+        module.__file__ = filename
+        module.__cached__ = None
+        if module.__spec__ is not None:
+            module.__spec__.origin = filename
+            module.__spec__.cached = None
+        if is_package:
+            # Submodules were all imported above; the real directory is no longer needed.
+            module.__path__ = [os.path.dirname(filename)]
 
 
 def _reap(control: socket.socket, workers: set[int]) -> None:

@@ -30,8 +30,9 @@ def _boot_program(package_root: str) -> bytes:
     return (
         "import sys\n"
         f"sys.path.insert(0, {package_root!r})\n"
-        "from coding_env_runtime.zygote import main\n"
+        "from coding_env_runtime.zygote import hide_install_path, main\n"
         f"sys.path.remove({package_root!r})\n"
+        "hide_install_path()\n"
         "main(int(sys.argv[1]), sys.argv[2])\n"
     ).encode()
 

@@ -2,16 +2,32 @@
 
 The runtime (zygote + worker pool) is created once per execution environment, on first use,
 and reused by every invocation, so warm workers survive between invocations.
+
+Payload limits. Lambda refuses a synchronous request above 6 MB before we see it, and turns a
+reply above 6 MB into a function error (``Function.ResponseSizeTooLarge``) that loses the step.
+The Lambda runtime interface client (awslambdaric) serializes our return value with simplejson:
+on the Python 3.12+ base images with ``ensure_ascii=False`` (UTF-8 text, but control characters
+and U+2028/U+2029 escaped: a NUL costs 6 bytes), on older ones with ``ensure_ascii=True`` (every
+non-ASCII character escaped, 6 or 12 bytes). :func:`fit_reply` sizes the reply exactly as that
+serialization will (:func:`serialize_reply` reproduces it) and keeps it within
+``REPLY_LIMIT_BYTES``: stdout and stderr are cut by their serialized size (``*_truncated``), and
+a new state that cannot fit is refused (``state_too_large``, the input snapshot returned).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from typing import Any
 
-from .contract import parse_event
+from .contract import DiscardRequest, EventError, parse_event
 from .runtime import Runtime, RuntimeOpts
+
+#: The most the serialized reply may take (Lambda allows 6,291,556 bytes; the rest is margin).
+REPLY_LIMIT_BYTES = 6_000_000
+#: Room kept beside a returned input snapshot for every other field and the refusal message.
+_REPLY_FIELDS_RESERVE = 16 * 1024
 
 _runtime: Runtime | None = None
 _runtime_lock = threading.Lock()
@@ -52,7 +68,172 @@ if os.environ.get("AWS_LAMBDA_RUNTIME_API"):
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    """Run one step. A malformed event raises ``EventError`` (a Lambda function error);
-    user-code failures are data in the result."""
-    request = parse_event(event)
-    return get_runtime().run_step(request)
+    """Run one step (or discard an episode's warm workers). A malformed event raises
+    ``EventError`` (a Lambda function error); user-code failures are data in the result."""
+    request = parse_event(event, getattr(context, "tenant_id", None))
+    if isinstance(request, DiscardRequest):
+        discarded = get_runtime().discard(request.tenant_id, request.episode_id, request.incarnation)
+        return {"contract_version": 1, "discarded": discarded}
+    ensure_ascii = ric_ensure_ascii()
+    if request.snapshot is not None:
+        returnable = REPLY_LIMIT_BYTES - _REPLY_FIELDS_RESERVE
+        if _escaped_size(request.snapshot, ensure_ascii) + 2 > returnable:
+            # Every failure returns the input snapshot, so one that could not be returned is
+            # refused before any code runs.
+            raise EventError(f"snapshot is larger than the {returnable} bytes a reply can carry")
+    runtime = get_runtime()
+    result = runtime.run_step(request)
+    if fit_reply(result, request.snapshot, runtime.empty_snapshot, ensure_ascii):
+        # The worker holds a state nobody will ever send back: free it now.
+        runtime.discard(request.tenant_id, request.episode_id, request.incarnation)
+    return result
+
+
+# --- the reply as the Lambda runtime interface client serializes it --------------------------
+
+#: Base images whose runtime client encodes with ensure_ascii=False (awslambdaric's list).
+_UTF8_EXECUTION_ENVS = frozenset(f"AWS_Lambda_python3.{minor}" for minor in (12, 13, 14, 15))
+
+
+def ric_ensure_ascii() -> bool:
+    """Whether this environment's runtime client escapes every non-ASCII character."""
+    return os.environ.get("AWS_EXECUTION_ENV") not in _UTF8_EXECUTION_ENVS
+
+
+def _escape(text: str, ensure_ascii: bool) -> str:
+    """The JSON string body (no quotes) exactly as simplejson writes it."""
+    body = json.dumps(text, ensure_ascii=ensure_ascii)[1:-1]
+    if not ensure_ascii and ("\u2028" in body or "\u2029" in body):
+        body = body.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return body
+
+
+def _escaped_size(text: str, ensure_ascii: bool) -> int:
+    body = _escape(text, ensure_ascii)
+    return len(body) if ensure_ascii or body.isascii() else len(body.encode("utf-8"))
+
+
+def serialize_reply(reply: Any, ensure_ascii: bool | None = None) -> bytes:
+    """``reply`` as the runtime client sends it (simplejson, default separators, UTF-8)."""
+    if ensure_ascii is None:
+        ensure_ascii = ric_ensure_ascii()
+    text = json.dumps(reply, ensure_ascii=ensure_ascii)
+    if not ensure_ascii:
+        text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return text.encode("utf-8")
+
+
+def _encodable(text: str) -> str:
+    """``text`` without lone surrogates: the client's ``.encode("utf-8")`` would fail on them
+    (a dropped variable can be named anything through ``globals()``)."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return _encodable(value)
+    if isinstance(value, list):
+        return [_clean(item) for item in value]
+    if isinstance(value, dict):
+        return {_encodable(str(key)): _clean(item) for key, item in value.items()}
+    return value
+
+
+def _cut_escape_tail(body: str) -> str:
+    """Drop an escape sequence cut in two at the end of ``body`` (and, when ASCII-escaped, a
+    high surrogate whose low half was cut off), so the rest decodes to a prefix of the text."""
+    start = body.rfind("\\", max(0, len(body) - 6))
+    if start >= 0:
+        run = start
+        while run > 0 and body[run - 1] == "\\":
+            run -= 1
+        if (start - run) % 2 == 0:  # body[start] opens an escape (not the 2nd half of "\\\\")
+            if start + 1 >= len(body) or (body[start + 1] == "u" and len(body) - start < 6):
+                body = body[:start]
+    tail = body[-6:]
+    if len(tail) == 6 and tail[:2] == "\\u" and tail[2:4].lower() in ("d8", "d9", "da", "db"):
+        run = len(body) - 6
+        while run > 0 and body[run - 1] == "\\":
+            run -= 1
+        if (len(body) - 6 - run) % 2 == 0:
+            return body[:-6]
+    return body
+
+
+def _cut(text: str, budget: int, ensure_ascii: bool) -> tuple[str, bool]:
+    """The longest prefix of ``text`` whose serialized body takes at most ``budget`` bytes."""
+    budget = max(budget, 0)
+    # No character serializes to less than one byte, so only the first `budget` can fit.
+    head = text[:budget]
+    body = _escape(head, ensure_ascii)
+    if len(head) == len(text) and (len(body) <= budget if ensure_ascii else len(body.encode("utf-8")) <= budget):
+        return text, False
+    if ensure_ascii:
+        body = body[:budget]
+    else:
+        body = body.encode("utf-8")[:budget].decode("utf-8", "ignore")
+    body = _cut_escape_tail(body)
+    return json.loads(f'"{body}"'), True
+
+
+def _capped_size(text: str, cap: int, ensure_ascii: bool) -> int:
+    """The serialized body size of ``text``, or any value above ``cap`` if it is larger."""
+    return _escaped_size(text[: cap + 1], ensure_ascii)
+
+
+def fit_reply(
+    result: dict[str, Any],
+    input_snapshot: str | None,
+    empty_snapshot: Any,
+    ensure_ascii: bool,
+    limit: int = REPLY_LIMIT_BYTES,
+) -> bool:
+    """Make ``result`` serialize to at most ``limit`` bytes, in place. Returns True when the
+    new state had to be refused (``state_too_large``; the input snapshot is returned)."""
+    for name, value in result.items():
+        if name != "snapshot":  # ours (base64) or the caller's own input
+            result[name] = _clean(value)
+    stdout, stderr = result["stdout"], result["stderr"]
+    rest = serialize_reply({**result, "stdout": "", "stderr": ""}, ensure_ascii)
+    refused = False
+    if len(rest) > limit - _REPLY_FIELDS_RESERVE // 2:
+        refused = True
+        new_bytes = result.get("snapshot_bytes") or len(result.get("snapshot") or "")
+        snapshot = input_snapshot if input_snapshot is not None else empty_snapshot()
+        result.update(
+            snapshot=snapshot,
+            snapshot_bytes=len(snapshot),
+            dropped=[],
+            exit_code=1,
+            error_code="state_too_large",
+        )
+        note = (
+            f"MemoryError: the episode's state would be {new_bytes / 2**20:.1f} MiB after this step, "
+            f"more than the executor's reply can carry ({limit / 1e6:g} MB with the output); the "
+            "episode's state is as it was before this step. Delete large variables (del name) and retry.\n"
+        )
+        # First, so that cutting stderr to fit never cuts the reason away.
+        stderr = note + stderr
+        result["stderr"] = stderr
+        rest = serialize_reply({**result, "stdout": "", "stderr": ""}, ensure_ascii)
+    room = limit - len(rest)
+    out_size = _capped_size(stdout, room, ensure_ascii)
+    err_size = _capped_size(stderr, room, ensure_ascii)
+    if out_size + err_size <= room:
+        return refused
+    # Each stream gets half of the room, and whatever the other does not need.
+    err_room = min(err_size, max(room - out_size, room // 2))
+    out_room = room - err_room
+    if err_size > err_room:
+        result["stderr"], _ = _cut(stderr, err_room, ensure_ascii)
+        result["stderr_truncated"] = True
+    if out_size > out_room:
+        result["stdout"], _ = _cut(stdout, out_room, ensure_ascii)
+        result["stdout_truncated"] = True
+    return refused

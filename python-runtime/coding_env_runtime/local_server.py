@@ -6,17 +6,29 @@
 ``LISTENING http://127.0.0.1:<port>``. Any function name is accepted. Function errors are
 reported like Lambda: HTTP 200, header ``X-Amz-Function-Error: Unhandled``, body
 ``{"errorType", "errorMessage"}``.
+
+When ``CODING_ENV_LOCAL_ACCESS_KEY_ID`` is set (the local stack makes one at start-up), every
+request must be signed with that access key id (``Credential=<key id>/...`` in its
+``Authorization`` header, what the AWS SDK sends); anything else is refused with 403
+``UnrecognizedClientException``, as AWS refuses an unknown key. The variable is removed from
+this process's environment once read, so nothing started later (the zygote) inherits it.
+
+The Invoke parameter ``TenantId`` arrives as the ``X-Amz-Tenant-Id`` header (the SDK's
+serialization) and is handed to the handler as ``context.tenant_id``, as Lambda does.
 """
 
 from __future__ import annotations
 
 import argparse
+import hmac
 import json
+import os
 import re
 import signal
 import sys
 import threading
 import traceback
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -25,10 +37,41 @@ from .contract import EventError
 from .runtime import RuntimeOpts
 
 _INVOKE_PATH = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations/?(\?.*)?$")
-_MAX_BODY = 6 * 1024 * 1024 + 1024  # Lambda's synchronous payload limit (6 MB)
+#: Lambda's synchronous request limit: "Request must be smaller than 6291456 bytes".
+MAX_REQUEST_BYTES = 6 * 1024 * 1024
+#: The environment variable holding the only access key id this server accepts.
+ACCESS_KEY_ENV = "CODING_ENV_LOCAL_ACCESS_KEY_ID"
+_CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
 
 
-class _InvokeHandler(BaseHTTPRequestHandler):
+def take_expected_key_id() -> str | None:
+    """Read and remove ``CODING_ENV_LOCAL_ACCESS_KEY_ID`` (never inherited by children)."""
+    value = os.environ.pop(ACCESS_KEY_ENV, None)
+    return value or None
+
+
+def request_key_id(authorization: str | None) -> str | None:
+    """The access key id of a SigV4 ``Authorization`` header, or None."""
+    match = _CREDENTIAL.search(authorization or "")
+    return match.group(1) if match else None
+
+
+@dataclass(frozen=True)
+class InvokeContext:
+    """What the handler sees as ``context`` (the attributes our handler reads)."""
+
+    tenant_id: str | None
+    function_name: str
+    aws_request_id: str = "local"
+
+
+class InvokeApiHandler(BaseHTTPRequestHandler):
+    """The Invoke API's HTTP surface: paths, size limit, key check, JSON check, error shapes.
+
+    Subclasses implement :meth:`invoke_sync` (and may override :meth:`invoke_async`).
+    ``server.expected_key_id`` is the required access key id (None: no check).
+    """
+
     protocol_version = "HTTP/1.1"
     # Keep-alive + small responses: without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms.
     disable_nagle_algorithm = True
@@ -37,8 +80,7 @@ class _InvokeHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet by default
         return None
 
-    def _send(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
+    def send_body(self, status: int, data: bytes, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -50,50 +92,100 @@ class _InvokeHandler(BaseHTTPRequestHandler):
         self._headers_buffer = []
         self.wfile.write(response)
 
-    def _service_error(self, status: int, error_type: str, message: str) -> None:
-        self._send(status, {"Type": "User", "message": message}, {"x-amzn-ErrorType": error_type})
+    def service_error(self, status: int, error_type: str, message: str, headers: dict[str, str] | None = None,
+                      **extra: Any) -> None:
+        """An AWS service error: ``x-amzn-ErrorType`` header, ``{"Type", "message"}`` body."""
+        body = json.dumps({"Type": "User", "message": message, **extra}).encode()
+        self.send_body(status, body, {"x-amzn-ErrorType": error_type, **(headers or {})})
+
+    def send_empty(self, status: int) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
     def do_GET(self) -> None:  # noqa: N802
-        self._service_error(404, "ResourceNotFoundException", "Only function invocation is served here")
+        self.service_error(404, "ResourceNotFoundException", "Only function invocation is served here")
+
+    def _drain(self, length: int, most: int = 64 * 1024 * 1024) -> None:
+        left = min(length, most)
+        while left > 0:
+            chunk = self.rfile.read(min(left, 1 << 20))
+            if not chunk:
+                return
+            left -= len(chunk)
+
+    def _authorized(self) -> bool:
+        expected = getattr(self.server, "expected_key_id", None)
+        if expected is None:
+            return True
+        given = request_key_id(self.headers.get("Authorization"))
+        return given is not None and hmac.compare_digest(given.encode(), expected.encode())
 
     def do_POST(self) -> None:  # noqa: N802
         match = _INVOKE_PATH.match(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > _MAX_BODY:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0 or length > MAX_REQUEST_BYTES:
             self.close_connection = True
-            self._service_error(413, "RequestTooLargeException", "Request must be smaller than 6291456 bytes")
+            self._drain(length)  # a client still sending its body would not read the answer
+            self.service_error(
+                413, "RequestEntityTooLargeException",
+                f"Request must be smaller than {MAX_REQUEST_BYTES} bytes for the InvokeFunction operation",
+            )
             return
         body = self.rfile.read(length) if length else b""
+        if not self._authorized():
+            self.service_error(403, "UnrecognizedClientException", "The security token included in the request is invalid.")
+            return
         if match is None:
-            self._service_error(404, "ResourceNotFoundException", f"Unknown path {self.path.split('?')[0]}")
+            self.service_error(404, "ResourceNotFoundException", f"Unknown path {self.path.split('?')[0]}")
             return
         try:
             event = json.loads(body or b"{}")
         except ValueError as exc:
-            self._service_error(400, "InvalidRequestContentException", f"Could not parse request body into json: {exc}")
+            self.service_error(400, "InvalidRequestContentException", f"Could not parse request body into json: {exc}")
             return
+        context = InvokeContext(tenant_id=self.headers.get("X-Amz-Tenant-Id") or None, function_name=match.group(1))
         invocation_type = self.headers.get("X-Amz-Invocation-Type", "RequestResponse")
         if invocation_type == "DryRun":
-            self.send_response(204)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        if invocation_type == "Event":
-            threading.Thread(target=self._invoke, args=(event,), daemon=True).start()
-            self.send_response(202)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        ok, payload = self._invoke(event)
+            self.send_empty(204)
+        elif invocation_type == "Event":
+            self.invoke_async(event, body, context)
+        else:
+            self.invoke_sync(event, body, context)
+
+    def invoke_sync(self, event: Any, body: bytes, context: InvokeContext) -> None:
+        raise NotImplementedError
+
+    def invoke_async(self, event: Any, body: bytes, context: InvokeContext) -> None:
+        """Lambda answers 202 at once and runs the event later (errors only logged)."""
+        threading.Thread(target=self.run_event, args=(event, body, context), daemon=True).start()
+        self.send_empty(202)
+
+    def run_event(self, event: Any, body: bytes, context: InvokeContext) -> None:
+        raise NotImplementedError
+
+
+class _InProcessInvokeHandler(InvokeApiHandler):
+    """Runs the handler in this process (the runtime's zygote and workers sandbox user code)."""
+
+    def invoke_sync(self, event: Any, body: bytes, context: InvokeContext) -> None:
+        ok, payload = self._call(event, context)
         headers = {"X-Amz-Executed-Version": "$LATEST"}
         if not ok:
             headers["X-Amz-Function-Error"] = "Unhandled"
-        self._send(200, payload, headers)
+        # Serialized as the Lambda runtime client would (the reply was sized for exactly this).
+        self.send_body(200, lambda_handler.serialize_reply(payload), headers)
+
+    def run_event(self, event: Any, body: bytes, context: InvokeContext) -> None:
+        self._call(event, context)
 
     @staticmethod
-    def _invoke(event: Any) -> tuple[bool, dict[str, Any]]:
+    def _call(event: Any, context: InvokeContext) -> tuple[bool, dict[str, Any]]:
         try:
-            return True, lambda_handler.handler(event, None)
+            return True, lambda_handler.handler(event, context)
         except EventError as exc:
             return False, {"errorType": "EventError", "errorMessage": str(exc)}
         except Exception as exc:  # noqa: BLE001 - a runtime failure, reported as Lambda does
@@ -101,27 +193,8 @@ class _InvokeHandler(BaseHTTPRequestHandler):
             return False, {"errorType": type(exc).__name__, "errorMessage": str(exc)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python3 -m coding_env_runtime.local_server")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=9001)
-    parser.add_argument("--idle-workers", type=int, default=2, help="pre-forked idle workers")
-    parser.add_argument("--max-warm-workers", type=int, default=32)
-    parser.add_argument(
-        "--preload",
-        default="",
-        help="comma-separated modules the zygote imports once (e.g. numpy,pandas)",
-    )
-    args = parser.parse_args(argv)
-
-    lambda_handler.get_runtime(
-        RuntimeOpts(
-            idle_workers=args.idle_workers,
-            max_warm_workers=args.max_warm_workers,
-            preload=tuple(m.strip() for m in args.preload.split(",") if m.strip()),
-        )
-    )
-    server = ThreadingHTTPServer((args.host, args.port), _InvokeHandler)
+def serve(server: ThreadingHTTPServer, on_stop: Any = None) -> None:
+    """Print ``LISTENING``, serve until SIGTERM/SIGINT, then call ``on_stop``."""
     server.daemon_threads = True
     stopping = threading.Event()
 
@@ -138,7 +211,34 @@ def main(argv: list[str] | None = None) -> int:
         server.serve_forever(poll_interval=0.2)
     finally:
         server.server_close()
-        lambda_handler.shutdown()
+        if on_stop is not None:
+            on_stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m coding_env_runtime.local_server")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9001)
+    parser.add_argument("--idle-workers", type=int, default=2, help="pre-forked idle workers")
+    parser.add_argument("--max-warm-workers", type=int, default=32)
+    parser.add_argument(
+        "--preload",
+        default="",
+        help="comma-separated modules the zygote imports once (e.g. numpy,pandas)",
+    )
+    args = parser.parse_args(argv)
+    expected_key_id = take_expected_key_id()  # before the zygote starts
+
+    lambda_handler.get_runtime(
+        RuntimeOpts(
+            idle_workers=args.idle_workers,
+            max_warm_workers=args.max_warm_workers,
+            preload=tuple(m.strip() for m in args.preload.split(",") if m.strip()),
+        )
+    )
+    server = ThreadingHTTPServer((args.host, args.port), _InProcessInvokeHandler)
+    server.expected_key_id = expected_key_id  # type: ignore[attr-defined]
+    serve(server, lambda_handler.shutdown)
     return 0
 
 

@@ -133,3 +133,96 @@ class LocalServerShutdownTest(unittest.TestCase):
         time.sleep(0.2)
         alive = [pid for pid in family if not sandbox.is_zombie(pid)]
         self.assertEqual(alive, [])
+
+
+class LocalServerKeyTest(unittest.TestCase):
+    """Started with the stack's start-up key: only requests signed with it are served."""
+
+    process: subprocess.Popen
+    base: str
+    key_id = "0123456789abcdef0123456789abcdef"
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        env = {**os.environ, "PYTHONPATH": PACKAGE_ROOT, "CODING_ENV_LOCAL_ACCESS_KEY_ID": cls.key_id}
+        cls.process = subprocess.Popen(
+            [sys.executable, "-m", "coding_env_runtime.local_server", "--host", "127.0.0.1", "--port", "0"],
+            stdout=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
+        assert cls.process.stdout is not None
+        cls.base = cls.process.stdout.readline().strip().split(" ", 1)[1]
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.process.kill()
+        cls.process.wait()
+        if cls.process.stdout is not None:
+            cls.process.stdout.close()
+
+    def call(self, event: dict, key_id: str | None, tenant_id: str | None = None) -> tuple[int, dict, dict]:
+        request = urllib.request.Request(
+            f"{self.base}/2015-03-31/functions/coding-env-executor/invocations",
+            data=json.dumps(event).encode(),
+            method="POST",
+        )
+        if key_id is not None:
+            request.add_header(
+                "Authorization",
+                f"AWS4-HMAC-SHA256 Credential={key_id}/20261202/local/lambda/aws4_request, "
+                "SignedHeaders=host, Signature=00",
+            )
+        if tenant_id is not None:
+            request.add_header("X-Amz-Tenant-Id", tenant_id)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, dict(response.headers), json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, dict(error.headers), json.loads(error.read())
+
+    def test_requests_without_the_key_are_refused_before_anything_runs(self) -> None:
+        marker = f"/tmp/ce-key-test-{os.getpid()}"
+        event = {"episode_id": "key-1", "code": f"open({marker!r}, 'w')", "policy": {"mode": "full"}}
+        for key_id in (None, "AKIAIOSFODNN7EXAMPLE", self.key_id.upper(), self.key_id[:-1]):
+            status, headers, body = self.call(event, key_id)
+            self.assertEqual(status, 403, key_id)
+            self.assertEqual(headers.get("x-amzn-ErrorType"), "UnrecognizedClientException")
+            self.assertEqual(body["Type"], "User")
+            self.assertIn("security token", body["message"])
+        self.assertFalse(os.path.exists(marker))
+
+    def test_the_key_is_accepted_and_never_reaches_user_code(self) -> None:
+        event = {"episode_id": "key-2", "code": "import os\nsorted(os.environ.items())", "policy": {"mode": "full"}}
+        status, headers, body = self.call(event, self.key_id)
+        self.assertEqual(status, 200)
+        self.assertNotIn("X-Amz-Function-Error", headers)
+        self.assertNotIn(self.key_id, body["stdout"])
+        self.assertNotIn("CODING_ENV_LOCAL_ACCESS_KEY_ID", body["stdout"])
+
+    def test_the_tenant_header_is_the_invocation_tenant(self) -> None:
+        event = {"episode_id": "key-3", "code": "1", "tenant_id": "tenant-a"}
+        status, headers, body = self.call(event, self.key_id, tenant_id="tenant-a")
+        self.assertEqual((status, headers.get("X-Amz-Function-Error")), (200, None))
+        status, headers, body = self.call(event, self.key_id, tenant_id="tenant-b")
+        self.assertEqual(headers.get("X-Amz-Function-Error"), "Unhandled")
+        self.assertEqual(body["errorType"], "EventError")
+        self.assertIn("tenant", body["errorMessage"])
+
+    def test_discard_drops_the_episodes_warm_worker(self) -> None:
+        step = {"episode_id": "key-4", "code": "x = 1"}
+        _, _, first = self.call(step, self.key_id, tenant_id="t")
+        _, _, other_tenant = self.call({"op": "discard", "episode_id": "key-4"}, self.key_id, tenant_id="u")
+        self.assertEqual(other_tenant, {"contract_version": 1, "discarded": 0})
+        _, _, dropped = self.call({"op": "discard", "episode_id": "key-4"}, self.key_id, tenant_id="t")
+        self.assertEqual(dropped, {"contract_version": 1, "discarded": 1})
+        _, _, after = self.call(
+            {**step, "code": "x", "state_version": 1, "snapshot": first["snapshot"]}, self.key_id, tenant_id="t"
+        )
+        self.assertEqual((after["stdout"], after["warm"]), ("1", False))
+
+    def test_a_request_above_six_megabytes_is_refused_as_lambda_does(self) -> None:
+        status, headers, body = self.call({"episode_id": "big", "code": "1", "pad": "x" * (6 * 2**20)}, self.key_id)
+        self.assertEqual(status, 413)
+        self.assertEqual(headers.get("x-amzn-ErrorType"), "RequestEntityTooLargeException")
+        self.assertIn("6291456", body["message"])

@@ -1,0 +1,1 @@
+"""A Lambda execution environment emulator for tests: see lambda_env.py."""

@@ -1,0 +1,201 @@
+"""Builds one emulated Lambda execution environment and starts its runtime (run as root).
+
+    python3 -I -c "...; from harness.env_init import main; main(sys.stdin.read())" <root>  < config.json
+
+Steps, in this order:
+1. join the environment's freezer group (everything started below is in it, so the harness
+   freezes the whole environment at once) and die with the harness (parent-death signal);
+2. new mount, PID, IPC, network and UTS namespaces: what a Firecracker microVM gives each
+   Lambda environment (its own processes, SysV/POSIX IPC, loopback-only network here: the
+   executor has no route out in AWS either);
+3. as PID 1 of that namespace: every mount read-only and nosuid, a private tmpfs on ``/tmp``
+   (the only writable place), a minimal ``/dev`` (null, zero, full, random, urandom; no
+   ``/dev/shm``), a ``/proc`` of the namespace;
+4. the runtime process: capability bounding set emptied, the environment's own non-root uid
+   and gid with no supplementary groups (so no capabilities), ``RLIMIT_NPROC`` and
+   ``RLIMIT_NOFILE`` 1024, Lambda's environment variables (fake AWS credentials as canaries),
+   exec of ``harness.bootstrap``. PID 1 stays, as root, only to reap orphans; when the runtime
+   exits, PID 1 exits and the kernel kills whatever is left in the namespace.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import fcntl
+import json
+import os
+import resource
+import signal
+import socket
+import stat
+import struct
+import sys
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_REC = 0x4000
+MS_PRIVATE = 1 << 18
+PR_SET_PDEATHSIG = 1
+PR_CAPBSET_DROP = 24
+_LAST_CAP_FILE = "/proc/sys/kernel/cap_last_cap"
+
+
+def _fail(what: str) -> None:
+    err = ctypes.get_errno()
+    raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    if _libc.mount(
+        source.encode() if source else None,
+        target.encode(),
+        fstype.encode() if fstype else None,
+        ctypes.c_ulong(flags),
+        data.encode() if data else None,
+    ) != 0:
+        _fail(f"mount {target}")
+
+
+def _prctl(option: int, arg: int) -> None:
+    if _libc.prctl(option, ctypes.c_ulong(arg), 0, 0, 0) != 0:
+        _fail(f"prctl({option})")
+
+
+def _mount_points() -> list[tuple[str, set[str]]]:
+    from .freezer import _unescape
+
+    points = []
+    with open("/proc/self/mountinfo") as fh:
+        for line in fh:
+            fields = line.split(" - ")[0].split()
+            points.append((_unescape(fields[4]), set(fields[5].split(","))))
+    return points
+
+
+def _read_only_everywhere() -> None:
+    """Every mount of this (private) namespace becomes read-only and nosuid."""
+    for point, options in _mount_points():
+        flags = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID
+        flags |= MS_NODEV if "nodev" in options else 0
+        flags |= MS_NOEXEC if "noexec" in options else 0
+        try:
+            _mount(None, point, None, flags)
+        except OSError:
+            if point == "/":
+                raise
+            # A mount hidden below another one (or a special one) cannot be remounted; what
+            # stays visible must be read-only, checked below for the paths that matter.
+
+
+def _minimal_dev() -> None:
+    _mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,mode=755")
+    for name, minor in (("null", 3), ("zero", 5), ("full", 7), ("random", 8), ("urandom", 9)):
+        path = f"/dev/{name}"
+        os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, minor))
+        os.chmod(path, 0o666)
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
+        os.symlink(target, f"/dev/{name}")
+    _mount(None, "/dev", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC)
+
+
+def _loopback_up() -> None:
+    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sH22x", b"lo", 0)
+        flags = struct.unpack("16sH22x", fcntl.ioctl(sock, siocgifflags, request))[1]
+        fcntl.ioctl(sock, siocsifflags, struct.pack("16sH22x", b"lo", flags | iff_up))
+
+
+def _build_filesystem(tmp_bytes: int) -> None:
+    _mount("none", "/", None, MS_REC | MS_PRIVATE)
+    _read_only_everywhere()
+    _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={tmp_bytes},mode=1777")
+    _minimal_dev()
+    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
+def _drop_to(uid: int, gid: int, nproc: int, nofile: int) -> None:
+    with open(_LAST_CAP_FILE) as fh:
+        last_cap = int(fh.read())
+    for cap in range(last_cap + 1):
+        _prctl(PR_CAPBSET_DROP, cap)
+    resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)  # all uids non-zero: the kernel clears every capability
+
+
+def _run_runtime(config: dict) -> None:
+    """In the forked child: become the runtime (never returns)."""
+    try:
+        _drop_to(config["uid"], config["uid"], config["nproc"], config["nofile"])
+        os.chdir(config["task_root"])
+        null = os.open("/dev/null", os.O_RDONLY)
+        if null != 0:
+            os.dup2(null, 0)
+            os.close(null)
+        argv = [config["python"], "-m", "harness.bootstrap", str(config["channel_fd"])]
+        os.execve(config["python"], argv, config["environment"])
+    except BaseException as exc:  # noqa: BLE001 - report and die; the harness sees EOF
+        print(f"lambda harness: starting the runtime failed: {exc}", file=sys.stderr, flush=True)
+    os._exit(127)
+
+
+def _be_init(config: dict) -> None:
+    """PID 1 of the environment (never returns)."""
+    try:
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        _build_filesystem(config["tmp_bytes"])
+        _loopback_up()
+        socket.sethostname("localhost")
+    except BaseException as exc:  # noqa: BLE001
+        print(f"lambda harness: building the environment failed: {exc}", file=sys.stderr, flush=True)
+        os._exit(126)
+    runtime = os.fork()
+    if runtime == 0:
+        _run_runtime(config)
+    os.close(config["channel_fd"])
+    os.environ.clear()
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            os._exit(0)
+        if pid == runtime:
+            os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+
+
+def main(raw_config: str) -> None:
+    config = json.loads(raw_config)
+    os.close(0)  # the harness's pipe; the runtime gets /dev/null below
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != config["harness_pid"]:
+        os._exit(1)  # the harness died before we got here
+    with open(os.path.join(config["cgroup"], "cgroup.procs"), "w") as fh:
+        fh.write(str(os.getpid()))
+    if _libc.unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWUTS) != 0:
+        _fail("unshare")
+    init = os.fork()  # the first child in a new PID namespace is its PID 1
+    if init == 0:
+        _be_init(config)
+    os.close(config["channel_fd"])
+    _, status = os.waitpid(init, 0)
+    os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+
+
+if __name__ == "__main__":
+    main(sys.stdin.read())

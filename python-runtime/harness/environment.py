@@ -1,0 +1,228 @@
+"""One emulated Lambda execution environment, seen from the harness: start, invoke, kill.
+
+An environment is a freezer cgroup holding ``harness.env_init`` and everything below it (the
+runtime, its zygote, every worker and whatever user code starts). It is frozen from the moment
+its reply is read until the next invocation is handed over, as Lambda freezes an environment
+between invocations: no thread, timer or child of it gets any CPU in between.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from .bootstrap import recv_frame, send_frame
+from .freezer import Group
+
+HARNESS_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+#: Canary AWS credentials every environment's runtime gets, as Lambda gives the function
+#: role's. User code must never be able to read them.
+CANARY_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "ASIAHARNESSCANARY7Q3Z",
+    "AWS_SECRET_ACCESS_KEY": "harness-canary-secret-Zk3v9QmW1pLx8RtY2uNb",
+    "AWS_SESSION_TOKEN": "harness-canary-session-token-Hq7Jd2Lm5Wp9Xc4Vb8Nz",
+}
+#: -I: nothing of the harness's Python environment (PYTHONPATH, user site) applies.
+_ENV_INIT_BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from harness.env_init import main; main(sys.stdin.read())"
+#: Lambda's response limit, as its error message states it.
+MAX_RESPONSE_BYTES = 6_291_556
+
+
+@dataclass
+class EnvironmentOpts:
+    python: str
+    function_name: str = "coding-env-executor"
+    memory_mb: int = 2048
+    tmp_bytes: int = 512 * 1024 * 1024
+    nproc: int = 1024
+    nofile: int = 1024
+    init_timeout_s: float = 60.0
+    #: AWS_EXECUTION_ENV: decides how the runtime client encodes replies.
+    execution_env: str = "AWS_Lambda_python3.12"
+    runtime_settings: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    """What Lambda answers: ``function_error`` is the X-Amz-Function-Error value or None."""
+
+    body: bytes
+    function_error: str | None = None
+    #: The environment is gone (timeout, runtime exit): Lambda replaces it.
+    lost: bool = False
+
+
+def _function_error(error_type: str, message: str) -> bytes:
+    return json.dumps({"errorType": error_type, "errorMessage": message}).encode()
+
+
+class Environment:
+    def __init__(
+        self,
+        index: int,
+        uid: int,
+        tenant_id: str | None,
+        group: Group,
+        opts: EnvironmentOpts,
+        spawner: ThreadPoolExecutor,
+    ) -> None:
+        self.index = index
+        #: Starts env_init from one long-lived thread: the parent-death signal fires when the
+        #: *thread* that forked exits, and request threads end with their connection.
+        self.spawner = spawner
+        self.uid = uid
+        self.tenant_id = tenant_id
+        self.group = group
+        self.opts = opts
+        self.busy = False
+        self.alive = False
+        self.last_used = time.monotonic()
+        self.process: subprocess.Popen | None = None
+        self._channel: socket.socket | None = None
+        self._lock = threading.Lock()
+
+    def _lambda_environment(self) -> dict[str, str]:
+        return {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "LANG": "en_US.UTF-8",
+            "TZ": ":UTC",
+            "PYTHONPATH": HARNESS_ROOT,
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "LAMBDA_TASK_ROOT": HARNESS_ROOT,
+            "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001",
+            "AWS_EXECUTION_ENV": self.opts.execution_env,
+            "AWS_LAMBDA_FUNCTION_NAME": self.opts.function_name,
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(self.opts.memory_mb),
+            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+            "AWS_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            **CANARY_CREDENTIALS,
+            **self.opts.runtime_settings,
+        }
+
+    def start(self) -> None:
+        """Create the environment and run its init phase; it is left frozen."""
+        parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        config = {
+            "harness_pid": os.getpid(),
+            "cgroup": self.group.path,
+            "uid": self.uid,
+            "nproc": self.opts.nproc,
+            "nofile": self.opts.nofile,
+            "tmp_bytes": self.opts.tmp_bytes,
+            "python": self.opts.python,
+            "task_root": HARNESS_ROOT,
+            "channel_fd": child_end.fileno(),
+            "environment": self._lambda_environment(),
+        }
+        try:
+            self.process = self.spawner.submit(
+                subprocess.Popen,
+                [self.opts.python, "-I", "-c", _ENV_INIT_BOOT, HARNESS_ROOT],
+                cwd=HARNESS_ROOT,
+                env={"PATH": "/usr/bin:/bin"},
+                # The configuration (canary credentials included) on stdin, not in argv:
+                # a command line is readable by every process of the environment.
+                stdin=subprocess.PIPE,
+                stdout=sys.stderr,  # the harness's stdout carries only the LISTENING line
+                pass_fds=(child_end.fileno(),),
+            ).result()
+            assert self.process.stdin is not None
+            self.process.stdin.write(json.dumps(config).encode())
+            self.process.stdin.close()
+        finally:
+            child_end.close()
+        self._channel = parent_end
+        parent_end.settimeout(self.opts.init_timeout_s)
+        try:
+            ready = json.loads(recv_frame(parent_end))
+        except (OSError, EOFError, ValueError) as exc:
+            self.kill()
+            raise RuntimeError(f"the environment's init phase failed ({type(exc).__name__})") from exc
+        if not ready.get("ready"):
+            self.kill()
+            raise RuntimeError("the environment's runtime did not initialize")
+        self.alive = True
+        self.group.freeze()
+
+    def invoke(self, payload: bytes, tenant_id: str | None, function_name: str, timeout_s: float) -> Outcome:
+        """One invocation: thaw, hand over, wait for the reply (or the function timeout), freeze."""
+        assert self._channel is not None
+        request_id = str(uuid.uuid4())
+        header = {
+            "request_id": request_id,
+            "tenant_id": tenant_id,
+            "function_name": function_name,
+            "deadline_ms": time.time() * 1000 + timeout_s * 1000,
+        }
+        with self._lock:
+            self.group.thaw()
+            try:
+                self._channel.settimeout(timeout_s)
+                send_frame(self._channel, json.dumps(header).encode())
+                send_frame(self._channel, payload)
+                reply = json.loads(recv_frame(self._channel))
+                body = recv_frame(self._channel)
+            except socket.timeout:
+                self.kill()
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+                return Outcome(
+                    _function_error("Sandbox.Timedout", f"{stamp} {request_id} Task timed out after {timeout_s:.2f} seconds"),
+                    "Unhandled",
+                    lost=True,
+                )
+            except (OSError, EOFError, ValueError):
+                status = self._exit_status()
+                self.kill()
+                return Outcome(
+                    _function_error("Runtime.ExitError", f"RequestId: {request_id} Error: Runtime exited with {status}"),
+                    "Unhandled",
+                    lost=True,
+                )
+            self.group.freeze()
+        if len(body) > MAX_RESPONSE_BYTES:
+            return Outcome(
+                _function_error(
+                    "Function.ResponseSizeTooLarge",
+                    f"Response payload size exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes).",
+                ),
+                "Unhandled",
+            )
+        return Outcome(body, "Unhandled" if reply.get("error") else None)
+
+    def _exit_status(self) -> str:
+        if self.process is None:
+            return "an unknown status"
+        try:
+            code = self.process.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            return "error: the runtime closed its channel"
+        return f"error: exit status {code}"
+
+    def kill(self) -> None:
+        """End every process of the environment (frozen or not) and forget it."""
+        self.alive = False
+        self.group.kill()
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+        if self.process is not None:
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def describe(self) -> dict[str, Any]:
+        return {"index": self.index, "uid": self.uid, "tenant_id": self.tenant_id, "cgroup": self.group.path,
+                "busy": self.busy, "alive": self.alive}

@@ -1,0 +1,335 @@
+"""Hostile steps against the executor's real handler in emulated Lambda environments.
+
+The harness (python-runtime/harness/) runs the runtime as a non-root uid without capabilities,
+on a read-only tree with only /tmp writable, frozen between invocations, with canary AWS
+credentials in its environment and Lambda's 6 MB limits. Every attack below asserts the safe
+outcome; each names the protection that makes it hold.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import unittest
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+if PACKAGE_ROOT not in sys.path:
+    sys.path.insert(0, PACKAGE_ROOT)
+
+from harness.client import HarnessProcess, unavailable_reason  # noqa: E402
+from harness.environment import CANARY_CREDENTIALS, MAX_RESPONSE_BYTES  # noqa: E402
+
+REPLY_LIMIT = 6_000_000
+FULL = {"mode": "full"}
+_UNAVAILABLE = unavailable_reason()
+
+
+def _uid_processes(uid: int) -> list[int]:
+    pids = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if os.stat(f"/proc/{name}").st_uid == uid:
+                    pids.append(int(name))
+            except OSError:
+                continue
+    return pids
+
+
+def _frozen(group: str) -> bool:
+    if os.path.exists(os.path.join(group, "freezer.state")):  # cgroup v1
+        return Path(group, "freezer.state").read_text().strip() == "FROZEN"
+    return "frozen 1" in Path(group, "cgroup.events").read_text().splitlines()
+
+
+@unittest.skipIf(_UNAVAILABLE is not None, _UNAVAILABLE or "")
+class LambdaModeTestCase(unittest.TestCase):
+    harness: HarnessProcess
+    max_environments = 2
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.harness = HarnessProcess(max_environments=cls.max_environments)
+        cls.harness.start()
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.harness.stop()
+
+    def episode_id(self) -> str:
+        return f"lm-{uuid.uuid4().hex[:10]}"
+
+    def run_code(self, code: str, **event: object) -> dict:
+        return self.harness.step({"episode_id": self.episode_id(), "code": code, "policy": FULL, **event})
+
+
+class CredentialsAndFilesTest(LambdaModeTestCase):
+    def test_canary_credentials_are_in_the_runtime_but_unreadable_from_user_code(self) -> None:
+        probe = (
+            "import os\n"
+            "found = [dict(os.environ)]\n"
+            "for pid in os.listdir('/proc'):\n"
+            "    if pid.isdigit():\n"
+            "        for name in ('environ', 'cmdline', 'mem'):\n"
+            "            try:\n"
+            "                with open(f'/proc/{pid}/{name}', 'rb') as fh:\n"
+            "                    found.append(fh.read(1 << 16).decode('latin-1'))\n"
+            "            except OSError:\n"
+            "                pass\n"
+            "print(found)\n"
+        )
+        result = self.run_code(probe)
+        self.assertEqual(result["exit_code"], 0, result["stderr"])
+        for value in CANARY_CREDENTIALS.values():
+            self.assertNotIn(value, result["stdout"] + result["stderr"])
+        # The canaries are there to be stolen: the runtime process (seen from outside) has them.
+        group = self.harness.environment_groups()[0]
+        with open(os.path.join(group, "cgroup.procs")) as fh:
+            pids = [int(p) for p in fh.read().split()]
+        environs = []
+        for pid in pids:
+            try:
+                environs.append(Path(f"/proc/{pid}/environ").read_bytes())
+            except OSError:
+                continue
+        self.assertTrue(any(CANARY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"].encode() in e for e in environs))
+
+    def test_code_tree_and_everything_but_tmp_are_read_only(self) -> None:
+        target = os.path.join(PACKAGE_ROOT, "coding_env_runtime", "handler.py")
+        before = Path(target).read_bytes()
+        probe = (
+            "import errno, os\n"
+            "out = {}\n"
+            f"for path in [{target!r}, {PACKAGE_ROOT + '/planted.py'!r}, '/var/tmp/x', '/etc/x', '/x']:\n"
+            "    try:\n"
+            "        open(path, 'a').write('planted = True\\n')\n"
+            "        out[path] = 'written'\n"
+            "    except OSError as e:\n"
+            "        out[path] = errno.errorcode.get(e.errno)\n"
+            "open('/tmp/ok', 'w').write('x')\n"
+            "out['/tmp'] = os.path.exists('/tmp/ok')\n"
+            "out['/dev/shm'] = os.path.exists('/dev/shm')\n"
+            "out"
+        )
+        result = self.run_code(probe)
+        self.assertEqual(result["exit_code"], 0, result["stderr"])
+        outcome = json.loads(result["stdout"])
+        for path in (target, PACKAGE_ROOT + "/planted.py", "/etc/x", "/x"):
+            self.assertIn(outcome[path], ("EROFS", "EACCES"), path)
+        # /var/tmp is world-writable on the host: only the read-only mount stops this one.
+        self.assertEqual(outcome["/var/tmp/x"], "EROFS")
+        self.assertTrue(outcome["/tmp"])
+        self.assertFalse(outcome["/dev/shm"])
+        self.assertEqual(Path(target).read_bytes(), before)
+        self.assertFalse(os.path.exists(PACKAGE_ROOT + "/planted.py"))
+
+    def test_runs_without_root_capabilities_and_with_lambda_limits(self) -> None:
+        probe = (
+            "import os, resource\n"
+            "caps = {l.split(':')[0]: l.split()[1] for l in open('/proc/self/status') if l.startswith('Cap')}\n"
+            "[os.getuid(), caps, resource.getrlimit(resource.RLIMIT_NPROC)[1] <= 1024,"
+            " resource.getrlimit(resource.RLIMIT_NOFILE)[1] <= 1024]"
+        )
+        uid, caps, nproc_ok, nofile_ok = json.loads(self.run_code(probe)["stdout"])
+        self.assertNotEqual(uid, 0)
+        self.assertEqual(set(caps.values()), {"0000000000000000"})
+        self.assertTrue(nproc_ok and nofile_ok)
+
+    def test_a_step_cannot_read_another_episodes_files(self) -> None:
+        secret = f"B-SECRET-{uuid.uuid4().hex}"
+        writer = self.run_code(
+            f"open('secret.txt', 'w').write({secret!r})\nopen('/tmp/b-secret', 'w').write({secret!r})\n'written'"
+        )
+        self.assertEqual(writer["exit_code"], 0, writer["stderr"])
+        reader = self.run_code(
+            "import os\nfound = []\n"
+            "for top in ('/tmp', '/var/tmp', os.getcwd(), os.path.expanduser('~')):\n"
+            "    for root, _, files in os.walk(top):\n"
+            "        for name in files:\n"
+            "            try:\n"
+            "                found.append(open(os.path.join(root, name), errors='replace').read(4096))\n"
+            "            except OSError:\n"
+            "                pass\n"
+            "'\\n'.join(found)"
+        )
+        self.assertEqual(reader["exit_code"], 0, reader["stderr"])
+        self.assertNotIn(secret, reader["stdout"])
+
+    def test_a_background_process_cannot_read_the_next_episodes_files(self) -> None:
+        # Episode A leaves a daemon that copies every file it can find into /tmp; episode B then
+        # writes a secret during its own step; A's next step looks for it.
+        spy = (
+            "import os, time, glob\n"
+            "if os.fork() == 0:\n"
+            "    os.setsid()\n"
+            "    if os.fork() == 0:\n"
+            "        while True:\n"
+            "            for path in glob.glob('/tmp/**', recursive=True):\n"
+            "                try:\n"
+            "                    data = open(path, errors='replace').read(4096)\n"
+            "                    with open('/tmp/loot', 'a') as fh:\n"
+            "                        fh.write(data)\n"
+            "                except OSError:\n"
+            "                    pass\n"
+            "            time.sleep(0.01)\n"
+            "    os._exit(0)\n"
+            "'spy started'"
+        )
+        self.run_code(spy)
+        secret = f"B-SECRET-{uuid.uuid4().hex}"
+        self.run_code(f"open('secret.txt', 'w').write({secret!r})\nimport time\ntime.sleep(0.5)\n'b'")
+        loot = self.run_code("import os\nopen('/tmp/loot').read() if os.path.exists('/tmp/loot') else ''")
+        self.assertNotIn(secret, loot["stdout"])
+
+
+class FreezeTest(LambdaModeTestCase):
+    def test_every_process_of_the_environment_is_frozen_between_invocations(self) -> None:
+        result = self.run_code(
+            "import threading, subprocess, time\n"
+            "threading.Thread(target=lambda: time.sleep(3600), daemon=True).start()\n"
+            "subprocess.Popen(['sleep', '3600'])\n'started'"
+        )
+        self.assertEqual(result["exit_code"], 0, result["stderr"])
+        uid = json.loads(self.run_code("import os\nos.getuid()")["stdout"])
+        group = next(g for g in self.harness.environment_groups() if os.path.exists(g))
+        self.assertTrue(_frozen(group))
+        members = {int(p) for p in Path(group, "cgroup.procs").read_text().split()}
+        # Nothing of the environment's uid runs outside its (frozen) group.
+        self.assertTrue(set(_uid_processes(uid)) <= members, (_uid_processes(uid), members))
+
+    def test_a_signal_timer_gets_no_cpu_between_invocations(self) -> None:
+        episode = self.episode_id()
+        armed = self.harness.step({
+            "episode_id": episode, "policy": FULL,
+            "code": "import signal, time\nticks = []\n"
+                    "signal.signal(signal.SIGALRM, lambda *_: ticks.append(time.time()))\n"
+                    "signal.setitimer(signal.ITIMER_REAL, 0.01, 0.01)\n'armed'",
+        })
+        replied = time.time()
+        time.sleep(1.0)
+        asked = time.time()
+        after = self.harness.step({
+            "episode_id": episode, "policy": FULL, "state_version": 1, "snapshot": armed["snapshot"],
+            "code": f"[t for t in ticks if {replied + 0.05} < t < {asked - 0.05}]",
+        })
+        self.assertEqual(after["exit_code"], 0, after["stderr"])
+        self.assertEqual(json.loads(after["stdout"]), [])
+
+
+class PayloadLimitTest(LambdaModeTestCase):
+    def test_a_megabyte_of_nul_characters_gives_a_valid_reply(self) -> None:
+        status, headers, body = self.harness.invoke_raw(
+            json.dumps({"episode_id": self.episode_id(), "code": "print('\\x00' * 2**20)"}).encode()
+        )
+        self.assertEqual(status, 200)
+        self.assertNotIn("X-Amz-Function-Error", headers, body[:300])
+        self.assertLessEqual(len(body), REPLY_LIMIT)
+        result = json.loads(body)
+        self.assertTrue(result["stdout_truncated"])
+        self.assertEqual(result["exit_code"], 0)
+        self.assertGreater(len(result["stdout"]), 900_000)  # cut by serialized size, not emptied
+        self.assertEqual(set(result["stdout"]), {"\x00"})
+
+    def test_a_state_too_large_for_the_reply_is_refused_with_the_input_state(self) -> None:
+        episode = self.episode_id()
+        first = self.harness.step({"episode_id": episode, "policy": FULL, "code": "kept = 42"})
+        status, headers, body = self.harness.invoke_raw(json.dumps({
+            "episode_id": episode, "policy": FULL, "state_version": 1, "snapshot": first["snapshot"],
+            "code": "import os\nblob = os.urandom(5 * 2**20)\nprint('\\x00' * 2**20)",
+        }).encode())
+        self.assertEqual(status, 200)
+        self.assertNotIn("X-Amz-Function-Error", headers, body[:300])
+        self.assertLessEqual(len(body), REPLY_LIMIT)
+        result = json.loads(body)
+        self.assertEqual(result["error_code"], "state_too_large")
+        self.assertEqual(result["exit_code"], 1)
+        self.assertEqual(result["snapshot"], first["snapshot"])
+        self.assertIn("state", result["stderr"])
+        again = self.harness.step({
+            "episode_id": episode, "policy": FULL, "state_version": 1, "snapshot": first["snapshot"], "code": "kept",
+        })
+        self.assertEqual(again["stdout"], "42")
+
+    def test_a_large_state_that_fits_keeps_what_output_fits(self) -> None:
+        status, headers, body = self.harness.invoke_raw(json.dumps({
+            "episode_id": self.episode_id(), "policy": FULL,
+            "code": "import os\nblob = os.urandom(4 * 2**20)\nprint('\\x00' * 2**20)",
+        }).encode())
+        self.assertEqual(status, 200)
+        self.assertNotIn("X-Amz-Function-Error", headers, body[:300])
+        self.assertLessEqual(len(body), REPLY_LIMIT)
+        result = json.loads(body)
+        self.assertIsNone(result["error_code"])
+        self.assertGreater(result["snapshot_bytes"], 4 * 2**20)
+        self.assertTrue(result["stdout_truncated"])
+
+    def test_a_request_above_six_megabytes_is_refused_as_lambda_does(self) -> None:
+        payload = json.dumps({"episode_id": "big", "code": "1", "pad": "x" * (6 * 2**20)}).encode()
+        status, headers, body = self.harness.invoke_raw(payload)
+        self.assertEqual(status, 413)
+        self.assertEqual(headers.get("x-amzn-ErrorType"), "RequestEntityTooLargeException")
+        self.assertIn("6291456", json.loads(body)["message"])
+
+    def test_lambda_limit_is_the_one_the_harness_enforces(self) -> None:
+        self.assertGreater(MAX_RESPONSE_BYTES, REPLY_LIMIT)
+
+
+class ProcessLimitTest(LambdaModeTestCase):
+    def test_a_fork_bomb_hits_the_process_limit_and_the_environment_survives(self) -> None:
+        bomb = self.run_code("import os\nwhile True:\n    os.fork()", limits={"timeout_ms": 5000})
+        self.assertEqual(bomb["exit_code"], 1)
+        after = self.run_code("6 * 7")
+        self.assertEqual(after["stdout"], "42")
+        uid = json.loads(self.run_code("import os\nos.getuid()")["stdout"])
+        self.assertLess(len(_uid_processes(uid)), 32)  # the bomb's processes are gone
+
+
+class ServiceTest(LambdaModeTestCase):
+    def test_requests_without_the_start_up_key_are_refused(self) -> None:
+        event = json.dumps({"episode_id": "k", "code": "1"}).encode()
+        for authorization in (None, self.harness.authorization("AKIAWRONGKEY")):
+            status, headers, body = self.harness.invoke_raw(event, authorization=authorization)
+            self.assertEqual(status, 403)
+            self.assertEqual(headers.get("x-amzn-ErrorType"), "UnrecognizedClientException")
+            self.assertIn("message", json.loads(body))
+
+    def test_user_code_cannot_reach_the_harness(self) -> None:
+        port = int(self.harness.base.rsplit(":", 1)[1])
+        result = self.run_code(
+            "import socket\ntry:\n    socket.create_connection(('127.0.0.1', %d), timeout=2)\n    r = 'connected'\n"
+            "except OSError as e:\n    r = type(e).__name__\nr" % port
+        )
+        self.assertNotEqual(result["stdout"], '"connected"')
+
+    def test_tenants_get_their_own_environments(self) -> None:
+        probe = {"code": "import os\nos.getuid()", "policy": FULL}
+        a = self.harness.step({**probe, "episode_id": self.episode_id()}, tenant_id="tenant-a")
+        b = self.harness.step({**probe, "episode_id": self.episode_id()}, tenant_id="tenant-b")
+        self.assertNotEqual(a["stdout"], b["stdout"])
+
+    def test_one_invocation_per_environment_then_throttled(self) -> None:
+        event = {"code": "import time\ntime.sleep(1.5)\n'slept'", "policy": FULL}
+
+        def call(i: int) -> int:
+            status, _, _ = self.harness.invoke({**event, "episode_id": f"{self.episode_id()}-{i}"}, tenant_id="busy")
+            return status
+
+        with ThreadPoolExecutor(self.max_environments + 1) as pool:
+            statuses = sorted(pool.map(call, range(self.max_environments + 1)))
+        self.assertEqual(statuses, [200] * self.max_environments + [429])
+
+    def test_discard_reaches_the_handler(self) -> None:
+        episode = self.episode_id()
+        self.harness.step({"episode_id": episode, "code": "x = 1"}, tenant_id="discarding")
+        status, _, body = self.harness.invoke({"op": "discard", "episode_id": episode}, tenant_id="discarding")
+        self.assertEqual(status, 200)
+        self.assertEqual(body, {"contract_version": 1, "discarded": 1})
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -193,6 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         parser.error("the Lambda-mode harness needs root (namespaces, cgroups, uids)")
+    from harness.client import reachable_by_others
+
+    if not reachable_by_others(args.python) or not reachable_by_others(__file__):
+        parser.error(f"{args.python} and this checkout must be reachable by an unprivileged uid "
+                     "(an interpreter under /root is not); pass --python /usr/bin/python3")
     expected_key_id = take_expected_key_id()
     opts = EnvironmentOpts(
         python=args.python,

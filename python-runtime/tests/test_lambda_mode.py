@@ -283,6 +283,9 @@ class ProcessLimitTest(LambdaModeTestCase):
     def test_a_fork_bomb_hits_the_process_limit_and_the_environment_survives(self) -> None:
         bomb = self.run_code("import os\nwhile True:\n    os.fork()", limits={"timeout_ms": 5000})
         self.assertEqual(bomb["exit_code"], 1)
+        # Stopped by the process limit (fork fails), not by the step's deadline.
+        self.assertFalse(bomb["timed_out"])
+        self.assertIn("BlockingIOError", bomb["stderr"])
         after = self.run_code("6 * 7")
         self.assertEqual(after["stdout"], "42")
         uid = json.loads(self.run_code("import os\nos.getuid()")["stdout"])

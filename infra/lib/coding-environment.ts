@@ -1,64 +1,47 @@
-import { fileURLToPath } from "node:url";
-import { Duration, RemovalPolicy, Stack, Validations } from "aws-cdk-lib";
+import { Duration, RemovalPolicy, Validations } from "aws-cdk-lib";
 import * as apigateway from "aws-cdk-lib/aws-apigateway";
 import * as apigwv2 from "aws-cdk-lib/aws-apigatewayv2";
 import { HttpLambdaIntegration } from "aws-cdk-lib/aws-apigatewayv2-integrations";
-import * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
-import * as cloudwatchActions from "aws-cdk-lib/aws-cloudwatch-actions";
+import type * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
 import * as dynamodb from "aws-cdk-lib/aws-dynamodb";
-import * as ec2 from "aws-cdk-lib/aws-ec2";
-import { Platform } from "aws-cdk-lib/aws-ecr-assets";
+import type * as ec2 from "aws-cdk-lib/aws-ec2";
 import * as iam from "aws-cdk-lib/aws-iam";
 import type * as kms from "aws-cdk-lib/aws-kms";
-import * as lambda from "aws-cdk-lib/aws-lambda";
+import type * as lambda from "aws-cdk-lib/aws-lambda";
 import * as nodejs from "aws-cdk-lib/aws-lambda-nodejs";
 import * as logs from "aws-cdk-lib/aws-logs";
 import type * as sns from "aws-cdk-lib/aws-sns";
 import { Construct } from "constructs";
+import { AWS_TIMEOUTS, COLD_START_ALLOWANCE_S, EXECUTOR_MARGIN_S } from "../../functions/src/config.js";
 import { MAX_ACTIVE_EPISODES_QUOTA } from "../../functions/src/tenancy/quotas.js";
+import { createExecutor, EXECUTOR_RUNTIME_RESERVE_MB } from "./executor.js";
+import { type LogLevel, loggingOptions, nodeFunctionDefaults, repoRoot } from "./function-defaults.js";
+import { createMonitoring } from "./monitoring.js";
+import { UsageAggregator } from "./usage-aggregator.js";
 
-/**
- * Seconds API Gateway waits for the API Lambda: HTTP APIs answer a synchronous request within 30 s
- * at most, and CDK accepts integration timeouts up to 29 s.
- */
-export const API_INTEGRATION_TIMEOUT_S = 29;
-/** The API Lambda stops one second before API Gateway gives up, so its own error reaches the client. */
-export const API_FUNCTION_TIMEOUT_S = API_INTEGRATION_TIMEOUT_S - 1;
-/** The API's work beside the executor: one GetItem before the step, one TransactWriteItems after. */
-export const API_OVERHEAD_S = 1;
-/**
- * Seconds the executor Lambda may run beyond the step limit: snapshot restore before user code and
- * snapshot pickling after it are not covered by the per-step timer (user code is killed at it).
- */
-export const EXECUTOR_TIMEOUT_MARGIN_S = 2;
-/**
- * Memory of the executor Lambda kept for the runtime itself (Python, the zygote, idle workers):
- * user code gets the rest as its address-space limit, so a greedy cell ends as a clean
- * `MemoryError` instead of Lambda killing the whole execution environment.
- */
-export const EXECUTOR_RUNTIME_RESERVE_MB = 256;
-/** The largest per-step timeout that fits API Gateway's limit with the margins above: 25 s. */
-export const MAX_STEP_TIMEOUT_LIMIT_S = API_FUNCTION_TIMEOUT_S - API_OVERHEAD_S - EXECUTOR_TIMEOUT_MARGIN_S;
+export { EXECUTOR_RUNTIME_RESERVE_MB } from "./executor.js";
+export { apiBundlingOptions } from "./function-defaults.js";
 
-const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
-
+// ---- Timeouts that hold cold (functions/src/config.ts derives the API's side of the same budget) --
 /**
- * How the API Lambda is bundled (local esbuild, never Docker): one ES module with every dependency
- * inside (the AWS SDK too, so AWS runs the versions the local stack and the tests run), source maps.
+ * Seconds API Gateway waits for the API Lambda: HTTP and WebSocket APIs answer a synchronous
+ * request within 30 s at most, and CDK accepts integration timeouts up to 29 s.
  */
-export const apiBundlingOptions: nodejs.BundlingOptions = {
-  forceDockerBundling: false,
-  format: nodejs.OutputFormat.ESM,
-  target: "node22",
-  mainFields: ["module", "main"],
-  externalModules: [],
-  minify: true,
-  sourceMap: true,
-  sourcesContent: false,
-  // CommonJS dependencies bundled into an ES module still call require().
-  banner:
-    "import { createRequire as __cdkCreateRequire } from 'node:module'; const require = __cdkCreateRequire(import.meta.url);",
-};
+export const API_INTEGRATION_TIMEOUT_S = AWS_TIMEOUTS.apiGatewayIntegrationS;
+/** The API Lambda's timeout: above the API's own 504 deadline, so that answer reaches the client. */
+export const API_FUNCTION_TIMEOUT_S = AWS_TIMEOUTS.apiFunctionS;
+/** Seconds from a request's arrival by which the API answers (its own 504 if the executor is late). */
+export const REQUEST_DEADLINE_S = AWS_TIMEOUTS.requestDeadlineS;
+/**
+ * Seconds the executor may need beyond the step limit: snapshot restore before user code and
+ * snapshot save after it ({@link EXECUTOR_MARGIN_S}), plus a cold start ({@link COLD_START_ALLOWANCE_S}:
+ * image init past Lambda's 10 s init limit is re-run inside the invocation, and the runtime starts
+ * its zygote and first worker lazily). The API waits the same grace.
+ */
+export const EXECUTOR_TIMEOUT_MARGIN_S = AWS_TIMEOUTS.executorGraceS;
+/** The largest per-step timeout that fits API Gateway's limit with the margins above: 20 s. */
+export const MAX_STEP_TIMEOUT_LIMIT_S = AWS_TIMEOUTS.maxStepTimeoutS;
+export { COLD_START_ALLOWANCE_S, EXECUTOR_MARGIN_S };
 
 /** Throttling of the HTTP API's stage (all routes together). */
 export interface ApiThrottleOpts {
@@ -92,8 +75,10 @@ export interface CodingEnvironmentProps {
   readonly executorMemoryMb?: number;
   /**
    * Reserved concurrency of the executor: caps the number of steps running at once (and so the
-   * spend), and guarantees them that capacity. New accounts have only 10 concurrent executions in
-   * total and Lambda keeps 10 unreserved, so reserving anything there fails the deployment.
+   * spend), and guarantees them that capacity. With tenant isolation it also caps the tenant
+   * environments that may exist at once (2,500 per 1,000 concurrency). New accounts have only 10
+   * concurrent executions in total and Lambda keeps 10 unreserved, so reserving anything there
+   * fails the deployment.
    * @default - no reservation (the executor shares the account's unreserved pool)
    */
   readonly executorReservedConcurrency?: number;
@@ -105,16 +90,24 @@ export interface CodingEnvironmentProps {
    */
   readonly executorInternetAccess?: boolean;
   /**
+   * Availability zones (names, e.g. `us-east-1a`) of the executor's isolated subnets. Lambda cannot
+   * attach functions in every zone (for example `use1-az3`), so an account whose first two zones
+   * include such a zone names others here. The stack's region must own them. Ignored when
+   * `executorInternetAccess` is on (no VPC).
+   * @default - the region's first two zones
+   */
+  readonly executorAvailabilityZones?: readonly string[];
+  /**
    * Per-step timeout used when a request does not ask for one, in seconds.
    * Must be at most `maxStepTimeoutSeconds`.
-   * @default 25
+   * @default 20
    */
   readonly defaultStepTimeoutSeconds?: number;
   /**
-   * Largest per-step timeout a request may ask for, in seconds. API Gateway answers within 30 s, so
-   * this is at most {@link MAX_STEP_TIMEOUT_LIMIT_S} (25); the executor's Lambda timeout is this plus
-   * {@link EXECUTOR_TIMEOUT_MARGIN_S}.
-   * @default 25
+   * Largest per-step timeout a request may ask for, in seconds. API Gateway answers within 30 s and
+   * a cold start must fit too, so this is at most {@link MAX_STEP_TIMEOUT_LIMIT_S} (20); the
+   * executor's Lambda timeout is this plus {@link EXECUTOR_TIMEOUT_MARGIN_S}.
+   * @default 20
    */
   readonly maxStepTimeoutSeconds?: number;
   /**
@@ -127,6 +120,13 @@ export interface CodingEnvironmentProps {
    * @default true
    */
   readonly authRequired?: boolean;
+  /**
+   * Origins (`https://app.example.com`) whose pages may call the API from a browser (CORS,
+   * `CODING_ENV_ALLOWED_ORIGINS`); every other cross-origin request is refused. The deployment's own
+   * page (`/web`) is same-origin and needs no entry.
+   * @default [] (no cross-origin access)
+   */
+  readonly allowedOrigins?: readonly string[];
   /**
    * Per-tenant quota defaults (`CODING_ENV_QUOTA_*`). The per-tenant step-timeout quota is always
    * the deployment's `maxStepTimeoutSeconds`.
@@ -154,7 +154,7 @@ export interface CodingEnvironmentProps {
    */
   readonly tableRemovalPolicy?: RemovalPolicy;
   /**
-   * Customer-managed KMS key for the table. The API function is granted use of it.
+   * Customer-managed KMS key for the table. The functions that use the table are granted use of it.
    * @default - encrypted with the AWS-managed key `aws/dynamodb`
    */
   readonly tableEncryptionKey?: kms.IKey;
@@ -169,10 +169,11 @@ export interface CodingEnvironmentProps {
    */
   readonly api5xxAlarmPercent?: number;
   /**
-   * `LOG_LEVEL` of the API function (Powertools logger).
+   * Application log level of every function (Lambda's JSON log filtering and `LOG_LEVEL` of the
+   * Powertools logger). Lambda's own platform lines are kept at WARN whatever this says.
    * @default "INFO"
    */
-  readonly logLevel?: "DEBUG" | "INFO" | "WARN" | "ERROR";
+  readonly logLevel?: LogLevel;
   /**
    * The API Lambda's entry file. @default `functions/src/lambda.ts` of this repository
    */
@@ -201,21 +202,58 @@ function requireInteger(scope: Construct, name: string, value: number, min: numb
   return value;
 }
 
+/** `scheme://host[:port]` exactly, as a browser sends it in `Origin` (no path, no trailing slash). */
+function requireOrigins(scope: Construct, origins: readonly string[]): string[] {
+  for (const origin of origins) {
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(origin);
+    } catch {
+      parsed = undefined;
+    }
+    if (!parsed || parsed.origin !== origin || !/^https?:$/.test(parsed.protocol)) {
+      throw new CodingEnvironmentPropsError(
+        `${scope.node.path}: allowedOrigins: '${origin}' is not an origin like https://app.example.com`,
+      );
+    }
+  }
+  return [...origins];
+}
+
+function requireZones(scope: Construct, zones: readonly string[]): string[] {
+  if (zones.length === 0 || new Set(zones).size !== zones.length) {
+    throw new CodingEnvironmentPropsError(
+      `${scope.node.path}: executorAvailabilityZones must name one or more distinct zones`,
+    );
+  }
+  for (const zone of zones) {
+    if (!/^[a-z]{2}(-[a-z0-9]+)+[a-z]$/.test(zone)) {
+      throw new CodingEnvironmentPropsError(
+        `${scope.node.path}: executorAvailabilityZones: '${zone}' is not a zone name like us-east-1b`,
+      );
+    }
+  }
+  return [...zones];
+}
+
 /**
  * coding-env in one AWS account: an HTTP API in front of the TypeScript API Lambda, a DynamoDB
- * table, and the containerized Python executor Lambda without permissions or network.
+ * table whose stream feeds the usage roll-up, and the containerized Python executor Lambda, one
+ * tenant per execution environment, without permissions or network.
  *
  * @example
  * const env = new CodingEnvironment(stack, "CodingEnv", { executorMemoryMb: 2048 });
  * new CfnOutput(stack, "ApiUrl", { value: env.apiUrl });
  */
 export class CodingEnvironment extends Construct {
-  /** The single table (pk/sk strings, TTL `expires_at`). */
+  /** The single table (pk/sk strings, TTL `expires_at`, stream of new and old images). */
   readonly table: dynamodb.Table;
   /** The TypeScript API Lambda (Hono). */
   readonly apiFunction: nodejs.NodejsFunction;
-  /** The Python executor Lambda (container image). */
+  /** The Python executor Lambda (container image, tenant isolation). */
   readonly executorFunction: lambda.DockerImageFunction;
+  /** The table's stream consumer that rolls step records up into usage. */
+  readonly usageAggregator: UsageAggregator;
   /** The HTTP API. */
   readonly httpApi: apigwv2.HttpApi;
   /** The `$default` stage of the HTTP API. */
@@ -226,13 +264,13 @@ export class CodingEnvironment extends Construct {
   readonly apiUrl: string;
   /** URL of the HumanAgent web page. */
   readonly webUiUrl: string;
-  /** The alarms: API 5xx rate, executor errors, executor throttles. */
+  /** The alarms: API 5xx rate, executor errors and throttles, usage dead letters. */
   readonly alarms: cloudwatch.Alarm[];
-  /** The dashboard: step latency, step count, executor duration. */
+  /** The dashboard: step latency, step count, executor duration, usage roll-up. */
   readonly dashboard: cloudwatch.Dashboard;
   /** The effective per-step timeout when a request asks none, in seconds. */
   readonly defaultStepTimeoutSeconds: number;
-  /** The effective largest per-step timeout, in seconds (the executor's Lambda timeout is this + 2). */
+  /** The effective largest per-step timeout, in seconds. */
   readonly maxStepTimeoutSeconds: number;
 
   constructor(scope: Construct, id: string, props: CodingEnvironmentProps = {}) {
@@ -274,6 +312,11 @@ export class CodingEnvironment extends Construct {
         `${this.node.path}: api5xxAlarmPercent must be in (0, 100], got ${api5xxAlarmPercent}`,
       );
     }
+    const allowedOrigins = requireOrigins(this, props.allowedOrigins ?? []);
+    const zones =
+      props.executorAvailabilityZones === undefined
+        ? undefined
+        : requireZones(this, props.executorAvailabilityZones);
     const quotaEnv: Record<string, string> = { CODING_ENV_QUOTA_MAX_STEP_TIMEOUT_S: String(maxStep) };
     const quotas = props.defaultQuotas ?? {};
     if (quotas.stepsPerDay !== undefined) {
@@ -300,7 +343,7 @@ export class CodingEnvironment extends Construct {
     this.defaultStepTimeoutSeconds = defaultStep;
     this.maxStepTimeoutSeconds = maxStep;
     const logRetention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
-    const internet = props.executorInternetAccess ?? false;
+    const logLevel = props.logLevel ?? "INFO";
 
     // ---- Data ----------------------------------------------------------------------------------
     this.table = new dynamodb.Table(this, "Table", {
@@ -309,6 +352,8 @@ export class CodingEnvironment extends Construct {
       billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
       timeToLiveAttribute: "expires_at",
+      // Step records and TTL removals feed the usage roll-up (old images: what a removal removed).
+      stream: dynamodb.StreamViewType.NEW_AND_OLD_IMAGES,
       ...(props.tableEncryptionKey
         ? { encryption: dynamodb.TableEncryption.CUSTOMER_MANAGED, encryptionKey: props.tableEncryptionKey }
         : { encryption: dynamodb.TableEncryption.AWS_MANAGED }),
@@ -317,91 +362,18 @@ export class CodingEnvironment extends Construct {
     });
 
     // ---- Executor: no permissions beyond its own log group, no network by default --------------
-    const executorLogGroup = new logs.LogGroup(this, "ExecutorLogs", {
-      retention: logRetention,
-      removalPolicy: RemovalPolicy.DESTROY,
+    const executor = createExecutor(this, {
+      memoryMb: executorMemoryMb,
+      timeoutS: maxStep + EXECUTOR_TIMEOUT_MARGIN_S,
+      reservedConcurrency: props.executorReservedConcurrency,
+      internetAccess: props.executorInternetAccess ?? false,
+      availabilityZones: zones,
+      logRetention,
+      logLevel,
+      imageDirectory: props.executorImageDirectory ?? `${repoRoot}python-runtime`,
     });
-    const executorRole = new iam.Role(this, "ExecutorRole", {
-      assumedBy: new iam.ServicePrincipal("lambda.amazonaws.com"),
-      description: "coding-env Python executor: writes its own logs, nothing else",
-    });
-    executorLogGroup.grantWrite(executorRole);
-
-    let executorNetwork: Pick<lambda.FunctionProps, "vpc" | "vpcSubnets" | "securityGroups"> = {};
-    if (!internet) {
-      this.vpc = new ec2.Vpc(this, "ExecutorVpc", {
-        maxAzs: 2,
-        natGateways: 0,
-        subnetConfiguration: [
-          { name: "executor", subnetType: ec2.SubnetType.PRIVATE_ISOLATED, cidrMask: 24 },
-        ],
-        // The default security group is unused; restricting it would add a custom-resource Lambda.
-        restrictDefaultSecurityGroup: false,
-      });
-      const securityGroup = new ec2.SecurityGroup(this, "ExecutorSecurityGroup", {
-        vpc: this.vpc,
-        description: "coding-env executor: no inbound, no outbound",
-        allowAllOutbound: false,
-      });
-      executorNetwork = {
-        vpc: this.vpc,
-        vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_ISOLATED },
-        securityGroups: [securityGroup],
-      };
-      // Lambda itself uses the execution role to manage the function's network interfaces; these
-      // actions only work on "*" (DescribeNetworkInterfaces) and are what AWSLambdaVPCAccessExecutionRole
-      // grants, without its logs:* on "*".
-      executorRole.addToPolicy(
-        new iam.PolicyStatement({
-          sid: "LambdaServiceManagesVpcNetworkInterfaces",
-          actions: [
-            "ec2:CreateNetworkInterface",
-            "ec2:DescribeNetworkInterfaces",
-            "ec2:DeleteNetworkInterface",
-            "ec2:AssignPrivateIpAddresses",
-            "ec2:UnassignPrivateIpAddresses",
-          ],
-          resources: ["*"],
-        }),
-      );
-      // ...but the function's own code must not use them: requests made from inside the execution
-      // environment carry lambda:SourceFunctionArn; Lambda's own ENI management does not.
-      executorRole.addToPolicy(
-        new iam.PolicyStatement({
-          sid: "DenyNetworkInterfaceCallsFromFunctionCode",
-          effect: iam.Effect.DENY,
-          actions: ["ec2:*"],
-          resources: ["*"],
-          conditions: { Null: { "lambda:SourceFunctionArn": "false" } },
-        }),
-      );
-    }
-
-    this.executorFunction = new lambda.DockerImageFunction(this, "Executor", {
-      description: "coding-env Python executor (one code cell per invocation)",
-      code: lambda.DockerImageCode.fromImageAsset(
-        props.executorImageDirectory ?? `${repoRoot}python-runtime`,
-        {
-          platform: Platform.LINUX_ARM64,
-          // The handler of the executor contract (python-runtime/README.md), whatever the image's CMD.
-          cmd: ["coding_env_runtime.handler.handler"],
-          exclude: ["**/__pycache__", "**/*.pyc", ".venv", "**/.pytest_cache", "**/.mypy_cache"],
-        },
-      ),
-      architecture: lambda.Architecture.ARM_64,
-      memorySize: executorMemoryMb,
-      timeout: Duration.seconds(maxStep + EXECUTOR_TIMEOUT_MARGIN_S),
-      role: executorRole,
-      logGroup: executorLogGroup,
-      loggingFormat: lambda.LoggingFormat.JSON,
-      reservedConcurrentExecutions: props.executorReservedConcurrency,
-      environment: {
-        // Per-deployment worker memory (python-runtime/coding_env_runtime/contract.py).
-        CODING_ENV_WORKER_MEMORY_MB: String(executorMemoryMb - EXECUTOR_RUNTIME_RESERVE_MB),
-        CODING_ENV_WORKER_MAX_MEMORY_MB: String(executorMemoryMb - EXECUTOR_RUNTIME_RESERVE_MB),
-      },
-      ...executorNetwork,
-    });
+    this.executorFunction = executor.fn;
+    this.vpc = executor.vpc;
 
     // ---- API function: reads/writes its table, invokes the executor, nothing else --------------
     const apiLogGroup = new logs.LogGroup(this, "ApiLogs", {
@@ -414,7 +386,8 @@ export class CodingEnvironment extends Construct {
     });
     apiLogGroup.grantWrite(apiRole);
     this.table.grantReadWriteData(apiRole);
-    // Exactly the function ARN (no versions/aliases wildcard, unlike grantInvoke).
+    // Exactly the function ARN (no versions/aliases wildcard, unlike grantInvoke). Invoking with a
+    // TenantId needs no other action: tenant isolation routes on the Invoke's tenant id.
     apiRole.addToPolicy(
       new iam.PolicyStatement({
         actions: ["lambda:InvokeFunction"],
@@ -423,22 +396,16 @@ export class CodingEnvironment extends Construct {
     );
 
     this.apiFunction = new nodejs.NodejsFunction(this, "Api", {
+      ...nodeFunctionDefaults(props.apiEntry ?? `${repoRoot}functions/src/lambda.ts`),
       description: "coding-env HTTP API (Hono)",
-      entry: props.apiEntry ?? `${repoRoot}functions/src/lambda.ts`,
-      handler: "handler",
-      projectRoot: repoRoot,
-      depsLockFilePath: `${repoRoot}package-lock.json`,
-      runtime: lambda.Runtime.NODEJS_22_X,
-      architecture: lambda.Architecture.ARM_64,
       memorySize: apiMemoryMb,
       timeout: Duration.seconds(API_FUNCTION_TIMEOUT_S),
       role: apiRole,
       logGroup: apiLogGroup,
-      loggingFormat: lambda.LoggingFormat.JSON,
-      bundling: apiBundlingOptions,
+      ...loggingOptions(logLevel),
       environment: {
         NODE_OPTIONS: "--enable-source-maps",
-        LOG_LEVEL: props.logLevel ?? "INFO",
+        LOG_LEVEL: logLevel,
         POWERTOOLS_SERVICE_NAME: "coding-env-api",
         CODING_ENV_TABLE: this.table.tableName,
         CODING_ENV_EXECUTOR_FUNCTION: this.executorFunction.functionArn,
@@ -446,8 +413,19 @@ export class CodingEnvironment extends Construct {
         CODING_ENV_AUTH: (props.authRequired ?? true) ? "on" : "off",
         CODING_ENV_DEFAULT_STEP_TIMEOUT_S: String(defaultStep),
         CODING_ENV_MAX_STEP_TIMEOUT_S: String(maxStep),
+        CODING_ENV_EXECUTOR_GRACE_S: String(EXECUTOR_TIMEOUT_MARGIN_S),
+        CODING_ENV_REQUEST_DEADLINE_S: String(REQUEST_DEADLINE_S),
+        ...(allowedOrigins.length > 0 ? { CODING_ENV_ALLOWED_ORIGINS: allowedOrigins.join(",") } : {}),
         ...quotaEnv,
       },
+    });
+
+    // ---- Usage roll-up from the table's stream -------------------------------------------------
+    this.usageAggregator = new UsageAggregator(this, "UsageAggregator", {
+      table: this.table,
+      logRetention,
+      logLevel,
+      executorMemoryMb,
     });
 
     // ---- HTTP API -------------------------------------------------------------------------------
@@ -493,137 +471,19 @@ export class CodingEnvironment extends Construct {
     this.webUiUrl = `${this.httpApi.apiEndpoint}/web`;
 
     // ---- Metrics, alarms, dashboard ----------------------------------------------------------
-    // Step latency and count come from the access log (end-to-end as the client sees it), so they
-    // do not depend on the API's own log format.
-    const metricNamespace = `CodingEnv/${Stack.of(this).stackName}`;
-    const stepFilter = logs.FilterPattern.all(
-      logs.FilterPattern.stringValue("$.method", "=", "POST"),
-      logs.FilterPattern.stringValue("$.path", "=", "/step"),
-    );
-    new logs.MetricFilter(this, "StepLatencyFilter", {
-      logGroup: accessLogGroup,
-      filterPattern: stepFilter,
-      metricNamespace,
-      metricName: "StepLatency",
-      metricValue: "$.latencyMs",
-      unit: cloudwatch.Unit.MILLISECONDS,
+    const monitoring = createMonitoring(this, {
+      httpApi: this.httpApi,
+      accessLogGroup,
+      executor: this.executorFunction,
+      aggregator: this.usageAggregator.fn,
+      aggregatorDeadLetters: this.usageAggregator.deadLetterQueue,
+      api5xxAlarmPercent,
+      alarmTopic: props.alarmTopic,
     });
-    new logs.MetricFilter(this, "StepCountFilter", {
-      logGroup: accessLogGroup,
-      filterPattern: stepFilter,
-      metricNamespace,
-      metricName: "Steps",
-      metricValue: "1",
-      unit: cloudwatch.Unit.COUNT,
-    });
-    const stepLatency = (stat: string) =>
-      new cloudwatch.Metric({
-        namespace: metricNamespace,
-        metricName: "StepLatency",
-        statistic: stat,
-        period: Duration.minutes(5),
-        unit: cloudwatch.Unit.MILLISECONDS,
-      });
-    const stepCount = new cloudwatch.Metric({
-      namespace: metricNamespace,
-      metricName: "Steps",
-      statistic: "Sum",
-      period: Duration.minutes(5),
-    });
+    this.alarms = monitoring.alarms;
+    this.dashboard = monitoring.dashboard;
 
-    const apiId = { ApiId: this.httpApi.apiId };
-    const requests = new cloudwatch.Metric({
-      namespace: "AWS/ApiGateway",
-      metricName: "Count",
-      dimensionsMap: apiId,
-      statistic: "Sum",
-      period: Duration.minutes(5),
-    });
-    const serverErrors = new cloudwatch.Metric({
-      namespace: "AWS/ApiGateway",
-      metricName: "5xx",
-      dimensionsMap: apiId,
-      statistic: "Sum",
-      period: Duration.minutes(5),
-    });
-    const api5xxRate = new cloudwatch.MathExpression({
-      expression: "IF(requests > 0, 100 * errors / requests, 0)",
-      usingMetrics: { errors: serverErrors, requests },
-      label: "API 5xx rate (%)",
-      period: Duration.minutes(5),
-    });
-
-    this.alarms = [
-      new cloudwatch.Alarm(this, "Api5xxRateAlarm", {
-        alarmDescription: `More than ${api5xxAlarmPercent}% of API requests answered 5xx in 5 minutes`,
-        metric: api5xxRate,
-        threshold: api5xxAlarmPercent,
-        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-        evaluationPeriods: 1,
-        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-      }),
-      // User-code failures are data, not Lambda errors: any executor error is a runtime fault.
-      new cloudwatch.Alarm(this, "ExecutorErrorsAlarm", {
-        alarmDescription: "The Python executor reported function errors (runtime faults, timeouts)",
-        metric: this.executorFunction.metricErrors({ period: Duration.minutes(5), statistic: "Sum" }),
-        threshold: 1,
-        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-        evaluationPeriods: 1,
-        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-      }),
-      new cloudwatch.Alarm(this, "ExecutorThrottlesAlarm", {
-        alarmDescription: "The Python executor was throttled (concurrency limit reached)",
-        metric: this.executorFunction.metricThrottles({ period: Duration.minutes(5), statistic: "Sum" }),
-        threshold: 1,
-        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-        evaluationPeriods: 1,
-        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-      }),
-    ];
-    if (props.alarmTopic) {
-      const action = new cloudwatchActions.SnsAction(props.alarmTopic);
-      for (const alarm of this.alarms) {
-        alarm.addAlarmAction(action);
-        alarm.addOkAction(action);
-      }
-    }
-
-    this.dashboard = new cloudwatch.Dashboard(this, "Dashboard", {
-      defaultInterval: Duration.hours(3),
-      widgets: [
-        [
-          new cloudwatch.GraphWidget({
-            title: "Step latency (POST /step, ms)",
-            left: [stepLatency("p50"), stepLatency("p90"), stepLatency("p99")],
-            width: 12,
-          }),
-          new cloudwatch.GraphWidget({ title: "Steps (per 5 minutes)", left: [stepCount], width: 12 }),
-        ],
-        [
-          new cloudwatch.GraphWidget({
-            title: "Executor duration (ms)",
-            left: [
-              this.executorFunction.metricDuration({ statistic: "p50" }),
-              this.executorFunction.metricDuration({ statistic: "p99" }),
-              this.executorFunction.metricDuration({ statistic: "Maximum" }),
-            ],
-            width: 12,
-          }),
-          new cloudwatch.GraphWidget({
-            title: "Executor errors, throttles, concurrency",
-            left: [this.executorFunction.metricErrors(), this.executorFunction.metricThrottles()],
-            right: [this.executorFunction.metric("ConcurrentExecutions", { statistic: "Maximum" })],
-            width: 12,
-          }),
-        ],
-        [
-          new cloudwatch.GraphWidget({ title: "API 5xx rate (%)", left: [api5xxRate], width: 12 }),
-          new cloudwatch.AlarmStatusWidget({ title: "Alarms", alarms: this.alarms, width: 12 }),
-        ],
-      ],
-    });
-
-    this.acknowledgeNagFindings(executorRole);
+    this.acknowledgeNagFindings(executor.role);
   }
 
   /**
@@ -631,11 +491,13 @@ export class CodingEnvironment extends Construct {
    * uses CDK's `Validations`), each with its reason. The tests fail on any finding not listed here.
    */
   private acknowledgeNagFindings(executorRole: iam.Role): void {
-    Validations.of(this.apiFunction).acknowledge({
-      id: "AwsSolutions-L1",
-      reason:
-        "Node.js 22 is the runtime this project targets and tests (esbuild target node22, CI on Node 20/22); moving to a newer runtime is a deliberate upgrade, not a default.",
-    });
+    for (const fn of [this.apiFunction, this.usageAggregator.fn]) {
+      Validations.of(fn).acknowledge({
+        id: "AwsSolutions-L1",
+        reason:
+          "Node.js 22 is the runtime this project targets and tests (esbuild target node22, CI on Node 20/22); moving to a newer runtime is a deliberate upgrade, not a default.",
+      });
+    }
     if (this.vpc) {
       Validations.of(executorRole).acknowledge({
         id: "AwsSolutions-IAM5[Resource::*]",

@@ -16,10 +16,13 @@ export const CONTEXT_KEYS = {
   executorMemoryMb: "executor memory in MB (default 1024)",
   executorReservedConcurrency: "executor reserved concurrency (default none)",
   executorInternetAccess: "true gives user code internet access (default false: isolated VPC)",
-  defaultStepTimeoutSeconds: "per-step timeout when a request asks none (default 25)",
-  maxStepTimeoutSeconds: "largest per-step timeout, at most 25 (default 25)",
+  executorAvailabilityZones:
+    "comma-separated zone names of the executor's isolated subnets (default the region's first two)",
+  defaultStepTimeoutSeconds: "per-step timeout when a request asks none (default 20)",
+  maxStepTimeoutSeconds: "largest per-step timeout, at most 20 (default 20)",
   apiMemoryMb: "API function memory in MB (default 512)",
   authRequired: "false turns API keys off (default true)",
+  allowedOrigins: "comma-separated origins whose pages may call the API cross-origin (default none)",
   apiRateLimit: "HTTP API steady requests per second (default 50)",
   apiBurstLimit: "HTTP API burst (default 100)",
   logRetentionDays: "CloudWatch log retention in days, one of CloudWatch's values (default 30)",
@@ -30,7 +33,7 @@ export const CONTEXT_KEYS = {
   quotaStepsPerDay: "default steps per tenant per UTC day (default 10000)",
   quotaActiveEpisodes: "default episodes alive at once per tenant (default 50)",
   quotaMaxStateBytes: "default largest stored Python state per episode, bytes (default 2097152)",
-  logLevel: "API log level DEBUG|INFO|WARN|ERROR (default INFO)",
+  logLevel: "application log level of every function DEBUG|INFO|WARN|ERROR (default INFO)",
   nag: "false skips the cdk-nag AwsSolutions checks during synth (default true)",
 } as const;
 
@@ -67,6 +70,15 @@ function parseBoolean(key: string, raw: unknown): boolean {
   throw new ContextValueError(key, `expected true or false, got ${JSON.stringify(raw)}`);
 }
 
+/** A list as `-c key=a,b` gives it, or a JSON array from cdk.json. */
+function parseList(key: string, raw: unknown): string[] {
+  const items = Array.isArray(raw) ? raw : typeof raw === "string" ? raw.split(",") : undefined;
+  if (!items || items.some((item) => typeof item !== "string")) {
+    throw new ContextValueError(key, `expected a comma-separated list, got ${JSON.stringify(raw)}`);
+  }
+  return (items as string[]).map((item) => item.trim()).filter((item) => item !== "");
+}
+
 function parseString(key: string, raw: unknown): string {
   if (typeof raw !== "string" || raw === "")
     throw new ContextValueError(key, `expected a string, got ${JSON.stringify(raw)}`);
@@ -90,6 +102,7 @@ export function readAppConfig(scope: Construct): AppConfig {
   const num = (key: ContextKey) => (get(key) === undefined ? undefined : parseNumber(key, get(key)));
   const bool = (key: ContextKey) => (get(key) === undefined ? undefined : parseBoolean(key, get(key)));
   const str = (key: ContextKey) => (get(key) === undefined ? undefined : parseString(key, get(key)));
+  const list = (key: ContextKey) => (get(key) === undefined ? undefined : parseList(key, get(key)));
 
   let logRetention: logs.RetentionDays | undefined;
   const retentionDays = num("logRetentionDays");
@@ -122,10 +135,12 @@ export function readAppConfig(scope: Construct): AppConfig {
     executorMemoryMb: num("executorMemoryMb"),
     executorReservedConcurrency: num("executorReservedConcurrency"),
     executorInternetAccess: bool("executorInternetAccess"),
+    executorAvailabilityZones: list("executorAvailabilityZones"),
     defaultStepTimeoutSeconds: num("defaultStepTimeoutSeconds"),
     maxStepTimeoutSeconds: num("maxStepTimeoutSeconds"),
     apiMemoryMb: num("apiMemoryMb"),
     authRequired: bool("authRequired"),
+    allowedOrigins: list("allowedOrigins"),
     apiThrottle: rateLimit === undefined && burstLimit === undefined ? undefined : { rateLimit, burstLimit },
     logRetention,
     deletionProtection: bool("deletionProtection"),

@@ -88,7 +88,13 @@ describe("API Lambda bundle (esbuild, as deployed)", () => {
 
   beforeAll(() => {
     s = synth({ bundle: true });
-    const [, api] = onlyResource(s.json, "AWS::Lambda::Function", (r) => r.Properties?.Runtime !== undefined);
+    const [, api] = onlyResource(
+      s.json,
+      "AWS::Lambda::Function",
+      (r) =>
+        (r.Properties?.Environment as { Variables?: Record<string, unknown> } | undefined)?.Variables
+          ?.POWERTOOLS_SERVICE_NAME === "coding-env-api",
+    );
     const key = (propsOf(api).Code as { S3Key: string }).S3Key;
     bundlePath = join(s.outdir, `asset.${key.replace(/\.zip$/, "")}`, "index.mjs");
     // The template's environment, with CloudFormation references replaced by what they resolve to.
@@ -245,7 +251,7 @@ describe("API Lambda bundle (esbuild, as deployed)", () => {
       expect(JSON.parse(state?.body ?? "")).toMatchObject({
         episode_id: episodeId,
         step_count: 1,
-        step_timeout_s: 25,
+        step_timeout_s: 20,
       });
     } finally {
       await stack.stop();

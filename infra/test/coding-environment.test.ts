@@ -5,12 +5,9 @@ import { Match } from "aws-cdk-lib/assertions";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   API_FUNCTION_TIMEOUT_S,
-  API_INTEGRATION_TIMEOUT_S,
-  API_OVERHEAD_S,
   CodingEnvironment,
   CodingEnvironmentPropsError,
   EXECUTOR_TIMEOUT_MARGIN_S,
-  MAX_STEP_TIMEOUT_LIMIT_S,
 } from "../lib/coding-environment.js";
 import {
   onlyResource,
@@ -27,7 +24,10 @@ import {
 afterAll(removeSynthOutputs);
 
 const isExecutor = (r: { Properties?: Record<string, unknown> }) => r.Properties?.PackageType === "Image";
-const isApi = (r: { Properties?: Record<string, unknown> }) => r.Properties?.Runtime !== undefined;
+const serviceOf = (r: { Properties?: Record<string, unknown> }) =>
+  (r.Properties?.Environment as { Variables?: Record<string, unknown> } | undefined)?.Variables
+    ?.POWERTOOLS_SERVICE_NAME;
+const isApi = (r: { Properties?: Record<string, unknown> }) => serviceOf(r) === "coding-env-api";
 const roleIdOf = (fn: { Properties?: Record<string, unknown> }) => {
   const id = referencedId(fn.Properties?.Role);
   if (!id) throw new Error("function role is not a role of this stack");
@@ -48,10 +48,21 @@ describe("default deployment", () => {
     s = synth();
   });
 
-  it("runs every Lambda function on arm64, and has exactly the API and the executor (no helper Lambdas)", () => {
+  it("runs every Lambda function on arm64 with JSON logs, platform lines dropped (system level WARN), and has exactly the API, the executor and the usage roll-up (no helper Lambdas)", () => {
     const functions = resourcesOfType(s.json, "AWS::Lambda::Function");
-    expect(functions).toHaveLength(2);
-    for (const [, fn] of functions) expect(fn.Properties?.Architectures).toEqual(["arm64"]);
+    expect(functions.map(([, fn]) => serviceOf(fn) ?? "executor").sort()).toEqual([
+      "coding-env-api",
+      "coding-env-usage",
+      "executor",
+    ]);
+    for (const [, fn] of functions) {
+      expect(fn.Properties?.Architectures).toEqual(["arm64"]);
+      expect(fn.Properties?.LoggingConfig).toMatchObject({
+        LogFormat: "JSON",
+        SystemLogLevel: "WARN",
+        ApplicationLogLevel: "INFO",
+      });
+    }
   });
 
   it("runs the API on Node.js 22 from the esbuild bundle with source maps, JSON logs and its settings", () => {
@@ -73,40 +84,28 @@ describe("default deployment", () => {
         CODING_ENV_EXECUTOR_FUNCTION: { "Fn::GetAtt": [executorId, "Arn"] },
         CODING_ENV_EXECUTOR_MEMORY_MB: "1024",
         CODING_ENV_AUTH: "on",
-        CODING_ENV_DEFAULT_STEP_TIMEOUT_S: "25",
-        CODING_ENV_MAX_STEP_TIMEOUT_S: "25",
-        CODING_ENV_QUOTA_MAX_STEP_TIMEOUT_S: "25",
+        CODING_ENV_DEFAULT_STEP_TIMEOUT_S: "20",
+        CODING_ENV_MAX_STEP_TIMEOUT_S: "20",
+        CODING_ENV_EXECUTOR_GRACE_S: "6",
+        CODING_ENV_REQUEST_DEADLINE_S: "27",
+        CODING_ENV_QUOTA_MAX_STEP_TIMEOUT_S: "20",
       },
     });
   });
 
-  it("fits a step into API Gateway's 30 s: step limit + executor margin + API overhead <= API timeout < integration timeout < 30 s", () => {
-    const [, api] = onlyResource(s.json, "AWS::Lambda::Function", isApi);
-    const [, executor] = onlyResource(s.json, "AWS::Lambda::Function", isExecutor);
-    const [, integration] = onlyResource(s.json, "AWS::ApiGatewayV2::Integration");
-    const vars = (propsOf(api).Environment as { Variables: Record<string, string> }).Variables;
-    const maxStep = Number(vars.CODING_ENV_MAX_STEP_TIMEOUT_S);
-    const executorTimeout = executor.Properties?.Timeout as number;
-    const apiTimeout = api.Properties?.Timeout as number;
-    const integrationTimeoutS = (propsOf(integration).TimeoutInMillis as number) / 1000;
-
-    expect(Number(vars.CODING_ENV_DEFAULT_STEP_TIMEOUT_S)).toBeLessThanOrEqual(maxStep);
-    expect(executorTimeout).toBe(maxStep + EXECUTOR_TIMEOUT_MARGIN_S);
-    expect(executorTimeout + API_OVERHEAD_S).toBeLessThanOrEqual(apiTimeout);
-    expect(apiTimeout).toBeLessThan(integrationTimeoutS);
-    expect(integrationTimeoutS).toBe(API_INTEGRATION_TIMEOUT_S);
-    expect(integrationTimeoutS).toBeLessThan(30);
-    expect(MAX_STEP_TIMEOUT_LIMIT_S).toBe(25);
-  });
-
-  it("runs the executor from the python-runtime image (arm64) with its memory, timeout and JSON logs", () => {
+  it("runs the executor from the python-runtime image (arm64) with tenant isolation, its memory, timeout and JSON logs", () => {
+    // Lambda's tenant isolation mode: an execution environment serves one TenantId only.
+    s.template.hasResourceProperties("AWS::Lambda::Function", {
+      PackageType: "Image",
+      TenancyConfig: { TenantIsolationMode: "PER_TENANT" },
+    });
     const [, executor] = onlyResource(s.json, "AWS::Lambda::Function", isExecutor);
     expect(executor.Properties).toMatchObject({
       PackageType: "Image",
       Architectures: ["arm64"],
       MemorySize: 1024,
-      Timeout: 25 + EXECUTOR_TIMEOUT_MARGIN_S,
-      LoggingConfig: { LogFormat: "JSON" },
+      Timeout: 20 + EXECUTOR_TIMEOUT_MARGIN_S,
+      LoggingConfig: { LogFormat: "JSON", SystemLogLevel: "WARN" },
       ImageConfig: { Command: ["coding_env_runtime.handler.handler"] },
       // User code's memory limit leaves room for the runtime inside the Lambda's memory.
       Environment: {
@@ -193,7 +192,7 @@ describe("default deployment", () => {
     ]);
   });
 
-  it("lets the API role read/write its table and invoke the executor, and nothing else", () => {
+  it("lets the API role read/write its table and invoke the executor (a TenantId needs no other action), and nothing else", () => {
     const [, api] = onlyResource(s.json, "AWS::Lambda::Function", isApi);
     const [executorId] = onlyResource(s.json, "AWS::Lambda::Function", isExecutor);
     const [tableId] = onlyResource(s.json, "AWS::DynamoDB::Table");
@@ -266,6 +265,7 @@ describe("default deployment", () => {
         ],
         PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
         TimeToLiveSpecification: { AttributeName: "expires_at", Enabled: true },
+        StreamSpecification: { StreamViewType: "NEW_AND_OLD_IMAGES" },
         // SSEEnabled: true is the AWS-managed KMS key (aws/dynamodb), not the AWS-owned default.
         SSESpecification: { SSEEnabled: true },
         DeletionProtectionEnabled: true,
@@ -302,13 +302,13 @@ describe("default deployment", () => {
 
   it("sets a retention on every log group", () => {
     const groups = resourcesOfType(s.json, "AWS::Logs::LogGroup");
-    expect(groups).toHaveLength(3); // API, executor, access logs
+    expect(groups).toHaveLength(4); // API, executor, usage roll-up, access logs
     for (const [, group] of groups) expect(group.Properties?.RetentionInDays).toBe(30);
   });
 
-  it("alarms on API 5xx rate, executor errors and executor throttles", () => {
+  it("alarms on API 5xx rate, executor errors, executor throttles and usage dead letters", () => {
     const alarms = resourcesOfType(s.json, "AWS::CloudWatch::Alarm").map(([, a]) => a.Properties ?? {});
-    expect(alarms).toHaveLength(3);
+    expect(alarms).toHaveLength(4);
     const rate = alarms.find((a) => Array.isArray(a.Metrics));
     expect(JSON.stringify(rate?.Metrics)).toMatch(
       /"MetricName":"5xx".*"MetricName":"Count"|"MetricName":"Count".*"MetricName":"5xx"/,
@@ -319,7 +319,7 @@ describe("default deployment", () => {
         .map((a) => a.MetricName)
         .filter(Boolean)
         .sort(),
-    ).toEqual(["Errors", "Throttles"]);
+    ).toEqual(["ApproximateNumberOfMessagesVisible", "Errors", "Throttles"]);
     for (const a of alarms) expect(a.TreatMissingData).toBe("notBreaching");
   });
 
@@ -352,7 +352,7 @@ describe("configuration through context (-c coding-env:KEY=VALUE)", () => {
         executorMemoryMb: "2048",
         executorReservedConcurrency: "20",
         defaultStepTimeoutSeconds: "10",
-        maxStepTimeoutSeconds: "20",
+        maxStepTimeoutSeconds: "15",
         apiRateLimit: "5",
         apiBurstLimit: "7",
         logRetentionDays: "7",
@@ -367,7 +367,7 @@ describe("configuration through context (-c coding-env:KEY=VALUE)", () => {
     expect(executor.Properties).toMatchObject({
       MemorySize: 2048,
       ReservedConcurrentExecutions: 20,
-      Timeout: 20 + EXECUTOR_TIMEOUT_MARGIN_S,
+      Timeout: 15 + EXECUTOR_TIMEOUT_MARGIN_S,
       Environment: {
         Variables: { CODING_ENV_WORKER_MEMORY_MB: "1792", CODING_ENV_WORKER_MAX_MEMORY_MB: "1792" },
       },
@@ -378,19 +378,25 @@ describe("configuration through context (-c coding-env:KEY=VALUE)", () => {
         Variables: Match.objectLike({
           CODING_ENV_EXECUTOR_MEMORY_MB: "2048",
           CODING_ENV_DEFAULT_STEP_TIMEOUT_S: "10",
-          CODING_ENV_MAX_STEP_TIMEOUT_S: "20",
+          CODING_ENV_MAX_STEP_TIMEOUT_S: "15",
           CODING_ENV_AUTH: "off",
           LOG_LEVEL: "DEBUG",
           CODING_ENV_QUOTA_STEPS_PER_DAY: "500",
           CODING_ENV_QUOTA_ACTIVE_EPISODES: "3",
           CODING_ENV_QUOTA_MAX_STATE_BYTES: "1048576",
-          CODING_ENV_QUOTA_MAX_STEP_TIMEOUT_S: "20",
+          CODING_ENV_QUOTA_MAX_STEP_TIMEOUT_S: "15",
         }),
       },
     });
     template.hasResourceProperties("AWS::ApiGatewayV2::Stage", {
       DefaultRouteSettings: { ThrottlingRateLimit: 5, ThrottlingBurstLimit: 7 },
     });
+    // The application log level of every function follows the setting.
+    for (const [, fn] of resourcesOfType(json, "AWS::Lambda::Function"))
+      expect(fn.Properties?.LoggingConfig).toMatchObject({
+        ApplicationLogLevel: "DEBUG",
+        SystemLogLevel: "WARN",
+      });
     for (const [, group] of resourcesOfType(json, "AWS::Logs::LogGroup"))
       expect(group.Properties?.RetentionInDays).toBe(7);
   });
@@ -420,7 +426,7 @@ describe("configuration through context (-c coding-env:KEY=VALUE)", () => {
     const arn = "arn:aws:sns:us-east-1:123456789012:ops-alerts";
     const { json } = synth({ context: { alarmTopicArn: arn, stackName: "CodingEnvStaging" } });
     const alarms = resourcesOfType(json, "AWS::CloudWatch::Alarm");
-    expect(alarms).toHaveLength(3);
+    expect(alarms).toHaveLength(4);
     for (const [, alarm] of alarms) {
       expect(alarm.Properties?.AlarmActions).toEqual([arn]);
       expect(alarm.Properties?.OKActions).toEqual([arn]);
@@ -434,7 +440,21 @@ describe("configuration through context (-c coding-env:KEY=VALUE)", () => {
     [{ logLevel: "LOUD" }, /coding-env:logLevel/],
     [{ alarmTopicArn: "ops-alerts" }, /not an SNS topic ARN/],
     [{ executorMemoryMB: "2048" }, /coding-env:executorMemoryMB: unknown key/],
-    [{ maxStepTimeoutSeconds: "26" }, /maxStepTimeoutSeconds must be an integer from 1 to 25, got 26/],
+    [{ maxStepTimeoutSeconds: "21" }, /maxStepTimeoutSeconds must be an integer from 1 to 20, got 21/],
+    [
+      { allowedOrigins: "https://app.example.com/" },
+      /allowedOrigins: 'https:\/\/app.example.com\/' is not an origin/,
+    ],
+    [{ allowedOrigins: "*" }, /allowedOrigins: '\*' is not an origin/],
+    [
+      { executorAvailabilityZones: "us-east-1a,us-east-1a" },
+      /executorAvailabilityZones must name one or more distinct/,
+    ],
+    [{ executorAvailabilityZones: "use1-az1" }, /'use1-az1' is not a zone name/],
+    [
+      { executorAvailabilityZones: 5 },
+      /coding-env:executorAvailabilityZones: expected a comma-separated list/,
+    ],
     [
       { defaultStepTimeoutSeconds: "20", maxStepTimeoutSeconds: "15" },
       /defaultStepTimeoutSeconds must be an integer from 1 to 15, got 20/,
@@ -447,13 +467,13 @@ describe("configuration through context (-c coding-env:KEY=VALUE)", () => {
 });
 
 describe("CodingEnvironment construct (props)", () => {
-  it("fails fast, naming the construct, when the step limit cannot fit API Gateway's 30 s", () => {
+  it("fails fast, naming the construct, when the step limit cannot fit API Gateway's 30 s with a cold start", () => {
     const stack = new Stack(new App(), "Props");
-    expect(() => new CodingEnvironment(stack, "Env", { maxStepTimeoutSeconds: 29 })).toThrow(
+    expect(() => new CodingEnvironment(stack, "Env", { maxStepTimeoutSeconds: 25 })).toThrow(
       CodingEnvironmentPropsError,
     );
-    expect(() => new CodingEnvironment(stack, "Env2", { maxStepTimeoutSeconds: 29 })).toThrow(
-      /Props\/Env2: maxStepTimeoutSeconds must be an integer from 1 to 25, got 29/,
+    expect(() => new CodingEnvironment(stack, "Env2", { maxStepTimeoutSeconds: 25 })).toThrow(
+      /Props\/Env2: maxStepTimeoutSeconds must be an integer from 1 to 20, got 25/,
     );
   });
 

@@ -1,0 +1,178 @@
+// Metrics, alarms and the dashboard of the stack. Step latency and count come from the HTTP API's
+// access log (end-to-end as the client sees it), so they do not depend on the API's own log format.
+import { Duration, Stack } from "aws-cdk-lib";
+import type * as apigwv2 from "aws-cdk-lib/aws-apigatewayv2";
+import * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
+import * as cloudwatchActions from "aws-cdk-lib/aws-cloudwatch-actions";
+import type * as lambda from "aws-cdk-lib/aws-lambda";
+import * as logs from "aws-cdk-lib/aws-logs";
+import type * as sns from "aws-cdk-lib/aws-sns";
+import type * as sqs from "aws-cdk-lib/aws-sqs";
+import type { Construct } from "constructs";
+
+export interface MonitoringOpts {
+  readonly httpApi: apigwv2.HttpApi;
+  readonly accessLogGroup: logs.ILogGroup;
+  readonly executor: lambda.IFunction;
+  readonly aggregator: lambda.IFunction;
+  readonly aggregatorDeadLetters: sqs.IQueue;
+  readonly api5xxAlarmPercent: number;
+  readonly alarmTopic?: sns.ITopic;
+}
+
+export interface Monitoring {
+  readonly alarms: cloudwatch.Alarm[];
+  readonly dashboard: cloudwatch.Dashboard;
+}
+
+/** Creates the metric filters, alarms and dashboard in `scope` (ids kept from the first version). */
+export function createMonitoring(scope: Construct, opts: MonitoringOpts): Monitoring {
+  const metricNamespace = `CodingEnv/${Stack.of(scope).stackName}`;
+  const stepFilter = logs.FilterPattern.all(
+    logs.FilterPattern.stringValue("$.method", "=", "POST"),
+    logs.FilterPattern.stringValue("$.path", "=", "/step"),
+  );
+  new logs.MetricFilter(scope, "StepLatencyFilter", {
+    logGroup: opts.accessLogGroup,
+    filterPattern: stepFilter,
+    metricNamespace,
+    metricName: "StepLatency",
+    metricValue: "$.latencyMs",
+    unit: cloudwatch.Unit.MILLISECONDS,
+  });
+  new logs.MetricFilter(scope, "StepCountFilter", {
+    logGroup: opts.accessLogGroup,
+    filterPattern: stepFilter,
+    metricNamespace,
+    metricName: "Steps",
+    metricValue: "1",
+    unit: cloudwatch.Unit.COUNT,
+  });
+  const stepLatency = (stat: string) =>
+    new cloudwatch.Metric({
+      namespace: metricNamespace,
+      metricName: "StepLatency",
+      statistic: stat,
+      period: Duration.minutes(5),
+      unit: cloudwatch.Unit.MILLISECONDS,
+    });
+  const stepCount = new cloudwatch.Metric({
+    namespace: metricNamespace,
+    metricName: "Steps",
+    statistic: "Sum",
+    period: Duration.minutes(5),
+  });
+
+  const apiId = { ApiId: opts.httpApi.apiId };
+  const requests = new cloudwatch.Metric({
+    namespace: "AWS/ApiGateway",
+    metricName: "Count",
+    dimensionsMap: apiId,
+    statistic: "Sum",
+    period: Duration.minutes(5),
+  });
+  const serverErrors = new cloudwatch.Metric({
+    namespace: "AWS/ApiGateway",
+    metricName: "5xx",
+    dimensionsMap: apiId,
+    statistic: "Sum",
+    period: Duration.minutes(5),
+  });
+  const api5xxRate = new cloudwatch.MathExpression({
+    expression: "IF(requests > 0, 100 * errors / requests, 0)",
+    usingMetrics: { errors: serverErrors, requests },
+    label: "API 5xx rate (%)",
+    period: Duration.minutes(5),
+  });
+  const deadLetters = opts.aggregatorDeadLetters.metricApproximateNumberOfMessagesVisible({
+    period: Duration.minutes(5),
+    statistic: "Maximum",
+  });
+
+  const atLeastOne = {
+    threshold: 1,
+    comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+    evaluationPeriods: 1,
+    treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+  };
+  const alarms = [
+    new cloudwatch.Alarm(scope, "Api5xxRateAlarm", {
+      alarmDescription: `More than ${opts.api5xxAlarmPercent}% of API requests answered 5xx in 5 minutes`,
+      metric: api5xxRate,
+      threshold: opts.api5xxAlarmPercent,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 1,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    }),
+    // User-code failures are data, not Lambda errors: any executor error is a runtime fault.
+    new cloudwatch.Alarm(scope, "ExecutorErrorsAlarm", {
+      alarmDescription: "The Python executor reported function errors (runtime faults, timeouts)",
+      metric: opts.executor.metricErrors({ period: Duration.minutes(5), statistic: "Sum" }),
+      ...atLeastOne,
+    }),
+    new cloudwatch.Alarm(scope, "ExecutorThrottlesAlarm", {
+      alarmDescription: "The Python executor was throttled (concurrency or tenant-environment limit reached)",
+      metric: opts.executor.metricThrottles({ period: Duration.minutes(5), statistic: "Sum" }),
+      ...atLeastOne,
+    }),
+    // A batch of the table's stream that failed every retry: its steps are not in the usage totals
+    // until it is replayed (the stream keeps records 24 hours).
+    new cloudwatch.Alarm(scope, "UsageDeadLettersAlarm", {
+      alarmDescription:
+        "A batch of step records could not be rolled up into usage (see the dead-letter queue; replay within 24 h)",
+      metric: deadLetters,
+      ...atLeastOne,
+    }),
+  ];
+  if (opts.alarmTopic) {
+    const action = new cloudwatchActions.SnsAction(opts.alarmTopic);
+    for (const alarm of alarms) {
+      alarm.addAlarmAction(action);
+      alarm.addOkAction(action);
+    }
+  }
+
+  const dashboard = new cloudwatch.Dashboard(scope, "Dashboard", {
+    defaultInterval: Duration.hours(3),
+    widgets: [
+      [
+        new cloudwatch.GraphWidget({
+          title: "Step latency (POST /step, ms)",
+          left: [stepLatency("p50"), stepLatency("p90"), stepLatency("p99")],
+          width: 12,
+        }),
+        new cloudwatch.GraphWidget({ title: "Steps (per 5 minutes)", left: [stepCount], width: 12 }),
+      ],
+      [
+        new cloudwatch.GraphWidget({
+          title: "Executor duration (ms)",
+          left: [
+            opts.executor.metricDuration({ statistic: "p50" }),
+            opts.executor.metricDuration({ statistic: "p99" }),
+            opts.executor.metricDuration({ statistic: "Maximum" }),
+          ],
+          width: 12,
+        }),
+        new cloudwatch.GraphWidget({
+          title: "Executor errors, throttles, concurrency",
+          left: [opts.executor.metricErrors(), opts.executor.metricThrottles()],
+          right: [opts.executor.metric("ConcurrentExecutions", { statistic: "Maximum" })],
+          width: 12,
+        }),
+      ],
+      [
+        new cloudwatch.GraphWidget({ title: "API 5xx rate (%)", left: [api5xxRate], width: 12 }),
+        new cloudwatch.AlarmStatusWidget({ title: "Alarms", alarms, width: 12 }),
+      ],
+      [
+        new cloudwatch.GraphWidget({
+          title: "Usage roll-up: stream lag (ms) and errors",
+          left: [opts.aggregator.metric("IteratorAge", { statistic: "Maximum" })],
+          right: [opts.aggregator.metricErrors(), deadLetters],
+          width: 24,
+        }),
+      ],
+    ],
+  });
+  return { alarms, dashboard };
+}

@@ -1,0 +1,170 @@
+"""Retries over real sockets: a proxy in front of the real stack answers 503/429/409, drops
+connections or loses a response; the SDK must retry with the same request_id, honour
+Retry-After, and never run a step twice."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import unittest
+
+from support import Fault, FaultProxy, stack_url
+
+from coding_env_sdk import (
+    CodingEnv,
+    ConflictError,
+    NetworkError,
+    RateLimitError,
+    RetryPolicy,
+    ServerError,
+)
+
+
+def error_body(code: str, message: str) -> bytes:
+    return json.dumps({"error": {"code": code, "message": message, "details": {}}}).encode()
+
+
+JSON = {"Content-Type": "application/json"}
+
+
+class RetryTest(unittest.TestCase):
+    def setUp(self) -> None:
+        self.proxy = FaultProxy(stack_url())
+        self.addCleanup(self.proxy.close)
+        self.env = CodingEnv(self.proxy.url, retry=RetryPolicy(initial_delay_s=0.05))
+        self.addCleanup(self.env.close)
+        self.env.reset()
+
+    def step_attempts(self) -> list[dict]:
+        return [s.body for s in self.proxy.requests("POST", "/step")]
+
+    def test_503_with_retry_after_is_retried_after_that_long_with_the_same_request_id(self) -> None:
+        unavailable = error_body("unavailable", "try again")
+        self.proxy.add(Fault("POST", "/step", "answer", 503, {"Retry-After": "1", **JSON}, unavailable))
+        result = self.env.step("print('once')")
+        self.assertEqual((result.observation.stdout, result.step_count), ("once\n", 1))
+        attempts = self.proxy.requests("POST", "/step")
+        self.assertEqual(len(attempts), 2)
+        self.assertEqual(attempts[0].body["request_id"], attempts[1].body["request_id"])
+        self.assertGreaterEqual(attempts[1].at - attempts[0].at, 1.0)  # waited as told, not sooner
+
+    def test_429_is_retried_after_retry_after(self) -> None:
+        limited = error_body("rate_limited", "slow down")
+        self.proxy.add(Fault("POST", "/step", "answer", 429, {"Retry-After": "1", **JSON}, limited))
+        self.assertEqual(self.env.step("1 + 1").observation.stdout, "2")
+        attempts = self.proxy.requests("POST", "/step")
+        self.assertEqual(len(attempts), 2)
+        self.assertGreaterEqual(attempts[1].at - attempts[0].at, 1.0)
+
+    def test_a_retry_after_longer_than_allowed_raises_at_once(self) -> None:
+        daily = error_body("quota_exceeded", "daily quota")
+        self.proxy.add(Fault("POST", "/step", "answer", 429, {"Retry-After": "3600", **JSON}, daily))
+        with self.assertRaises(RateLimitError) as ctx:
+            self.env.step("print(1)")
+        self.assertEqual((ctx.exception.code, ctx.exception.retry_after_s), ("quota_exceeded", 3600.0))
+        self.assertEqual(len(self.step_attempts()), 1)
+        self.assertEqual(self.env.state().step_count, 0)
+
+    def test_a_dropped_connection_is_retried_with_the_same_request_id(self) -> None:
+        self.proxy.add(Fault("POST", "/step", "drop"))
+        self.proxy.add(Fault("POST", "/step", "drop"))
+        result = self.env.step("print('after drops')")
+        self.assertEqual(result.observation.stdout, "after drops\n")
+        attempts = self.step_attempts()
+        self.assertEqual(len(attempts), 3)
+        self.assertEqual(len({a["request_id"] for a in attempts}), 1)
+
+    def test_a_lost_response_is_replayed_and_the_code_runs_once(self) -> None:
+        self.env.step("count = 0")
+        self.proxy.add(Fault("POST", "/step", "forward_then_drop"))
+        result = self.env.step("count += 1\ncount")
+        self.assertEqual(result.observation.stdout, "1")  # ran once: not 2
+        self.assertTrue(result.replayed)
+        self.assertEqual(result.step_count, 2)
+        self.assertEqual(len(self.env.history()), 2)
+
+    def test_retries_are_bounded_then_the_last_error_is_raised(self) -> None:
+        policy = RetryPolicy(max_retries=2, initial_delay_s=0.01)
+        env = CodingEnv(self.proxy.url, retry=policy, episode_id=self.env.episode_id)
+        for _ in range(3):
+            self.proxy.add(Fault("POST", "/step", "answer", 503, JSON, error_body("unavailable", "down")))
+        with self.assertRaises(ServerError) as ctx:
+            env.step("print(1)")
+        self.assertEqual((ctx.exception.status, ctx.exception.code), (503, "unavailable"))
+        self.assertEqual(len(self.step_attempts()), 3)
+
+    def test_retry_false_fails_fast(self) -> None:
+        env = CodingEnv(self.proxy.url, retry=False, episode_id=self.env.episode_id)
+        self.proxy.add(Fault("POST", "/step", "drop"))
+        with self.assertRaises(NetworkError) as ctx:
+            env.step("print(1)")
+        self.assertEqual((ctx.exception.status, ctx.exception.code), (0, "network_error"))
+        self.assertIsInstance(ctx.exception, ConnectionError)
+        self.assertEqual(len(self.step_attempts()), 1)
+
+    def test_fork_is_not_repeated_after_an_unknown_outcome_but_is_after_409(self) -> None:
+        self.proxy.add(Fault("POST", "/episodes/", "answer", 503, JSON, error_body("unavailable", "down")))
+        with self.assertRaises(ServerError):
+            self.env.fork()
+        self.assertEqual(len(self.proxy.requests("POST", "/episodes/")), 1)
+        conflict = error_body("conflict", "busy")
+        self.proxy.add(Fault("POST", "/episodes/", "answer", 409, {"Retry-After": "0", **JSON}, conflict))
+        branch = self.env.fork()
+        self.addCleanup(branch.close)
+        self.assertEqual(len(self.proxy.requests("POST", "/episodes/")), 3)
+        self.assertEqual(branch.fork_result.forked_from, self.env.episode_id)
+
+    def test_a_gateway_html_page_becomes_a_server_error(self) -> None:
+        env = CodingEnv(self.proxy.url, retry=False, episode_id=self.env.episode_id)
+        page = b"<html>Bad Gateway</html>"
+        self.proxy.add(Fault("POST", "/step", "answer", 502, {"Content-Type": "text/html"}, page))
+        with self.assertRaises(ServerError) as ctx:
+            env.step("print(1)")
+        self.assertEqual((ctx.exception.status, ctx.exception.code), (502, "http_502"))
+        self.assertIn("Bad Gateway", ctx.exception.message)
+
+
+class ConcurrentStepsTest(unittest.TestCase):
+    """Two steps on one episode at once: the server commits one and answers the other 409 (which
+    one depends on the server: the later arrival, or the later commit)."""
+
+    def run_concurrently(self, retry: RetryPolicy) -> tuple[list[object], CodingEnv]:
+        env = CodingEnv(stack_url(), retry=retry)
+        self.addCleanup(env.close)
+        env.reset(policy="full")
+        other = CodingEnv(stack_url(), episode_id=env.episode_id, retry=retry)
+        outcomes: list[object] = []
+
+        def slow() -> None:
+            try:
+                outcomes.append(env.step("import time; time.sleep(3)"))
+            except ConflictError as err:
+                outcomes.append(err)
+
+        thread = threading.Thread(target=slow)
+        thread.start()
+        time.sleep(0.5)  # let the slow step start; it runs for 3 s
+        try:
+            outcomes.append(other.step("1"))
+        except ConflictError as err:
+            outcomes.append(err)
+        thread.join()
+        return outcomes, env
+
+    def test_one_of_two_concurrent_steps_is_a_conflict_error_when_not_retried(self) -> None:
+        outcomes, env = self.run_concurrently(RetryPolicy(retry_on_conflict=False))
+        conflicts = [o for o in outcomes if isinstance(o, ConflictError)]
+        self.assertEqual(len(conflicts), 1, outcomes)
+        self.assertEqual(conflicts[0].status, 409)
+        self.assertIsNotNone(conflicts[0].retry_after_s)
+        self.assertEqual(env.state().step_count, 1)
+
+    def test_by_default_the_refused_step_is_retried_and_both_commit(self) -> None:
+        outcomes, env = self.run_concurrently(RetryPolicy())
+        self.assertTrue(all(not isinstance(o, Exception) for o in outcomes), outcomes)
+        self.assertEqual(env.state().step_count, 2)
+
+
+if __name__ == "__main__":
+    unittest.main()

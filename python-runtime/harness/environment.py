@@ -167,8 +167,8 @@ class Environment:
             "deadline_ms": time.time() * 1000 + timeout_s * 1000,
         }
         with self._lock:
-            self.group.thaw()
             try:
+                self.group.thaw()
                 self._channel.settimeout(timeout_s)
                 send_frame(self._channel, json.dumps(header).encode())
                 send_frame(self._channel, payload)
@@ -190,7 +190,10 @@ class Environment:
                     "Unhandled",
                     lost=True,
                 )
-            self.group.freeze()
+            try:
+                self.group.freeze()
+            except (OSError, TimeoutError):
+                self.kill()  # an environment that cannot be frozen is not served again
         if len(body) > MAX_RESPONSE_BYTES:
             return Outcome(
                 _function_error(

@@ -51,10 +51,11 @@ def _frozen(group: str) -> bool:
 class LambdaModeTestCase(unittest.TestCase):
     harness: HarnessProcess
     max_environments = 2
+    harness_args: tuple[str, ...] = ()
 
     @classmethod
     def setUpClass(cls) -> None:
-        cls.harness = HarnessProcess(max_environments=cls.max_environments)
+        cls.harness = HarnessProcess(*cls.harness_args, max_environments=cls.max_environments)
         cls.harness.start()
 
     @classmethod
@@ -332,6 +333,48 @@ class ServiceTest(LambdaModeTestCase):
         status, _, body = self.harness.invoke({"op": "discard", "episode_id": episode}, tenant_id="discarding")
         self.assertEqual(status, 200)
         self.assertEqual(body, {"contract_version": 1, "discarded": 1})
+
+
+class LifecycleTest(LambdaModeTestCase):
+    max_environments = 1
+    harness_args = ("--function-timeout-s", "3")
+
+    def test_past_the_function_timeout_lambda_answers_timed_out_and_replaces_the_environment(self) -> None:
+        status, headers, body = self.harness.invoke({
+            "episode_id": self.episode_id(), "code": "import time\ntime.sleep(30)", "limits": {"timeout_ms": 20000},
+        })
+        self.assertEqual((status, headers.get("X-Amz-Function-Error")), (200, "Unhandled"))
+        self.assertIn("Task timed out after 3.00 seconds", body["errorMessage"])
+        self.assertEqual(self.run_code("6 * 7")["stdout"], "42")
+
+    def test_user_code_killing_the_runtime_loses_only_its_environment(self) -> None:
+        status, headers, body = self.harness.invoke({
+            "episode_id": self.episode_id(), "policy": FULL,
+            "code": "import os, signal\nfor pid in os.listdir('/proc'):\n    if pid.isdigit() and int(pid) > 1:\n"
+                    "        try:\n            os.kill(int(pid), signal.SIGKILL)\n        except OSError:\n            pass",
+        })
+        self.assertEqual((status, headers.get("X-Amz-Function-Error")), (200, "Unhandled"))
+        self.assertEqual(body["errorType"], "Runtime.ExitError")
+        self.assertEqual(self.run_code("6 * 7")["stdout"], "42")
+
+
+@unittest.skipIf(_UNAVAILABLE is not None, _UNAVAILABLE or "")
+class ShutdownTest(unittest.TestCase):
+    def test_sigterm_ends_every_environment_and_removes_its_groups(self) -> None:
+        harness = HarnessProcess(max_environments=2)
+        harness.start()
+        try:
+            uids = [json.loads(harness.step({"episode_id": f"bye-{t}", "code": "import os\nos.getuid()",
+                                             "policy": FULL}, tenant_id=t)["stdout"]) for t in ("a", "b")]
+            groups = harness.environment_groups()
+            self.assertEqual(len(groups), 2)
+        finally:
+            code = harness.stop()
+        self.assertEqual(code, 0)
+        self.assertFalse(any(os.path.exists(g) for g in groups))
+        self.assertFalse(os.path.exists(os.path.dirname(groups[0])))
+        for uid in uids:
+            self.assertEqual(_uid_processes(uid), [])
 
 
 if __name__ == "__main__":

@@ -82,27 +82,34 @@ function inspect(candidate, env) {
 }
 
 /**
+ * The first directory from `dir` up to / that other users cannot enter, if any.
+ * @param {string} dir an existing directory (its real path)
+ * @returns {string | undefined}
+ */
+function blockedFrom(dir) {
+  for (let current = dir; ; ) {
+    try {
+      if ((statSync(current).mode & 0o001) === 0) return current;
+    } catch {
+      return current;
+    }
+    const parent = dirname(current);
+    if (parent === current) return undefined;
+    current = parent;
+  }
+}
+
+/**
  * The directory (of `path`'s real location) that unprivileged users cannot enter, if any: the
  * executor makes exactly this check (runtime.py `_check_interpreter_reachable`).
  * @param {string} path
  * @returns {string | undefined}
  */
 function blockingDir(path) {
-  let dir;
   try {
-    dir = dirname(realpathSync(path));
+    return blockedFrom(dirname(realpathSync(path)));
   } catch {
     return dirname(path);
-  }
-  for (;;) {
-    try {
-      if ((statSync(dir).mode & 0o001) === 0) return dir;
-    } catch {
-      return dir;
-    }
-    const parent = dirname(dir);
-    if (parent === dir) return undefined;
-    dir = parent;
   }
 }
 
@@ -163,15 +170,23 @@ function writeCache(cacheFile, python) {
   }
 }
 
-/** @param {string} dir @returns {boolean} every directory from `dir` up is enterable by others */
-function dirReachable(dir) {
-  let current = resolve(dir);
-  for (;;) {
-    if (existsSync(current)) return blockingDir(join(current, "x")) === undefined;
-    const parent = dirname(current);
-    if (parent === current) return true;
-    current = parent;
-  }
+/**
+ * Where a venv is made when one is needed: inside the checkout, unless (as root) the sandbox's
+ * users could not reach it there (a checkout under /root).
+ *
+ * @example
+ * defaultVenvDir(true); // "/work/main/.python-runtime/venv", or "/opt/coding-env/python-venv"
+ *
+ * @param {boolean} isRoot
+ * @param {string} [checkout] the repository's root; @default this checkout
+ * @returns {string}
+ */
+export function defaultVenvDir(isRoot, checkout = repoRoot) {
+  const repoVenv = join(checkout, ".python-runtime", "venv");
+  if (!isRoot) return repoVenv;
+  let existing = repoVenv;
+  while (!existsSync(existing)) existing = dirname(existing);
+  return blockedFrom(realpathSync(existing)) === undefined ? repoVenv : "/opt/coding-env/python-venv";
 }
 
 /**
@@ -182,13 +197,12 @@ function withDefaults(opts) {
   const isRoot = opts.isRoot ?? (typeof process.getuid === "function" && process.getuid() === 0);
   const debianAptGet =
     isRoot && existsSync("/etc/debian_version") && existsSync("/usr/bin/apt-get") ? "/usr/bin/apt-get" : null;
-  const repoVenv = join(repoRoot, ".python-runtime", "venv");
   return {
     env: opts.env ?? process.env,
     isRoot,
     systemPython: opts.systemPython ?? "/usr/bin/python3",
     aptGet: opts.aptGet === undefined ? debianAptGet : opts.aptGet,
-    venvDir: opts.venvDir ?? (isRoot && !dirReachable(repoVenv) ? "/opt/coding-env/python-venv" : repoVenv),
+    venvDir: opts.venvDir ?? defaultVenvDir(isRoot),
     cacheFile:
       opts.cacheFile === undefined
         ? join(repoRoot, "node_modules", ".cache", "coding-env", "python.json")

@@ -236,6 +236,23 @@ class RootMachineSituationTest(unittest.TestCase):
         with open(cache) as fh:
             self.assertEqual(json.load(fh)["python"], debian)
 
+    def test_the_venv_goes_where_the_sandbox_users_can_reach_it(self) -> None:
+        script = (
+            "const { defaultVenvDir } = await import('./scripts/python.mjs');"
+            "const checkout = process.argv[1];"
+            "console.log(JSON.stringify([defaultVenvDir(true, checkout), defaultVenvDir(false, checkout)]));"
+        )
+        reachable = os.path.join(self.case, "checkout")
+        hidden = os.path.join(self.private, "checkout")  # like a clone under /root
+        answers = []
+        for checkout in (reachable, hidden):
+            run = node(["--input-type=module", "-e", script, checkout])
+            self.assertEqual(run.returncode, 0, run.stderr)
+            answers.append(json.loads(run.stdout))
+        in_checkout = os.path.join(reachable, ".python-runtime", "venv")
+        self.assertEqual(answers[0], [in_checkout, in_checkout])
+        self.assertEqual(answers[1], ["/opt/coding-env/python-venv", os.path.join(hidden, ".python-runtime", "venv")])
+
     def test_an_unreachable_override_is_refused_with_the_reason(self) -> None:
         self.make_debian(with_cloudpickle=True)
         pyenv_python = os.path.join(self.pyenv, "bin", "python3")

@@ -3,12 +3,13 @@
     python3 -I -c "...; from harness.env_init import main; main(sys.stdin.read())" <root>  < config.json
 
 Steps, in this order:
-1. join the environment's freezer group (everything started below is in it, so the harness
-   freezes the whole environment at once) and die with the harness (parent-death signal);
+1. die with the harness (parent-death signal; this first process stays outside the freezer
+   group to thaw and kill a frozen environment if the harness dies);
 2. new mount, PID, IPC, network and UTS namespaces: what a Firecracker microVM gives each
    Lambda environment (its own processes, SysV/POSIX IPC, loopback-only network here: the
    executor has no route out in AWS either);
-3. as PID 1 of that namespace: every mount read-only and nosuid, a private tmpfs on ``/tmp``
+3. as PID 1 of that namespace: join the environment's freezer group (everything started below
+   is in it, so the harness freezes the whole environment at once); every mount read-only and nosuid, a private tmpfs on ``/tmp``
    (the only writable place), a minimal ``/dev`` (null, zero, full, random, urandom; no
    ``/dev/shm``), a ``/proc`` of the namespace;
 4. the runtime process: capability bounding set emptied, the environment's own non-root uid
@@ -31,6 +32,7 @@ import socket
 import stat
 import struct
 import sys
+import time
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
@@ -180,20 +182,58 @@ def _be_init(config: dict) -> None:
 
 
 def main(raw_config: str) -> None:
+    """The environment's keeper, outside its freezer group: it waits for PID 1 and, should the
+    harness die (even by SIGKILL), kills and thaws the environment, which a frozen environment
+    cannot do for itself (a frozen task's pending SIGKILL waits for the thaw)."""
     config = json.loads(raw_config)
     os.close(0)  # the harness's pipe; the runtime gets /dev/null below
-    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    init = 0
+
+    def on_harness_death(_signum: int, _frame: object) -> None:
+        if init:
+            os.kill(init, signal.SIGKILL)  # PID 1 gone: the kernel kills its whole namespace
+        with open(config["freeze_file"], "w") as fh:
+            fh.write(config["thaw_value"])
+        if init:
+            os.waitpid(init, 0)
+        for _ in range(200):  # then the groups, once empty (the last environment removes the root)
+            try:
+                os.rmdir(config["cgroup"])
+                os.rmdir(os.path.dirname(config["cgroup"]))
+                break
+            except FileNotFoundError:
+                break
+            except OSError as exc:
+                if os.path.isdir(config["cgroup"]):
+                    time.sleep(0.01)
+                    continue
+                break  # ours is gone; the root still holds another environment
+        os._exit(1)
+
+    signal.signal(signal.SIGTERM, on_harness_death)
+    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != config["harness_pid"]:
         os._exit(1)  # the harness died before we got here
-    with open(os.path.join(config["cgroup"], "cgroup.procs"), "w") as fh:
-        fh.write(str(os.getpid()))
-    if _libc.unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWUTS) != 0:
-        _fail("unshare")
+    # Only the PID namespace here: this process keeps the host's mounts (it must be able to
+    # write the freezer file when the environment's are read-only).
+    if _libc.unshare(CLONE_NEWPID) != 0:
+        _fail("unshare(CLONE_NEWPID)")
     init = os.fork()  # the first child in a new PID namespace is its PID 1
     if init == 0:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        with open(os.path.join(config["cgroup"], "cgroup.procs"), "w") as fh:
+            fh.write("0")  # this process: all it starts is in the group from now on
+        if _libc.unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWUTS) != 0:
+            print("lambda harness: unshare failed", file=sys.stderr, flush=True)
+            os._exit(125)
         _be_init(config)
     os.close(config["channel_fd"])
-    _, status = os.waitpid(init, 0)
+    while True:
+        try:
+            _, status = os.waitpid(init, 0)
+            break
+        except InterruptedError:
+            continue
     os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
 
 

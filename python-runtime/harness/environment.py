@@ -117,6 +117,8 @@ class Environment:
         config = {
             "harness_pid": os.getpid(),
             "cgroup": self.group.path,
+            "freeze_file": self.group.freeze_file,
+            "thaw_value": self.group.thaw_value,
             "uid": self.uid,
             "nproc": self.opts.nproc,
             "nofile": self.opts.nofile,

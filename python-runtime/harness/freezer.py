@@ -105,8 +105,16 @@ class Group:
             time.sleep(delay)
             delay = min(delay * 2, 0.01)
 
+    @property
+    def freeze_file(self) -> str:
+        return os.path.join(self.path, "freezer.state" if self.version == 1 else "cgroup.freeze")
+
+    @property
+    def thaw_value(self) -> str:
+        return "THAWED" if self.version == 1 else "0"
+
     def thaw(self) -> None:
-        self._write("freezer.state" if self.version == 1 else "cgroup.freeze", "THAWED" if self.version == 1 else "0")
+        self._write(os.path.basename(self.freeze_file), self.thaw_value)
 
     def kill(self, timeout_s: float = 10.0) -> None:
         """SIGKILL every task (frozen ones included) and wait until the group is empty."""

@@ -376,6 +376,25 @@ class ShutdownTest(unittest.TestCase):
         for uid in uids:
             self.assertEqual(_uid_processes(uid), [])
 
+    def test_a_killed_harness_takes_its_frozen_environments_with_it(self) -> None:
+        harness = HarnessProcess(max_environments=2)
+        harness.start()
+        try:
+            uid = json.loads(harness.step({"episode_id": "gone", "code": "import os\nos.getuid()",
+                                            "policy": FULL})["stdout"])
+            group = harness.environment_groups()[0]
+            self.assertTrue(_frozen(group))
+        finally:
+            assert harness.process is not None
+            harness.process.kill()  # no SIGTERM handler runs
+            harness.stop()
+        for _ in range(100):  # the keepers act on their parent-death signal; wait for the outcome
+            if not _uid_processes(uid) and not os.path.exists(group):
+                break
+            time.sleep(0.1)
+        self.assertEqual(_uid_processes(uid), [])
+        self.assertFalse(os.path.exists(group))
+
 
 if __name__ == "__main__":
     unittest.main()

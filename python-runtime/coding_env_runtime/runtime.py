@@ -11,6 +11,7 @@ unpickles anything.
 from __future__ import annotations
 
 import os
+import platform
 import select
 import signal
 import threading
@@ -342,8 +343,7 @@ class Runtime:
             return self._finish(result, started)
         # From here on no process of the worker runs until its next step: timers, threads,
         # children get no CPU, and nothing more can be written on its channel.
-        frozen = Freezer.freeze(worker)
-        if not frozen or _unexpected_bytes(worker):
+        if not _freeze_after_reply(worker):
             return self._crashed(worker, request, result, started, protocol_broken=True)
         self._collect_output(worker, request, result)
         result["exit_code"] = clamp_exit_code(reply.get("exit_code"))
@@ -427,6 +427,46 @@ def _unexpected_bytes(worker: Worker) -> bool:
     channel closed) is something the protocol does not allow."""
     readable, _, _ = select.select([worker.sock], [], [], 0)
     return bool(readable)
+
+
+#: recv/recvfrom/read system call numbers: where the worker's main thread waits for its next step.
+_RECV_SYSCALLS = {"x86_64": {0, 45}, "aarch64": {63, 207}}.get(platform.machine(), set())
+
+
+def _freeze_after_reply(worker: Worker, settle_s: float = 0.2) -> bool:
+    """Freeze the worker; True once it is frozen, nothing follows its reply on the channel and
+    its main thread waits for the next step. The main thread takes a few microseconds from
+    sending the reply to waiting again: if the freeze caught it in between, it is thawed for a
+    moment and frozen again (still within the step); a reply it did not send itself never
+    brings it there."""
+    give_up = time.monotonic() + settle_s
+    while True:
+        if not Freezer.freeze(worker) or _unexpected_bytes(worker):
+            return False
+        if not _parked_elsewhere(worker):
+            return True
+        if time.monotonic() > give_up:
+            return False
+        Freezer.thaw(worker)
+        time.sleep(0.0002)
+
+
+def _parked_elsewhere(worker: Worker) -> bool:
+    """A reply is genuine only if the worker's main thread, frozen now, sits in a read of its
+    channel (fd 3), waiting for the next step: a reply that a thread forged, or the main thread
+    sent before going back to user code, leaves it elsewhere. Unknown (no access to the worker's
+    /proc/<pid>/syscall: Lambda mode, where it is not dumpable) counts as parked."""
+    if not _RECV_SYSCALLS:
+        return False
+    try:
+        with open(f"/proc/{worker.pid}/task/{worker.pid}/syscall", "rb") as fh:
+            fields = fh.read().split()
+    except OSError:
+        return False
+    try:
+        return not (int(fields[0]) in _RECV_SYSCALLS and int(fields[1], 16) == 3)
+    except (ValueError, IndexError):
+        return True  # "running" (not in a system call at all)
 
 
 def _size(n: int) -> str:

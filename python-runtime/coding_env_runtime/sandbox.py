@@ -70,6 +70,37 @@ def private_namespaces(*, network: bool, ipc: bool) -> None:
     _check(_libc.unshare(flags), "unshare(CLONE_NEWNS|CLONE_NEWNET|CLONE_NEWIPC)")
 
 
+MNT_DETACH = 2
+#: Mount points a worker keeps besides those holding the interpreter and its libraries.
+_KEPT_MOUNT_ROOTS = ("/proc", "/sys", "/dev", *PRIVATE_TMP_DIRS)
+
+
+def _unescape_mount_path(path: str) -> str:
+    return path.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+
+
+def hide_host_mounts(needed: list[str]) -> None:
+    """Root only, in the worker's own mount namespace: detach every mount that user code does
+    not need (data volumes, the host's tooling), so neither its files nor its paths (in
+    /proc/self/mountinfo) are visible. Kept: /, /proc, /sys, /dev, the private temporary
+    directories, and whatever holds a path in ``needed`` (the interpreter, its libraries)."""
+    try:
+        with open("/proc/self/mountinfo") as fh:
+            points = [_unescape_mount_path(line.split()[4]) for line in fh]
+    except (OSError, IndexError):
+        return
+    real_needed = [os.path.realpath(p) for p in needed if p]
+
+    def kept(point: str) -> bool:
+        if point == "/" or any(point == r or point.startswith(r + "/") for r in _KEPT_MOUNT_ROOTS):
+            return True
+        return any(path == point or path.startswith(point.rstrip("/") + "/") for path in real_needed)
+
+    for point in sorted(set(points), key=len, reverse=True):  # children before parents
+        if not kept(point):
+            _libc.umount2(point.encode(), MNT_DETACH)
+
+
 def private_mounts(tmp_bytes: int) -> None:
     """Root only, in the worker's own mount namespace (``private_namespaces``): fresh tmpfs on
     every world-writable directory and a /proc that shows only the caller's own uid (hidepid), so

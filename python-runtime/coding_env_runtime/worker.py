@@ -223,6 +223,7 @@ def main_after_fork(spec: dict[str, Any]) -> None:
             # Root mode: private tmpfs everywhere user code can write; the working directory is
             # the private /tmp itself.
             sandbox.private_mounts(int(spec["tmp_bytes"]))
+            sandbox.hide_host_mounts([sys.executable, sys.prefix, sys.exec_prefix, *sys.path])
             workdir = "/tmp"
             scratch_dirs = tuple(d for d in sandbox.PRIVATE_TMP_DIRS if os.path.isdir(d))
         else:

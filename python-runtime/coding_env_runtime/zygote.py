@@ -88,12 +88,18 @@ def hide_install_path() -> None:
                 _relocate_function(value, name, filename)
         module.__file__ = filename
         module.__cached__ = None
-        if module.__spec__ is not None:
-            module.__spec__.origin = filename
-            module.__spec__.cached = None
+        loader = getattr(module, "__loader__", None)
+        if loader is not None and hasattr(loader, "path"):
+            loader.path = filename
+        spec = module.__spec__
+        if spec is not None:
+            spec.origin = filename
+            spec.cached = None
         if is_package:
             # Submodules were all imported above; the real directory is no longer needed.
             module.__path__ = [os.path.dirname(filename)]
+            if spec is not None:
+                spec.submodule_search_locations = [os.path.dirname(filename)]
 
 
 def _reap(control: socket.socket, workers: set[int]) -> None:

@@ -10,7 +10,7 @@ import { getCookie, setCookie } from "hono/cookie";
 import { HTTPException } from "hono/http-exception";
 import type { UpgradeWebSocket } from "hono/ws";
 import type { ApiConfig } from "./config.js";
-import type { EpisodeService } from "./core/episodes.js";
+import { type EpisodeService, HISTORY_MAX_LIMIT } from "./core/episodes.js";
 import {
   ApiError,
   EpisodeNotFoundError,
@@ -94,6 +94,12 @@ export const StepResponseSchema = z
     forked_from: z.string().optional(),
   })
   .openapi("StepResponse");
+
+/** Paging of `GET /episodes/{id}/history`: `limit` steps after `cursor` (a previous `next_cursor`). */
+const HistoryQuerySchema = z.object({
+  limit: z.coerce.number().int().min(1).max(HISTORY_MAX_LIMIT).optional(),
+  cursor: z.string().min(1).max(512).optional(),
+});
 
 export const ErrorResponseSchema = z
   .object({
@@ -420,16 +426,29 @@ export function createApp(deps: AppDeps): OpenAPIHono<Env> {
   );
 
   app.get("/episodes/:id/history", async (c) => {
-    const history = await episodes.history(c.get("tenantId"), checkEpisodeId(c.req.param("id")));
+    const id = checkEpisodeId(c.req.param("id"));
     const wantsJsonl =
       c.req.query("format") === "jsonl" || (c.req.header("accept") ?? "").includes("application/x-ndjson");
     if (wantsJsonl) {
-      const text = history.steps
-        .map((s) => JSON.stringify({ episode_id: history.episode_id, ...s }))
-        .join("\n");
-      return c.body(text.length > 0 ? `${text}\n` : "", 200, { "Content-Type": "application/x-ndjson" });
+      // The whole trajectory, one page of records in memory at a time.
+      const { episode_id, steps } = await episodes.historyStream(c.get("tenantId"), id);
+      const iterator = steps[Symbol.asyncIterator]();
+      const encoder = new TextEncoder();
+      const body = new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          const next = await iterator.next();
+          if (next.done) controller.close();
+          else controller.enqueue(encoder.encode(`${JSON.stringify({ episode_id, ...next.value })}\n`));
+        },
+        async cancel() {
+          await iterator.return?.();
+        },
+      });
+      return c.body(body, 200, { "Content-Type": "application/x-ndjson" });
     }
-    return c.json(history);
+    const page = HistoryQuerySchema.safeParse({ limit: c.req.query("limit"), cursor: c.req.query("cursor") });
+    if (!page.success) throw new ValidationError(zodIssues(page.error, "query"));
+    return c.json(await episodes.history(c.get("tenantId"), id, defined(page.data)));
   });
 
   app.post("/episodes/:id/fork", async (c) =>
@@ -569,9 +588,16 @@ function registerOpenApi(app: OpenAPIHono<Env>): void {
   r.registerPath({
     method: "get",
     path: "/episodes/{id}/history",
-    summary: "The trajectory (also as JSONL with ?format=jsonl)",
-    request: { params: episodeParam, query: z.object({ format: z.enum(["json", "jsonl"]).optional() }) },
-    responses: { 200: { description: "Steps, oldest first" }, 404: errors[404] },
+    summary: "The trajectory, paged (limit, cursor -> next_cursor); all of it as JSONL with ?format=jsonl",
+    request: {
+      params: episodeParam,
+      query: HistoryQuerySchema.extend({ format: z.enum(["json", "jsonl"]).optional() }),
+    },
+    responses: {
+      200: { description: "Steps, oldest first, and next_cursor" },
+      404: errors[404],
+      422: errors[422],
+    },
   });
   r.registerPath({
     method: "post",

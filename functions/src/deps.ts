@@ -12,7 +12,7 @@ import { type ApiConfig, EXECUTOR_POOL_HEADROOM } from "./config.js";
 import { EpisodeService } from "./core/episodes.js";
 import { LambdaExecutor } from "./executor/executor.js";
 import { FairShareExecutor } from "./executor/fair-share.js";
-import { EpisodeStore } from "./store/episode-store.js";
+import { DynamoDbEpisodeRepository } from "./store/dynamodb-episode-repository.js";
 import { HostedTenancy } from "./tenancy/hosted.js";
 
 /** Options of {@link buildDeps}. */
@@ -29,7 +29,8 @@ export interface BuildDepsOpts {
 }
 
 export interface BuiltDeps extends AppDeps {
-  readonly store: EpisodeStore;
+  /** The episode repository (DynamoDB adapter): request stats, the local expiry sweep. */
+  readonly store: DynamoDbEpisodeRepository;
   readonly dynamodb: DynamoDBClient;
   readonly lambda: LambdaClient;
   readonly tenancy: HostedTenancy;
@@ -77,7 +78,11 @@ export function buildDeps(opts: BuildDepsOpts): BuiltDeps {
       ? { httpAgent: new Agent({ keepAlive: true, maxSockets: executorSockets }), connectionTimeout: 5_000 }
       : { httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets: executorSockets }) },
   });
-  const store = new EpisodeStore(doc, opts.config.tableName, opts.config.maxStateBytes);
+  const store = new DynamoDbEpisodeRepository({
+    doc,
+    tableName: opts.config.tableName,
+    maxStateBytes: opts.config.maxStateBytes,
+  });
   const executor = new FairShareExecutor(
     new LambdaExecutor({
       client: lambda,
@@ -97,7 +102,7 @@ export function buildDeps(opts: BuildDepsOpts): BuiltDeps {
     executorMemoryMb: Math.round(opts.config.executorMemoryMb),
     env: opts.env ?? process.env,
   });
-  const episodes = new EpisodeService({ store, executor, config: opts.config, tenancy });
+  const episodes = new EpisodeService({ repository: store, executor, config: opts.config, tenancy });
   return {
     episodes,
     config: opts.config,

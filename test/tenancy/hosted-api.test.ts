@@ -75,6 +75,23 @@ const step = (key: string, episodeId: string, code: string) =>
   call("POST", "/step", { key, body: { episode_id: episodeId, action: { code } } });
 
 const today = () => new Date().toISOString().slice(0, 10);
+
+/**
+ * `GET /usage` once the roll-up (the change stream, batched about every second) has caught up:
+ * re-read until `ready(totals)` holds; the last answer is returned either way, for the assertions.
+ */
+async function usageWhen(
+  key: string,
+  query: string,
+  ready: (totals: Record<string, number>) => boolean,
+): Promise<Answer> {
+  let out = await call("GET", `/usage${query}`, { key });
+  for (let i = 0; i < 100 && out.status === 200 && !ready(out.body.totals as Record<string, number>); i++) {
+    await new Promise((r) => setTimeout(r, 200));
+    out = await call("GET", `/usage${query}`, { key });
+  }
+  return out;
+}
 const nextMidnight = () => {
   const d = new Date();
   return new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate() + 1)).toISOString();
@@ -226,7 +243,7 @@ describe("auth on: tenant isolation", () => {
 });
 
 describe("auth on: metering", () => {
-  it("counts exactly what committed under concurrency: steps, executor ms, GB-seconds, episodes", async () => {
+  it("counts exactly what ran under concurrency: steps, executor ms, GB-seconds, episodes", async () => {
     // Prepare
     const c = await newKey();
     const ids = await Promise.all(Array.from({ length: 6 }, () => reset(c.key)));
@@ -238,7 +255,8 @@ describe("auth on: metering", () => {
       committed++;
       billedMs += Math.ceil((out.body.info as Record<string, number>).duration_ms ?? 0);
     };
-    // Act: 6 episodes x 5 steps in parallel, plus 6 racing steps on one episode (some get 409)
+    // Act: 6 episodes x 5 steps in parallel, plus 6 racing steps on one episode (some get 409
+    // step_in_progress: they did not run, so they are not metered)
     const racing = Promise.all(Array.from({ length: 6 }, () => step(c.key, contested, "y = 1")));
     await Promise.all(
       ids.map(async (id) => {
@@ -255,11 +273,16 @@ describe("auth on: metering", () => {
       record(out);
     }
     // Assess
-    const usage = await call("GET", `/usage?from=${today()}&to=${today()}`, { key: c.key });
+    const usage = await usageWhen(
+      c.key,
+      `?from=${today()}&to=${today()}`,
+      (t) => (t.steps ?? 0) >= committed && (t.episodes_created ?? 0) >= 7,
+    );
     expect(usage.status).toBe(200);
     const totals = usage.body.totals as Record<string, number>;
     expect(committed).toBeGreaterThanOrEqual(31);
     expect(totals.steps).toBe(committed);
+    expect(totals.executions).toBe(committed);
     expect(totals.episodes_created).toBe(7);
     expect(totals.executor_ms).toBe(billedMs);
     expect(totals.gb_seconds).toBe(billedMs / 1000); // 1024 MB executor: 1 ms = 0.001 GB-s
@@ -294,17 +317,17 @@ describe("auth on: quotas", () => {
     expect(state.body.step_count).toBe(4);
     // Reads still work; the next step is refused too.
     expect((await step(t.key, id, "n = 6")).status).toBe(429);
-    const usage = await call("GET", "/usage", { key: t.key });
+    const usage = await usageWhen(t.key, "", (totals) => (totals.steps ?? 0) >= 4);
     expect((usage.body.totals as Record<string, number>).steps).toBe(4);
   });
 
-  it("steps_per_day is exact under concurrency: 12 parallel steps with a limit of 6 -> 6 commit", async () => {
+  it("steps_per_day holds within one API instance under concurrency: 12 parallel steps with a limit of 6 -> 6 run", async () => {
     const t = await newKey({ stepsPerDay: 6 });
     const ids = await Promise.all(Array.from({ length: 12 }, () => reset(t.key)));
     const results = await Promise.all(ids.map((id) => step(t.key, id, "z = 1")));
     expect(results.filter((r) => r.status === 200)).toHaveLength(6);
     expect(results.filter((r) => r.status === 429)).toHaveLength(6);
-    const usage = await call("GET", "/usage", { key: t.key });
+    const usage = await usageWhen(t.key, "", (totals) => (totals.steps ?? 0) >= 6);
     expect((usage.body.totals as Record<string, number>).steps).toBe(6);
   });
 
@@ -364,6 +387,9 @@ describe("auth on: quotas", () => {
     expect(state.body.step_count).toBe(1);
     const check = await step(t.key, id, "print(small, 'big' in globals())");
     expect((check.body.observation as Record<string, unknown>).stdout).toBe("1 False\n");
+    // The refused step ran: its execution is metered, though it is not a step.
+    const usage = await usageWhen(t.key, "", (totals) => (totals.executions ?? 0) >= 3);
+    expect(usage.body.totals).toMatchObject({ steps: 2, executions: 3 });
   });
 });
 

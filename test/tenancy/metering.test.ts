@@ -1,24 +1,20 @@
-import { TransactionCanceledException } from "@aws-sdk/client-dynamodb";
-import { GetCommand, UpdateCommand, type UpdateCommandInput } from "@aws-sdk/lib-dynamodb";
+import type { AttributeValue } from "@aws-sdk/client-dynamodb";
+import { GetCommand, PutCommand, QueryCommand } from "@aws-sdk/lib-dynamodb";
+import { marshall } from "@aws-sdk/util-dynamodb";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { processStreamBatch, type StreamRecord } from "../../functions/src/metering/stream-aggregator.js";
+import { episodePk, HEAD_SK, versionSk } from "../../functions/src/store/layout.js";
 import {
   billedMs,
-  conditionFailedAt,
-  type DocTransactItem,
-  episodeCreatedTransactItem,
   formatScaled,
   gbSeconds,
-  isRetryableTransactionConflict,
   nextUtcMidnight,
   parseScaled,
-  QuotaExceededError,
-  StepQuotaGate,
-  stepQuotaErrorFromCancellation,
-  stepUsageTransactItem,
   usageDay,
 } from "../../functions/src/tenancy/index.js";
 import { startTestTable, type TestTable } from "./helpers/dynalite-table.js";
+import { executionInserted, headInserted, insertOf, stepInserted } from "./helpers/stream-records.js";
 
 let table: TestTable;
 
@@ -28,17 +24,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await table.stop();
 });
-
-/** Applies a transaction item's Update on its own (dynalite has no TransactWriteItems). */
-async function apply(item: DocTransactItem): Promise<"ok" | "condition_failed"> {
-  try {
-    await table.doc.send(new UpdateCommand(item.Update as UpdateCommandInput));
-    return "ok";
-  } catch (err) {
-    if ((err as Error).name === "ConditionalCheckFailedException") return "condition_failed";
-    throw err;
-  }
-}
 
 async function usageItem(tenantId: string, day: string): Promise<Record<string, unknown> | undefined> {
   const out = await table.doc.send(
@@ -95,120 +80,121 @@ describe("usage arithmetic", () => {
   });
 });
 
-describe("step usage item against dynalite", () => {
-  it("adds one step with its ms, GB-seconds and state bytes", async () => {
-    const item = stepUsageTransactItem({
-      tableName: table.tableName,
-      tenantId: "t-add",
-      at,
-      executorMs: 2.2,
-      memoryMb: 1024,
-      stateBytes: 300,
-      stepsPerDay: 10,
-    });
-    expect(await apply(item)).toBe("ok");
-    expect(await apply(item)).toBe("ok");
+describe("processStreamBatch: usage rolled up from the change stream", () => {
+  const roll = (records: StreamRecord[], executorMemoryMb = 1024) =>
+    processStreamBatch(records, { doc: table.doc, tableName: table.tableName, executorMemoryMb });
+
+  it("adds committed steps and uncommitted executions per tenant and day, one update per tenant-day", async () => {
+    // Prepare: 3 steps and 1 lost race of t-add on one day, 1 step the next day, 1 step of another tenant
+    const records = [
+      stepInserted("t-add", "2026-11-27T10:00:00Z", 2, 300),
+      stepInserted("t-add", "2026-11-27T11:00:00Z", 3, 300),
+      stepInserted("t-add", "2026-11-27T23:59:59Z", 1, 0),
+      executionInserted("t-add", "2026-11-27T12:00:00Z", 4),
+      stepInserted("t-add", "2026-11-28T00:00:00Z", 7, 1),
+      stepInserted("t-other", "2026-11-27T10:00:00Z", 9, 9),
+    ];
+    const before = table.requests();
+    // Act
+    await roll(records, 512);
+    // Assess
+    expect(table.requests() - before).toBe(3);
     expect(await usageItem("t-add", "2026-11-27")).toMatchObject({
-      steps: 2,
-      executor_ms: 6,
-      gb_seconds: 0.006,
+      steps: 3,
+      executions: 4,
+      executor_ms: 10,
+      gb_seconds: Number(gbSeconds(10, 512)),
       state_bytes: 600,
+      episodes_created: 0,
       tenant_id: "t-add",
       usage_date: "2026-11-27",
     });
+    expect(await usageItem("t-add", "2026-11-28")).toMatchObject({ steps: 1, executions: 1, executor_ms: 7 });
+    expect(await usageItem("t-other", "2026-11-27")).toMatchObject({ steps: 1, executor_ms: 9 });
   });
 
-  it("refuses the step after the daily limit, and counts exactly under concurrency", async () => {
-    // Prepare: limit 25, 60 concurrent steps
-    const item = stepUsageTransactItem({
-      tableName: table.tableName,
-      tenantId: "t-race",
-      at,
-      executorMs: 3,
-      memoryMb: 512,
-      stateBytes: 10,
-      stepsPerDay: 25,
-    });
-    // Act
-    const results = await Promise.all(Array.from({ length: 60 }, () => apply(item)));
-    // Assess
-    expect(results.filter((r) => r === "ok")).toHaveLength(25);
-    expect(results.filter((r) => r === "condition_failed")).toHaveLength(35);
-    const got = await usageItem("t-race", "2026-11-27");
-    expect(got).toMatchObject({ steps: 25, executor_ms: 75, state_bytes: 250 });
-    expect(got?.gb_seconds).toBe(Number(gbSeconds(75, 512)));
-  });
-
-  it("counts episodes created without touching the step quota", async () => {
-    const created = episodeCreatedTransactItem({ tableName: table.tableName, tenantId: "t-eps", at });
-    for (let i = 0; i < 3; i++) expect(await apply(created)).toBe("ok");
-    const step = stepUsageTransactItem({
-      tableName: table.tableName,
-      tenantId: "t-eps",
-      at,
-      executorMs: 1,
-      memoryMb: 1024,
-      stateBytes: 0,
-      stepsPerDay: 1,
-    });
-    expect(await apply(step)).toBe("ok");
-    expect(await apply(step)).toBe("condition_failed");
-    expect(await usageItem("t-eps", "2026-11-27")).toMatchObject({ episodes_created: 3, steps: 1 });
-  });
-});
-
-describe("cancellation reasons (simulated AWS TransactionCanceledException: built by hand, not from DynamoDB)", () => {
-  const cancelled = (codes: string[]) =>
-    new TransactionCanceledException({
-      message: "Transaction cancelled",
-      $metadata: {},
-      CancellationReasons: codes.map((Code) => ({ Code })),
-    });
-
-  it("maps the usage item's ConditionalCheckFailed to a 429 naming the quota and its reset", () => {
-    const err = stepQuotaErrorFromCancellation(cancelled(["None", "None", "ConditionalCheckFailed"]), 2, {
-      stepsPerDay: 5,
-      at,
-    });
-    expect(err).toBeInstanceOf(QuotaExceededError);
-    expect(err?.status).toBe(429);
-    expect(err?.code).toBe("quota_exceeded");
-    expect(err?.details).toEqual({ quota: "steps_per_day", limit: 5, resets_at: "2026-11-28T00:00:00.000Z" });
-    expect(err?.headers).toEqual({ "Retry-After": "1" });
-    expect(err?.message).toMatch(/steps_per_day.*2026-11-28T00:00:00\.000Z/);
-  });
-
-  it("does not blame the quota for another item's failure or another error", () => {
-    expect(
-      stepQuotaErrorFromCancellation(cancelled(["ConditionalCheckFailed", "None"]), 1, {
-        stepsPerDay: 5,
-        at,
-      }),
-    ).toBe(undefined);
-    expect(stepQuotaErrorFromCancellation(new Error("boom"), 0, { stepsPerDay: 5, at })).toBeUndefined();
-    expect(conditionFailedAt({ name: "TransactionCanceledException" }, 0)).toBe(false);
-  });
-
-  it("recognises a pure transaction conflict as retryable, and nothing else", () => {
-    expect(isRetryableTransactionConflict(cancelled(["None", "TransactionConflict"]))).toBe(true);
-    expect(isRetryableTransactionConflict(cancelled(["ConditionalCheckFailed", "TransactionConflict"]))).toBe(
-      false,
+  it("counts every step of concurrent batches exactly (ADD, no read-modify-write)", async () => {
+    const batches = Array.from({ length: 20 }, () =>
+      roll(Array.from({ length: 5 }, () => stepInserted("t-race", "2026-11-27T10:00:00Z", 3, 10))),
     );
-    expect(isRetryableTransactionConflict(cancelled(["None"]))).toBe(false);
-    expect(isRetryableTransactionConflict(new Error("x"))).toBe(false);
+    await Promise.all(batches);
+    expect(await usageItem("t-race", "2026-11-27")).toMatchObject({
+      steps: 100,
+      executor_ms: 300,
+      state_bytes: 1000,
+    });
+  });
+
+  it("counts a new incarnation of a head as an episode created, not a TTL refresh nor a fork's copied steps", async () => {
+    const created = headInserted("t-eps", "e1", "2026-11-27T10:00:00Z", "000000000001aaaaaaaa", 50);
+    const image = created.dynamodb.NewImage as Record<string, AttributeValue>;
+    const refreshed: StreamRecord = {
+      eventName: "MODIFY",
+      dynamodb: {
+        Keys: created.dynamodb.Keys,
+        OldImage: image,
+        NewImage: { ...image, expires_at: { N: "99" } },
+      },
+    };
+    const replaced: StreamRecord = {
+      eventName: "MODIFY",
+      dynamodb: {
+        Keys: created.dynamodb.Keys,
+        OldImage: image,
+        NewImage: { ...image, incarnation: { S: "000000000002bbbbbbbb" } },
+      },
+    };
+    // A fork's copy of a step: no usage attributes.
+    const copied = insertOf({
+      pk: episodePk("t-eps", "e2"),
+      sk: versionSk("000000000003cccccccc", 1),
+      at: 1,
+      rec: "{}",
+    });
+    await roll([created, refreshed, replaced, copied]);
+    expect(await usageItem("t-eps", "2026-11-27")).toMatchObject({
+      episodes_created: 2,
+      state_bytes: 100,
+      steps: 0,
+    });
+  });
+
+  it("deletes an episode's history when TTL removes its head, sparing a newer incarnation and user deletes", async () => {
+    // Prepare: incarnation A (expired) with 2 steps, then B (a reset after the expiry) with 1
+    const pk = episodePk("t-ttl", "e1");
+    const incA = "000000000001aaaaaaaa";
+    const incB = "000000000002bbbbbbbb";
+    for (const [inc, v] of [
+      [incA, 1],
+      [incA, 2],
+      [incB, 1],
+    ] as const) {
+      await table.doc.send(
+        new PutCommand({ TableName: table.tableName, Item: { pk, sk: versionSk(inc, v), rec: "{}" } }),
+      );
+    }
+    const oldHead = marshall({ pk, sk: HEAD_SK, tenant_id: "t-ttl", incarnation: incA, expires_at: 1 });
+    const removal = (byTtl: boolean): StreamRecord => ({
+      eventName: "REMOVE",
+      dynamodb: { Keys: marshall({ pk, sk: HEAD_SK }), OldImage: oldHead },
+      ...(byTtl ? { userIdentity: { type: "Service", principalId: "dynamodb.amazonaws.com" } as const } : {}),
+    });
+    // Act + Assess: a user's delete is the API's to clean up; a TTL removal is ours
+    await roll([removal(false)]);
+    expect(await versionSks(pk)).toHaveLength(3);
+    await roll([removal(true)]);
+    expect(await versionSks(pk)).toEqual([versionSk(incB, 1)]);
   });
 });
 
-describe("StepQuotaGate", () => {
-  it("refuses a tenant marked exhausted until UTC midnight or a changed limit", () => {
-    const gate = new StepQuotaGate();
-    gate.assertOpen("t", 5, at);
-    gate.markExhausted("t", 5, at);
-    expect(() => gate.assertOpen("t", 5, at)).toThrow(QuotaExceededError);
-    gate.assertOpen("other", 5, at);
-    gate.assertOpen("t", 6, at); // a raised per-key quota opens it (and clears the mark)
-    gate.assertOpen("t", 5, at);
-    gate.markExhausted("t", 5, at);
-    gate.assertOpen("t", 5, nextUtcMidnight(at));
-  });
-});
+async function versionSks(pk: string): Promise<string[]> {
+  const out = await table.doc.send(
+    new QueryCommand({
+      TableName: table.tableName,
+      KeyConditionExpression: "pk = :pk",
+      ExpressionAttributeValues: { ":pk": pk },
+      ConsistentRead: true,
+    }),
+  );
+  return (out.Items ?? []).map((i) => String(i.sk));
+}

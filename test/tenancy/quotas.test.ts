@@ -23,8 +23,15 @@ describe("quota defaults", () => {
         CODING_ENV_QUOTA_ACTIVE_EPISODES: "4",
         CODING_ENV_QUOTA_MAX_STATE_BYTES: "1000",
         CODING_ENV_QUOTA_MAX_STEP_TIMEOUT_S: "2.5",
+        CODING_ENV_QUOTA_CONCURRENT_STEPS: "3",
       }),
-    ).toEqual({ stepsPerDay: 500, activeEpisodes: 4, maxStateBytes: 1000, maxStepTimeoutS: 2.5 });
+    ).toEqual({
+      stepsPerDay: 500,
+      activeEpisodes: 4,
+      maxStateBytes: 1000,
+      maxStepTimeoutS: 2.5,
+      concurrentSteps: 3,
+    });
   });
 
   it("fails fast on a malformed value instead of silently dropping a quota", () => {

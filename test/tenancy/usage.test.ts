@@ -1,13 +1,9 @@
-import { UpdateCommand, type UpdateCommandInput } from "@aws-sdk/lib-dynamodb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiError } from "../../functions/src/core/errors.js";
-import {
-  episodeCreatedTransactItem,
-  queryUsage,
-  stepUsageTransactItem,
-  usageRange,
-} from "../../functions/src/tenancy/index.js";
+import { processStreamBatch } from "../../functions/src/metering/stream-aggregator.js";
+import { queryUsage, usageRange } from "../../functions/src/tenancy/index.js";
 import { startTestTable, type TestTable } from "./helpers/dynalite-table.js";
+import { headInserted, stepInserted } from "./helpers/stream-records.js";
 
 let table: TestTable;
 
@@ -18,17 +14,13 @@ afterAll(async () => {
   await table.stop();
 });
 
+/** One committed step, rolled up from its stream record as the aggregator does. */
 async function step(tenantId: string, at: string, executorMs: number, stateBytes: number): Promise<void> {
-  const item = stepUsageTransactItem({
+  await processStreamBatch([stepInserted(tenantId, at, executorMs, stateBytes)], {
+    doc: table.doc,
     tableName: table.tableName,
-    tenantId,
-    at: new Date(at),
-    executorMs,
-    memoryMb: 1024,
-    stateBytes,
-    stepsPerDay: 1000,
+    executorMemoryMb: 1024,
   });
-  await table.doc.send(new UpdateCommand(item.Update as UpdateCommandInput));
 }
 
 describe("usageRange", () => {
@@ -67,12 +59,10 @@ describe("queryUsage", () => {
     await step("acme", "2026-11-03T00:00:00Z", 3, 50);
     await step("acme", "2026-11-30T00:00:00Z", 1000, 1);
     await step("other", "2026-11-01T10:00:00Z", 500, 500);
-    const created = episodeCreatedTransactItem({
+    await processStreamBatch([headInserted("acme", "e1", "2026-11-03T05:00:00Z", "0000000000010000aaaa")], {
+      doc: table.doc,
       tableName: table.tableName,
-      tenantId: "acme",
-      at: new Date("2026-11-03T05:00:00Z"),
     });
-    await table.doc.send(new UpdateCommand(created.Update as UpdateCommandInput));
     // Act
     const report = await queryUsage({
       client: table.client,
@@ -90,6 +80,7 @@ describe("queryUsage", () => {
         {
           date: "2026-11-01",
           steps: 2,
+          executions: 2,
           executor_ms: 3,
           gb_seconds: 0.003,
           episodes_created: 0,
@@ -98,13 +89,21 @@ describe("queryUsage", () => {
         {
           date: "2026-11-03",
           steps: 1,
+          executions: 1,
           executor_ms: 3,
           gb_seconds: 0.003,
           episodes_created: 1,
           state_bytes: 50,
         },
       ],
-      totals: { steps: 3, executor_ms: 6, gb_seconds: 0.006, episodes_created: 1, state_bytes: 250 },
+      totals: {
+        steps: 3,
+        executions: 3,
+        executor_ms: 6,
+        gb_seconds: 0.006,
+        episodes_created: 1,
+        state_bytes: 250,
+      },
     });
   });
 
@@ -119,6 +118,7 @@ describe("queryUsage", () => {
     expect(report.days).toEqual([]);
     expect(report.totals).toEqual({
       steps: 0,
+      executions: 0,
       executor_ms: 0,
       gb_seconds: 0,
       episodes_created: 0,

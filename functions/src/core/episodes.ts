@@ -1,31 +1,35 @@
-// The episode service: reset, step, state, history, fork, delete. Takes its store, executor and
-// settings as parameters (no globals), so the same core runs in the Lambda, the local stack and
+// The episode service: reset, step, state, history, fork, delete. Takes its repository, executor
+// and settings as parameters (no globals), so the same core runs in the Lambda, the local stack and
 // tests. HTTP concerns (cookies, headers, status codes of success) stay in app.ts.
-import { randomBytes } from "node:crypto";
+//
+// A step, exactly once on any number of API instances: one strongly consistent read of the stored
+// episode (its latest version), one executor run, one conditional write of the next version. The
+// write fails if any instance committed that version meanwhile (409, the execution is metered), so
+// no step's code ever runs twice and no retry re-runs it.
 import type { ApiConfig } from "../config.js";
-import type { ExecuteResult, Executor } from "../executor/executor.js";
-import type { Episode, EpisodeStore, Policy, StepRecord, TransactItem } from "../store/episode-store.js";
-import { ConflictError, EpisodeNotFoundError, PayloadTooLargeError, ValidationError } from "./errors.js";
-import { computeReward, openEnvRewardRules, type RewardRule } from "./rewards.js";
+import type { ExecuteRequest, ExecuteResult, Executor } from "../executor/executor.js";
+import type {
+  Episode,
+  EpisodeRepository,
+  Policy,
+  StepRecord,
+  UncommittedReason,
+} from "./episode-repository.js";
+import {
+  ApiError,
+  ConflictError,
+  EpisodeNotFoundError,
+  ExecutorTimeoutError,
+  PayloadTooLargeError,
+  StateTooLargeError,
+  StepInProgressError,
+  ValidationError,
+} from "./errors.js";
+import { openEnvRewardRules, type RewardRule } from "./rewards.js";
+import { responseOf, type StepResponse, stepOutcome } from "./step-result.js";
 
-/** OpenEnv's observation, exactly its fields (clients reject unknown keys there). */
-export interface Observation {
-  stdout: string;
-  stderr: string;
-  exit_code: number;
-}
-
-/** Body of `/reset`, `/step` and fork responses: OpenEnv's fields, then ours at the top level. */
-export interface StepResponse {
-  observation: Observation;
-  reward: number;
-  done: boolean;
-  metadata?: Record<string, unknown>;
-  episode_id: string;
-  step_count: number;
-  info?: Record<string, unknown>;
-  forked_from?: string;
-}
+export type { Episode, Policy, StepRecord } from "./episode-repository.js";
+export type { Observation, StepResponse } from "./step-result.js";
 
 export interface EpisodeState {
   episode_id: string;
@@ -60,105 +64,110 @@ export interface StepOpts {
   readonly request_id?: string;
 }
 
-/** A write of the core that tenancy extends with its own transaction items (appended last). */
-export type TransactionalWrite<T> = (extraItems: readonly TransactItem[]) => Promise<T>;
-
-/** What {@link EpisodeTenancyHooks.createEpisode} knows of a reset or fork. */
-export interface CreateEpisodeCtx {
+/** What {@link EpisodeTenancyHooks.reserveEpisodeSlot} knows of a reset, fork or delete. */
+export interface EpisodeSlotCtx {
   readonly tenantId: string;
   readonly episodeId: string;
-  readonly stateBytes: number;
   readonly nowMs: number;
 }
-/** What {@link EpisodeTenancyHooks.deleteEpisode} knows of a delete. */
-export interface DeleteEpisodeCtx {
-  readonly tenantId: string;
-  readonly episodeId: string;
-}
-/** What {@link EpisodeTenancyHooks.beforeStep} knows before the executor runs. */
+/** What {@link EpisodeTenancyHooks.beginStep} knows before the executor runs. */
 export interface BeforeStepCtx {
   readonly tenantId: string;
   readonly nowMs: number;
 }
-/** What {@link EpisodeTenancyHooks.commitStep} knows of an executed step. */
-export interface CommitStepCtx {
+/** What {@link EpisodeTenancyHooks.checkState} knows of a step's new state. */
+export interface StateCtx {
   readonly tenantId: string;
-  readonly executorMs: number;
   readonly stateBytes: number;
-  readonly nowMs: number;
 }
 
 /**
- * Hosted-mode hooks (issue 7, `functions/src/tenancy/`): each "around" hook gets the write to
- * perform, adds its items (usage counters, quota conditions) to that write's transaction and maps
- * a cancellation its items caused to the right error. Without hooks every write is plain.
+ * What hosted mode (`functions/src/tenancy/`) needs around the core's operations. Metering is not
+ * here: every execution is kept by the repository with its usage (committed steps with their
+ * record, the others as execution records) and rolled up from the table's change stream.
  */
 export interface EpisodeTenancyHooks {
-  createEpisode<T>(ctx: CreateEpisodeCtx, write: TransactionalWrite<T>): Promise<T>;
-  deleteEpisode<T>(ctx: DeleteEpisodeCtx, write: TransactionalWrite<T>): Promise<T>;
-  /** Before the executor runs: may refuse a tenant out of quota (throws). */
-  beforeStep(ctx: BeforeStepCtx): void;
-  commitStep<T>(ctx: CommitStepCtx, write: TransactionalWrite<T>): Promise<T>;
+  /** Before a reset or fork creates `episodeId`: takes a slot of the active-episode quota (429). */
+  reserveEpisodeSlot(ctx: EpisodeSlotCtx): Promise<void>;
+  /** After a delete: gives the slot back. */
+  releaseEpisodeSlot(ctx: EpisodeSlotCtx): Promise<void>;
+  /**
+   * Before the executor runs: may refuse the step (daily steps, concurrent steps: 429).
+   * @returns called once when the step has ended, whatever its outcome
+   */
+  beginStep(ctx: BeforeStepCtx): Promise<() => void>;
+  /** The step's new state against the tenant's limit (413); the execution is metered first. */
+  checkState(ctx: StateCtx): void;
   /** The per-step limit a reset may use (may throw a quota error). @default the request's or the deployment default */
   stepTimeoutForReset?(tenantId: string, requestedS: number | undefined, deploymentDefaultS: number): number;
 }
 
 const noTenancy: EpisodeTenancyHooks = {
-  createEpisode: (_ctx, write) => write([]),
-  deleteEpisode: (_ctx, write) => write([]),
-  beforeStep: () => {},
-  commitStep: (_ctx, write) => write([]),
+  reserveEpisodeSlot: async () => {},
+  releaseEpisodeSlot: async () => {},
+  beginStep: async () => () => {},
+  checkState: () => {},
+};
+
+/** The executor's client may also drop an episode's warm workers (reset, delete). */
+type DiscardingExecutor = Executor & {
+  discard?(req: { tenantId: string; episodeId: string; incarnation?: string }): Promise<unknown>;
 };
 
 export interface EpisodeServiceDeps {
-  readonly store: EpisodeStore;
+  readonly repository: EpisodeRepository;
   readonly executor: Executor;
   readonly config: ApiConfig;
   /** @default OpenEnv's safety + quality rules */
   readonly rewardRules?: readonly RewardRule[];
-  /** @default none: no metering, no quotas */
+  /** @default none: no quotas */
   readonly tenancy?: EpisodeTenancyHooks;
   /** @default Date.now */
   readonly now?: () => number;
+  /** Where failures of best-effort work (discard, slot release, metering records) are logged. @default stderr */
+  readonly logError?: (message: string, err: unknown) => void;
+  /** Pause between re-reads while a twin request runs elsewhere. @default setTimeout */
+  readonly sleep?: (ms: number) => Promise<void>;
 }
 
-const EMPTY_OBSERVATION: Observation = { stdout: "", stderr: "", exit_code: 0 };
+/** Default and largest page of `history`. */
+export const HISTORY_DEFAULT_LIMIT = 100;
+export const HISTORY_MAX_LIMIT = 1000;
+/** A history page stops early past this many bytes of records (bounded memory per request). */
+const HISTORY_PAGE_BYTES = 4 * 1024 * 1024;
 
-export function newEpisodeId(): string {
-  return `ep_${randomBytes(12).toString("hex")}`;
+const EMPTY_OBSERVATION = { stdout: "", stderr: "", exit_code: 0 };
+
+/** A step running in this process: its request id, so a duplicate waits for it instead of a 409. */
+interface RunningStep {
+  readonly requestId: string | undefined;
+  readonly done: Promise<{ body: StepResponse; replayed: boolean }>;
 }
 
-/**
- * Whether the code failed to parse. The runtime says so (`error_code: "syntax_error"`, `null`
- * otherwise); for an answer without the field, a failed step whose traceback ends in a compile
- * error and has no frame of running code is a parse error.
- */
-function failedToParse(result: ExecuteResult): boolean {
-  if ("error_code" in result) return result.error_code === "syntax_error";
-  if (result.exit_code === 0) return false;
-  const lines = result.stderr.trimEnd().split("\n");
-  const last = lines[lines.length - 1] ?? "";
-  if (!/^(SyntaxError|IndentationError|TabError)\b/.test(last)) return false;
-  return !result.stderr.includes(", in <module>");
-}
+const defaultLogError = (message: string, err: unknown) =>
+  console.error(JSON.stringify({ level: "ERROR", message, error: String(err) }));
 
 export class EpisodeService {
   private readonly now: () => number;
   private readonly rules: readonly RewardRule[];
-  private readonly inflight = new Map<string, number>();
   private readonly tenancy: EpisodeTenancyHooks;
+  private readonly running = new Map<string, RunningStep>();
+  private readonly logError: (message: string, err: unknown) => void;
+  private readonly sleep: (ms: number) => Promise<void>;
 
   constructor(private readonly deps: EpisodeServiceDeps) {
     this.now = deps.now ?? Date.now;
     this.rules = deps.rewardRules ?? openEnvRewardRules;
     this.tenancy = deps.tenancy ?? noTenancy;
+    this.logError = deps.logError ?? defaultLogError;
+    this.sleep = deps.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
   }
 
   private async load(tenantId: string, id: string): Promise<Episode> {
-    const ep = await this.deps.store.get(tenantId, id, this.now());
-    // Another tenant's episode answers exactly like a missing one.
-    if (!ep || ep.tenantId !== tenantId) throw new EpisodeNotFoundError(id);
-    return ep;
+    const got = await this.deps.repository.load(tenantId, id, { nowMs: this.now() });
+    // Ids are scoped by tenant in the repository: another tenant's episode is simply not there.
+    if (!got || got.episode.tenantId !== tenantId) throw new EpisodeNotFoundError(id);
+    return got.episode;
   }
 
   async reset(tenantId: string, opts: ResetOpts): Promise<StepResponse> {
@@ -182,30 +191,25 @@ export class EpisodeService {
       ]);
     }
     const nowMs = this.now();
-    // A chosen id replaces this tenant's episode of that id; even an expired or absent one may
-    // have leftovers under it, which are cleaned up. Ids are scoped by tenant (the store's key), so
-    // another tenant's episode of the same id is neither touched nor revealed.
-    const replaceExisting = opts.episode_id !== undefined;
-    const episode: Episode = {
-      id: opts.episode_id ?? newEpisodeId(),
-      tenantId,
-      incarnation: randomBytes(8).toString("hex"),
-      version: 0,
-      policy: opts.policy ?? "openenv",
-      additionalImports: [...new Set(opts.additional_imports ?? [])],
-      stepTimeoutS,
-      ttlS,
-      lastExitCode: 0,
-      ...(opts.seed !== undefined ? { seed: opts.seed } : {}),
-      createdAtMs: nowMs,
-      updatedAtMs: nowMs,
-      expiresAt: Math.floor(nowMs / 1000) + ttlS,
-      snapshot: null,
-    };
-    await this.tenancy.createEpisode(
-      { tenantId, episodeId: episode.id, stateBytes: 0, nowMs },
-      (extraItems) => this.deps.store.create(episode, { replaceExisting, extraItems }),
+    const id = opts.episode_id ?? newEpisodeId();
+    await this.tenancy.reserveEpisodeSlot({ tenantId, episodeId: id, nowMs });
+    // A chosen id replaces this tenant's episode of that id (another tenant's is neither touched
+    // nor revealed: ids are scoped by tenant).
+    const { episode, replaced } = await this.deps.repository.create(
+      {
+        id,
+        tenantId,
+        policy: opts.policy ?? "openenv",
+        additionalImports: [...new Set(opts.additional_imports ?? [])],
+        stepTimeoutS,
+        ttlS,
+        ...(opts.seed !== undefined ? { seed: opts.seed } : {}),
+        createdAtMs: nowMs,
+        snapshot: null,
+      },
+      { replaceExisting: opts.episode_id !== undefined, nowMs },
     );
+    if (replaced !== null) this.discard(tenantId, episode.id);
     return {
       observation: { ...EMPTY_OBSERVATION },
       reward: 0.0,
@@ -216,8 +220,10 @@ export class EpisodeService {
   }
 
   /**
-   * Runs one code cell: 1 read (skipped when this process holds the episode's current copy),
-   * 1 executor call, 1 conditional transaction.
+   * Runs one code cell: one strongly consistent read, one executor call, one conditional write.
+   * One step at a time per episode: a second one while a step runs in this process is answered 409
+   * `step_in_progress` before it reaches the executor (or waits for it when it repeats its
+   * `request_id`).
    * @returns the response and whether it was replayed from an earlier identical request.
    */
   async step(
@@ -235,173 +241,237 @@ export class EpisodeService {
         },
       );
     }
-    // Steps of this process in flight per episode: a step that starts while another one on the
-    // same episode runs here is concurrent, so it reads the store and may get a 409.
-    const inflight = this.inflight.get(episodeId) ?? 0;
-    this.inflight.set(episodeId, inflight + 1);
+    const key = `${tenantId}\u0000${episodeId}`;
+    const running = this.running.get(key);
+    if (running) {
+      if (opts.request_id === undefined || running.requestId !== opts.request_id) {
+        throw new StepInProgressError(episodeId);
+      }
+      const first = await running.done;
+      return { body: first.body, replayed: true };
+    }
+    const done = (async () => {
+      const end = await this.tenancy.beginStep({ tenantId, nowMs: this.now() });
+      try {
+        return await this.runStep(tenantId, episodeId, opts);
+      } finally {
+        end();
+      }
+    })();
+    this.running.set(key, { requestId: opts.request_id, done });
     try {
-      return await this.stepOnce(tenantId, episodeId, opts, inflight === 0);
+      return await done;
     } finally {
-      const n = (this.inflight.get(episodeId) ?? 1) - 1;
-      if (n <= 0) this.inflight.delete(episodeId);
-      else this.inflight.set(episodeId, n);
+      this.running.delete(key);
     }
   }
 
-  private async stepOnce(
+  private async runStep(
     tenantId: string,
     episodeId: string,
     opts: StepOpts,
-    mayUseCache: boolean,
   ): Promise<{ body: StepResponse; replayed: boolean }> {
-    const { store, executor } = this.deps;
+    const { repository } = this.deps;
     const startMs = this.now();
-    let episode: Episode | null;
-    let fromCache = false;
-    if (opts.request_id !== undefined) {
-      const got = await store.getWithRequest(tenantId, episodeId, opts.request_id, startMs);
-      episode = got.episode;
-      if (episode && episode.tenantId === tenantId && got.replayStep !== null) {
-        return { body: await this.replay(episode, got.replayStep), replayed: true };
-      }
-    } else {
-      episode = mayUseCache ? store.cached(tenantId, episodeId, startMs) : null;
-      fromCache = episode !== null;
-      episode ??= await store.get(tenantId, episodeId, startMs);
-    }
-    if (!episode || episode.tenantId !== tenantId) throw new EpisodeNotFoundError(episodeId);
+    const loaded = await repository.load(tenantId, episodeId, {
+      nowMs: startMs,
+      ...(opts.request_id !== undefined ? { requestId: opts.request_id } : {}),
+    });
+    if (!loaded || loaded.episode.tenantId !== tenantId) throw new EpisodeNotFoundError(episodeId);
+    const episode = loaded.episode;
+    if (loaded.replay) return { body: responseOf(episode.id, loaded.replay), replayed: true };
 
-    this.tenancy.beforeStep({ tenantId, nowMs: startMs });
     const timeoutS = Math.min(opts.timeout_s ?? episode.stepTimeoutS, episode.stepTimeoutS);
-    const invokeStart = performance.now();
-    const result = await executor.execute({
+    const request: ExecuteRequest & { tenantId: string; incarnation: string } = {
+      tenantId,
+      incarnation: episode.incarnation,
       episodeId: episode.id,
       stateVersion: episode.version,
       snapshot: episode.snapshot,
       code: opts.code,
       policy: { mode: episode.policy, additionalImports: episode.additionalImports },
       timeoutMs: Math.max(1, Math.round(timeoutS * 1000)),
-    });
-    // Billed executor time: what the executor measured (falls back to the invoke's wall time).
-    const executorMs = result.duration_ms ?? performance.now() - invokeStart;
-    const { reward, metadata } = computeReward(
-      { code: opts.code, parses: !failedToParse(result) },
-      this.rules,
-    );
-    const nowMs = this.now();
-    const observation: Observation = {
-      stdout: result.stdout,
-      stderr: result.stderr,
-      exit_code: result.exit_code,
     };
-    const info: Record<string, unknown> = {
-      duration_ms: result.duration_ms ?? 0,
-      timed_out: result.timed_out ?? false,
-      stdout_truncated: result.stdout_truncated ?? false,
-      stderr_truncated: result.stderr_truncated ?? false,
-      dropped_variables: result.dropped ?? [],
-      ...(result.out_of_memory ? { out_of_memory: true } : {}),
-      ...(result.crashed ? { crashed: true } : {}),
-      ...(result.error_code ? { error_code: result.error_code } : {}),
-    };
-    const fullMetadata = { ...metadata, last_code: opts.code };
-    const record: StepRecord = {
-      step: episode.version + 1,
-      code: opts.code,
-      observation,
-      reward,
-      done: false,
-      metadata: fullMetadata,
-      info,
-      ...(opts.request_id !== undefined ? { request_id: opts.request_id } : {}),
-      started_at: new Date(startMs).toISOString(),
-      duration_ms: nowMs - startMs,
-    };
-    const stateBytes = Buffer.byteLength(result.snapshot, "base64");
-    const before = episode;
-    let committed: Awaited<ReturnType<EpisodeStore["commitStep"]>>;
+    const invokeStart = performance.now();
+    let result: ExecuteResult;
     try {
-      committed = await this.tenancy.commitStep({ tenantId, executorMs, stateBytes, nowMs }, (extraItems) =>
-        store.commitStep({
-          before,
-          snapshot: result.snapshot,
-          lastExitCode: result.exit_code,
-          nowMs,
-          record,
-          ...(opts.request_id !== undefined ? { requestId: opts.request_id } : {}),
-          extraItems,
-        }),
-      );
+      result = await this.deps.executor.execute(request);
     } catch (err) {
-      if (!(err instanceof ConflictError) || !fromCache) throw err;
-      // Our copy was older than the store's. If the newer version was committed before this step
-      // began (by another API instance), the copy was merely stale: run the step again on the
-      // current state (executor runs have no effects beyond the state they return). A commit
-      // during this step is a real concurrent step: 409.
-      const fresh = await store.get(tenantId, episodeId, this.now());
-      if (!fresh || fresh.tenantId !== tenantId) throw new EpisodeNotFoundError(episodeId);
-      if (fresh.updatedAtMs >= startMs) throw err;
-      return this.stepOnce(tenantId, episodeId, opts, false);
+      // No answer in time: the code ran (for how long is unknown), so its wall time is billed.
+      if (err instanceof ExecutorTimeoutError) {
+        await this.meter(tenantId, episodeId, performance.now() - invokeStart, "executor_timeout");
+      }
+      throw err;
     }
-    if (committed.kind === "duplicate") {
-      // A concurrent twin with the same request_id committed first: answer with its response.
-      const again = await store.getWithRequest(tenantId, episodeId, opts.request_id as string, this.now());
-      if (!again.episode || again.replayStep === null) throw new ConflictError(episodeId);
-      return { body: await this.replay(again.episode, again.replayStep), replayed: true };
+    if (result.error_code === "busy") {
+      // A step of this episode is running in the executor (sent by another API instance): nothing
+      // ran. A twin of this request may be that step: wait for it and answer with its response.
+      if (opts.request_id !== undefined) return this.awaitTwin(episode, opts.request_id, timeoutS);
+      throw new StepInProgressError(episodeId);
     }
-    return {
-      body: {
-        observation,
-        reward,
-        done: false,
-        metadata: fullMetadata,
-        episode_id: episode.id,
-        step_count: committed.episode.version,
-        info,
-      },
-      replayed: false,
-    };
+    // Billed executor time: what the executor measured (falls back to the invoke's wall time).
+    const executorMs =
+      typeof result.duration_ms === "number" ? result.duration_ms : performance.now() - invokeStart;
+    try {
+      if (result.error_code === "state_too_large") {
+        const bytes = typeof result.snapshot_bytes === "number" ? result.snapshot_bytes : 0;
+        throw new StateTooLargeError(bytes, this.deps.config.maxStateBytes);
+      }
+      const stateBytes = Buffer.byteLength(result.snapshot, "base64");
+      this.tenancy.checkState({ tenantId, stateBytes });
+      if (stateBytes > this.deps.config.maxStateBytes) {
+        throw new StateTooLargeError(stateBytes, this.deps.config.maxStateBytes);
+      }
+      const nowMs = this.now();
+      const { record } = stepOutcome({
+        result,
+        code: opts.code,
+        rules: this.rules,
+        step: episode.version + 1,
+        ...(opts.request_id !== undefined ? { requestId: opts.request_id } : {}),
+        startMs,
+        nowMs,
+      });
+      const committed = await repository.commitStep({
+        before: episode,
+        snapshot: result.snapshot,
+        lastExitCode: record.observation.exit_code,
+        nowMs,
+        record,
+        ...(opts.request_id !== undefined ? { requestId: opts.request_id } : {}),
+        usage: { executorMs, stateBytes },
+      });
+      if (committed.kind === "committed") return { body: responseOf(episode.id, record), replayed: false };
+      if (committed.kind === "duplicate") {
+        await this.meter(tenantId, episodeId, executorMs, "duplicate");
+        return { body: responseOf(episode.id, committed.record), replayed: true };
+      }
+      throw new ConflictError(episodeId);
+    } catch (err) {
+      // The code ran but did not commit: its execution is still the tenant's.
+      const reason: UncommittedReason =
+        err instanceof ConflictError
+          ? "conflict"
+          : err instanceof ApiError && err.status === 413
+            ? "state_too_large"
+            : "commit_failed";
+      await this.meter(tenantId, episodeId, executorMs, reason);
+      throw err;
+    }
   }
 
-  private async replay(episode: Episode, step: number): Promise<StepResponse> {
-    const rec = await this.deps.store.getStep(episode, step);
-    if (!rec) throw new ConflictError(episode.id);
-    return {
-      observation: rec.observation,
-      reward: rec.reward,
-      done: rec.done,
-      metadata: rec.metadata,
-      episode_id: episode.id,
-      step_count: rec.step,
-      info: rec.info,
-    };
+  /**
+   * Waits (re-reading, with backoff) until a concurrent twin with the same request id has
+   * committed, then answers with its response. If another step commits instead, or nothing
+   * commits within the step's time, this step did not run: 409.
+   */
+  private async awaitTwin(
+    before: Episode,
+    requestId: string,
+    timeoutS: number,
+  ): Promise<{ body: StepResponse; replayed: boolean }> {
+    const deadline = this.now() + timeoutS * 1000 + 5_000;
+    for (let pause = 25; this.now() < deadline; pause = Math.min(pause * 2, 1_000)) {
+      await this.sleep(pause);
+      const got = await this.deps.repository.load(before.tenantId, before.id, {
+        nowMs: this.now(),
+        requestId,
+      });
+      if (!got) throw new EpisodeNotFoundError(before.id);
+      if (got.replay) return { body: responseOf(before.id, got.replay), replayed: true };
+      if (got.episode.version !== before.version || got.episode.incarnation !== before.incarnation) break;
+    }
+    throw new StepInProgressError(before.id);
+  }
+
+  /** Keeps the usage of an execution that did not commit (best effort: logged when it fails). */
+  private async meter(tenantId: string, episodeId: string, executorMs: number, reason: UncommittedReason) {
+    try {
+      await this.deps.repository.recordExecution({
+        tenantId,
+        episodeId,
+        nowMs: this.now(),
+        executorMs,
+        reason,
+      });
+    } catch (err) {
+      this.logError("could not record an uncommitted execution", err);
+    }
   }
 
   async state(tenantId: string, id: string): Promise<EpisodeState> {
     return toState(await this.load(tenantId, id));
   }
 
-  async history(tenantId: string, id: string): Promise<{ episode_id: string; steps: StepRecord[] }> {
+  /**
+   * One page of the trajectory, oldest first: at most `limit` steps after `cursor` (from the
+   * previous page's `next_cursor`), fewer past a few MB of records; `next_cursor` is `null` at
+   * the end.
+   */
+  async history(
+    tenantId: string,
+    id: string,
+    opts: { readonly limit?: number; readonly cursor?: string } = {},
+  ): Promise<{ episode_id: string; steps: StepRecord[]; next_cursor: string | null }> {
     const ep = await this.load(tenantId, id);
-    return { episode_id: ep.id, steps: await this.deps.store.history(ep) };
+    const limit = Math.min(Math.max(1, Math.trunc(opts.limit ?? HISTORY_DEFAULT_LIMIT)), HISTORY_MAX_LIMIT);
+    const afterStep = opts.cursor === undefined ? 0 : parseCursor(opts.cursor, ep);
+    const page = await this.deps.repository.historyPage(ep, {
+      afterStep,
+      limit,
+      maxBytes: HISTORY_PAGE_BYTES,
+    });
+    return {
+      episode_id: ep.id,
+      steps: page.steps,
+      next_cursor: page.lastStep === null ? null : makeCursor(ep, page.lastStep),
+    };
+  }
+
+  /** The whole trajectory page by page (one page in memory at a time), for the JSONL export. */
+  async historyStream(
+    tenantId: string,
+    id: string,
+  ): Promise<{ episode_id: string; steps: AsyncIterable<StepRecord> }> {
+    const ep = await this.load(tenantId, id);
+    const repository = this.deps.repository;
+    async function* steps(): AsyncGenerator<StepRecord> {
+      let afterStep = 0;
+      for (;;) {
+        const page = await repository.historyPage(ep, {
+          afterStep,
+          limit: 100,
+          maxBytes: HISTORY_PAGE_BYTES,
+        });
+        yield* page.steps;
+        if (page.lastStep === null) return;
+        afterStep = page.lastStep;
+      }
+    }
+    return { episode_id: ep.id, steps: steps() };
   }
 
   /** A new episode with a copy of the source's Python state, settings and history. */
   async fork(tenantId: string, id: string): Promise<StepResponse> {
     const source = await this.load(tenantId, id);
     const nowMs = this.now();
-    const target: Episode = {
-      ...source,
-      id: newEpisodeId(),
-      incarnation: randomBytes(8).toString("hex"),
-      forkedFrom: source.id,
-      createdAtMs: nowMs,
-      updatedAtMs: nowMs,
-      expiresAt: Math.floor(nowMs / 1000) + source.ttlS,
-    };
-    const stateBytes = source.snapshot ? Buffer.byteLength(source.snapshot, "base64") : 0;
-    await this.tenancy.createEpisode({ tenantId, episodeId: target.id, stateBytes, nowMs }, (extraItems) =>
-      this.deps.store.fork(source, target, extraItems),
+    const targetId = newEpisodeId();
+    await this.tenancy.reserveEpisodeSlot({ tenantId, episodeId: targetId, nowMs });
+    const target = await this.deps.repository.fork(
+      source,
+      {
+        id: targetId,
+        tenantId,
+        policy: source.policy,
+        additionalImports: source.additionalImports,
+        stepTimeoutS: source.stepTimeoutS,
+        ttlS: source.ttlS,
+        ...(source.seed !== undefined ? { seed: source.seed } : {}),
+        forkedFrom: source.id,
+        createdAtMs: nowMs,
+        snapshot: source.snapshot,
+      },
+      nowMs,
     );
     return {
       observation: { ...EMPTY_OBSERVATION },
@@ -415,11 +485,48 @@ export class EpisodeService {
 
   async delete(tenantId: string, id: string): Promise<void> {
     const ep = await this.load(tenantId, id);
-    const deleted = await this.tenancy.deleteEpisode({ tenantId, episodeId: id }, (extraItems) =>
-      this.deps.store.delete(ep, extraItems),
-    );
-    if (!deleted) throw new EpisodeNotFoundError(id);
+    if (!(await this.deps.repository.delete(ep))) throw new EpisodeNotFoundError(id);
+    this.discard(tenantId, id);
+    try {
+      await this.tenancy.releaseEpisodeSlot({ tenantId, episodeId: id, nowMs: this.now() });
+    } catch (err) {
+      // The active set only over-counts until its next prune.
+      this.logError("could not release an active-episode slot", err);
+    }
   }
+
+  /** Drops the episode's warm workers in the executor (fire and forget). */
+  private discard(tenantId: string, episodeId: string): void {
+    const executor = this.deps.executor as DiscardingExecutor;
+    if (typeof executor.discard !== "function") return;
+    executor.discard({ tenantId, episodeId }).catch((err: unknown) => this.logError("discard failed", err));
+  }
+}
+
+export function newEpisodeId(): string {
+  const bytes = new Uint8Array(12);
+  crypto.getRandomValues(bytes);
+  return `ep_${Buffer.from(bytes).toString("hex")}`;
+}
+
+/** A history cursor names the incarnation, so a page after a reset of the same id is refused. */
+function makeCursor(ep: Episode, lastStep: number): string {
+  return Buffer.from(`${ep.incarnation}.${lastStep}`, "utf8").toString("base64url");
+}
+
+function parseCursor(cursor: string, ep: Episode): number {
+  const [incarnation, step] = Buffer.from(cursor, "base64url").toString("utf8").split(".");
+  const n = Number(step);
+  if (incarnation !== ep.incarnation || !Number.isInteger(n) || n < 0) {
+    throw new ValidationError([
+      {
+        loc: ["query", "cursor"],
+        msg: "cursor is not a next_cursor of this episode (it may have been reset since)",
+        type: "value_error",
+      },
+    ]);
+  }
+  return n;
 }
 
 function toState(ep: Episode): EpisodeState {

@@ -76,6 +76,22 @@ export class ConflictError extends ApiError {
   }
 }
 
+/**
+ * A step of this episode is running now (in this API instance, or in the executor): this one did
+ * not run. The client may retry after the running step answers.
+ */
+export class StepInProgressError extends ApiError {
+  constructor(episodeId: string) {
+    super(
+      409,
+      "step_in_progress",
+      `A step of episode '${episodeId}' is running; this step did not run. Retry when it has answered.`,
+      { episode_id: episodeId },
+      { "Retry-After": "1" },
+    );
+  }
+}
+
 export class PayloadTooLargeError extends ApiError {
   constructor(message: string, details?: Record<string, unknown>) {
     super(413, "payload_too_large", message, details);

@@ -6,8 +6,8 @@ import {
   GetItemCommand,
   UpdateItemCommand,
 } from "@aws-sdk/client-dynamodb";
+import { activeEpisodesKey } from "../store/layout.js";
 import { QuotaExceededError } from "./errors.js";
-import type { DocTransactItem } from "./metering.js";
 
 /*
  * Concurrent active episodes, without a counter that can drift.
@@ -16,10 +16,11 @@ import type { DocTransactItem } from "./metering.js";
  * own schedule (up to days later) and never tells the counter. Instead each tenant has one item
  * `TENANT#<id>`/`ACTIVE` holding the string set `active_ids` of its episodes that may be alive, and a
  * version `ver`:
- * - reset/fork adds the new id in the same transaction that writes the episode, with the condition
- *   `size(active_ids) < limit OR contains(active_ids, id)`, evaluated atomically by DynamoDB, so
- *   concurrent resets can never get past the limit; it also bumps `ver`;
- * - delete removes the id in the delete's transaction;
+ * - reset/fork adds the new id before it writes the episode (`reserve`, one conditional UpdateItem:
+ *   `size(active_ids) < limit OR contains(active_ids, id)`, evaluated atomically by DynamoDB), so
+ *   concurrent resets can never get past the limit; it also bumps `ver`. A reset that then fails
+ *   leaves its id listed: the set only over-counts until the next prune;
+ * - delete removes the id after the episode is gone (`release`);
  * - expiry removes nothing. So the set is always a superset of the live episodes, and the count is
  *   never too low. It can be too high (expired ids linger): only then, when the condition fails,
  *   `prune` reads the listed episodes (one consistent BatchGetItem), drops those that are gone or
@@ -30,62 +31,11 @@ import type { DocTransactItem } from "./metering.js";
  * set holds at most `limit` ids (plus dead ones until the next prune), so it stays small.
  */
 
-/** Key of a tenant's active-episodes item (document form). */
-export function activeEpisodesKey(tenantId: string): { pk: string; sk: string } {
-  return { pk: `TENANT#${tenantId}`, sk: "ACTIVE" };
-}
+export { activeEpisodesKey };
 
 function activeEpisodesAttrKey(tenantId: string): Record<string, AttributeValue> {
-  return { pk: { S: `TENANT#${tenantId}` }, sk: { S: "ACTIVE" } };
-}
-
-export interface ReserveActiveEpisodeOpts {
-  readonly tableName: string;
-  readonly tenantId: string;
-  readonly episodeId: string;
-  /** The tenant's `activeEpisodes` quota. */
-  readonly limit: number;
-}
-
-/**
- * The `TransactWriteItem` to add to a reset's (or fork's) transaction: puts the episode id in the
- * tenant's active set if the tenant is below its limit or the id is already there (a reset that
- * replaces an episode). On `ConditionalCheckFailed` at this index call `ActiveEpisodes.prune`.
- */
-export function reserveActiveEpisodeTransactItem(opts: ReserveActiveEpisodeOpts): DocTransactItem {
-  return {
-    Update: {
-      TableName: opts.tableName,
-      Key: activeEpisodesKey(opts.tenantId),
-      UpdateExpression: "ADD active_ids :ids, ver :one SET tenant_id = :tenant",
-      ConditionExpression:
-        "attribute_not_exists(active_ids) OR size(active_ids) < :limit OR contains(active_ids, :id)",
-      ExpressionAttributeValues: {
-        ":ids": new Set([opts.episodeId]),
-        ":one": 1,
-        ":tenant": opts.tenantId,
-        ":limit": opts.limit,
-        ":id": opts.episodeId,
-      },
-      ReturnValuesOnConditionCheckFailure: "ALL_OLD",
-    },
-  };
-}
-
-/** The `TransactWriteItem` to add to a delete's transaction: takes the id out of the active set. */
-export function releaseActiveEpisodeTransactItem(opts: {
-  readonly tableName: string;
-  readonly tenantId: string;
-  readonly episodeId: string;
-}): DocTransactItem {
-  return {
-    Update: {
-      TableName: opts.tableName,
-      Key: activeEpisodesKey(opts.tenantId),
-      UpdateExpression: "DELETE active_ids :ids",
-      ExpressionAttributeValues: { ":ids": new Set([opts.episodeId]) },
-    },
-  };
+  const key = activeEpisodesKey(tenantId);
+  return { pk: { S: key.pk }, sk: { S: key.sk } };
 }
 
 /** Which of `episodeIds` of a tenant are alive, each with its expiry (`null` = none). */
@@ -162,7 +112,7 @@ export interface PruneResult {
   readonly earliestExpiry: Date | null;
 }
 
-/** The tenant's active-episode set: transaction items, pruning, and the 429. See the comment above. */
+/** The tenant's active-episode set: reserve, release, pruning, and the 429. See the comment above. */
 export class ActiveEpisodes {
   private readonly client: DynamoDBClient;
   private readonly tableName: string;
@@ -176,12 +126,50 @@ export class ActiveEpisodes {
     this.maxAttempts = opts.maxAttempts ?? 5;
   }
 
-  reserveItem(tenantId: string, episodeId: string, limit: number): DocTransactItem {
-    return reserveActiveEpisodeTransactItem({ tableName: this.tableName, tenantId, episodeId, limit });
+  /**
+   * Puts `episodeId` in the tenant's set if it is below `limit` or the id is there already (a reset
+   * that replaces an episode); at the limit, prunes dead ids and tries again, else the 429.
+   */
+  async reserve(tenantId: string, episodeId: string, limit: number, now: Date = new Date()): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.client.send(
+          new UpdateItemCommand({
+            TableName: this.tableName,
+            Key: activeEpisodesAttrKey(tenantId),
+            UpdateExpression: "ADD active_ids :ids, ver :one SET tenant_id = :tenant",
+            ConditionExpression:
+              "attribute_not_exists(active_ids) OR size(active_ids) < :limit OR contains(active_ids, :id)",
+            ExpressionAttributeValues: {
+              ":ids": { SS: [episodeId] },
+              ":one": { N: "1" },
+              ":tenant": { S: tenantId },
+              ":limit": { N: String(limit) },
+              ":id": { S: episodeId },
+            },
+          }),
+        );
+        return;
+      } catch (err) {
+        if (!(err instanceof ConditionalCheckFailedException)) throw err;
+        // The set says the tenant is at its limit; it may list episodes that expired meanwhile.
+        const pruned = await this.prune(tenantId);
+        if (pruned.pruned.length === 0 || attempt >= 2)
+          throw this.quotaError(limit, pruned.earliestExpiry, now);
+      }
+    }
   }
 
-  releaseItem(tenantId: string, episodeId: string): DocTransactItem {
-    return releaseActiveEpisodeTransactItem({ tableName: this.tableName, tenantId, episodeId });
+  /** Takes `episodeId` out of the tenant's set (after its episode is gone). */
+  async release(tenantId: string, episodeId: string): Promise<void> {
+    await this.client.send(
+      new UpdateItemCommand({
+        TableName: this.tableName,
+        Key: activeEpisodesAttrKey(tenantId),
+        UpdateExpression: "DELETE active_ids :ids",
+        ExpressionAttributeValues: { ":ids": { SS: [episodeId] } },
+      }),
+    );
   }
 
   /** The ids in the tenant's set now (live ones and, until pruned, dead ones). */

@@ -7,7 +7,12 @@ import { ApiError, BadRequestError, UnauthorizedError } from "../core/errors.js"
 export { BadRequestError as TenancyBadRequestError, UnauthorizedError };
 
 /** Names of the quotas, as they appear in `details.quota`. */
-export type QuotaName = "steps_per_day" | "active_episodes" | "max_state_bytes" | "max_step_timeout_s";
+export type QuotaName =
+  | "steps_per_day"
+  | "active_episodes"
+  | "max_state_bytes"
+  | "max_step_timeout_s"
+  | "concurrent_steps";
 
 export interface QuotaErrorOpts {
   readonly quota: QuotaName;
@@ -31,6 +36,8 @@ export class QuotaExceededError extends ApiError {
     const now = opts.now ?? Date.now();
     const resetsAt = opts.resetsAt;
     const headers: Record<string, string> = {};
+    // A limit on what runs at once frees up as soon as a step answers.
+    if (opts.quota === "concurrent_steps") headers["Retry-After"] = "1";
     if (resetsAt) headers["Retry-After"] = String(Math.max(1, Math.ceil((resetsAt.getTime() - now) / 1000)));
     const when = resetsAt ? `; it resets at ${resetsAt.toISOString()}` : "";
     super(

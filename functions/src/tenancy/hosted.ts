@@ -3,26 +3,12 @@
 
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
-import type {
-  BeforeStepCtx,
-  CommitStepCtx,
-  CreateEpisodeCtx,
-  DeleteEpisodeCtx,
-  EpisodeTenancyHooks,
-  TransactionalWrite,
-} from "../core/episodes.js";
-import { episodePk } from "../store/episode-store.js";
+import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
+import type { BeforeStepCtx, EpisodeSlotCtx, EpisodeTenancyHooks, StateCtx } from "../core/episodes.js";
+import { episodePk, HEAD_SK } from "../store/layout.js";
 import { ActiveEpisodes, batchGetLiveEpisodes } from "./active-episodes.js";
 import { Authenticator, type HeaderSource, LOCAL_TENANT_ID, type TenantContext } from "./auth.js";
 import { ApiKeyStore } from "./keys.js";
-import {
-  cancellationReasons,
-  episodeCreatedTransactItem,
-  isRetryableTransactionConflict,
-  StepQuotaGate,
-  stepQuotaErrorFromCancellation,
-  stepUsageTransactItem,
-} from "./metering.js";
 import {
   checkStateSize,
   checkStepTimeout,
@@ -30,6 +16,7 @@ import {
   type QuotaLimits,
   quotaDefaultsFromEnv,
 } from "./quotas.js";
+import { ConcurrentSteps, DailyStepQuota } from "./step-limits.js";
 import { queryUsage, type UsageReport } from "./usage.js";
 
 /** Options of {@link HostedTenancy}. */
@@ -50,9 +37,8 @@ export interface HostedTenancyOpts {
   /** Environment to read the defaults from. @default process.env */
   readonly env?: Record<string, string | undefined>;
   /**
-   * Whether usage is counted. Only the local stack may turn it off (`CODING_ENV_METERING=off`, auth
-   * off): it saves the usage item in every step's and reset's transaction (~0.7 ms per step on
-   * dynalite) for benchmarks; `GET /usage` then reports nothing and `steps_per_day` is not enforced.
+   * Whether the daily step quota is enforced (usage itself is always kept with each step's items).
+   * Only the local stack may turn it off (`CODING_ENV_METERING=off`, auth off).
    * @default true (`CODING_ENV_METERING`, "on")
    */
   readonly metering?: boolean;
@@ -62,24 +48,7 @@ export interface HostedTenancyOpts {
 
 // The hooks' shape is the core's (`EpisodeTenancyHooks` in core/episodes.ts): HostedTenancy is its
 // hosted-mode implementation.
-export type { EpisodeTenancyHooks, TransactionalWrite } from "../core/episodes.js";
-
-/** Retries a transaction cancelled only by `TransactionConflict` (it changed nothing), with jitter. */
-export async function retryTransactionConflicts<T>(
-  send: () => Promise<T>,
-  opts: { readonly maxAttempts?: number; readonly baseDelayMs?: number } = {},
-): Promise<T> {
-  const maxAttempts = opts.maxAttempts ?? 5;
-  const baseDelayMs = opts.baseDelayMs ?? 10;
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await send();
-    } catch (err) {
-      if (attempt >= maxAttempts || !isRetryableTransactionConflict(err)) throw err;
-      await new Promise((r) => setTimeout(r, Math.random() * baseDelayMs * 2 ** attempt));
-    }
-  }
-}
+export type { EpisodeTenancyHooks } from "../core/episodes.js";
 
 /**
  * Keys, the request's tenant, metering and quotas for the API.
@@ -101,11 +70,11 @@ export class HostedTenancy implements EpisodeTenancyHooks {
   readonly localQuotas: QuotaLimits;
   private readonly client: DynamoDBClient;
   private readonly tableName: string;
-  private readonly executorMemoryMb: number;
   private readonly now: () => number;
-  /** Whether usage items are written (see `HostedTenancyOpts.metering`). */
+  /** Whether the daily step quota is enforced (see `HostedTenancyOpts.metering`). */
   readonly metering: boolean;
-  private readonly gate = new StepQuotaGate();
+  private readonly dailySteps: DailyStepQuota;
+  private readonly concurrentSteps = new ConcurrentSteps();
   private readonly scope = new AsyncLocalStorage<TenantContext>();
 
   constructor(opts: HostedTenancyOpts) {
@@ -117,7 +86,6 @@ export class HostedTenancy implements EpisodeTenancyHooks {
     this.client = opts.client;
     this.tableName = opts.tableName;
     this.authRequired = opts.authRequired;
-    this.executorMemoryMb = opts.executorMemoryMb;
     this.now = opts.now ?? Date.now;
     this.defaultQuotas = opts.defaultQuotas ?? quotaDefaultsFromEnv(env);
     this.localQuotas = opts.localQuotas ?? localQuotasFromEnv(env);
@@ -146,13 +114,17 @@ export class HostedTenancy implements EpisodeTenancyHooks {
     this.active = new ActiveEpisodes({
       client: opts.client,
       tableName: opts.tableName,
-      // The episode store's META item: `EP#<tenant>#<id>`/`META` with `tenant_id` and `expires_at`.
+      // The episode's head item (store/layout.ts), with `tenant_id` and `expires_at`.
       lookupLive: batchGetLiveEpisodes({
         client: opts.client,
         tableName: opts.tableName,
-        episodeKey: (tenantId, id) => ({ pk: { S: episodePk(tenantId, id) }, sk: { S: "META" } }),
+        episodeKey: (tenantId, id) => ({ pk: { S: episodePk(tenantId, id) }, sk: { S: HEAD_SK } }),
         now: () => new Date(this.now()),
       }),
+    });
+    this.dailySteps = new DailyStepQuota({
+      doc: DynamoDBDocumentClient.from(opts.client),
+      tableName: opts.tableName,
     });
   }
 
@@ -186,74 +158,34 @@ export class HostedTenancy implements EpisodeTenancyHooks {
     return Math.min(deploymentDefaultS, quotas.maxStepTimeoutS);
   }
 
-  async createEpisode<T>(ctx: CreateEpisodeCtx, write: TransactionalWrite<T>): Promise<T> {
+  async reserveEpisodeSlot(ctx: EpisodeSlotCtx): Promise<void> {
     const limit = this.quotasFor(ctx.tenantId).activeEpisodes;
-    const at = new Date(ctx.nowMs);
-    const created = episodeCreatedTransactItem({
-      tableName: this.tableName,
-      tenantId: ctx.tenantId,
-      at,
-      stateBytes: ctx.stateBytes,
-    });
     // Unlimited tenants are not tracked: their set would only grow.
-    const usageItems = this.metering ? [created] : [];
-    if (!Number.isFinite(limit)) return write(usageItems);
-    const items = [this.active.reserveItem(ctx.tenantId, ctx.episodeId, limit), ...usageItems];
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await retryTransactionConflicts(() => write(items));
-      } catch (err) {
-        const reasons = cancellationReasons(err);
-        const reserveIndex = reasons ? reasons.length - items.length : -1;
-        if (reasons?.[reserveIndex]?.Code !== "ConditionalCheckFailed") throw err;
-        // The set says the tenant is at its limit; it may list episodes that expired meanwhile.
-        const pruned = await this.active.prune(ctx.tenantId);
-        if (pruned.pruned.length === 0 || attempt >= 2) {
-          throw this.active.quotaError(limit, pruned.earliestExpiry, new Date(this.now()));
-        }
-      }
-    }
+    if (!Number.isFinite(limit)) return;
+    await this.active.reserve(ctx.tenantId, ctx.episodeId, limit, new Date(ctx.nowMs));
   }
 
-  async deleteEpisode<T>(ctx: DeleteEpisodeCtx, write: TransactionalWrite<T>): Promise<T> {
-    if (!Number.isFinite(this.quotasFor(ctx.tenantId).activeEpisodes)) return write([]);
-    return retryTransactionConflicts(() => write([this.active.releaseItem(ctx.tenantId, ctx.episodeId)]));
+  async releaseEpisodeSlot(ctx: EpisodeSlotCtx): Promise<void> {
+    if (!Number.isFinite(this.quotasFor(ctx.tenantId).activeEpisodes)) return;
+    await this.active.release(ctx.tenantId, ctx.episodeId);
   }
 
-  beforeStep(ctx: BeforeStepCtx): void {
-    this.gate.assertOpen(ctx.tenantId, this.quotasFor(ctx.tenantId).stepsPerDay, new Date(ctx.nowMs));
-  }
-
-  async commitStep<T>(ctx: CommitStepCtx, write: TransactionalWrite<T>): Promise<T> {
+  async beginStep(ctx: BeforeStepCtx): Promise<() => void> {
     const quotas = this.quotasFor(ctx.tenantId);
-    checkStateSize(ctx.stateBytes, quotas);
-    if (!this.metering) return write([]);
-    const at = new Date(ctx.nowMs);
-    const items = [
-      stepUsageTransactItem({
-        tableName: this.tableName,
-        tenantId: ctx.tenantId,
-        at,
-        executorMs: ctx.executorMs,
-        memoryMb: this.executorMemoryMb,
-        stateBytes: ctx.stateBytes,
-        stepsPerDay: quotas.stepsPerDay,
-      }),
-    ];
+    const end = Number.isFinite(quotas.concurrentSteps)
+      ? this.concurrentSteps.begin(ctx.tenantId, quotas.concurrentSteps)
+      : () => {};
     try {
-      return await retryTransactionConflicts(() => write(items));
+      if (this.metering) await this.dailySteps.begin(ctx.tenantId, quotas.stepsPerDay, ctx.nowMs);
     } catch (err) {
-      const reasons = cancellationReasons(err);
-      const quotaError = reasons
-        ? stepQuotaErrorFromCancellation(err, reasons.length - items.length, {
-            stepsPerDay: quotas.stepsPerDay,
-            at,
-          })
-        : undefined;
-      if (!quotaError) throw err;
-      this.gate.markExhausted(ctx.tenantId, quotas.stepsPerDay, at);
-      throw quotaError;
+      end();
+      throw err;
     }
+    return end;
+  }
+
+  checkState(ctx: StateCtx): void {
+    checkStateSize(ctx.stateBytes, this.quotasFor(ctx.tenantId));
   }
 
   /** `GET /usage` for the tenant. 400 for a bad range. */

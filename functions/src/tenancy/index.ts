@@ -9,4 +9,5 @@ export * from "./hosted.js";
 export * from "./keys.js";
 export * from "./metering.js";
 export * from "./quotas.js";
+export * from "./step-limits.js";
 export * from "./usage.js";

@@ -2,7 +2,7 @@ import { QuotaExceededError, StateQuotaExceededError } from "./errors.js";
 
 /** A tenant's limits. All are positive; units are in the names; `Infinity` = unlimited (local tenant only). */
 export interface QuotaLimits {
-  /** Steps per UTC day (counted atomically in the step's transaction). */
+  /** Steps per UTC day (rolled up from the change stream; may overshoot a little, see step-limits.ts). */
   readonly stepsPerDay: number;
   /** Episodes alive at once (not deleted, not expired). */
   readonly activeEpisodes: number;
@@ -10,6 +10,8 @@ export interface QuotaLimits {
   readonly maxStateBytes: number;
   /** Largest per-step timeout a tenant may ask for (`step_timeout_s` on reset, `timeout_s` on step). */
   readonly maxStepTimeoutS: number;
+  /** Steps of the tenant running at once in one API instance. */
+  readonly concurrentSteps: number;
 }
 
 /** Per-key overrides of the deployment's defaults (stored on the key item). */
@@ -21,6 +23,7 @@ export const BUILT_IN_QUOTAS: QuotaLimits = Object.freeze({
   activeEpisodes: 50,
   maxStateBytes: 2 * 1024 * 1024,
   maxStepTimeoutS: 300,
+  concurrentSteps: 32,
 });
 
 /** Environment variable of each quota's deployment default. */
@@ -29,6 +32,7 @@ export const QUOTA_ENV: Readonly<Record<keyof QuotaLimits, string>> = Object.fre
   activeEpisodes: "CODING_ENV_QUOTA_ACTIVE_EPISODES",
   maxStateBytes: "CODING_ENV_QUOTA_MAX_STATE_BYTES",
   maxStepTimeoutS: "CODING_ENV_QUOTA_MAX_STEP_TIMEOUT_S",
+  concurrentSteps: "CODING_ENV_QUOTA_CONCURRENT_STEPS",
 });
 
 /** Snake-case names used in key items, the CLI and `details.quota`. */
@@ -37,6 +41,7 @@ export const QUOTA_WIRE_NAMES: Readonly<Record<keyof QuotaLimits, string>> = Obj
   activeEpisodes: "active_episodes",
   maxStateBytes: "max_state_bytes",
   maxStepTimeoutS: "max_step_timeout_s",
+  concurrentSteps: "concurrent_steps",
 });
 
 const QUOTA_KEYS = Object.keys(BUILT_IN_QUOTAS) as (keyof QuotaLimits)[];

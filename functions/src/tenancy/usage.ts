@@ -4,7 +4,10 @@ import { formatScaled, GB_SECONDS_SCALE, parseScaled, usageDay } from "./meterin
 
 /** One day of a tenant's usage, as `GET /usage` returns it. */
 export interface UsageFigures {
+  /** Committed steps. */
   readonly steps: number;
+  /** Executor runs: committed steps and executions that did not commit (lost race, 413, error). */
+  readonly executions: number;
   readonly executor_ms: number;
   readonly gb_seconds: number;
   readonly episodes_created: number;
@@ -88,7 +91,14 @@ function integerOf(value: AttributeValue | undefined): bigint {
 export async function queryUsage(opts: QueryUsageOpts): Promise<UsageReport> {
   const range = usageRange(opts.from, opts.to, opts.now);
   const days: UsageDay[] = [];
-  const totals = { steps: 0n, executor_ms: 0n, gb_seconds: 0n, episodes_created: 0n, state_bytes: 0n };
+  const totals = {
+    steps: 0n,
+    executions: 0n,
+    executor_ms: 0n,
+    gb_seconds: 0n,
+    episodes_created: 0n,
+    state_bytes: 0n,
+  };
   let startKey: Record<string, AttributeValue> | undefined;
   do {
     const page = await opts.client.send(
@@ -107,12 +117,14 @@ export async function queryUsage(opts: QueryUsageOpts): Promise<UsageReport> {
     for (const item of page.Items ?? []) {
       const figures = {
         steps: integerOf(item.steps),
+        executions: integerOf(item.executions),
         executor_ms: integerOf(item.executor_ms),
         gb_seconds: item.gb_seconds?.N === undefined ? 0n : parseScaled(item.gb_seconds.N, GB_SECONDS_SCALE),
         episodes_created: integerOf(item.episodes_created),
         state_bytes: integerOf(item.state_bytes),
       };
       totals.steps += figures.steps;
+      totals.executions += figures.executions;
       totals.executor_ms += figures.executor_ms;
       totals.gb_seconds += figures.gb_seconds;
       totals.episodes_created += figures.episodes_created;
@@ -127,6 +139,7 @@ export async function queryUsage(opts: QueryUsageOpts): Promise<UsageReport> {
 function toNumbers(figures: Record<keyof UsageFigures, bigint>): UsageFigures {
   return {
     steps: Number(figures.steps),
+    executions: Number(figures.executions),
     executor_ms: Number(figures.executor_ms),
     gb_seconds: Number(formatScaled(figures.gb_seconds, GB_SECONDS_SCALE)),
     episodes_created: Number(figures.episodes_created),

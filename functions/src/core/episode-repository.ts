@@ -1,0 +1,140 @@
+// The episode repository port: what the core needs of a store, in the core's terms. The DynamoDB
+// adapter (store/dynamodb-episode-repository.ts) decides every item layout; tests of the core's
+// branches use an in-memory fake of this interface (test/core/fake-episode-repository.ts).
+
+export type Policy = "openenv" | "full";
+
+/** An episode's settings and its latest committed version (with that version's Python state). */
+export interface Episode {
+  readonly id: string;
+  readonly tenantId: string;
+  /** Minted by reset/fork; a reset that reuses an id starts a new one (leftovers are never read as ours). */
+  readonly incarnation: string;
+  /** Committed steps since reset; a step commits version + 1 only if nobody else did. */
+  readonly version: number;
+  readonly policy: Policy;
+  readonly additionalImports: readonly string[];
+  readonly stepTimeoutS: number;
+  readonly ttlS: number;
+  readonly lastExitCode: number;
+  readonly seed?: number;
+  readonly forkedFrom?: string;
+  readonly createdAtMs: number;
+  /** When the latest version was committed (creation time before the first step). */
+  readonly updatedAtMs: number;
+  /** Epoch seconds: `ttl_s` after the last update; the episode is gone from then on. */
+  readonly expiresAt: number;
+  /** The executor's snapshot (base64) of this version, `null` before the first step. */
+  readonly snapshot: string | null;
+}
+
+/** What reset and fork ask the repository to create (it mints the incarnation). */
+export type NewEpisode = Omit<
+  Episode,
+  "incarnation" | "version" | "lastExitCode" | "updatedAtMs" | "expiresAt"
+>;
+
+/** One step of the trajectory, as `GET /episodes/{id}/history` returns it. */
+export interface StepRecord {
+  readonly step: number;
+  readonly code: string;
+  readonly observation: { stdout: string; stderr: string; exit_code: number };
+  readonly reward: number;
+  readonly done: boolean;
+  readonly metadata: Record<string, unknown>;
+  readonly info: Record<string, unknown>;
+  readonly request_id?: string;
+  readonly started_at: string;
+  readonly duration_ms: number;
+  /** Code or outputs were cut in this stored copy (the step's own response had them whole). */
+  readonly history_truncated?: boolean;
+}
+
+/** What a step's executor run costs the tenant (the store keeps it with the step or execution). */
+export interface ExecutionUsage {
+  /** The executor's own duration (ms). */
+  readonly executorMs: number;
+  /** Bytes of Python state the step stores (0 for an execution that did not commit). */
+  readonly stateBytes: number;
+}
+
+export interface CommitStepInput {
+  /** The episode as read before the step: the new version is `before.version + 1`. */
+  readonly before: Episode;
+  readonly snapshot: string;
+  readonly lastExitCode: number;
+  readonly nowMs: number;
+  readonly record: StepRecord;
+  readonly requestId?: string;
+  readonly usage: ExecutionUsage;
+}
+
+export type CommitStepResult =
+  | { readonly kind: "committed"; readonly episode: Episode }
+  /** Another request committed this version first. */
+  | { readonly kind: "conflict" }
+  /** A concurrent twin with the same request id committed this version: its record. */
+  | { readonly kind: "duplicate"; readonly record: StepRecord };
+
+/** Why an execution did not commit (kept with its metering record). */
+export type UncommittedReason =
+  | "conflict"
+  | "duplicate"
+  | "state_too_large"
+  | "executor_timeout"
+  | "commit_failed";
+
+export interface UncommittedExecution {
+  readonly tenantId: string;
+  readonly episodeId: string;
+  readonly nowMs: number;
+  readonly executorMs: number;
+  readonly reason: UncommittedReason;
+}
+
+export interface LoadedEpisode {
+  readonly episode: Episode;
+  /** The stored record of `requestId`'s step when it is among the recent ones, else `null`. */
+  readonly replay: StepRecord | null;
+}
+
+export interface HistoryPage {
+  readonly steps: StepRecord[];
+  /** The last step of this page when more may follow, else `null`. */
+  readonly lastStep: number | null;
+}
+
+export interface EpisodeRepository {
+  /**
+   * Reads an episode strongly consistently: its settings and latest version (`null` if absent or
+   * expired), and for a `requestId` the record of its step if that is one of the recent steps.
+   */
+  load(
+    tenantId: string,
+    id: string,
+    opts: { readonly nowMs: number; readonly requestId?: string },
+  ): Promise<LoadedEpisode | null>;
+  /**
+   * Creates an episode at version 0; with `replaceExisting` it replaces this tenant's episode of
+   * that id. @returns the stored episode and the incarnation it replaced (if one was live or left).
+   */
+  create(
+    spec: NewEpisode,
+    opts: { readonly replaceExisting: boolean; readonly nowMs: number },
+  ): Promise<{ episode: Episode; replaced: string | null }>;
+  /** Commits version `before.version + 1` if nobody did (one conditional write). */
+  commitStep(input: CommitStepInput): Promise<CommitStepResult>;
+  /** Keeps the metering record of an execution that did not commit (lost race, 413, error). */
+  recordExecution(execution: UncommittedExecution): Promise<void>;
+  /** One stored step of the episode's incarnation. */
+  getStep(episode: Episode, step: number): Promise<StepRecord | null>;
+  /** Steps after `afterStep`, oldest first: at most `limit`, and fewer past about `maxBytes` of records. */
+  historyPage(
+    episode: Episode,
+    opts: { readonly afterStep: number; readonly limit: number; readonly maxBytes: number },
+  ): Promise<HistoryPage>;
+  /** A copy of `source` (state and history) as a new episode of `target`'s settings. */
+  fork(source: Episode, target: NewEpisode, nowMs: number): Promise<Episode>;
+  /** Deletes the episode (this incarnation). @returns false when it was already gone. */
+  delete(episode: Episode): Promise<boolean>;
+}

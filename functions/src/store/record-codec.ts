@@ -1,0 +1,128 @@
+// How a step record is kept in its version item: outputs capped for the history, the whole record
+// bounded so the item always fits DynamoDB's 400 KB, gzip'ed when that is smaller, and the set of
+// recent request ids that lets a retry find its step without an item per request.
+import { createHash } from "node:crypto";
+import { gunzipSync, gzipSync } from "node:zlib";
+import type { StepRecord } from "../core/episode-repository.js";
+
+/** stdout and stderr kept in the history, each (characters); the step's own response is complete. */
+export const HISTORY_OUTPUT_CHARS = 64 * 1024;
+/** Largest stored (encoded) record: the rest of a version item (snapshot inline ≤ 32 KB) fits 400 KB. */
+export const MAX_RECORD_BYTES = 300 * 1024;
+/** Below this a record is kept as plain JSON (gzip's header costs more than it saves). */
+const GZIP_FROM_BYTES = 160;
+
+/** Fields rebuilt on read instead of stored: the step number (the key) and metadata.last_code (= code). */
+type StoredRecord = Omit<StepRecord, "step">;
+
+function cut(rec: StepRecord, codeChars: number, outputChars: number, listItems: number): StepRecord {
+  const dropped = rec.info.dropped_variables;
+  const cutDropped = Array.isArray(dropped) && dropped.length > listItems;
+  const truncated =
+    rec.code.length > codeChars ||
+    rec.observation.stdout.length > outputChars ||
+    rec.observation.stderr.length > outputChars ||
+    cutDropped;
+  if (!truncated) return rec;
+  const code = rec.code.slice(0, codeChars);
+  return {
+    ...rec,
+    code,
+    metadata: rec.metadata.last_code === rec.code ? { ...rec.metadata, last_code: code } : rec.metadata,
+    observation: {
+      ...rec.observation,
+      stdout: rec.observation.stdout.slice(0, outputChars),
+      stderr: rec.observation.stderr.slice(0, outputChars),
+    },
+    info: cutDropped ? { ...rec.info, dropped_variables: dropped.slice(0, listItems) } : rec.info,
+    history_truncated: true,
+  };
+}
+
+function encodeOnce(rec: StepRecord): string | Uint8Array {
+  const { step: _step, ...stored } = rec;
+  const { last_code, ...metadata } = stored.metadata;
+  // last_code is the code itself (OpenEnv's field): one flag instead of a second copy.
+  const body: StoredRecord & { lc?: boolean } =
+    last_code === rec.code ? { ...stored, metadata, lc: true } : stored;
+  const json = JSON.stringify(body);
+  if (Buffer.byteLength(json, "utf8") < GZIP_FROM_BYTES) return json;
+  const gz = gzipSync(json, { level: 1 });
+  return gz.length < Buffer.byteLength(json, "utf8") ? gz : json;
+}
+
+function encodedBytes(v: string | Uint8Array): number {
+  return typeof v === "string" ? Buffer.byteLength(v, "utf8") : v.byteLength;
+}
+
+/**
+ * The stored form of a record (the `rec` attribute): outputs over {@link HISTORY_OUTPUT_CHARS}
+ * are cut, and if it is still over {@link MAX_RECORD_BYTES} the code too; each cut sets
+ * `history_truncated`.
+ */
+export function encodeRecord(rec: StepRecord): string | Uint8Array {
+  let encoded = encodeOnce(cut(rec, Number.POSITIVE_INFINITY, HISTORY_OUTPUT_CHARS, 1000));
+  if (encodedBytes(encoded) <= MAX_RECORD_BYTES) return encoded;
+  encoded = encodeOnce(cut(rec, 64 * 1024, HISTORY_OUTPUT_CHARS, 100));
+  if (encodedBytes(encoded) <= MAX_RECORD_BYTES) return encoded;
+  // Only reachable with a metadata or info of pathological size: keep the essentials.
+  return encodeOnce({
+    ...cut(rec, 16 * 1024, 16 * 1024, 0),
+    metadata: {},
+    info: {},
+    history_truncated: true,
+  });
+}
+
+export function decodeRecord(step: number, value: unknown): StepRecord {
+  let json: string;
+  if (typeof value === "string") json = value;
+  else if (value instanceof Uint8Array) json = gunzipSync(value).toString("utf8");
+  else throw new Error("corrupt step record");
+  const { lc, ...stored } = JSON.parse(json) as StoredRecord & { lc?: boolean };
+  return {
+    step,
+    ...stored,
+    metadata: lc ? { ...stored.metadata, last_code: stored.code } : stored.metadata,
+  };
+}
+
+// ---- Recent request ids -----------------------------------------------------------------------
+// Each version item carries the request ids of the last RECENT_REQUESTS steps that had one, newest
+// first, as 12-byte entries: the first 8 bytes of the id's SHA-256, then the step (uint32). A hash
+// match is confirmed against the step record's own request_id, so a collision never replays.
+
+/** How many recent request ids a retry can be answered for (older ones run again). */
+export const RECENT_REQUESTS = 16;
+const ENTRY_BYTES = 12;
+
+function requestHash(requestId: string): Buffer {
+  return createHash("sha256").update(requestId, "utf8").digest().subarray(0, 8);
+}
+
+/** The recent-requests attribute of version `step` given the previous version's. */
+export function nextRecentRequests(
+  previous: Uint8Array | undefined,
+  requestId: string | undefined,
+  step: number,
+): Uint8Array | undefined {
+  if (requestId === undefined) return previous && previous.byteLength > 0 ? previous : undefined;
+  const entry = Buffer.alloc(ENTRY_BYTES);
+  requestHash(requestId).copy(entry, 0);
+  entry.writeUInt32BE(step, 8);
+  const kept = previous
+    ? Buffer.from(previous).subarray(0, (RECENT_REQUESTS - 1) * ENTRY_BYTES)
+    : Buffer.alloc(0);
+  return Buffer.concat([entry, kept]);
+}
+
+/** The step of `requestId` among the recent ones, or `null`. */
+export function findRecentRequest(recent: Uint8Array | undefined, requestId: string): number | null {
+  if (!recent) return null;
+  const buf = Buffer.from(recent);
+  const hash = requestHash(requestId);
+  for (let off = 0; off + ENTRY_BYTES <= buf.length; off += ENTRY_BYTES) {
+    if (buf.subarray(off, off + 8).equals(hash)) return buf.readUInt32BE(off + 8);
+  }
+  return null;
+}

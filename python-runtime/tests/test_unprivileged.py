@@ -56,6 +56,21 @@ out["kill_zygote"] = ep.step("import os, signal\nos.kill(os.getppid(), signal.SI
 out["after_kill_zygote"] = ep.step("kept")
 out["fork_bomb"] = ep.step("import os\nwhile True:\n    os.fork()", timeout_ms=3000)
 out["after_bomb"] = Episode(runtime).step("6 * 7")
+# Lambda mode (one uid): a warm worker is stopped between its steps, and no other episode's
+# worker exists while a step runs.
+from tests.test_isolation_root import POSIX_TIMER
+a = Episode(runtime, {"mode": "full"})
+a_pid = int(a.step("import os\nos.getpid()")["stdout"])
+with open(f"/proc/{a_pid}/stat", "rb") as fh:
+    out["warm_worker_state"] = fh.read().rsplit(b")", 1)[1].split()[0].decode()
+b = Episode(runtime, {"mode": "full"})
+out["other_episode_during_step"] = b.step(
+    f"import os\ntry:\n    state = open('/proc/{a_pid}/stat').read().rsplit(')', 1)[1].split()[0]\n"
+    "except OSError:\n    state = 'gone'\nstate")
+timer = Episode(runtime, {"mode": "full"})
+out["timer_first"] = timer.step(POSIX_TIMER)
+time.sleep(0.6)
+out["timer_second"] = timer.step("ticks")
 runtime.close()
 for value in out.values():
     if isinstance(value, dict):
@@ -137,6 +152,20 @@ class UnprivilegedRuntimeTest(unittest.TestCase):
         # Same uid, so user code can kill its parent; the step reports a crash, the state stays.
         self.assertTrue(self.result["kill_zygote"]["crashed"])
         self.assertEqual(self.result["after_kill_zygote"]["stdout"], "1", self.result["after_kill_zygote"])
+
+    def test_warm_worker_is_stopped_between_steps(self) -> None:
+        self.assertEqual(self.result["warm_worker_state"], "T")
+
+    def test_no_other_episode_runs_during_a_step(self) -> None:
+        step = self.result["other_episode_during_step"]
+        self.assertEqual(step["exit_code"], 0, step["stderr"])
+        self.assertIn(step["stdout"], ('"gone"', '"Z"'))
+
+    def test_timer_gets_no_cpu_between_steps(self) -> None:
+        first, second = self.result["timer_first"], self.result["timer_second"]
+        self.assertEqual(first["exit_code"], 0, first["stderr"])
+        self.assertTrue(second["warm"])
+        self.assertLessEqual(int(second["stdout"]) - int(first["stdout"]), 5)
 
     def test_fork_bomb_is_contained(self) -> None:
         self.assertEqual(self.result["fork_bomb"]["exit_code"], 1)

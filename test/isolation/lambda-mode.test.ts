@@ -1,0 +1,149 @@
+// The API against the executor in Lambda mode: the local stack with `executorMode: "lambda"` runs
+// the executor's real handler in emulated Lambda execution environments
+// (python-runtime/harness/lambda_env.py: non-root uid without capabilities, read-only code, only
+// /tmp writable, frozen between invocations, canary AWS credentials, Lambda's 6 MB limits).
+// The ordinary flow and a few attacks, through the public API only.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type LocalStack, startLocalStack } from "../../functions/src/local/stack.js";
+import { call, Episode, errorCode } from "../helpers/api.js";
+
+/** The harness's canary credentials (python-runtime/harness/environment.py) share these marks. */
+const CANARY_MARKS = ["ASIAHARNESSCANARY", "harness-canary"];
+/** Environment uids of the harness start here; the root-mode runtime's worker uids are far below. */
+const HARNESS_FIRST_UID = 1_500_000;
+
+const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
+
+describe.skipIf(!isRoot)("the API against the executor in Lambda mode", () => {
+  let stack: LocalStack;
+  let base: string;
+
+  beforeAll(async () => {
+    stack = await startLocalStack({ port: 0, dataDir: null, executorMode: "lambda" });
+    base = stack.baseUrl;
+  });
+
+  afterAll(async () => {
+    await stack?.stop();
+  });
+
+  it("reset, step and state work, and the code runs in a Lambda environment's uid", async () => {
+    // Prepare
+    const ep = await Episode.reset(base, { policy: "full" });
+    // Act
+    await ep.run("x = 41");
+    const next = await ep.run("x + 1");
+    const who = await ep.run("import os\nos.getuid()");
+    const state = await ep.state();
+    // Assert
+    expect(next.observation).toMatchObject({ stdout: "42", exit_code: 0 });
+    expect(Number(who.observation.stdout)).toBeGreaterThanOrEqual(HARNESS_FIRST_UID);
+    expect(state).toMatchObject({ step_count: 3, last_exit_code: 0 });
+  });
+
+  it("user code sees neither the canary AWS credentials nor the stack's start-up key", async () => {
+    // Prepare
+    const ep = await Episode.reset(base, { policy: "full" });
+    const probe = [
+      "import os",
+      "seen = [repr(dict(os.environ))]",
+      "for pid in os.listdir('/proc'):",
+      "    for name in ('environ', 'cmdline'):",
+      "        try:",
+      "            seen.append(open(f'/proc/{pid}/{name}', 'rb').read().decode('latin-1'))",
+      "        except OSError:",
+      "            pass",
+      "print('\\n'.join(seen))",
+    ].join("\n");
+    // Act
+    const out = await ep.run(probe);
+    // Assert
+    expect(out.observation.exit_code).toBe(0);
+    const text = out.observation.stdout + out.observation.stderr;
+    for (const mark of [...CANARY_MARKS, stack.credentials.accessKeyId]) expect(text).not.toContain(mark);
+  });
+
+  it("user code cannot reach the stack's DynamoDB, executor or API", async () => {
+    // Prepare
+    const ports = [stack.dynamodbEndpoint, stack.executorEndpoint, base].map((u) => Number(new URL(u).port));
+    const ep = await Episode.reset(base, { policy: "full" });
+    const probe = [
+      "import socket",
+      "out = []",
+      `for port in ${JSON.stringify(ports)}:`,
+      "    try:",
+      "        socket.create_connection(('127.0.0.1', port), timeout=2).close()",
+      "        out.append('connected')",
+      "    except OSError as e:",
+      "        out.append(type(e).__name__)",
+      "out",
+    ].join("\n");
+    // Act
+    const out = await ep.run(probe);
+    // Assert
+    expect(out.observation.exit_code).toBe(0);
+    expect(JSON.parse(out.observation.stdout)).not.toContain("connected");
+  });
+
+  it("a megabyte of NUL characters is answered 200 with the output cut, never a 5xx", async () => {
+    // Prepare
+    const ep = await Episode.reset(base);
+    // Act
+    const r = await ep.step("print('\\x00' * 2**20)");
+    // Assert
+    expect(r.status).toBe(200);
+    expect(r.body.observation.exit_code).toBe(0);
+    expect(r.body.info?.stdout_truncated).toBe(true);
+    expect(r.body.observation.stdout.length).toBeGreaterThan(0);
+    expect(await ep.run("6 * 7")).toMatchObject({ observation: { stdout: "42" } });
+  });
+
+  it("a 5 MiB state is refused 413 state_too_large and the episode keeps its state", async () => {
+    // Prepare
+    const ep = await Episode.reset(base, { policy: "full" });
+    await ep.run("kept = 'before'");
+    // Act
+    const r = await ep.step("import os\nblob = os.urandom(5 * 2**20)");
+    const after = await ep.run("kept, 'blob' in globals()");
+    // Assert
+    expect(r.status).toBe(413);
+    expect(errorCode(r)).toBe("state_too_large");
+    expect(after.observation.stdout).toBe('["before", false]');
+  });
+
+  it("the code tree is read-only and only /tmp is writable", async () => {
+    // Prepare
+    const ep = await Episode.reset(base, { policy: "full" });
+    const probe = [
+      "import errno, os, coding_env_runtime",
+      "out = {}",
+      "for path in [os.path.dirname(coding_env_runtime.__file__) + '/x.py', '/var/tmp/x', '/tmp/x']:",
+      "    try:",
+      "        open(path, 'w').write('x')",
+      "        out[path[:8]] = 'written'",
+      "    except OSError as e:",
+      "        out[path[:8]] = errno.errorcode[e.errno]",
+      "out['shm'] = os.path.exists('/dev/shm')",
+      "out",
+    ].join("\n");
+    // Act
+    const out = await ep.run(probe);
+    // Assert
+    const seen = JSON.parse(out.observation.stdout) as Record<string, string | boolean>;
+    expect(Object.values(seen).filter((v) => v === "written")).toHaveLength(1); // /tmp only
+    expect(seen["/var/tmp"]).toBe("EROFS");
+    expect(seen.shm).toBe(false);
+  });
+
+  it("deleting an episode answers at once; its id then is unknown", async () => {
+    // Prepare
+    const ep = await Episode.reset(base);
+    await ep.run("x = 1");
+    // Act
+    const deleted = await call(base, "DELETE", `/episodes/${ep.id}`);
+    const after = await call(base, "GET", `/episodes/${ep.id}`);
+    // Assert
+    expect(deleted.status).toBeLessThan(300);
+    expect(after.status).toBe(404);
+  });
+});

@@ -275,7 +275,7 @@ describe("executor failures (fake Invoke endpoint: crashes, throttling and hangs
     const big = await ep.step("print('x' * 10**7)");
     expect(big.status).toBe(502);
     expect(errorCode(big)).toBe("executor_error");
-    expect((big.body as { error: { message: string } }).error.message).toContain("6 MB");
+    expect((big.body as unknown as { error: { message: string } }).error.message).toContain("6 MB");
     mode = "request-too-large";
     const tooBig = await ep.step("print(1)");
     expect(tooBig.status).toBe(413);

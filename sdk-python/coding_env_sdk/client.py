@@ -161,7 +161,7 @@ class CodingEnv:
 
     def step(
         self,
-        action: str | CodeAction | Mapping[str, Any],
+        action: str | CodeAction | Mapping[str, Any] | Any,
         *,
         timeout_s: float | None = None,
         request_id: str | None = None,
@@ -171,7 +171,8 @@ class CodingEnv:
         (network errors, 5xx, 409, 429) reuse the step's ``request_id``, so the code runs once.
 
         Args:
-            action: the code, a :class:`CodeAction`, or a mapping ``{"code": ..., "metadata": ...}``.
+            action: the code, a :class:`CodeAction` (or OpenEnv's: any object with a str ``code``
+                and optional ``metadata``), or a mapping ``{"code": ..., "metadata": ...}``.
             timeout_s: this step's limit in seconds, capped by the server at the episode's limit.
                 Default the episode's.
             request_id: idempotency key; a step sent again with the same id returns the stored
@@ -190,8 +191,10 @@ class CodingEnv:
             wire_action = action.to_wire()
         elif isinstance(action, Mapping) and isinstance(action.get("code"), str):
             wire_action = dict(action)
+        elif isinstance(getattr(action, "code", None), str):  # OpenEnv's own CodeAction, say
+            wire_action = CodeAction(action.code, dict(getattr(action, "metadata", None) or {})).to_wire()
         else:
-            raise TypeError("action must be a str, a CodeAction or a mapping with a str 'code'")
+            raise TypeError("action must be a str, a CodeAction (or any object with a str .code) or a mapping")
         body: dict[str, Any] = {
             "action": wire_action,
             "request_id": request_id or _new_id("req_"),
@@ -364,8 +367,13 @@ class CodingEnv:
         """
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        try:
+            self.close()
+        except CodingEnvError:
+            if exc_type is None:
+                raise
+            # The block's own exception is the one worth seeing; the episode expires by its TTL.
 
     # ---- plumbing --------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ import unittest
 import uuid
 from unittest import mock
 
-from support import FaultProxy, stack_url
+from support import Fault, FaultProxy, stack_url
 
 from coding_env_sdk import (
     CodeAction,
@@ -16,6 +16,7 @@ from coding_env_sdk import (
     CodingEnvError,
     History,
     NotFoundError,
+    ServerError,
     StepResult,
 )
 
@@ -47,6 +48,17 @@ class ResetStepStateTest(unittest.TestCase):
         self.assertIsNotNone(result.info)
         self.assertGreater(result.info.duration_ms, 0)
         self.assertEqual(result.to_dict()["observation"]["stdout"], "x is 42\n\n42")
+
+    def test_any_action_object_with_code_is_accepted_like_openenvs_code_action(self) -> None:
+        class OpenEnvCodeAction:  # the shape of openenv's CodeAction (a pydantic model)
+            def __init__(self, code: str) -> None:
+                self.code = code
+                self.metadata = {"source": "openenv"}
+
+        self.env.reset()
+        self.assertEqual(self.env.step(OpenEnvCodeAction("2 ** 10")).observation.stdout, "1024")
+        with self.assertRaises(TypeError):
+            self.env.step(42)  # type: ignore[arg-type]
 
     def test_a_failing_cell_is_data_not_an_exception(self) -> None:
         self.env.reset()
@@ -103,6 +115,13 @@ class ForkHistoryDeleteTest(unittest.TestCase):
         self.assertEqual(self.env.step("x").observation.stdout, "1")
         self.assertEqual(branch.step("x").observation.stdout, "2")
         self.assertEqual([s.code for s in branch.history()], ["x = 1", "x = 2", "x"])
+
+    def test_fork_of_a_fresh_episode(self) -> None:
+        branch = self.env.fork()
+        self.addCleanup(branch.close)
+        self.assertEqual((branch.fork_result.step_count, branch.fork_result.forked_from), (0, self.env.episode_id))
+        self.assertEqual(branch.step("print('in the fork')").step_count, 1)
+        self.assertEqual(len(branch.history()), 1)
 
     def test_history_is_the_trajectory_oldest_first(self) -> None:
         for code in ("a = 1", "a + 1", "1/0"):
@@ -185,6 +204,20 @@ class LifecycleTest(unittest.TestCase):
             env.step("print(2)")
         self.assertEqual(ctx.exception.code, "client_closed")
         env.close()  # twice: not an error
+
+    def test_an_error_in_the_block_is_not_hidden_by_a_failing_close(self) -> None:
+        proxy = FaultProxy(stack_url())
+        self.addCleanup(proxy.close)
+        down = Fault("DELETE", "/episodes/", "answer", 503, {"Content-Type": "application/json"}, b"{}")
+        with self.assertRaises(KeyError):
+            with CodingEnv(proxy.url, retry=False) as env:
+                env.reset()
+                proxy.add(down)
+                raise KeyError("the block's own error")
+        with self.assertRaises(ServerError):  # without one, the failing close is the error
+            with CodingEnv(proxy.url, retry=False) as env:
+                env.reset()
+                proxy.add(down)
 
     def test_close_keep_leaves_the_episode_for_another_client(self) -> None:
         env = CodingEnv(stack_url())

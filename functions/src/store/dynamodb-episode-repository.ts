@@ -327,7 +327,15 @@ export class DynamoDbEpisodeRepository implements EpisodeRepository {
       if ((err as { name?: string }).name !== "ConditionalCheckFailedException") throw err;
       // Another request committed this version first. Its item came back with the refusal.
       const raw = (err as { Item?: Record<string, AttributeValue> }).Item;
-      const winner = raw ? unmarshall(raw, { wrapNumbers: false }) : undefined;
+      let winner = raw ? unmarshall(raw, { wrapNumbers: false }) : undefined;
+      if (!winner && input.requestId !== undefined) {
+        // An endpoint without ReturnValuesOnConditionCheckFailure: read the winner (rare path).
+        this.table.stats.reads++;
+        const out = await this.doc.send(
+          new GetCommand({ TableName: this.tableName, Key: { pk, sk: item.sk }, ConsistentRead: true }),
+        );
+        winner = out.Item;
+      }
       if (input.requestId !== undefined && winner?.rec !== undefined) {
         const rec = decodeRecord(version, winner.rec);
         if (rec.request_id === input.requestId) return { kind: "duplicate", record: rec };

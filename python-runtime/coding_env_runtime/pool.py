@@ -100,6 +100,9 @@ class RuntimeOpts:
     #: Size of each private tmpfs (capped by the worker's memory, which it counts toward).
     #: @default 256 MiB
     tmp_bytes: int = 256 * 1024 * 1024
+    #: Zygotes kept at once, one per tenant (each has its own hash seed); the least recently
+    #: used one (and its workers) goes beyond. @default 8
+    max_zygotes: int = 8
     #: Extra modules the zygote imports so workers get them for free (e.g. ``("numpy",)``);
     #: they count toward every worker's address space (``memory_mb``). The reference's
     #: allow-list and common stdlib modules are always preloaded. @default ()
@@ -264,7 +267,11 @@ class WorkerPool:
             self.shared_dirs.setdefault(os.path.dirname(self.work_root), set()).add(
                 os.path.basename(self.work_root)
             )
-        self.zygote = ZygoteClient(opts.python, opts.preload)
+        # One zygote per tenant: each interpreter has its own string-hash seed, so no seed is
+        # shared by two tenants. The first is started now (Lambda's init phase) and given to the
+        # first tenant that steps; later tenants start theirs on their first step.
+        self._zygotes: OrderedDict[str, ZygoteClient] = OrderedDict()
+        self._unclaimed: ZygoteClient | None = ZygoteClient(opts.python, opts.preload)
         self._refill = threading.Event()
         self._maintainer = threading.Thread(target=self._maintain, name="worker-pool", daemon=True)
         self._maintainer.start()
@@ -285,28 +292,63 @@ class WorkerPool:
             return self.opts.uid_base + block * self.opts.uid_block_size
         raise RuntimeFailure("every private uid block is in use by another runtime")
 
-    # --- the zygote ------------------------------------------------------------------------------
+    # --- zygotes, one per tenant ----------------------------------------------------------------
 
-    def zygote_ready(self) -> ZygoteClient:
+    def zygotes(self) -> list[ZygoteClient]:
+        with self.lock:
+            return [*self._zygotes.values(), *([self._unclaimed] if self._unclaimed else [])]
+
+    @property
+    def zygote(self) -> ZygoteClient:
+        """The default tenant's zygote (tests and benchmarks look at it)."""
+        from .contract import DEFAULT_TENANT_ID
+
+        return self.zygote_ready(DEFAULT_TENANT_ID)
+
+    def zygote_ready(self, tenant: str) -> ZygoteClient:
+        """The tenant's live zygote, started (or claimed) on its first use, restarted if it died."""
+        evicted: list[ZygoteClient] = []
         with self.lock:
             if self.closed:
                 raise RuntimeFailure("the runtime is shut down")
-            if not self.zygote.alive or self.zygote.process.poll() is not None:
-                # The zygote died (killed by user code in non-root mode, or crashed): start anew.
-                old = self.zygote
-                self.zygote = ZygoteClient(self.opts.python, self.opts.preload)
-                # Its workers died with it (parent-death signal); forget them.
-                # Idle and warm ones are cleaned up here; one in the middle of a step is cleaned
-                # up by that step (it still reads its output files).
-                stale = [*self.idle, *self.warm.values()]
-                for worker in self.live.values():
-                    self.kill_processes(worker)
-                self.live.clear()
-                self.idle.clear()
-                self.warm.clear()
-                threading.Thread(target=old.stop, daemon=True).start()
-                threading.Thread(target=self._forget, args=(stale,), daemon=True).start()
-            return self.zygote
+            zygote = self._zygotes.get(tenant)
+            if zygote is not None and (not zygote.alive or zygote.process.poll() is not None):
+                # It died (killed by user code in Lambda mode, or crashed): start anew.
+                evicted.append(zygote)
+                zygote = None
+            if zygote is None:
+                unclaimed, self._unclaimed = self._unclaimed, None
+                if unclaimed is not None and unclaimed.alive and unclaimed.process.poll() is None:
+                    zygote = unclaimed
+                else:
+                    if unclaimed is not None:
+                        evicted.append(unclaimed)
+                    zygote = ZygoteClient(self.opts.python, self.opts.preload)
+                self._zygotes[tenant] = zygote
+                while len(self._zygotes) > max(self.opts.max_zygotes, 1):
+                    evicted.append(self._zygotes.popitem(last=False)[1])
+            self._zygotes.move_to_end(tenant)
+        for old in evicted:
+            self._retire_zygote(old)
+        return zygote
+
+    def _retire_zygote(self, zygote: ZygoteClient) -> None:
+        """Stop a zygote and every worker it forked (they die with it anyway)."""
+        with self.lock:
+            stale = [w for w in (*self.idle, *self.warm.values()) if w.zygote is zygote]
+            self.idle[:] = [w for w in self.idle if w.zygote is not zygote]
+            for key in [k for k, w in self.warm.items() if w.zygote is zygote]:
+                del self.warm[key]
+            dying = [w for w in self.live.values() if w.zygote is zygote]
+        for worker in dying:
+            # One in the middle of a step is cleaned up by that step (it reads its output).
+            self.kill_processes(worker)
+        with self.lock:
+            for worker in stale:
+                self.live.pop(worker.pid, None)
+                worker.discarded = True
+        threading.Thread(target=zygote.stop, daemon=True).start()
+        threading.Thread(target=self._forget, args=(stale,), daemon=True).start()
 
     def _forget(self, workers: list[Worker]) -> None:
         for worker in workers:
@@ -315,16 +357,27 @@ class WorkerPool:
                 worker.group.remove()
             if worker.uid is not None:
                 try:  # anything the worker started outlived it: end it before reusing the uid
-                    with self._children_lock:
-                        self.zygote.kill_uid(worker.uid)
+                    self._kill_uid(worker.uid)
                 except RuntimeFailure:
                     continue  # keep the uid out of circulation
                 self._release_uid(worker.uid)
 
+    def _kill_uid(self, uid: int) -> None:
+        """Kill every process of a private uid (through any live zygote: it forks a helper)."""
+        for zygote in self.zygotes():
+            if zygote.alive:
+                with self._children_lock:
+                    zygote.kill_uid(uid)
+                return
+        raise RuntimeFailure("no zygote to kill the uid's processes")
+
     # --- workers -------------------------------------------------------------------------------
 
-    def spawn(self) -> Worker:
-        zygote = self.zygote_ready()
+    def spawn(self, tenant: str | None = None) -> Worker:
+        """A new worker of the tenant's zygote (the default tenant's when none is given)."""
+        return self._spawn_from(self.zygote_ready(tenant) if tenant is not None else self.zygote)
+
+    def _spawn_from(self, zygote: ZygoteClient) -> Worker:
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         out_fd = os.memfd_create("stdout", os.MFD_CLOEXEC)
         err_fd = os.memfd_create("stderr", os.MFD_CLOEXEC)
@@ -446,15 +499,14 @@ class WorkerPool:
         self.kill_processes(worker)
         if worker.group is None:
             self.sweep_strays()
-        zygote = self.zygote
+        zygote = worker.zygote
 
         def finish() -> None:
             if not reaped:
                 zygote.wait_exit(worker.pid, 5.0)
             if worker.uid is not None:
                 try:
-                    with self._children_lock:
-                        zygote.kill_uid(worker.uid)
+                    self._kill_uid(worker.uid)
                 except RuntimeFailure:
                     pass
             if worker.group is not None:
@@ -491,39 +543,43 @@ class WorkerPool:
                 for key, worker in list(self.warm.items()):
                     if now - worker.last_used > self.opts.warm_ttl_s:
                         expired.append(self.warm.pop(key))
-                missing = self.opts.idle_workers - len(self.idle)
             for worker in expired:
                 self.discard(worker)
-            for _ in range(max(missing, 0)):
-                try:
-                    worker = self.spawn()
-                except RuntimeFailure:
-                    break
+            # Every zygote (one per tenant, and the unclaimed one) keeps its own idle workers.
+            for zygote in self.zygotes():
                 with self.lock:
-                    closed = self.closed
-                    # A zygote replaced while this worker was being born means it is dying.
-                    kept = not closed and worker.zygote is self.zygote
-                    if kept:
-                        self.idle.append(worker)
-                if not kept:
-                    self.discard(worker)
-                if closed:
-                    return
+                    missing = self.opts.idle_workers - sum(1 for w in self.idle if w.zygote is zygote)
+                for _ in range(max(missing, 0)):
+                    if not zygote.alive or zygote.process.poll() is not None:
+                        break
+                    try:
+                        worker = self._spawn_from(zygote)
+                    except RuntimeFailure:
+                        break
+                    with self.lock:
+                        closed = self.closed
+                        # A zygote retired while this worker was being born means it is dying.
+                        kept = not closed and zygote in (*self._zygotes.values(), self._unclaimed)
+                        if kept:
+                            self.idle.append(worker)
+                    if not kept:
+                        self.discard(worker)
+                    if closed:
+                        return
 
     def take_warm(self, key: WarmKey) -> Worker | None:
         with self.lock:
             return self.warm.pop(key, None)
 
-    def take_idle(self) -> Worker:
-        if not self.zygote.alive or self.zygote.process.poll() is not None:
-            self.zygote_ready()  # its workers are dying with it: start over before picking one
+    def take_idle(self, tenant: str) -> Worker:
+        zygote = self.zygote_ready(tenant)
         with self.lock:
-            idle = self.idle.pop() if self.idle else None
+            idle = next((w for w in reversed(self.idle) if w.zygote is zygote), None)
+            if idle is not None:
+                self.idle.remove(idle)
         self._refill.set()
-        if idle is not None and idle.zygote is not self.zygote:
-            self.discard(idle)  # forked by a zygote that has since died: it is dying too
-            idle = None
-        return idle if idle is not None else self.spawn()
+        return idle if idle is not None else self._spawn_from(zygote)
+
 
     def drop_warm(self, keep: Any) -> int:
         """Discard every warm worker whose key does not satisfy ``keep``; how many."""
@@ -559,13 +615,16 @@ class WorkerPool:
     # --- hygiene -----------------------------------------------------------------------------
 
     def sweep_strays(self) -> bool:
-        with self._children_lock:
-            live = set(self.live)
-            return hygiene.sweep_strays(self.zygote.pid, live.__contains__)
+        found = False
+        for zygote in self.zygotes():
+            with self._children_lock:
+                live = set(self.live)
+                found = hygiene.sweep_strays(zygote.pid, live.__contains__) or found
+        return found
 
     def scrub_shared_dirs(self) -> None:
         def own_pids() -> list[int]:
-            return [os.getpid(), self.zygote.pid, *self.live]
+            return [os.getpid(), *(z.pid for z in self.zygotes()), *self.live]
 
         hygiene.scrub_shared_dirs(self.shared_dirs, own_pids)
 
@@ -593,6 +652,7 @@ class WorkerPool:
     # --- shutdown ----------------------------------------------------------------------------
 
     def close(self) -> None:
+        zygotes = self.zygotes()
         with self.lock:
             if self.closed:
                 return
@@ -603,7 +663,8 @@ class WorkerPool:
         self._refill.set()
         for worker in workers:
             self.discard(worker, wait=True)
-        self.zygote.stop()
+        for zygote in zygotes:
+            zygote.stop()
         if self.cgroups is not None:
             self.cgroups.remove_bases()
         shutil.rmtree(self.work_root, ignore_errors=True)

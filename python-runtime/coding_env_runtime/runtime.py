@@ -210,14 +210,15 @@ class Runtime:
         warm = self.pool.take_warm(key)
         if warm is not None:
             if (
-                warm.zygote is self.pool.zygote
+                warm.zygote.alive
+                and warm.zygote.process.poll() is None
                 and warm.snapshot == request.snapshot
                 and warm.policy == request.policy.to_json()
                 and warm.memory_mb == request.memory_mb
             ):
                 return warm, True
             self.pool.discard(warm)
-        worker = self.pool.take_idle()
+        worker = self.pool.take_idle(request.tenant_id)
         if worker.group is not None:
             worker.group.set_memory_limit(request.memory_mb * 2**20)
         return worker, False
@@ -262,7 +263,7 @@ class Runtime:
                 self.pool.discard(worker)
                 if attempt == 1:
                     raise RuntimeFailure("could not hand the step to a worker") from None
-                worker, warm = self.pool.spawn(), False
+                worker, warm = self.pool.spawn(request.tenant_id), False
                 if worker.group is not None:
                     worker.group.set_memory_limit(request.memory_mb * 2**20)
                 if request.snapshot is not None and not payload:
@@ -281,7 +282,7 @@ class Runtime:
     def _stop_after_crash(self, worker: Worker, request: StepRequest, result: dict[str, Any]) -> int | None:
         """Kill what is left of a worker whose step failed; its exit status, output collected."""
         self.pool.kill_processes(worker)
-        status = self.pool.zygote.wait_exit(worker.pid, 2.0)
+        status = worker.zygote.wait_exit(worker.pid, 2.0)
         self._collect_output(worker, request, result)
         self.pool.discard(worker, reaped=status is not None)
         return status
@@ -374,8 +375,8 @@ class Runtime:
         # Read before the group goes: the kernel's kills for the group's memory limit so far.
         oom_kills = worker.group.oom_kills() if worker.group is not None else 0
         status = self._stop_after_crash(worker, request, result)
-        if self.pool.zygote.process.poll() is not None:
-            self.pool.zygote_ready()  # user code killed the zygote (same uid in Lambda mode)
+        if worker.zygote.process.poll() is not None:
+            self.pool.zygote_ready(request.tenant_id)  # user code killed it (same uid in Lambda mode)
         if not protocol_broken and oom_kills > 0:
             # The kernel killed it for the group's memory limit (all its processes together).
             self._out_of_memory(request, result)

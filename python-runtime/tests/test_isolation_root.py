@@ -406,6 +406,30 @@ class WarmEqualsColdTest(RuntimeTestCase):
         self.assertEqual((result["warm"], result["stdout"]), (True, "1"))
 
 
+class HashSeedTest(RuntimeTestCase):
+    def test_tenants_never_share_a_hash_seed(self) -> None:
+        code = "hash('coding-env'), hash(b'coding-env')"
+        a1 = TenantEpisode(self.runtime, "tenant-a").step(code)["stdout"]
+        a2 = TenantEpisode(self.runtime, "tenant-a").step(code)["stdout"]
+        b = TenantEpisode(self.runtime, "tenant-b").step(code)["stdout"]
+        self.assertEqual(a1, a2)  # one tenant's episodes restore each other's sets in one order
+        self.assertNotEqual(a1, b)
+
+    def test_least_recently_used_tenant_zygote_is_retired_beyond_the_cap(self) -> None:
+        from coding_env_runtime.runtime import Runtime
+
+        runtime = Runtime(RuntimeOpts(idle_workers=0, max_zygotes=2))
+        try:
+            first = TenantEpisode(runtime, "t1")
+            first.step("x = 1")
+            for tenant in ("t2", "t3"):
+                TenantEpisode(runtime, tenant).step("1")
+            self.assertEqual(len(runtime.pool.zygotes()), 2)
+            self.assertFalse(first.step("x")["warm"])  # its worker went with its zygote
+        finally:
+            runtime.close()
+
+
 class ExitCodeTest(RuntimeTestCase):
     def test_exit_codes_are_clamped(self) -> None:
         ep = TenantEpisode(self.runtime, "t")

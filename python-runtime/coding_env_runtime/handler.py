@@ -74,16 +74,16 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     if isinstance(request, DiscardRequest):
         discarded = get_runtime().discard(request.tenant_id, request.episode_id, request.incarnation)
         return {"contract_version": 1, "discarded": discarded}
-    ensure_ascii = ric_ensure_ascii()
+    sizer = _SnapshotSizer(request.snapshot, ric_ensure_ascii())
     if request.snapshot is not None:
         returnable = REPLY_LIMIT_BYTES - _REPLY_FIELDS_RESERVE
-        if _escaped_size(request.snapshot, ensure_ascii) + 2 > returnable:
-            # Every failure returns the input snapshot, so one that could not be returned is
-            # refused before any code runs.
+        # Every failure returns the input snapshot, so one that could not be returned is refused
+        # before any code runs. (No character takes more than 12 bytes: small ones skip the scan.)
+        if 12 * len(request.snapshot) + 2 > returnable and sizer.input_size() + 2 > returnable:
             raise EventError(f"snapshot is larger than the {returnable} bytes a reply can carry")
     runtime = get_runtime()
     result = runtime.run_step(request)
-    if fit_reply(result, request.snapshot, runtime.empty_snapshot, ensure_ascii):
+    if fit_reply(result, request.snapshot, runtime.empty_snapshot, sizer.ensure_ascii, sizer=sizer):
         # The worker holds a state nobody will ever send back: free it now.
         runtime.discard(request.tenant_id, request.episode_id, request.incarnation)
     return result
@@ -111,6 +111,38 @@ def _escape(text: str, ensure_ascii: bool) -> str:
 def _escaped_size(text: str, ensure_ascii: bool) -> int:
     body = _escape(text, ensure_ascii)
     return len(body) if ensure_ascii or body.isascii() else len(body.encode("utf-8"))
+
+
+class _SnapshotSizer:
+    """Serialized sizes (without quotes) of the snapshots of one step. The input snapshot is the
+    caller's string and is measured (once); a new snapshot is the runtime's own base64 text
+    (``snapshot.encode``), whose serialized size is its length when it is ASCII."""
+
+    def __init__(self, input_snapshot: str | None, ensure_ascii: bool) -> None:
+        self.input_snapshot = input_snapshot
+        self.ensure_ascii = ensure_ascii
+        self._input_size: int | None = None
+
+    def input_size(self) -> int:
+        if self._input_size is None:
+            self._input_size = self.measure(self.input_snapshot)
+        return self._input_size
+
+    def measure(self, snapshot: str | None) -> int:
+        return 2 if snapshot is None else _escaped_size(snapshot, self.ensure_ascii)  # null
+
+    def size(self, snapshot: str | None) -> int:
+        if snapshot is self.input_snapshot:
+            return self.input_size()
+        if snapshot is not None and snapshot.isascii():  # isascii() is O(1)
+            return len(snapshot)
+        return self.measure(snapshot)
+
+
+def _size_without_outputs(result: dict[str, Any], sizer: _SnapshotSizer) -> int:
+    """Serialized size of ``result`` with empty stdout and stderr."""
+    skeleton = serialize_reply({**result, "stdout": "", "stderr": "", "snapshot": ""}, sizer.ensure_ascii)
+    return len(skeleton) + sizer.size(result["snapshot"])
 
 
 def serialize_reply(reply: Any, ensure_ascii: bool | None = None) -> bytes:
@@ -193,16 +225,18 @@ def fit_reply(
     empty_snapshot: Any,
     ensure_ascii: bool,
     limit: int = REPLY_LIMIT_BYTES,
+    sizer: _SnapshotSizer | None = None,
 ) -> bool:
     """Make ``result`` serialize to at most ``limit`` bytes, in place. Returns True when the
     new state had to be refused (``state_too_large``; the input snapshot is returned)."""
     for name, value in result.items():
         if name != "snapshot":  # ours (base64) or the caller's own input
             result[name] = _clean(value)
+    sizer = sizer or _SnapshotSizer(input_snapshot, ensure_ascii)
     stdout, stderr = result["stdout"], result["stderr"]
-    rest = serialize_reply({**result, "stdout": "", "stderr": ""}, ensure_ascii)
+    rest = _size_without_outputs(result, sizer)
     refused = False
-    if len(rest) > limit - _REPLY_FIELDS_RESERVE // 2:
+    if rest > limit - _REPLY_FIELDS_RESERVE // 2:
         refused = True
         new_bytes = result.get("snapshot_bytes") or len(result.get("snapshot") or "")
         snapshot = input_snapshot if input_snapshot is not None else empty_snapshot()
@@ -221,8 +255,8 @@ def fit_reply(
         # First, so that cutting stderr to fit never cuts the reason away.
         stderr = note + stderr
         result["stderr"] = stderr
-        rest = serialize_reply({**result, "stdout": "", "stderr": ""}, ensure_ascii)
-    room = limit - len(rest)
+        rest = _size_without_outputs(result, sizer)
+    room = limit - rest
     out_size = _capped_size(stdout, room, ensure_ascii)
     err_size = _capped_size(stderr, room, ensure_ascii)
     if out_size + err_size <= room:

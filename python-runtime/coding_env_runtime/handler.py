@@ -129,7 +129,8 @@ class _SnapshotSizer:
         return self._input_size
 
     def measure(self, snapshot: str | None) -> int:
-        return 2 if snapshot is None else _escaped_size(snapshot, self.ensure_ascii)  # null
+        # `null` takes 4 bytes where the skeleton counted the 2 of `""`.
+        return 2 if snapshot is None else _escaped_size(snapshot, self.ensure_ascii)
 
     def size(self, snapshot: str | None) -> int:
         if snapshot is self.input_snapshot:

@@ -1,7 +1,9 @@
 // `npm run keys -- <command>`: manage API keys (hosted mode) in the service table, locally or in AWS.
 // Only the SHA-256 of a key is stored; `create` prints the key once, as its last line of output.
 import { parseArgs } from "node:util";
+import { resolve } from "node:path";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { readStackFile } from "../functions/src/local/stack-file.js";
 import { type ApiKeyRecord, ApiKeyStore } from "../functions/src/tenancy/keys.js";
 import {
   type QuotaOverrides,
@@ -29,9 +31,10 @@ Which table:
   CODING_ENV_DYNAMODB_ENDPOINT   endpoint override, for the local stack (dynalite)
   AWS_REGION, AWS_PROFILE, ...   the usual AWS settings, for a deployed table
 
-For the local stack, CODING_ENV_DYNAMODB_ENDPOINT is the DynamoDB endpoint that \`npm start\`
-prints (the "DynamoDB" line; \`startLocalStack()\` returns it as \`dynamodbEndpoint\`), e.g.
-  CODING_ENV_DYNAMODB_ENDPOINT=http://127.0.0.1:<port> npm run keys -- create --tenant acme
+For the local stack nothing needs setting: a running \`npm start\` records its DynamoDB endpoint and
+start-up credentials in <data folder>/stack.json (CODING_ENV_DATA_DIR, default .data), e.g.
+  npm run keys -- create --tenant acme
+(CODING_ENV_DYNAMODB_ENDPOINT with CODING_ENV_LOCAL_ACCESS_KEY_ID overrides it.)
 The local stack enforces keys only when started with CODING_ENV_AUTH=on.
 For a deployment, CODING_ENV_TABLE is the stack's table name (a CloudFormation output).
 `;
@@ -39,16 +42,25 @@ For a deployment, CODING_ENV_TABLE is the stack's table name (a CloudFormation o
 class UsageError extends Error {}
 
 function clientFromEnv(env: NodeJS.ProcessEnv): DynamoDBClient {
-  const endpoint = env.CODING_ENV_DYNAMODB_ENDPOINT;
+  // A running local stack records its DynamoDB endpoint and start-up credentials in its data
+  // folder (readable by its owner only); the local DynamoDB refuses any other credentials.
+  const stack = readStackFile(resolve(env.CODING_ENV_DATA_DIR || ".data"));
+  const endpoint = env.CODING_ENV_DYNAMODB_ENDPOINT || stack?.dynamodbEndpoint;
   if (!endpoint) return new DynamoDBClient({});
+  const credentials = env.CODING_ENV_LOCAL_ACCESS_KEY_ID
+    ? {
+        accessKeyId: env.CODING_ENV_LOCAL_ACCESS_KEY_ID,
+        secretAccessKey: env.CODING_ENV_LOCAL_SECRET_ACCESS_KEY ?? "local",
+      }
+    : stack && stack.dynamodbEndpoint === endpoint
+      ? { accessKeyId: stack.accessKeyId, secretAccessKey: stack.secretAccessKey }
+      : env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY
+        ? { accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY }
+        : { accessKeyId: "local", secretAccessKey: "local" };
   return new DynamoDBClient({
     endpoint,
     region: env.AWS_REGION ?? "us-east-1",
-    // dynalite accepts any signature; real credentials, if set, are used as usual.
-    credentials:
-      env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY
-        ? { accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY }
-        : { accessKeyId: "local", secretAccessKey: "local" },
+    credentials,
     maxAttempts: 2,
   });
 }

@@ -1,5 +1,6 @@
-// `npm start`: the whole coding-env on one machine. Honours PORT (8000), HOST (127.0.0.1) and
-// CODING_ENV_DATA_DIR (.data/ in the checkout; episodes survive a restart). Ctrl-C stops every
+// `npm start`: the whole coding-env on one machine. Honours PORT (8000), HOST (127.0.0.1),
+// CODING_ENV_DATA_DIR (.data/ in the checkout; episodes survive a restart),
+// CODING_ENV_API_INSTANCES (1) and CODING_ENV_EXECUTOR_MODE (local | lambda). Ctrl-C stops every
 // part; if one part crashes the others are stopped and the process exits non-zero.
 import { resolve } from "node:path";
 
@@ -49,7 +50,7 @@ console.log(`coding-env is running
   Docs  ${stack.baseUrl}/docs
   Data  ${dataDir === null ? "in memory (lost on exit)" : (dataDir ?? resolve(".data"))}
   Auth  ${process.env.CODING_ENV_AUTH === "on" ? "on (API keys required)" : "off (CODING_ENV_AUTH=on to require API keys)"}
-  Keys  CODING_ENV_DYNAMODB_ENDPOINT=${stack.dynamodbEndpoint} CODING_ENV_TABLE=${stack.tableName} npm run keys -- create --tenant <id>
+  Keys  ${dataDir === null ? `CODING_ENV_DYNAMODB_ENDPOINT=${stack.dynamodbEndpoint} CODING_ENV_LOCAL_ACCESS_KEY_ID=${stack.credentials.accessKeyId} ` : ""}${dataDir ? `CODING_ENV_DATA_DIR=${dataDir} ` : ""}npm run keys -- create --tenant <id>${dataDir === null ? "" : "   (it finds this stack through its data folder's stack.json)"}
 Press Ctrl-C to stop.`);
 
 let stopping = false;

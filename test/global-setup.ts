@@ -1,14 +1,32 @@
-// vitest globalSetup: one real local stack (in-memory dynalite, the Python executor, the API) on a
-// free port for the whole run. Tests read its URL with `inject("baseUrl")`.
+// vitest globalSetup: one real local stack (in-memory DynamoDB, the Python executor, the API) on a
+// free port for the whole run. Tests read its URL with `inject("baseUrl")`, and the local
+// DynamoDB's endpoint, table and start-up credentials with `inject("dynamodb")`.
+// CODING_ENV_API_INSTANCES=2 / CODING_ENV_EXECUTOR_MODE=lambda run every suite against N API
+// instances / the Lambda-mode executor.
 import type { TestProject } from "vitest/node";
 import { type LocalStack, startLocalStack } from "../functions/src/local/stack.js";
 import "./helpers/context.js";
+
+declare module "vitest" {
+  interface ProvidedContext {
+    dynamodb: {
+      endpoint: string;
+      tableName: string;
+      credentials: { accessKeyId: string; secretAccessKey: string };
+    };
+  }
+}
 
 let stack: LocalStack | undefined;
 
 export async function setup(project: TestProject): Promise<void> {
   stack = await startLocalStack({ port: 0, dataDir: null });
   project.provide("baseUrl", stack.baseUrl);
+  project.provide("dynamodb", {
+    endpoint: stack.dynamodbEndpoint,
+    tableName: stack.tableName,
+    credentials: { ...stack.credentials },
+  });
 }
 
 export async function teardown(): Promise<void> {

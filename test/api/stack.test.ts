@@ -116,8 +116,9 @@ describe("local stack", () => {
       await ep.run("w = 2");
       expect((await ep.run("w * 21")).observation.stdout).toBe("42");
       const stats = await stack.dynamodbStats();
-      expect(stats.counts.TransactWriteItems).toBeGreaterThanOrEqual(2);
-      expect(stats.ms.TransactWriteItems).toBeGreaterThan(0);
+      const served = Object.values(stats.counts).reduce((sum, count) => sum + count, 0);
+      expect(served).toBeGreaterThanOrEqual(4);
+      expect(Object.values(stats.ms).some((ms) => ms > 0)).toBe(true);
     } finally {
       await stack.stop();
     }
@@ -139,7 +140,7 @@ describe("local stack", () => {
       const ddb = new DynamoDBClient({
         endpoint: stack.dynamodbEndpoint,
         region: "local",
-        credentials: { accessKeyId: "local", secretAccessKey: "local" },
+        credentials: stack.credentials,
       });
       const key = { pk: { S: episodePk("local", ep.id) }, sk: { S: "META" } };
       const item = await ddb.send(new GetItemCommand({ TableName: stack.tableName, Key: key }));
@@ -183,6 +184,7 @@ describe("two API instances on one table and one executor (as two Lambda instanc
       config: { ...defaultConfig, tableName: stack.tableName },
       dynamodbEndpoint: stack.dynamodbEndpoint,
       executorEndpoint: stack.executorEndpoint,
+      localCredentials: stack.credentials,
     });
     destroy = deps.destroy;
     second = serve({ fetch: createApp(deps).fetch, port: 0, hostname: "127.0.0.1" });
@@ -332,6 +334,7 @@ describe("AWS Lambda entry (functions/src/lambda.ts) on API Gateway v2 events", 
       CODING_ENV_TABLE: stack.tableName,
       CODING_ENV_DYNAMODB_ENDPOINT: stack.dynamodbEndpoint,
       CODING_ENV_EXECUTOR_ENDPOINT: stack.executorEndpoint,
+      CODING_ENV_LOCAL_ACCESS_KEY_ID: stack.credentials.accessKeyId,
     });
     type Result = { statusCode: number; body: string; cookies?: string[]; headers?: Record<string, string> };
     const { handler: lambdaHandler } = await import("../../functions/src/lambda.js");

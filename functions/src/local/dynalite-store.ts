@@ -33,7 +33,11 @@ export interface DynaliteStore {
   db: { close(cb: (err?: Error) => void): void; open?(): Promise<void> };
   lifecycleManager?: { gracefulClose(cb: (err?: Error) => void): void };
   getItemDb(tableName: string): ItemDb;
-  getTable(tableName: string, cb: (err: Error | null, table?: TableDescription) => void): void;
+  getTable(
+    tableName: string,
+    checkStatus: boolean,
+    cb: (err: Error | null, table?: TableDescription) => void,
+  ): void;
 }
 interface TableDescription {
   TableName: string;
@@ -224,7 +228,7 @@ export async function describe(store: DynaliteStore, tableName: string): Promise
   const cached = perStore.get(tableName);
   if (cached) return cached;
   const table = await new Promise<TableDescription>((resolve, reject) =>
-    store.getTable(tableName, (err, t) => (err || !t ? reject(fromDynalite(err)) : resolve(t))),
+    store.getTable(tableName, false, (err, t) => (err || !t ? reject(fromDynalite(err)) : resolve(t))),
   );
   perStore.set(tableName, table);
   return table;

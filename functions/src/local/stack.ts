@@ -1,20 +1,25 @@
-// The one-command local stack: dynalite (DynamoDB), the Python executor behind its local Lambda
-// Invoke-API server, and the API on @hono/node-server. The handlers reach both through the real
-// AWS SDK clients with endpoint overrides, exactly as in AWS.
-import { type ChildProcess, spawn } from "node:child_process";
+// The one-command local stack: the local DynamoDB (dynalite behind our front), the Python executor
+// behind its local Lambda Invoke-API server, and the API on @hono/node-server (one instance in this
+// process, or N in child processes behind one port). The handlers reach DynamoDB and the executor
+// through the real AWS SDK clients with endpoint overrides, exactly as in AWS, signed with
+// credentials made at start-up that both local services require.
+import { randomBytes } from "node:crypto";
 import { mkdirSync } from "node:fs";
-import type { AddressInfo } from "node:net";
 import { dirname, join, resolve } from "node:path";
-import { createInterface } from "node:readline";
-import { fileURLToPath, pathToFileURL } from "node:url";
-import { Worker } from "node:worker_threads";
-import { CreateTableCommand, DescribeTableCommand, UpdateTimeToLiveCommand } from "@aws-sdk/client-dynamodb";
-import { serve, upgradeWebSocket, type WebSocketServerLike } from "@hono/node-server";
-import { createApp } from "../app.js";
+import { fileURLToPath } from "node:url";
+import {
+  CreateTableCommand,
+  DescribeTableCommand,
+  DescribeTimeToLiveCommand,
+  UpdateTimeToLiveCommand,
+} from "@aws-sdk/client-dynamodb";
 import { configFromEnv } from "../config.js";
-import { buildDeps } from "../deps.js";
-import { webAssets } from "../web-assets.js";
-import { startDynalite } from "./dynalite-server.js";
+import { type BuiltDeps, buildDeps, type LocalCredentials } from "../deps.js";
+import { type ApiInstances, startApiInstances } from "./api-instances.js";
+import { type ApiServer, startApiServer } from "./api-server.js";
+import { type DynamoPart, startDynamoInThread, startDynamoWorker } from "./dynamo-part.js";
+import { type ExecutorMode, type ExecutorProcess, startExecutor, stopExecutor } from "./executor-process.js";
+import { removeStackFile, writeStackFile } from "./stack-file.js";
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 
@@ -49,6 +54,19 @@ export interface LocalStackOpts {
   readonly maxWarmWorkers?: number;
   /** How often expired items are deleted (DynamoDB TTL's job in AWS). @default 60000 */
   readonly sweepIntervalMs?: number;
+  /**
+   * API processes behind the one port, each request to the next in turn, each with its own
+   * EpisodeService and caches (as API Lambda instances); they share the DynamoDB and the executor.
+   * 1 serves from this process with no proxy hop. @default env `CODING_ENV_API_INSTANCES`, else 1
+   */
+  readonly apiInstances?: number;
+  /**
+   * "local": the runtime's local Invoke server; "lambda": the Lambda-mode harness
+   * (python-runtime/harness/lambda_env.py: Lambda's constraints). @default env `CODING_ENV_EXECUTOR_MODE`, else "local"
+   */
+  readonly executorMode?: ExecutorMode;
+  /** How often the change feed is handed to the metering roll-up, as a stream trigger. @default 1000 */
+  readonly streamIntervalMs?: number;
 }
 
 /** Why a part of the stack stopped on its own. */
@@ -62,200 +80,78 @@ export interface LocalStack {
   readonly dynamodbEndpoint: string;
   readonly executorEndpoint: string;
   readonly tableName: string;
-  /** PIDs of child processes (the executor), for RSS measurement. */
+  /** The start-up credentials the local DynamoDB and executor require. */
+  readonly credentials: LocalCredentials;
+  /** PIDs of child processes (the executor, then the API instances when several), for RSS measurement. */
   readonly childPids: readonly number[];
   /** DynamoDB requests served so far and the time dynalite spent on them (ms), by operation. */
   dynamodbStats(): Promise<{ counts: Record<string, number>; ms: Record<string, number> }>;
+  /** Runs the TTL sweep now (the timer runs it every `sweepIntervalMs`); returns the items removed. */
+  sweepExpired(): Promise<number>;
   /** Settles when a part stops unexpectedly (never when `stop()` is called). */
   readonly crashed: Promise<PartExit>;
   stop(): Promise<void>;
 }
 
-async function createWebSocketServer(): Promise<WebSocketServerLike | undefined> {
-  const moduleName = "ws"; // a variable: an optional dependency, loaded only here
-  try {
-    const mod = (await import(moduleName)) as {
-      WebSocketServer: new (opts: { noServer: true; maxPayload: number }) => WebSocketServerLike;
-    };
-    return new mod.WebSocketServer({ noServer: true, maxPayload: 4 * 1024 * 1024 });
-  } catch {
-    return undefined;
-  }
-}
-
-async function resolvePython(): Promise<string> {
-  // scripts/python.mjs belongs to the runtime; imported by URL so tsc need not type it.
-  const url = pathToFileURL(join(repoRoot, "scripts", "python.mjs")).href;
-  const mod = (await import(url)) as { resolvePython(): Promise<string> };
-  return mod.resolvePython();
-}
-
-/** Creates the table (key `pk`/`sk`, TTL `expires_at`) unless it exists. */
+/** Creates the table (key `pk`/`sk`) unless it exists, and turns on its TTL (`expires_at`). */
 export async function ensureTable(
   client: import("@aws-sdk/client-dynamodb").DynamoDBClient,
   tableName: string,
 ): Promise<void> {
+  let exists = true;
   try {
     await client.send(new DescribeTableCommand({ TableName: tableName }));
-    return;
   } catch (err) {
     if ((err as { name?: string }).name !== "ResourceNotFoundException") throw err;
+    exists = false;
   }
-  await client.send(
-    new CreateTableCommand({
-      TableName: tableName,
-      AttributeDefinitions: [
-        { AttributeName: "pk", AttributeType: "S" },
-        { AttributeName: "sk", AttributeType: "S" },
-      ],
-      KeySchema: [
-        { AttributeName: "pk", KeyType: "HASH" },
-        { AttributeName: "sk", KeyType: "RANGE" },
-      ],
-      BillingMode: "PAY_PER_REQUEST",
-    }),
-  );
-  await client.send(
-    new UpdateTimeToLiveCommand({
-      TableName: tableName,
-      TimeToLiveSpecification: { AttributeName: "expires_at", Enabled: true },
-    }),
-  );
+  if (!exists) {
+    await client.send(
+      new CreateTableCommand({
+        TableName: tableName,
+        AttributeDefinitions: [
+          { AttributeName: "pk", AttributeType: "S" },
+          { AttributeName: "sk", AttributeType: "S" },
+        ],
+        KeySchema: [
+          { AttributeName: "pk", KeyType: "HASH" },
+          { AttributeName: "sk", KeyType: "RANGE" },
+        ],
+        BillingMode: "PAY_PER_REQUEST",
+      }),
+    );
+  }
+  // Also for a table made before TTL was kept (DynamoDB refuses to enable it twice).
+  const ttl = await client.send(new DescribeTimeToLiveCommand({ TableName: tableName }));
+  if (ttl.TimeToLiveDescription?.TimeToLiveStatus !== "ENABLED") {
+    await client.send(
+      new UpdateTimeToLiveCommand({
+        TableName: tableName,
+        TimeToLiveSpecification: { AttributeName: "expires_at", Enabled: true },
+      }),
+    );
+  }
 }
 
-interface DynamoWorker {
-  readonly endpoint: string;
-  readonly exited: Promise<string>;
-  stats(): Promise<{ counts: Record<string, number>; ms: Record<string, number> }>;
-  stop(): Promise<void>;
+function apiInstancesFrom(opts: LocalStackOpts): number {
+  const raw = opts.apiInstances ?? process.env.CODING_ENV_API_INSTANCES ?? 1;
+  const count = Number(raw);
+  if (!Number.isInteger(count) || count < 1 || count > 64) {
+    throw new Error(`CODING_ENV_API_INSTANCES must be an integer 1..64, got '${raw}'`);
+  }
+  return count;
 }
 
-/** Starts dynalite in this thread. */
-async function startDynamoInThread(path: string | null, host: string): Promise<DynamoWorker> {
-  const handle = await startDynalite({ path, host });
-  let stopped: (why: string) => void = () => {};
-  const exited = new Promise<string>((res) => {
-    stopped = res;
-    handle.server.once("error", (err) => res(`dynalite failed: ${err.message}`));
-  });
-  return {
-    endpoint: handle.endpoint,
-    exited,
-    stats: async () => ({
-      counts: Object.fromEntries(handle.requestCounts),
-      ms: Object.fromEntries(handle.requestMs),
-    }),
-    stop: async () => {
-      await handle.stop();
-      stopped("stopped");
-    },
-  };
-}
-
-/** Starts dynalite on its own thread (see dynalite-worker.ts). */
-async function startDynamoWorker(path: string | null, host: string): Promise<DynamoWorker> {
-  const worker = new Worker(new URL("./dynalite-worker.mjs", import.meta.url), {
-    workerData: { path, host },
-  });
-  const exited = new Promise<string>((res) => {
-    worker.once("error", (err) => res(`dynalite failed: ${err.message}`));
-    worker.once("exit", (code) => res(`dynalite stopped (exit code ${code})`));
-  });
-  const waitFor = <T>(type: string) =>
-    new Promise<T>((res, rej) => {
-      const onMessage = (msg: { type?: string }) => {
-        if (msg.type !== type) return;
-        worker.off("message", onMessage);
-        res(msg as T);
-      };
-      worker.on("message", onMessage);
-      void exited.then((why) => rej(new Error(why)));
-    });
-  const ready = await waitFor<{ endpoint: string }>("ready");
-  return {
-    endpoint: ready.endpoint,
-    exited,
-    stats: async () => {
-      const got = waitFor<{ counts: Record<string, number>; ms: Record<string, number> }>("stats");
-      worker.postMessage("stats");
-      const { counts, ms } = await got;
-      return { counts, ms };
-    },
-    stop: async () => {
-      const stopped = waitFor<{ type: string }>("stopped");
-      worker.postMessage("stop");
-      await stopped.catch(() => undefined);
-      await worker.terminate();
-    },
-  };
-}
-
-interface ExecutorProcess {
-  readonly child: ChildProcess;
-  readonly endpoint: string;
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; stderrTail: string }>;
-}
-
-async function startExecutor(log: boolean, maxWarmWorkers: number): Promise<ExecutorProcess> {
-  const python = await resolvePython();
-  const runtimeDir = join(repoRoot, "python-runtime");
-  const args = ["--host", "127.0.0.1", "--port", "0", "--max-warm-workers", String(maxWarmWorkers)];
-  const child = spawn(python, ["-m", "coding_env_runtime.local_server", ...args], {
-    cwd: repoRoot,
-    env: { ...process.env, PYTHONPATH: runtimeDir, PYTHONUNBUFFERED: "1" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  const tail: string[] = [];
-  const remember = (line: string) => {
-    tail.push(line);
-    if (tail.length > 40) tail.shift();
-    if (log) process.stderr.write(`[executor] ${line}\n`);
-  };
-  createInterface({ input: child.stderr as NodeJS.ReadableStream }).on("line", remember);
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderrTail: string }>(
-    (res) => {
-      child.once("exit", (code, signal) => res({ code, signal, stderrTail: tail.join("\n") }));
-    },
-  );
-  const endpoint = await new Promise<string>((res, rej) => {
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      rej(new Error(`the Python executor did not report LISTENING within 60 s\n${tail.join("\n")}`));
-    }, 60_000);
-    const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
-    lines.on("line", (line) => {
-      const m = /^LISTENING (http:\/\/\S+)/.exec(line.trim());
-      if (m?.[1]) {
-        clearTimeout(timer);
-        res(m[1]);
-      } else remember(line);
-    });
-    child.once("error", (err) => {
-      clearTimeout(timer);
-      rej(new Error(`could not start the Python executor (${python}): ${err.message}`));
-    });
-    void exited.then(({ code, signal, stderrTail }) => {
-      clearTimeout(timer);
-      rej(
-        new Error(
-          `the Python executor exited (code ${code}, signal ${signal}) before listening\n${stderrTail}`,
-        ),
-      );
-    });
-  });
-  return { child, endpoint, exited };
-}
-
-async function stopChild(child: ChildProcess, exited: Promise<unknown>): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  child.kill("SIGTERM");
-  const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
-  await exited;
-  clearTimeout(timer);
+function executorModeFrom(opts: LocalStackOpts): ExecutorMode {
+  const mode = opts.executorMode ?? process.env.CODING_ENV_EXECUTOR_MODE ?? "local";
+  if (mode !== "local" && mode !== "lambda") {
+    throw new Error(`CODING_ENV_EXECUTOR_MODE must be "local" or "lambda", got '${mode}'`);
+  }
+  return mode;
 }
 
 /**
- * Starts dynalite, the executor and the API.
+ * Starts the local DynamoDB, the executor and the API.
  *
  * @example
  * const stack = await startLocalStack({ port: 0, dataDir: null });
@@ -265,73 +161,96 @@ async function stopChild(child: ChildProcess, exited: Promise<unknown>): Promise
 export async function startLocalStack(opts: LocalStackOpts = {}): Promise<LocalStack> {
   const host = opts.host ?? "127.0.0.1";
   const dataDir = opts.dataDir === undefined ? join(repoRoot, ".data") : opts.dataDir;
+  const instanceCount = apiInstancesFrom(opts);
+  const executorMode = executorModeFrom(opts);
+  // The start-up secret: user code that reaches these endpoints does not have it.
+  const credentials: LocalCredentials = {
+    accessKeyId: randomBytes(16).toString("hex"),
+    secretAccessKey: randomBytes(30).toString("base64url"),
+  };
   let stopping = false;
   let dbPath: string | null = null;
   if (dataDir !== null) {
     dbPath = join(resolve(dataDir), "dynamodb");
-    mkdirSync(dbPath, { recursive: true });
+    mkdirSync(dbPath, { recursive: true, mode: 0o700 });
   }
   // Both start at once; if one fails, the other is stopped too (nothing is left running).
+  const dynamoOpts = { path: dbPath, host: "127.0.0.1", accessKeyId: credentials.accessKeyId };
   const [dynamoStart, executorStart] = await Promise.allSettled([
-    opts.dynamodbThread !== "worker"
-      ? startDynamoInThread(dbPath, "127.0.0.1")
-      : startDynamoWorker(dbPath, "127.0.0.1"),
-    startExecutor(opts.logExecutor ?? false, opts.maxWarmWorkers ?? 128),
+    opts.dynamodbThread !== "worker" ? startDynamoInThread(dynamoOpts) : startDynamoWorker(dynamoOpts),
+    startExecutor({
+      repoRoot,
+      mode: executorMode,
+      log: opts.logExecutor ?? false,
+      maxWarmWorkers: opts.maxWarmWorkers ?? 128,
+      accessKeyId: credentials.accessKeyId,
+    }),
   ]);
   if (dynamoStart.status === "rejected" || executorStart.status === "rejected") {
-    if (executorStart.status === "fulfilled")
-      await stopChild(executorStart.value.child, executorStart.value.exited);
+    if (executorStart.status === "fulfilled") await stopExecutor(executorStart.value);
     if (dynamoStart.status === "fulfilled") await dynamoStart.value.stop();
     throw dynamoStart.status === "rejected"
       ? dynamoStart.reason
       : (executorStart as PromiseRejectedResult).reason;
   }
-  const ddb = dynamoStart.value;
-  const exe = executorStart.value;
+  const ddb: DynamoPart = dynamoStart.value;
+  const exe: ExecutorProcess = executorStart.value;
 
   const envAuth = opts.env?.CODING_ENV_AUTH ?? process.env.CODING_ENV_AUTH ?? "off";
-  const config = configFromEnv({
+  const env: Record<string, string | undefined> = {
     ...process.env,
     ...opts.env,
     CODING_ENV_AUTH: opts.auth === undefined ? envAuth : opts.auth ? "on" : "off",
-  });
-  const env = { ...process.env, ...opts.env };
-  const deps = buildDeps({ config, dynamodbEndpoint: ddb.endpoint, executorEndpoint: exe.endpoint, env });
-  try {
-    await ensureTable(deps.dynamodb, config.tableName);
-  } catch (err) {
-    deps.destroy();
-    await stopChild(exe.child, exe.exited);
+  };
+  const config = configFromEnv(env);
+  const endpoints = { dynamodbEndpoint: ddb.endpoint, executorEndpoint: exe.endpoint };
+  let api: ApiServer | undefined;
+  let instances: ApiInstances | undefined;
+  let deps: BuiltDeps | undefined;
+  const stopParts = async () => {
+    await api?.close();
+    await instances?.close();
+    if (!api) deps?.destroy();
+    await stopExecutor(exe);
     await ddb.stop();
+  };
+  try {
+    if (instanceCount === 1) {
+      api = await startApiServer({
+        config,
+        env,
+        ...endpoints,
+        credentials,
+        host,
+        port: opts.port ?? 8000,
+        publicHost: host,
+      });
+      deps = api.deps;
+    } else {
+      // This process keeps clients of its own for the table set-up and the sweeps.
+      deps = buildDeps({ config, ...endpoints, env, localCredentials: credentials });
+    }
+    await ensureTable(deps.dynamodb, config.tableName);
+    if (instanceCount > 1) {
+      instances = await startApiInstances({
+        count: instanceCount,
+        host,
+        port: opts.port ?? 8000,
+        repoRoot,
+        start: { env, ...endpoints, credentials, publicHost: host },
+      });
+    }
+  } catch (err) {
+    await stopParts();
     throw err;
   }
-  // OpenEnv's WebSocket client (`/ws`) needs the `ws` package; without it the stack serves HTTP only.
-  const wsServer = await createWebSocketServer();
-  const app = createApp({
-    ...deps,
-    webAssets,
-    localBindAddress: host,
-    ...(wsServer ? { upgradeWebSocket } : {}),
-  });
-  const server = serve({
-    fetch: app.fetch,
-    port: opts.port ?? 8000,
-    hostname: host,
-    ...(wsServer ? { websocket: { server: wsServer } } : {}),
-  });
-  await new Promise<void>((res, rej) => {
-    server.once("listening", () => res());
-    server.once("error", (err) => {
-      deps.destroy();
-      void stopChild(exe.child, exe.exited).then(() => ddb.stop());
-      rej(err);
-    });
-  });
-  if ("keepAliveTimeout" in server) server.keepAliveTimeout = 65_000;
-  const port = (server.address() as AddressInfo).port;
+  const port = api?.port ?? (instances as ApiInstances).port;
+  const listening = api?.server ?? (instances as ApiInstances).server;
+  const store = deps.store;
 
+  const sweep = () => store.sweepExpired();
   const sweeper = setInterval(() => {
-    deps.store.sweepExpired().catch(() => {
+    sweep().catch(() => {
       /* the next sweep retries */
     });
   }, opts.sweepIntervalMs ?? 60_000);
@@ -346,8 +265,11 @@ export async function startLocalStack(opts: LocalStackOpts = {}): Promise<LocalS
         });
       }
     });
-    server.on("error", (err) => {
+    listening.on("error", (err) => {
       if (!stopping) res({ part: "api", message: `the API server failed: ${err.message}` });
+    });
+    void instances?.exited.then((message) => {
+      if (!stopping) res({ part: "api", message });
     });
     void ddb.exited.then((message) => {
       if (!stopping) res({ part: "dynamodb", message });
@@ -355,28 +277,31 @@ export async function startLocalStack(opts: LocalStackOpts = {}): Promise<LocalS
   });
 
   const urlHost = host.includes(":") ? `[${host}]` : host;
+  const baseUrl = `http://${urlHost}:${port}`;
+  if (dataDir !== null) {
+    writeStackFile(resolve(dataDir), {
+      baseUrl,
+      ...endpoints,
+      tableName: config.tableName,
+      region: "local",
+      ...credentials,
+    });
+  }
   return {
-    baseUrl: `http://${urlHost}:${port}`,
-    dynamodbEndpoint: ddb.endpoint,
-    executorEndpoint: exe.endpoint,
+    baseUrl,
+    ...endpoints,
     tableName: config.tableName,
-    childPids: exe.child.pid ? [exe.child.pid] : [],
+    credentials,
+    childPids: [...(exe.child.pid ? [exe.child.pid] : []), ...(instances?.pids ?? [])],
     dynamodbStats: () => ddb.stats(),
+    sweepExpired: sweep,
     crashed,
     stop: async () => {
       if (stopping) return;
       stopping = true;
       clearInterval(sweeper);
-      const ws = wsServer as { clients?: Set<{ terminate(): void }>; close?: () => void } | undefined;
-      for (const client of ws?.clients ?? []) client.terminate();
-      ws?.close?.();
-      await new Promise<void>((res) => {
-        server.close(() => res());
-        if ("closeAllConnections" in server) server.closeAllConnections();
-      });
-      deps.destroy();
-      await stopChild(exe.child, exe.exited);
-      await ddb.stop();
+      if (dataDir !== null) removeStackFile(resolve(dataDir));
+      await stopParts();
     },
   };
 }

@@ -264,6 +264,7 @@ class WorkerGroup:
             os.path.join(self.memory_dir, "memory.current" if memory.v2 else "memory.usage_in_bytes"),
             os.O_RDONLY | os.O_CLOEXEC,
         )
+        self._procs_fd = os.open(os.path.join(self.freezer_dir, "cgroup.procs"), os.O_RDONLY | os.O_CLOEXEC)
         self._memsw = not memory.v2 and os.path.exists(os.path.join(self.memory_dir, "memory.memsw.limit_in_bytes"))
         self.limit_bytes: int | None = None
         self.removed = False
@@ -342,6 +343,14 @@ class WorkerGroup:
 
     # --- the end -------------------------------------------------------------------------------
 
+    def only_process(self) -> int | None:
+        """The group's single process, or None when it has none or several (one pread)."""
+        try:
+            pids = os.pread(self._procs_fd, 256, 0).split()
+        except OSError:
+            return None
+        return int(pids[0]) if len(pids) == 1 else None
+
     def pids(self) -> list[int]:
         found = set(_procs(self.freezer_dir))
         if self.memory_dir != self.freezer_dir:
@@ -373,13 +382,14 @@ class WorkerGroup:
                 return False
             time.sleep(0.002)
 
-    def remove(self) -> None:
-        """Kill what is left and delete the group (and its fds)."""
+    def remove(self) -> bool:
+        """Kill what is left and delete the group (and its fds); True if no process was left
+        behind (then none of the worker's uid is left anywhere: no process leaves its group)."""
         if self.removed:
-            return
+            return True
         self.removed = True
-        self.kill_all()
-        for fd in (self._state_fd, self._events_fd, self._usage_fd):
+        emptied = self.kill_all()
+        for fd in (self._state_fd, self._events_fd, self._usage_fd, self._procs_fd):
             if fd >= 0:
                 try:
                     os.close(fd)
@@ -387,3 +397,4 @@ class WorkerGroup:
                     pass
         for directory in dict.fromkeys((self.freezer_dir, self.memory_dir)):
             _remove_tree(directory)
+        return emptied

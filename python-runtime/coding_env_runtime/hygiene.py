@@ -89,10 +89,11 @@ def scrub_shared_dirs(baselines: dict[str, set[str]], own_pids: Callable[[], Ite
             sandbox.remove_path(path)
 
 
-def uid_has_residue(uid: int) -> str | None:
+def uid_has_residue(uid: int, *, scan_processes: bool = True) -> str | None:
     """What is left of ``uid`` on the machine (a process, a SysV IPC object of the host's IPC
-    namespace), or None: a private uid is handed out again only when nothing is."""
-    for name in os.listdir("/proc"):
+    namespace), or None: a private uid is handed out again only when nothing is.
+    ``scan_processes=False`` when the uid's control group was seen empty (a cheaper proof)."""
+    for name in os.listdir("/proc") if scan_processes else ():
         if not name.isdigit():
             continue
         try:

@@ -135,6 +135,11 @@ class Worker:
     frozen: bool = False
     #: Directories that must be empty after every step (seen from the runtime).
     scratch_dirs: tuple[str, ...] = ()
+    #: Kept open for the checks after every step (root mode): its scratch directories,
+    #: /proc/<pid>/stat (thread count) and /proc/<pid>/syscall (where its main thread waits).
+    scratch_fds: tuple[int, ...] = ()
+    stat_fd: int = -1
+    syscall_fd: int = -1
     discarded: bool = False
     #: The zygote that forked it: a worker whose zygote died is dying too (parent-death signal).
     zygote: Any = None
@@ -193,13 +198,38 @@ def _all_threads_stopped(pid: int) -> bool:
 
 def _wait_stopped(pid: int, timeout_s: float = 2.0) -> bool:
     deadline = time.monotonic() + timeout_s
-    delay = 0.00002
+    polls = 0
     while not _all_threads_stopped(pid):
         if time.monotonic() > deadline:
             return False
-        time.sleep(delay)
-        delay = min(delay * 2, 0.002)
+        polls += 1
+        # Yield first (stopping takes one context switch), then back off.
+        if polls < 50:
+            os.sched_yield()
+        else:
+            time.sleep(min(0.00002 * 2 ** (polls - 50), 0.002))
     return True
+
+
+def _open_check_files(worker: Worker) -> None:
+    """Open what the checks after every step read, once (a pread each then)."""
+    flags = os.O_RDONLY | os.O_CLOEXEC
+    try:
+        worker.stat_fd = os.open(f"/proc/{worker.pid}/stat", flags)
+        worker.syscall_fd = os.open(f"/proc/{worker.pid}/task/{worker.pid}/syscall", flags)
+        if worker.scratch_dirs and worker.scratch_dirs[0].startswith("/proc/"):
+            worker.scratch_fds = tuple(os.open(d, flags | os.O_DIRECTORY) for d in worker.scratch_dirs)
+    except OSError:
+        pass  # the checks fall back to paths
+
+
+def _thread_count(worker: Worker) -> int:
+    if worker.stat_fd >= 0:
+        try:
+            return int(os.pread(worker.stat_fd, 1024, 0).rsplit(b")", 1)[1].split()[17])
+        except (OSError, ValueError, IndexError):
+            return 0
+    return sandbox.thread_count(worker.pid)
 
 
 def _rss_bytes(pid: int) -> int:
@@ -451,6 +481,7 @@ class WorkerPool:
             worker.scratch_dirs = tuple(f"/proc/{pid}/root{d}" for d in ("/tmp", "/dev/shm"))
         else:
             worker.scratch_dirs = (workdir,)
+        _open_check_files(worker)
         return worker
 
     def kill_processes(self, worker: Worker) -> None:
@@ -466,6 +497,13 @@ class WorkerPool:
                     pass
 
     def _close_files(self, worker: Worker) -> None:
+        for fd in (*worker.scratch_fds, worker.stat_fd, worker.syscall_fd):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        worker.scratch_fds, worker.stat_fd, worker.syscall_fd = (), -1, -1
         try:
             worker.sock.close()
         except OSError:
@@ -477,9 +515,9 @@ class WorkerPool:
                 pass
         shutil.rmtree(worker.workdir, ignore_errors=True)
 
-    def _release_uid(self, uid: int) -> None:
+    def _release_uid(self, uid: int, *, processes_gone: bool = False) -> None:
         """A uid goes back to the free list only when nothing of it is left on the machine."""
-        residue = hygiene.uid_has_residue(uid) if self.privileged else None
+        residue = hygiene.uid_has_residue(uid, scan_processes=not processes_gone) if self.privileged else None
         if residue is not None:
             print(f"coding-env runtime: uid {uid} retired ({residue} left)", file=sys.stderr, flush=True)
             return
@@ -509,14 +547,13 @@ class WorkerPool:
                     self._kill_uid(worker.uid)
                 except RuntimeFailure:
                     pass
-            if worker.group is not None:
-                worker.group.remove()
+            emptied = worker.group.remove() if worker.group is not None else False
             with self.lock:
                 self.live.pop(worker.pid, None)
             zygote.forget_exit(worker.pid)
             self._close_files(worker)
             if worker.uid is not None:
-                self._release_uid(worker.uid)
+                self._release_uid(worker.uid, processes_gone=emptied)
 
         if wait:
             finish()
@@ -632,7 +669,7 @@ class WorkerPool:
         """Trust nothing the worker says: check from outside that it is alone and clean."""
         if worker.group is not None:
             # Everything it started is in its group (frozen now): it must be the only process.
-            alone = worker.group.pids() == [worker.pid]
+            alone = worker.group.only_process() == worker.pid
         else:
             # First, so escaped daemons die even when another check already condemns the
             # worker; the worker that just ran is the suspect, since it ran code since the last
@@ -640,14 +677,14 @@ class WorkerPool:
             escaped = self.sweep_strays()
             self.scrub_shared_dirs()
             alone = not escaped and not sandbox.children_of(worker.pid)
-        if not alone or sandbox.thread_count(worker.pid) != 1:
+        if not alone or _thread_count(worker) != 1:
             return False
         try:
-            if any(os.listdir(d) for d in worker.scratch_dirs):
-                return False
+            if worker.scratch_fds:
+                return not any(os.listdir(fd) for fd in worker.scratch_fds)
+            return not any(os.listdir(d) for d in worker.scratch_dirs)
         except OSError:
             return False
-        return True
 
     # --- shutdown ----------------------------------------------------------------------------
 

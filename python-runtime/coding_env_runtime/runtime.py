@@ -342,15 +342,17 @@ class Runtime:
             if reply.get("out_of_memory"):
                 self._out_of_memory(request, result)
             return self._finish(result, started)
-        # From here on no process of the worker runs until its next step: timers, threads,
-        # children get no CPU, and nothing more can be written on its channel.
+        # The reply is accepted (and the step over) only once the worker is frozen with its main
+        # thread back on its channel; this bookkeeping overlaps the microseconds it takes the
+        # worker to get there. From then on no process of the worker runs until its next step:
+        # timers, threads, children get no CPU, nothing more can be written on its channel.
+        self._collect_output(worker, request, result)
+        new_snapshot = snapshot.encode(new_payload)
         if not _freeze_after_reply(worker):
             return self._crashed(worker, request, result, started, protocol_broken=True)
-        self._collect_output(worker, request, result)
         result["exit_code"] = clamp_exit_code(reply.get("exit_code"))
         result["error_code"] = error_code if isinstance(error_code, str) else None
-
-        result["snapshot"] = snapshot.encode(new_payload)
+        result["snapshot"] = new_snapshot
         result["dropped"] = _clean_dropped(reply.get("dropped"))
         # The worker's own report that its fds 1/2 are no longer our output files (user code
         # closed or replaced them) only concerns this episode, so trusting it is safe.
@@ -423,6 +425,10 @@ class Runtime:
         self.pool.close()
 
 
+#: recv/recvfrom/read system call numbers: where the worker's main thread waits for its next step.
+_RECV_SYSCALLS = {"x86_64": {0, 45}, "aarch64": {63, 207}}.get(platform.machine(), set())
+
+
 def _unexpected_bytes(worker: Worker) -> bool:
     """Anything readable on a frozen worker's channel after its one reply (more bytes, or the
     channel closed) is something the protocol does not allow."""
@@ -430,44 +436,48 @@ def _unexpected_bytes(worker: Worker) -> bool:
     return bool(readable)
 
 
-#: recv/recvfrom/read system call numbers: where the worker's main thread waits for its next step.
-_RECV_SYSCALLS = {"x86_64": {0, 45}, "aarch64": {63, 207}}.get(platform.machine(), set())
-
-
 def _freeze_after_reply(worker: Worker, settle_s: float = 0.2) -> bool:
     """Freeze the worker; True once it is frozen, nothing follows its reply on the channel and
-    its main thread waits for the next step. The main thread takes a few microseconds from
-    sending the reply to waiting again: if the freeze caught it in between, it is thawed for a
-    moment and frozen again (still within the step); a reply it did not send itself never
-    brings it there."""
+    its main thread waits on the channel for the next step.
+
+    The main thread takes a few microseconds from sending its reply to waiting again, so the
+    runtime first waits (yielding the CPU) until it sits in that read, then freezes: a task
+    asleep freezes at once. A reply the main thread did not send itself (a thread forged it)
+    never brings it there, nor does one it sent before going back to user code: after
+    ``settle_s`` such a step is treated as crashed. All of this is still within the step.
+    """
     give_up = time.monotonic() + settle_s
+    polls = 0
     while True:
-        if not Freezer.freeze(worker) or _unexpected_bytes(worker):
-            return False
-        if not _parked_elsewhere(worker):
-            return True
+        if _parked(worker) is not False:
+            if not Freezer.freeze(worker) or _unexpected_bytes(worker):
+                return False
+            if _parked(worker) is not False:  # still there: no signal handler ran meanwhile
+                return True
+            Freezer.thaw(worker)
         if time.monotonic() > give_up:
             return False
-        Freezer.thaw(worker)
-        time.sleep(0.0002)
+        polls += 1
+        if polls < 100:
+            os.sched_yield()
+        else:
+            time.sleep(0.0002)
 
 
-def _parked_elsewhere(worker: Worker) -> bool:
-    """A reply is genuine only if the worker's main thread, frozen now, sits in a read of its
-    channel (fd 3), waiting for the next step: a reply that a thread forged, or the main thread
-    sent before going back to user code, leaves it elsewhere. Unknown (no access to the worker's
-    /proc/<pid>/syscall: Lambda mode, where it is not dumpable) counts as parked."""
-    if not _RECV_SYSCALLS:
-        return False
+def _parked(worker: Worker) -> bool | None:
+    """Whether the worker's main thread is in a read of its channel (fd 3); None when this
+    runtime cannot see it (Lambda mode: the worker is not dumpable, /proc/<pid>/syscall is
+    closed to us)."""
+    if not _RECV_SYSCALLS or worker.syscall_fd < 0:
+        return None
     try:
-        with open(f"/proc/{worker.pid}/task/{worker.pid}/syscall", "rb") as fh:
-            fields = fh.read().split()
+        fields = os.pread(worker.syscall_fd, 256, 0).split()
     except OSError:
-        return False
+        return None
     try:
-        return not (int(fields[0]) in _RECV_SYSCALLS and int(fields[1], 16) == 3)
+        return int(fields[0]) in _RECV_SYSCALLS and int(fields[1], 16) == 3
     except (ValueError, IndexError):
-        return True  # "running" (not in a system call at all)
+        return False  # "running": not in a system call at all
 
 
 def _size(n: int) -> str:

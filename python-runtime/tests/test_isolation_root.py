@@ -20,7 +20,16 @@ ROOT = os.geteuid() == 0
 
 
 def alive(pid: int) -> bool:
-    return os.path.exists(f"/proc/{pid}") and not sandbox.is_zombie(pid)
+    """Running, or able to run again: not gone, not a zombie, no SIGKILL pending."""
+    if sandbox.is_zombie(pid):
+        return False
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            fields = dict(line.split(":", 1) for line in fh if ":" in line)
+    except OSError:
+        return False
+    pending = int(fields.get("ShdPnd", "0").strip(), 16) | int(fields.get("SigPnd", "0").strip(), 16)
+    return not pending & (1 << 8)  # bit of SIGKILL (9)
 
 
 class TenantEpisode(Episode):

@@ -181,6 +181,23 @@ def _be_init(config: dict) -> None:
             os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
 
 
+def _remove_group(path: str) -> None:
+    """Remove an (emptying) group, then its parent if this was the last environment in it."""
+    for _ in range(200):
+        try:
+            os.rmdir(path)
+        except FileNotFoundError:
+            break
+        except OSError:
+            time.sleep(0.01)  # its last tasks are still exiting
+            continue
+        try:
+            os.rmdir(os.path.dirname(path))
+        except OSError:
+            pass  # another environment is still in it
+        break
+
+
 def main(raw_config: str) -> None:
     """The environment's keeper, outside its freezer group: it waits for PID 1 and, should the
     harness die (even by SIGKILL), kills and thaws the environment, which a frozen environment
@@ -196,18 +213,9 @@ def main(raw_config: str) -> None:
             fh.write(config["thaw_value"])
         if init:
             os.waitpid(init, 0)
-        for _ in range(200):  # then the groups, once empty (the last environment removes the root)
-            try:
-                os.rmdir(config["cgroup"])
-                os.rmdir(os.path.dirname(config["cgroup"]))
-                break
-            except FileNotFoundError:
-                break
-            except OSError as exc:
-                if os.path.isdir(config["cgroup"]):
-                    time.sleep(0.01)
-                    continue
-                break  # ours is gone; the root still holds another environment
+        for group in (config["cgroup"], config["memory_cgroup"]):
+            if group:
+                _remove_group(group)
         os._exit(1)
 
     signal.signal(signal.SIGTERM, on_harness_death)
@@ -221,8 +229,10 @@ def main(raw_config: str) -> None:
     init = os.fork()  # the first child in a new PID namespace is its PID 1
     if init == 0:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        with open(os.path.join(config["cgroup"], "cgroup.procs"), "w") as fh:
-            fh.write("0")  # this process: all it starts is in the group from now on
+        for group in (config["cgroup"], config["memory_cgroup"]):
+            if group:
+                with open(os.path.join(group, "cgroup.procs"), "w") as fh:
+                    fh.write("0")  # this process: all it starts is in the group from now on
         if _libc.unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWUTS) != 0:
             print("lambda harness: unshare failed", file=sys.stderr, flush=True)
             os._exit(125)

@@ -75,6 +75,7 @@ class Environment:
         group: Group,
         opts: EnvironmentOpts,
         spawner: ThreadPoolExecutor,
+        memory_group: Group | None = None,
     ) -> None:
         self.index = index
         #: Starts env_init from one long-lived thread: the parent-death signal fires when the
@@ -83,6 +84,8 @@ class Environment:
         self.uid = uid
         self.tenant_id = tenant_id
         self.group = group
+        #: Caps the whole environment at the function's memory size (None: not available here).
+        self.memory_group = memory_group
         self.opts = opts
         self.busy = False
         self.alive = False
@@ -113,10 +116,13 @@ class Environment:
 
     def start(self) -> None:
         """Create the environment and run its init phase; it is left frozen."""
+        if self.memory_group is not None:
+            self.memory_group.limit_memory(self.opts.memory_mb * 1024 * 1024)
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         config = {
             "harness_pid": os.getpid(),
             "cgroup": self.group.path,
+            "memory_cgroup": None if self.memory_group in (None, self.group) else self.memory_group.path,
             "freeze_file": self.group.freeze_file,
             "thaw_value": self.group.thaw_value,
             "uid": self.uid,

@@ -1,4 +1,5 @@
-"""Freezing a process tree as Lambda freezes an execution environment between invocations.
+"""Freezing a process tree as Lambda freezes an execution environment between invocations
+(and capping its memory, as the microVM's size does).
 
 cgroup v1 (the ``freezer`` controller: ``freezer.state``) or v2 (``cgroup.freeze``). Groups
 are created only below this process's own current group (``/proc/self/cgroup``), never
@@ -105,6 +106,9 @@ class Group:
             time.sleep(delay)
             delay = min(delay * 2, 0.01)
 
+    def limit_memory(self, limit_bytes: int) -> None:
+        self._write("memory.limit_in_bytes" if self.version == 1 else "memory.max", str(limit_bytes))
+
     @property
     def freeze_file(self) -> str:
         return os.path.join(self.path, "freezer.state" if self.version == 1 else "cgroup.freeze")
@@ -150,17 +154,50 @@ class Group:
                 time.sleep(0.02)
 
 
+def _own_v1_base(controller: str) -> Group | None:
+    groups = _own_groups()
+    for controllers, path in groups.items():
+        if controller in controllers.split(","):
+            for point, fstype, options in _cgroup_mounts():
+                if fstype == "cgroup" and controller in options.split(","):
+                    return Group(os.path.join(point, path.lstrip("/")), 1)
+    return None
+
+
+def _remove_stale_roots(base: Group) -> None:
+    for entry in os.scandir(base.path):
+        if entry.is_dir() and entry.name.startswith(_ROOT_PREFIX):
+            owner = entry.name[len(_ROOT_PREFIX) :]
+            if owner.isdigit() and not os.path.exists(f"/proc/{owner}"):
+                Group(entry.path, base.version).remove()
+
+
+def create_memory_root(freezer_root: Group) -> Group | None:
+    """Where environments get a memory limit (Lambda's memory size caps the whole microVM):
+    the v1 ``memory`` hierarchy, or the freezer groups themselves on v2 when the memory
+    controller can be enabled below our root; None when neither is possible (no limit)."""
+    if freezer_root.version == 2:
+        try:
+            with open(os.path.join(freezer_root.path, "cgroup.subtree_control"), "w") as fh:
+                fh.write("+memory")
+            return freezer_root
+        except OSError:
+            return None
+    base = _own_v1_base("memory")
+    if base is None:
+        return None
+    _remove_stale_roots(base)
+    return base.child(f"{_ROOT_PREFIX}{os.getpid()}")
+
+
 def own_freezer_base() -> Group:
     """The group this process is in, in the hierarchy that can freeze (v1 freezer, else v2)."""
+    v1 = _own_v1_base("freezer")
+    if v1 is not None:
+        return v1
     groups = _own_groups()
-    mounts = _cgroup_mounts()
-    for controllers, path in groups.items():
-        if "freezer" in controllers.split(","):
-            for point, fstype, options in mounts:
-                if fstype == "cgroup" and "freezer" in options.split(","):
-                    return Group(os.path.join(point, path.lstrip("/")), 1)
     if "" in groups:
-        for point, fstype, _ in mounts:
+        for point, fstype, _ in _cgroup_mounts():
             if fstype == "cgroup2":
                 base = os.path.join(point, groups[""].lstrip("/"))
                 if os.path.exists(os.path.join(base, "cgroup.procs")):
@@ -172,11 +209,7 @@ def create_root() -> Group:
     """A fresh group for this process's environments, below its own group; groups left by a
     previous harness that died (its pid gone) are removed first."""
     base = own_freezer_base()
-    for entry in os.scandir(base.path):
-        if entry.is_dir() and entry.name.startswith(_ROOT_PREFIX):
-            owner = entry.name[len(_ROOT_PREFIX) :]
-            if owner.isdigit() and not os.path.exists(f"/proc/{owner}"):
-                Group(entry.path, base.version).remove()
+    _remove_stale_roots(base)
     root = base.child(f"{_ROOT_PREFIX}{os.getpid()}")
     if root.version == 2 and not os.path.exists(os.path.join(root.path, "cgroup.freeze")):
         root.remove()

@@ -40,7 +40,7 @@ if __package__ in (None, ""):  # run as a script: make `harness` and `coding_env
 
 from coding_env_runtime.local_server import InvokeApiHandler, InvokeContext, serve, take_expected_key_id  # noqa: E402
 from harness.environment import Environment, EnvironmentOpts, Outcome  # noqa: E402
-from harness.freezer import Group, create_root  # noqa: E402
+from harness.freezer import Group, create_memory_root, create_root  # noqa: E402
 
 #: Environment uids: far above the runtime's root-mode worker uids (200000 + 1000 blocks of 1000).
 UID_BASE = 1_500_000
@@ -76,6 +76,7 @@ class Pool:
         self.opts = opts
         self.max_environments = max_environments
         self.root: Group = create_root()
+        self.memory_root: Group | None = create_memory_root(self.root)
         self.first_uid, self._uid_lock_fd = _claim_uid_block()
         self._lock = threading.Lock()
         self._slots: list[Environment | None] = [None] * max_environments
@@ -103,7 +104,10 @@ class Pool:
                 index = reclaim.index
             old = self._slots[index]
             group = self.root.child(f"env-{index}")
-            env = Environment(index, self.first_uid + index, tenant_id, group, self.opts, self._spawner)
+            memory = None
+            if self.memory_root is not None:
+                memory = group if self.memory_root is self.root else self.memory_root.child(f"env-{index}")
+            env = Environment(index, self.first_uid + index, tenant_id, group, self.opts, self._spawner, memory)
             env.busy = True
             self._slots[index] = env
         if reclaim is not None or old is not None:
@@ -133,6 +137,8 @@ class Pool:
         for env in envs:
             env.kill()
         self.root.remove()
+        if self.memory_root is not None and self.memory_root is not self.root:
+            self.memory_root.remove()
         self._spawner.shutdown(wait=False)
         os.close(self._uid_lock_fd)
 

@@ -492,3 +492,38 @@ class FileDescriptorTest(RuntimeTestCase):
         self.assertIn("Too many open files", result["stderr"])
         self.assertFalse(result["crashed"])
         self.assertEqual(ep.step("kept")["stdout"], "1")
+
+
+class CgroupV2FreezerTest(unittest.TestCase):
+    """The cgroup v2 freezer (cgroup.freeze), on a v2 hierarchy mounted next to v1 if any."""
+
+    def test_v2_group_freezes_and_kills_its_processes(self) -> None:
+        import subprocess
+
+        from coding_env_runtime import cgroups
+
+        mounts = [m for m in cgroups._mounts() if m[2] == "cgroup2"]
+        if not ROOT or not mounts:
+            self.skipTest("no writable cgroup v2 hierarchy")
+        _v1, own_v2 = cgroups._own_paths()
+        own = cgroups._join(mounts[0][0], mounts[0][1], own_v2 or "/")
+        memory = cgroups.find_hierarchy("memory")
+        if own is None or not os.access(own, os.W_OK) or memory is None:
+            self.skipTest("no writable cgroup v2 hierarchy")
+        base = os.path.join(own, f"coding-env-test-{os.getpid()}")
+        os.makedirs(base, exist_ok=True)
+        child = subprocess.Popen(["sleep", "30"])
+        group = cgroups.WorkerGroup(cgroups._Hierarchy(base, True), memory, "w1")
+        try:
+            for procs in group.procs_files:
+                cgroups._write(procs, str(child.pid))
+            group.freeze()
+            self.assertTrue(group.wait_frozen())
+            group.thaw()
+            self.assertFalse(group.is_frozen())
+            self.assertTrue(group.kill_all())
+            self.assertEqual(child.wait(timeout=5), -9)
+        finally:
+            child.kill()
+            group.remove()
+            cgroups._remove_tree(base)

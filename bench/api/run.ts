@@ -1,7 +1,9 @@
 // API benchmark: a real local stack (in-memory dynalite, the Python executor, the API) in its own
 // process, driven over keep-alive HTTP from this one.
 //   1. POST /step `print(1)` latency on one episode (p50/p99), sequential;
-//   2. DynamoDB round trips per step (counted by an in-process stack's dynalite);
+//   2. DynamoDB round trips per step (counted by an in-process stack's dynalite), and the read and
+//      write units DynamoDB would bill per trivial step with and without request_id, priced in
+//      $ per million steps (cost.ts; docs/DEPLOY.md derives its table from this);
 //   3. 64 episodes stepping concurrently: aggregate steps/s and errors;
 //   4. idle RSS of the whole stack (API process + executor and its workers).
 // Prints a table and writes bench/results/api-<timestamp>.json.
@@ -15,6 +17,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { startLocalStack } from "../../functions/src/local/stack.js";
+import { costPerMillion, measureStepUnits, type StepUnits } from "./cost.js";
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const { values: args } = parseArgs({
@@ -230,6 +233,7 @@ async function roundTrips(): Promise<{
   perStep: Record<string, number>;
   dynaliteMsPerStep: number;
   executorP50: number;
+  units: { withRequestId: StepUnits; withoutRequestId: StepUnits };
 }> {
   const stack = await startLocalStack({ port: 0, dataDir: null });
   try {
@@ -249,7 +253,11 @@ async function roundTrips(): Promise<{
       if (d > 0) perStep[op] = d / n;
       ms += (after.ms[op] ?? 0) - (before.ms[op] ?? 0);
     }
-    return { perStep, dynaliteMsPerStep: ms / n, executorP50 };
+    const units = {
+      withRequestId: await measureStepUnits(stack, { steps: 200, withRequestId: true }),
+      withoutRequestId: await measureStepUnits(stack, { steps: 200, withRequestId: false }),
+    };
+    return { perStep, dynaliteMsPerStep: ms / n, executorP50, units };
   } finally {
     await stack.stop();
   }
@@ -262,7 +270,8 @@ try {
   const lat = await latency(baseUrl);
   const thr = await throughput(baseUrl);
   const loaded = treeRssKb(child.pid as number);
-  const { perStep: trips, dynaliteMsPerStep, executorP50 } = await roundTrips();
+  const { perStep: trips, dynaliteMsPerStep, executorP50, units } = await roundTrips();
+  const cost = costPerMillion(units.withRequestId);
   const result = {
     date: new Date().toISOString(),
     machine: { cpus: (await import("node:os")).cpus().length, node: process.version },
@@ -281,6 +290,11 @@ try {
     },
     dynamodb_round_trips_per_step: trips,
     dynalite_ms_per_step: +dynaliteMsPerStep.toFixed(3),
+    request_units_per_step: units,
+    dollars_per_million_trivial_steps: {
+      total: +cost.total.toFixed(3),
+      lines: cost.lines.map((l) => ({ item: l.item, dollars: +l.dollarsPerMillion.toFixed(4) })),
+    },
     executor_alone_print1_p50_ms: +executorP50.toFixed(3),
     load_average_1m: (await import("node:os")).loadavg()[0],
     idle_rss_mb: {
@@ -313,7 +327,22 @@ try {
       `${Object.entries(trips)
         .map(([k, v]) => `${v} ${k}`)
         .join(" + ")} (${dynaliteMsPerStep.toFixed(2)} ms in dynalite)`,
-      "1 read + 1 write",
+      "1 Query + 1 PutItem",
+    ],
+    [
+      "request units / step (request_id)",
+      `${units.withRequestId.readUnitsPerStep} RRU + ${units.withRequestId.writeUnitsPerStep} WRU`,
+      "1 RRU + 1 WRU",
+    ],
+    [
+      "request units / step (no request_id)",
+      `${units.withoutRequestId.readUnitsPerStep} RRU + ${units.withoutRequestId.writeUnitsPerStep} WRU`,
+      "",
+    ],
+    [
+      "$ per million trivial steps",
+      `${cost.total.toFixed(2)} (AWS us-east-1, see docs/DEPLOY.md)`,
+      "<= 2.50",
     ],
     [
       "idle stack RSS",

@@ -159,6 +159,7 @@ export interface AppDeps {
 export interface AppLogger {
   info(message: string, attributes: Record<string, unknown>): void;
   error(message: string, attributes: Record<string, unknown>): void;
+  debug?(message: string, attributes: Record<string, unknown>): void;
 }
 
 const stderrLogger: AppLogger = {
@@ -277,13 +278,17 @@ export function createApp(deps: AppDeps): OpenAPIHono<Env> {
     app.use("*", async (c, next) => {
       const startMs = performance.now();
       await next();
-      logger.info("request", {
+      const line = {
         method: c.req.method,
         path: c.req.path,
         status: c.res.status,
         duration_ms: Math.round((performance.now() - startMs) * 100) / 100,
         tenant_id: c.get("tenantId"),
-      });
+      };
+      // A successful request is already one line of API Gateway's access log; a second line per
+      // step would cost ~$0.15 per million steps (docs/DEPLOY.md), so it is DEBUG (LOG_LEVEL).
+      if (c.res.status >= 400) logger.info("request", line);
+      else logger.debug?.("request", line);
     });
   }
 

@@ -1,0 +1,261 @@
+// The local stack's parts: the start-up secret the local DynamoDB and executor require (and the
+// stack file that records it), N API instances behind one port, the Lambda-mode executor, and the
+// executor and its workers dying with the stack however it ends.
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { DynamoDBClient, ListTablesCommand } from "@aws-sdk/client-dynamodb";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import WebSocket from "ws";
+import { type LocalStack, startLocalStack } from "../../functions/src/local/stack.js";
+import { call, Episode, type StepBody } from "../helpers/api.js";
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+
+/** Every process under `pid` (by parent links in /proc), with its command line. */
+function descendants(pid: number): Array<{ pid: number; cmd: string }> {
+  const parents = new Map<number, number>();
+  for (const name of readdirProc()) {
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
+      parents.set(Number(name), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
+    } catch {
+      /* gone */
+    }
+  }
+  const out: Array<{ pid: number; cmd: string }> = [];
+  const walk = (p: number) => {
+    for (const [child, parent] of parents) {
+      if (parent !== p) continue;
+      let cmd = "";
+      try {
+        cmd = readFileSync(`/proc/${child}/cmdline`, "utf8").replace(/\0/g, " ");
+      } catch {
+        /* gone */
+      }
+      out.push({ pid: child, cmd });
+      walk(child);
+    }
+  };
+  walk(pid);
+  return out;
+}
+
+function readdirProc(): string[] {
+  return readdirSync("/proc").filter((n) => /^\d+$/.test(n));
+}
+
+function alive(pid: number): boolean {
+  try {
+    // A zombie still answers kill(0): count it as dead (it runs nothing).
+    return !readFileSync(`/proc/${pid}/stat`, "utf8").includes(") Z ");
+  } catch {
+    return false;
+  }
+}
+
+async function waitUntil(check: () => boolean, limitMs: number): Promise<boolean> {
+  const end = Date.now() + limitMs;
+  while (Date.now() < end) {
+    if (check()) return true;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return check();
+}
+
+describe("start-up secret", () => {
+  let stack: LocalStack;
+  let dataDir: string;
+  beforeAll(async () => {
+    dataDir = mkdtempSync(join(tmpdir(), "coding-env-secret-"));
+    stack = await startLocalStack({ port: 0, dataDir });
+  });
+  afterAll(async () => {
+    await stack.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it("the local DynamoDB refuses a request without the stack's access key id (403 UnrecognizedClientException)", async () => {
+    const guess = new DynamoDBClient({
+      endpoint: stack.dynamodbEndpoint,
+      region: "local",
+      credentials: { accessKeyId: "local", secretAccessKey: "local" },
+      maxAttempts: 1,
+    });
+    await expect(guess.send(new ListTablesCommand({}))).rejects.toMatchObject({
+      name: "UnrecognizedClientException",
+    });
+    guess.destroy();
+    const unsigned = await fetch(stack.dynamodbEndpoint, {
+      method: "POST",
+      headers: {
+        "x-amz-target": "DynamoDB_20120810.ListTables",
+        "content-type": "application/x-amz-json-1.0",
+      },
+      body: "{}",
+    });
+    expect(unsigned.status).toBe(403);
+    const owner = new DynamoDBClient({
+      endpoint: stack.dynamodbEndpoint,
+      region: "local",
+      credentials: stack.credentials,
+    });
+    expect((await owner.send(new ListTablesCommand({}))).TableNames).toContain(stack.tableName);
+    owner.destroy();
+  });
+
+  it("the executor refuses an Invoke without the stack's access key id (403)", async () => {
+    const invoke = (authorization?: string) =>
+      fetch(`${stack.executorEndpoint}/2015-03-31/functions/coding-env-executor/invocations`, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...(authorization ? { authorization } : {}) },
+        body: JSON.stringify({ op: "discard", episode_id: "nope", tenant_id: "local" }),
+      });
+    expect((await invoke()).status).toBe(403);
+    expect(
+      (await invoke("AWS4-HMAC-SHA256 Credential=local/19700101/local/lambda/aws4_request")).status,
+    ).toBe(403);
+    const own = await invoke(
+      `AWS4-HMAC-SHA256 Credential=${stack.credentials.accessKeyId}/19700101/local/lambda/aws4_request`,
+    );
+    expect(own.status).toBe(200);
+  });
+
+  it("records its endpoints and credentials in <data>/stack.json, readable by its owner only", () => {
+    const path = join(dataDir, "stack.json");
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    const info = JSON.parse(readFileSync(path, "utf8")) as Record<string, unknown>;
+    expect(info).toMatchObject({
+      pid: process.pid,
+      baseUrl: stack.baseUrl,
+      dynamodbEndpoint: stack.dynamodbEndpoint,
+      executorEndpoint: stack.executorEndpoint,
+      tableName: stack.tableName,
+      accessKeyId: stack.credentials.accessKeyId,
+      secretAccessKey: stack.credentials.secretAccessKey,
+    });
+  });
+});
+
+describe("two API instances behind one port (apiInstances: 2)", () => {
+  let stack: LocalStack;
+  beforeAll(async () => {
+    stack = await startLocalStack({ port: 0, dataDir: null, apiInstances: 2 });
+  });
+  afterAll(async () => {
+    await stack.stop();
+  });
+
+  it("sends requests in turn to two separate processes, even on one keep-alive connection", async () => {
+    const instances: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const r = await fetch(`${stack.baseUrl}/health`);
+      expect(r.status).toBe(200);
+      instances.push(String(r.headers.get("x-coding-env-instance")));
+    }
+    expect(new Set(instances)).toEqual(new Set(["0", "1"]));
+    for (let i = 1; i < instances.length; i++) expect(instances[i]).not.toBe(instances[i - 1]);
+    // executor + 2 instances, all distinct processes, none of them this one
+    expect(stack.childPids).toHaveLength(3);
+    expect(new Set(stack.childPids).size).toBe(3);
+    expect(stack.childPids).not.toContain(process.pid);
+  });
+
+  it("an episode stepped through both instances keeps every committed state", async () => {
+    const ep = await Episode.reset(stack.baseUrl);
+    await ep.run("log = []");
+    let last = "";
+    for (let i = 0; i < 4; i++) {
+      const r = await call<StepBody>(stack.baseUrl, "POST", "/step", {
+        action: { code: `log.append(${i})\nlog` },
+        episode_id: ep.id,
+      });
+      expect(r.status).toBe(200);
+      last = r.body.observation.stdout;
+    }
+    expect(JSON.parse(last)).toEqual([0, 1, 2, 3]);
+  });
+
+  it("serves OpenEnv's WebSocket /ws through the proxy", async () => {
+    const ws = new WebSocket(`${stack.baseUrl.replace(/^http/, "ws")}/ws`);
+    const replies: Array<{ type: string; data: { observation?: { stdout: string } } }> = [];
+    const next = () =>
+      new Promise<(typeof replies)[number]>((res) =>
+        ws.once("message", (data) => res(JSON.parse(String(data)))),
+      );
+    await new Promise<void>((res, rej) => {
+      ws.once("open", () => res());
+      ws.once("error", rej);
+    });
+    try {
+      ws.send(JSON.stringify({ type: "reset", data: {} }));
+      replies.push(await next());
+      ws.send(JSON.stringify({ type: "step", data: { code: "6 * 7" } }));
+      replies.push(await next());
+      expect(replies[0]?.type).toBe("observation");
+      expect(replies[1]?.data.observation?.stdout).toBe("42");
+    } finally {
+      ws.close();
+    }
+  });
+});
+
+describe("the Lambda-mode executor (executorMode: lambda)", () => {
+  it("runs steps through python-runtime/harness/lambda_env.py", async () => {
+    const stack = await startLocalStack({ port: 0, dataDir: null, executorMode: "lambda" });
+    try {
+      const harness = descendants(process.pid).find((p) => p.pid === stack.childPids[0]);
+      expect(harness?.cmd).toContain("lambda_env.py");
+      const ep = await Episode.reset(stack.baseUrl);
+      await ep.run("x = 6");
+      expect((await ep.run("x * 7")).observation.stdout).toBe("42");
+    } finally {
+      await stack.stop();
+    }
+  });
+});
+
+describe("the executor and its workers die with the stack", () => {
+  function launch(dataDir: string): { child: ChildProcess; ready: Promise<string> } {
+    const child = spawn(process.execPath, ["--import", "tsx", join(repoRoot, "scripts/start-local.ts")], {
+      cwd: repoRoot,
+      env: { ...process.env, PORT: "0", HOST: "127.0.0.1", CODING_ENV_DATA_DIR: dataDir },
+      stdio: ["ignore", "pipe", "ignore"],
+    });
+    const ready = new Promise<string>((res, rej) => {
+      createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (line) => {
+        const m = /API\s+(http:\/\/\S+)/.exec(line);
+        if (m?.[1]) res(m[1]);
+      });
+      child.once("exit", (code) => rej(new Error(`exited early (${code})`)));
+    });
+    return { child, ready };
+  }
+
+  it("a stack killed with SIGKILL leaves no executor, zygote or worker behind", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "coding-env-kill-"));
+    const { child, ready } = launch(dataDir);
+    try {
+      const baseUrl = await ready;
+      // A warm worker exists once an episode has stepped.
+      const ep = await Episode.reset(baseUrl);
+      expect((await ep.run("1 + 1")).observation.stdout).toBe("2");
+      const parts = descendants(child.pid as number).filter((p) => !p.cmd.includes("esbuild"));
+      expect(parts.some((p) => p.cmd.includes("coding_env_runtime"))).toBe(true);
+      expect(parts.length).toBeGreaterThanOrEqual(2); // the executor and its zygote at least
+      // Act
+      const exited = new Promise((r) => child.once("exit", r));
+      child.kill("SIGKILL");
+      await exited;
+      // Assess: every one of them ends (by the parent-death signal and the broken control channels)
+      await waitUntil(() => parts.every((p) => !alive(p.pid)), 20_000);
+      for (const p of parts) expect(alive(p.pid), p.cmd).toBe(false);
+    } finally {
+      if (child.exitCode === null) child.kill("SIGKILL");
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});

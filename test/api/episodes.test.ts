@@ -208,3 +208,95 @@ describe("episode resources", () => {
     expect((await ep.run("counter")).observation.stdout).toBe("1");
   });
 });
+
+describe("history pages", () => {
+  it("pages with limit and cursor (next_cursor, null at the end); bad paging is a 422", async () => {
+    // Prepare
+    const ep = await Episode.reset(baseUrl);
+    for (let i = 1; i <= 5; i++) await ep.run(`s = ${i}`);
+    type Page = { episode_id: string; steps: Array<{ step: number }>; next_cursor: string | null };
+    // Act
+    const pages: Page[] = [];
+    let query = "?limit=2";
+    for (let i = 0; i < 5; i++) {
+      const page = await call<Page>(baseUrl, "GET", `/episodes/${ep.id}/history${query}`);
+      expect(page.status).toBe(200);
+      pages.push(page.body);
+      if (page.body.next_cursor === null) break;
+      query = `?limit=2&cursor=${encodeURIComponent(page.body.next_cursor)}`;
+    }
+    // Assess
+    expect(pages.map((p) => p.steps.map((s) => s.step))).toEqual([[1, 2], [3, 4], [5]]);
+    expect(pages[2]?.next_cursor).toBeNull();
+    const all = await call<Page>(baseUrl, "GET", `/episodes/${ep.id}/history`);
+    expect(all.body.steps).toHaveLength(5);
+    expect(all.body.next_cursor).toBeNull();
+    for (const q of ["?limit=0", "?limit=100000", "?limit=x", "?cursor=bm90LWEtY3Vyc29y"]) {
+      const bad = await call(baseUrl, "GET", `/episodes/${ep.id}/history${q}`);
+      expect(bad.status, q).toBe(422);
+      expect(errorCode(bad)).toBe("validation_error");
+    }
+  });
+
+  it("a cursor from before a reset of the same id is refused, not read as the new episode's", async () => {
+    const ep = await Episode.reset(baseUrl, { episode_id: `paged-${Date.now()}` });
+    for (let i = 0; i < 3; i++) await ep.run("1");
+    const first = await call<{ next_cursor: string }>(baseUrl, "GET", `/episodes/${ep.id}/history?limit=1`);
+    await Episode.reset(baseUrl, { episode_id: ep.id });
+    const stale = await call(
+      baseUrl,
+      "GET",
+      `/episodes/${ep.id}/history?cursor=${encodeURIComponent(first.body.next_cursor)}`,
+    );
+    expect(stale.status).toBe(422);
+  });
+
+  it("streams the JSONL export of a long history in order", async () => {
+    const ep = await Episode.reset(baseUrl);
+    for (let i = 1; i <= 120; i++) await ep.run(`v = ${i}`);
+    const res = await fetch(`${baseUrl}/episodes/${ep.id}/history?format=jsonl`);
+    const lines = (await res.text()).trim().split("\n");
+    expect(lines).toHaveLength(120);
+    expect(lines.map((l) => (JSON.parse(l) as { step: number }).step)).toEqual(
+      Array.from({ length: 120 }, (_, i) => i + 1),
+    );
+  });
+});
+
+describe("one step at a time, and nothing a cell does is a 500", () => {
+  it("a second step while one runs on the episode: 409 step_in_progress; it did not run", async () => {
+    // Prepare
+    const ep = await Episode.reset(baseUrl);
+    await ep.run("ran = []");
+    // Act: a slow step, and while it runs another one
+    const slow = ep.step("import time\ntime.sleep(2.0)\nran.append('slow')");
+    await new Promise((r) => setTimeout(r, 500)); // the slow step has reached the API by then
+    const second = await ep.step("ran.append('second')");
+    // Assess
+    expect(second.status).toBe(409);
+    expect(errorCode(second)).toBe("step_in_progress");
+    expect(second.headers.get("retry-after")).toBe("1");
+    expect((await slow).status).toBe(200);
+    expect((await ep.run("ran")).observation.stdout).toBe('["slow"]');
+  });
+
+  it("clamps exit codes a cell reports to 0..255 (else 1), answered 200", async () => {
+    const ep = await Episode.reset(baseUrl);
+    const codes: number[] = [];
+    for (const code of [
+      "raise SystemExit(2**60)",
+      "raise SystemExit(-1)",
+      "raise SystemExit(3)",
+      "raise SystemExit(True)",
+    ]) {
+      const r = await ep.step(code);
+      expect(r.status, code).toBe(200);
+      codes.push(r.body.observation.exit_code);
+    }
+    expect(codes[0]).toBe(1);
+    expect(codes[1]).toBe(1);
+    expect(codes[2]).toBe(3);
+    expect(codes[3]).toBeGreaterThanOrEqual(0);
+    expect(codes[3]).toBeLessThanOrEqual(255);
+  });
+});

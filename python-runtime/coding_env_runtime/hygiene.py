@@ -123,3 +123,60 @@ def uid_has_residue(uid: int, *, scan_processes: bool = True) -> str | None:
             if len(fields) > max(uid_col, cuid_col) and uid in (int(fields[uid_col]), int(fields[cuid_col])):
                 return f"SysV {kind} object"
     return None
+
+
+_IPC_RMID = 0
+_IPC_ID_COLUMNS = {"shm": "shmid", "msg": "msqid", "sem": "semid"}
+
+
+def _sysv_objects() -> list[tuple[str, int, int, int]]:
+    """(kind, id, owner or creator uid, change time) of every SysV IPC object of our namespace."""
+    found = []
+    for kind, id_column in _IPC_ID_COLUMNS.items():
+        try:
+            with open(f"/proc/sysvipc/{kind}") as fh:
+                lines = fh.read().splitlines()
+        except OSError:
+            continue
+        if not lines:
+            continue
+        columns = lines[0].split()
+        try:
+            at = [columns.index(c) for c in (id_column, "uid", "cuid", "ctime")]
+        except ValueError:
+            continue
+        for line in lines[1:]:
+            fields = line.split()
+            try:
+                ident, uid, cuid, ctime = (int(fields[i]) for i in at)
+            except (ValueError, IndexError):
+                continue
+            found.extend((kind, ident, owner, ctime) for owner in {uid, cuid})
+    return found
+
+
+def sysv_baseline() -> set[tuple[str, int]]:
+    return {(kind, ident) for kind, ident, _uid, _ctime in _sysv_objects()}
+
+
+def remove_sysv_objects(uid: int, baseline: set[tuple[str, int]], since: float) -> None:
+    """Lambda mode (one uid, the host's IPC namespace): remove SysV shared memory, message
+    queues and semaphores of our uid that user code created (not there when the runtime
+    started, changed since), so none outlives its step or reaches another episode."""
+    import ctypes
+
+    stale = [
+        (kind, ident)
+        for kind, ident, owner, ctime in _sysv_objects()
+        if owner == uid and (kind, ident) not in baseline and ctime >= int(since)
+    ]
+    if not stale:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    for kind, ident in dict.fromkeys(stale):
+        if kind == "shm":
+            libc.shmctl(ident, _IPC_RMID, None)
+        elif kind == "msg":
+            libc.msgctl(ident, _IPC_RMID, None)
+        else:
+            libc.semctl(ident, 0, _IPC_RMID)

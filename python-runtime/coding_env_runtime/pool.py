@@ -297,6 +297,11 @@ class WorkerPool:
             self.shared_dirs.setdefault(os.path.dirname(self.work_root), set()).add(
                 os.path.basename(self.work_root)
             )
+        # Lambda mode shares the host's IPC namespace too: SysV objects user code leaves behind
+        # are removed the same way.
+        self._shared_ipc = not (self.privileged and opts.private_mounts and opts.private_ipc)
+        self._ipc_baseline = hygiene.sysv_baseline() if self._shared_ipc else set()
+        self._started_at = time.time()
         # One zygote per tenant: each interpreter has its own string-hash seed, so no seed is
         # shared by two tenants. The first is started now (Lambda's init phase) and given to the
         # first tenant that steps; later tenants start theirs on their first step.
@@ -537,6 +542,7 @@ class WorkerPool:
         self.kill_processes(worker)
         if worker.group is None:
             self.sweep_strays()
+            self.scrub_shared_dirs()
         zygote = worker.zygote
 
         def finish() -> None:
@@ -664,6 +670,8 @@ class WorkerPool:
             return [os.getpid(), *(z.pid for z in self.zygotes()), *self.live]
 
         hygiene.scrub_shared_dirs(self.shared_dirs, own_pids)
+        if self._shared_ipc:
+            hygiene.remove_sysv_objects(os.geteuid(), self._ipc_baseline, self._started_at)
 
     def healthy_after_step(self, worker: Worker) -> bool:
         """Trust nothing the worker says: check from outside that it is alone and clean."""

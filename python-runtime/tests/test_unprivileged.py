@@ -67,6 +67,12 @@ b = Episode(runtime, {"mode": "full"})
 out["other_episode_during_step"] = b.step(
     f"import os\ntry:\n    state = open('/proc/{a_pid}/stat').read().rsplit(')', 1)[1].split()[0]\n"
     "except OSError:\n    state = 'gone'\nstate")
+ipc_key = 0x5EE000 + os.getpid() % 0xFFF
+ipc = "import ctypes\nlibc = ctypes.CDLL(None)\n"
+out["ipc_left"] = Episode(runtime, {"mode": "full"}).step(
+    ipc + f"[libc.shmget({ipc_key}, 4096, 0o1000 | 0o600), libc.msgget({ipc_key}, 0o1000 | 0o600)]")
+out["ipc_found"] = Episode(runtime, {"mode": "full"}).step(
+    ipc + f"[libc.shmget({ipc_key}, 0, 0), libc.msgget({ipc_key}, 0)]")
 timer = Episode(runtime, {"mode": "full"})
 out["timer_first"] = timer.step(POSIX_TIMER)
 time.sleep(0.6)
@@ -166,6 +172,12 @@ class UnprivilegedRuntimeTest(unittest.TestCase):
         self.assertEqual(first["exit_code"], 0, first["stderr"])
         self.assertTrue(second["warm"])
         self.assertLessEqual(int(second["stdout"]) - int(first["stdout"]), 5)
+
+    def test_sysv_ipc_does_not_outlive_its_step(self) -> None:
+        left = self.result["ipc_left"]
+        self.assertEqual(left["exit_code"], 0, left["stderr"])
+        self.assertNotIn("-1", left["stdout"])  # both were created
+        self.assertEqual(self.result["ipc_found"]["stdout"], "[-1, -1]")
 
     def test_fork_bomb_is_contained(self) -> None:
         self.assertEqual(self.result["fork_bomb"]["exit_code"], 1)

@@ -187,7 +187,6 @@ class CredentialsAndFilesTest(LambdaModeTestCase):
         loot = self.run_code("import os\nopen('/tmp/loot').read() if os.path.exists('/tmp/loot') else ''")
         self.assertNotIn(secret, loot["stdout"])
 
-    @unittest.expectedFailure  # until the runtime removes its uid's SysV IPC objects after a step
     def test_sysv_ipc_objects_do_not_outlive_their_episode(self) -> None:
         # One Lambda environment is one IPC namespace shared by every episode it serves.
         libc = (

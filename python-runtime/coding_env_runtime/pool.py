@@ -18,227 +18,16 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from typing import Any
 
 from . import cgroups, hygiene, sandbox
+from .handles import WarmKey, Worker, open_check_files, rss_bytes, thread_count
+from .options import RuntimeOpts, check_interpreter_reachable, memory_total_bytes
 from .wire import WireError, recv_frame
 from .zygote_client import RuntimeFailure, ZygoteClient
 
 #: A worker's reply header is small (exit code, dropped names); anything bigger is hostile.
 MAX_REPLY_HEADER = 1024 * 1024
-
-#: (tenant_id, episode_id, incarnation, state_version)
-WarmKey = tuple[str, str, str, int]
-
-
-def _check_interpreter_reachable(python: str) -> None:
-    """Root mode runs user code as unprivileged uids, which must be able to read the
-    interpreter's standard library (an interpreter under /root, say pyenv's, is not)."""
-    path = os.path.dirname(os.path.realpath(python))
-    while True:
-        if not os.stat(path).st_mode & 0o001:
-            raise RuntimeFailure(
-                f"the interpreter {python} is under {path}, which the sandbox's unprivileged users "
-                "cannot enter; use a system-wide Python (e.g. /usr/bin/python3 with "
-                "python3-cloudpickle) via CODING_ENV_PYTHON, or run the runtime as a non-root user"
-            )
-        parent = os.path.dirname(path)
-        if parent == path:
-            return
-        path = parent
-
-
-def _memory_total_bytes() -> int:
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 4 * 2**30
-
-
-@dataclass
-class RuntimeOpts:
-    """Options of the runtime; defaults suit one Lambda execution environment or a laptop."""
-
-    #: Interpreter for the zygote (needs cloudpickle). @default the current interpreter
-    python: str = sys.executable
-    #: Pre-forked idle workers kept ready. @default 2
-    idle_workers: int = 2
-    #: Warm workers kept after a step (LRU beyond). @default 16
-    max_warm_workers: int = 16
-    #: Total memory of warm workers (LRU beyond); ``CODING_ENV_MAX_WARM_MEMORY_MB``.
-    #: @default half of the machine's memory
-    max_warm_memory_bytes: int | None = None
-    #: A warm worker unused this long is discarded. @default 600
-    warm_ttl_s: float = 600.0
-    #: RLIMIT_FSIZE of user code. @default 64 MiB
-    max_file_bytes: int = 64 * 1024 * 1024
-    #: RLIMIT_NPROC: processes per worker uid (root mode) or per runtime uid. @default 64 / 256
-    max_processes: int | None = None
-    max_open_files: int = 256
-    #: RLIMIT_CPU backstop over a worker's life; the deadline is the real per-step limit.
-    max_cpu_seconds: int = 3600
-    #: Largest snapshot a worker may return. @default 256 MiB
-    max_snapshot_bytes: int = 256 * 1024 * 1024
-    #: Where workers' private directories live. @default a new /tmp/coding-env-runtime-XXXX
-    work_root: str | None = None
-    #: Run user code as unprivileged uids (only possible when the runtime is root). @default True
-    drop_privileges: bool = True
-    #: Root mode: private mount namespace per worker (tmpfs on /tmp, /var/tmp, /dev/shm,
-    #: /run/lock; /proc with hidepid). @default True
-    private_mounts: bool = True
-    #: Root mode: a network namespace per worker (its own loopback only). @default True
-    private_network: bool = True
-    #: Root mode: an IPC namespace per worker (SysV and POSIX IPC die with it). @default True
-    private_ipc: bool = True
-    #: Root mode: a freezer and a memory control group per worker. @default True
-    use_cgroups: bool = True
-    #: Size of each private tmpfs (capped by the worker's memory, which it counts toward).
-    #: @default 256 MiB
-    tmp_bytes: int = 256 * 1024 * 1024
-    #: Zygotes kept at once, one per tenant (each has its own hash seed); the least recently
-    #: used one (and its workers) goes beyond. @default 8
-    max_zygotes: int = 8
-    #: Extra modules the zygote imports so workers get them for free (e.g. ``("numpy",)``);
-    #: they count toward every worker's address space (``memory_mb``). The reference's
-    #: allow-list and common stdlib modules are always preloaded. @default ()
-    preload: tuple[str, ...] = ()
-    #: Private uids (root mode) come from blocks of ``uid_block_size`` starting at ``uid_base``;
-    #: each runtime on the machine claims a free block with a lock file, so two runtimes (say,
-    #: two local servers) never hand out the same uid. @default 200000, 1000 per block
-    uid_base: int = 200_000
-    uid_block_size: int = 1_000
-    uid_blocks: int = 1_000
-
-
-@dataclass
-class Worker:
-    pid: int
-    sock: socket.socket
-    out_fd: int
-    err_fd: int
-    workdir: str
-    uid: int | None
-    group: cgroups.WorkerGroup | None = None
-    key: WarmKey | None = None
-    snapshot: str | None = None
-    policy: dict[str, Any] | None = None
-    memory_mb: int | None = None
-    #: Memory it holds while warm (its cgroup's usage; RSS without cgroups).
-    memory_bytes: int = 0
-    last_used: float = field(default_factory=time.monotonic)
-    steps: int = 0
-    frozen: bool = False
-    #: Directories that must be empty after every step (seen from the runtime).
-    scratch_dirs: tuple[str, ...] = ()
-    #: Kept open for the checks after every step (root mode): its scratch directories,
-    #: /proc/<pid>/stat (thread count) and /proc/<pid>/syscall (where its main thread waits).
-    scratch_fds: tuple[int, ...] = ()
-    stat_fd: int = -1
-    syscall_fd: int = -1
-    discarded: bool = False
-    #: The zygote that forked it: a worker whose zygote died is dying too (parent-death signal).
-    zygote: Any = None
-
-
-class Freezer:
-    """Stops every process of a worker between its steps and resumes them for the next one.
-
-    With a cgroup (root mode) that is the freezer: nothing in the group, whatever it forked,
-    runs. Without one it is SIGSTOP/SIGCONT of the worker, which a process of the same uid can
-    undo: root mode without cgroups has a private uid per worker whose other processes are
-    killed after every step, so nobody is left to do so; Lambda mode (one uid) additionally runs
-    one episode at a time (see ``Runtime``).
-    """
-
-    @staticmethod
-    def freeze(worker: Worker) -> bool:
-        """True once every process of the worker is stopped."""
-        worker.frozen = True
-        if worker.group is not None:
-            try:
-                worker.group.freeze()
-            except OSError:
-                return False
-            return worker.group.wait_frozen()
-        try:
-            os.kill(worker.pid, signal.SIGSTOP)
-        except OSError:
-            return False
-        return _wait_stopped(worker.pid)
-
-    @staticmethod
-    def thaw(worker: Worker) -> None:
-        worker.frozen = False
-        if worker.group is not None:
-            worker.group.thaw()
-        else:
-            os.kill(worker.pid, signal.SIGCONT)
-
-
-def _all_threads_stopped(pid: int) -> bool:
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return False
-    for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as fh:
-                state = fh.read().rsplit(b")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            return False
-        if state not in (b"T", b"t"):
-            return False
-    return True
-
-
-def _wait_stopped(pid: int, timeout_s: float = 2.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    polls = 0
-    while not _all_threads_stopped(pid):
-        if time.monotonic() > deadline:
-            return False
-        polls += 1
-        # Yield first (stopping takes one context switch), then back off.
-        if polls < 50:
-            os.sched_yield()
-        else:
-            time.sleep(min(0.00002 * 2 ** (polls - 50), 0.002))
-    return True
-
-
-def _open_check_files(worker: Worker) -> None:
-    """Open what the checks after every step read, once (a pread each then)."""
-    flags = os.O_RDONLY | os.O_CLOEXEC
-    try:
-        worker.stat_fd = os.open(f"/proc/{worker.pid}/stat", flags)
-        worker.syscall_fd = os.open(f"/proc/{worker.pid}/task/{worker.pid}/syscall", flags)
-        if worker.scratch_dirs and worker.scratch_dirs[0].startswith("/proc/"):
-            worker.scratch_fds = tuple(os.open(d, flags | os.O_DIRECTORY) for d in worker.scratch_dirs)
-    except OSError:
-        pass  # the checks fall back to paths
-
-
-def _thread_count(worker: Worker) -> int:
-    if worker.stat_fd >= 0:
-        try:
-            return int(os.pread(worker.stat_fd, 1024, 0).rsplit(b")", 1)[1].split()[17])
-        except (OSError, ValueError, IndexError):
-            return 0
-    return sandbox.thread_count(worker.pid)
-
-
-def _rss_bytes(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/statm", "rb") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
-
 
 class WorkerPool:
     """Owns the zygote and every worker; thread-safe."""
@@ -250,9 +39,9 @@ class WorkerPool:
             opts.max_processes = 64 if self.privileged else 256
         if opts.max_warm_memory_bytes is None:
             from_env = os.environ.get("CODING_ENV_MAX_WARM_MEMORY_MB")
-            opts.max_warm_memory_bytes = int(from_env) * 2**20 if from_env else _memory_total_bytes() // 2
+            opts.max_warm_memory_bytes = int(from_env) * 2**20 if from_env else memory_total_bytes() // 2
         if self.privileged:
-            _check_interpreter_reachable(opts.python)
+            check_interpreter_reachable(opts.python)
         if opts.work_root:
             self.work_root = opts.work_root
             os.makedirs(self.work_root, mode=0o711, exist_ok=True)
@@ -486,7 +275,7 @@ class WorkerPool:
             worker.scratch_dirs = tuple(f"/proc/{pid}/root{d}" for d in ("/tmp", "/dev/shm"))
         else:
             worker.scratch_dirs = (workdir,)
-        _open_check_files(worker)
+        open_check_files(worker)
         return worker
 
     def kill_processes(self, worker: Worker) -> None:
@@ -635,7 +424,7 @@ class WorkerPool:
     def keep_warm(self, worker: Worker) -> None:
         """Put a frozen worker among the warm ones; evict the least recently used beyond the
         count and memory caps."""
-        worker.memory_bytes = worker.group.memory_bytes() if worker.group is not None else _rss_bytes(worker.pid)
+        worker.memory_bytes = worker.group.memory_bytes() if worker.group is not None else rss_bytes(worker.pid)
         worker.last_used = time.monotonic()
         evicted: list[Worker] = []
         assert worker.key is not None
@@ -685,7 +474,7 @@ class WorkerPool:
             escaped = self.sweep_strays()
             self.scrub_shared_dirs()
             alone = not escaped and not sandbox.children_of(worker.pid)
-        if not alone or _thread_count(worker) != 1:
+        if not alone or thread_count(worker) != 1:
             return False
         try:
             if worker.scratch_fds:

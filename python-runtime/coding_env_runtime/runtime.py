@@ -11,8 +11,6 @@ unpickles anything.
 from __future__ import annotations
 
 import os
-import platform
-import select
 import signal
 import threading
 import time
@@ -21,7 +19,10 @@ from typing import Any
 
 from . import CONTRACT_VERSION, RUNTIME_VERSION, snapshot
 from .contract import DiscardRequest, StepRequest
-from .pool import MAX_REPLY_HEADER, Freezer, RuntimeOpts, WarmKey, Worker, WorkerPool, _check_interpreter_reachable
+from .handles import Freezer, WarmKey, Worker, freeze_after_reply
+from .options import RuntimeOpts
+from .options import check_interpreter_reachable as _check_interpreter_reachable
+from .pool import MAX_REPLY_HEADER, WorkerPool
 from .wire import FrameTooLarge, PeerClosed, WireError, WireTimeout, recv_frame, send_frame
 from .zygote_client import RuntimeFailure
 
@@ -348,7 +349,7 @@ class Runtime:
         # timers, threads, children get no CPU, nothing more can be written on its channel.
         self._collect_output(worker, request, result)
         new_snapshot = snapshot.encode(new_payload)
-        if not _freeze_after_reply(worker):
+        if not freeze_after_reply(worker):
             return self._crashed(worker, request, result, started, protocol_broken=True)
         result["exit_code"] = clamp_exit_code(reply.get("exit_code"))
         result["error_code"] = error_code if isinstance(error_code, str) else None
@@ -423,61 +424,6 @@ class Runtime:
 
     def close(self) -> None:
         self.pool.close()
-
-
-#: recv/recvfrom/read system call numbers: where the worker's main thread waits for its next step.
-_RECV_SYSCALLS = {"x86_64": {0, 45}, "aarch64": {63, 207}}.get(platform.machine(), set())
-
-
-def _unexpected_bytes(worker: Worker) -> bool:
-    """Anything readable on a frozen worker's channel after its one reply (more bytes, or the
-    channel closed) is something the protocol does not allow."""
-    readable, _, _ = select.select([worker.sock], [], [], 0)
-    return bool(readable)
-
-
-def _freeze_after_reply(worker: Worker, settle_s: float = 0.2) -> bool:
-    """Freeze the worker; True once it is frozen, nothing follows its reply on the channel and
-    its main thread waits on the channel for the next step.
-
-    The main thread takes a few microseconds from sending its reply to waiting again, so the
-    runtime first waits (yielding the CPU) until it sits in that read, then freezes: a task
-    asleep freezes at once. A reply the main thread did not send itself (a thread forged it)
-    never brings it there, nor does one it sent before going back to user code: after
-    ``settle_s`` such a step is treated as crashed. All of this is still within the step.
-    """
-    give_up = time.monotonic() + settle_s
-    polls = 0
-    while True:
-        if _parked(worker) is not False:
-            if not Freezer.freeze(worker) or _unexpected_bytes(worker):
-                return False
-            if _parked(worker) is not False:  # still there: no signal handler ran meanwhile
-                return True
-            Freezer.thaw(worker)
-        if time.monotonic() > give_up:
-            return False
-        polls += 1
-        if polls < 100:
-            os.sched_yield()
-        else:
-            time.sleep(0.0002)
-
-
-def _parked(worker: Worker) -> bool | None:
-    """Whether the worker's main thread is in a read of its channel (fd 3); None when this
-    runtime cannot see it (Lambda mode: the worker is not dumpable, /proc/<pid>/syscall is
-    closed to us)."""
-    if not _RECV_SYSCALLS or worker.syscall_fd < 0:
-        return None
-    try:
-        fields = os.pread(worker.syscall_fd, 256, 0).split()
-    except OSError:
-        return None
-    try:
-        return int(fields[0]) in _RECV_SYSCALLS and int(fields[1], 16) == 3
-    except (ValueError, IndexError):
-        return False  # "running": not in a system call at all
 
 
 def _size(n: int) -> str:

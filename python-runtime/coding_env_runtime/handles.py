@@ -1,0 +1,198 @@
+"""The runtime's handle on one worker process: its files, its control group, freezing it
+between steps, and the checks made from outside after each of its steps."""
+
+from __future__ import annotations
+
+import os
+import platform
+import select
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import cgroups, sandbox
+
+#: (tenant_id, episode_id, incarnation, state_version)
+WarmKey = tuple[str, str, str, int]
+
+
+@dataclass
+class Worker:
+    pid: int
+    sock: socket.socket
+    out_fd: int
+    err_fd: int
+    workdir: str
+    uid: int | None
+    group: cgroups.WorkerGroup | None = None
+    key: WarmKey | None = None
+    snapshot: str | None = None
+    policy: dict[str, Any] | None = None
+    memory_mb: int | None = None
+    #: Memory it holds while warm (its cgroup's usage; RSS without cgroups).
+    memory_bytes: int = 0
+    last_used: float = field(default_factory=time.monotonic)
+    steps: int = 0
+    frozen: bool = False
+    #: Directories that must be empty after every step (seen from the runtime).
+    scratch_dirs: tuple[str, ...] = ()
+    #: Kept open for the checks after every step (root mode): its scratch directories,
+    #: /proc/<pid>/stat (thread count) and /proc/<pid>/syscall (where its main thread waits).
+    scratch_fds: tuple[int, ...] = ()
+    stat_fd: int = -1
+    syscall_fd: int = -1
+    discarded: bool = False
+    #: The zygote that forked it: a worker whose zygote died is dying too (parent-death signal).
+    zygote: Any = None
+
+
+class Freezer:
+    """Stops every process of a worker between its steps and resumes them for the next one.
+
+    With a cgroup (root mode) that is the freezer: nothing in the group, whatever it forked,
+    runs. Without one it is SIGSTOP/SIGCONT of the worker, which a process of the same uid can
+    undo: root mode without cgroups has a private uid per worker whose other processes are
+    killed after every step, so nobody is left to do so; Lambda mode (one uid) additionally runs
+    one episode at a time (see ``Runtime``).
+    """
+
+    @staticmethod
+    def freeze(worker: Worker) -> bool:
+        """True once every process of the worker is stopped."""
+        worker.frozen = True
+        if worker.group is not None:
+            try:
+                worker.group.freeze()
+            except OSError:
+                return False
+            return worker.group.wait_frozen()
+        try:
+            os.kill(worker.pid, signal.SIGSTOP)
+        except OSError:
+            return False
+        return _wait_stopped(worker.pid)
+
+    @staticmethod
+    def thaw(worker: Worker) -> None:
+        worker.frozen = False
+        if worker.group is not None:
+            worker.group.thaw()
+        else:
+            os.kill(worker.pid, signal.SIGCONT)
+
+
+def _all_threads_stopped(pid: int) -> bool:
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return False
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as fh:
+                state = fh.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return False
+        if state not in (b"T", b"t"):
+            return False
+    return True
+
+
+def _wait_stopped(pid: int, timeout_s: float = 2.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    polls = 0
+    while not _all_threads_stopped(pid):
+        if time.monotonic() > deadline:
+            return False
+        polls += 1
+        # Yield first (stopping takes one context switch), then back off.
+        if polls < 50:
+            os.sched_yield()
+        else:
+            time.sleep(min(0.00002 * 2 ** (polls - 50), 0.002))
+    return True
+
+
+def open_check_files(worker: Worker) -> None:
+    """Open what the checks after every step read, once (a pread each then)."""
+    flags = os.O_RDONLY | os.O_CLOEXEC
+    try:
+        worker.stat_fd = os.open(f"/proc/{worker.pid}/stat", flags)
+        worker.syscall_fd = os.open(f"/proc/{worker.pid}/task/{worker.pid}/syscall", flags)
+        if worker.scratch_dirs and worker.scratch_dirs[0].startswith("/proc/"):
+            worker.scratch_fds = tuple(os.open(d, flags | os.O_DIRECTORY) for d in worker.scratch_dirs)
+    except OSError:
+        pass  # the checks fall back to paths
+
+
+def thread_count(worker: Worker) -> int:
+    if worker.stat_fd >= 0:
+        try:
+            return int(os.pread(worker.stat_fd, 1024, 0).rsplit(b")", 1)[1].split()[17])
+        except (OSError, ValueError, IndexError):
+            return 0
+    return sandbox.thread_count(worker.pid)
+
+
+def rss_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+#: recv/recvfrom/read system call numbers: where the worker's main thread waits for its next step.
+_RECV_SYSCALLS = {"x86_64": {0, 45}, "aarch64": {63, 207}}.get(platform.machine(), set())
+
+
+def unexpected_bytes(worker: Worker) -> bool:
+    """Anything readable on a frozen worker's channel after its one reply (more bytes, or the
+    channel closed) is something the protocol does not allow."""
+    readable, _, _ = select.select([worker.sock], [], [], 0)
+    return bool(readable)
+
+
+def freeze_after_reply(worker: Worker, settle_s: float = 0.2) -> bool:
+    """Freeze the worker; True once it is frozen, nothing follows its reply on the channel and
+    its main thread waits on the channel for the next step.
+
+    The main thread takes a few microseconds from sending its reply to waiting again, so the
+    runtime first waits (yielding the CPU) until it sits in that read, then freezes: a task
+    asleep freezes at once. A reply the main thread did not send itself (a thread forged it)
+    never brings it there, nor does one it sent before going back to user code: after
+    ``settle_s`` such a step is treated as crashed. All of this is still within the step.
+    """
+    give_up = time.monotonic() + settle_s
+    polls = 0
+    while True:
+        if parked(worker) is not False:
+            if not Freezer.freeze(worker) or unexpected_bytes(worker):
+                return False
+            if parked(worker) is not False:  # still there: no signal handler ran meanwhile
+                return True
+            Freezer.thaw(worker)
+        if time.monotonic() > give_up:
+            return False
+        polls += 1
+        if polls < 100:
+            os.sched_yield()
+        else:
+            time.sleep(0.0002)
+
+
+def parked(worker: Worker) -> bool | None:
+    """Whether the worker's main thread is in a read of its channel (fd 3); None when this
+    runtime cannot see it (Lambda mode: the worker is not dumpable, /proc/<pid>/syscall is
+    closed to us)."""
+    if not _RECV_SYSCALLS or worker.syscall_fd < 0:
+        return None
+    try:
+        fields = os.pread(worker.syscall_fd, 256, 0).split()
+    except OSError:
+        return None
+    try:
+        return int(fields[0]) in _RECV_SYSCALLS and int(fields[1], 16) == 3
+    except (ValueError, IndexError):
+        return False  # "running": not in a system call at all

@@ -1,0 +1,92 @@
+"""The runtime's options (``RuntimeOpts``) and the checks of its environment."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+from .zygote_client import RuntimeFailure
+
+
+def check_interpreter_reachable(python: str) -> None:
+    """Root mode runs user code as unprivileged uids, which must be able to read the
+    interpreter's standard library (an interpreter under /root, say pyenv's, is not)."""
+    path = os.path.dirname(os.path.realpath(python))
+    while True:
+        if not os.stat(path).st_mode & 0o001:
+            raise RuntimeFailure(
+                f"the interpreter {python} is under {path}, which the sandbox's unprivileged users "
+                "cannot enter; use a system-wide Python (e.g. /usr/bin/python3 with "
+                "python3-cloudpickle) via CODING_ENV_PYTHON, or run the runtime as a non-root user"
+            )
+        parent = os.path.dirname(path)
+        if parent == path:
+            return
+        path = parent
+
+
+def memory_total_bytes() -> int:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 4 * 2**30
+
+
+@dataclass
+class RuntimeOpts:
+    """Options of the runtime; defaults suit one Lambda execution environment or a laptop."""
+
+    #: Interpreter for the zygote (needs cloudpickle). @default the current interpreter
+    python: str = sys.executable
+    #: Pre-forked idle workers kept ready. @default 2
+    idle_workers: int = 2
+    #: Warm workers kept after a step (LRU beyond). @default 16
+    max_warm_workers: int = 16
+    #: Total memory of warm workers (LRU beyond); ``CODING_ENV_MAX_WARM_MEMORY_MB``.
+    #: @default half of the machine's memory
+    max_warm_memory_bytes: int | None = None
+    #: A warm worker unused this long is discarded. @default 600
+    warm_ttl_s: float = 600.0
+    #: RLIMIT_FSIZE of user code. @default 64 MiB
+    max_file_bytes: int = 64 * 1024 * 1024
+    #: RLIMIT_NPROC: processes per worker uid (root mode) or per runtime uid. @default 64 / 256
+    max_processes: int | None = None
+    max_open_files: int = 256
+    #: RLIMIT_CPU backstop over a worker's life; the deadline is the real per-step limit.
+    max_cpu_seconds: int = 3600
+    #: Largest snapshot a worker may return. @default 256 MiB
+    max_snapshot_bytes: int = 256 * 1024 * 1024
+    #: Where workers' private directories live. @default a new /tmp/coding-env-runtime-XXXX
+    work_root: str | None = None
+    #: Run user code as unprivileged uids (only possible when the runtime is root). @default True
+    drop_privileges: bool = True
+    #: Root mode: private mount namespace per worker (tmpfs on /tmp, /var/tmp, /dev/shm,
+    #: /run/lock; /proc with hidepid). @default True
+    private_mounts: bool = True
+    #: Root mode: a network namespace per worker (its own loopback only). @default True
+    private_network: bool = True
+    #: Root mode: an IPC namespace per worker (SysV and POSIX IPC die with it). @default True
+    private_ipc: bool = True
+    #: Root mode: a freezer and a memory control group per worker. @default True
+    use_cgroups: bool = True
+    #: Size of each private tmpfs (capped by the worker's memory, which it counts toward).
+    #: @default 256 MiB
+    tmp_bytes: int = 256 * 1024 * 1024
+    #: Zygotes kept at once, one per tenant (each has its own hash seed); the least recently
+    #: used one (and its workers) goes beyond. @default 8
+    max_zygotes: int = 8
+    #: Extra modules the zygote imports so workers get them for free (e.g. ``("numpy",)``);
+    #: they count toward every worker's address space (``memory_mb``). The reference's
+    #: allow-list and common stdlib modules are always preloaded. @default ()
+    preload: tuple[str, ...] = ()
+    #: Private uids (root mode) come from blocks of ``uid_block_size`` starting at ``uid_base``;
+    #: each runtime on the machine claims a free block with a lock file, so two runtimes (say,
+    #: two local servers) never hand out the same uid. @default 200000, 1000 per block
+    uid_base: int = 200_000
+    uid_block_size: int = 1_000
+    uid_blocks: int = 1_000

@@ -140,6 +140,42 @@ def main() -> int:
         runtime._discard(worker, wait=True)
     results["worker_fork"] = summary(forks)
 
+    # Isolation costs: freezing a worker between steps and thawing it for the next (the
+    # runtime does both on every warm step), and worker start-up with and without the private
+    # namespaces (mount, network, IPC) and control groups (freezer, memory) of root mode.
+    from coding_env_runtime.handles import Freezer
+
+    isolation: dict[str, Any] = {"cgroups": runtime.pool.cgroups is not None}
+    worker = runtime._spawn()
+    freeze, thaw = [], []
+    for _ in range(n_warm):
+        started = time.perf_counter()
+        Freezer.freeze(worker)
+        frozen = time.perf_counter()
+        Freezer.thaw(worker)
+        freeze.append((frozen - started) * 1000)
+        thaw.append((time.perf_counter() - frozen) * 1000)
+    runtime._discard(worker, wait=True)
+    isolation["freeze_until_frozen"] = summary(freeze)
+    isolation["thaw"] = summary(thaw)
+    if runtime.privileged:
+        variants = {
+            "namespaces_and_cgroups": {},
+            "namespaces_no_cgroups": {"use_cgroups": False},
+            "mount_namespace_only": {"use_cgroups": False, "private_network": False, "private_ipc": False},
+        }
+        for label, extra in variants.items():
+            variant = Runtime(RuntimeOpts(idle_workers=0, **extra))
+            starts = []
+            for _ in range(n_cold):
+                started = time.perf_counter()
+                spawned = variant._spawn()
+                starts.append((time.perf_counter() - started) * 1000)
+                variant._discard(spawned, wait=True)
+            variant.close()
+            isolation[f"worker_start_{label}"] = summary(starts)
+    results["isolation"] = isolation
+
     # Compute-bound code: runtime step vs plain exec in this same Python, interleaved; the
     # minimum of each is the least disturbed by other load on the machine.
     plain, in_runtime = [], []
@@ -217,7 +253,12 @@ def main() -> int:
         ("cold step (idle worker + restore)", results["cold_step_restore_small"]),
         ("worker fork + setup", results["worker_fork"]),
         ("timeout overshoot (500 ms limit)", results["timeout_overshoot_ms"]),
+        ("freeze a worker (until frozen)", results["isolation"]["freeze_until_frozen"]),
+        ("thaw a worker", results["isolation"]["thaw"]),
     ]
+    for label, item in results["isolation"].items():
+        if label.startswith("worker_start_"):
+            rows.append((label.replace("_", " "), item))
     for name, item in snap_results.items():
         rows.append((f"1MB state {name}: restore+save", item["restore_plus_save"]))
         rows.append((f"1MB state {name}: cold step", item["cold_step_with_this_snapshot"]))

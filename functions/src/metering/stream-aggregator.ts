@@ -17,13 +17,19 @@ import { deleteEpisodeRemains } from "../store/episode-cleanup.js";
 import { EXECUTION_PREFIX, HEAD_SK, METER, usageKey, VERSION_PREFIX } from "../store/layout.js";
 import { formatScaled, GB_SECONDS_SCALE, gbSeconds, parseScaled } from "../tenancy/metering.js";
 
+/**
+ * An item image in AttributeValue form (`{ "pk": { "S": "..." } }`). Typed loosely so both the
+ * Lambda event's type and the local front's records fit; read with `unmarshall`.
+ */
+export type StreamImage = Readonly<Record<string, object>>;
+
 /** One DynamoDB Streams record (images in AttributeValue form), as Lambda delivers it. */
 export interface StreamRecord {
   readonly eventName: "INSERT" | "MODIFY" | "REMOVE";
   readonly dynamodb: {
-    readonly Keys: Record<string, AttributeValue>;
-    readonly NewImage?: Record<string, AttributeValue>;
-    readonly OldImage?: Record<string, AttributeValue>;
+    readonly Keys: StreamImage;
+    readonly NewImage?: StreamImage;
+    readonly OldImage?: StreamImage;
   };
   /** Present on removals by DynamoDB's TTL. */
   readonly userIdentity?: { readonly type: "Service"; readonly principalId: "dynamodb.amazonaws.com" };
@@ -50,8 +56,8 @@ interface DayUsage {
   stateBytes: number;
 }
 
-function image(raw: Record<string, AttributeValue> | undefined): Record<string, unknown> | undefined {
-  return raw ? unmarshall(raw, { wrapNumbers: false }) : undefined;
+function image(raw: StreamImage | undefined): Record<string, unknown> | undefined {
+  return raw ? unmarshall(raw as Record<string, AttributeValue>, { wrapNumbers: false }) : undefined;
 }
 
 function memoryMbFromEnv(): number {

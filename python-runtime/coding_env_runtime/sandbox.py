@@ -19,6 +19,7 @@ _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True
 
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWNET = 0x40000000
 MS_NOSUID = 2
@@ -68,6 +69,8 @@ def private_namespaces(*, network: bool, ipc: bool) -> None:
     shm/msg/sem and POSIX message queues are private and die with the worker)."""
     flags = CLONE_NEWNS | (CLONE_NEWNET if network else 0) | (CLONE_NEWIPC if ipc else 0)
     _check(_libc.unshare(flags), "unshare(CLONE_NEWNS|CLONE_NEWNET|CLONE_NEWIPC)")
+    # Its own groups appear as "/" in /proc/self/cgroup (the host's layout stays hidden).
+    _libc.unshare(CLONE_NEWCGROUP)
 
 
 MNT_DETACH = 2
@@ -92,6 +95,8 @@ def hide_host_mounts(needed: list[str]) -> None:
     real_needed = [os.path.realpath(p) for p in needed if p]
 
     def kept(point: str) -> bool:
+        if point == "/sys/fs/cgroup" or point.startswith("/sys/fs/cgroup/"):
+            return False  # other workers' groups (their memory use, their names)
         if point == "/" or any(point == r or point.startswith(r + "/") for r in _KEPT_MOUNT_ROOTS):
             return True
         return any(path == point or path.startswith(point.rstrip("/") + "/") for path in real_needed)

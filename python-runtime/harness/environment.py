@@ -161,8 +161,12 @@ class Environment:
         if not ready.get("ready"):
             self.kill()
             raise RuntimeError("the environment's runtime did not initialize")
+        try:
+            self.group.freeze()
+        except (OSError, TimeoutError) as exc:
+            self.kill()
+            raise RuntimeError(f"the environment could not be frozen after its init phase: {exc}") from exc
         self.alive = True
-        self.group.freeze()
 
     def invoke(self, payload: bytes, tenant_id: str | None, function_name: str, timeout_s: float) -> Outcome:
         """One invocation: thaw, hand over, wait for the reply (or the function timeout), freeze."""

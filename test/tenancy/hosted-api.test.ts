@@ -23,7 +23,7 @@ beforeAll(async () => {
     auth: true,
     env: { CODING_ENV_AUTH_CACHE_TTL_MS: String(AUTH_CACHE_TTL_MS) },
   });
-  client = clientFor(stack.dynamodbEndpoint);
+  client = clientFor(stack.dynamodbEndpoint, stack.credentials);
   keys = new ApiKeyStore({ client, tableName: stack.tableName });
 });
 afterAll(async () => {
@@ -106,6 +106,8 @@ async function keysCli(...args: string[]): Promise<{ code: number; stdout: strin
         ...process.env,
         CODING_ENV_TABLE: stack.tableName,
         CODING_ENV_DYNAMODB_ENDPOINT: stack.dynamodbEndpoint,
+        CODING_ENV_LOCAL_ACCESS_KEY_ID: stack.credentials.accessKeyId,
+        CODING_ENV_LOCAL_SECRET_ACCESS_KEY: stack.credentials.secretAccessKey,
       },
     });
     return { code: 0, stdout: out.stdout };
@@ -399,7 +401,12 @@ describe("local stack switch", () => {
     try {
       const health = await fetch(`${other.baseUrl}/health`).then((r) => r.json());
       expect(health).toEqual({ status: "healthy", auth_required: true });
-      expect((await fetch(`${other.baseUrl}/reset`, { method: "POST", body: "{}" })).status).toBe(401);
+      const reset = await fetch(`${other.baseUrl}/reset`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: "{}",
+      });
+      expect(reset.status).toBe(401);
     } finally {
       await other.stop();
     }

@@ -20,12 +20,18 @@ export interface TestTable {
   stop(): Promise<void>;
 }
 
-export function clientFor(endpoint: string): DynamoDBClient {
-  return new DynamoDBClient({
-    endpoint,
-    region: "us-east-1",
-    credentials: { accessKeyId: "local", secretAccessKey: "local" },
-  });
+/**
+ * A client of a local DynamoDB. A local stack's endpoint needs the stack's start-up credentials
+ * (`stack.credentials`); a bare dynalite takes any.
+ */
+export function clientFor(
+  endpoint: string,
+  credentials: { accessKeyId: string; secretAccessKey: string } = {
+    accessKeyId: "local",
+    secretAccessKey: "local",
+  },
+): DynamoDBClient {
+  return new DynamoDBClient({ endpoint, region: "us-east-1", credentials });
 }
 
 /** Creates the service table (`pk`/`sk` strings), as the CDK stack and the local stack do. */

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { DynamoDBClient, ListTablesCommand } from "@aws-sdk/client-dynamodb";
+import { DynamoDBClient, ListTablesCommand, ScanCommand } from "@aws-sdk/client-dynamodb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { type LocalStack, startLocalStack } from "../../functions/src/local/stack.js";
@@ -137,6 +137,47 @@ describe("start-up secret", () => {
       accessKeyId: stack.credentials.accessKeyId,
       secretAccessKey: stack.credentials.secretAccessKey,
     });
+  });
+});
+
+describe("metering from the change stream", () => {
+  it("usage counts every step once the stream's batch is processed; a TTL removal cleans up the episode", async () => {
+    // A long timer: only flushStream() hands records over, so the counts below are the roll-up's.
+    const stack = await startLocalStack({ port: 0, dataDir: null, streamIntervalMs: 3_600_000 });
+    try {
+      const usage = async () =>
+        (await call<{ totals: { steps: number; executions: number } }>(stack.baseUrl, "GET", "/usage")).body
+          .totals;
+      const ep = await Episode.reset(stack.baseUrl, { ttl_s: 1 });
+      await ep.run("a = 1");
+      await ep.run("a + 1");
+      expect((await usage()).steps).toBe(0);
+      await stack.flushStream();
+      const totals = await usage();
+      expect(totals.steps).toBe(2);
+      expect(totals.executions).toBe(2);
+      // Act: 5 s later TTL has passed; the sweep removes the head as the TTL service, the roll-up the rest
+      expect(await stack.sweepExpired(Date.now() + 5_000)).toBeGreaterThanOrEqual(1);
+      await stack.flushStream();
+      // Assess
+      const ddb = new DynamoDBClient({
+        endpoint: stack.dynamodbEndpoint,
+        region: "local",
+        credentials: stack.credentials,
+      });
+      const left = await ddb.send(
+        new ScanCommand({
+          TableName: stack.tableName,
+          FilterExpression: "contains(pk, :id)",
+          ExpressionAttributeValues: { ":id": { S: ep.id } },
+        }),
+      );
+      ddb.destroy();
+      expect(left.Items ?? []).toEqual([]);
+      expect((await ep.step("a")).status).toBe(404);
+    } finally {
+      await stack.stop();
+    }
   });
 });
 

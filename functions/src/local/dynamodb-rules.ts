@@ -1,6 +1,7 @@
 // DynamoDB's rules that the local front applies itself rather than trusting dynalite: item size as
 // DynamoDB counts it (UTF-8 bytes, where dynalite counts UTF-16 code units), capacity units, the
 // error shapes the AWS SDK decodes, and DynamoDB Streams records (NEW_AND_OLD_IMAGES).
+import type { AttributeValue } from "@aws-sdk/client-dynamodb";
 
 /** An item (or key) in AttributeValue form, as on the wire. */
 export type AttributeMap = Record<string, Record<string, unknown>>;
@@ -124,9 +125,9 @@ export interface ChangeRecord {
   awsRegion: string;
   dynamodb: {
     ApproximateCreationDateTime: number;
-    Keys: AttributeMap;
-    NewImage?: AttributeMap;
-    OldImage?: AttributeMap;
+    Keys: Record<string, AttributeValue>;
+    NewImage?: Record<string, AttributeValue>;
+    OldImage?: Record<string, AttributeValue>;
     SequenceNumber: string;
     SizeBytes: number;
     StreamViewType: "NEW_AND_OLD_IMAGES";
@@ -166,6 +167,7 @@ export function changeRecord(
   if (!oldImage && !newImage) return undefined;
   if (oldImage && newImage && sameItem(oldImage, newImage)) return undefined;
   sequence += 1n;
+  const wire = (item: AttributeMap) => item as unknown as Record<string, AttributeValue>; // the same JSON shape
   const eventName = !oldImage ? "INSERT" : !newImage ? "REMOVE" : "MODIFY";
   return {
     eventID: sequence.toString(16).padStart(32, "0"),
@@ -175,9 +177,9 @@ export function changeRecord(
     awsRegion: "local",
     dynamodb: {
       ApproximateCreationDateTime: Math.floor(Date.now() / 1000),
-      Keys: keys,
-      ...(newImage ? { NewImage: newImage } : {}),
-      ...(oldImage ? { OldImage: oldImage } : {}),
+      Keys: wire(keys),
+      ...(newImage ? { NewImage: wire(newImage) } : {}),
+      ...(oldImage ? { OldImage: wire(oldImage) } : {}),
       SequenceNumber: sequence.toString().padStart(21, "0"),
       SizeBytes: itemSize(keys) + itemSize(newImage) + itemSize(oldImage),
       StreamViewType: "NEW_AND_OLD_IMAGES",

@@ -11,15 +11,19 @@ import {
   CreateTableCommand,
   DescribeTableCommand,
   DescribeTimeToLiveCommand,
+  DynamoDBClient,
   UpdateTimeToLiveCommand,
 } from "@aws-sdk/client-dynamodb";
+import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import { configFromEnv } from "../config.js";
 import { type BuiltDeps, buildDeps, type LocalCredentials } from "../deps.js";
+import { processStreamBatch } from "../metering/stream-aggregator.js";
 import { type ApiInstances, startApiInstances } from "./api-instances.js";
 import { type ApiServer, startApiServer } from "./api-server.js";
 import { type DynamoPart, startDynamoInThread, startDynamoWorker } from "./dynamo-part.js";
 import { type ExecutorMode, type ExecutorProcess, startExecutor, stopExecutor } from "./executor-process.js";
 import { removeStackFile, writeStackFile } from "./stack-file.js";
+import { type StreamPump, startStreamPump } from "./stream-pump.js";
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 
@@ -86,8 +90,13 @@ export interface LocalStack {
   readonly childPids: readonly number[];
   /** DynamoDB requests served so far and the time dynalite spent on them (ms), by operation. */
   dynamodbStats(): Promise<{ counts: Record<string, number>; ms: Record<string, number> }>;
-  /** Runs the TTL sweep now (the timer runs it every `sweepIntervalMs`); returns the items removed. */
-  sweepExpired(): Promise<number>;
+  /**
+   * Runs the TTL sweep now (the timer runs it every `sweepIntervalMs`) as if the clock read `nowMs`;
+   * returns the items removed.
+   */
+  sweepExpired(nowMs?: number): Promise<number>;
+  /** Hands every change record so far to the metering roll-up now (the timer does it every `streamIntervalMs`). */
+  flushStream(): Promise<void>;
   /** Settles when a part stops unexpectedly (never when `stop()` is called). */
   readonly crashed: Promise<PartExit>;
   stop(): Promise<void>;
@@ -207,10 +216,29 @@ export async function startLocalStack(opts: LocalStackOpts = {}): Promise<LocalS
   let api: ApiServer | undefined;
   let instances: ApiInstances | undefined;
   let deps: BuiltDeps | undefined;
+  // The stream trigger: the front's change records, in batches, to the same roll-up as in AWS
+  // (usage per tenant and day; TTL removals of an episode clean up its other items).
+  const streamClient = new DynamoDBClient({
+    endpoint: ddb.endpoint,
+    region: "local",
+    credentials,
+    maxAttempts: 3,
+  });
+  const pump: StreamPump = startStreamPump({
+    intervalMs: opts.streamIntervalMs ?? 1000,
+    process: (records) =>
+      processStreamBatch(records, {
+        doc: DynamoDBDocumentClient.from(streamClient),
+        tableName: config.tableName,
+      }),
+  });
+  ddb.onChange((records) => pump.push(records));
   const stopParts = async () => {
     await api?.close();
     await instances?.close();
     if (!api) deps?.destroy();
+    await pump.stop();
+    streamClient.destroy();
     await stopExecutor(exe);
     await ddb.stop();
   };
@@ -246,9 +274,9 @@ export async function startLocalStack(opts: LocalStackOpts = {}): Promise<LocalS
   }
   const port = api?.port ?? (instances as ApiInstances).port;
   const listening = api?.server ?? (instances as ApiInstances).server;
-  const store = deps.store;
-
-  const sweep = () => store.sweepExpired();
+  // DynamoDB's TTL: the front deletes expired items as the TTL service (REMOVE records the
+  // roll-up sees, as in AWS).
+  const sweep = (nowMs?: number) => ddb.sweepExpired(nowMs);
   const sweeper = setInterval(() => {
     sweep().catch(() => {
       /* the next sweep retries */
@@ -295,6 +323,7 @@ export async function startLocalStack(opts: LocalStackOpts = {}): Promise<LocalS
     childPids: [...(exe.child.pid ? [exe.child.pid] : []), ...(instances?.pids ?? [])],
     dynamodbStats: () => ddb.stats(),
     sweepExpired: sweep,
+    flushStream: () => pump.flush(),
     crashed,
     stop: async () => {
       if (stopping) return;

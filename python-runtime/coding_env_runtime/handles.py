@@ -59,20 +59,23 @@ class Freezer:
     """
 
     @staticmethod
-    def freeze(worker: Worker) -> bool:
-        """True once every process of the worker is stopped."""
+    def freeze(worker: Worker, *, wait: bool = True) -> bool:
+        """True once every process of the worker is stopped. Without ``wait``, True once they
+        are all bound to stop: none executes another user-mode instruction (a task already
+        asleep is frozen at once, a running one on its way back to user mode), though a system
+        call in progress completes."""
         worker.frozen = True
         if worker.group is not None:
             try:
                 worker.group.freeze()
             except OSError:
                 return False
-            return worker.group.wait_frozen()
+            return worker.group.wait_frozen() if wait else True
         try:
             os.kill(worker.pid, signal.SIGSTOP)
         except OSError:
             return False
-        return _wait_stopped(worker.pid)
+        return _wait_stopped(worker.pid) if wait else True
 
     @staticmethod
     def thaw(worker: Worker) -> None:
@@ -155,24 +158,31 @@ def unexpected_bytes(worker: Worker) -> bool:
 
 
 def freeze_after_reply(worker: Worker, settle_s: float = 0.2) -> bool:
-    """Freeze the worker; True once it is frozen, nothing follows its reply on the channel and
-    its main thread waits on the channel for the next step.
+    """Freeze the worker after its reply; False if the reply must not be trusted: something
+    follows it on the channel, or it may not be the worker's own.
 
-    The main thread takes a few microseconds from sending its reply to waiting again, so the
-    runtime first waits (yielding the CPU) until it sits in that read, then freezes: a task
-    asleep freezes at once. A reply the main thread did not send itself (a thread forged it)
-    never brings it there, nor does one it sent before going back to user code: after
-    ``settle_s`` such a step is treated as crashed. All of this is still within the step.
+    The genuine reply is sent by the main thread, which then waits on the channel for the next
+    step. Usually it is already there when this runs (then it freezes at once) and must still be
+    there once frozen (no signal handler ran user code meanwhile). If it is still on its way and
+    it is the only thread, the reply can only be its own: it is frozen where it is, without
+    waiting for the scheduler (a reply that the main thread sent from user code, or that a
+    thread sent before it exited, only garbles its own episode's next step). With several
+    threads one may have forged the reply: then the runtime waits (yielding the CPU, up to
+    ``settle_s``, still within the step) until the main thread is back on the channel, and a
+    reply that never brings it there is treated as a crash.
     """
     give_up = time.monotonic() + settle_s
     polls = 0
     while True:
-        if parked(worker) is not False:
+        where = parked(worker)
+        if where is not False:
             if not Freezer.freeze(worker) or unexpected_bytes(worker):
                 return False
             if parked(worker) is not False:  # still there: no signal handler ran meanwhile
                 return True
             Freezer.thaw(worker)
+        elif polls == 0 and thread_count(worker) == 1:
+            return Freezer.freeze(worker, wait=False) and not unexpected_bytes(worker)
         if time.monotonic() > give_up:
             return False
         polls += 1

@@ -10,7 +10,7 @@ import time
 import unittest
 import uuid
 
-from coding_env_runtime import hygiene, sandbox
+from coding_env_runtime import handles, hygiene, sandbox
 from coding_env_runtime.contract import DiscardRequest, EventError, parse_event
 from coding_env_runtime.runtime import RuntimeOpts
 from coding_env_runtime.zygote_client import PACKAGE_ROOT
@@ -116,7 +116,9 @@ class BusyTest(RuntimeTestCase):
         first: dict = {}
         thread = threading.Thread(target=lambda: first.update(self.runtime.run_step(parse_event(event))))
         thread.start()
-        time.sleep(0.5)
+        deadline = time.monotonic() + 10
+        while ("t", ep.episode_id) not in self.runtime._running and time.monotonic() < deadline:
+            time.sleep(0.01)
         second = self.runtime.run_step(parse_event(ep.event("ran.append('second')\nran")))
         # Another tenant with the same episode id is not held up.
         other = TenantEpisode(self.runtime, "other", ep.episode_id).step("1")
@@ -174,10 +176,11 @@ class FrozenBetweenStepsTest(RuntimeTestCase):
         key = next(k for k in self.runtime._warm if k[1] == ep.episode_id)
         worker = self.runtime._warm[key]
         if worker.group is not None:
-            self.assertTrue(worker.group.is_frozen())
+            self.assertTrue(worker.group.wait_frozen())
             pids = worker.group.pids()
         else:
             pids = [worker.pid]
+            self.assertTrue(handles._wait_stopped(worker.pid))
             for tid in os.listdir(f"/proc/{worker.pid}/task"):
                 with open(f"/proc/{worker.pid}/task/{tid}/stat", "rb") as fh:
                     self.assertEqual(fh.read().rsplit(b")", 1)[1].split()[0], b"T")

@@ -205,8 +205,9 @@ class FrozenBetweenStepsTest(RuntimeTestCase):
         time.sleep(0.5)
         second = ep.step("import time\ntime.sleep(0.2)\nticks")
         self.assertTrue(second["warm"])
-        # Warm as cold: no timer after a restore (one signal may have been pending at the end).
-        self.assertLessEqual(int(second["stdout"]) - int(first["stdout"]), 1)
+        # Warm as cold: no timer after a restore. A few ticks may land between the cell's last
+        # line and the end of the step; a live timer would add ~40 during the next step alone.
+        self.assertLessEqual(int(second["stdout"]) - int(first["stdout"]), 5)
 
     def test_forged_reply_from_a_thread_is_discarded(self) -> None:
         ep = TenantEpisode(self.runtime, "t")

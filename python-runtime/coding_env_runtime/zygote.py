@@ -21,6 +21,7 @@ import select
 import signal
 import socket
 import sys
+import time
 import types
 from typing import Any
 
@@ -112,6 +113,7 @@ def _reap(control: socket.socket, workers: set[int]) -> None:
             return
         if pid in workers:
             workers.discard(pid)
+            _worker_groups.pop(pid, None)
             _send(control, {"op": "exit", "pid": pid, "status": status})
 
 
@@ -122,10 +124,36 @@ def _send(control: socket.socket, message: dict[str, Any]) -> None:
         _shutdown()
 
 
+#: Control group directories of each live worker (root mode): on shutdown they are thawed (a
+#: frozen process only dies once thawed) and removed.
+_worker_groups: dict[int, list[str]] = {}
+
+
 def _shutdown() -> None:
     # Every worker (and anything reparented to us) dies with us: they all have PDEATHSIG or
     # are killed here.
+    sandbox.kill_all(sandbox.children_of(os.getpid()))  # SIGKILL pending first, then thaw:
+    groups = [d for dirs in _worker_groups.values() for d in dirs]
+    for directory in groups:  # they die without running another instruction
+        for name, value in (("freezer.state", "THAWED"), ("cgroup.freeze", "0")):
+            try:
+                with open(os.path.join(directory, name), "w") as fh:
+                    fh.write(value)
+            except OSError:
+                pass
     sandbox.kill_tree(sandbox.children_of(os.getpid()))
+    for _ in range(20):
+        for directory in list(groups):
+            try:
+                os.rmdir(directory)
+                groups.remove(directory)
+            except FileNotFoundError:
+                groups.remove(directory)
+            except OSError:
+                pass  # not empty yet: its processes are still exiting
+        if not groups:
+            break
+        time.sleep(0.01)
     os._exit(0)
 
 
@@ -223,6 +251,7 @@ def main(control_fd: int, preload: str = "") -> None:
         if op == "spawn":
             pid = _spawn(message["spec"], fds)
             workers.add(pid)
+            _worker_groups[pid] = [os.path.dirname(p) for p in message["spec"].get("cgroup_procs") or ()]
             for fd in fds:
                 os.close(fd)
             _send(control, {"op": "spawned", "id": message["id"], "pid": pid})

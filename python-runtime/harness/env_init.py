@@ -178,7 +178,8 @@ def _be_init(config: dict) -> None:
         except ChildProcessError:
             os._exit(0)
         if pid == runtime:
-            os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+            code = os.waitstatus_to_exitcode(status)
+            os._exit(128 - code if code < 0 else code & 0xFF)  # a signal as the shell says it
 
 
 def _remove_group(path: str) -> None:

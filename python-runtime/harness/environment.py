@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -223,6 +224,9 @@ class Environment:
             code = self.process.wait(timeout=1)
         except subprocess.TimeoutExpired:
             return "error: the runtime closed its channel"
+        if code > 128:  # Lambda's words (Go's): "signal: killed"
+            name = signal.strsignal(code - 128) or f"signal {code - 128}"
+            return f"error: signal: {name.lower()}"
         return f"error: exit status {code}"
 
     def kill(self) -> None:

@@ -49,6 +49,7 @@ MS_REMOUNT = 32
 MS_BIND = 4096
 MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
+MNT_DETACH = 2
 PR_SET_PDEATHSIG = 1
 PR_CAPBSET_DROP = 24
 _LAST_CAP_FILE = "/proc/sys/kernel/cap_last_cap"
@@ -102,6 +103,10 @@ def _read_only_everywhere() -> None:
 
 
 def _minimal_dev() -> None:
+    # Detach the host's /dev submounts (/dev/shm, /dev/pts...) rather than only covering them.
+    for point, _ in reversed(_mount_points()):
+        if point.startswith("/dev/"):
+            _libc.umount2(point.encode(), MNT_DETACH)
     _mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,mode=755")
     for name, minor in (("null", 3), ("zero", 5), ("full", 7), ("random", 8), ("urandom", 9)):
         path = f"/dev/{name}"

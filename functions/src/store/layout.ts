@@ -53,12 +53,20 @@ export const METER = {
   stateBytes: "state_bytes",
 } as const;
 
+export const USAGE_PREFIX = "USAGE#";
+export const tenantPk = (tenantId: string) => `TENANT#${tenantId}`;
+
 /** Key of a tenant's usage item for one UTC day. */
 export function usageKey(tenantId: string, day: string): { pk: string; sk: string } {
-  return { pk: `TENANT#${tenantId}`, sk: `USAGE#${day}` };
+  return { pk: tenantPk(tenantId), sk: `${USAGE_PREFIX}${day}` };
+}
+
+/** Key of an API key's item (only the key's SHA-256 is stored). */
+export function apiKeyKey(keyHash: string): { pk: string; sk: string } {
+  return { pk: `KEY#${keyHash}`, sk: "META" };
 }
 
 /** Key of a tenant's active-episodes item. */
 export function activeEpisodesKey(tenantId: string): { pk: string; sk: string } {
-  return { pk: `TENANT#${tenantId}`, sk: "ACTIVE" };
+  return { pk: tenantPk(tenantId), sk: "ACTIVE" };
 }

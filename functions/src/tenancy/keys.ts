@@ -8,6 +8,7 @@ import {
   ScanCommand,
   UpdateItemCommand,
 } from "@aws-sdk/client-dynamodb";
+import { apiKeyKey } from "../store/layout.js";
 import { type QuotaOverrides, quotaOverridesFromWire, quotaOverridesToWire } from "./quotas.js";
 
 /** Every key starts with this; the rest is 32 random bytes in base64url (43 characters). */
@@ -80,7 +81,8 @@ function keyIdOf(hash: string): string {
 }
 
 function keyOf(hash: string): Record<string, AttributeValue> {
-  return { pk: { S: `KEY#${hash}` }, sk: { S: "META" } };
+  const key = apiKeyKey(hash);
+  return { pk: { S: key.pk }, sk: { S: key.sk } };
 }
 
 function recordFromItem(item: Record<string, AttributeValue>): ApiKeyRecord | undefined {

@@ -3,11 +3,11 @@
 //   once per `cacheMs` per tenant and API instance, plus the steps this instance began since;
 // - `concurrent_steps`: steps of one tenant running at once in this API instance.
 //
-// The daily quota may overshoot: steps are rolled up after they commit (the stream's delay, about
-// a second, plus the batch window) and each instance sees the others' steps only through the usage
-// item. A tenant can run at most `(cacheMs + roll-up delay) / step time × concurrent steps` steps
-// per instance past its limit; with the defaults (5 s cache, concurrency quota 32) and 100 ms
-// steps about 2,000 per instance at once, bounded by the concurrency quota rather than by steps.
+// The daily quota may overshoot: steps are rolled up after they commit (the stream's delay plus its
+// batching window, up to about 5 s in AWS, 1 s locally) and each instance sees the others' steps
+// only through the usage item. Past its limit a tenant can still start, per API instance, the steps
+// it runs within `cacheMs` + that delay (about 10 s), at most `concurrent_steps` at a time; within
+// one instance concurrent steps are counted exactly (begun steps count at once).
 import { type DynamoDBDocumentClient, GetCommand } from "@aws-sdk/lib-dynamodb";
 import { usageKey } from "../store/layout.js";
 import { QuotaExceededError } from "./errors.js";

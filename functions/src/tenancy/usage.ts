@@ -1,4 +1,5 @@
 import { type AttributeValue, type DynamoDBClient, QueryCommand } from "@aws-sdk/client-dynamodb";
+import { tenantPk, USAGE_PREFIX, usageKey } from "../store/layout.js";
 import { TenancyBadRequestError } from "./errors.js";
 import { formatScaled, GB_SECONDS_SCALE, parseScaled, usageDay } from "./metering.js";
 
@@ -106,9 +107,9 @@ export async function queryUsage(opts: QueryUsageOpts): Promise<UsageReport> {
         TableName: opts.tableName,
         KeyConditionExpression: "pk = :pk AND sk BETWEEN :from AND :to",
         ExpressionAttributeValues: {
-          ":pk": { S: `TENANT#${opts.tenantId}` },
-          ":from": { S: `USAGE#${range.from}` },
-          ":to": { S: `USAGE#${range.to}` },
+          ":pk": { S: tenantPk(opts.tenantId) },
+          ":from": { S: usageKey(opts.tenantId, range.from).sk },
+          ":to": { S: usageKey(opts.tenantId, range.to).sk },
         },
         ConsistentRead: true,
         ExclusiveStartKey: startKey,
@@ -129,7 +130,7 @@ export async function queryUsage(opts: QueryUsageOpts): Promise<UsageReport> {
       totals.gb_seconds += figures.gb_seconds;
       totals.episodes_created += figures.episodes_created;
       totals.state_bytes += figures.state_bytes;
-      days.push({ date: (item.sk?.S ?? "").slice("USAGE#".length), ...toNumbers(figures) });
+      days.push({ date: (item.sk?.S ?? "").slice(USAGE_PREFIX.length), ...toNumbers(figures) });
     }
     startKey = page.LastEvaluatedKey;
   } while (startKey);

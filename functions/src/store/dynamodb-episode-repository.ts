@@ -476,8 +476,8 @@ export class DynamoDbEpisodeRepository implements EpisodeRepository {
         pk,
         sk: versionSk(incarnation, version),
         at: nowMs,
+        // Not the request ids: a retry sent to the copy is a new request there.
         rec: item.rec,
-        ...(item.rids !== undefined ? { rids: item.rids } : {}),
       });
     }
     const lastCopy = copies[copies.length - 1];

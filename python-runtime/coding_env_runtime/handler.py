@@ -16,16 +16,19 @@ a new state that cannot fit is refused (``state_too_large``, the input snapshot 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
 from typing import Any
 
-from .contract import DiscardRequest, EventError, parse_event
+from .contract import DiscardRequest, EventError, StepRequest, parse_event
 from .runtime import Runtime, RuntimeOpts
 
 #: The most the serialized reply may take (Lambda allows 6,291,556 bytes; the rest is margin).
 REPLY_LIMIT_BYTES = 6_000_000
+#: Time kept, before the invocation's deadline, to stop a step and send its reply.
+_REPLY_TIME_MS = 1000
 #: Room kept beside a returned input snapshot for every other field and the refusal message.
 _REPLY_FIELDS_RESERVE = 16 * 1024
 
@@ -81,12 +84,27 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         # before any code runs. (No character takes more than 12 bytes: small ones skip the scan.)
         if 12 * len(request.snapshot) + 2 > returnable and sizer.input_size() + 2 > returnable:
             raise EventError(f"snapshot is larger than the {returnable} bytes a reply can carry")
+    request = _within_invocation_deadline(request, context)
     runtime = get_runtime()
     result = runtime.run_step(request)
     if fit_reply(result, request.snapshot, runtime.empty_snapshot, sizer.ensure_ascii, sizer=sizer):
         # The worker holds a state nobody will ever send back: free it now.
         runtime.discard(request.tenant_id, request.episode_id, request.incarnation)
     return result
+
+
+def _within_invocation_deadline(request: StepRequest, context: Any) -> StepRequest:
+    """A step may not outlive its invocation: past the function timeout Lambda kills the whole
+    environment (every warm worker with it) and the caller only learns "Task timed out". The
+    step's own limit is cut to the time left minus room for the reply, so it ends as an ordinary
+    timed-out step (input state kept) instead."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if not callable(remaining):
+        return request
+    budget = int(remaining()) - _REPLY_TIME_MS
+    if budget >= request.timeout_ms:
+        return request
+    return dataclasses.replace(request, timeout_ms=max(budget, 1))
 
 
 # --- the reply as the Lambda runtime interface client serializes it --------------------------

@@ -166,9 +166,19 @@ class LifecycleTest(LambdaModeTestCase):
     max_environments = 1
     harness_args = ("--function-timeout-s", "3")
 
-    def test_past_the_function_timeout_lambda_answers_timed_out_and_replaces_the_environment(self) -> None:
+    def test_a_step_longer_than_the_invocation_ends_as_a_timed_out_step(self) -> None:
+        # The step asks 20 s; the function times out after 3 s: the handler cuts the step short.
+        result = self.run_code("import time\ntime.sleep(30)", limits={"timeout_ms": 20000})
+        self.assertTrue(result["timed_out"])
+        self.assertEqual(result["error_code"], "timeout")
+        self.assertEqual(self.run_code("6 * 7")["stdout"], "42")
+
+    def test_user_code_stopping_the_runtime_gets_lambdas_timeout_and_a_new_environment(self) -> None:
+        # Same uid: user code can SIGSTOP the runtime; only Lambda's function timeout ends that.
         status, headers, body = self.harness.invoke({
-            "episode_id": self.episode_id(), "code": "import time\ntime.sleep(30)", "limits": {"timeout_ms": 20000},
+            "episode_id": self.episode_id(), "policy": FULL,
+            "code": "import os, signal\nfor pid in os.listdir('/proc'):\n    if pid.isdigit() and int(pid) > 1:\n"
+                    "        try:\n            os.kill(int(pid), signal.SIGSTOP)\n        except OSError:\n            pass",
         })
         self.assertEqual((status, headers.get("X-Amz-Function-Error")), (200, "Unhandled"))
         self.assertIn("Task timed out after 3.00 seconds", body["errorMessage"])

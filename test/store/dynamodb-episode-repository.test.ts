@@ -184,8 +184,22 @@ describe("large state and large records", () => {
     expect((await load(a, episode.id)).episode.snapshot).toBe(big);
     expect(a.stats.reads - readsA).toBe(1); // the Query only: chunks from this process's copy
     const readsB = b.stats.reads;
-    expect((await load(b, episode.id)).episode.snapshot).toBe(big);
+    const seenByB = (await load(b, episode.id)).episode;
+    expect(seenByB.snapshot).toBe(big);
     expect(b.stats.reads - readsB).toBe(2); // the Query and one BatchGetItem of the chunks
+    // A's copy is now stale: B commits version 2; A's next read serves B's state, not its copy.
+    const newer = randomBytes(700 * 1024).toString("base64");
+    await b.commitStep({
+      before: seenByB,
+      snapshot: newer,
+      lastExitCode: 0,
+      nowMs: now,
+      record: record(2),
+      usage: { executorMs: 1, stateBytes: 700 * 1024 },
+    });
+    const again = (await load(a, episode.id)).episode;
+    expect(again.version).toBe(2);
+    expect(again.snapshot).toBe(newer);
   });
 
   it("refuses a state over the limit; cuts code and outputs of a huge step in the record (flagged)", async () => {

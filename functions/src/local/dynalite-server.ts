@@ -4,49 +4,25 @@
 // - transactions (TransactWriteItems, TransactGetItems) that hold their items: an overlapping
 //   transaction is cancelled with `TransactionConflict`, a single write to a held item fails with
 //   TransactionConflictException (transactions.ts);
-// - DynamoDB's 400 KB item size in UTF-8 bytes, ReturnValuesOnConditionCheckFailure, write units;
+// - single and batch item operations with DynamoDB's 400 KB item size in UTF-8 bytes,
+//   ReturnValuesOnConditionCheckFailure and write units (item-operations.ts);
 // - BatchGetItem answers at most `batchGetMaxBytes` (16 MB) and returns the rest in UnprocessedKeys;
 //   BatchWriteItem returns items held by a transaction in UnprocessedItems;
 // - a change feed of DynamoDB Streams records (NEW_AND_OLD_IMAGES) for every applied write, and a
-//   Time to Live sweep whose removals carry the TTL service identity;
+//   Time to Live sweep whose removals carry the TTL service identity (time-to-live.ts);
 // - with `accessKeyId`, every request must be signed with that access key id (403 otherwise).
 import { once } from "node:events";
-import { readFileSync, writeFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import {
-  commitWrite,
-  createStore,
-  describe,
-  forgetTable,
-  ItemLocks,
-  itemId,
-  keyOf,
-  PlannedConditionFailure,
-  planWrite,
-  ReadersWriterLock,
-  runAction,
-  validate,
-} from "./dynalite-store.js";
-import {
-  type AttributeMap,
-  type ChangeRecord,
-  changeRecord,
-  itemSize,
-  MAX_ITEM_BYTES,
-  OperationError,
-  readUnits,
-  transactionConflict,
-  unrecognizedClient,
-  validationError,
-  writeUnits,
-} from "./dynamodb-rules.js";
+import { createStore, forgetTable, ItemLocks, ReadersWriterLock, runAction } from "./dynalite-store.js";
+import { type ChangeRecord, OperationError, unrecognizedClient } from "./dynamodb-rules.js";
+import { itemOperations } from "./item-operations.js";
+import { timeToLive } from "./time-to-live.js";
 import { type TransactionContext, transactGetItems, transactWriteItems } from "./transactions.js";
 
 export type { ChangeRecord } from "./dynamodb-rules.js";
 
 const MAX_REQUEST_BYTES = 16 * 1024 * 1024;
-const FIVE_YEARS_S = 5 * 365 * 24 * 3600;
 
 /** Options of {@link startDynalite}. */
 export interface DynaliteOpts {
@@ -138,224 +114,18 @@ export async function startDynalite(opts: DynaliteOpts = {}): Promise<DynaliteHa
     emit,
     ...(opts.onTransactionPending ? { onTransactionPending: opts.onTransactionPending } : {}),
   };
-  const batchGetMaxBytes = opts.batchGetMaxBytes ?? 16 * 1024 * 1024;
 
-  // Time to Live settings, kept beside the data (dynalite has no TTL).
-  const ttlFile = opts.path ? `${opts.path.replace(/\/+$/, "")}.ttl.json` : null;
-  const ttl = new Map<string, string>();
-  if (ttlFile) {
-    try {
-      for (const [t, a] of Object.entries(
-        JSON.parse(readFileSync(ttlFile, "utf8")) as Record<string, string>,
-      ))
-        ttl.set(t, a);
-    } catch {
-      /* none yet */
-    }
-  }
-
-  /** PutItem, UpdateItem or DeleteItem: one write, refused while a transaction holds the item. */
-  const singleWrite = async (
-    op: "PutItem" | "UpdateItem" | "DeleteItem",
-    input: Record<string, unknown>,
-    byTtl = false,
-  ): Promise<Record<string, unknown>> => {
-    const data = validate(store, op, input);
-    const tableName = String(input.TableName);
-    if (op === "PutItem" && itemSize(input.Item as AttributeMap) > MAX_ITEM_BYTES) {
-      throw validationError("Item size has exceeded the maximum allowed size");
-    }
-    const key =
-      op === "PutItem"
-        ? await keyOf(store, tableName, input.Item as AttributeMap)
-        : (input.Key as AttributeMap);
-    const id = itemId(tableName, key);
-    if (locks.inTransaction(id)) throw transactionConflict();
-    const release = await locks.acquire(id);
-    try {
-      if (locks.inTransaction(id)) throw transactionConflict();
-      let plan: Awaited<ReturnType<typeof planWrite>>;
-      try {
-        plan = await planWrite(store, op, data);
-      } catch (err) {
-        if (!(err instanceof PlannedConditionFailure)) throw err;
-        if (input.ReturnValuesOnConditionCheckFailure === "ALL_OLD" && err.oldItem) {
-          throw new OperationError(err.failure.statusCode, { ...err.failure.body, Item: err.oldItem });
-        }
-        throw err.failure;
-      }
-      if (itemSize(plan.newItem) > MAX_ITEM_BYTES) {
-        throw validationError("Item size to update has exceeded the maximum allowed size");
-      }
-      await commitWrite(store, plan);
-      const record =
-        listeners.size > 0 ? changeRecord(tableName, key, plan.oldItem, plan.newItem, byTtl) : undefined;
-      if (record) emit([record]);
-      const result = { ...plan.result };
-      if (input.ReturnConsumedCapacity === "TOTAL" || input.ReturnConsumedCapacity === "INDEXES") {
-        const units = writeUnits(plan.oldItem, plan.newItem);
-        result.ConsumedCapacity = {
-          TableName: tableName,
-          CapacityUnits: units,
-          ...(input.ReturnConsumedCapacity === "INDEXES" ? { Table: { CapacityUnits: units } } : {}),
-        };
-      } else delete result.ConsumedCapacity;
-      return result;
-    } finally {
-      release();
-    }
-  };
-
-  const batchWriteItem = async (input: Record<string, unknown>): Promise<Record<string, unknown>> => {
-    validate(store, "BatchWriteItem", input);
-    const requests = input.RequestItems as Record<
-      string,
-      Array<{ PutRequest?: { Item: AttributeMap }; DeleteRequest?: { Key: AttributeMap } }>
-    >;
-    const unprocessed: Record<string, unknown[]> = {};
-    const units = new Map<string, number>();
-    for (const [tableName, list] of Object.entries(requests)) {
-      for (const request of list) {
-        const single = request.PutRequest
-          ? singleWrite("PutItem", {
-              TableName: tableName,
-              Item: request.PutRequest.Item,
-              ReturnConsumedCapacity: "TOTAL",
-            })
-          : singleWrite("DeleteItem", {
-              TableName: tableName,
-              Key: request.DeleteRequest?.Key,
-              ReturnConsumedCapacity: "TOTAL",
-            });
-        try {
-          const out = await single;
-          const used = (out.ConsumedCapacity as { CapacityUnits: number }).CapacityUnits;
-          units.set(tableName, (units.get(tableName) ?? 0) + used);
-        } catch (err) {
-          // An item held by a transaction is left for the caller to retry, as DynamoDB does.
-          if (!(err instanceof OperationError && err.type.endsWith("TransactionConflictException")))
-            throw err;
-          unprocessed[tableName] ??= [];
-          unprocessed[tableName].push(request);
-        }
-      }
-    }
-    return {
-      UnprocessedItems: unprocessed,
-      ...(input.ReturnConsumedCapacity === "TOTAL" || input.ReturnConsumedCapacity === "INDEXES"
-        ? { ConsumedCapacity: [...units].map(([TableName, CapacityUnits]) => ({ TableName, CapacityUnits })) }
-        : {}),
-    };
-  };
-
-  /** BatchGetItem: at most `batchGetMaxBytes` of items (at least one), the other keys unprocessed. */
-  const batchGetItem = async (input: Record<string, unknown>): Promise<Record<string, unknown>> => {
-    validate(store, "BatchGetItem", input);
-    const requests = input.RequestItems as Record<string, Record<string, unknown> & { Keys: AttributeMap[] }>;
-    const responses: Record<string, AttributeMap[]> = {};
-    const unprocessed: Record<string, Record<string, unknown> & { Keys: AttributeMap[] }> = {};
-    const units = new Map<string, number>();
-    let bytes = 0;
-    let returned = 0;
-    for (const [tableName, { Keys, ...shape }] of Object.entries(requests)) {
-      responses[tableName] = [];
-      for (const key of Keys) {
-        if (returned > 0 && bytes >= batchGetMaxBytes) {
-          unprocessed[tableName] ??= { ...shape, Keys: [] };
-          unprocessed[tableName].Keys.push(key);
-          continue;
-        }
-        const got = await runAction(store, "GetItem", { TableName: tableName, Key: key, ...shape });
-        const item = got.Item as AttributeMap | undefined;
-        units.set(tableName, (units.get(tableName) ?? 0) + readUnits(item, shape.ConsistentRead === true));
-        if (!item) continue;
-        const size = itemSize(item);
-        if (returned > 0 && bytes + size > batchGetMaxBytes) {
-          bytes = batchGetMaxBytes;
-          unprocessed[tableName] ??= { ...shape, Keys: [] };
-          unprocessed[tableName].Keys.push(key);
-          continue;
-        }
-        bytes += size;
-        returned++;
-        responses[tableName].push(item);
-      }
-    }
-    return {
-      Responses: responses,
-      UnprocessedKeys: unprocessed,
-      ...(input.ReturnConsumedCapacity === "TOTAL" || input.ReturnConsumedCapacity === "INDEXES"
-        ? { ConsumedCapacity: [...units].map(([TableName, CapacityUnits]) => ({ TableName, CapacityUnits })) }
-        : {}),
-    };
-  };
-
-  const updateTimeToLive = async (input: Record<string, unknown>): Promise<Record<string, unknown>> => {
-    const tableName = String(input.TableName);
-    await describe(store, tableName);
-    const spec = input.TimeToLiveSpecification as { AttributeName?: string; Enabled?: boolean } | undefined;
-    if (!spec?.AttributeName) throw validationError("TimeToLiveSpecification.AttributeName is required");
-    if (spec.Enabled) ttl.set(tableName, spec.AttributeName);
-    else ttl.delete(tableName);
-    if (ttlFile) writeFileSync(ttlFile, JSON.stringify(Object.fromEntries(ttl)));
-    return { TimeToLiveSpecification: spec };
-  };
-
-  const describeTimeToLive = async (input: Record<string, unknown>): Promise<Record<string, unknown>> => {
-    const tableName = String(input.TableName);
-    await describe(store, tableName);
-    const attr = ttl.get(tableName);
-    return {
-      TimeToLiveDescription: attr
-        ? { TimeToLiveStatus: "ENABLED", AttributeName: attr }
-        : { TimeToLiveStatus: "DISABLED" },
-    };
-  };
-
-  const sweepExpired = async (nowMs = Date.now()): Promise<number> => {
-    const now = Math.floor(nowMs / 1000);
-    let removed = 0;
-    for (const [tableName, attr] of ttl) {
-      // TTL deletes items whose attribute is a Number of epoch seconds in the past, but not more
-      // than five years in the past; the delete re-checks expiry (the item may have been renewed).
-      const condition = {
-        ConditionExpression: "#ttl < :now AND #ttl > :floor",
-        ExpressionAttributeNames: { "#ttl": attr },
-        ExpressionAttributeValues: {
-          ":now": { N: String(now) },
-          ":floor": { N: String(now - FIVE_YEARS_S) },
-        },
-      };
-      let startKey: AttributeMap | undefined;
-      do {
-        const release = await commitLock.shared();
-        let page: Record<string, unknown>;
-        try {
-          page = await runAction(store, "Scan", {
-            TableName: tableName,
-            FilterExpression: condition.ConditionExpression,
-            ExpressionAttributeNames: condition.ExpressionAttributeNames,
-            ExpressionAttributeValues: condition.ExpressionAttributeValues,
-            ...(startKey ? { ExclusiveStartKey: startKey } : {}),
-          });
-        } finally {
-          release();
-        }
-        for (const item of (page.Items as AttributeMap[] | undefined) ?? []) {
-          const key = await keyOf(store, tableName, item);
-          try {
-            await singleWrite("DeleteItem", { TableName: tableName, Key: key, ...condition }, true);
-            removed++;
-          } catch (err) {
-            // Renewed since the scan, or held by a transaction: the next sweep sees it again.
-            if (!(err instanceof OperationError)) throw err;
-          }
-        }
-        startKey = page.LastEvaluatedKey as AttributeMap | undefined;
-      } while (startKey);
-    }
-    return removed;
-  };
+  const { singleWrite, batchWriteItem, batchGetItem } = itemOperations({
+    ...ctx,
+    batchGetMaxBytes: opts.batchGetMaxBytes ?? 16 * 1024 * 1024,
+    hasListeners: () => listeners.size > 0,
+  });
+  const { updateTimeToLive, describeTimeToLive, sweepExpired } = timeToLive({
+    store,
+    commitLock,
+    path: opts.path ?? null,
+    singleWrite,
+  });
 
   const dispatch = async (
     target: string,

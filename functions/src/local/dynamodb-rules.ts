@@ -139,10 +139,6 @@ export interface ChangeRecord {
 
 let sequence = 0n;
 
-function sameItem(a: AttributeMap, b: AttributeMap): boolean {
-  return JSON.stringify(a) === JSON.stringify(b) || deepEqual(a, b);
-}
-
 function deepEqual(a: unknown, b: unknown): boolean {
   if (a === b) return true;
   if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
@@ -165,7 +161,7 @@ export function changeRecord(
   byTtl = false,
 ): ChangeRecord | undefined {
   if (!oldImage && !newImage) return undefined;
-  if (oldImage && newImage && sameItem(oldImage, newImage)) return undefined;
+  if (oldImage && newImage && deepEqual(oldImage, newImage)) return undefined;
   sequence += 1n;
   const wire = (item: AttributeMap) => item as unknown as Record<string, AttributeValue>; // the same JSON shape
   const eventName = !oldImage ? "INSERT" : !newImage ? "REMOVE" : "MODIFY";

@@ -269,6 +269,18 @@ class WorkerGroup:
         self.limit_bytes: int | None = None
         self.removed = False
 
+    def join_fds(self) -> tuple[list[int], int]:
+        """Open files a new worker writes "0" to, to join its groups (its ``cgroup.procs``; the
+        zygote and worker need not see /sys/fs/cgroup), and its freezer state file (for the
+        zygote to thaw it if the runtime dies). The caller closes them."""
+        fds = [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in self.procs_files]
+        state = "cgroup.freeze" if self._freezer_v2 else "freezer.state"
+        return fds, os.open(os.path.join(self.freezer_dir, state), os.O_WRONLY | os.O_CLOEXEC)
+
+    @property
+    def freezer_v2(self) -> bool:
+        return self._freezer_v2
+
     @property
     def procs_files(self) -> list[str]:
         """Files a new worker writes its pid to (as root, before it drops privileges)."""

@@ -73,6 +73,14 @@ def private_namespaces(*, network: bool, ipc: bool) -> None:
     _libc.unshare(CLONE_NEWCGROUP)
 
 
+def leave_host_mounts(needed: list[str]) -> None:
+    """Root only (the zygote, once): a mount namespace of its own without the host's mounts
+    that user code does not need (see ``hide_host_mounts``); its workers inherit it."""
+    _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+    mount("none", "/", None, MS_REC | MS_PRIVATE, None)
+    hide_host_mounts(needed)
+
+
 MNT_DETACH = 2
 #: Mount points a worker keeps besides those holding the interpreter and its libraries.
 _KEPT_MOUNT_ROOTS = ("/proc", "/sys", "/dev", *PRIVATE_TMP_DIRS)
@@ -101,9 +109,13 @@ def hide_host_mounts(needed: list[str]) -> None:
             return True
         return any(path == point or path.startswith(point.rstrip("/") + "/") for path in real_needed)
 
-    for point in sorted(set(points), key=len, reverse=True):  # children before parents
-        if not kept(point):
-            _libc.umount2(point.encode(), MNT_DETACH)
+    detached: list[str] = []
+    for point in sorted(set(points), key=len):
+        if kept(point) or any(point.startswith(d.rstrip("/") + "/") for d in detached):
+            continue
+        # A lazy detach takes the mounts below it along: one call per hidden subtree.
+        if _libc.umount2(point.encode(), MNT_DETACH) == 0:
+            detached.append(point)
 
 
 def private_mounts(tmp_bytes: int) -> None:

@@ -213,17 +213,11 @@ def main_after_fork(spec: dict[str, Any]) -> None:
         os.setsid()
         workdir = spec["workdir"]
         scratch_dirs: tuple[str, ...] = (workdir,)
-        for procs_file in spec.get("cgroup_procs") or ():
-            # Root mode: join the worker's freezer and memory groups before anything else, so
-            # every process it ever starts is in them (and frozen with it between steps).
-            with open(procs_file, "w") as fh:
-                fh.write("0")
         if spec.get("private_mounts"):
             sandbox.private_namespaces(network=bool(spec.get("private_network")), ipc=bool(spec.get("private_ipc")))
             # Root mode: private tmpfs everywhere user code can write; the working directory is
             # the private /tmp itself.
             sandbox.private_mounts(int(spec["tmp_bytes"]))
-            sandbox.hide_host_mounts([sys.executable, sys.prefix, sys.exec_prefix, *sys.path])
             workdir = "/tmp"
             scratch_dirs = tuple(d for d in sandbox.PRIVATE_TMP_DIRS if os.path.isdir(d))
         else:

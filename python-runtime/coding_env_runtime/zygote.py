@@ -21,13 +21,13 @@ import select
 import signal
 import socket
 import sys
-import time
 import types
 from typing import Any
 
 from . import cell, sandbox, worker  # noqa: F401 - preloaded so a fork needs no import
 
-_MAX_FDS = 3
+#: Worker socket, stdout, stderr; then (root mode) its cgroup.procs files and freezer state.
+_MAX_FDS = 6
 
 #: Imported once here so a worker's imports (and snapshot restores that import them) are free.
 #: The import policy still applies: it checks the import statement, not sys.modules.
@@ -113,7 +113,9 @@ def _reap(control: socket.socket, workers: set[int]) -> None:
             return
         if pid in workers:
             workers.discard(pid)
-            _worker_groups.pop(pid, None)
+            kept = _worker_freezers.pop(pid, None)
+            if kept is not None:
+                os.close(kept[0])
             _send(control, {"op": "exit", "pid": pid, "status": status})
 
 
@@ -124,36 +126,22 @@ def _send(control: socket.socket, message: dict[str, Any]) -> None:
         _shutdown()
 
 
-#: Control group directories of each live worker (root mode): on shutdown they are thawed (a
-#: frozen process only dies once thawed) and removed.
-_worker_groups: dict[int, list[str]] = {}
+#: Freezer state file (an open fd, and whether it is v2's cgroup.freeze) of each live worker
+#: (root mode): on shutdown they are thawed, since a frozen process only dies once thawed.
+_worker_freezers: dict[int, tuple[int, bool]] = {}
 
 
 def _shutdown() -> None:
     # Every worker (and anything reparented to us) dies with us: they all have PDEATHSIG or
     # are killed here.
     sandbox.kill_all(sandbox.children_of(os.getpid()))  # SIGKILL pending first, then thaw:
-    groups = [d for dirs in _worker_groups.values() for d in dirs]
-    for directory in groups:  # they die without running another instruction
-        for name, value in (("freezer.state", "THAWED"), ("cgroup.freeze", "0")):
-            try:
-                with open(os.path.join(directory, name), "w") as fh:
-                    fh.write(value)
-            except OSError:
-                pass
+    for fd, v2 in _worker_freezers.values():  # they die without running another instruction
+        try:
+            os.write(fd, b"0" if v2 else b"THAWED")
+        except OSError:
+            pass
     sandbox.kill_tree(sandbox.children_of(os.getpid()))
-    for _ in range(20):
-        for directory in list(groups):
-            try:
-                os.rmdir(directory)
-                groups.remove(directory)
-            except FileNotFoundError:
-                groups.remove(directory)
-            except OSError:
-                pass  # not empty yet: its processes are still exiting
-        if not groups:
-            break
-        time.sleep(0.01)
+    # The emptied groups are removed by the next runtime that starts (stale groups).
     os._exit(0)
 
 
@@ -163,7 +151,11 @@ def _spawn(spec: dict[str, Any], fds: list[int]) -> int:
         return pid
     # Child: arrange fds 0..3, close everything else, become the worker.
     try:
-        sock_fd, out_fd, err_fd = fds
+        sock_fd, out_fd, err_fd = fds[:3]
+        for procs_fd in fds[3 : 3 + int(spec.get("cgroup_join") or 0)]:
+            # Root mode: join the worker's freezer and memory groups before anything else, so
+            # every process it ever starts is in them (and frozen with it between steps).
+            os.write(procs_fd, b"0")
         high = [os.dup(fd) for fd in (sock_fd, out_fd, err_fd)]
         devnull = os.open(os.devnull, os.O_RDWR)
         os.dup2(devnull, 0)
@@ -207,8 +199,12 @@ def _kill_uid(uid: int) -> None:
             return
 
 
-def main(control_fd: int, preload: str = "") -> None:
+def main(control_fd: int, preload: str = "", private_mounts: bool = False) -> None:
     sandbox.best_effort(sandbox.make_undumpable, "PR_SET_DUMPABLE")
+    if private_mounts:
+        # Root mode: a mount namespace of our own without the host's mounts that user code
+        # does not need (data volumes, its tooling, /sys/fs/cgroup); every worker inherits it.
+        sandbox.leave_host_mounts([sys.executable, sys.prefix, sys.exec_prefix, *sys.path])
     _preload(preload)
     # Everything loaded so far is shared with every worker: keep the collector from touching
     # (and so copying) those pages in each worker.
@@ -251,7 +247,10 @@ def main(control_fd: int, preload: str = "") -> None:
         if op == "spawn":
             pid = _spawn(message["spec"], fds)
             workers.add(pid)
-            _worker_groups[pid] = [os.path.dirname(p) for p in message["spec"].get("cgroup_procs") or ()]
+            spec = message["spec"]
+            joined = int(spec.get("cgroup_join") or 0)
+            if joined and len(fds) > 3 + joined:
+                _worker_freezers[pid] = (os.dup(fds[3 + joined]), bool(spec.get("freezer_v2")))
             for fd in fds:
                 os.close(fd)
             _send(control, {"op": "spawned", "id": message["id"], "pid": pid})

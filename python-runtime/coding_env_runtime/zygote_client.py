@@ -33,7 +33,7 @@ def _boot_program(package_root: str) -> bytes:
         "from coding_env_runtime.zygote import hide_install_path, main\n"
         f"sys.path.remove({package_root!r})\n"
         "hide_install_path()\n"
-        "main(int(sys.argv[1]), sys.argv[2])\n"
+        "main(int(sys.argv[1]), sys.argv[2], sys.argv[3] == 'private-mounts')\n"
     ).encode()
 
 
@@ -42,11 +42,11 @@ class RuntimeFailure(RuntimeError):
 
 
 class ZygoteClient:
-    def __init__(self, python: str, preload: tuple[str, ...]) -> None:
+    def __init__(self, python: str, preload: tuple[str, ...], *, private_mounts: bool = False) -> None:
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._control = parent_end
         self.process = subprocess.Popen(
-            [python, "-I", "-", str(child_end.fileno()), ",".join(preload)],
+            [python, "-I", "-", str(child_end.fileno()), ",".join(preload), "private-mounts" if private_mounts else "-"],
             env=CLEAN_ENV,
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,

@@ -116,6 +116,10 @@ describe("local stack", () => {
       await ep.run("w = 2");
       expect((await ep.run("w * 21")).observation.stdout).toBe("42");
       const stats = await stack.dynamodbStats();
+      // The change feed crosses the thread too: the roll-up counts both steps.
+      await stack.flushStream();
+      const usage = await call<{ totals: { steps: number } }>(stack.baseUrl, "GET", "/usage");
+      expect(usage.body.totals.steps).toBe(2);
       const served = Object.values(stats.counts).reduce((sum, count) => sum + count, 0);
       expect(served).toBeGreaterThanOrEqual(4);
       expect(Object.values(stats.ms).some((ms) => ms > 0)).toBe(true);

@@ -522,6 +522,37 @@ describe("consumed capacity (ReturnConsumedCapacity)", () => {
   });
 });
 
+describe("consumed capacity of reads", () => {
+  it("bills a strongly consistent read per started 4 KB (a Query by the total size of the items it read), half when eventually consistent", async () => {
+    for (const sk of ["a", "b"]) {
+      await client.send(
+        new PutItemCommand({ TableName: TABLE, Item: { ...key("rcu", sk), d: s("r".repeat(3000)) } }),
+      );
+    }
+    const get = await client.send(
+      new GetItemCommand({
+        TableName: TABLE,
+        Key: key("rcu", "a"),
+        ConsistentRead: true,
+        ReturnConsumedCapacity: "TOTAL",
+      }),
+    );
+    expect(get.ConsumedCapacity?.CapacityUnits).toBe(1);
+    const query = (consistent: boolean) =>
+      client.send(
+        new QueryCommand({
+          TableName: TABLE,
+          KeyConditionExpression: "pk = :pk",
+          ExpressionAttributeValues: { ":pk": s("rcu") },
+          ConsistentRead: consistent,
+          ReturnConsumedCapacity: "TOTAL",
+        }),
+      );
+    expect((await query(true)).ConsumedCapacity?.CapacityUnits).toBe(2);
+    expect((await query(false)).ConsumedCapacity?.CapacityUnits).toBe(1);
+  });
+});
+
 describe("change feed (DynamoDB Streams, NEW_AND_OLD_IMAGES) and Time to Live", () => {
   it("emits INSERT, MODIFY and REMOVE with their images, and nothing for a write that changes nothing", async () => {
     records = [];

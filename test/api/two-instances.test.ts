@@ -2,8 +2,11 @@
 // one port, requests alternating between them as between Lambda instances, one table and one
 // executor. Every execution is metered (rolled up from the table's change feed), so "each cell
 // ran once" is checked from the usage: executions == committed steps.
+import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { DynamoDBDocumentClient, QueryCommand } from "@aws-sdk/lib-dynamodb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type LocalStack, startLocalStack } from "../../functions/src/local/stack.js";
+import { episodePk } from "../../functions/src/store/layout.js";
 import { call, Episode, errorCode } from "../helpers/api.js";
 
 let stack: LocalStack;
@@ -84,5 +87,48 @@ describe("two API instances", () => {
     expect(hits.step_count).toBe(2 + ok.length);
     const h = await call<{ steps: unknown[] }>(baseUrl, "GET", `/episodes/${ep.id}/history`);
     expect(h.body.steps).toHaveLength(2 + ok.length);
+  });
+});
+
+describe("history lives as long as its episode", () => {
+  it("is kept while the episode lives; when TTL removes its head, the roll-up removes the rest", async () => {
+    // Prepare: an episode with a 60 s ttl and three steps
+    const ep = await Episode.reset(baseUrl, { ttl_s: 60 });
+    for (let i = 0; i < 3; i++) await ep.run(`x = ${i}`);
+    const doc = DynamoDBDocumentClient.from(
+      new DynamoDBClient({
+        endpoint: stack.dynamodbEndpoint,
+        region: "us-east-1",
+        credentials: stack.credentials,
+      }),
+    );
+    const items = async () =>
+      (
+        await doc.send(
+          new QueryCommand({
+            TableName: stack.tableName,
+            KeyConditionExpression: "pk = :pk",
+            ExpressionAttributeValues: { ":pk": episodePk("local", ep.id) },
+            ConsistentRead: true,
+          }),
+        )
+      ).Items ?? [];
+    try {
+      // A sweep now removes nothing: no step record has a TTL of its own.
+      await stack.sweepExpired();
+      expect((await items()).length).toBe(4);
+      expect((await call(baseUrl, "GET", `/episodes/${ep.id}/history`)).status).toBe(200);
+      // Act: the TTL sweep as it would run an hour later (DynamoDB's TTL in AWS)
+      await stack.sweepExpired(Date.now() + 3_600_000);
+      // Assess: the head went at once; the roll-up (every 100 ms here) removes the versions
+      let left = await items();
+      for (let i = 0; i < 100 && left.length > 0; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        left = await items();
+      }
+      expect(left).toEqual([]);
+    } finally {
+      doc.destroy();
+    }
   });
 });

@@ -11,6 +11,7 @@ import { DynamoDBClient, ListTablesCommand, ScanCommand } from "@aws-sdk/client-
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { type LocalStack, startLocalStack } from "../../functions/src/local/stack.js";
+import { main as keysMain } from "../../scripts/keys.js";
 import { call, Episode, type StepBody } from "../helpers/api.js";
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -122,6 +123,27 @@ describe("start-up secret", () => {
       `AWS4-HMAC-SHA256 Credential=${stack.credentials.accessKeyId}/19700101/local/lambda/aws4_request`,
     );
     expect(own.status).toBe(200);
+  });
+
+  it("npm run keys finds the running stack through its data folder and creates a key in its DynamoDB", async () => {
+    const written: string[] = [];
+    const write = process.stdout.write.bind(process.stdout);
+    process.stdout.write = ((chunk: string) => {
+      written.push(String(chunk));
+      return true;
+    }) as typeof process.stdout.write;
+    let code: number;
+    try {
+      code = await keysMain(["create", "--tenant", "acme"], {
+        CODING_ENV_DATA_DIR: dataDir,
+        PATH: process.env.PATH,
+      });
+    } finally {
+      process.stdout.write = write;
+    }
+    expect(code).toBe(0);
+    const key = written.join("").trim().split("\n").pop() ?? "";
+    expect(key.length).toBeGreaterThan(20);
   });
 
   it("records its endpoints and credentials in <data>/stack.json, readable by its owner only", () => {

@@ -175,7 +175,13 @@ def freeze_after_reply(worker: Worker, settle_s: float = 0.2) -> bool:
     polls = 0
     while True:
         where = parked(worker)
-        if where is not False:
+        if where is None:
+            # Where the main thread is cannot be seen (Lambda mode: the worker is not
+            # dumpable). Stop it where it is, without waiting for the scheduler: it executes
+            # no further user-mode instruction. Bytes that a system call in progress still
+            # writes are found before its next step (``Runtime``), which then starts cold.
+            return Freezer.freeze(worker, wait=False) and not unexpected_bytes(worker)
+        if where:
             if not Freezer.freeze(worker) or unexpected_bytes(worker):
                 return False
             if parked(worker) is not False:  # still there: no signal handler ran meanwhile

@@ -155,6 +155,29 @@ def _sysv_objects() -> list[tuple[str, int, int, int]]:
     return found
 
 
+_SHM_INFO, _MSG_INFO, _SEM_INFO = 14, 12, 19
+_libc = None
+
+
+def sysv_signature() -> tuple[int, ...]:
+    """How many SysV objects of each kind exist and the highest index in use: three cheap
+    system calls, so the full listing (/proc/sysvipc) is read only when something changed."""
+    import ctypes
+
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    info = ctypes.create_string_buffer(256)  # shm_info / msginfo / seminfo: ints first
+    ints = ctypes.cast(info, ctypes.POINTER(ctypes.c_int))
+    shm_top = _libc.shmctl(0, _SHM_INFO, info)
+    shm_used = ints[0]  # shm_info.used_ids
+    msg_top = _libc.msgctl(0, _MSG_INFO, info)
+    msg_used = ints[0]  # msginfo.msgpool: queues in use
+    sem_top = _libc.semctl(0, 0, _SEM_INFO, info)
+    sem_used = ints[7]  # seminfo.semusz: sets in use
+    return (shm_top, shm_used, msg_top, msg_used, sem_top, sem_used)
+
+
 def sysv_baseline() -> set[tuple[str, int]]:
     return {(kind, ident) for kind, ident, _uid, _ctime in _sysv_objects()}
 

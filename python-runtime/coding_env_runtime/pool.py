@@ -90,6 +90,7 @@ class WorkerPool:
         # are removed the same way.
         self._shared_ipc = not (self.privileged and opts.private_mounts and opts.private_ipc)
         self._ipc_baseline = hygiene.sysv_baseline() if self._shared_ipc else set()
+        self._ipc_signature = hygiene.sysv_signature() if self._shared_ipc else ()
         self._started_at = time.time()
         # One zygote per tenant: each interpreter has its own string-hash seed, so no seed is
         # shared by two tenants. The first is started now (Lambda's init phase) and given to the
@@ -473,7 +474,10 @@ class WorkerPool:
 
         hygiene.scrub_shared_dirs(self.shared_dirs, own_pids)
         if self._shared_ipc:
-            hygiene.remove_sysv_objects(os.geteuid(), self._ipc_baseline, self._started_at)
+            signature = hygiene.sysv_signature()
+            if signature != self._ipc_signature:  # something was created or removed: look
+                hygiene.remove_sysv_objects(os.geteuid(), self._ipc_baseline, self._started_at)
+                self._ipc_signature = hygiene.sysv_signature()
 
     def healthy_after_step(self, worker: Worker) -> bool:
         """Trust nothing the worker says: check from outside that it is alone and clean."""

@@ -19,7 +19,7 @@ from typing import Any
 
 from . import CONTRACT_VERSION, RUNTIME_VERSION, snapshot
 from .contract import DiscardRequest, StepRequest
-from .handles import Freezer, WarmKey, Worker, freeze_after_reply
+from .handles import Freezer, WarmKey, Worker, freeze_after_reply, unexpected_bytes
 from .options import RuntimeOpts
 from .options import check_interpreter_reachable as _check_interpreter_reachable
 from .pool import MAX_REPLY_HEADER, WorkerPool
@@ -213,6 +213,7 @@ class Runtime:
             if (
                 warm.zygote.alive
                 and warm.zygote.process.poll() is None
+                and not unexpected_bytes(warm)  # written after its last reply: not to be trusted
                 and warm.snapshot == request.snapshot
                 and warm.policy == request.policy.to_json()
                 and warm.memory_mb == request.memory_mb

@@ -61,8 +61,12 @@ out["after_bomb"] = Episode(runtime).step("6 * 7")
 from tests.test_isolation_root import POSIX_TIMER
 a = Episode(runtime, {"mode": "full"})
 a_pid = int(a.step("import os\nos.getpid()")["stdout"])
-with open(f"/proc/{a_pid}/stat", "rb") as fh:
-    out["warm_worker_state"] = fh.read().rsplit(b")", 1)[1].split()[0].decode()
+for _ in range(500):  # its SIGSTOP is pending at once; it stops when next scheduled
+    with open(f"/proc/{a_pid}/stat", "rb") as fh:
+        out["warm_worker_state"] = fh.read().rsplit(b")", 1)[1].split()[0].decode()
+    if out["warm_worker_state"] == "T":
+        break
+    time.sleep(0.01)
 b = Episode(runtime, {"mode": "full"})
 out["other_episode_during_step"] = b.step(
     f"try:\n    state = open('/proc/{a_pid}/stat').read().rsplit(')', 1)[1].split()[0]\n"

@@ -285,7 +285,14 @@ describe("the executor and its workers die with the stack", () => {
   function launch(dataDir: string): { child: ChildProcess; ready: Promise<string> } {
     const child = spawn(process.execPath, ["--import", "tsx", join(repoRoot, "scripts/start-local.ts")], {
       cwd: repoRoot,
-      env: { ...process.env, PORT: "0", HOST: "127.0.0.1", CODING_ENV_DATA_DIR: dataDir },
+      // Two API instances: their processes must end with the stack too.
+      env: {
+        ...process.env,
+        PORT: "0",
+        HOST: "127.0.0.1",
+        CODING_ENV_DATA_DIR: dataDir,
+        CODING_ENV_API_INSTANCES: "2",
+      },
       stdio: ["ignore", "pipe", "ignore"],
     });
     const ready = new Promise<string>((res, rej) => {
@@ -298,7 +305,7 @@ describe("the executor and its workers die with the stack", () => {
     return { child, ready };
   }
 
-  it("a stack killed with SIGKILL leaves no executor, zygote or worker behind", async () => {
+  it("a stack killed with SIGKILL leaves no executor, zygote, worker or API instance behind", async () => {
     const dataDir = mkdtempSync(join(tmpdir(), "coding-env-kill-"));
     const { child, ready } = launch(dataDir);
     try {
@@ -309,6 +316,7 @@ describe("the executor and its workers die with the stack", () => {
       const parts = descendants(child.pid as number).filter((p) => !p.cmd.includes("esbuild"));
       expect(parts.some((p) => p.cmd.includes("coding_env_runtime"))).toBe(true);
       expect(parts.length).toBeGreaterThanOrEqual(2); // the executor and its zygote at least
+      expect(parts.filter((p) => p.cmd.includes("api-instance.ts"))).toHaveLength(2);
       // Act
       const exited = new Promise((r) => child.once("exit", r));
       child.kill("SIGKILL");

@@ -153,8 +153,16 @@ class WorkerPool:
                         evicted.append(unclaimed)
                     zygote = self._new_zygote()
                 self._zygotes[tenant] = zygote
-                while len(self._zygotes) > max(self.opts.max_zygotes, 1):
-                    evicted.append(self._zygotes.popitem(last=False)[1])
+                # Beyond the cap, retire the least recently used zygotes with no step running on
+                # one of their workers (a tenant mid-step keeps its zygote: the cap may be
+                # exceeded for that while).
+                resting = {w.pid for w in self.idle} | {w.pid for w in self.warm.values()}
+                stepping = {w.zygote for pid, w in self.live.items() if pid not in resting}
+                for name, candidate in list(self._zygotes.items()):
+                    if len(self._zygotes) <= max(self.opts.max_zygotes, 1):
+                        break
+                    if name != tenant and candidate not in stepping:
+                        evicted.append(self._zygotes.pop(name))
             self._zygotes.move_to_end(tenant)
         for old in evicted:
             self._retire_zygote(old)

@@ -443,6 +443,25 @@ class HashSeedTest(RuntimeTestCase):
             runtime.close()
 
 
+class ZygoteCapTest(RuntimeTestCase):
+    opts = RuntimeOpts(idle_workers=0, max_zygotes=1)
+
+    def test_a_tenant_mid_step_keeps_its_zygote(self) -> None:
+        slow = TenantEpisode(self.runtime, "slow")
+        event = slow.event("import time\ntime.sleep(1.5)\n'done'")
+        result: dict = {}
+        thread = threading.Thread(target=lambda: result.update(self.runtime.run_step(parse_event(event))))
+        thread.start()
+        deadline = time.monotonic() + 10
+        while ("slow", slow.episode_id) not in self.runtime._running and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)  # its worker is running the cell now
+        other = TenantEpisode(self.runtime, "other").step("1")
+        thread.join()
+        self.assertEqual(other["exit_code"], 0, other["stderr"])
+        self.assertEqual((result["exit_code"], result["stdout"]), (0, '"done"'), result["stderr"])
+
+
 class ExitCodeTest(RuntimeTestCase):
     def test_exit_codes_are_clamped(self) -> None:
         ep = TenantEpisode(self.runtime, "t")

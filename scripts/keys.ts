@@ -1,7 +1,7 @@
 // `npm run keys -- <command>`: manage API keys (hosted mode) in the service table, locally or in AWS.
 // Only the SHA-256 of a key is stored; `create` prints the key once, as its last line of output.
-import { parseArgs } from "node:util";
 import { resolve } from "node:path";
+import { parseArgs } from "node:util";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { readStackFile } from "../functions/src/local/stack-file.js";
 import { type ApiKeyRecord, ApiKeyStore } from "../functions/src/tenancy/keys.js";

@@ -159,6 +159,24 @@ describe("processStreamBatch: usage rolled up from the change stream", () => {
     });
   });
 
+  it("ignores items outside episode partitions (API keys, usage, connections)", async () => {
+    const before = table.requests();
+    await roll([
+      insertOf({ pk: "KEY#abc", sk: HEAD_SK, tenant_id: "t-keys", day: "2026-11-27", incarnation: "x" }),
+      insertOf({
+        pk: "TENANT#t-keys",
+        sk: "USAGE#2026-11-27",
+        steps: 5,
+        tenant: "t-keys",
+        day: "2026-11-27",
+        executor_ms: 5,
+      }),
+      insertOf({ pk: "WS#c1", sk: "CONN", tenant: "t-keys", day: "2026-11-27", executor_ms: 5 }),
+    ]);
+    expect(table.requests()).toBe(before);
+    expect(await usageItem("t-keys", "2026-11-27")).toBeUndefined();
+  });
+
   it("deletes an episode's history when TTL removes its head, sparing a newer incarnation and user deletes", async () => {
     // Prepare: incarnation A (expired) with 2 steps, then B (a reset after the expiry) with 1
     const pk = episodePk("t-ttl", "e1");

@@ -14,7 +14,14 @@ import { type DynamoDBDocumentClient, NumberValue, UpdateCommand } from "@aws-sd
 import { unmarshall } from "@aws-sdk/util-dynamodb";
 import { TableClient } from "../store/dynamodb-batch.js";
 import { deleteEpisodeRemains } from "../store/episode-cleanup.js";
-import { EXECUTION_PREFIX, HEAD_SK, METER, usageKey, VERSION_PREFIX } from "../store/layout.js";
+import {
+  EXECUTION_PREFIX,
+  HEAD_SK,
+  METER,
+  parseEpisodePk,
+  usageKey,
+  VERSION_PREFIX,
+} from "../store/layout.js";
 import { formatScaled, GB_SECONDS_SCALE, gbSeconds, parseScaled } from "../tenancy/metering.js";
 
 /**
@@ -96,14 +103,17 @@ export async function processStreamBatch(
     const next = image(record.dynamodb.NewImage);
     const prev = image(record.dynamodb.OldImage);
     const keys = image(record.dynamodb.Keys) ?? {};
+    const pk = String(keys.pk ?? next?.pk ?? prev?.pk ?? "");
     const sk = String(keys.sk ?? next?.sk ?? prev?.sk ?? "");
+    // Only episode partitions carry usage (API keys, tenants and connections share the table).
+    if (parseEpisodePk(pk) === null) continue;
     if (record.eventName === "REMOVE") {
       if (
         sk === HEAD_SK &&
         record.userIdentity?.type === "Service" &&
         typeof prev?.incarnation === "string"
       ) {
-        expiredHeads.push({ pk: String(keys.pk ?? prev.pk), incarnation: prev.incarnation });
+        expiredHeads.push({ pk, incarnation: prev.incarnation });
       }
       continue;
     }

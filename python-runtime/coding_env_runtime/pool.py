@@ -303,7 +303,7 @@ class WorkerPool:
     def kill_processes(self, worker: Worker) -> None:
         """SIGKILL the worker and everything it started, now (frozen or not)."""
         if worker.group is not None:
-            worker.group.kill_all()
+            worker.group.kill_now()  # the group is emptied and removed in the background
         else:
             sandbox.kill_tree([worker.pid])
             if worker.frozen:
@@ -463,8 +463,13 @@ class WorkerPool:
                 evicted.append(old)
             if total > cap and self.warm:  # alone above the cap: not kept either
                 evicted.append(self.warm.pop(worker.key))
-        for old in evicted:
-            self.discard(old)
+        if evicted:
+            # Killed right away, but off this step's path (they are in no list any more).
+            threading.Thread(target=self._discard_all, args=(evicted,), daemon=True).start()
+
+    def _discard_all(self, workers: list[Worker]) -> None:
+        for worker in workers:
+            self.discard(worker)
 
     # --- hygiene -----------------------------------------------------------------------------
 

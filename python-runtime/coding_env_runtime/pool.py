@@ -242,7 +242,11 @@ class WorkerPool:
                 self._release_uid(uid)
             raise
         workdir = os.path.join(self.work_root, f"w{seq}")
-        tmp_bytes = self.opts.tmp_bytes
+        # Each tmpfs fits within the largest memory limit a step may ask for (its pages count
+        # toward the worker's memory group too).
+        from .contract import max_memory_mb
+
+        tmp_bytes = min(self.opts.tmp_bytes, max_memory_mb() * 2**20)
         spec = {
             "workdir": workdir,
             "uid": uid,

@@ -2,14 +2,16 @@ import { App, CfnOutput, Stack, type StackProps, Validations } from "aws-cdk-lib
 import { AwsSolutionsChecks } from "cdk-nag";
 import type { Construct } from "constructs";
 import { CodingEnvironment, type CodingEnvironmentProps } from "./coding-environment.js";
-import { importAlarmTopic, readAppConfig } from "./config.js";
+import { importAlarmTopic, importCertificate, readAppConfig } from "./config.js";
 
 /** Properties of {@link CodingEnvStack}. */
 export interface CodingEnvStackProps extends StackProps {
   /** Passed to the {@link CodingEnvironment} construct. @default - its defaults */
-  readonly environment?: Omit<CodingEnvironmentProps, "alarmTopic">;
+  readonly environment?: Omit<CodingEnvironmentProps, "alarmTopic" | "certificate">;
   /** SNS topic ARN the alarms notify. @default - none */
   readonly alarmTopicArn?: string;
+  /** ACM certificate ARN (us-east-1) of `environment.domainName`. @default - none */
+  readonly certificateArn?: string;
 }
 
 /** The deployable stack: one {@link CodingEnvironment} and its URLs as outputs. */
@@ -21,13 +23,22 @@ export class CodingEnvStack extends Stack {
     this.codingEnvironment = new CodingEnvironment(this, "CodingEnv", {
       ...props.environment,
       alarmTopic: importAlarmTopic(this, props.alarmTopicArn),
+      certificate: importCertificate(this, props.certificateArn),
     });
     const env = this.codingEnvironment;
-    new CfnOutput(this, "ApiUrl", {
-      value: env.apiUrl,
-      description: "Base URL for the SDK and OpenEnv clients",
+    new CfnOutput(this, "BaseUrl", {
+      value: env.baseUrl,
+      description: "The one URL for the SDKs, OpenEnv's client (<base>/ws) and the page (<base>/web)",
+    });
+    new CfnOutput(this, "WebSocketUrl", {
+      value: env.webSocketUrl,
+      description: "OpenEnv's WebSocket protocol (<base>/ws)",
     });
     new CfnOutput(this, "WebUiUrl", { value: env.webUiUrl, description: "HumanAgent page" });
+    new CfnOutput(this, "HttpApiUrl", {
+      value: env.apiUrl,
+      description: "The HTTP API without CloudFront (HTTP only, no /ws)",
+    });
     new CfnOutput(this, "TableName", {
       value: env.table.tableName,
       description: "DynamoDB table (for `npm run keys`)",
@@ -57,6 +68,7 @@ export function createApp(opts: CreateAppOpts = {}): { app: App; stack: CodingEn
     description: "coding-env: hosted Python code execution for agents (OpenEnv coding_env compatible)",
     environment: config.environment,
     alarmTopicArn: config.alarmTopicArn,
+    certificateArn: config.certificateArn,
   });
   if (config.nag) Validations.of(app).addPlugins(new AwsSolutionsChecks(app, { verbose: true }));
   return { app, stack };

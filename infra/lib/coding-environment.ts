@@ -2,6 +2,7 @@ import { Duration, RemovalPolicy, Validations } from "aws-cdk-lib";
 import * as apigateway from "aws-cdk-lib/aws-apigateway";
 import * as apigwv2 from "aws-cdk-lib/aws-apigatewayv2";
 import { HttpLambdaIntegration } from "aws-cdk-lib/aws-apigatewayv2-integrations";
+import type * as acm from "aws-cdk-lib/aws-certificatemanager";
 import type * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
 import * as dynamodb from "aws-cdk-lib/aws-dynamodb";
 import type * as ec2 from "aws-cdk-lib/aws-ec2";
@@ -15,12 +16,15 @@ import { Construct } from "constructs";
 import { AWS_TIMEOUTS, COLD_START_ALLOWANCE_S, EXECUTOR_MARGIN_S } from "../../functions/src/config.js";
 import { MAX_ACTIVE_EPISODES_QUOTA } from "../../functions/src/tenancy/quotas.js";
 import { createExecutor, EXECUTOR_RUNTIME_RESERVE_MB } from "./executor.js";
+import { FrontDoor } from "./front-door.js";
 import { type LogLevel, loggingOptions, nodeFunctionDefaults, repoRoot } from "./function-defaults.js";
 import { createMonitoring } from "./monitoring.js";
 import { UsageAggregator } from "./usage-aggregator.js";
+import { WEBSOCKET_STAGE, WebSocketEndpoint } from "./websocket-api.js";
 
 export { EXECUTOR_RUNTIME_RESERVE_MB } from "./executor.js";
 export { apiBundlingOptions } from "./function-defaults.js";
+export { WEBSOCKET_STAGE } from "./websocket-api.js";
 
 // ---- Timeouts that hold cold (functions/src/config.ts derives the API's side of the same budget) --
 /**
@@ -179,6 +183,14 @@ export interface CodingEnvironmentProps {
    */
   readonly apiEntry?: string;
   /**
+   * Custom domain of the base URL (e.g. `env.example.com`), served by the CloudFront distribution;
+   * point a CNAME (or a Route 53 alias) at the distribution's domain. Needs `certificate`.
+   * @default - the distribution's own `*.cloudfront.net` domain
+   */
+  readonly domainName?: string;
+  /** ACM certificate for `domainName`, issued in us-east-1 (CloudFront's requirement). */
+  readonly certificate?: acm.ICertificate;
+  /**
    * Docker build context of the executor image (holds its `Dockerfile`).
    * @default `python-runtime/` of this repository
    */
@@ -254,13 +266,24 @@ export class CodingEnvironment extends Construct {
   readonly executorFunction: lambda.DockerImageFunction;
   /** The table's stream consumer that rolls step records up into usage. */
   readonly usageAggregator: UsageAggregator;
+  /** The WebSocket API (OpenEnv's `/ws`) and its Lambda. */
+  readonly webSocket: WebSocketEndpoint;
+  /** The CloudFront distribution in front of both APIs. */
+  readonly frontDoor: FrontDoor;
   /** The HTTP API. */
   readonly httpApi: apigwv2.HttpApi;
   /** The `$default` stage of the HTTP API. */
   readonly stage: apigwv2.HttpStage;
   /** The isolated VPC of the executor; `undefined` when `executorInternetAccess` is on. */
   readonly vpc?: ec2.Vpc;
-  /** Base URL of the API, ending in `/`. */
+  /**
+   * The deployment's one base URL, ending in `/`: `<base>/ws` is OpenEnv's WebSocket protocol,
+   * every other path the HTTP API and the page (`<base>/web`).
+   */
+  readonly baseUrl: string;
+  /** `wss://` URL of OpenEnv's WebSocket protocol (`<base>/ws`). */
+  readonly webSocketUrl: string;
+  /** The HTTP API's own URL, ending in `/` (HTTP only, without CloudFront). */
   readonly apiUrl: string;
   /** URL of the HumanAgent web page. */
   readonly webUiUrl: string;
@@ -313,6 +336,19 @@ export class CodingEnvironment extends Construct {
       );
     }
     const allowedOrigins = requireOrigins(this, props.allowedOrigins ?? []);
+    if ((props.domainName === undefined) !== (props.certificate === undefined)) {
+      throw new CodingEnvironmentPropsError(
+        `${this.node.path}: domainName and certificate go together (a custom domain needs its certificate)`,
+      );
+    }
+    if (
+      props.domainName !== undefined &&
+      !/^(?=.{1,253}$)([a-z0-9-]{1,63}\.)+[a-z]{2,63}$/.test(props.domainName)
+    ) {
+      throw new CodingEnvironmentPropsError(
+        `${this.node.path}: domainName '${props.domainName}' is not a lowercase host name like env.example.com`,
+      );
+    }
     const zones =
       props.executorAvailabilityZones === undefined
         ? undefined
@@ -395,6 +431,22 @@ export class CodingEnvironment extends Construct {
       }),
     );
 
+    // The API's settings, shared by the HTTP and the WebSocket functions (one core, one behaviour).
+    const apiEnvironment: Record<string, string> = {
+      NODE_OPTIONS: "--enable-source-maps",
+      LOG_LEVEL: logLevel,
+      POWERTOOLS_SERVICE_NAME: "coding-env-api",
+      CODING_ENV_TABLE: this.table.tableName,
+      CODING_ENV_EXECUTOR_FUNCTION: this.executorFunction.functionArn,
+      CODING_ENV_EXECUTOR_MEMORY_MB: String(executorMemoryMb),
+      CODING_ENV_AUTH: (props.authRequired ?? true) ? "on" : "off",
+      CODING_ENV_DEFAULT_STEP_TIMEOUT_S: String(defaultStep),
+      CODING_ENV_MAX_STEP_TIMEOUT_S: String(maxStep),
+      CODING_ENV_EXECUTOR_GRACE_S: String(EXECUTOR_TIMEOUT_MARGIN_S),
+      CODING_ENV_REQUEST_DEADLINE_S: String(REQUEST_DEADLINE_S),
+      ...(allowedOrigins.length > 0 ? { CODING_ENV_ALLOWED_ORIGINS: allowedOrigins.join(",") } : {}),
+      ...quotaEnv,
+    };
     this.apiFunction = new nodejs.NodejsFunction(this, "Api", {
       ...nodeFunctionDefaults(props.apiEntry ?? `${repoRoot}functions/src/lambda.ts`),
       description: "coding-env HTTP API (Hono)",
@@ -403,21 +455,7 @@ export class CodingEnvironment extends Construct {
       role: apiRole,
       logGroup: apiLogGroup,
       ...loggingOptions(logLevel),
-      environment: {
-        NODE_OPTIONS: "--enable-source-maps",
-        LOG_LEVEL: logLevel,
-        POWERTOOLS_SERVICE_NAME: "coding-env-api",
-        CODING_ENV_TABLE: this.table.tableName,
-        CODING_ENV_EXECUTOR_FUNCTION: this.executorFunction.functionArn,
-        CODING_ENV_EXECUTOR_MEMORY_MB: String(executorMemoryMb),
-        CODING_ENV_AUTH: (props.authRequired ?? true) ? "on" : "off",
-        CODING_ENV_DEFAULT_STEP_TIMEOUT_S: String(defaultStep),
-        CODING_ENV_MAX_STEP_TIMEOUT_S: String(maxStep),
-        CODING_ENV_EXECUTOR_GRACE_S: String(EXECUTOR_TIMEOUT_MARGIN_S),
-        CODING_ENV_REQUEST_DEADLINE_S: String(REQUEST_DEADLINE_S),
-        ...(allowedOrigins.length > 0 ? { CODING_ENV_ALLOWED_ORIGINS: allowedOrigins.join(",") } : {}),
-        ...quotaEnv,
-      },
+      environment: apiEnvironment,
     });
 
     // ---- Usage roll-up from the table's stream -------------------------------------------------
@@ -468,7 +506,29 @@ export class CodingEnvironment extends Construct {
       },
     });
     this.apiUrl = `${this.httpApi.apiEndpoint}/`;
-    this.webUiUrl = `${this.httpApi.apiEndpoint}/web`;
+
+    // ---- OpenEnv's WebSocket protocol, and one base URL for both APIs --------------------------
+    this.webSocket = new WebSocketEndpoint(this, "WebSocket", {
+      table: this.table,
+      executor: this.executorFunction,
+      environment: apiEnvironment,
+      memoryMb: apiMemoryMb,
+      functionTimeoutS: API_FUNCTION_TIMEOUT_S,
+      integrationTimeoutS: API_INTEGRATION_TIMEOUT_S,
+      throttle: { rateLimit, burstLimit },
+      logRetention,
+      logLevel,
+    });
+    this.frontDoor = new FrontDoor(this, "FrontDoor", {
+      httpApi: this.httpApi,
+      webSocketApi: this.webSocket.api,
+      domainName: props.domainName,
+      certificate: props.certificate,
+      originReadTimeoutS: API_INTEGRATION_TIMEOUT_S + 1,
+    });
+    this.baseUrl = this.frontDoor.baseUrl;
+    this.webSocketUrl = `${this.baseUrl.replace(/^https:/, "wss:")}${WEBSOCKET_STAGE}`;
+    this.webUiUrl = `${this.baseUrl}web`;
 
     // ---- Metrics, alarms, dashboard ----------------------------------------------------------
     const monitoring = createMonitoring(this, {

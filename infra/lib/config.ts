@@ -1,4 +1,5 @@
 import { RemovalPolicy } from "aws-cdk-lib";
+import * as acm from "aws-cdk-lib/aws-certificatemanager";
 import * as logs from "aws-cdk-lib/aws-logs";
 import * as sns from "aws-cdk-lib/aws-sns";
 import type { Construct } from "constructs";
@@ -29,6 +30,8 @@ export const CONTEXT_KEYS = {
   deletionProtection: "DynamoDB deletion protection (default true)",
   retainTable: "keep the table when the stack is deleted (default true)",
   alarmTopicArn: "SNS topic ARN the alarms notify (default none)",
+  domainName: "custom domain of the base URL, e.g. env.example.com (default the CloudFront domain)",
+  certificateArn: "ACM certificate ARN in us-east-1 for domainName (required with it)",
   api5xxAlarmPercent: "API 5xx percentage that raises the alarm (default 5)",
   quotaStepsPerDay: "default steps per tenant per UTC day (default 10000)",
   quotaActiveEpisodes: "default episodes alive at once per tenant (default 50)",
@@ -51,9 +54,10 @@ export class ContextValueError extends Error {
 export interface AppConfig {
   readonly stackName: string;
   readonly nag: boolean;
-  /** Everything except the alarm topic (a construct, made inside the stack from `alarmTopicArn`). */
-  readonly environment: Omit<CodingEnvironmentProps, "alarmTopic">;
+  /** Everything except the alarm topic and the certificate (constructs, imported inside the stack). */
+  readonly environment: Omit<CodingEnvironmentProps, "alarmTopic" | "certificate">;
   readonly alarmTopicArn?: string;
+  readonly certificateArn?: string;
 }
 
 function parseNumber(key: string, raw: unknown): number {
@@ -131,7 +135,25 @@ export function readAppConfig(scope: Construct): AppConfig {
     throw new ContextValueError("alarmTopicArn", `not an SNS topic ARN: ${JSON.stringify(alarmTopicArn)}`);
   }
 
-  const environment: Omit<CodingEnvironmentProps, "alarmTopic"> = {
+  const domainName = str("domainName");
+  const certificateArn = str("certificateArn");
+  if ((domainName === undefined) !== (certificateArn === undefined)) {
+    throw new ContextValueError(
+      domainName === undefined ? "certificateArn" : "domainName",
+      "domainName and certificateArn go together",
+    );
+  }
+  if (
+    certificateArn !== undefined &&
+    !/^arn:aws[a-z-]*:acm:us-east-1:\d{12}:certificate\/[\w-]+$/.test(certificateArn)
+  ) {
+    throw new ContextValueError(
+      "certificateArn",
+      `not an ACM certificate ARN in us-east-1 (CloudFront needs one there): ${JSON.stringify(certificateArn)}`,
+    );
+  }
+
+  const environment: Omit<CodingEnvironmentProps, "alarmTopic" | "certificate"> = {
     executorMemoryMb: num("executorMemoryMb"),
     executorReservedConcurrency: num("executorReservedConcurrency"),
     executorInternetAccess: bool("executorInternetAccess"),
@@ -148,6 +170,7 @@ export function readAppConfig(scope: Construct): AppConfig {
       retainTable === undefined ? undefined : retainTable ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY,
     api5xxAlarmPercent: num("api5xxAlarmPercent"),
     logLevel: logLevel as CodingEnvironmentProps["logLevel"],
+    domainName,
     defaultQuotas: {
       stepsPerDay: num("quotaStepsPerDay"),
       activeEpisodes: num("quotaActiveEpisodes"),
@@ -159,7 +182,13 @@ export function readAppConfig(scope: Construct): AppConfig {
     nag: bool("nag") ?? true,
     environment,
     alarmTopicArn,
+    certificateArn,
   };
+}
+
+/** The ACM certificate of `certificateArn`, imported (not created) in `scope`. */
+export function importCertificate(scope: Construct, arn: string | undefined): acm.ICertificate | undefined {
+  return arn === undefined ? undefined : acm.Certificate.fromCertificateArn(scope, "Certificate", arn);
 }
 
 /** The SNS topic of `alarmTopicArn`, imported (not created) in `scope`. */

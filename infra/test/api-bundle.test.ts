@@ -201,7 +201,7 @@ describe("API Lambda bundle (esbuild, as deployed)", () => {
         client: new DynamoDBClient({
           endpoint: stack.dynamodbEndpoint,
           region: "us-east-1",
-          credentials: { accessKeyId: "local", secretAccessKey: "local" },
+          credentials: stack.credentials,
         }),
         tableName: stack.tableName,
       });
@@ -226,6 +226,9 @@ describe("API Lambda bundle (esbuild, as deployed)", () => {
           CODING_ENV_EXECUTOR_FUNCTION: "arn:aws:lambda:us-east-1:123456789012:function:coding-env-executor",
           CODING_ENV_DYNAMODB_ENDPOINT: stack.dynamodbEndpoint,
           CODING_ENV_EXECUTOR_ENDPOINT: stack.executorEndpoint,
+          // The local stack's start-up secret: its DynamoDB and executor refuse any other key id.
+          CODING_ENV_LOCAL_ACCESS_KEY_ID: stack.credentials.accessKeyId,
+          CODING_ENV_LOCAL_SECRET_ACCESS_KEY: stack.credentials.secretAccessKey,
         },
       );
 

@@ -48,11 +48,12 @@ describe("default deployment", () => {
     s = synth();
   });
 
-  it("runs every Lambda function on arm64 with JSON logs, platform lines dropped (system level WARN), and has exactly the API, the executor and the usage roll-up (no helper Lambdas)", () => {
+  it("runs every Lambda function on arm64 with JSON logs, platform lines dropped (system level WARN), and has exactly the API, the WebSocket API's, the executor and the usage roll-up (no helper Lambdas)", () => {
     const functions = resourcesOfType(s.json, "AWS::Lambda::Function");
     expect(functions.map(([, fn]) => serviceOf(fn) ?? "executor").sort()).toEqual([
       "coding-env-api",
       "coding-env-usage",
+      "coding-env-ws",
       "executor",
     ]);
     for (const [, fn] of functions) {
@@ -276,9 +277,22 @@ describe("default deployment", () => {
   it("routes everything to the API Lambda (payload v2) through a throttled, access-logged $default stage", () => {
     const [apiFnId] = onlyResource(s.json, "AWS::Lambda::Function", isApi);
     s.template.hasResourceProperties("AWS::ApiGatewayV2::Api", { ProtocolType: "HTTP" });
-    s.template.hasResourceProperties("AWS::ApiGatewayV2::Route", { RouteKey: "$default" });
-    s.template.resourceCountIs("AWS::ApiGatewayV2::Route", 1);
+    const [httpApiId] = onlyResource(
+      s.json,
+      "AWS::ApiGatewayV2::Api",
+      (r) => r.Properties?.ProtocolType === "HTTP",
+    );
+    s.template.hasResourceProperties("AWS::ApiGatewayV2::Route", {
+      ApiId: { Ref: httpApiId },
+      RouteKey: "$default",
+    });
+    expect(
+      resourcesOfType(s.json, "AWS::ApiGatewayV2::Route").filter(
+        ([, r]) => JSON.stringify(r.Properties?.ApiId) === JSON.stringify({ Ref: httpApiId }),
+      ),
+    ).toHaveLength(1);
     s.template.hasResourceProperties("AWS::ApiGatewayV2::Integration", {
+      ApiId: { Ref: httpApiId },
       IntegrationType: "AWS_PROXY",
       PayloadFormatVersion: "2.0",
       IntegrationUri: { "Fn::GetAtt": [apiFnId, "Arn"] },
@@ -302,7 +316,7 @@ describe("default deployment", () => {
 
   it("sets a retention on every log group", () => {
     const groups = resourcesOfType(s.json, "AWS::Logs::LogGroup");
-    expect(groups).toHaveLength(4); // API, executor, usage roll-up, access logs
+    expect(groups).toHaveLength(5); // API, WebSocket, executor, usage roll-up, access logs
     for (const [, group] of groups) expect(group.Properties?.RetentionInDays).toBe(30);
   });
 
@@ -334,11 +348,19 @@ describe("default deployment", () => {
     for (const f of filters) expect(f.FilterPattern).toBe('{ ($.method = "POST") && ($.path = "/step") }');
   });
 
-  it("outputs the API URL and the web UI URL", () => {
-    const [apiId] = onlyResource(s.json, "AWS::ApiGatewayV2::Api");
+  it("outputs the one base URL (the distribution), its /ws and /web, and the HTTP API's own URL", () => {
+    const [apiId] = onlyResource(
+      s.json,
+      "AWS::ApiGatewayV2::Api",
+      (r) => r.Properties?.ProtocolType === "HTTP",
+    );
+    const [distributionId] = onlyResource(s.json, "AWS::CloudFront::Distribution");
     const endpoint = { "Fn::GetAtt": [apiId, "ApiEndpoint"] };
-    expect(s.json.Outputs?.ApiUrl?.Value).toEqual({ "Fn::Join": ["", [endpoint, "/"]] });
-    expect(s.json.Outputs?.WebUiUrl?.Value).toEqual({ "Fn::Join": ["", [endpoint, "/web"]] });
+    const domain = { "Fn::GetAtt": [distributionId, "DomainName"] };
+    expect(s.json.Outputs?.BaseUrl?.Value).toEqual({ "Fn::Join": ["", ["https://", domain, "/"]] });
+    expect(s.json.Outputs?.WebSocketUrl?.Value).toEqual({ "Fn::Join": ["", ["wss://", domain, "/ws"]] });
+    expect(s.json.Outputs?.WebUiUrl?.Value).toEqual({ "Fn::Join": ["", ["https://", domain, "/web"]] });
+    expect(s.json.Outputs?.HttpApiUrl?.Value).toEqual({ "Fn::Join": ["", [endpoint, "/"]] });
     expect(Object.keys(s.json.Outputs ?? {})).toEqual(
       expect.arrayContaining(["TableName", "ExecutorFunctionName", "DashboardName"]),
     );

@@ -40,7 +40,16 @@ describe("timeouts that hold cold", () => {
   it("nests every limit inside the next: cold step < invoke abort <= API deadline < API Lambda < integration < 30 s", () => {
     const [, api] = onlyResource(s.json, "AWS::Lambda::Function", isApi);
     const [, executor] = onlyResource(s.json, "AWS::Lambda::Function", isExecutor);
-    const [, integration] = onlyResource(s.json, "AWS::ApiGatewayV2::Integration");
+    const integrations = resourcesOfType(s.json, "AWS::ApiGatewayV2::Integration");
+    const [, integration] = onlyResource(
+      s.json,
+      "AWS::ApiGatewayV2::Integration",
+      (r) => r.Properties?.PayloadFormatVersion === "2.0",
+    );
+    // The WebSocket API's routes wait as long as the HTTP API's (its Lambda has the same budget).
+    expect(integrations.map(([, i]) => i.Properties?.TimeoutInMillis)).toEqual(
+      integrations.map(() => AWS_TIMEOUTS.apiGatewayIntegrationS * 1000),
+    );
     const env = variables(api) as Record<string, string>;
     // The API reads its budget from the environment the template gives it (fails on a broken one).
     const config = configFromEnv(env);

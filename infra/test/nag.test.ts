@@ -36,6 +36,13 @@ class AwsSolutionsChecksIgnoringAcknowledgements extends AwsSolutionsChecks {
 describe.each([
   ["default (isolated executor)", {}],
   ["executorInternetAccess=true", { executorInternetAccess: "true" }],
+  [
+    "custom domain",
+    {
+      domainName: "env.example.com",
+      certificateArn: "arn:aws:acm:us-east-1:123456789012:certificate/0b5d4c8e-1111-2222-3333-444455556666",
+    },
+  ],
 ])("cdk-nag AwsSolutions on the %s stack", (_name, context) => {
   const { stack } = synth({ context });
 

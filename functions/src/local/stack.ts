@@ -17,10 +17,13 @@ import {
 import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import { configFromEnv } from "../config.js";
 import { type BuiltDeps, buildDeps, type LocalCredentials } from "../deps.js";
+import { LambdaExecutor } from "../executor/executor.js";
 import { processStreamBatch } from "../metering/stream-aggregator.js";
+import { HEAD_SK, parseEpisodePk } from "../store/layout.js";
 import { type ApiInstances, startApiInstances } from "./api-instances.js";
 import { type ApiServer, startApiServer } from "./api-server.js";
 import { type DynamoPart, startDynamoInThread, startDynamoWorker } from "./dynamo-part.js";
+import type { ChangeRecord } from "./dynamodb-rules.js";
 import { type ExecutorMode, type ExecutorProcess, startExecutor, stopExecutor } from "./executor-process.js";
 import { removeStackFile, writeStackFile } from "./stack-file.js";
 import { type StreamPump, startStreamPump } from "./stream-pump.js";
@@ -226,12 +229,31 @@ export async function startLocalStack(opts: LocalStackOpts = {}): Promise<LocalS
   });
   const pump: StreamPump = startStreamPump({
     intervalMs: opts.streamIntervalMs ?? 1000,
-    process: (records) =>
-      processStreamBatch(records, {
+    process: async (records) => {
+      await processStreamBatch(records, {
         doc: DynamoDBDocumentClient.from(streamClient),
         tableName: config.tableName,
-      }),
+      });
+      discardExpired(records);
+    },
   });
+  // An episode head removed by TTL: its warm worker goes at once (fire and forget, as on DELETE).
+  const discardExpired = (records: readonly ChangeRecord[]) => {
+    if (!deps) return;
+    const executor = new LambdaExecutor({ client: deps.lambda, functionName: config.executorFunction });
+    for (const r of records) {
+      if (r.eventName !== "REMOVE" || r.userIdentity?.type !== "Service") continue;
+      if (r.dynamodb.Keys.sk?.S !== HEAD_SK) continue;
+      const episode = parseEpisodePk(r.dynamodb.Keys.pk?.S ?? "");
+      if (!episode) continue;
+      const incarnation = r.dynamodb.OldImage?.incarnation?.S;
+      void executor.discard({
+        tenantId: episode.tenantId,
+        episodeId: episode.id,
+        ...(incarnation ? { incarnation } : {}),
+      });
+    }
+  };
   ddb.onChange((records) => pump.push(records));
   const stopParts = async () => {
     await api?.close();

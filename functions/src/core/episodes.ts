@@ -15,6 +15,7 @@ import type {
   StepRecord,
   UncommittedReason,
 } from "./episode-repository.js";
+import { type EpisodeState, toState } from "./episode-state.js";
 import {
   ApiError,
   ConflictError,
@@ -25,26 +26,23 @@ import {
   StepInProgressError,
   ValidationError,
 } from "./errors.js";
+import {
+  allSteps,
+  HISTORY_DEFAULT_LIMIT,
+  HISTORY_MAX_LIMIT,
+  HISTORY_PAGE_BYTES,
+  makeCursor,
+  parseCursor,
+} from "./history.js";
 import { openEnvRewardRules, type RewardRule } from "./rewards.js";
 import { responseOf, type StepResponse, stepOutcome } from "./step-result.js";
+import { type EpisodeTenancyHooks, noTenancy } from "./tenancy-hooks.js";
 
 export type { Episode, Policy, StepRecord } from "./episode-repository.js";
+export type { EpisodeState } from "./episode-state.js";
+export { HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT } from "./history.js";
 export type { Observation, StepResponse } from "./step-result.js";
-
-export interface EpisodeState {
-  episode_id: string;
-  step_count: number;
-  last_exit_code: number;
-  policy: Policy;
-  additional_imports: string[];
-  step_timeout_s: number;
-  ttl_s: number;
-  seed?: number;
-  forked_from?: string;
-  created_at: string;
-  updated_at: string;
-  expires_at: string;
-}
+export type { BeforeStepCtx, EpisodeSlotCtx, EpisodeTenancyHooks, StateCtx } from "./tenancy-hooks.js";
 
 /** Options of {@link EpisodeService.reset}; names as on the wire. */
 export interface ResetOpts {
@@ -63,51 +61,6 @@ export interface StepOpts {
   readonly timeout_s?: number;
   readonly request_id?: string;
 }
-
-/** What {@link EpisodeTenancyHooks.reserveEpisodeSlot} knows of a reset, fork or delete. */
-export interface EpisodeSlotCtx {
-  readonly tenantId: string;
-  readonly episodeId: string;
-  readonly nowMs: number;
-}
-/** What {@link EpisodeTenancyHooks.beginStep} knows before the executor runs. */
-export interface BeforeStepCtx {
-  readonly tenantId: string;
-  readonly nowMs: number;
-}
-/** What {@link EpisodeTenancyHooks.checkState} knows of a step's new state. */
-export interface StateCtx {
-  readonly tenantId: string;
-  readonly stateBytes: number;
-}
-
-/**
- * What hosted mode (`functions/src/tenancy/`) needs around the core's operations. Metering is not
- * here: every execution is kept by the repository with its usage (committed steps with their
- * record, the others as execution records) and rolled up from the table's change stream.
- */
-export interface EpisodeTenancyHooks {
-  /** Before a reset or fork creates `episodeId`: takes a slot of the active-episode quota (429). */
-  reserveEpisodeSlot(ctx: EpisodeSlotCtx): Promise<void>;
-  /** After a delete: gives the slot back. */
-  releaseEpisodeSlot(ctx: EpisodeSlotCtx): Promise<void>;
-  /**
-   * Before the executor runs: may refuse the step (daily steps, concurrent steps: 429).
-   * @returns called once when the step has ended, whatever its outcome
-   */
-  beginStep(ctx: BeforeStepCtx): Promise<() => void>;
-  /** The step's new state against the tenant's limit (413); the execution is metered first. */
-  checkState(ctx: StateCtx): void;
-  /** The per-step limit a reset may use (may throw a quota error). @default the request's or the deployment default */
-  stepTimeoutForReset?(tenantId: string, requestedS: number | undefined, deploymentDefaultS: number): number;
-}
-
-const noTenancy: EpisodeTenancyHooks = {
-  reserveEpisodeSlot: async () => {},
-  releaseEpisodeSlot: async () => {},
-  beginStep: async () => () => {},
-  checkState: () => {},
-};
 
 /** The executor's client may also drop an episode's warm workers (reset, delete). */
 type DiscardingExecutor = Executor & {
@@ -129,12 +82,6 @@ export interface EpisodeServiceDeps {
   /** Pause between re-reads while a twin request runs elsewhere. @default setTimeout */
   readonly sleep?: (ms: number) => Promise<void>;
 }
-
-/** Default and largest page of `history`. */
-export const HISTORY_DEFAULT_LIMIT = 100;
-export const HISTORY_MAX_LIMIT = 1000;
-/** A history page stops early past this many bytes of records (bounded memory per request). */
-const HISTORY_PAGE_BYTES = 4 * 1024 * 1024;
 
 const EMPTY_OBSERVATION = { stdout: "", stderr: "", exit_code: 0 };
 
@@ -434,21 +381,7 @@ export class EpisodeService {
     id: string,
   ): Promise<{ episode_id: string; steps: AsyncIterable<StepRecord> }> {
     const ep = await this.load(tenantId, id);
-    const repository = this.deps.repository;
-    async function* steps(): AsyncGenerator<StepRecord> {
-      let afterStep = 0;
-      for (;;) {
-        const page = await repository.historyPage(ep, {
-          afterStep,
-          limit: 100,
-          maxBytes: HISTORY_PAGE_BYTES,
-        });
-        yield* page.steps;
-        if (page.lastStep === null) return;
-        afterStep = page.lastStep;
-      }
-    }
-    return { episode_id: ep.id, steps: steps() };
+    return { episode_id: ep.id, steps: allSteps(this.deps.repository, ep) };
   }
 
   /** A new episode with a copy of the source's Python state, settings and history. */
@@ -507,41 +440,4 @@ export function newEpisodeId(): string {
   const bytes = new Uint8Array(12);
   crypto.getRandomValues(bytes);
   return `ep_${Buffer.from(bytes).toString("hex")}`;
-}
-
-/** A history cursor names the incarnation, so a page after a reset of the same id is refused. */
-function makeCursor(ep: Episode, lastStep: number): string {
-  return Buffer.from(`${ep.incarnation}.${lastStep}`, "utf8").toString("base64url");
-}
-
-function parseCursor(cursor: string, ep: Episode): number {
-  const [incarnation, step] = Buffer.from(cursor, "base64url").toString("utf8").split(".");
-  const n = Number(step);
-  if (incarnation !== ep.incarnation || !Number.isInteger(n) || n < 0) {
-    throw new ValidationError([
-      {
-        loc: ["query", "cursor"],
-        msg: "cursor is not a next_cursor of this episode (it may have been reset since)",
-        type: "value_error",
-      },
-    ]);
-  }
-  return n;
-}
-
-function toState(ep: Episode): EpisodeState {
-  return {
-    episode_id: ep.id,
-    step_count: ep.version,
-    last_exit_code: ep.lastExitCode,
-    policy: ep.policy,
-    additional_imports: [...ep.additionalImports],
-    step_timeout_s: ep.stepTimeoutS,
-    ttl_s: ep.ttlS,
-    ...(ep.seed !== undefined ? { seed: ep.seed } : {}),
-    ...(ep.forkedFrom !== undefined ? { forked_from: ep.forkedFrom } : {}),
-    created_at: new Date(ep.createdAtMs).toISOString(),
-    updated_at: new Date(ep.updatedAtMs).toISOString(),
-    expires_at: new Date(ep.expiresAt * 1000).toISOString(),
-  };
 }

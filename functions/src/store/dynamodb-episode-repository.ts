@@ -17,12 +17,10 @@ import type {
   StepRecord,
   UncommittedExecution,
 } from "../core/episode-repository.js";
-import { ConflictError, StateTooLargeError } from "../core/errors.js";
 import { TableClient } from "./dynamodb-batch.js";
 import { deleteEpisodeRemains, sweepExpired } from "./episode-cleanup.js";
 import { itemBytes, MAX_ITEM_BYTES, writeUnits } from "./item-size.js";
 import {
-  chunkSk,
   episodePk,
   executionSk,
   HEAD_SK,
@@ -34,12 +32,10 @@ import {
   versionSk,
 } from "./layout.js";
 import { decodeRecord, encodeRecord, findRecentRequest, nextRecentRequests } from "./record-codec.js";
-import { SnapshotCache } from "./snapshot-cache.js";
+import { SnapshotItems } from "./snapshot-items.js";
 
-/** Largest snapshot kept inside its version item (it stays there as long as the history). */
-export const INLINE_SNAPSHOT_BYTES = 32 * 1024;
-/** Payload of one snapshot chunk item. */
-export const SNAPSHOT_CHUNK_BYTES = 350 * 1024;
+export { INLINE_SNAPSHOT_BYTES, SNAPSHOT_CHUNK_BYTES } from "./snapshot-items.js";
+
 /** Chunks outlive the episode's idle expiry by this much (their TTL; superseded ones go free). */
 const CHUNK_RETENTION_S = 86_400;
 /** Records of executions that did not commit are kept this long after the roll-up (TTL). */
@@ -85,7 +81,7 @@ export interface DynamoDbEpisodeRepositoryOpts {
 export class DynamoDbEpisodeRepository implements EpisodeRepository {
   readonly table: TableClient;
   private readonly maxStateBytes: number;
-  private readonly snapshots: SnapshotCache;
+  private readonly snapshots: SnapshotItems;
   /** The head's stored TTL of each loaded episode, for the lazy refresh. */
   private readonly headTtl = new WeakMap<Episode, number>();
   /** The recent-requests attribute of each loaded version, carried into the next version. */
@@ -94,7 +90,7 @@ export class DynamoDbEpisodeRepository implements EpisodeRepository {
   constructor(opts: DynamoDbEpisodeRepositoryOpts) {
     this.table = new TableClient(opts.doc, opts.tableName);
     this.maxStateBytes = opts.maxStateBytes;
-    this.snapshots = new SnapshotCache(opts.cacheBytes ?? 64 * 1024 * 1024);
+    this.snapshots = new SnapshotItems(this.table, opts.maxStateBytes, opts.cacheBytes ?? 64 * 1024 * 1024);
   }
 
   /** Requests made and units billed so far (for the benchmark and tests). */
@@ -170,7 +166,7 @@ export class DynamoDbEpisodeRepository implements EpisodeRepository {
       createdAtMs,
       updatedAtMs,
       expiresAt,
-      snapshot: latest ? await this.snapshotOf(pk, incarnation, version, latest) : null,
+      snapshot: latest ? await this.snapshots.read(pk, incarnation, version, latest) : null,
     };
     this.headTtl.set(episode, Number(head.expires_at));
     this.recent.set(episode, bytesOf(latest?.rids));
@@ -181,36 +177,6 @@ export class DynamoDbEpisodeRepository implements EpisodeRepository {
       if (rec && rec.request_id === opts.requestId) replay = rec;
     }
     return { episode, replay };
-  }
-
-  /** A version's snapshot: inline, or its chunks (skipped when this process holds that version). */
-  private async snapshotOf(
-    pk: string,
-    incarnation: string,
-    version: number,
-    item: Record<string, unknown>,
-  ): Promise<string | null> {
-    const inline = bytesOf(item.snap);
-    if (inline) return Buffer.from(inline).toString("base64");
-    const count = Number(item.snap_n ?? 0);
-    if (count === 0) return null;
-    const cacheKey = `${pk}|${incarnation}|${version}`;
-    const cached = this.snapshots.get(cacheKey);
-    if (cached !== undefined) return cached;
-    const snapshotId = String(item.snap_id);
-    const keys = Array.from({ length: count }, (_, i) => ({ pk, sk: chunkSk(snapshotId, i) }));
-    const found = await this.table.batchGet(keys);
-    const bySk = new Map(found.map((c) => [String(c.sk), bytesOf(c.data)]));
-    const parts: Uint8Array[] = [];
-    for (const key of keys) {
-      const part = bySk.get(key.sk);
-      // Chunks outlive the episode; missing ones mean the episode expired meanwhile.
-      if (!part) throw new ConflictError(pk.slice(pk.lastIndexOf("#") + 1));
-      parts.push(part);
-    }
-    const snapshot = Buffer.concat(parts).toString("base64");
-    this.snapshots.set(cacheKey, snapshot);
-    return snapshot;
   }
 
   async create(
@@ -265,38 +231,12 @@ export class DynamoDbEpisodeRepository implements EpisodeRepository {
     await this.doc.send(new PutCommand({ TableName: this.tableName, Item: item }));
   }
 
-  /** The snapshot's attributes for its version item, writing chunk items first when it is large. */
-  private async storeSnapshot(
-    pk: string,
-    snapshot: string | null,
-    chunkExpiresAt: number,
-  ): Promise<Record<string, unknown>> {
-    if (snapshot === null) return {};
-    const bytes = Buffer.from(snapshot, "base64");
-    if (bytes.length > this.maxStateBytes) throw new StateTooLargeError(bytes.length, this.maxStateBytes);
-    if (bytes.length <= INLINE_SNAPSHOT_BYTES) return { snap: bytes };
-    // A fresh id per write: two racing steps never overwrite each other's chunks; the loser's are
-    // left to their TTL.
-    const snapshotId = randomBytes(8).toString("hex");
-    const chunks: Record<string, unknown>[] = [];
-    for (let off = 0, i = 0; off < bytes.length; off += SNAPSHOT_CHUNK_BYTES, i++) {
-      chunks.push({
-        pk,
-        sk: chunkSk(snapshotId, i),
-        expires_at: chunkExpiresAt,
-        data: bytes.subarray(off, off + SNAPSHOT_CHUNK_BYTES),
-      });
-    }
-    await this.table.batchPut(chunks);
-    return { snap_id: snapshotId, snap_n: chunks.length };
-  }
-
   async commitStep(input: CommitStepInput): Promise<CommitStepResult> {
     const { before, nowMs } = input;
     const pk = episodePk(before.tenantId, before.id);
     const version = before.version + 1;
     const expiresAt = Math.floor(nowMs / 1000) + before.ttlS;
-    const snapshotAttrs = await this.storeSnapshot(pk, input.snapshot, expiresAt + CHUNK_RETENTION_S);
+    const snapshotAttrs = await this.snapshots.store(pk, input.snapshot, expiresAt + CHUNK_RETENTION_S);
     const rids = nextRecentRequests(this.recent.get(before), input.requestId, version);
     const item: Record<string, unknown> = {
       pk,
@@ -351,7 +291,7 @@ export class DynamoDbEpisodeRepository implements EpisodeRepository {
       snapshot: input.snapshot,
     };
     if (snapshotAttrs.snap_id !== undefined)
-      this.snapshots.set(`${pk}|${before.incarnation}|${version}`, input.snapshot);
+      this.snapshots.remember(pk, before.incarnation, version, input.snapshot);
     this.recent.set(after, rids);
     await this.refreshHeadTtl(before, after, nowMs);
     return { kind: "committed", episode: after };
@@ -484,7 +424,7 @@ export class DynamoDbEpisodeRepository implements EpisodeRepository {
     if (lastCopy) {
       Object.assign(
         lastCopy,
-        await this.storeSnapshot(pk, source.snapshot, episode.expiresAt + CHUNK_RETENTION_S),
+        await this.snapshots.store(pk, source.snapshot, episode.expiresAt + CHUNK_RETENTION_S),
       );
     }
     await this.table.batchPut(copies);
@@ -515,7 +455,7 @@ export class DynamoDbEpisodeRepository implements EpisodeRepository {
       if ((err as { name?: string }).name === "ConditionalCheckFailedException") return false;
       throw err;
     }
-    this.snapshots.deletePrefix(`${pk}|`);
+    this.snapshots.forget(pk);
     // The head is gone, so the episode is; its other items go best-effort now (else with the
     // stream's clean-up of a later reset).
     await deleteEpisodeRemains(this.table, pk, { keepIncarnation: null });

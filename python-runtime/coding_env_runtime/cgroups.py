@@ -70,7 +70,7 @@ def _join(mount_point: str, mount_root: str, path: str) -> str | None:
     if mount_root != "/" and not (path == mount_root or path.startswith(mount_root + "/")):
         return None  # our group is outside what this mount shows
     relative = path[len(mount_root) :] if mount_root != "/" else path
-    return os.path.join(mount_point, relative.lstrip("/"))
+    return os.path.normpath(os.path.join(mount_point, relative.lstrip("/")))
 
 
 def _writable_dir(path: str | None) -> bool:

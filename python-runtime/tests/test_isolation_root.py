@@ -552,3 +552,28 @@ class CgroupV2FreezerTest(unittest.TestCase):
             child.kill()
             group.remove()
             cgroups._remove_tree(base)
+
+
+@unittest.skipUnless(ROOT, "control groups need root")
+class CgroupCleanupTest(unittest.TestCase):
+    def test_groups_live_below_our_own_and_are_removed_on_close(self) -> None:
+        from coding_env_runtime import cgroups
+        from coding_env_runtime.runtime import Runtime
+
+        runtime = Runtime(RuntimeOpts(idle_workers=1))
+        try:
+            manager = runtime.pool.cgroups
+            if manager is None:
+                self.skipTest("no writable freezer and memory control groups")
+            for controller, base in (("freezer", manager.freezer), ("memory", manager.memory)):
+                own = cgroups.find_hierarchy(controller)
+                self.assertEqual(os.path.dirname(base.own_dir), own.own_dir)  # directly below ours
+            bases = [manager.freezer.own_dir, manager.memory.own_dir]
+            ep = TenantEpisode(runtime, "t")
+            ep.step("x = 1")
+            worker = next(iter(runtime._warm.values()))
+            self.assertTrue(os.path.isdir(worker.group.freezer_dir))
+        finally:
+            runtime.close()
+        for base in bases:
+            self.assertFalse(os.path.exists(base), base)

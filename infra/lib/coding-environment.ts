@@ -533,6 +533,8 @@ export class CodingEnvironment extends Construct {
     // ---- Metrics, alarms, dashboard ----------------------------------------------------------
     const monitoring = createMonitoring(this, {
       httpApi: this.httpApi,
+      webSocketApi: this.webSocket.api,
+      webSocketFunction: this.webSocket.fn,
       accessLogGroup,
       executor: this.executorFunction,
       aggregator: this.usageAggregator.fn,

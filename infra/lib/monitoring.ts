@@ -12,6 +12,8 @@ import type { Construct } from "constructs";
 
 export interface MonitoringOpts {
   readonly httpApi: apigwv2.HttpApi;
+  readonly webSocketApi: apigwv2.WebSocketApi;
+  readonly webSocketFunction: lambda.IFunction;
   readonly accessLogGroup: logs.ILogGroup;
   readonly executor: lambda.IFunction;
   readonly aggregator: lambda.IFunction;
@@ -84,6 +86,14 @@ export function createMonitoring(scope: Construct, opts: MonitoringOpts): Monito
     label: "API 5xx rate (%)",
     period: Duration.minutes(5),
   });
+  const webSocketMetric = (metricName: string) =>
+    new cloudwatch.Metric({
+      namespace: "AWS/ApiGateway",
+      metricName,
+      dimensionsMap: { ApiId: opts.webSocketApi.apiId },
+      statistic: "Sum",
+      period: Duration.minutes(5),
+    });
   const deadLetters = opts.aggregatorDeadLetters.metricApproximateNumberOfMessagesVisible({
     period: Duration.minutes(5),
     statistic: "Maximum",
@@ -163,6 +173,14 @@ export function createMonitoring(scope: Construct, opts: MonitoringOpts): Monito
       [
         new cloudwatch.GraphWidget({ title: "API 5xx rate (%)", left: [api5xxRate], width: 12 }),
         new cloudwatch.AlarmStatusWidget({ title: "Alarms", alarms, width: 12 }),
+      ],
+      [
+        new cloudwatch.GraphWidget({
+          title: "WebSocket API: messages, connections, integration errors",
+          left: [webSocketMetric("MessageCount"), webSocketMetric("ConnectCount")],
+          right: [webSocketMetric("IntegrationError"), opts.webSocketFunction.metricErrors()],
+          width: 24,
+        }),
       ],
       [
         new cloudwatch.GraphWidget({

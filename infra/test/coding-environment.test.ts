@@ -1,5 +1,6 @@
 // The security- and cost-relevant properties of the deployed stack, pinned on the synthesized
 // CloudFormation template (aws-cdk-lib/assertions). Synthesis runs offline, without Docker.
+import { readFileSync } from "node:fs";
 import { App, Stack } from "aws-cdk-lib";
 import { Match } from "aws-cdk-lib/assertions";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -115,6 +116,10 @@ describe("default deployment", () => {
     });
     expect(executor.Properties?.ReservedConcurrentExecutions).toBeUndefined();
     expect(JSON.stringify(executor.Properties?.Code)).toContain("container-assets");
+    // The image is Lambda's Python 3.12 or later (3.11 on Lambda is deprecated in June 2027).
+    const dockerfile = readFileSync(new URL("../../python-runtime/Dockerfile", import.meta.url), "utf8");
+    const base = /^FROM\s+public\.ecr\.aws\/lambda\/python:3\.(\d+)/m.exec(dockerfile);
+    expect(Number(base?.[1])).toBeGreaterThanOrEqual(12);
   });
 
   it("places the executor in isolated subnets only: no route out, no NAT or internet gateway, no egress rule", () => {
@@ -340,7 +345,8 @@ describe("default deployment", () => {
   it("has a dashboard with step latency, step count and executor duration, fed by access-log metric filters", () => {
     const [, dashboard] = onlyResource(s.json, "AWS::CloudWatch::Dashboard");
     const body = JSON.stringify(dashboard.Properties?.DashboardBody);
-    for (const metric of ["StepLatency", "Steps", "Duration"]) expect(body).toContain(metric);
+    for (const metric of ["StepLatency", "Steps", "Duration", "MessageCount", "IteratorAge"])
+      expect(body).toContain(metric);
     const filters = resourcesOfType(s.json, "AWS::Logs::MetricFilter").map(([, f]) => f.Properties ?? {});
     expect(
       filters.map((f) => (f.MetricTransformations as { MetricName: string }[])[0]?.MetricName).sort(),

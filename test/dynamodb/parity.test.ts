@@ -579,6 +579,22 @@ describe("change feed (DynamoDB Streams, NEW_AND_OLD_IMAGES) and Time to Live", 
     expect(records[2]?.dynamodb).toMatchObject({ OldImage: { v: n(2) } });
     expect(records[2]?.dynamodb.NewImage).toBeUndefined();
     expect(records.every((r) => r.userIdentity === undefined)).toBe(true);
+    // BatchWriteItem's puts and deletes are records too
+    records = [];
+    await client.send(
+      new BatchWriteItemCommand({
+        RequestItems: {
+          [TABLE]: [
+            { PutRequest: { Item: key("feed-batch", "1") } },
+            { DeleteRequest: { Key: key("cond") } },
+          ],
+        },
+      }),
+    );
+    expect(records.map((r) => [r.eventName, r.dynamodb.Keys.pk?.S])).toEqual([
+      ["INSERT", "feed-batch"],
+      ["REMOVE", "cond"],
+    ]);
   });
 
   it("TTL deletes items whose Number attribute is in the past (not over five years), as the TTL service identity", async () => {

@@ -4,19 +4,16 @@
 // Gateway HTTP API (payload v2) events, with the environment the template gives the function.
 // Nothing here leaves the machine: the first routes answer without AWS calls, and the full step goes
 // to dynalite and the local Python executor through the endpoint overrides.
-import { execFile } from "node:child_process";
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startLocalStack } from "../../functions/src/local/stack.js";
 import { ApiKeyStore } from "../../functions/src/tenancy/keys.js";
-import { onlyResource, propsOf, removeSynthOutputs, type Synthesized, synth } from "./synth.js";
+import { invokeBundle, type StagedBundle, stagedBundle } from "./bundle.js";
+import { removeSynthOutputs, synth } from "./synth.js";
 
 afterAll(removeSynthOutputs);
-
-const run = promisify(execFile);
 
 /** An API Gateway HTTP API payload v2 event, as API Gateway sends it to the function. */
 function httpApiEvent(method: string, rawPath: string, headers: Record<string, string> = {}, body?: string) {
@@ -58,22 +55,6 @@ function httpApiEvent(method: string, rawPath: string, headers: Record<string, s
   };
 }
 
-// Runs inside the child: imports the bundle, invokes handler(event, context), prints the result.
-const INVOKE_SCRIPT = `
-const [bundle, events] = [process.argv[1], JSON.parse(process.argv[2])];
-const { handler } = await import(bundle);
-const context = {
-  functionName: process.env.AWS_LAMBDA_FUNCTION_NAME, functionVersion: "$LATEST",
-  invokedFunctionArn: "arn:aws:lambda:us-east-1:123456789012:function:" + process.env.AWS_LAMBDA_FUNCTION_NAME,
-  memoryLimitInMB: "512", awsRequestId: "00000000-0000-4000-8000-000000000000",
-  logGroupName: "/aws/lambda/test", logStreamName: "test", callbackWaitsForEmptyEventLoop: true,
-  getRemainingTimeInMillis: () => 28000,
-};
-const results = [];
-for (const event of events) results.push(await handler(event, context));
-process.stdout.write("\\n@@RESULTS@@" + JSON.stringify(results));
-`;
-
 interface LambdaResult {
   statusCode: number;
   headers?: Record<string, string>;
@@ -82,27 +63,12 @@ interface LambdaResult {
 }
 
 describe("API Lambda bundle (esbuild, as deployed)", () => {
-  let s: Synthesized;
+  let bundle: StagedBundle;
   let bundlePath: string;
-  let env: Record<string, string>;
 
   beforeAll(() => {
-    s = synth({ bundle: true });
-    const [, api] = onlyResource(
-      s.json,
-      "AWS::Lambda::Function",
-      (r) =>
-        (r.Properties?.Environment as { Variables?: Record<string, unknown> } | undefined)?.Variables
-          ?.POWERTOOLS_SERVICE_NAME === "coding-env-api",
-    );
-    const key = (propsOf(api).Code as { S3Key: string }).S3Key;
-    bundlePath = join(s.outdir, `asset.${key.replace(/\.zip$/, "")}`, "index.mjs");
-    // The template's environment, with CloudFormation references replaced by what they resolve to.
-    const variables = (propsOf(api).Environment as { Variables: Record<string, unknown> }).Variables;
-    env = {};
-    for (const [name, value] of Object.entries(variables)) {
-      env[name] = typeof value === "string" ? value : `resolved-${name.toLowerCase()}`;
-    }
+    bundle = stagedBundle(synth({ bundle: true }), "coding-env-api");
+    bundlePath = bundle.path;
   }, 120_000);
 
   it("is one self-contained ES module with its source map, and no Docker was needed", () => {
@@ -116,53 +82,17 @@ describe("API Lambda bundle (esbuild, as deployed)", () => {
     expect(sizeMb).toBeLessThan(20);
   });
 
-  // What the bundle printed during the last invoke (its structured logs).
-  let lastStdout = "";
-  const logLines = () =>
-    lastStdout
-      .split("\n")
-      .filter((line) => line.startsWith("{"))
-      .map((line) => JSON.parse(line) as Record<string, unknown>);
+  // What the bundle logged during the last invoke (its structured logs).
+  let lastLogs: Record<string, unknown>[] = [];
+  const logLines = () => lastLogs;
 
   async function invoke(
     events: object[],
     envOverrides: Record<string, string> = {},
   ): Promise<LambdaResult[]> {
-    const { stdout } = await run(
-      process.execPath,
-      [
-        "--enable-source-maps",
-        "--input-type=module",
-        "-e",
-        INVOKE_SCRIPT,
-        bundlePath,
-        JSON.stringify(events),
-      ],
-      {
-        cwd: join(bundlePath, ".."),
-        timeout: 60_000,
-        env: {
-          // The Lambda environment: the template's variables plus what the Lambda runtime sets.
-          PATH: process.env.PATH ?? "",
-          ...env,
-          AWS_REGION: "us-east-1",
-          AWS_DEFAULT_REGION: "us-east-1",
-          AWS_LAMBDA_FUNCTION_NAME: "CodingEnv-Api",
-          AWS_LAMBDA_FUNCTION_MEMORY_SIZE: "512",
-          AWS_LAMBDA_FUNCTION_VERSION: "$LATEST",
-          AWS_LAMBDA_LOG_FORMAT: "JSON",
-          AWS_EXECUTION_ENV: "AWS_Lambda_nodejs22.x",
-          AWS_ACCESS_KEY_ID: "AKIAIOSFODNN7EXAMPLE",
-          AWS_SECRET_ACCESS_KEY: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-          AWS_SESSION_TOKEN: "test",
-          ...envOverrides,
-        },
-      },
-    );
-    lastStdout = stdout;
-    const marker = stdout.lastIndexOf("@@RESULTS@@");
-    expect(marker, `no result in output: ${stdout.slice(-2000)}`).toBeGreaterThanOrEqual(0);
-    return JSON.parse(stdout.slice(marker + "@@RESULTS@@".length)) as LambdaResult[];
+    const { results, logs } = await invokeBundle<LambdaResult>(bundle, events, envOverrides, "CodingEnv-Api");
+    lastLogs = logs;
+    return results;
   }
 
   it("loads and answers GET /health (200 healthy, keys required as deployed), GET /web, and refuses POST /reset without a key", async () => {

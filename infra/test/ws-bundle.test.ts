@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
-import { DynamoDBDocumentClient, ScanCommand } from "@aws-sdk/lib-dynamodb";
+import { DeleteCommand, DynamoDBDocumentClient, ScanCommand } from "@aws-sdk/lib-dynamodb";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { type LocalStack, startLocalStack } from "../../functions/src/local/stack.js";
@@ -303,6 +303,21 @@ describe("WebSocket Lambda bundle (esbuild, as deployed) behind an API Gateway W
     expect(await c.next()).toMatchObject({
       type: "error",
       data: { code: "SESSION_ERROR", error_code: "unauthorized" },
+    });
+    expect((await c.closed).code).toBe(1000);
+  }, 60_000);
+
+  it("ends a connection whose item is gone (deleted, expired) with SESSION_ERROR, then the close", async () => {
+    const c = await connect(gateway.url, { headers: { "x-api-key": keyA } });
+    c.send({ type: "step", data: { code: "1" } });
+    const { episode_id: episodeId } = (await c.next()).data;
+    for (const item of (await connectionItems()).filter((i) => i.episode_id === episodeId)) {
+      await doc.send(new DeleteCommand({ TableName: stack.tableName, Key: { pk: item.pk, sk: item.sk } }));
+    }
+    c.send({ type: "step", data: { code: "2" } });
+    expect(await c.next()).toMatchObject({
+      type: "error",
+      data: { code: "SESSION_ERROR", error_code: "connection_gone" },
     });
     expect((await c.closed).code).toBe(1000);
   }, 60_000);

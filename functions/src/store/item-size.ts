@@ -9,7 +9,10 @@
 // item; transactional writes count twice); a strongly consistent read is 1 RRU per started 4 KB
 // (eventually consistent: half), a Query sums the sizes of every item it reads before rounding.
 
-/** Bytes of a number under DynamoDB's rule (significant digits, leading/trailing zeros trimmed). */
+/**
+ * Bytes of a number under DynamoDB's rule: 1 + one per two significant digits (leading and
+ * trailing zeros trimmed), one more for a negative number, 1 for zero.
+ */
 export function numberBytes(text: string): number {
   const digits = text
     .replace(/^[+-]/, "")
@@ -17,7 +20,8 @@ export function numberBytes(text: string): number {
     .replace(".", "")
     .replace(/^0+/, "")
     .replace(/0+$/, "");
-  return 1 + Math.ceil(Math.max(1, digits.length) / 2);
+  if (digits.length === 0) return 1;
+  return 1 + Math.ceil(digits.length / 2) + (text.startsWith("-") ? 1 : 0);
 }
 
 /** Bytes of one attribute value in document form (lib-dynamodb's native values). */

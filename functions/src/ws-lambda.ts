@@ -327,6 +327,9 @@ export async function handler(event: WebSocketEvent, context: LambdaContext = {}
               body: JSON.stringify(wsError("EXECUTION_ERROR", "Internal error.", "internal_error")),
             };
   }
-  logger.info("ws", { route, status: result.statusCode, ms: Date.now() - started });
+  // Like the HTTP API: refusals at INFO, every request only at DEBUG (a log line per step costs).
+  const line = { route, status: result.statusCode, ms: Date.now() - started };
+  if (result.statusCode >= 400) logger.info("ws refused", line);
+  else logger.debug("ws", line);
   return result;
 }

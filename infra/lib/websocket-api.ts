@@ -124,7 +124,7 @@ export class WebSocketEndpoint extends Construct {
     Validations.of(this.stage).acknowledge({
       id: "AwsSolutions-APIG1",
       reason:
-        "WebSocket access logging needs an account-wide API Gateway CloudWatch role that this stack must not take over; the WebSocket Lambda logs one JSON line per connect, message and disconnect.",
+        "WebSocket access logging needs an account-wide API Gateway CloudWatch role that this stack must not take over; the WebSocket Lambda logs refused handshakes and failures, and every connect, message and disconnect at DEBUG.",
     });
   }
 }

@@ -280,6 +280,36 @@ describe("one step at a time, and nothing a cell does is a 500", () => {
     expect((await ep.run("ran")).observation.stdout).toBe('["slow"]');
   });
 
+  it("a state over the store's limit: 413 state_too_large after the run is metered; the episode is unchanged", async () => {
+    // Prepare
+    const today = new Date().toISOString().slice(0, 10);
+    type Totals = { steps: number; executions: number };
+    const totals = async () =>
+      (await call<{ totals: Totals }>(baseUrl, "GET", `/usage?from=${today}&to=${today}`)).body.totals;
+    const ep = await Episode.reset(baseUrl, { policy: "full" });
+    await ep.run("small = 1");
+    // Let the roll-up catch up with what ran so far (other files' steps only add to both counts).
+    let before = await totals();
+    for (let i = 0; i < 50; i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      const now = await totals();
+      if (now.executions === before.executions && now.steps === before.steps) break;
+      before = now;
+    }
+    // Act: about 4 MiB of random state (over the 3 MiB the store keeps)
+    const big = await ep.step("import os\nbig = os.urandom(4 * 1024 * 1024)");
+    // Assess
+    expect(big.status).toBe(413);
+    expect(errorCode(big)).toBe("state_too_large");
+    expect((await ep.run("print(small, 'big' in globals())")).observation.stdout).toBe("1 False\n");
+    let after = await totals();
+    for (let i = 0; i < 50 && after.executions - after.steps <= before.executions - before.steps; i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      after = await totals();
+    }
+    expect(after.executions - after.steps).toBeGreaterThan(before.executions - before.steps);
+  });
+
   it("clamps exit codes a cell reports to 0..255 (else 1), answered 200", async () => {
     const ep = await Episode.reset(baseUrl);
     const codes: number[] = [];

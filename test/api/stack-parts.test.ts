@@ -7,7 +7,13 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { DynamoDBClient, ListTablesCommand, ScanCommand } from "@aws-sdk/client-dynamodb";
+import {
+  BatchGetItemCommand,
+  DynamoDBClient,
+  ListTablesCommand,
+  PutItemCommand,
+  ScanCommand,
+} from "@aws-sdk/client-dynamodb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { type LocalStack, startLocalStack } from "../../functions/src/local/stack.js";
@@ -198,6 +204,33 @@ describe("metering from the change stream", () => {
       expect(left.Items ?? []).toEqual([]);
       expect((await ep.step("a")).status).toBe(404);
     } finally {
+      await stack.stop();
+    }
+  });
+});
+
+describe("dynamodbBatchGetMaxBytes", () => {
+  it("makes the stack's BatchGetItem return partial results and UnprocessedKeys past the given size", async () => {
+    const stack = await startLocalStack({ port: 0, dataDir: null, dynamodbBatchGetMaxBytes: 1024 });
+    const ddb = new DynamoDBClient({
+      endpoint: stack.dynamodbEndpoint,
+      region: "local",
+      credentials: stack.credentials,
+    });
+    try {
+      const keys = ["a", "b", "c"].map((sk) => ({ pk: { S: "batch-test" }, sk: { S: sk } }));
+      for (const k of keys) {
+        await ddb.send(
+          new PutItemCommand({ TableName: stack.tableName, Item: { ...k, d: { S: "x".repeat(800) } } }),
+        );
+      }
+      const out = await ddb.send(
+        new BatchGetItemCommand({ RequestItems: { [stack.tableName]: { Keys: keys } } }),
+      );
+      expect(out.Responses?.[stack.tableName]).toHaveLength(1);
+      expect(out.UnprocessedKeys?.[stack.tableName]?.Keys).toHaveLength(2);
+    } finally {
+      ddb.destroy();
       await stack.stop();
     }
   });

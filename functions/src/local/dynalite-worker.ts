@@ -7,7 +7,12 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { startDynalite } from "./dynalite-server.js";
 
-const opts = workerData as { path: string | null; host: string; accessKeyId: string };
+const opts = workerData as {
+  path: string | null;
+  host: string;
+  accessKeyId: string;
+  batchGetMaxBytes?: number;
+};
 const handle = await startDynalite(opts);
 parentPort?.on("message", (msg: { type?: string; id?: number; nowMs?: number }) => {
   switch (msg.type) {

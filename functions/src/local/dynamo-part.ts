@@ -8,6 +8,7 @@ export interface DynamoPartOpts {
   readonly path: string | null;
   readonly host: string;
   readonly accessKeyId: string;
+  readonly batchGetMaxBytes?: number;
 }
 
 export interface DynamoPart {

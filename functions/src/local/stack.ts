@@ -74,6 +74,11 @@ export interface LocalStackOpts {
   readonly executorMode?: ExecutorMode;
   /** How often the change feed is handed to the metering roll-up, as a stream trigger. @default 1000 */
   readonly streamIntervalMs?: number;
+  /**
+   * Response size past which the local BatchGetItem returns the rest in UnprocessedKeys
+   * (DynamoDB: 16 MB; smaller makes callers' retry loops run in tests). @default 16 MiB
+   */
+  readonly dynamodbBatchGetMaxBytes?: number;
 }
 
 /** Why a part of the stack stopped on its own. */
@@ -187,7 +192,14 @@ export async function startLocalStack(opts: LocalStackOpts = {}): Promise<LocalS
     mkdirSync(dbPath, { recursive: true, mode: 0o700 });
   }
   // Both start at once; if one fails, the other is stopped too (nothing is left running).
-  const dynamoOpts = { path: dbPath, host: "127.0.0.1", accessKeyId: credentials.accessKeyId };
+  const dynamoOpts = {
+    path: dbPath,
+    host: "127.0.0.1",
+    accessKeyId: credentials.accessKeyId,
+    ...(opts.dynamodbBatchGetMaxBytes !== undefined
+      ? { batchGetMaxBytes: opts.dynamodbBatchGetMaxBytes }
+      : {}),
+  };
   const [dynamoStart, executorStart] = await Promise.allSettled([
     opts.dynamodbThread !== "worker" ? startDynamoInThread(dynamoOpts) : startDynamoWorker(dynamoOpts),
     startExecutor({

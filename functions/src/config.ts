@@ -77,8 +77,10 @@ export interface ApiConfig {
  *   executor grace                      X = EXECUTOR_MARGIN_S + COLD_START_ALLOWANCE_S = 2 + 4 = 6
  *   invoke abort                        step + X, and never after D (whichever comes first)
  *   largest step limit                  S = D - R - X = 20
- *   executor Lambda timeout             step limit + EXECUTOR_MARGIN_S = 22 (Lambda's timeout
- *                                       excludes the init phase, i.e. the cold start)
+ *   executor Lambda timeout             step limit + X = 26: the runtime starts its zygote and
+ *                                       first worker inside the first invocation, and an init
+ *                                       past Lambda's 10 s limit is re-run inside it, so the cold
+ *                                       start counts against the function's timeout too
  *
  * So a cold step that uses its whole limit is answered by the executor before the API gives up,
  * and a hung executor is answered 504 by the API at D, before its own Lambda timeout and before
@@ -98,7 +100,8 @@ export const AWS_TIMEOUTS = Object.freeze({
   executorGraceS: EXECUTOR_MARGIN_S + COLD_START_ALLOWANCE_S,
   maxStepTimeoutS: 27 - READ_BEFORE_INVOKE_S - (EXECUTOR_MARGIN_S + COLD_START_ALLOWANCE_S),
   /** The executor Lambda's timeout for a deployment's largest step limit. */
-  executorFunctionS: (maxStepTimeoutS: number) => maxStepTimeoutS + EXECUTOR_MARGIN_S,
+  executorFunctionS: (maxStepTimeoutS: number) =>
+    maxStepTimeoutS + EXECUTOR_MARGIN_S + COLD_START_ALLOWANCE_S,
 });
 
 export const defaultConfig: ApiConfig = {

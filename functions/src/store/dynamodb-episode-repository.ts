@@ -403,14 +403,19 @@ export class DynamoDbEpisodeRepository implements EpisodeRepository {
     // The history is copied without its usage (the source's steps were metered once) and without
     // old snapshots; the latest version carries the state (a copy of its chunks if large).
     const copies: Record<string, unknown>[] = [];
-    for await (const item of this.table.queryAll({
-      KeyConditionExpression: "pk = :pk AND sk BETWEEN :lo AND :hi",
-      ExpressionAttributeValues: {
-        ":pk": sourcePk,
-        ":lo": versionSk(source.incarnation, 1),
-        ":hi": versionSk(source.incarnation, source.version),
-      },
-    })) {
+    // A fresh source has no version items (and DynamoDB refuses a BETWEEN whose bounds are reversed).
+    const versionItems =
+      source.version === 0
+        ? []
+        : this.table.queryAll({
+            KeyConditionExpression: "pk = :pk AND sk BETWEEN :lo AND :hi",
+            ExpressionAttributeValues: {
+              ":pk": sourcePk,
+              ":lo": versionSk(source.incarnation, 1),
+              ":hi": versionSk(source.incarnation, source.version),
+            },
+          });
+    for await (const item of versionItems) {
       const version = versionOfSk(String(item.sk));
       copies.push({
         pk,

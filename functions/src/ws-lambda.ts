@@ -81,7 +81,7 @@ const connections = new ConnectionStore(
 const logger = new Logger({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? "coding-env-ws" });
 const managementClients = new Map<string, ApiGatewayManagementApiClient>();
 
-/** The management API of the connection's stage (`CODING_ENV_WS_MANAGEMENT_ENDPOINT` overrides it). */
+/** The management API of the stage: `CODING_ENV_WS_MANAGEMENT_ENDPOINT` (the template sets it), else the event's. */
 function managementApi(event: WebSocketEvent): ApiGatewayManagementApiClient {
   const { domainName, stage } = event.requestContext;
   const endpoint = process.env.CODING_ENV_WS_MANAGEMENT_ENDPOINT || `https://${domainName}/${stage}`;

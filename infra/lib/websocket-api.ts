@@ -100,6 +100,8 @@ export class WebSocketEndpoint extends Construct {
       }),
     );
     this.url = this.stage.url;
+    // The management API of this stage, named rather than taken from each event's domain name.
+    this.fn.addEnvironment("CODING_ENV_WS_MANAGEMENT_ENDPOINT", this.stage.callbackUrl);
 
     const apiLogicalId = Stack.of(this).resolve(
       (this.api.node.defaultChild as CfnElement).logicalId,

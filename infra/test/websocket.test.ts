@@ -87,7 +87,14 @@ describe("the WebSocket API", () => {
   it("runs the WebSocket function with exactly the HTTP API's settings (one core, one behaviour) and its timeout", () => {
     const [, ws] = onlyResource(s.json, "AWS::Lambda::Function", isWs);
     const [, api] = onlyResource(s.json, "AWS::Lambda::Function", isApi);
-    const { POWERTOOLS_SERVICE_NAME: _ws, ...wsSettings } = variables(ws);
+    const {
+      POWERTOOLS_SERVICE_NAME: _ws,
+      CODING_ENV_WS_MANAGEMENT_ENDPOINT: managementEndpoint,
+      ...wsSettings
+    } = variables(ws);
+    // Its management API is this API's ws stage.
+    expect(JSON.stringify(managementEndpoint)).toContain(wsApiId);
+    expect(JSON.stringify(managementEndpoint)).toContain("/ws");
     const { POWERTOOLS_SERVICE_NAME: _api, ...apiSettings } = variables(api);
     expect(wsSettings).toEqual(apiSettings);
     expect(ws.Properties).toMatchObject({

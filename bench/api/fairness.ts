@@ -182,13 +182,12 @@ function startFlood(env: Record<string, unknown>): {
 }
 
 function tableClient(stack: LocalStack): DynamoDBClient {
-  // The stack's start-up credentials where it has them (the local services check them).
-  const credentials = (stack as { credentials?: { accessKeyId: string; secretAccessKey: string } })
-    .credentials ?? {
-    accessKeyId: "local",
-    secretAccessKey: "local",
-  };
-  return new DynamoDBClient({ endpoint: stack.dynamodbEndpoint, region: "us-east-1", credentials });
+  // The local services check the stack's start-up credentials.
+  return new DynamoDBClient({
+    endpoint: stack.dynamodbEndpoint,
+    region: "us-east-1",
+    credentials: stack.credentials,
+  });
 }
 
 async function main(): Promise<void> {

@@ -19,8 +19,8 @@ beforeAll(async () => {
     dataDir: null,
     auth: true,
     env: {
-      CODING_ENV_TENANT_MAX_RUNNING_STEPS: "4",
-      CODING_ENV_TENANT_MAX_WAITING_STEPS: "16",
+      CODING_ENV_TENANT_MAX_RUNNING_STEPS: "2",
+      CODING_ENV_TENANT_MAX_WAITING_STEPS: "4",
       // The tenancy quota on concurrent steps would refuse the flood first: lift it, so that the
       // API's own fair-share cap is what is tested.
       CODING_ENV_QUOTA_CONCURRENT_STEPS: "100000",
@@ -28,7 +28,7 @@ beforeAll(async () => {
       CODING_ENV_QUOTA_ACTIVE_EPISODES: "1000",
     },
   });
-  client = clientFor(stack.dynamodbEndpoint);
+  client = clientFor(stack.dynamodbEndpoint, stack.credentials);
   const keys = new ApiKeyStore({ client, tableName: stack.tableName });
   keyA = (await keys.create({ tenantId: "flooder" })).key;
   keyB = (await keys.create({ tenantId: "bystander" })).key;
@@ -74,7 +74,8 @@ describe("a flood from one tenant", () => {
     for (let i = 0; i < 60; i++) spread.push(await reset(keyA));
     const bystander = await reset(keyB);
     await post(keyB, "/step", { action: { code: "n = 0" }, episode_id: bystander });
-    const code = "import time\ntime.sleep(0.05)\nprint(1)";
+    // Each of A's steps holds its slot long enough that the first steps of the 60 episodes overlap.
+    const code = "import time\ntime.sleep(0.5)\nprint(1)";
 
     // Act: 200 concurrent steps to one episode and 240 over 60 episodes, while B steps 10 times
     const flood = Promise.all([
@@ -97,7 +98,7 @@ describe("a flood from one tenant", () => {
     const statuses = new Set(flooded.map((a) => a.status));
     for (const s of statuses) expect([200, 409, 429]).toContain(s);
     expect(flooded.filter((a) => a.status === 200).length).toBeGreaterThan(0);
-    // One step at a time per episode (409 step_in_progress), and beyond 4 running + 16 waiting
+    // One step at a time per episode (409 step_in_progress), and beyond 2 running + 4 waiting
     // executor calls of the tenant in this process, 429 too_many_concurrent_steps.
     const capped = flooded.filter((a) => a.status === 429);
     expect(capped.length).toBeGreaterThan(0);

@@ -18,6 +18,12 @@ let cutNextStep = false;
 function forwardHeaders(headers: IncomingHttpHeaders): Headers {
   const out = new Headers();
   for (const [name, value] of Object.entries(headers)) {
+    // The page's Origin is the proxy's; a same-host reverse proxy presents the API's own origin
+    // (the API refuses other origins).
+    if (name === "origin") {
+      out.set(name, new URL(baseUrl).origin);
+      continue;
+    }
     if (value === undefined || name === "host" || name === "connection" || name === "content-length")
       continue;
     out.set(name, Array.isArray(value) ? value.join(", ") : value);

@@ -73,6 +73,7 @@ describe("API errors from the real stack map to the SDK's classes", () => {
         baseUrl: string;
         dynamodbEndpoint: string;
         tableName: string;
+        credentials: { accessKeyId: string; secretAccessKey: string };
         stop(): Promise<void>;
       }>;
     };
@@ -84,6 +85,7 @@ describe("API errors from the real stack map to the SDK's classes", () => {
         ...process.env,
         CODING_ENV_DYNAMODB_ENDPOINT: stack.dynamodbEndpoint,
         CODING_ENV_TABLE: stack.tableName,
+        CODING_ENV_LOCAL_ACCESS_KEY_ID: stack.credentials.accessKeyId,
       },
     });
     const key = created.stdout.trim().split("\n").at(-1) ?? "";

@@ -19,7 +19,7 @@ beforeAll(async () => {
   dynamodb = new DynamoDBClient({
     endpoint: stack.dynamodbEndpoint,
     region: "us-east-1",
-    credentials: { accessKeyId: "local", secretAccessKey: "local" },
+    credentials: stack.credentials,
   });
   ({ key: apiKey } = await new ApiKeyStore({ client: dynamodb, tableName: stack.tableName }).create({
     tenantId: "web-test",

@@ -1,13 +1,62 @@
 import { defineConfig } from "vitest/config";
 
+// The AWS SDK warns once per process that its 2027 releases need Node 22 (we pin today's).
+const env = { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true" };
+
+// Suites that read the shared local stack (`inject("baseUrl")`): they run in the "stack" project,
+// whose global setup starts one real stack (in-memory DynamoDB, the Python executor, the API).
+const onSharedStack = [
+  "test/api/**",
+  "test/python-client/**",
+  "test/python-sdk/**",
+  "test/web/**",
+  "sdk/test/**",
+];
+// The episode and retry suites again, against two API instances behind one port.
+const onTwoInstances = [
+  "test/api/episodes.test.ts",
+  "test/api/concurrency.test.ts",
+  "test/api/two-instances.test.ts",
+];
+
 export default defineConfig({
   test: {
-    include: ["functions/**/*.test.ts", "infra/**/*.test.ts", "sdk/test/**/*.test.ts", "test/**/*.test.ts"],
-    // One real local stack (dynalite + Python executor + API) is started for the whole run.
-    globalSetup: ["test/global-setup.ts"],
-    // The AWS SDK warns once per process that its 2027 releases need Node 22 (we pin today's).
-    env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true" },
     testTimeout: 60_000,
     hookTimeout: 120_000,
+    projects: [
+      {
+        extends: true,
+        test: {
+          name: "self-contained",
+          // Each file starts what it needs itself (dynalite, a runtime, a stack of its own) or nothing.
+          include: ["functions/**/*.test.ts", "infra/**/*.test.ts", "test/**/*.test.ts"],
+          exclude: [...onSharedStack, "**/node_modules/**"],
+          env,
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: "stack",
+          include: onSharedStack.map((glob) => (glob.endsWith("**") ? `${glob}/*.test.ts` : glob)),
+          exclude: [
+            "test/api/two-instances.test.ts",
+            "test/api/stack.test.ts",
+            "test/api/stack-parts.test.ts",
+          ],
+          globalSetup: ["test/global-setup.ts"],
+          env,
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: "two-instances",
+          include: onTwoInstances,
+          globalSetup: ["test/api/two-instances.setup.ts"],
+          env,
+        },
+      },
+    ],
   },
 });

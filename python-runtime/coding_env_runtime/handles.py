@@ -153,8 +153,10 @@ _RECV_SYSCALLS = {"x86_64": {0, 45}, "aarch64": {63, 207}}.get(platform.machine(
 def unexpected_bytes(worker: Worker) -> bool:
     """Anything readable on a frozen worker's channel after its one reply (more bytes, or the
     channel closed) is something the protocol does not allow."""
-    readable, _, _ = select.select([worker.sock], [], [], 0)
-    return bool(readable)
+    # poll, not select: with many warm workers the runtime's descriptors pass select's 1024.
+    poller = select.poll()
+    poller.register(worker.sock, select.POLLIN | select.POLLPRI)
+    return bool(poller.poll(0))
 
 
 def freeze_after_reply(worker: Worker, settle_s: float = 0.2) -> bool:

@@ -4,7 +4,7 @@
 import { describe, expect, it } from "vitest";
 import { defaultConfig } from "../../functions/src/config.js";
 import { EpisodeService, type EpisodeTenancyHooks } from "../../functions/src/core/episodes.js";
-import { ApiError, ExecutorTimeoutError } from "../../functions/src/core/errors.js";
+import { ApiError, ExecutorCrashedError, ExecutorTimeoutError } from "../../functions/src/core/errors.js";
 import { FakeEpisodeRepository } from "./fake-episode-repository.js";
 import { gate, ScriptedExecutor } from "./scripted-executor.js";
 
@@ -228,6 +228,24 @@ describe("every execution is metered; nothing a cell does is a 500", () => {
     };
     await expect(a.service.step(T, id, { code: "y" })).rejects.toThrow("store down");
     expect(repo.executions.map((e) => e.reason)).toEqual(["executor_timeout", "commit_failed"]);
+  });
+
+  it("answers an executor whose process ended mid-step as a crashed step with the state as before", async () => {
+    const repo = new FakeEpisodeRepository();
+    const a = instance(repo);
+    const { episode_id: id } = await a.service.reset(T, {});
+    await a.service.step(T, id, { code: "a" });
+    a.executor.answer = () => {
+      throw new ExecutorCrashedError();
+    };
+    const crashed = await a.service.step(T, id, { code: "kill" });
+    a.executor.answer = undefined;
+    await a.service.step(T, id, { code: "b" });
+    expect(crashed.body.observation.exit_code).toBe(1);
+    expect(crashed.body.info).toMatchObject({ crashed: true, error_code: "crashed" });
+    expect(crashed.body.step_count).toBe(2);
+    // The step after it ran on the state before the crash: "kill" never became part of it.
+    expect(ScriptedExecutor.cells(a.executor.calls.at(-1)?.snapshot ?? null)).toEqual(["a"]);
   });
 
   it("clamps exit codes to 0..255 (else 1)", async () => {

@@ -16,7 +16,7 @@ import type {
 
 interface StoredVersion {
   readonly record: StepRecord;
-  readonly snapshot: string;
+  readonly snapshot: string | null;
   readonly atMs: number;
   readonly requestId?: string;
 }

@@ -152,12 +152,12 @@ describe.skipIf(!isRoot)("the API against the executor in Lambda mode", () => {
     }
   });
 
-  // Known gap: in Lambda mode user code shares the runtime's uid and can kill it; Lambda then
-  // reports Runtime.ExitError and the API answers 502. The step should be answered as a crashed
-  // step (state unchanged, metered), not a 5xx. Remove `.fails` once the API maps it.
-  it.fails("user code that kills the runtime gets a crashed step, not a 5xx", async () => {
+  // In Lambda mode user code shares the runtime's uid and can kill it; Lambda then reports
+  // Runtime.ExitError, which the API answers as a crashed step (state unchanged), not a 5xx.
+  it("user code that kills the runtime gets a crashed step, not a 5xx", async () => {
     // Prepare
     const ep = await Episode.reset(base, { policy: "full" });
+    await ep.run("kept = 41");
     const killer = [
       "import os",
       "for pid in os.listdir('/proc'):",
@@ -169,8 +169,13 @@ describe.skipIf(!isRoot)("the API against the executor in Lambda mode", () => {
     ].join("\n");
     // Act
     const r = await ep.step(killer);
+    const after = await ep.run("kept + 1");
     // Assert
-    expect(r.status).toBeLessThan(500);
+    expect(r.status).toBe(200);
+    expect(r.body.observation.exit_code).toBe(1);
+    expect(r.body.info).toMatchObject({ crashed: true, error_code: "crashed" });
+    expect(r.body.step_count).toBe(2);
+    expect(after.observation.stdout).toBe("42");
   });
 
   it("deleting an episode answers at once; its id then is unknown", async () => {

@@ -61,7 +61,8 @@ export interface ExecutionUsage {
 export interface CommitStepInput {
   /** The episode as read before the step: the new version is `before.version + 1`. */
   readonly before: Episode;
-  readonly snapshot: string;
+  /** The state after the step; `null` while the episode has never had one. */
+  readonly snapshot: string | null;
   readonly lastExitCode: number;
   readonly nowMs: number;
   readonly record: StepRecord;

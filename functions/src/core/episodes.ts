@@ -7,7 +7,7 @@
 // write fails if any instance committed that version meanwhile (409, the execution is metered), so
 // no step's code ever runs twice and no retry re-runs it.
 import type { ApiConfig } from "../config.js";
-import type { ExecuteRequest, ExecuteResult, Executor } from "../executor/executor.js";
+import type { ExecuteRequest, Executor } from "../executor/executor.js";
 import type {
   Episode,
   EpisodeRepository,
@@ -20,6 +20,7 @@ import {
   ApiError,
   ConflictError,
   EpisodeNotFoundError,
+  ExecutorCrashedError,
   ExecutorTimeoutError,
   PayloadTooLargeError,
   StateTooLargeError,
@@ -35,7 +36,13 @@ import {
   parseCursor,
 } from "./history.js";
 import { openEnvRewardRules, type RewardRule } from "./rewards.js";
-import { responseOf, type StepResponse, stepOutcome } from "./step-result.js";
+import {
+  crashedStepResult,
+  responseOf,
+  type StepResponse,
+  type StepResult,
+  stepOutcome,
+} from "./step-result.js";
 import { type EpisodeTenancyHooks, noTenancy } from "./tenancy-hooks.js";
 
 export type { Episode, Policy, StepRecord } from "./episode-repository.js";
@@ -240,15 +247,24 @@ export class EpisodeService {
       timeoutMs: Math.max(1, Math.round(timeoutS * 1000)),
     };
     const invokeStart = performance.now();
-    let result: ExecuteResult;
+    let result: StepResult;
+    let newSnapshot: string | null;
     try {
-      result = await this.deps.executor.execute(request);
+      const answer = await this.deps.executor.execute(request);
+      result = answer;
+      newSnapshot = answer.snapshot;
     } catch (err) {
-      // No answer in time: the code ran (for how long is unknown), so its wall time is billed.
-      if (err instanceof ExecutorTimeoutError) {
-        await this.meter(tenantId, episodeId, performance.now() - invokeStart, "executor_timeout");
+      if (!(err instanceof ExecutorCrashedError)) {
+        // No answer in time: the code ran (for how long is unknown), so its wall time is billed.
+        if (err instanceof ExecutorTimeoutError) {
+          await this.meter(tenantId, episodeId, performance.now() - invokeStart, "executor_timeout");
+        }
+        throw err;
       }
-      throw err;
+      // The executor's process ended mid-step (user code can end it in Lambda mode): a crashed
+      // step like any other, with the state as before and its wall time billed.
+      result = crashedStepResult(performance.now() - invokeStart);
+      newSnapshot = episode.snapshot;
     }
     if (result.error_code === "busy") {
       // A step of this episode is running in the executor (sent by another API instance): nothing
@@ -264,7 +280,7 @@ export class EpisodeService {
         const bytes = typeof result.snapshot_bytes === "number" ? result.snapshot_bytes : 0;
         throw new StateTooLargeError(bytes, this.deps.config.maxStateBytes);
       }
-      const stateBytes = Buffer.byteLength(result.snapshot, "base64");
+      const stateBytes = newSnapshot === null ? 0 : Buffer.byteLength(newSnapshot, "base64");
       this.tenancy.checkState({ tenantId, stateBytes });
       if (stateBytes > this.deps.config.maxStateBytes) {
         throw new StateTooLargeError(stateBytes, this.deps.config.maxStateBytes);
@@ -281,7 +297,7 @@ export class EpisodeService {
       });
       const committed = await repository.commitStep({
         before: episode,
-        snapshot: result.snapshot,
+        snapshot: newSnapshot,
         lastExitCode: record.observation.exit_code,
         nowMs,
         record,

@@ -137,6 +137,17 @@ export class ExecutorError extends ApiError {
   }
 }
 
+/**
+ * The executor's process ended during the step (Lambda's `Runtime.ExitError`). In Lambda mode user
+ * code shares the runtime's uid and can end it, so the core answers this as a crashed step (state
+ * unchanged, metered), never as a 502.
+ */
+export class ExecutorCrashedError extends ExecutorError {
+  constructor() {
+    super("The code executor's process ended during the step; the episode is unchanged.");
+  }
+}
+
 /** The executor did not answer in time; the episode is unchanged. */
 export class ExecutorTimeoutError extends ApiError {
   constructor() {

@@ -23,6 +23,22 @@ export interface StepResponse {
   forked_from?: string;
 }
 
+/** What a step's outcome is built from: the executor's answer without its state. */
+export type StepResult = Omit<ExecuteResult, "snapshot" | "state_version">;
+
+/** The outcome of a step during which the executor's process ended (`ExecutorCrashedError`). */
+export function crashedStepResult(durationMs: number): StepResult {
+  return {
+    stdout: "",
+    stderr:
+      "The step ended the code executor's process and was stopped; the episode's state is as it was before this step.\n",
+    exit_code: 1,
+    crashed: true,
+    error_code: "crashed",
+    duration_ms: Math.round(durationMs * 1000) / 1000,
+  };
+}
+
 /** A process exit status is 0..255; anything else a cell manages to report (2**60, -1, a bool) is 1. */
 export function clampExitCode(value: unknown): number {
   return typeof value === "number" && Number.isInteger(value) && value >= 0 && value <= 255 ? value : 1;
@@ -33,7 +49,7 @@ export function clampExitCode(value: unknown): number {
  * otherwise); for an answer without the field, a failed step whose traceback ends in a compile
  * error and has no frame of running code is a parse error.
  */
-export function failedToParse(result: ExecuteResult): boolean {
+export function failedToParse(result: StepResult): boolean {
   if ("error_code" in result) return result.error_code === "syntax_error";
   if (result.exit_code === 0) return false;
   const lines = String(result.stderr).trimEnd().split("\n");
@@ -44,7 +60,7 @@ export function failedToParse(result: ExecuteResult): boolean {
 
 /** The step's record and response body from the executor's answer (version = the new step count). */
 export function stepOutcome(opts: {
-  readonly result: ExecuteResult;
+  readonly result: StepResult;
   readonly code: string;
   readonly rules: readonly RewardRule[];
   readonly step: number;

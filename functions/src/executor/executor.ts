@@ -11,6 +11,7 @@
 //   reply over 6 MB, function error, unreadable reply          502 executor_error
 import { InvokeCommand, type InvokeCommandOutput, type LambdaClient } from "@aws-sdk/client-lambda";
 import {
+  ExecutorCrashedError,
   ExecutorError,
   ExecutorThrottledError,
   ExecutorTimeoutError,
@@ -102,6 +103,16 @@ function responseTooLarge(): ExecutorError {
   );
 }
 
+/** The `errorType` of a function error's payload (`{"errorType": ..., "errorMessage": ...}`). */
+function errorTypeOf(payload: string): string | undefined {
+  try {
+    const parsed = JSON.parse(payload) as { errorType?: unknown };
+    return typeof parsed?.errorType === "string" ? parsed.errorType : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** What a failed Invoke call means for the client (it threw: no payload came back). */
 function invokeFailure(err: unknown, aborted: boolean): Error {
   const e = err as { name?: string; retryAfterSeconds?: string; $metadata?: { httpStatusCode?: number } };
@@ -157,6 +168,7 @@ export class LambdaExecutor implements Executor {
     if (out.FunctionError) {
       // Lambda's own timeout is a function error whose message says so.
       if (/Task timed out/i.test(text)) throw new ExecutorTimeoutError();
+      if (errorTypeOf(text) === "Runtime.ExitError") throw new ExecutorCrashedError();
       logExecutorFailure(`function error ${out.FunctionError}`, text.slice(0, 2000));
       if (RESPONSE_TOO_LARGE.test(text.slice(0, 2000))) throw responseTooLarge();
       throw new ExecutorError();

@@ -290,7 +290,7 @@ export class DynamoDbEpisodeRepository implements EpisodeRepository {
       expiresAt,
       snapshot: input.snapshot,
     };
-    if (snapshotAttrs.snap_id !== undefined)
+    if (snapshotAttrs.snap_id !== undefined && input.snapshot !== null)
       this.snapshots.remember(pk, before.incarnation, version, input.snapshot);
     this.recent.set(after, rids);
     await this.refreshHeadTtl(before, after, nowMs);

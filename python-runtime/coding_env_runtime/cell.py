@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+from . import display as rich_display
+from . import seeding
 from .policy import ImportPolicy, build_builtins, transform_tree
 
 #: Names the runtime owns in the user's namespace; they are not part of the snapshot.
@@ -164,8 +166,15 @@ def _dumps(namespace: dict[str, Any], obj: Any, shared_globals: dict[str, Any] |
     return b"".join(buf.chunks)
 
 
+def _episode_builtins(policy: ImportPolicy) -> dict[str, Any]:
+    """The policy's builtins plus ``display`` (rich outputs), as in a notebook."""
+    table = build_builtins(policy)
+    table["display"] = rich_display.display
+    return table
+
+
 def new_namespace(policy: ImportPolicy) -> dict[str, Any]:
-    return {"__name__": "__main__", "__doc__": None, "__builtins__": build_builtins(policy)}
+    return {"__name__": "__main__", "__doc__": None, "__builtins__": _episode_builtins(policy)}
 
 
 @dataclass
@@ -197,13 +206,18 @@ def _save_namespace(namespace: dict[str, Any]) -> SavedState:
 
     The pickle holds ``(names, shared_globals)``: ``shared_globals`` is the globals dict of every
     restored function, so on restore it becomes the namespace itself and functions keep seeing
-    later assignments to globals.
+    later assignments to globals. A seeded episode adds a third item, the random generators'
+    states (``seeding.state()``).
     """
     data = {k: v for k, v in namespace.items() if k not in _RUNTIME_NAMES}
     dropped: list[dict[str, str]] = []
 
+    generators = seeding.state()
+
     def dump(names: dict[str, Any]) -> bytes:
         shared = {"__name__": namespace.get("__name__", "__main__")}
+        if generators is not None:
+            return _dumps(namespace, (names, shared, generators), shared)
         return _dumps(namespace, (names, shared), shared)
 
     try:
@@ -225,10 +239,11 @@ def _save_namespace(namespace: dict[str, Any]) -> SavedState:
 
 def restore_namespace(payload: bytes, policy: ImportPolicy) -> dict[str, Any]:
     global _restore_builtins
-    table = build_builtins(policy)
+    table = _episode_builtins(policy)
     _restore_builtins = table
     with _no_gc():
-        data, namespace = pickle.loads(_decode_payload(payload))
+        data, namespace, *generators = pickle.loads(_decode_payload(payload))
+    seeding.restore(generators[0] if generators else None)
     namespace.update(data)
     namespace["__builtins__"] = table
     return namespace
@@ -308,6 +323,9 @@ def run_cell(
             if value is not None:
                 text = _value_text(value)
                 stdout.write(("\n" + text) if os.fstat(stdout.fileno()).st_size else text)
+                if rich_display.has_rich_repr(value):
+                    # As a notebook shows a cell's value: a DataFrame as a table, a figure as PNG.
+                    rich_display.display(value)
         except SystemExit as exc:
             code_value = exc.code
             if code_value is None:
@@ -334,6 +352,9 @@ def run_cell(
                 os._exit(1)
             outcome.exit_code = 1
             stderr.write(format_user_error(exc))
+        if os.getpid() == owner:
+            # Like inline backends: open figures are shown (and closed) at the end of the cell.
+            rich_display.capture_figures()
     finally:
         sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
     return outcome

@@ -51,6 +51,13 @@ class StepRequest:
     tenant_id: str = DEFAULT_TENANT_ID
     #: The episode's incarnation (a reset of the same id is a new incarnation).
     incarnation: str = ""
+    #: The reset's seed: seeds ``random`` (and numpy) when the episode starts fresh.
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class PackagesRequest:
+    """``{"op": "packages"}``: the installed versions of the known package set (packages.json)."""
 
 
 @dataclass(frozen=True)
@@ -105,7 +112,9 @@ def _incarnation(event: dict[str, Any]) -> str | None:
     return value
 
 
-def parse_event(event: Any, context_tenant_id: str | None = None) -> StepRequest | DiscardRequest:
+def parse_event(
+    event: Any, context_tenant_id: str | None = None
+) -> StepRequest | DiscardRequest | PackagesRequest:
     """The event as a request; ``context_tenant_id`` is the Invoke's ``TenantId``
     (``context.tenant_id`` in Lambda, ``X-Amz-Tenant-Id`` for the local server)."""
     if not isinstance(event, dict):
@@ -117,8 +126,10 @@ def parse_event(event: Any, context_tenant_id: str | None = None) -> StepRequest
     op = event.get("op", "step")
     if op == "discard":
         return DiscardRequest(tenant_id, _episode_id(event), _incarnation(event))
+    if op == "packages":
+        return PackagesRequest()
     if op != "step":
-        raise EventError("op must be \"step\" (the default) or \"discard\"")
+        raise EventError("op must be \"step\" (the default), \"discard\" or \"packages\"")
     code = event.get("code")
     if not isinstance(code, str):
         raise EventError("code must be a string")
@@ -142,6 +153,9 @@ def parse_event(event: Any, context_tenant_id: str | None = None) -> StepRequest
     extra = raw_policy.get("additional_imports") or []
     if not isinstance(extra, list) or not all(isinstance(m, str) and m and len(m) <= 200 for m in extra):
         raise EventError("policy.additional_imports must be a list of module names")
+    seed = event.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63):
+        raise EventError("seed must be a non-negative integer below 2**63 or null")
     limits = event.get("limits") or {}
     if not isinstance(limits, dict):
         raise EventError("limits must be an object")
@@ -158,4 +172,5 @@ def parse_event(event: Any, context_tenant_id: str | None = None) -> StepRequest
         ),
         tenant_id=tenant_id,
         incarnation=_incarnation(event) or "",
+        seed=seed,
     )

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import CONTRACT_VERSION, RUNTIME_VERSION, snapshot
+from .display import clean_bundles
 from .contract import DiscardRequest, StepRequest
 from .handles import Freezer, WarmKey, Worker, freeze_after_reply, unexpected_bytes
 from .options import RuntimeOpts
@@ -236,6 +237,7 @@ class Runtime:
             "policy": request.policy.to_json(),
             "memory_mb": request.memory_mb,
             "max_output_bytes": request.max_output_bytes,
+            "seed": request.seed,
         }
         worker, warm = self._acquire(request)
         payload = b""
@@ -356,6 +358,9 @@ class Runtime:
         result["error_code"] = error_code if isinstance(error_code, str) else None
         result["snapshot"] = new_snapshot
         result["dropped"] = _clean_dropped(reply.get("dropped"))
+        bundles = clean_bundles(reply.get("display"))
+        if bundles:
+            result["display"] = bundles
         # The worker's own report that its fds 1/2 are no longer our output files (user code
         # closed or replaced them) only concerns this episode, so trusting it is safe.
         reusable = reply.get("reusable", True) is True

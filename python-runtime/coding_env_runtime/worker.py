@@ -16,11 +16,15 @@ import socket
 import sys
 from typing import Any
 
-from . import cell, sandbox
+from . import cell, sandbox, seeding, workfiles
+from . import display as rich_display
 from .policy import ImportPolicy
 from .wire import WireError, recv_frame, send_frame
 
 WORKER_SOCKET_FD = 3
+#: matplotlib's config and font cache (MPLCONFIGDIR) inside the working directory: the runtime's,
+#: never part of the episode's files.
+MPL_CONFIG_DIR = ".matplotlib"
 
 
 def _wipe_directory(path: str) -> None:
@@ -118,6 +122,9 @@ def serve(
 ) -> None:
     namespace: dict[str, Any] | None = None
     policy: ImportPolicy | None = None
+    #: The episode's files as of its last step: written back before every step (warm or cold),
+    #: since the working directory is wiped after each one.
+    files: list[workfiles.Entry] = []
     builtins_table: dict[str, Any] | None = None
     pristine_table: dict[str, Any] = {}
     pristine_builtins = dict(builtins.__dict__)
@@ -136,12 +143,15 @@ def serve(
         err = cell.CappedFdWriter(2, cap)
         reply: dict[str, Any] = {"op": "result", "exit_code": 0, "dropped": []}
         os.chdir(workdir)
+        rich_display.reset()
         try:
             if namespace is None:
                 _apply_step_limits(header)
                 policy = ImportPolicy.from_json(header["policy"])
                 if payload:
                     try:
+                        archive, payload = workfiles.split_payload(payload)
+                        files = workfiles.decode_archive(archive)
                         namespace = cell.restore_namespace(payload, policy)
                     except MemoryError:
                         raise
@@ -155,6 +165,10 @@ def serve(
                         os._exit(0)
                 else:
                     namespace = cell.new_namespace(policy)
+                    if isinstance(header.get("seed"), int):
+                        seeding.seed_episode(header["seed"])
+            _wipe_directory(workdir)
+            workfiles.unpack_directory(workdir, files)
             assert policy is not None
             if builtins_table is None:
                 builtins_table = namespace["__builtins__"]
@@ -171,6 +185,8 @@ def serve(
                 os._exit(0)
             try:
                 _kill_leftovers(private_uid, hidepid)
+                sandbox.remove_path(os.path.join(workdir, MPL_CONFIG_DIR))
+                packed = workfiles.pack_directory(workdir)
                 for directory in scratch_dirs:
                     _wipe_directory(directory)
             except OSError as exc:
@@ -189,9 +205,13 @@ def serve(
             for item in saved.dropped:
                 # Warm equals cold: a name the snapshot could not keep is gone now too.
                 namespace.pop(item["name"], None)
-            reply["dropped"] = saved.dropped
+            files = packed.entries
+            reply["dropped"] = saved.dropped + packed.dropped
             reply["reusable"] = _output_files_intact(output_files)
-            send_frame(sock, reply, saved.payload)
+            outputs = rich_display.take()
+            if outputs:
+                reply["display"] = outputs
+            send_frame(sock, reply, workfiles.join_payload(workfiles.encode_archive(files), saved.payload))
         except MemoryError:
             if os.getpid() != my_pid:
                 os._exit(0)
@@ -250,6 +270,9 @@ def main_after_fork(spec: dict[str, Any]) -> None:
                 "LANG": "C.UTF-8",
                 "HOME": workdir,
                 "TMPDIR": workdir,
+                # Figures render off-screen; cells show them without plt.show() (display.py).
+                "MPLBACKEND": "Agg",
+                "MPLCONFIGDIR": os.path.join(workdir, MPL_CONFIG_DIR),
                 "OPENBLAS_NUM_THREADS": "1",
                 "OMP_NUM_THREADS": "1",
                 "MKL_NUM_THREADS": "1",

@@ -30,7 +30,13 @@ export default defineConfig({
           name: "self-contained",
           // Each file starts what it needs itself (dynalite, a runtime, a stack of its own) or nothing.
           include: ["functions/**/*.test.ts", "infra/**/*.test.ts", "test/**/*.test.ts"],
-          exclude: [...onSharedStack, "**/node_modules/**"],
+          exclude: [
+            ...onSharedStack.filter((glob) => glob !== "test/api/**"),
+            // test/api/ is on the shared stack but for the files that start stacks of their own
+            // (the launcher, restarts, crashes, the stack's parts).
+            "test/api/!(stack|stack-parts).test.ts",
+            "**/node_modules/**",
+          ],
           env,
         },
       },

@@ -1,6 +1,7 @@
 // `npm run keys -- <command>`: manage API keys (hosted mode) in the service table, locally or in AWS.
 // Only the SHA-256 of a key is stored; `create` prints the key once, as its last line of output.
-import { resolve } from "node:path";
+import { dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { readStackFile } from "../functions/src/local/stack-file.js";
@@ -14,9 +15,12 @@ import {
 const HELP = `Manage coding-env API keys.
 
 Usage:
-  npm run keys -- create --tenant <id> [--name <label>] [quota options]
+  npm run keys -- create --tenant <id> [--name <label>] [quota options] [--json]
   npm run keys -- list [--tenant <id>] [--json]
-  npm run keys -- revoke <key id | displayed prefix | key>
+  npm run keys -- revoke <key id | displayed prefix | key> [--json]
+
+--json prints one JSON document and nothing else (create's includes the key). npm itself prints
+a banner first: use \`npm run -s keys -- ... --json\` (or \`npx tsx scripts/keys.ts ...\`) to pipe it.
 
 create prints the new key as the last line of its output. It is shown only this once: only its
 SHA-256 is stored. Quota options override the deployment's defaults for this key:
@@ -41,10 +45,21 @@ For a deployment, CODING_ENV_TABLE is the stack's table name (a CloudFormation o
 
 class UsageError extends Error {}
 
+// The AWS SDK warns once per process that its 2027 releases need Node 22: noise in an admin
+// command's output (and it would break `--json`). Set it to "false" to see the notice.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
+
+// `npm start`'s default data folder is the checkout's .data, wherever the command is run from.
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+
+function dataDirFromEnv(env: NodeJS.ProcessEnv): string {
+  return env.CODING_ENV_DATA_DIR ? resolve(env.CODING_ENV_DATA_DIR) : resolve(repoRoot, ".data");
+}
+
 function clientFromEnv(env: NodeJS.ProcessEnv): DynamoDBClient {
   // A running local stack records its DynamoDB endpoint and start-up credentials in its data
   // folder (readable by its owner only); the local DynamoDB refuses any other credentials.
-  const stack = readStackFile(resolve(env.CODING_ENV_DATA_DIR || ".data"));
+  const stack = readStackFile(dataDirFromEnv(env));
   const endpoint = env.CODING_ENV_DYNAMODB_ENDPOINT || stack?.dynamodbEndpoint;
   if (!endpoint) return new DynamoDBClient({});
   const credentials = env.CODING_ENV_LOCAL_ACCESS_KEY_ID
@@ -148,6 +163,10 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
           ...(values.name ? { name: values.name } : {}),
           quotas,
         });
+        if (values.json) {
+          process.stdout.write(`${JSON.stringify({ ...publicView(record), key }, null, 2)}\n`);
+          return 0;
+        }
         process.stdout.write(
           `Created API key ${record.keyId} for tenant '${record.tenantId}' (name '${record.name}') in table ${tableName}.\n` +
             "Copy the key now: it is shown only once and cannot be recovered.\n" +
@@ -169,6 +188,10 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         const [ref] = rest;
         if (!ref) throw new UsageError("revoke needs a key id (key_…), a displayed prefix or the key.");
         const record = await store.revoke(ref);
+        if (values.json) {
+          process.stdout.write(`${JSON.stringify(publicView(record), null, 2)}\n`);
+          return 0;
+        }
         process.stdout.write(
           `Revoked ${record.keyId} (tenant '${record.tenantId}', name '${record.name}').\n`,
         );
@@ -193,6 +216,13 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     if (code === "ECONNREFUSED" || code === "ENOTFOUND") {
       process.stderr.write(
         `Cannot reach DynamoDB (${env.CODING_ENV_DYNAMODB_ENDPOINT ?? "AWS"}): ${code}.\n`,
+      );
+      return 1;
+    }
+    if (name === "CredentialsProviderError" && !env.CODING_ENV_DYNAMODB_ENDPOINT) {
+      process.stderr.write(
+        `No running local stack found (${dataDirFromEnv(env)}/stack.json: start one with npm start, ` +
+          "or set CODING_ENV_DATA_DIR to its data folder) and no AWS credentials for a deployed table.\n",
       );
       return 1;
     }

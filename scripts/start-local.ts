@@ -1,8 +1,10 @@
 // `npm start`: the whole coding-env on one machine. Honours PORT (8000), HOST (127.0.0.1),
 // CODING_ENV_DATA_DIR (.data/ in the checkout; episodes survive a restart),
-// CODING_ENV_API_INSTANCES (1) and CODING_ENV_EXECUTOR_MODE (local | lambda). Ctrl-C stops every
-// part; if one part crashes the others are stopped and the process exits non-zero.
+// CODING_ENV_API_INSTANCES (1), CODING_ENV_EXECUTOR_MODE (local | lambda) and
+// CODING_ENV_LOG_REQUESTS (on: one console line per request; `npm start -- --quiet` turns it off).
+// Ctrl-C stops every part; if one part crashes the others are stopped and the process exits non-zero.
 import { resolve } from "node:path";
+import { parseArgs } from "node:util";
 
 // The AWS SDK warns on every start that its 2027 releases will need Node 22; the local stack pins
 // its SDK version, so the warning is noise on a newcomer's first command (set the variable to
@@ -10,6 +12,17 @@ import { resolve } from "node:path";
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
 
 import { startLocalStack } from "../functions/src/local/stack.js";
+
+let quiet = false;
+try {
+  quiet = parseArgs({ options: { quiet: { type: "boolean", short: "q" } } }).values.quiet === true;
+} catch (err) {
+  console.error(`${(err as Error).message}\nUsage: npm start [-- --quiet]`);
+  process.exit(2);
+}
+// The API instances read it from the environment they are given (this process's).
+if (quiet) process.env.CODING_ENV_LOG_REQUESTS = "off";
+else process.env.CODING_ENV_LOG_REQUESTS ??= "on";
 
 function portFromEnv(): number {
   const raw = process.env.PORT;
@@ -40,7 +53,13 @@ try {
     logExecutor: true,
   });
 } catch (err) {
-  console.error(`coding-env failed to start: ${(err as Error).message}`);
+  if ((err as NodeJS.ErrnoException).code === "EADDRINUSE") {
+    console.error(
+      `coding-env failed to start: port ${port} on ${host} is in use (another coding-env?). Set PORT to a free one, e.g. PORT=${port === 8000 ? 8001 : port + 1} npm start`,
+    );
+  } else {
+    console.error(`coding-env failed to start: ${(err as Error).message}`);
+  }
   process.exit(1);
 }
 
@@ -51,6 +70,7 @@ console.log(`coding-env is running
   Data  ${dataDir === null ? "in memory (lost on exit)" : (dataDir ?? resolve(".data"))}
   Auth  ${process.env.CODING_ENV_AUTH === "on" ? "on (API keys required)" : "off (CODING_ENV_AUTH=on to require API keys)"}
   Keys  ${dataDir === null ? `CODING_ENV_DYNAMODB_ENDPOINT=${stack.dynamodbEndpoint} CODING_ENV_LOCAL_ACCESS_KEY_ID=${stack.credentials.accessKeyId} ` : ""}${dataDir ? `CODING_ENV_DATA_DIR=${dataDir} ` : ""}npm run keys -- create --tenant <id>${dataDir === null ? "" : "   (it finds this stack through its data folder's stack.json)"}
+  Logs  ${process.env.CODING_ENV_LOG_REQUESTS === "on" ? "one line per request (npm start -- --quiet, or CODING_ENV_LOG_REQUESTS=off, for none)" : "off"}
 Press Ctrl-C to stop.`);
 
 let stopping = false;

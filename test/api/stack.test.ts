@@ -50,6 +50,13 @@ function descendants(pid: number): Array<{ pid: number; ppid: number; cmd: strin
   return out;
 }
 
+async function waitFor(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
+  for (const start = Date.now(); !condition(); ) {
+    if (Date.now() - start > timeoutMs) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -231,10 +238,20 @@ describe("two API instances on one table and one executor (as two Lambda instanc
 });
 
 describe("npm start launcher (scripts/start-local.ts)", () => {
-  function launch(dataDir: string): { child: ChildProcess; output: string[]; ready: Promise<string> } {
-    const child = spawn(process.execPath, ["--import", "tsx", join(repoRoot, "scripts/start-local.ts")], {
+  function launch(
+    dataDir: string,
+    opts: { args?: string[]; port?: string } = {},
+  ): { child: ChildProcess; output: string[]; ready: Promise<string> } {
+    // As a user's shell runs it: without the variable vitest sets to hide the AWS SDK's Node notice.
+    const {
+      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: _,
+      CODING_ENV_LOG_REQUESTS: __,
+      ...userEnv
+    } = process.env;
+    const script = join(repoRoot, "scripts/start-local.ts");
+    const child = spawn(process.execPath, ["--import", "tsx", script, ...(opts.args ?? [])], {
       cwd: repoRoot,
-      env: { ...process.env, PORT: "0", HOST: "127.0.0.1", CODING_ENV_DATA_DIR: dataDir },
+      env: { ...userEnv, PORT: opts.port ?? "0", HOST: "127.0.0.1", CODING_ENV_DATA_DIR: dataDir },
       stdio: ["ignore", "pipe", "pipe"],
     });
     const output: string[] = [];
@@ -259,6 +276,32 @@ describe("npm start launcher (scripts/start-local.ts)", () => {
       expect(output.join("\n")).toContain(`${baseUrl}/web`);
       expect(output.join("\n")).toContain(`${baseUrl}/docs`);
       expect((await call(baseUrl, "GET", "/health")).status).toBe(200);
+      // One console line per request: method, path, status, duration, episode, tenant.
+      const reset = await call<{ episode_id: string }>(baseUrl, "POST", "/reset", {});
+      const episode = reset.body.episode_id;
+      await call(baseUrl, "GET", `/episodes/${episode}`);
+      await waitFor(() => output.some((l) => l.startsWith(`GET /episodes/${episode} `)));
+      expect(output).toContainEqual(
+        expect.stringMatching(/^GET \/health 200 \d+\.\dms episode=- tenant=local$/),
+      );
+      expect(output).toContainEqual(
+        expect.stringMatching(new RegExp(`^POST /reset 200 \\d+\\.\\dms episode=${episode} tenant=local$`)),
+      );
+      // No AWS SDK notice (the launcher hides it; this test's environment does not).
+      expect(output.join("\n")).not.toMatch(/NodeVersionSupportWarning|AWS SDK/);
+      // A second launcher on the same port: one line naming PORT, a non-zero exit.
+      const port = new URL(baseUrl).port;
+      const busyDir = mkdtempSync(join(tmpdir(), "coding-env-busy-"));
+      const busy = launch(busyDir, { port });
+      const busyClosed = new Promise((r) => busy.child.once("close", r));
+      const busyExit = await busy.ready.then(
+        () => "listening",
+        () => busy.child.exitCode,
+      );
+      await busyClosed;
+      rmSync(busyDir, { recursive: true, force: true });
+      expect(busyExit).toBe(1);
+      expect(busy.output).toEqual([expect.stringMatching(new RegExp(`port ${port} .* in use.*Set PORT`))]);
       // The stack's parts: the executor and its workers (tsx's esbuild helper is not one).
       const parts = descendants(child.pid as number).filter((p) => !p.cmd.includes("esbuild"));
       expect(parts.some((p) => p.cmd.includes("coding_env_runtime"))).toBe(true);
@@ -278,9 +321,13 @@ describe("npm start launcher (scripts/start-local.ts)", () => {
 
   it("reports a crashed part and exits non-zero", async () => {
     const dataDir = mkdtempSync(join(tmpdir(), "coding-env-crash-"));
-    const { child, output, ready } = launch(dataDir);
+    const { child, output, ready } = launch(dataDir, { args: ["--quiet"] });
     try {
-      await ready;
+      const baseUrl = await ready;
+      expect((await call(baseUrl, "GET", "/health")).status).toBe(200);
+      await waitFor(() => output.some((l) => l.startsWith("Press Ctrl-C")));
+      expect(output.join("\n")).toContain("Logs  off");
+      expect(output.filter((l) => l.startsWith("GET /health"))).toEqual([]); // --quiet: no request lines
       const executor = descendants(child.pid as number).find((p) => p.cmd.includes("coding_env_runtime"));
       expect(executor).toBeDefined();
       const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));

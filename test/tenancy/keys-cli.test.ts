@@ -20,11 +20,13 @@ afterAll(async () => {
 });
 
 async function keysCli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  // As a user's shell runs it: without the variable vitest sets to hide the AWS SDK's Node notice.
+  const { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: _, ...userEnv } = process.env;
   try {
     const out = await run(process.execPath, ["--import", "tsx", "scripts/keys.ts", ...args], {
       cwd: repoRoot,
       env: {
-        ...process.env,
+        ...userEnv,
         CODING_ENV_TABLE: table.tableName,
         CODING_ENV_DYNAMODB_ENDPOINT: table.endpoint,
       },
@@ -66,6 +68,19 @@ describe("npm run keys", () => {
     expect(text.stdout).toContain(record?.keyId);
     expect(text.stdout).toContain("acme");
     expect(text.stdout).not.toContain(key);
+  });
+
+  it("--json prints one JSON document and nothing else, on stdout and stderr alike", async () => {
+    const created = await keysCli("create", "--tenant", "t-json", "--json");
+    expect(created).toMatchObject({ code: 0, stderr: "" });
+    const { key, key_id } = JSON.parse(created.stdout) as { key: string; key_id: string };
+    expect(isWellFormedApiKey(key)).toBe(true);
+    const listed = await keysCli("list", "--tenant", "t-json", "--json");
+    expect(listed.stderr).toBe("");
+    expect(JSON.parse(listed.stdout)).toEqual([expect.objectContaining({ key_id, revoked: false })]);
+    const revoked = await keysCli("revoke", key_id, "--json");
+    expect(revoked.stderr).toBe("");
+    expect(JSON.parse(revoked.stdout)).toMatchObject({ key_id, revoked: true });
   });
 
   it("revoke by key id marks the key revoked", async () => {

@@ -7,6 +7,7 @@ import { createApp } from "../app.js";
 import type { ApiConfig } from "../config.js";
 import { type BuiltDeps, buildDeps, type LocalCredentials } from "../deps.js";
 import { webAssets } from "../web-assets.js";
+import { consoleRequestLogger, requestLogEnabled } from "./request-log.js";
 
 export interface ApiServerOpts {
   readonly config: ApiConfig;
@@ -56,6 +57,7 @@ export async function startApiServer(opts: ApiServerOpts): Promise<ApiServer> {
     ...deps,
     webAssets,
     localBindAddress: opts.publicHost,
+    ...(requestLogEnabled(opts.env) ? { logger: consoleRequestLogger() } : {}),
     ...(wsServer ? { upgradeWebSocket } : {}),
   });
   const server = serve({

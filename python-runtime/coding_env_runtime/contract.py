@@ -128,8 +128,12 @@ def parse_event(
         return DiscardRequest(tenant_id, _episode_id(event), _incarnation(event))
     if op == "packages":
         return PackagesRequest()
+    if op == "files":
+        from .files_op import parse as parse_files_request
+
+        return parse_files_request(event, tenant_id, _episode_id(event))
     if op != "step":
-        raise EventError("op must be \"step\" (the default), \"discard\" or \"packages\"")
+        raise EventError("op must be \"step\" (the default), \"discard\", \"packages\" or \"files\"")
     code = event.get("code")
     if not isinstance(code, str):
         raise EventError("code must be a string")

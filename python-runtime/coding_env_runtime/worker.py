@@ -165,8 +165,10 @@ def serve(
                         os._exit(0)
                 else:
                     namespace = cell.new_namespace(policy)
-                    if isinstance(header.get("seed"), int):
-                        seeding.seed_episode(header["seed"])
+                if isinstance(header.get("seed"), int) and seeding.state() is None:
+                    # A fresh seeded episode (or one whose only state is uploaded files): a
+                    # snapshot of a seeded episode's step carries the generators' states.
+                    seeding.seed_episode(header["seed"])
             _wipe_directory(workdir)
             workfiles.unpack_directory(workdir, files)
             assert policy is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import unittest
 
@@ -89,6 +90,44 @@ class FilesTest(RuntimeTestCase):
         payload = snapshot.decode(first["snapshot"]).payload
         self.assertEqual(workfiles.split_payload(payload), (b"", payload))
         self.assertEqual(self.cold_copy(ep, first).step("x")["stdout"], "5")
+
+
+class FilesOperationTest(RuntimeTestCase):
+    """``{"op": "files"}`` through the handler: no worker, the snapshot's archive only."""
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        from coding_env_runtime import handler
+
+        handler.shutdown()
+        super().tearDownClass()
+
+    def op(self, snap: str | None, action: str, **fields: object) -> dict:
+        from coding_env_runtime import handler
+
+        event = {"op": "files", "episode_id": "ep_files", "snapshot": snap, "action": action, **fields}
+        return handler.handler(event)
+
+    def test_list_read_write_then_a_step_sees_it(self) -> None:
+        ep = self.full_episode()
+        first = ep.step("open('a.txt', 'w').write('from a cell')")
+        self.assertEqual(self.op(first["snapshot"], "list")["files"], [{"path": "a.txt", "size": 11}])
+        read = self.op(first["snapshot"], "read", path="a.txt")
+        self.assertEqual(base64.b64decode(read["content_base64"]), b"from a cell")
+        written = self.op(first["snapshot"], "write", path="up/b.txt",
+                          content_base64=base64.b64encode(b"uploaded").decode())
+        ep.snapshot, ep.state_version = written["snapshot"], ep.state_version + 1
+        seen = ep.step("[open('up/b.txt').read(), open('a.txt').read()]")
+        self.assertEqual(seen["stdout"], '["uploaded", "from a cell"]', seen["stderr"])
+
+    def test_write_to_a_fresh_episode_and_errors(self) -> None:
+        written = self.op(None, "write", path="x", content_base64=base64.b64encode(b"1").decode())
+        ep = self.full_episode()
+        ep.snapshot, ep.state_version = written["snapshot"], 1
+        self.assertEqual(ep.step("open('x').read()")["stdout"], '"1"')
+        self.assertEqual(self.op(None, "read", path="nope")["error_code"], "not_found")
+        self.assertEqual(self.op(None, "read", path="../etc/passwd")["error_code"], "invalid_path")
+        self.assertEqual(self.op(None, "list")["files"], [])
 
 
 class ArchiveTest(unittest.TestCase):

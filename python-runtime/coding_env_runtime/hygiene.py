@@ -89,6 +89,36 @@ def scrub_shared_dirs(baselines: dict[str, set[str]], own_pids: Callable[[], Ite
             sandbox.remove_path(path)
 
 
+def scrub_work_root(work_root: str, kept: set[str]) -> None:
+    """Lambda mode: remove what user code put in the runtime's work root (the parent of its
+    working directory, owned by its uid) besides the workers' directories: the next episode's
+    worker has its directory there too. The owner file is rewritten if user code changed it
+    (another runtime's start-up deletes the work roots of owners that are gone)."""
+    try:
+        names = os.listdir(work_root)
+    except OSError:
+        return
+    for name in names:
+        if name not in kept:
+            sandbox.remove_path(os.path.join(work_root, name))
+    if OWNER_FILE not in names:
+        return  # a work root given by the caller has none
+    owner = os.path.join(work_root, OWNER_FILE)
+    try:
+        if os.path.islink(owner) or not os.path.isfile(owner):
+            sandbox.remove_path(owner)
+        with open(owner) as fh:
+            if fh.read().strip() == str(os.getpid()):
+                return
+    except OSError:
+        pass
+    try:
+        with open(owner, "w") as fh:
+            fh.write(str(os.getpid()))
+    except OSError:
+        pass
+
+
 def uid_has_residue(uid: int, *, scan_processes: bool = True) -> str | None:
     """What is left of ``uid`` on the machine (a process, a SysV IPC object of the host's IPC
     namespace), or None: a private uid is handed out again only when nothing is.

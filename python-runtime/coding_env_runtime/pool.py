@@ -92,6 +92,10 @@ class WorkerPool:
         self._ipc_baseline = hygiene.sysv_baseline() if self._shared_ipc else set()
         self._ipc_signature = hygiene.sysv_signature() if self._shared_ipc else ()
         self._started_at = time.time()
+        # Names of the workers' directories in the work root (registered before the worker
+        # exists, so the scrub never takes one being created): anything else there is user
+        # code's (Lambda mode: the work root belongs to user code's uid too).
+        self._workdir_names: set[str] = set()
         # One zygote per tenant: each interpreter has its own string-hash seed, so no seed is
         # shared by two tenants. The first is started now (Lambda's init phase) and given to the
         # first tenant that steps; later tenants start theirs on their first step.
@@ -242,6 +246,8 @@ class WorkerPool:
                 self._release_uid(uid)
             raise
         workdir = os.path.join(self.work_root, f"w{seq}")
+        with self.lock:
+            self._workdir_names.add(f"w{seq}")
         # Each tmpfs fits within the largest memory limit a step may ask for (its pages count
         # toward the worker's memory group too).
         from .contract import max_memory_mb
@@ -334,6 +340,8 @@ class WorkerPool:
             except OSError:
                 pass
         shutil.rmtree(worker.workdir, ignore_errors=True)
+        with self.lock:
+            self._workdir_names.discard(os.path.basename(worker.workdir))
 
     def _release_uid(self, uid: int, *, processes_gone: bool = False) -> None:
         """A uid goes back to the free list only when nothing of it is left on the machine."""
@@ -490,6 +498,13 @@ class WorkerPool:
             return [os.getpid(), *(z.pid for z in self.zygotes()), *self.live]
 
         hygiene.scrub_shared_dirs(self.shared_dirs, own_pids)
+        if self.shared_dirs:
+            # Lambda mode: user code's uid owns the work root and every worker's directory (a
+            # worker wipes its own directory before each step, so a file planted in an idle
+            # worker's directory never reaches the step that gets it).
+            with self.lock:
+                kept = {hygiene.OWNER_FILE, *self._workdir_names}
+            hygiene.scrub_work_root(self.work_root, kept)
         if self._shared_ipc:
             signature = hygiene.sysv_signature()
             if signature != self._ipc_signature:  # something was created or removed: look

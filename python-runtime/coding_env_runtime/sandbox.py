@@ -79,6 +79,7 @@ def leave_host_mounts(needed: list[str]) -> None:
     _check(_libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
     mount("none", "/", None, MS_REC | MS_PRIVATE, None)
     hide_host_mounts(needed)
+    read_only_host_mounts()
 
 
 MNT_DETACH = 2
@@ -116,6 +117,42 @@ def hide_host_mounts(needed: list[str]) -> None:
         # A lazy detach takes the mounts below it along: one call per hidden subtree.
         if _libc.umount2(point.encode(), MNT_DETACH) == 0:
             detached.append(point)
+
+
+MS_RDONLY = 1
+MS_REMOUNT = 32
+MS_BIND = 4096
+#: Per-mount flags that a read-only bind remount must restate, or it would clear them.
+_MOUNT_FLAG_BITS = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC, "noatime": 1024,
+                    "nodiratime": 2048, "relatime": 1 << 21, "strictatime": 1 << 24}
+
+
+def read_only_host_mounts() -> None:
+    """Root only, in the zygote's mount namespace (after ``hide_host_mounts``): every mount
+    that is left, the host's root filesystem first, becomes read-only here (not on the host).
+    A world-writable directory of the host (a build's output directory left 0777, a spool
+    directory) would otherwise take files from user code: a file planted for the host's own
+    tools or for the next tenant that gets the same uid, or the host's disk filled outside
+    every tmpfs limit. Workers then mount their private tmpfs over the temporary
+    directories; /proc stays as it is (each worker mounts its own)."""
+    try:
+        with open("/proc/self/mountinfo") as fh:
+            entries = [line.split() for line in fh]
+    except OSError:
+        return
+    for fields in sorted(entries, key=lambda f: len(f[4]) if len(f) > 5 else 0):
+        if len(fields) < 6:
+            continue
+        point, options = _unescape_mount_path(fields[4]), fields[5].split(",")
+        if point == "/proc" or point.startswith("/proc/") or "ro" in options:
+            continue
+        flags = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID
+        for option in options:
+            flags |= _MOUNT_FLAG_BITS.get(option, 0)
+        try:
+            mount("none", point, None, flags, None)
+        except OSError:
+            pass  # a mount that refuses (none known): its permissions still apply
 
 
 def private_mounts(tmp_bytes: int) -> None:
@@ -163,6 +200,84 @@ def die_with_parent() -> None:
 
 def no_new_privs() -> None:
     prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+
+_SYS_KEYCTL = {"x86_64": 250, "aarch64": 219}
+_KEYCTL_GET_PERSISTENT = 22
+_KEYCTL_CLEAR = 7
+_KEY_SPEC_THREAD_KEYRING = -1
+_KEY_SPEC_USER_KEYRING = -4
+_KEY_SPEC_USER_SESSION_KEYRING = -5
+
+
+def clear_user_keyrings() -> None:
+    """Empty the calling uid's kernel keyrings that outlive its processes: the user and user
+    session keyrings (kept by the kernel for the uid, not for a process) and the persistent
+    keyring (kept for days). Keys user code added there would otherwise reach the next
+    episode or tenant that runs as this uid (a private uid is reused; Lambda mode has one)."""
+    import platform
+
+    number = _SYS_KEYCTL.get(platform.machine())
+    if number is None:
+        return
+    syscall = _libc.syscall
+    syscall.restype = ctypes.c_long
+    for keyring in (_KEY_SPEC_USER_KEYRING, _KEY_SPEC_USER_SESSION_KEYRING):
+        syscall(number, _KEYCTL_CLEAR, ctypes.c_long(keyring))
+    persistent = syscall(number, _KEYCTL_GET_PERSISTENT, ctypes.c_long(-1), ctypes.c_long(_KEY_SPEC_THREAD_KEYRING))
+    if persistent > 0:
+        syscall(number, _KEYCTL_CLEAR, ctypes.c_long(persistent))
+
+
+#: System calls user code never needs whose effects outlive every process or escape the
+#: freeze: kernel keyrings (kept per uid), POSIX message queues (kept per IPC namespace until
+#: unlinked; Lambda mode cannot list them to remove them), io_uring (kernel worker threads
+#: doing I/O for a frozen process) and userfaultfd (stalls the kernel mid-copy, a race tool).
+_DENIED_SYSCALLS = {
+    "x86_64": (0xC000003E, (248, 249, 250, 240, 241, 425, 426, 427, 323)),
+    "aarch64": (0xC00000B7, (217, 218, 219, 180, 181, 425, 426, 427, 282)),
+}
+_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER = 22, 2
+_SECCOMP_RET_ALLOW, _SECCOMP_RET_ERRNO = 0x7FFF0000, 0x00050000
+_X32_SYSCALL_BIT = 0x40000000
+
+
+class _SockFilter(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint)]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
+
+
+def deny_lingering_syscalls() -> None:
+    """A seccomp filter (inherited by everything the worker starts, never removable) that
+    answers EPERM to ``_DENIED_SYSCALLS`` and to the x32 ABI (other numbers for the same
+    calls). Sets no_new_privs first, which an unprivileged process needs for a filter."""
+    import errno
+    import platform
+
+    arch = _DENIED_SYSCALLS.get(platform.machine())
+    if arch is None:
+        raise OSError(errno.ENOSYS, f"no system call table for {platform.machine()}")
+    audit_arch, numbers = arch
+    ld_w_abs, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06
+    deny = _SECCOMP_RET_ERRNO | errno.EPERM
+    n = len(numbers)
+    program = [
+        (ld_w_abs, 0, 0, 4),  # seccomp_data.arch
+        (jeq, 1, 0, audit_arch),
+        (ret, 0, 0, deny),  # a foreign ABI: refuse everything
+        (ld_w_abs, 0, 0, 0),  # seccomp_data.nr
+        (jge, n + 1, 0, _X32_SYSCALL_BIT),  # -> deny
+        *((jeq, n - i, 0, number) for i, number in enumerate(numbers)),  # -> deny
+        (ret, 0, 0, _SECCOMP_RET_ALLOW),
+        (ret, 0, 0, deny),
+    ]
+    filters = (_SockFilter * len(program))(*(_SockFilter(*insn) for insn in program))
+    prog = _SockFprog(len(program), filters)
+    no_new_privs()
+    _check(_libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0), "seccomp filter")
 
 
 def set_limit(which: int, value: int) -> None:

@@ -166,9 +166,28 @@ def _spawn(spec: dict[str, Any], fds: list[int]) -> int:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if spec.get("uid") is not None:
+            _clear_keyrings_of(int(spec["uid"]))
+        sandbox.best_effort(sandbox.deny_lingering_syscalls, "seccomp")
         worker.main_after_fork(spec)
     finally:
         os._exit(70)
+
+
+def _clear_keyrings_of(uid: int) -> None:
+    """Root mode, in the new worker before it drops privileges: empty the keyrings the kernel
+    keeps for its private uid beyond any process (user, user session, persistent), so keys an
+    earlier holder of the uid added (another tenant, or a runtime that was killed) are gone.
+    The kernel picks those keyrings by the real uid: take it for the calls, keeping root as
+    the saved uid to come back."""
+    try:
+        os.setresuid(uid, uid, 0)
+        try:
+            sandbox.clear_user_keyrings()
+        finally:
+            os.setresuid(0, 0, 0)
+    except OSError:
+        os._exit(71)  # never hand out a uid whose keys could not be cleared
 
 
 def _kill_uid(uid: int) -> None:

@@ -1,0 +1,72 @@
+"""Attacks on the executor in emulated Lambda environments (one uid for the runtime and user
+code, no namespaces of its own): residue one episode leaves for the next episode that the same
+execution environment serves. Each asserts the safe outcome and fails without its protection."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+if PACKAGE_ROOT not in sys.path:
+    sys.path.insert(0, PACKAGE_ROOT)
+
+from harness.testing import LambdaModeTestCase  # noqa: E402
+
+#: The next episode looks for everything the first one tried to leave behind.
+LOOK = """
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+rt = ctypes.CDLL("librt.so.1", use_errno=True)
+root = os.path.dirname(os.getcwd())
+found = sorted(n for n in os.listdir(os.getcwd()) + os.listdir(root) if n.startswith("planted"))
+queue = rt.mq_open(b"/planted", 0)
+key = libc.syscall(250, 10, -4, b"user", b"planted", 0)  # KEYCTL_SEARCH in the user keyring
+print(found, queue >= 0, key >= 0)
+"""
+
+
+class ResidueTest(LambdaModeTestCase):
+    max_environments = 1  # every episode in the one environment
+
+    def test_files_in_the_work_root_and_in_idle_workers_directories_do_not_reach_the_next_episode(self) -> None:
+        # The working directory's parent (the runtime's work root) and the directories of the
+        # pre-forked idle workers belong to user code's uid too: a file there would be in the
+        # next episode's working directory (an importable planted.py) or next to it.
+        plant = (
+            "import os\n"
+            "root = os.path.dirname(os.getcwd())\n"
+            "open(os.path.join(root, 'planted.txt'), 'w').write('A-secret')\n"
+            "for name in os.listdir(root):\n"
+            "    path = os.path.join(root, name)\n"
+            "    if os.path.isdir(path) and path != os.getcwd():\n"
+            "        open(os.path.join(path, 'planted.py'), 'w').write('print(\"A-code\")')\n"
+            "print(sorted(os.listdir(root)))\n"
+        )
+        planted = self.run_code(plant)
+        self.assertEqual(planted["exit_code"], 0, planted["stderr"])
+        self.assertIn("planted.txt", planted["stdout"])
+        for _ in range(3):  # whichever worker the next episodes get
+            result = self.run_code(LOOK)
+            self.assertEqual(result["exit_code"], 0, result["stderr"])
+            self.assertEqual(result["stdout"].strip(), "[] False False")
+
+    def test_message_queues_and_keys_cannot_be_left_for_the_next_episode(self) -> None:
+        # A POSIX message queue lives until unlinked and the runtime cannot list them (no
+        # /dev/mqueue in Lambda); a key in the uid's user keyring outlives every process.
+        plant = (
+            "import ctypes\n"
+            "libc = ctypes.CDLL(None, use_errno=True)\n"
+            "libc.syscall.restype = ctypes.c_long\n"
+            "rt = ctypes.CDLL('librt.so.1', use_errno=True)\n"
+            "queue = rt.mq_open(b'/planted', 0o102, 0o600, None)\n"
+            "key = libc.syscall(248, b'user', b'planted', b'A-secret', 8, -4)\n"
+            "print(queue >= 0, key >= 0)\n"
+        )
+        planted = self.run_code(plant)
+        self.assertEqual(planted["exit_code"], 0, planted["stderr"])
+        self.assertEqual(planted["stdout"].strip(), "False False")  # refused outright
+        result = self.run_code(LOOK)
+        self.assertEqual(result["exit_code"], 0, result["stderr"])
+        self.assertEqual(result["stdout"].strip(), "[] False False")

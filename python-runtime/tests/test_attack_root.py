@@ -1,0 +1,121 @@
+"""Attacks on the runtime in root mode (the local default) by a tenant with all of Python: each
+asserts the safe outcome and fails without the protection it names."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import unittest
+import uuid
+
+from coding_env_runtime.runtime import Runtime, RuntimeOpts
+from tests.support import RuntimeTestCase
+from tests.test_isolation_root import ROOT, TenantEpisode
+
+#: add_key/keyctl through ctypes: a key in the uid's user keyring, which the kernel keeps for
+#: the uid (not for a process) after every process of it is gone.
+KEYS = """
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+ADD_KEY, KEYCTL, SEARCH, READ, USER_KEYRING = 248, 250, 10, 11, -4
+def plant(secret):
+    return libc.syscall(ADD_KEY, b"user", b"canary", secret, len(secret), USER_KEYRING)
+def find():
+    key = libc.syscall(KEYCTL, SEARCH, USER_KEYRING, b"user", b"canary", 0)
+    if key < 0:
+        return None
+    buf = ctypes.create_string_buffer(256)
+    n = libc.syscall(KEYCTL, READ, key, buf, 256)
+    return buf.raw[:max(n, 0)].decode()
+"""
+
+
+@unittest.skipUnless(ROOT, "root mode only")
+class HostFilesystemTest(RuntimeTestCase):
+    def test_a_world_writable_host_directory_takes_no_file(self) -> None:
+        # A directory of the host left 0777 (here: a CDK build's asset directories were): user
+        # code could plant a file there for the host's tools (the next deploy uploads it) or
+        # for the next tenant, or fill the host's disk outside every tmpfs limit.
+        target = f"/var/lib/coding-env-attack-{uuid.uuid4().hex[:8]}"
+        os.makedirs(target)
+        os.chmod(target, 0o777)
+        self.addCleanup(shutil.rmtree, target, True)
+        result = self.episode({"mode": "full"}).step(
+            f"try:\n    open({target!r} + '/planted.py', 'w').write('x')\n    print('written')\n"
+            "except OSError as exc:\n    print('refused', exc.errno)"
+        )
+        self.assertEqual(result["exit_code"], 0, result["stderr"])
+        self.assertIn("refused", result["stdout"])
+        self.assertEqual(os.listdir(target), [])
+
+    def test_the_private_temporary_directories_stay_writable(self) -> None:
+        result = self.episode({"mode": "full"}).step(
+            "import os\nfor d in ('/tmp', '/var/tmp', '/dev/shm', os.getcwd()):\n"
+            "    open(d + '/f', 'w').write('x'); os.unlink(d + '/f')\nprint('ok')"
+        )
+        self.assertEqual((result["exit_code"], result["stdout"].strip()), (0, "ok"), result["stderr"])
+
+
+def as_uid(uid: int, code: str) -> str:
+    """Run ``KEYS + code`` in a child that takes ``uid`` (outside any sandbox); its output."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read_end)
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                exec(KEYS + code, {})
+            os.write(write_end, out.getvalue().encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as fh:
+        output = fh.read()
+    os.waitpid(pid, 0)
+    return output.strip()
+
+
+@unittest.skipUnless(ROOT, "root mode only")
+class KernelObjectsTest(RuntimeTestCase):
+    def test_keyring_message_queue_and_io_uring_calls_are_refused(self) -> None:
+        # Keys outlive every process of a uid (the next tenant with the uid finds them); a
+        # POSIX queue outlives its creator; io_uring's kernel threads do I/O for a frozen process.
+        result = self.episode({"mode": "full"}).step(
+            KEYS + "rt = ctypes.CDLL('librt.so.1', use_errno=True)\n"
+            "print(plant(b'A-secret'), rt.mq_open(b'/q', 0o102, 0o600, None),"
+            " libc.syscall(425, 8, ctypes.create_string_buffer(120)), libc.syscall(0x40000000 + 248))"
+        )
+        self.assertEqual(result["exit_code"], 0, result["stderr"])
+        self.assertEqual(result["stdout"].split(), ["-1"] * 4)
+
+    def test_ordinary_programs_still_run_under_the_filter(self) -> None:
+        result = self.episode({"mode": "full"}).step(
+            "import subprocess, multiprocessing, threading\n"
+            "print(subprocess.run(['python3', '-c', 'print(6 * 7)'], capture_output=True, text=True).stdout.strip())"
+        )
+        self.assertEqual((result["exit_code"], result["stdout"].strip()), (0, "42"), result["stderr"])
+
+
+@unittest.skipUnless(ROOT, "root mode only")
+class UidReuseTest(unittest.TestCase):
+    def test_keys_an_earlier_holder_of_the_uid_left_are_cleared_before_user_code_runs(self) -> None:
+        # A key in a uid's user keyring stays after every process of the uid is gone: left by
+        # a worker of a runtime without the filter, or another program that used the uid.
+        base = 900_000 + (uuid.uuid4().int % 1000) * 100
+        runtime = Runtime(RuntimeOpts(idle_workers=0, uid_base=base, uid_block_size=1, uid_blocks=100))
+        self.addCleanup(runtime.close)
+        uid = runtime.pool._free_uids[0]
+        self.assertEqual(as_uid(uid, "print(plant(b'A-secret') > 0, find())"), "True A-secret")
+        result = TenantEpisode(runtime, "tenant-b").step("import os\nprint(os.getuid())")
+        self.assertEqual((result["exit_code"], result["stdout"].strip()), (0, str(uid)), result["stderr"])
+        self.assertEqual(as_uid(uid, "print(find())"), "None")
+
+
+if __name__ == "__main__":
+    unittest.main()

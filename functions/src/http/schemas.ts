@@ -1,5 +1,8 @@
-// Wire schemas and text rules shared by HTTP (app.ts) and the WebSocket protocol (ws/protocol.ts),
-// so both validate a reset the same way.
+// The wire contract, defined once. HTTP routes (functions/src/routes/) validate with these and
+// /openapi.json is generated from them; the WebSocket protocol (ws/protocol.ts) validates with the
+// same schemas; the SDK's wire types (sdk/src/types.generated.ts) are generated from /openapi.json.
+// Every field says what it is and its limits. OpenEnv's models: CodeAction refuses unknown fields
+// (pydantic `extra="forbid"`), requests and state allow them.
 import { z } from "@hono/zod-openapi";
 
 export const EPISODE_ID_PATTERN = /^[A-Za-z0-9._:-]{1,255}$/;
@@ -7,21 +10,326 @@ const MODULE_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$
 
 export const EpisodeIdSchema = z
   .string()
-  .regex(EPISODE_ID_PATTERN, "episode_id must be 1..255 characters of [A-Za-z0-9._:-]");
+  .regex(EPISODE_ID_PATTERN, "episode_id must be 1..255 characters of [A-Za-z0-9._:-]")
+  .describe("Episode id: 1..255 characters of [A-Za-z0-9._:-].");
+
+const PolicySchema = z
+  .enum(["openenv", "full"])
+  .describe('Import policy: "openenv" (the reference coding_env allow-list) or "full" (all of Python).');
+
+const MetadataSchema = z
+  .record(z.string(), z.unknown())
+  .describe("Free-form JSON object (OpenEnv's `metadata`).");
+
+// ---- Requests -------------------------------------------------------------------------------
 
 export const ResetRequestSchema = z
   .object({
-    seed: z.number().int().min(0).nullish(),
-    episode_id: EpisodeIdSchema.nullish(),
-    policy: z.enum(["openenv", "full"]).nullish().describe('"openenv" (default): the reference allow-list.'),
+    seed: z
+      .number()
+      .int()
+      .min(0)
+      .max(2 ** 53 - 1)
+      .nullish()
+      .describe("Seeds the episode's `random` (and numpy's global generator when numpy is imported)."),
+    episode_id: EpisodeIdSchema.nullish().describe(
+      "Id of the new episode (1..255 characters of [A-Za-z0-9._:-]); an existing episode of yours with this id is replaced. Default: a new `ep_…` id.",
+    ),
+    policy: PolicySchema.nullish().describe('Import policy; default "openenv".'),
     additional_imports: z
-      .array(z.string().regex(MODULE_NAME_PATTERN, "not a module name").max(255))
+      .array(
+        z
+          .string()
+          .max(255)
+          .regex(MODULE_NAME_PATTERN, "not a module name")
+          .describe("A dotted Python module name."),
+      )
       .max(256)
-      .nullish(),
-    step_timeout_s: z.number().positive().nullish(),
-    ttl_s: z.number().int().positive().nullish(),
+      .nullish()
+      .describe("Module names added to the import allow-list (at most 256)."),
+    step_timeout_s: z
+      .number()
+      .positive()
+      .nullish()
+      .describe(
+        "The episode's per-step time limit in seconds; default and maximum are the deployment's (422 above it).",
+      ),
+    ttl_s: z
+      .number()
+      .int()
+      .positive()
+      .nullish()
+      .describe(
+        "Idle seconds before the episode expires; default 86400, at most the deployment's maximum (30 days).",
+      ),
   })
-  .openapi("ResetRequest");
+  .describe("Options of a new episode; all optional, `null` counts as absent, unknown members are ignored.")
+  .openapi("ResetRequest", { example: {} });
+
+export const CodeActionSchema = z
+  .strictObject({
+    code: z
+      .string()
+      .describe(
+        "Python source run as one cell in the episode's interpreter; at most 1 MiB of UTF-8 (413 above).",
+      ),
+    metadata: MetadataSchema.optional().describe("Free-form metadata recorded with the step."),
+  })
+  .describe("OpenEnv's CodeAction. Unknown members are refused (422), as the reference does.")
+  .openapi("CodeAction", { example: { code: "print(1)" } });
+
+const StepTimeoutSchema = z
+  .number()
+  .positive()
+  .nullish()
+  .describe("This step's time limit in seconds, capped at the episode's `step_timeout_s`.");
+const RequestIdSchema = z
+  .string()
+  .min(1)
+  .max(255)
+  .nullish()
+  .describe(
+    "Idempotency key: a step with the request id of one of the episode's last 16 steps returns that step's response (Idempotent-Replayed: true) without running again.",
+  );
+
+export const StepRequestSchema = z
+  .object({
+    action: CodeActionSchema,
+    timeout_s: StepTimeoutSchema,
+    request_id: RequestIdSchema,
+    episode_id: z
+      .string()
+      .nullish()
+      .describe(
+        "The episode; default the `episode_id` query parameter, the X-Episode-Id header, then the cookie /reset sets.",
+      ),
+  })
+  .describe("A step: OpenEnv's StepRequest. Unknown top-level members are ignored.")
+  .openapi("StepRequest", { example: { action: { code: "print(1)" } } });
+
+/** A WebSocket `step` message's data: the action plus this API's step options. */
+export const WsStepDataSchema = CodeActionSchema.extend({
+  timeout_s: StepTimeoutSchema,
+  request_id: RequestIdSchema,
+});
+
+// ---- Responses ------------------------------------------------------------------------------
+
+export const CodeObservationSchema = z
+  .object({
+    stdout: z.string().default("").describe("What the cell printed, then the last expression's value."),
+    stderr: z.string().default("").describe("A clean traceback when the cell failed, else empty."),
+    exit_code: z
+      .number()
+      .int()
+      .min(0)
+      .max(255)
+      .default(0)
+      .describe("0 on success, 1 on any error of the code."),
+  })
+  .describe("OpenEnv's CodeObservation.")
+  .openapi("CodeObservation");
+
+export const CodeStateSchema = z
+  .object({
+    episode_id: z.string().nullable().describe("The episode; null from GET /state when no episode is named."),
+    step_count: z.number().int().min(0).describe("Steps since the episode's reset."),
+    last_exit_code: z
+      .number()
+      .int()
+      .min(0)
+      .max(255)
+      .describe("The last step's exit code (0 before any step)."),
+    policy: PolicySchema.optional(),
+    additional_imports: z.array(z.string()).optional().describe("Modules added to the allow-list."),
+    step_timeout_s: z.number().optional().describe("The episode's per-step limit in seconds."),
+    ttl_s: z.number().optional().describe("Idle seconds before the episode expires."),
+    seed: z.number().int().optional().describe("The seed given to reset, when one was."),
+    forked_from: z.string().optional().describe("The source episode, when this one is a fork."),
+    created_at: z.string().optional().describe("ISO 8601 time the episode was created (reset or fork)."),
+    updated_at: z.string().optional().describe("ISO 8601 time of the last change."),
+    expires_at: z.string().optional().describe("ISO 8601 time the episode expires if left idle."),
+  })
+  .describe("OpenEnv's CodeState plus this API's episode fields.")
+  .openapi("CodeState");
+
+const DroppedVariableSchema = z
+  .object({
+    name: z.string().describe("The variable's name."),
+    type: z.string().describe("Its Python type's name."),
+  })
+  .describe("A variable that could not be kept between steps (open files, generators, sockets...).");
+
+export const StepInfoSchema = z
+  .object({
+    duration_ms: z.number().min(0).describe("Time the cell ran, in milliseconds."),
+    timed_out: z.boolean().describe("The cell hit its time limit; the Python state is as before the step."),
+    stdout_truncated: z.boolean().describe("stdout was cut to the reply limit."),
+    stderr_truncated: z.boolean().describe("stderr was cut to the reply limit."),
+    dropped_variables: z.array(DroppedVariableSchema).describe("Variables not kept after this step."),
+    error_code: z
+      .string()
+      .optional()
+      .describe("The executor's error code (syntax_error, timeout, out_of_memory, crashed...)."),
+    out_of_memory: z.boolean().optional().describe("The cell ran out of memory."),
+    crashed: z
+      .boolean()
+      .optional()
+      .describe("The cell's process ended; the Python state is as before the step."),
+    history_truncated: z.boolean().optional().describe("History only: this stored copy of the step was cut."),
+  })
+  .catchall(z.unknown())
+  .describe("This API's facts about a step.")
+  .openapi("StepInfo");
+
+export const DisplayOutputSchema = z
+  .object({
+    data: z.record(z.string(), z.string()).describe("MIME type to content (image/png base64, text/html...)."),
+    metadata: z.record(z.string(), z.unknown()).describe("Jupyter display metadata."),
+  })
+  .describe("A Jupyter MIME bundle the cell displayed.")
+  .openapi("DisplayOutput");
+
+const RewardSchema = z
+  .number()
+  .nullable()
+  .describe(
+    "OpenEnv's reward, always a JSON float (0.0, -1.0): safety (-1.0) plus quality (+0.1 short code, -0.2 syntax error).",
+  );
+
+export const StepResponseSchema = z
+  .object({
+    observation: CodeObservationSchema,
+    reward: RewardSchema,
+    done: z.boolean().describe("Never true in this environment (OpenEnv's coding_env)."),
+    metadata: MetadataSchema.optional().describe(
+      "OpenEnv's observation metadata (last_code, safety_violation).",
+    ),
+    episode_id: z.string().describe("The episode."),
+    step_count: z.number().int().min(0).describe("Steps since the episode's reset."),
+    info: StepInfoSchema.optional().describe("Present on steps."),
+    display: z
+      .array(DisplayOutputSchema)
+      .optional()
+      .describe("Rich outputs the cell displayed; absent when none."),
+    forked_from: z.string().optional().describe("On a fork's result: the source episode."),
+  })
+  .describe(
+    "The result of /reset, /step and a fork: OpenEnv's { observation, reward, done } plus this API's fields.",
+  )
+  .openapi("StepResponse");
+
+export const HistoryStepSchema = z
+  .object({
+    step: z.number().int().min(1).describe("1-based step number."),
+    code: z.string().describe("The step's code (cut when history_truncated)."),
+    observation: CodeObservationSchema,
+    reward: RewardSchema,
+    done: z.boolean().describe("Never true in this environment."),
+    metadata: MetadataSchema.optional(),
+    info: StepInfoSchema.optional(),
+    request_id: z.string().optional().describe("The step's request_id, when it had one."),
+    started_at: z.string().describe("ISO 8601 time the step started."),
+    duration_ms: z.number().min(0).describe("Time the cell ran, in milliseconds."),
+    history_truncated: z.boolean().optional().describe("Code or outputs were cut in this stored copy."),
+  })
+  .describe("One step of an episode's trajectory.")
+  .openapi("HistoryStep");
+
+export const HistoryPageSchema = z
+  .object({
+    episode_id: z.string().describe("The episode."),
+    steps: z.array(HistoryStepSchema).describe("Steps, oldest first."),
+    next_cursor: z.string().nullable().describe("Pass as `cursor` for the next page; null at the end."),
+  })
+  .openapi("HistoryPage");
+
+export const HealthSchema = z
+  .object({
+    status: z.literal("healthy").describe("Always healthy when the API answers."),
+    auth_required: z.boolean().describe("Whether requests need an API key."),
+  })
+  .openapi("Health");
+
+export const MetadataResponseSchema = z
+  .object({
+    name: z.string().describe("The environment's name."),
+    description: z.string().describe("What it does."),
+    version: z.string().describe("The API's version."),
+    author: z.string().describe("Who made it."),
+    documentation_url: z.string().describe("Where its documentation is."),
+    packages: z
+      .record(z.string(), z.string().nullable())
+      .optional()
+      .describe(
+        "The Python packages offered to user code (python-runtime/coding_env_runtime/packages.json) with the executor's installed versions (null: missing). Any of them may be named in `additional_imports`.",
+      ),
+  })
+  .openapi("EnvironmentMetadata");
+
+export const SchemaResponseSchema = z
+  .object({
+    action: z.record(z.string(), z.unknown()).describe("JSON Schema of CodeAction."),
+    observation: z.record(z.string(), z.unknown()).describe("JSON Schema of CodeObservation."),
+    state: z.record(z.string(), z.unknown()).describe("JSON Schema of CodeState."),
+  })
+  .openapi("SchemaResponse");
+
+const UsageFiguresShape = {
+  steps: z.number().int().min(0).describe("Committed steps."),
+  executions: z.number().int().min(0).describe("Runs of code, also those that did not commit."),
+  executor_ms: z.number().min(0).describe("Executor time of all runs, ms (each rounded up)."),
+  gb_seconds: z.number().min(0).describe("executor_ms × the executor's memory / 1 024 000."),
+  episodes_created: z.number().int().min(0).describe("Resets and forks."),
+  state_bytes: z.number().int().min(0).describe("Bytes of Python state written."),
+};
+
+export const UsageReportSchema = z
+  .object({
+    tenant_id: z.string().describe("Whose usage."),
+    from: z.string().describe("First UTC day (YYYY-MM-DD), inclusive."),
+    to: z.string().describe("Last UTC day (YYYY-MM-DD), inclusive."),
+    days: z
+      .array(z.object({ date: z.string().describe("UTC day (YYYY-MM-DD)."), ...UsageFiguresShape }))
+      .describe("Days with usage, oldest first."),
+    totals: z.object(UsageFiguresShape).describe("Sums over the days."),
+  })
+  .openapi("UsageReport");
+
+export const UsageQuerySchema = z.object({
+  from: z.string().max(10).optional().describe("First UTC day, YYYY-MM-DD; default 29 days before `to`."),
+  to: z.string().max(10).optional().describe("Last UTC day, YYYY-MM-DD; default today. At most 366 days."),
+});
+
+export const ErrorResponseSchema = z
+  .object({
+    error: z
+      .object({
+        code: z.string().describe("Stable machine-readable code (episode_not_found, quota_exceeded...)."),
+        message: z.string().describe("What went wrong, for people."),
+        details: z
+          .record(z.string(), z.unknown())
+          .optional()
+          .describe("Facts about the error (quota, limit...)."),
+      })
+      .describe("The error."),
+    detail: z
+      .array(
+        z.object({
+          loc: z
+            .array(z.union([z.string(), z.number()]))
+            .describe("Where: body, query or path, then the field."),
+          msg: z.string().describe("What is wrong."),
+          type: z.string().describe("The kind of problem."),
+        }),
+      )
+      .optional()
+      .describe("422 only: FastAPI's validation list, for OpenEnv clients."),
+  })
+  .describe("Every error has this shape.")
+  .openapi("Error");
+
+// ---- Helpers --------------------------------------------------------------------------------
 
 /** Replaces lone UTF-16 surrogates (valid in JSON, not in UTF-8) with U+FFFD. */
 export function wellFormed(s: string): string {

@@ -11,6 +11,7 @@ import { parseArgs } from "node:util";
 // "false" to see it).
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
 
+import { checkPackageSet } from "../functions/src/local/package-check.js";
 import { startLocalStack } from "../functions/src/local/stack.js";
 
 let quiet = false;
@@ -40,6 +41,10 @@ const host = process.env.HOST || "127.0.0.1";
 // CODING_ENV_DATA_DIR=:memory: keeps everything in memory (benchmarks, throwaway stacks).
 const rawDataDir = process.env.CODING_ENV_DATA_DIR;
 const dataDir = rawDataDir === ":memory:" ? null : rawDataDir ? resolve(rawDataDir) : undefined;
+
+// The package set user code is offered (packages.json): say what is missing and how to install it.
+const packageProblem = await checkPackageSet(resolve(import.meta.dirname, ".."));
+if (packageProblem) console.warn(packageProblem);
 
 let stack: Awaited<ReturnType<typeof startLocalStack>>;
 try {

@@ -12,6 +12,7 @@ import { type ApiConfig, EXECUTOR_POOL_HEADROOM } from "./config.js";
 import { EpisodeService } from "./core/episodes.js";
 import { LambdaExecutor } from "./executor/executor.js";
 import { FairShareExecutor } from "./executor/fair-share.js";
+import { PackageSetReporter } from "./executor/package-set.js";
 import { DynamoDbEpisodeRepository } from "./store/dynamodb-episode-repository.js";
 import { HostedTenancy } from "./tenancy/hosted.js";
 
@@ -130,8 +131,10 @@ export function buildDeps(opts: BuildDepsOpts): BuiltDeps {
     env: opts.env ?? process.env,
   });
   const episodes = new EpisodeService({ repository: store, executor, config: opts.config, tenancy });
+  const packageSet = new PackageSetReporter(lambda, opts.config.executorFunction);
   return {
     episodes,
+    packages: () => packageSet.get(),
     config: opts.config,
     tenancy,
     store,

@@ -22,7 +22,9 @@ import os
 import threading
 from typing import Any
 
-from .contract import DiscardRequest, EventError, StepRequest, parse_event
+from . import files_op, packages
+from .files_op import FilesRequest
+from .contract import DiscardRequest, EventError, PackagesRequest, StepRequest, parse_event
 from .runtime import Runtime, RuntimeOpts
 
 #: The most the serialized reply may take (Lambda allows 6,291,556 bytes; the rest is margin).
@@ -77,6 +79,12 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     if isinstance(request, DiscardRequest):
         discarded = get_runtime().discard(request.tenant_id, request.episode_id, request.incarnation)
         return {"contract_version": 1, "discarded": discarded}
+    if isinstance(request, FilesRequest):
+        # The episode's files in its snapshot (plain data next to the pickle): no worker, no code.
+        return files_op.answer(request, get_runtime().empty_snapshot())
+    if isinstance(request, PackagesRequest):
+        # Read from distribution metadata (nothing imported into this parent), cached.
+        return {"contract_version": 1, "packages": packages.installed()}
     sizer = _SnapshotSizer(request.snapshot, ric_ensure_ascii())
     if request.snapshot is not None:
         returnable = REPLY_LIMIT_BYTES - _REPLY_FIELDS_RESERVE

@@ -1,7 +1,9 @@
 import { defineConfig } from "vitest/config";
 
-// The AWS SDK warns once per process that its 2027 releases need Node 22 (we pin today's).
+// The AWS SDK warns once per process that its 2027 releases need Node 22 (we pin today's): in the
+// test workers (`env`) and in this process, whose global setups start the shared stacks.
 const env = { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true" };
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
 
 // Suites that read the shared local stack (`inject("baseUrl")`): they run in the "stack" project,
 // whose global setup starts one real stack (in-memory DynamoDB, the Python executor, the API).
@@ -50,7 +52,7 @@ export default defineConfig({
             "test/api/stack.test.ts",
             "test/api/stack-parts.test.ts",
           ],
-          globalSetup: ["test/global-setup.ts"],
+          globalSetup: ["test/global-setup.ts", "sdk/test/build.setup.ts"],
           env,
         },
       },

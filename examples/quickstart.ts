@@ -1,7 +1,7 @@
 // The seed README's quick start, with the TypeScript SDK.
 // Run against a local stack (`npm start`) or a deployment:
 //   CODING_ENV_URL=http://localhost:8000 npx tsx examples/quickstart.ts
-// (build the SDK first: npm run build -w sdk)
+// (`npm install` builds the SDK; in a project of your own, install its tarball: sdk/README.md)
 import { type CodeAction, CodingEnv } from "@coding-env/sdk";
 
 // `await using` deletes the episode when the block ends (OpenEnv's `finally: coding_env.close()`).

@@ -15,10 +15,10 @@ const examplesDir = join(rootDir, "examples");
 const tsx = join(rootDir, "node_modules", ".bin", "tsx");
 let workDir: string;
 
-beforeAll(async () => {
+beforeAll(() => {
   workDir = mkdtempSync(join(tmpdir(), "coding-env-examples-"));
-  // The examples import "@coding-env/sdk" (the workspace link), whose exports point at dist/.
-  await run(process.execPath, [join(sdkDir, "scripts", "build.mjs")], { cwd: rootDir });
+  // The examples import "@coding-env/sdk" (the workspace link), whose exports point at dist/:
+  // built by `npm install` (root postinstall), and here once for the run (sdk/test/build.setup.ts).
 });
 afterAll(() => {
   if (workDir) rmSync(workDir, { recursive: true, force: true });

@@ -1,4 +1,4 @@
-import { execFileSync } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import {
   copyFileSync,
   mkdirSync,
@@ -13,28 +13,81 @@ import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { promisify } from "node:util";
 import { publint } from "publint";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { stackUrl } from "./helpers.js";
 
-// Builds the package exactly as `npm run build -w sdk` does, into a temporary copy, and checks
-// what a consumer gets: both module formats, declarations, a clean publint, zero dependencies.
+// What a user outside this repository gets: the tarball `npm pack -w sdk` makes (its `prepare`
+// builds dist/; here the run's one build, sdk/test/build.setup.ts), installed offline into a fresh
+// project of its own. Checks both module formats, declarations, a clean publint, zero
+// dependencies, and the quick start against the shared stack.
+const run = promisify(execFile);
 const sdkDir = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const rootDir = resolve(sdkDir, "..");
 let workDir: string;
+let projectDir: string;
 let pkgDir: string;
+let packedFiles: string[];
 
-beforeAll(() => {
+beforeAll(async () => {
   workDir = mkdtempSync(join(tmpdir(), "coding-env-sdk-"));
-  pkgDir = join(workDir, "node_modules", "@coding-env", "sdk");
-  mkdirSync(pkgDir, { recursive: true });
-  copyFileSync(join(sdkDir, "package.json"), join(pkgDir, "package.json"));
-  copyFileSync(join(sdkDir, "README.md"), join(pkgDir, "README.md"));
-  execFileSync(process.execPath, [join(sdkDir, "scripts", "build.mjs"), "--outdir", join(pkgDir, "dist")], {
-    stdio: "pipe",
-  });
+  const { stdout } = await run(
+    "npm",
+    ["pack", "-w", "sdk", "--ignore-scripts", "--json", "--pack-destination", workDir],
+    { cwd: rootDir },
+  );
+  const [packed] = JSON.parse(stdout) as Array<{ filename: string; files: Array<{ path: string }> }>;
+  packedFiles = (packed?.files ?? []).map((f) => f.path);
+  projectDir = join(workDir, "project");
+  mkdirSync(projectDir);
+  writeFileSync(
+    join(projectDir, "package.json"),
+    JSON.stringify({ name: "sdk-consumer", version: "1.0.0", private: true, type: "module" }),
+  );
+  // No registry needed: the SDK has no dependencies.
+  await run(
+    "npm",
+    ["install", "--offline", "--no-audit", "--no-fund", join(workDir, packed?.filename ?? "missing.tgz")],
+    { cwd: projectDir },
+  );
+  pkgDir = join(projectDir, "node_modules", "@coding-env", "sdk");
 });
 afterAll(() => {
   if (workDir) rmSync(workDir, { recursive: true, force: true });
+});
+
+describe("the packed package, installed into a fresh project", () => {
+  it("holds the build, the README and the manifest only; npm builds it on pack and on install", () => {
+    expect(packedFiles).toContain("dist/esm/index.js");
+    expect(packedFiles).toContain("dist/cjs/index.js");
+    expect(packedFiles).toContain("README.md");
+    expect(packedFiles.filter((f) => !/^(dist\/|README\.md$|package\.json$)/.test(f))).toEqual([]);
+    const manifest = JSON.parse(readFileSync(join(sdkDir, "package.json"), "utf8")) as {
+      scripts: Record<string, string>;
+    };
+    const root = JSON.parse(readFileSync(join(rootDir, "package.json"), "utf8")) as {
+      scripts: Record<string, string>;
+    };
+    expect(manifest.scripts.prepare).toContain("scripts/build.mjs");
+    // npm does not reliably run a workspace's `prepare` on `npm install`: the root's postinstall
+    // builds the SDK, so the examples run on a fresh clone with no manual step.
+    expect(root.scripts.postinstall).toContain("sdk/scripts/build.mjs");
+  });
+
+  it("runs the quick start (examples/quickstart.ts) against the stack", async () => {
+    copyFileSync(join(rootDir, "examples", "quickstart.ts"), join(projectDir, "quickstart.ts"));
+    const tsx = join(rootDir, "node_modules", ".bin", "tsx");
+
+    const { stdout } = await run(tsx, ["quickstart.ts"], {
+      cwd: projectDir,
+      env: { ...process.env, CODING_ENV_URL: stackUrl() },
+    });
+
+    expect(stdout).toContain("Reset complete: exit_code=0");
+    expect(stdout).toContain(" → stdout: Result: 8");
+    expect(stdout).toContain("ZeroDivisionError");
+  });
 });
 
 describe("the built package", () => {
@@ -52,7 +105,7 @@ describe("the built package", () => {
   });
 
   it("loads as CommonJS (require) and as ESM (import) with the same exports", async () => {
-    const require = createRequire(join(workDir, "index.cjs"));
+    const require = createRequire(join(projectDir, "index.cjs"));
     const cjs = require("@coding-env/sdk") as Record<string, unknown>;
     const esm = (await import(pathToFileURL(join(pkgDir, "dist", "esm", "index.js")).href)) as Record<
       string,
@@ -100,10 +153,10 @@ describe("the built package", () => {
       "}",
       "",
     ].join("\n");
-    writeFileSync(join(workDir, "consumer.mts"), consumer);
-    writeFileSync(join(workDir, "consumer.cts"), consumer);
+    writeFileSync(join(projectDir, "consumer.mts"), consumer);
+    writeFileSync(join(projectDir, "consumer.cts"), consumer);
     writeFileSync(
-      join(workDir, "tsconfig.json"),
+      join(projectDir, "tsconfig.json"),
       JSON.stringify({
         compilerOptions: {
           target: "ES2022",
@@ -117,11 +170,11 @@ describe("the built package", () => {
         files: ["consumer.mts", "consumer.cts"],
       }),
     );
-    symlinkSync(join(rootDir, "node_modules", "typescript"), join(workDir, "node_modules", "typescript"));
+    symlinkSync(join(rootDir, "node_modules", "typescript"), join(projectDir, "node_modules", "typescript"));
     const tsc = join(rootDir, "node_modules", "typescript", "bin", "tsc");
 
     const run = () =>
-      execFileSync(process.execPath, [tsc, "-p", workDir], { stdio: "pipe", encoding: "utf8" });
+      execFileSync(process.execPath, [tsc, "-p", projectDir], { stdio: "pipe", encoding: "utf8" });
 
     expect(run).not.toThrow();
   });

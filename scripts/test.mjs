@@ -1,0 +1,156 @@
+// `npm test`: every check and test of the repository, in as few minutes as two cores allow, ending
+// with one line of its own: `tests: N passed, N failed, N skipped (…)`.
+//
+// The page is built once, first (the type check, the API tests and the CDK synth all read it).
+// Then the three independent parts run side by side: vitest (the longest: it starts streaming at
+// once), the Python runtime's unittest suite, and the static checks (Biome, tsc for the repository
+// and the SDK, `cdk synth`) one after another. Output of the two shorter parts is held back and
+// printed whole when each ends, so no part's lines interleave with another's.
+//
+// Extra arguments go to vitest (e.g. `npm test -- test/api/episodes.test.ts`); with any, only
+// vitest runs.
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const bin = (name) => join(repoRoot, "node_modules", ".bin", name);
+// The AWS SDK's notice that its 2027 releases need Node 22: noise in every test's output.
+const env = { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true" };
+
+/** Runs one command; `live` streams its output, otherwise it is returned for printing later. */
+function run(label, cmd, args, { live = false } = {}) {
+  const started = performance.now();
+  return new Promise((done) => {
+    const child = spawn(cmd, args, { cwd: repoRoot, env, stdio: live ? "inherit" : "pipe" });
+    let output = "";
+    child.stdout?.on("data", (chunk) => {
+      output += chunk;
+    });
+    child.stderr?.on("data", (chunk) => {
+      output += chunk;
+    });
+    const finish = (code) =>
+      done({ label, code, output, seconds: Math.round((performance.now() - started) / 100) / 10 });
+    child.on("error", (err) => {
+      output += `${err.message}\n`;
+      finish(1);
+    });
+    child.on("close", (code, signal) => finish(code ?? (signal ? 1 : 0)));
+  });
+}
+
+/** Runs the steps in order, stopping at the first failure. */
+async function sequence(label, steps) {
+  const results = [];
+  for (const [name, cmd, args] of steps) {
+    const result = await run(name, cmd, args);
+    results.push(result);
+    if (result.code !== 0) break;
+  }
+  const failed = results.find((r) => r.code !== 0);
+  return {
+    label,
+    code: failed ? failed.code : 0,
+    failedStep: failed?.label,
+    output: results.map((r) => `> ${r.label} (${r.seconds} s)\n${r.output}`).join(""),
+    seconds: Math.round(results.reduce((sum, r) => sum + r.seconds, 0) * 10) / 10,
+    steps: results.map((r) => `${r.label} ${r.code === 0 ? "ok" : "FAILED"}`),
+  };
+}
+
+function printHeld(result) {
+  process.stdout.write(`\n──── ${result.label} (${result.seconds} s) ────\n${result.output}`);
+  if (!result.output.endsWith("\n")) process.stdout.write("\n");
+}
+
+/** unittest's closing lines: `Ran N tests in …` then `OK (skipped=s)` or `FAILED (failures=f, errors=e, skipped=s)`. */
+function unittestCounts(output) {
+  const ran = [...output.matchAll(/^Ran (\d+) tests? in /gm)].at(-1);
+  const total = ran ? Number(ran[1]) : 0;
+  const tail = ran ? output.slice(ran.index) : "";
+  const count = (name) => Number(new RegExp(`\\b${name}=(\\d+)`).exec(tail)?.[1] ?? 0);
+  const skipped = count("skipped");
+  const failed = count("failures") + count("errors") + count("unexpected successes");
+  // No `Ran` line at all (an import error before any test ran) counts as one failure.
+  return { passed: total - skipped - failed, failed: ran ? failed : 1, skipped };
+}
+
+/** vitest's JSON report (`--reporter=json`). */
+function vitestCounts(reportPath, code) {
+  try {
+    const report = JSON.parse(readFileSync(reportPath, "utf8"));
+    const failedFiles = report.testResults.filter(
+      (f) => f.status === "failed" && f.assertionResults.length === 0,
+    );
+    return {
+      passed: report.numPassedTests,
+      // A file that failed to load has no test results: count it as one failure.
+      failed: report.numFailedTests + failedFiles.length,
+      skipped: report.numPendingTests + report.numTodoTests,
+    };
+  } catch {
+    return { passed: 0, failed: code === 0 ? 0 : 1, skipped: 0 };
+  }
+}
+
+const vitestArgs = process.argv.slice(2);
+const reportDir = mkdtempSync(join(tmpdir(), "coding-env-test-"));
+const reportPath = join(reportDir, "vitest.json");
+const started = performance.now();
+
+const web = await run("build:web", process.execPath, ["web/build.mjs"]);
+if (web.code !== 0) {
+  printHeld(web);
+  process.stdout.write("tests: 0 passed, 1 failed, 0 skipped (build:web FAILED)\n");
+  process.exit(1);
+}
+
+const vitestRun = run(
+  "vitest",
+  bin("vitest"),
+  ["run", "--reporter=default", "--reporter=json", `--outputFile.json=${reportPath}`, ...vitestArgs],
+  { live: true },
+);
+const others =
+  vitestArgs.length > 0
+    ? []
+    : [
+        run("python unittest", process.execPath, ["scripts/run-python-tests.mjs"]).then((r) => {
+          printHeld(r);
+          return r;
+        }),
+        sequence("checks", [
+          ["lint", bin("biome"), ["check", "."]],
+          ["typecheck", bin("tsc"), ["-p", "tsconfig.json", "--noEmit"]],
+          ["typecheck sdk", bin("tsc"), ["-p", "sdk/tsconfig.json", "--noEmit"]],
+          ["synth", process.execPath, [bin("cdk"), "synth", "--quiet"]],
+        ]).then((r) => {
+          printHeld(r);
+          return r;
+        }),
+      ];
+const [vitest, ...rest] = await Promise.all([vitestRun, ...others]);
+const python = rest.find((r) => r.label === "python unittest");
+const checks = rest.find((r) => r.label === "checks");
+const ts = vitestCounts(reportPath, vitest.code);
+rmSync(reportDir, { recursive: true, force: true });
+const py = python ? unittestCounts(python.output) : { passed: 0, failed: 0, skipped: 0 };
+// A failing runner whose report shows no failed test (a crash, a timeout) still fails the run.
+if (vitest.code !== 0 && ts.failed === 0) ts.failed = 1;
+if (python && python.code !== 0 && py.failed === 0) py.failed = 1;
+const checkFailures = checks && checks.code !== 0 ? 1 : 0;
+const passed = ts.passed + py.passed;
+const failed = ts.failed + py.failed + checkFailures;
+const minutes = Math.round((performance.now() - started) / 6000) / 10;
+const parts = [
+  `vitest ${ts.passed}/${ts.passed + ts.failed} in ${vitest.seconds} s`,
+  ...(python ? [`unittest ${py.passed}/${py.passed + py.failed} in ${python.seconds} s`] : []),
+  ...(checks ? [`${checks.steps.join(", ")} in ${checks.seconds} s`] : []),
+];
+process.stdout.write(
+  `\ntests: ${passed} passed, ${failed} failed, ${ts.skipped + py.skipped} skipped (${parts.join("; ")}; ${minutes} min)\n`,
+);
+process.exit(failed === 0 ? 0 : 1);

@@ -444,12 +444,61 @@ export class EpisodeService {
     }
   }
 
+  /**
+   * One page of the tenant's live episodes, in id order: at most `limit` after `cursor` (the
+   * previous page's `next_cursor`, `null` at the end). Ids come from the tenancy's active set, which
+   * may still list expired or deleted episodes: those are read and skipped (a page can be short).
+   */
+  async list(tenantId: string, page: { limit: number; cursor?: string }): Promise<EpisodeList> {
+    const listed = (await this.tenancy.listEpisodeIds?.(tenantId)) ?? [];
+    const ids = [...new Set(listed)].sort().filter((id) => page.cursor === undefined || id > page.cursor);
+    const slice = ids.slice(0, page.limit);
+    const found = await Promise.all(
+      slice.map(async (id) => {
+        try {
+          return await this.load(tenantId, id);
+        } catch (err) {
+          if (err instanceof EpisodeNotFoundError) return undefined;
+          throw err;
+        }
+      }),
+    );
+    const episodes: EpisodeSummary[] = [];
+    for (const ep of found) {
+      if (!ep) continue;
+      const state = toState(ep);
+      episodes.push({
+        episode_id: state.episode_id,
+        step_count: state.step_count,
+        created_at: state.created_at,
+        updated_at: state.updated_at,
+        ...(state.forked_from !== undefined ? { forked_from: state.forked_from } : {}),
+      });
+    }
+    const more = ids.length > slice.length;
+    return { episodes, next_cursor: more ? (slice.at(-1) ?? null) : null };
+  }
+
   /** Drops the episode's warm workers in the executor (fire and forget). */
   private discard(tenantId: string, episodeId: string): void {
     const executor = this.deps.executor as DiscardingExecutor;
     if (typeof executor.discard !== "function") return;
     executor.discard({ tenantId, episodeId }).catch((err: unknown) => this.logError("discard failed", err));
   }
+}
+
+/** One row of `GET /episodes`. */
+export interface EpisodeSummary {
+  episode_id: string;
+  step_count: number;
+  created_at: string;
+  updated_at: string;
+  forked_from?: string;
+}
+/** Body of `GET /episodes`. */
+export interface EpisodeList {
+  episodes: EpisodeSummary[];
+  next_cursor: string | null;
 }
 
 export function newEpisodeId(): string {

@@ -38,6 +38,11 @@ export interface EpisodeTenancyHooks {
   checkState(ctx: StateCtx): void;
   /** The per-step limit a reset may use (may throw a quota error). @default the request's or the deployment default */
   stepTimeoutForReset?(tenantId: string, requestedS: number | undefined, deploymentDefaultS: number): number;
+  /**
+   * Ids of the tenant's episodes that may be alive (a superset: expired or deleted ones may linger),
+   * for `GET /episodes`. @default none: the server cannot list episodes (empty list)
+   */
+  listEpisodeIds?(tenantId: string): Promise<string[]>;
 }
 
 export const noTenancy: EpisodeTenancyHooks = {

@@ -160,6 +160,18 @@ export class ActiveEpisodes {
     }
   }
 
+  /**
+   * Lists `episodeId` for a tenant without a quota (so `GET /episodes` shows it) while the set holds
+   * fewer than `cap` live ids; past that the episode simply goes unlisted, never refused.
+   */
+  async track(tenantId: string, episodeId: string, cap: number, now: Date = new Date()): Promise<void> {
+    try {
+      await this.reserve(tenantId, episodeId, cap, now);
+    } catch (err) {
+      if (!(err instanceof QuotaExceededError)) throw err;
+    }
+  }
+
   /** Takes `episodeId` out of the tenant's set (after its episode is gone). */
   async release(tenantId: string, episodeId: string): Promise<void> {
     await this.client.send(

@@ -13,6 +13,7 @@ import {
   checkStateSize,
   checkStepTimeout,
   localQuotasFromEnv,
+  MAX_ACTIVE_EPISODES_QUOTA,
   type QuotaLimits,
   quotaDefaultsFromEnv,
 } from "./quotas.js";
@@ -160,14 +161,21 @@ export class HostedTenancy implements EpisodeTenancyHooks {
 
   async reserveEpisodeSlot(ctx: EpisodeSlotCtx): Promise<void> {
     const limit = this.quotasFor(ctx.tenantId).activeEpisodes;
-    // Unlimited tenants are not tracked: their set would only grow.
-    if (!Number.isFinite(limit)) return;
+    if (!Number.isFinite(limit)) {
+      // Unlimited tenants are listed too (GET /episodes), up to the set's size cap, never refused.
+      await this.active.track(ctx.tenantId, ctx.episodeId, MAX_ACTIVE_EPISODES_QUOTA, new Date(ctx.nowMs));
+      return;
+    }
     await this.active.reserve(ctx.tenantId, ctx.episodeId, limit, new Date(ctx.nowMs));
   }
 
   async releaseEpisodeSlot(ctx: EpisodeSlotCtx): Promise<void> {
-    if (!Number.isFinite(this.quotasFor(ctx.tenantId).activeEpisodes)) return;
     await this.active.release(ctx.tenantId, ctx.episodeId);
+  }
+
+  /** The ids in the tenant's active set (GET /episodes reads them and skips the dead ones). */
+  async listEpisodeIds(tenantId: string): Promise<string[]> {
+    return (await this.active.listed(tenantId)).ids;
   }
 
   async beginStep(ctx: BeforeStepCtx): Promise<() => void> {

@@ -1,7 +1,8 @@
 // `npm run bench`: every benchmark, one after another (they share two cores, so never in parallel).
 // Each prints its own table and writes JSON under bench/results/. Extra arguments go to each one,
 // e.g. `npm run bench -- --quick` is understood by the runtime benchmark only; pass a name to run one:
-// `npm run bench -- runtime`, `npm run bench -- api`, `npm run bench -- sdk`.
+// `npm run bench -- runtime`, `npm run bench -- api`, `npm run bench -- sdk`,
+// `OPENENV_SRC=<seed-era OpenEnv checkout> npm run bench -- reference`.
 import { spawnSync } from "node:child_process";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -11,6 +12,8 @@ const benches = {
   runtime: ["node", ["bench/runtime/run-bench.mjs"]],
   api: ["npx", ["tsx", "bench/api/run.ts"]],
   sdk: ["npm", ["run", "bench", "-w", "sdk"]],
+  // Needs OPENENV_SRC (a seed-era OpenEnv checkout); says so and skips without it.
+  reference: ["npx", ["tsx", "bench/api/reference.ts"]],
 };
 const wanted = process.argv.slice(2).filter((a) => a in benches);
 const names = wanted.length > 0 ? wanted : Object.keys(benches);

@@ -52,6 +52,43 @@ def sweep_strays(zygote_pid: int, is_worker: Callable[[int], bool]) -> bool:
     return found_any
 
 
+def _session_and_uid(pid: int) -> tuple[int, int] | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+        return int(fields[3]), os.stat(f"/proc/{pid}").st_uid
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def sweep_orphans(is_zygote: Callable[[int], bool]) -> bool:
+    """Lambda mode, in the runtime (a child subreaper there): kill and reap processes of our
+    uid reparented to us, which is what a worker's descendants become when user code kills its
+    zygote (same uid). They are told apart from the runtime's own children by their session:
+    a worker starts its own session before any user code runs, so nothing user code starts is
+    in the runtime's session. Returns True if there were any."""
+    own_pid, own_uid, own_session = os.getpid(), os.geteuid(), os.getsid(0)
+    found_any = False
+    for _ in range(50):  # again until none: the killed ones' children come to us in turn
+        orphans = []
+        for pid in sandbox.children_of(own_pid):
+            if is_zygote(pid):
+                continue
+            seen = _session_and_uid(pid)
+            if seen is not None and seen[1] == own_uid and seen[0] != own_session:
+                orphans.append(pid)
+        if not orphans:
+            break
+        found_any = True
+        sandbox.kill_tree(orphans)
+        for pid in orphans:
+            try:
+                os.waitpid(pid, 0)
+            except (ChildProcessError, InterruptedError):
+                pass
+    return found_any
+
+
 def is_other_runtime_root(path: str, own_pids: Iterable[int]) -> bool:
     """True for the work root of another live runtime (user code cannot fake one by naming our
     own processes: those are excluded)."""

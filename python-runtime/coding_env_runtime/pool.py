@@ -29,6 +29,16 @@ from .zygote_client import RuntimeFailure, ZygoteClient
 #: A worker's reply header is small (exit code, dropped names); anything bigger is hostile.
 MAX_REPLY_HEADER = 1024 * 1024
 
+#: Every zygote this process started (any pool): the only children of the runtime's process
+#: that the orphan sweep leaves alone.
+_ZYGOTE_PIDS: set[int] = set()
+
+
+def _stop_zygote(zygote: ZygoteClient) -> None:
+    zygote.stop()
+    _ZYGOTE_PIDS.discard(zygote.pid)  # reaped: its pid may be anyone's now
+
+
 class WorkerPool:
     """Owns the zygote and every worker; thread-safe."""
 
@@ -103,6 +113,10 @@ class WorkerPool:
         # Root mode: each zygote leaves the host's mount table behind once (its workers inherit
         # that), instead of every worker detaching the host's mounts itself (~10 ms each).
         self._zygote_private_mounts = self.privileged and opts.private_mounts
+        if not self.privileged:
+            # Lambda mode: user code can kill its zygote (same uid); what its workers started
+            # then comes to us instead of escaping to init, and is swept after the step.
+            sandbox.best_effort(sandbox.become_subreaper, "PR_SET_CHILD_SUBREAPER")
         self._unclaimed: ZygoteClient | None = self._new_zygote()
         self._refill = threading.Event()
         self._maintainer = threading.Thread(target=self._maintain, name="worker-pool", daemon=True)
@@ -173,7 +187,9 @@ class WorkerPool:
         return zygote
 
     def _new_zygote(self) -> ZygoteClient:
-        return ZygoteClient(self.opts.python, self.opts.preload, private_mounts=self._zygote_private_mounts)
+        zygote = ZygoteClient(self.opts.python, self.opts.preload, private_mounts=self._zygote_private_mounts)
+        _ZYGOTE_PIDS.add(zygote.pid)
+        return zygote
 
     def _retire_zygote(self, zygote: ZygoteClient) -> None:
         """Stop a zygote and every worker it forked (they die with it anyway)."""
@@ -190,7 +206,7 @@ class WorkerPool:
             for worker in stale:
                 self.live.pop(worker.pid, None)
                 worker.discarded = True
-        threading.Thread(target=zygote.stop, daemon=True).start()
+        threading.Thread(target=_stop_zygote, args=(zygote,), daemon=True).start()
         threading.Thread(target=self._forget, args=(stale,), daemon=True).start()
 
     def _forget(self, workers: list[Worker]) -> None:
@@ -486,7 +502,7 @@ class WorkerPool:
     # --- hygiene -----------------------------------------------------------------------------
 
     def sweep_strays(self) -> bool:
-        found = False
+        found = not self.privileged and hygiene.sweep_orphans(_ZYGOTE_PIDS.__contains__)
         for zygote in self.zygotes():
             with self._children_lock:
                 live = set(self.live)
@@ -547,7 +563,7 @@ class WorkerPool:
         for worker in workers:
             self.discard(worker, wait=True)
         for zygote in zygotes:
-            zygote.stop()
+            _stop_zygote(zygote)
         if self.cgroups is not None:
             self.cgroups.remove_bases()
         shutil.rmtree(self.work_root, ignore_errors=True)

@@ -70,3 +70,42 @@ class ResidueTest(LambdaModeTestCase):
         result = self.run_code(LOOK)
         self.assertEqual(result["exit_code"], 0, result["stderr"])
         self.assertEqual(result["stdout"].strip(), "[] False False")
+
+
+class KilledZygoteTest(LambdaModeTestCase):
+    max_environments = 1
+
+    def test_a_daemon_whose_zygote_user_code_killed_does_not_run_in_the_next_episode(self) -> None:
+        # The zygote runs as user code's uid: killing it sends a daemon (double fork, own
+        # session) to init instead of the zygote, out of the runtime's sweep of strays; it then
+        # runs while the next episode's step does (and reads its files).
+        attack = (
+            "import ctypes, os, signal, time\n"
+            "zygote = os.getppid()\n"
+            "if os.fork() == 0:\n"
+            "    os.setsid()\n"
+            "    if os.fork() == 0:\n"
+            "        os.closerange(3, 1024)\n"
+            "        ctypes.CDLL(None).prctl(15, b'lurker', 0, 0, 0)\n"
+            "        while True:\n"
+            "            time.sleep(0.01)\n"
+            "    os._exit(0)\n"
+            "time.sleep(0.2)\n"
+            "os.kill(zygote, signal.SIGKILL)\n"
+            "time.sleep(0.5)\n"
+        )
+        self.run_code(attack)  # its step ends as it may (its worker dies with the zygote)
+        look = (
+            "import os\n"
+            "names = []\n"
+            "for pid in filter(str.isdigit, os.listdir('/proc')):\n"
+            "    try:\n"
+            "        names.append(open(f'/proc/{pid}/comm').read().strip())\n"
+            "    except OSError:\n"
+            "        pass\n"
+            "print('lurker' in names)\n"
+        )
+        result = self.run_code(look)
+        self.assertEqual((result["exit_code"], result["stdout"].strip()), (0, "False"), result["stderr"])
+        again = self.run_code("print(1)")  # the environment still serves steps
+        self.assertEqual((again["exit_code"], again["stdout"].strip()), (0, "1"), again["stderr"])

@@ -80,7 +80,7 @@ def recv_frame(
         raise FrameTooLarge(header_len, payload_len)
     try:
         header = json.loads(bytes(_recv_exact(sock, header_len, deadline)))
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # nesting past the parser's limit: RecursionError
         raise WireError("malformed frame header") from exc
     if not isinstance(header, dict):
         raise WireError("malformed frame header")

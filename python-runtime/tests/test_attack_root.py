@@ -117,5 +117,25 @@ class UidReuseTest(unittest.TestCase):
         self.assertEqual(as_uid(uid, "print(find())"), "None")
 
 
+def forged_reply(header: bytes) -> str:
+    """A cell that writes a reply frame of its own on the worker's channel (fd 3)."""
+    return (
+        "import os, struct, time\n"
+        f"header = {header!r}\n"
+        "os.write(3, struct.pack('!II', len(header), 0) + header)\n"
+        "time.sleep(1)\n"
+    )
+
+
+class ReplyChannelTest(RuntimeTestCase):
+    def test_a_deeply_nested_reply_header_is_a_crashed_step_not_a_runtime_failure(self) -> None:
+        # Within the header size cap, JSON nested deeper than the parser's recursion limit
+        # raised RecursionError (not ValueError) in the runtime: the invocation failed as the
+        # runtime's own error instead of the cell's (a 5xx through the API).
+        for header in (b"[" * 300_000, b'{"a":' * 200_000):
+            result = self.episode({"mode": "full"}).step(forged_reply(header))
+            self.assertEqual((result["exit_code"], result["error_code"]), (1, "crashed"), result["stderr"])
+        self.assertEqual(self.episode().step("print(6 * 7)")["stdout"].strip(), "42")
+
 if __name__ == "__main__":
     unittest.main()

@@ -460,6 +460,13 @@ class WorkerPool:
             if idle is not None:
                 self.idle.remove(idle)
         self._refill.set()
+        if idle is not None and idle.group is None:
+            # Without a freezer group (Lambda mode) an earlier step of the same uid may have
+            # stopped the idle worker (SIGSTOP): the step it gets next would time out.
+            try:
+                os.kill(idle.pid, signal.SIGCONT)
+            except OSError:
+                pass  # gone: the step finds out and answers for it
         return idle if idle is not None else self._spawn_from(zygote)
 
 

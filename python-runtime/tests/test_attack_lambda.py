@@ -109,3 +109,24 @@ class KilledZygoteTest(LambdaModeTestCase):
         self.assertEqual((result["exit_code"], result["stdout"].strip()), (0, "False"), result["stderr"])
         again = self.run_code("print(1)")  # the environment still serves steps
         self.assertEqual((again["exit_code"], again["stdout"].strip()), (0, "1"), again["stderr"])
+
+
+class IdleWorkerTest(LambdaModeTestCase):
+    max_environments = 1
+
+    def test_a_stopped_idle_worker_does_not_time_out_the_next_episodes_step(self) -> None:
+        # The pre-forked idle workers run as user code's uid: a step can SIGSTOP them, and the
+        # next episode's step (on one of them) then waited for its deadline.
+        attack = (
+            "import os, signal\n"
+            "me, zygote = os.getpid(), os.getppid()\n"
+            "with open(f'/proc/{zygote}/task/{zygote}/children') as fh:\n"
+            "    others = [int(p) for p in fh.read().split() if int(p) != me]\n"
+            "for pid in others:\n"
+            "    os.kill(pid, signal.SIGSTOP)\n"
+            "print(len(others) > 0)\n"
+        )
+        stopped = self.run_code(attack)
+        self.assertEqual((stopped["exit_code"], stopped["stdout"].strip()), (0, "True"), stopped["stderr"])
+        result = self.run_code("print(6 * 7)", limits={"timeout_ms": 10000})
+        self.assertEqual((result["exit_code"], result["stdout"].strip()), (0, "42"), result["stderr"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
 import select
 import signal
 import socket
@@ -46,6 +47,9 @@ class Worker:
     discarded: bool = False
     #: The zygote that forked it: a worker whose zygote died is dying too (parent-death signal).
     zygote: Any = None
+    #: Without a group (Lambda mode): its limits, priority and CPUs once started, which another
+    #: process of the same uid can lower (``process_traits``); checked before it gets a step.
+    traits: tuple[Any, ...] = ()
 
 
 class Freezer:
@@ -136,6 +140,23 @@ def thread_count(worker: Worker) -> int:
         except (OSError, ValueError, IndexError):
             return 0
     return sandbox.thread_count(worker.pid)
+
+
+#: Every limit ``prlimit`` can lower from another process of the same uid.
+_LIMITS = tuple(getattr(resource, n) for n in dir(resource) if n.startswith("RLIMIT_"))
+
+
+def process_traits(pid: int) -> tuple[Any, ...]:
+    """What a process of the same uid may change in another one without ptrace: resource
+    limits (``prlimit`` needs only the same uid), scheduling priority and CPU affinity."""
+    try:
+        return (
+            tuple(resource.prlimit(pid, which) for which in _LIMITS),
+            os.getpriority(os.PRIO_PROCESS, pid),
+            tuple(sorted(os.sched_getaffinity(pid))),
+        )
+    except OSError:
+        return ("gone",)
 
 
 def rss_bytes(pid: int) -> int:

@@ -21,7 +21,7 @@ from collections import OrderedDict
 from typing import Any
 
 from . import cgroups, hygiene, sandbox
-from .handles import WarmKey, Worker, open_check_files, rss_bytes, thread_count
+from .handles import WarmKey, Worker, open_check_files, process_traits, rss_bytes, thread_count
 from .options import RuntimeOpts, check_interpreter_reachable, memory_total_bytes
 from .wire import WireError, recv_frame
 from .zygote_client import RuntimeFailure, ZygoteClient
@@ -324,6 +324,8 @@ class WorkerPool:
         else:
             worker.scratch_dirs = (workdir,)
         open_check_files(worker)
+        if group is None:
+            worker.traits = process_traits(worker.pid)
         return worker
 
     def kill_processes(self, worker: Worker) -> None:
@@ -462,11 +464,16 @@ class WorkerPool:
         self._refill.set()
         if idle is not None and idle.group is None:
             # Without a freezer group (Lambda mode) an earlier step of the same uid may have
-            # stopped the idle worker (SIGSTOP): the step it gets next would time out.
+            # stopped the idle worker (SIGSTOP: the step it gets next would time out), or
+            # lowered its limits or priority (prlimit, setpriority): continue it, and replace
+            # it if it was changed.
             try:
                 os.kill(idle.pid, signal.SIGCONT)
             except OSError:
                 pass  # gone: the step finds out and answers for it
+            if process_traits(idle.pid) != idle.traits:
+                self.discard(idle)
+                idle = None
         return idle if idle is not None else self._spawn_from(zygote)
 
 

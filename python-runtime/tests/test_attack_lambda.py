@@ -130,3 +130,20 @@ class IdleWorkerTest(LambdaModeTestCase):
         self.assertEqual((stopped["exit_code"], stopped["stdout"].strip()), (0, "True"), stopped["stderr"])
         result = self.run_code("print(6 * 7)", limits={"timeout_ms": 10000})
         self.assertEqual((result["exit_code"], result["stdout"].strip()), (0, "42"), result["stderr"])
+
+    def test_limits_an_earlier_step_lowered_in_an_idle_worker_do_not_reach_the_next_episode(self) -> None:
+        # prlimit on another process needs only the same uid (not ptrace): a step could give
+        # the next episode's worker a file size limit of 0 bytes, or one open file.
+        attack = (
+            "import os, resource\n"
+            "me, zygote = os.getpid(), os.getppid()\n"
+            "with open(f'/proc/{zygote}/task/{zygote}/children') as fh:\n"
+            "    others = [int(p) for p in fh.read().split() if int(p) != me]\n"
+            "for pid in others:\n"
+            "    resource.prlimit(pid, resource.RLIMIT_FSIZE, (0, 0))\n"
+            "print(len(others) > 0)\n"
+        )
+        lowered = self.run_code(attack)
+        self.assertEqual((lowered["exit_code"], lowered["stdout"].strip()), (0, "True"), lowered["stderr"])
+        result = self.run_code("open('f', 'w').write('x' * 10)\nprint(open('f').read())")
+        self.assertEqual((result["exit_code"], result["stdout"].strip()), (0, "x" * 10), result["stderr"])

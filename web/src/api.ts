@@ -17,6 +17,21 @@ export interface StepInfo {
   dropped_variables?: { name: string; type: string }[];
 }
 
+/** One Jupyter MIME bundle of a step's rich outputs (`display`). */
+export interface DisplayBundle {
+  data: Record<string, unknown>;
+  metadata?: Record<string, unknown>;
+}
+
+/** One row of `GET /episodes`. */
+export interface EpisodeSummary {
+  episode_id: string;
+  step_count: number;
+  created_at: string;
+  updated_at: string;
+  forked_from?: string;
+}
+
 /** Body of `POST /reset`, `POST /step` and `POST /episodes/{id}/fork`. */
 export interface StepResult {
   observation: CodeObservation;
@@ -27,6 +42,8 @@ export interface StepResult {
   step_count: number;
   info?: StepInfo;
   forked_from?: string;
+  /** Rich outputs (images, HTML, ...), absent when the step made none. */
+  display?: DisplayBundle[];
 }
 
 /** Body of `GET /state` and `GET /episodes/{id}`. */
@@ -56,6 +73,7 @@ export interface HistoryStep {
   request_id?: string;
   started_at?: string;
   duration_ms?: number;
+  display?: DisplayBundle[];
 }
 
 /** Episode options of `POST /reset` (every field optional; the server's defaults apply). */
@@ -101,7 +119,8 @@ export function plainError(err: unknown): string {
     case "network_error":
       return "Could not reach the server. Check your connection and that the server is running, then try again.";
     case "unauthorized":
-      return "The server did not accept the API key. Enter a valid key above and try again.";
+      // The server's own words say what is wrong (missing, unknown, revoked...).
+      return `The server did not accept the API key${server ? ` (“${server}”)` : ""}. Enter a valid key above and try again.`;
     case "episode_required":
       return "There is no episode yet. Press Reset to start one.";
     case "episode_not_found":
@@ -113,9 +132,16 @@ export function plainError(err: unknown): string {
     case "state_too_large":
       return "The episode's Python variables have grown too large to save. Delete big variables (del name) or press Reset.";
     case "quota_exceeded": {
+      // The server's message names the quota and its limit; the page adds what a person can do.
       const resets =
-        typeof err.details.resets_at === "string" ? ` It resets at ${err.details.resets_at}.` : "";
-      return `Your usage quota is used up.${resets}`;
+        typeof err.details.resets_at === "string" && !server.includes(err.details.resets_at)
+          ? ` It resets at ${err.details.resets_at}.`
+          : "";
+      const freeSlot =
+        err.details.quota === "active_episodes"
+          ? " Delete an episode in “Your episodes” to free a slot."
+          : "";
+      return `${server || "Your usage quota is used up."}${resets}${freeSlot}`;
     }
     case "rate_limited":
       return `Too many requests. Wait ${err.retryAfterS ?? 1} s and try again.`;
@@ -182,6 +208,22 @@ export class ApiClient {
 
   fork(episodeId: string): Promise<StepResult> {
     return this.json("POST", `/episodes/${encodeURIComponent(episodeId)}/fork`, {});
+  }
+
+  /** One page of the caller's live episodes; `cursor` is the previous page's `next_cursor`. */
+  listEpisodes(
+    cursor?: string,
+    limit?: number,
+  ): Promise<{ episodes: EpisodeSummary[]; next_cursor: string | null }> {
+    const query = new URLSearchParams();
+    if (cursor) query.set("cursor", cursor);
+    if (limit) query.set("limit", String(limit));
+    const qs = query.toString();
+    return this.json("GET", `/episodes${qs ? `?${qs}` : ""}`);
+  }
+
+  async deleteEpisode(episodeId: string): Promise<void> {
+    await this.send("DELETE", `/episodes/${encodeURIComponent(episodeId)}`);
   }
 
   /** The trajectory as JSON Lines (one step object per line, oldest first). */

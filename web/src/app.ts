@@ -1,9 +1,10 @@
 // The HumanAgent page: a person takes the agent's place, sends code actions to an episode and watches
 // the state and observations (OpenEnv's /web, plus fork, trajectory download, resume and API keys).
-import { indentWithTab } from "@codemirror/commands";
+import { acceptCompletion, closeCompletion } from "@codemirror/autocomplete";
+import { indentWithTab, insertNewlineAndIndent } from "@codemirror/commands";
 import { python } from "@codemirror/lang-python";
-import { HighlightStyle, syntaxHighlighting } from "@codemirror/language";
-import { Prec } from "@codemirror/state";
+import { HighlightStyle, indentUnit, syntaxHighlighting } from "@codemirror/language";
+import { EditorState, Prec } from "@codemirror/state";
 import { keymap } from "@codemirror/view";
 import { tags } from "@lezer/highlight";
 import { basicSetup, EditorView } from "codemirror";
@@ -18,11 +19,15 @@ import {
   type StepInfo,
   type StepResult,
 } from "./api.js";
+import { renderDisplay } from "./display.js";
+import { EpisodesPanel } from "./episodes-panel.js";
 
 /** localStorage key of the current episode id (the cookie also works, but forks do not set it). */
 const EPISODE_KEY = "coding-env:episode";
 /** Storage key of the API key: sessionStorage by default, localStorage when "Remember" is ticked. */
 const API_KEY_KEY = "coding-env:api-key";
+/** localStorage key of the editor's content, so a reload (or a crash of the tab) keeps the draft. */
+const DRAFT_KEY = "coding-env:draft";
 
 const SAMPLE_CODE = `# Write Python and press Step (Ctrl/⌘+Enter).
 x = 5 + 3
@@ -67,6 +72,8 @@ let forkedFrom: string | undefined;
 let steps: HistoryStep[] = [];
 let busy = false;
 let authRequired = false;
+/** The current episode's per-step time limit (shown while a step runs). */
+let stepTimeoutS: number | undefined;
 
 // ---- editor ----
 const runShortcut = Prec.highest(
@@ -78,6 +85,16 @@ const runShortcut = Prec.highest(
         return true;
       },
     },
+    // Python is written line by line: Enter always starts a new line (basicSetup's completion
+    // keymap would accept a suggestion instead); a suggestion is accepted with Tab.
+    {
+      key: "Enter",
+      run: (view) => {
+        closeCompletion(view);
+        return insertNewlineAndIndent(view);
+      },
+    },
+    { key: "Tab", run: acceptCompletion },
   ]),
 );
 /**
@@ -100,17 +117,48 @@ const readableHighlighting = HighlightStyle.define([
   { tag: tags.invalid, color: "#c00" },
 ]);
 
+function savedDraft(): string | undefined {
+  try {
+    return localStorage.getItem(DRAFT_KEY) ?? undefined;
+  } catch {
+    return undefined;
+  }
+}
+let draftTimer: ReturnType<typeof setTimeout> | undefined;
+/** Saves the draft shortly after typing stops (and at once when the page is hidden or closed). */
+function saveDraftSoon(): void {
+  if (draftTimer !== undefined) clearTimeout(draftTimer);
+  draftTimer = setTimeout(saveDraft, 300);
+}
+function saveDraft(): void {
+  if (draftTimer !== undefined) clearTimeout(draftTimer);
+  draftTimer = undefined;
+  try {
+    localStorage.setItem(DRAFT_KEY, editor.state.doc.toString());
+  } catch {
+    // Storage full or disabled: the draft is a convenience.
+  }
+}
+
 const editor = new EditorView({
-  doc: SAMPLE_CODE,
+  doc: savedDraft() ?? SAMPLE_CODE,
   parent: el("editor"),
   extensions: [
+    // First: at the same (highest) precedence as the completion keymap inside basicSetup, the
+    // earlier extension wins, and Enter must insert a newline even with a suggestion open.
+    runShortcut,
     basicSetup,
     python(),
     syntaxHighlighting(readableHighlighting),
     // Wrapped lines: no sideways scrolling on a phone, and nothing hides past the right edge.
     EditorView.lineWrapping,
-    runShortcut,
     keymap.of([indentWithTab]),
+    // PEP 8: four spaces per level (CodeMirror's default is two).
+    indentUnit.of("    "),
+    EditorState.tabSize.of(4),
+    EditorView.updateListener.of((update) => {
+      if (update.docChanged) saveDraftSoon();
+    }),
     EditorView.contentAttributes.of({
       "aria-labelledby": "editor-label",
       "aria-multiline": "true",
@@ -209,7 +257,13 @@ function notices(info: StepInfo | undefined, metadata: Record<string, unknown> |
 function renderObservation(
   observation: CodeObservation | undefined,
   extra:
-    | { reward: number | null; done: boolean; info?: StepInfo; metadata?: Record<string, unknown> }
+    | {
+        reward: number | null;
+        done: boolean;
+        info?: StepInfo;
+        metadata?: Record<string, unknown>;
+        display?: StepResult["display"];
+      }
     | undefined,
   note?: string,
 ): void {
@@ -225,6 +279,7 @@ function renderObservation(
   el("obs-duration").textContent = fmtDuration(extra.info?.duration_ms);
   fillOutput(el("obs-stdout"), observation.stdout);
   fillOutput(el("obs-stderr"), observation.stderr);
+  renderDisplay(el("obs-display"), extra.display, "Current");
   const list = el("obs-notices");
   list.replaceChildren();
   for (const text of [...(note ? [note] : []), ...notices(extra.info, extra.metadata)]) {
@@ -297,6 +352,12 @@ function historyItem(step: HistoryStep): HTMLLIElement {
     wrap.append(tag, pre);
     li.append(wrap);
   }
+  if (step.display?.length) {
+    const shown = document.createElement("div");
+    shown.className = "h-display display";
+    renderDisplay(shown, step.display, `Step ${step.step}`);
+    li.append(shown);
+  }
   return li;
 }
 
@@ -344,29 +405,45 @@ function clearError(): void {
 }
 
 let busyTimer: ReturnType<typeof setInterval> | undefined;
-function setBusy(on: boolean, label = "Working…"): void {
+/**
+ * Busy state. `limitS` (a step's time limit) is shown next to the elapsed time, and the output on
+ * screen is marked as the previous step's until the new one arrives.
+ */
+function setBusy(on: boolean, label = "Working…", step?: { limitS: number | undefined }): void {
   busy = on;
   document.body.setAttribute("aria-busy", String(on));
   el("observation").setAttribute("aria-busy", String(on));
   el("busy").hidden = !on;
+  const stale = on && step !== undefined && !el("obs-body").hidden;
+  const limitS = step?.limitS;
+  el("observation").classList.toggle("stale", stale);
+  el("obs-stale").hidden = !stale;
   if (busyTimer !== undefined) clearInterval(busyTimer);
   busyTimer = undefined;
   if (on) {
     const started = performance.now();
-    el("busy-text").textContent = label;
+    const limit = limitS === undefined ? "" : ` (limit ${fmtSeconds(limitS)})`;
+    el("busy-text").textContent = `${label}${limit}`;
     busyTimer = setInterval(() => {
-      el("busy-text").textContent = `${label} ${Math.floor((performance.now() - started) / 1000)} s`;
+      el("busy-text").textContent = `${label} ${Math.floor((performance.now() - started) / 1000)} s${limit}`;
     }, 1000);
     setStatus("running");
   }
   renderState();
 }
+function fmtSeconds(s: number): string {
+  return `${Number(s.toFixed(2))} s`;
+}
 
 /** Runs one API action with the busy state on and errors shown in plain words. */
-async function run(label: string, action: () => Promise<void>): Promise<void> {
+async function run(
+  label: string,
+  action: () => Promise<void>,
+  step?: { limitS: number | undefined },
+): Promise<void> {
   if (busy) return;
   clearError();
-  setBusy(true, label);
+  setBusy(true, label, step);
   try {
     await action();
     setBusy(false);
@@ -388,6 +465,7 @@ function adopt(result: StepResult): void {
 
 function forgetEpisode(): void {
   episodeId = undefined;
+  stepTimeoutS = undefined;
   stepCount = 0;
   lastExitCode = undefined;
   forkedFrom = undefined;
@@ -424,6 +502,7 @@ async function resetEpisode(): Promise<void> {
   renderObservation(result.observation, result, `New episode ${result.episode_id} started.`);
   renderHistory();
   await refreshState();
+  await episodesPanel.reloadQuietly();
 }
 
 async function refreshState(): Promise<void> {
@@ -431,6 +510,7 @@ async function refreshState(): Promise<void> {
   try {
     const state = await api.state(episodeId);
     renderPolicy(state);
+    stepTimeoutS = state.step_timeout_s;
   } catch {
     // The policy line is a nicety; the step itself already succeeded.
   }
@@ -442,39 +522,56 @@ function newRequestId(): string {
   return `web-${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
 }
 
+/** Brings the new observation into view when it is off screen (the stacked phone layout). */
+function revealObservation(): void {
+  const card = el("obs-card");
+  const box = card.getBoundingClientRect();
+  if (box.top < 0 || box.top > window.innerHeight - 80) card.scrollIntoView({ block: "start" });
+}
+
 async function doStep(): Promise<void> {
-  await run("Running…", async () => {
-    if (!episodeId) await resetEpisode();
-    const id = episodeId;
-    if (!id) return;
-    const code = editor.state.doc.toString();
-    const startedAt = new Date().toISOString();
-    const requestId = newRequestId();
-    let result: StepResult;
-    try {
-      result = await api.step(id, code, requestId);
-    } catch (err) {
-      if (!(err instanceof ApiError && err.code === "network_error")) throw err;
-      // The answer was lost, but the step may have run. One retry with the same request_id: the API
-      // answers it from its idempotency record instead of running the code a second time.
-      await new Promise((resolve) => setTimeout(resolve, 1000));
-      result = await api.step(id, code, requestId);
-    }
-    adopt(result);
-    steps.push({
-      step: result.step_count,
-      code,
-      observation: result.observation,
-      reward: result.reward,
-      done: result.done,
-      metadata: result.metadata,
-      info: result.info,
-      started_at: startedAt,
-      duration_ms: result.info?.duration_ms,
-    });
-    renderObservation(result.observation, result);
-    renderHistory();
-  });
+  // The suggestion popup would otherwise stay open over the output (and take the next Enter).
+  closeCompletion(editor);
+  saveDraft();
+  const limitS = episodeId ? stepTimeoutS : undefined;
+  await run(
+    "Running…",
+    async () => {
+      if (!episodeId) await resetEpisode();
+      const id = episodeId;
+      if (!id) return;
+      const code = editor.state.doc.toString();
+      const startedAt = new Date().toISOString();
+      const requestId = newRequestId();
+      let result: StepResult;
+      try {
+        result = await api.step(id, code, requestId);
+      } catch (err) {
+        if (!(err instanceof ApiError && err.code === "network_error")) throw err;
+        // The answer was lost, but the step may have run. One retry with the same request_id: the API
+        // answers it from its idempotency record instead of running the code a second time.
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+        result = await api.step(id, code, requestId);
+      }
+      adopt(result);
+      steps.push({
+        step: result.step_count,
+        code,
+        observation: result.observation,
+        reward: result.reward,
+        done: result.done,
+        metadata: result.metadata,
+        info: result.info,
+        started_at: startedAt,
+        duration_ms: result.info?.duration_ms,
+        ...(result.display ? { display: result.display } : {}),
+      });
+      renderObservation(result.observation, result);
+      renderHistory();
+      revealObservation();
+    },
+    { limitS },
+  );
 }
 
 async function doFork(): Promise<void> {
@@ -493,6 +590,7 @@ async function doFork(): Promise<void> {
     );
     renderHistory();
     await refreshState();
+    await episodesPanel.reloadQuietly();
   });
 }
 
@@ -531,6 +629,7 @@ async function loadEpisode(id: string | undefined): Promise<boolean> {
   steps = history.steps;
   localStorage.setItem(EPISODE_KEY, state.episode_id);
   renderPolicy(state);
+  stepTimeoutS = state.step_timeout_s;
   const last = steps.at(-1);
   if (last) {
     renderObservation(last.observation, last, `Resumed episode ${state.episode_id} (last step shown).`);
@@ -553,7 +652,29 @@ async function resume(): Promise<void> {
     if (remembered) localStorage.removeItem(EPISODE_KEY);
     await loadEpisode(undefined);
   });
+  await episodesPanel.reloadQuietly();
 }
+
+const episodesPanel = new EpisodesPanel({
+  api,
+  list: el("episodes"),
+  empty: el("episodes-empty"),
+  more: el<HTMLButtonElement>("episodes-more"),
+  refresh: el<HTMLButtonElement>("episodes-refresh"),
+  currentId: () => episodeId,
+  run,
+  onOpen: async (id) => {
+    await run("Loading episode…", async () => {
+      if (!(await loadEpisode(id))) throw new ApiError(404, "episode_not_found", "");
+    });
+    episodesPanel.render();
+  },
+  onDeleted: (id) => {
+    if (id !== episodeId) return;
+    forgetEpisode();
+    renderObservation(undefined, undefined);
+  },
+});
 
 // ---- wiring ----
 function wire(): void {
@@ -561,6 +682,9 @@ function wire(): void {
   el("reset").addEventListener("click", () => void run("Resetting…", resetEpisode));
   el("fork").addEventListener("click", () => void doFork());
   el("download").addEventListener("click", () => void doDownload());
+  // The draft is saved on a short timer; a reload or closed tab must not lose the last keystrokes.
+  window.addEventListener("pagehide", saveDraft);
+  document.addEventListener("visibilitychange", saveDraft);
   el("error-dismiss").addEventListener("click", () => {
     clearError();
     setStatus(episodeId ? "ready" : "idle");

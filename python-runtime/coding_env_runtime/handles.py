@@ -47,8 +47,8 @@ class Worker:
     discarded: bool = False
     #: The zygote that forked it: a worker whose zygote died is dying too (parent-death signal).
     zygote: Any = None
-    #: Without a group (Lambda mode): its limits, priority and CPUs once started, which another
-    #: process of the same uid can lower (``process_traits``); checked before it gets a step.
+    #: Without a group (Lambda mode): the limits, priority and CPUs it must have (``worker_traits``),
+    #: which another process of the same uid can lower; checked before it gets a step.
     traits: tuple[Any, ...] = ()
 
 
@@ -157,6 +157,28 @@ def process_traits(pid: int) -> tuple[Any, ...]:
         )
     except OSError:
         return ("gone",)
+
+
+def worker_traits(zygote_traits: tuple[Any, ...], spec: dict[str, Any]) -> tuple[Any, ...]:
+    """The traits a fresh worker of a zygote with ``zygote_traits`` has: the zygote's, with the
+    limits the worker sets itself at start (``worker.main_after_fork``: each only lowered, to
+    at most the hard limit). Derived, not read from the worker: a step running while it starts
+    could have changed it before any reading."""
+    if len(zygote_traits) != 3:
+        return ("unknown",)
+    limits = dict(zip(_LIMITS, zygote_traits[0], strict=True))
+    for which, value in (
+        (resource.RLIMIT_CORE, 0),
+        (resource.RLIMIT_FSIZE, int(spec["max_file_bytes"])),
+        (resource.RLIMIT_NOFILE, int(spec["max_open_files"])),
+        (resource.RLIMIT_CPU, int(spec["max_cpu_seconds"])),
+        (resource.RLIMIT_NPROC, int(spec["max_processes"])),
+    ):
+        hard = limits[which][1]
+        if hard != resource.RLIM_INFINITY and value > hard:
+            value = hard
+        limits[which] = (value, value)
+    return (tuple(limits[which] for which in _LIMITS), *zygote_traits[1:])
 
 
 def rss_bytes(pid: int) -> int:

@@ -21,7 +21,7 @@ from collections import OrderedDict
 from typing import Any
 
 from . import cgroups, hygiene, sandbox
-from .handles import WarmKey, Worker, open_check_files, process_traits, rss_bytes, thread_count
+from .handles import WarmKey, Worker, open_check_files, process_traits, rss_bytes, thread_count, worker_traits
 from .options import RuntimeOpts, check_interpreter_reachable, memory_total_bytes
 from .wire import WireError, recv_frame
 from .zygote_client import RuntimeFailure, ZygoteClient
@@ -189,6 +189,8 @@ class WorkerPool:
     def _new_zygote(self) -> ZygoteClient:
         zygote = ZygoteClient(self.opts.python, self.opts.preload, private_mounts=self._zygote_private_mounts)
         _ZYGOTE_PIDS.add(zygote.pid)
+        if not self.privileged:
+            zygote.traits = process_traits(zygote.pid)
         return zygote
 
     def _retire_zygote(self, zygote: ZygoteClient) -> None:
@@ -325,7 +327,7 @@ class WorkerPool:
             worker.scratch_dirs = (workdir,)
         open_check_files(worker)
         if group is None:
-            worker.traits = process_traits(worker.pid)
+            worker.traits = worker_traits(zygote.traits, spec) if zygote.traits else process_traits(worker.pid)
         return worker
 
     def kill_processes(self, worker: Worker) -> None:
@@ -457,6 +459,12 @@ class WorkerPool:
 
     def take_idle(self, tenant: str) -> Worker:
         zygote = self.zygote_ready(tenant)
+        if not self.privileged and process_traits(zygote.pid) != zygote.traits:
+            # Lambda mode: an earlier step (same uid) lowered the zygote's limits, which every
+            # worker it forks from now on would inherit: replace it (and its workers).
+            zygote.process.kill()
+            zygote.process.wait()
+            zygote = self.zygote_ready(tenant)
         with self.lock:
             idle = next((w for w in reversed(self.idle) if w.zygote is zygote), None)
             if idle is not None:

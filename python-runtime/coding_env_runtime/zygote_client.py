@@ -62,6 +62,8 @@ class ZygoteClient:
         except OSError:
             pass  # it died at once: the first request reports it
         self.pid = self.process.pid
+        #: Lambda mode: its limits, priority and CPUs at start (see ``WorkerPool.take_idle``).
+        self.traits: tuple[Any, ...] = ()
         self._ids = itertools.count(1)
         self._send_lock = threading.Lock()
         self._cond = threading.Condition()

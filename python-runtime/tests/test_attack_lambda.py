@@ -111,6 +111,20 @@ class KilledZygoteTest(LambdaModeTestCase):
         self.assertEqual((again["exit_code"], again["stdout"].strip()), (0, "1"), again["stderr"])
 
 
+#: Sets ``others``: the zygote's other children (the idle worker), waiting for the pool to
+#: start one if it has not yet.
+OTHER_WORKERS = (
+    "import time\n"
+    "me, zygote = os.getpid(), os.getppid()\n"
+    "for _ in range(500):\n"
+    "    with open(f'/proc/{zygote}/task/{zygote}/children') as fh:\n"
+    "        others = [int(p) for p in fh.read().split() if int(p) != me]\n"
+    "    if others:\n"
+    "        break\n"
+    "    time.sleep(0.01)\n"
+)
+
+
 class IdleWorkerTest(LambdaModeTestCase):
     max_environments = 1
 
@@ -119,9 +133,7 @@ class IdleWorkerTest(LambdaModeTestCase):
         # next episode's step (on one of them) then waited for its deadline.
         attack = (
             "import os, signal\n"
-            "me, zygote = os.getpid(), os.getppid()\n"
-            "with open(f'/proc/{zygote}/task/{zygote}/children') as fh:\n"
-            "    others = [int(p) for p in fh.read().split() if int(p) != me]\n"
+            + OTHER_WORKERS +
             "for pid in others:\n"
             "    os.kill(pid, signal.SIGSTOP)\n"
             "print(len(others) > 0)\n"
@@ -136,9 +148,7 @@ class IdleWorkerTest(LambdaModeTestCase):
         # the next episode's worker a file size limit of 0 bytes, or one open file.
         attack = (
             "import os, resource\n"
-            "me, zygote = os.getpid(), os.getppid()\n"
-            "with open(f'/proc/{zygote}/task/{zygote}/children') as fh:\n"
-            "    others = [int(p) for p in fh.read().split() if int(p) != me]\n"
+            + OTHER_WORKERS +
             "for pid in others:\n"
             "    resource.prlimit(pid, resource.RLIMIT_FSIZE, (0, 0))\n"
             "print(len(others) > 0)\n"
@@ -147,3 +157,16 @@ class IdleWorkerTest(LambdaModeTestCase):
         self.assertEqual((lowered["exit_code"], lowered["stdout"].strip()), (0, "True"), lowered["stderr"])
         result = self.run_code("open('f', 'w').write('x' * 10)\nprint(open('f').read())")
         self.assertEqual((result["exit_code"], result["stdout"].strip()), (0, "x" * 10), result["stderr"])
+
+    def test_limits_an_earlier_step_lowered_in_the_zygote_do_not_reach_the_next_episode(self) -> None:
+        # Every worker the zygote forks later inherits its limits.
+        attack = (
+            "import os, resource\n"
+            "resource.prlimit(os.getppid(), resource.RLIMIT_FSIZE, (0, 0))\n"
+            "print(resource.prlimit(os.getppid(), resource.RLIMIT_FSIZE))\n"
+        )
+        lowered = self.run_code(attack)
+        self.assertEqual((lowered["exit_code"], lowered["stdout"].strip()), (0, "(0, 0)"), lowered["stderr"])
+        for _ in range(3):  # the idle worker, then workers forked since
+            result = self.run_code("open('f', 'w').write('x' * 10)\nprint(open('f').read())")
+            self.assertEqual((result["exit_code"], result["stdout"].strip()), (0, "x" * 10), result["stderr"])

@@ -44,6 +44,11 @@ export interface StepRecord {
   readonly metadata: Record<string, unknown>;
   readonly info: Record<string, unknown>;
   readonly request_id?: string;
+  /** Rich outputs of the step (MIME bundles); the stored copy may keep fewer (`history_truncated`). */
+  readonly display?: ReadonlyArray<{
+    readonly data: Record<string, string>;
+    readonly metadata: Record<string, unknown>;
+  }>;
   readonly started_at: string;
   readonly duration_ms: number;
   /** Code or outputs were cut in this stored copy (the step's own response had them whole). */

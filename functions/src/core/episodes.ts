@@ -27,6 +27,7 @@ import {
   StepInProgressError,
   ValidationError,
 } from "./errors.js";
+import { EpisodeFiles } from "./files.js";
 import {
   allSteps,
   HISTORY_DEFAULT_LIMIT,
@@ -116,6 +117,14 @@ export class EpisodeService {
     this.logError = deps.logError ?? defaultLogError;
     this.sleep = deps.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
   }
+
+  /** The episode's files (list, read, upload): core/files.ts. */
+  files(): EpisodeFiles {
+    this.episodeFiles ??= new EpisodeFiles({ ...this.deps, tenancy: this.tenancy, now: this.now });
+    return this.episodeFiles;
+  }
+
+  private episodeFiles: EpisodeFiles | undefined;
 
   private async load(tenantId: string, id: string): Promise<Episode> {
     const got = await this.deps.repository.load(tenantId, id, { nowMs: this.now() });
@@ -245,6 +254,7 @@ export class EpisodeService {
       code: opts.code,
       policy: { mode: episode.policy, additionalImports: episode.additionalImports },
       timeoutMs: Math.max(1, Math.round(timeoutS * 1000)),
+      ...(episode.seed !== undefined ? { seed: episode.seed } : {}),
     };
     const invokeStart = performance.now();
     let result: StepResult;

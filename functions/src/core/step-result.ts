@@ -1,6 +1,6 @@
 // From the executor's answer to what a step returns and stores: the observation (exit code
 // clamped), our `info`, the reward, the step record, and a response rebuilt from a stored record.
-import type { ExecuteResult } from "../executor/executor.js";
+import type { DisplayBundle, ExecuteResult } from "../executor/executor.js";
 import type { StepRecord } from "./episode-repository.js";
 import { computeReward, type RewardRule } from "./rewards.js";
 
@@ -21,6 +21,8 @@ export interface StepResponse {
   step_count: number;
   info?: Record<string, unknown>;
   forked_from?: string;
+  /** Rich outputs (Jupyter MIME bundles), absent when none; never inside `observation`. */
+  display?: readonly DisplayBundle[];
 }
 
 /** What a step's outcome is built from: the executor's answer without its state. */
@@ -94,6 +96,7 @@ export function stepOutcome(opts: {
     metadata: { ...metadata, last_code: opts.code },
     info,
     ...(opts.requestId !== undefined ? { request_id: opts.requestId } : {}),
+    ...(Array.isArray(result.display) && result.display.length > 0 ? { display: result.display } : {}),
     started_at: new Date(opts.startMs).toISOString(),
     duration_ms: opts.nowMs - opts.startMs,
   };
@@ -111,5 +114,6 @@ export function responseOf(episodeId: string, rec: StepRecord): StepResponse {
     step_count: rec.step,
     // A replay of a step whose stored copy was cut says so (the first answer had it whole).
     info: rec.history_truncated ? { ...rec.info, history_truncated: true } : rec.info,
+    ...(rec.display !== undefined && rec.display.length > 0 ? { display: rec.display } : {}),
   };
 }

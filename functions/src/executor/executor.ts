@@ -33,6 +33,38 @@ export interface ExecuteRequest {
   readonly policy: { readonly mode: "openenv" | "full"; readonly additionalImports: readonly string[] };
   readonly timeoutMs: number;
   readonly memoryMb?: number;
+  /** The reset's seed: the runtime seeds `random` (and numpy) when the episode starts fresh. */
+  readonly seed?: number;
+}
+
+/** A Jupyter MIME bundle (`image/png` base64, `image/svg+xml`, `text/html`, `text/markdown`, `text/plain`). */
+export interface DisplayBundle {
+  readonly data: Record<string, string>;
+  readonly metadata: Record<string, unknown>;
+}
+
+/**
+ * `{"op": "files"}`: an episode's files in a snapshot, read or rewritten by the runtime without
+ * running code (python-runtime/coding_env_runtime/files_op.py).
+ */
+export type FilesRequest = {
+  readonly tenantId: string;
+  readonly episodeId: string;
+  readonly snapshot: string | null;
+} & (
+  | { readonly action: "list" }
+  | { readonly action: "read"; readonly path: string }
+  | { readonly action: "write"; readonly path: string; readonly content: Uint8Array }
+);
+
+/** The runtime's answer to a files operation: one of the fields, or an `error_code`. */
+export interface FilesResult {
+  readonly files?: Array<{ path: string; size: number }>;
+  readonly content_base64?: string;
+  readonly snapshot?: string;
+  /** `not_found`, `invalid_path`, `too_large`, `snapshot_incompatible`. */
+  readonly error_code?: string;
+  readonly message?: string;
 }
 
 /** The executor's answer, contract version 1. */
@@ -55,6 +87,8 @@ export interface ExecuteResult {
   readonly error_code?: string | null;
   readonly runtime_version?: string;
   readonly warm?: boolean;
+  /** Rich outputs of the step (display(), matplotlib figures), absent when none. */
+  readonly display?: DisplayBundle[];
 }
 
 /** Which warm workers {@link Executor.discard} drops: the episode's, of one incarnation or all. */
@@ -74,6 +108,8 @@ export interface Executor {
    * evicted in time.
    */
   discard(req: DiscardRequest): Promise<void>;
+  /** An episode's files in a snapshot (list, read, or write: a new snapshot to commit). */
+  files?(req: FilesRequest): Promise<FilesResult>;
 }
 
 /** Options of {@link LambdaExecutor}. */
@@ -156,6 +192,7 @@ export class LambdaExecutor implements Executor {
       code: req.code,
       policy: { mode: req.policy.mode, additional_imports: req.policy.additionalImports },
       limits: { timeout_ms: req.timeoutMs, ...(req.memoryMb ? { memory_mb: req.memoryMb } : {}) },
+      ...(req.seed !== undefined ? { seed: req.seed } : {}),
     };
     // Stop waiting at the step limit + grace, or at the request's deadline if that comes first,
     // so the API's own 504 goes out while its Lambda and API Gateway still wait.
@@ -210,6 +247,34 @@ export class LambdaExecutor implements Executor {
       logExecutorFailure("discard failed", err);
     } finally {
       this.discardsInFlight -= 1;
+    }
+  }
+
+  async files(req: FilesRequest): Promise<FilesResult> {
+    const event = {
+      contract_version: 1,
+      op: "files",
+      tenant_id: req.tenantId,
+      episode_id: req.episodeId,
+      snapshot: req.snapshot,
+      action: req.action,
+      ...(req.action !== "list" ? { path: req.path } : {}),
+      ...(req.action === "write" ? { content_base64: Buffer.from(req.content).toString("base64") } : {}),
+    };
+    let waitMs = 30_000;
+    const deadline = currentDeadline();
+    if (deadline !== undefined) waitMs = Math.min(waitMs, deadline - Date.now());
+    if (waitMs <= 0) throw new ExecutorTimeoutError();
+    const out = await this.invoke(req.tenantId, event, waitMs);
+    const text = out.Payload ? Buffer.from(out.Payload).toString("utf8") : "";
+    if (out.FunctionError) {
+      logExecutorFailure(`files function error ${out.FunctionError}`, text.slice(0, 2000));
+      throw new ExecutorError();
+    }
+    try {
+      return JSON.parse(text) as FilesResult;
+    } catch {
+      throw new ExecutorError("The code executor returned an unreadable answer.");
     }
   }
 

@@ -10,9 +10,16 @@
 // So another tenant's step starts at once (or after the next slot frees) however many steps the
 // flooding tenant sends. In AWS each API Lambda instance serves one request at a time, so these
 // caps do not bind there; Lambda's per-tenant environments and the tenancy quotas do that job.
-import { TooManyConcurrentStepsError } from "../core/errors.js";
+import { ExecutorError, TooManyConcurrentStepsError } from "../core/errors.js";
 import { currentDeadline } from "./deadline.js";
-import type { DiscardRequest, ExecuteRequest, ExecuteResult, Executor } from "./executor.js";
+import type {
+  DiscardRequest,
+  ExecuteRequest,
+  ExecuteResult,
+  Executor,
+  FilesRequest,
+  FilesResult,
+} from "./executor.js";
 
 /** Options of {@link FairShareExecutor}. */
 export interface FairShareOpts {
@@ -70,6 +77,17 @@ export class FairShareExecutor implements Executor {
   discard(req: DiscardRequest): Promise<void> {
     // Bounded by the inner executor (a few at once, in the pool's headroom); needs no slot.
     return this.inner.discard(req);
+  }
+
+  async files(req: FilesRequest): Promise<FilesResult> {
+    if (!this.inner.files) throw new ExecutorError("This executor cannot read episode files.");
+    // Runs no code, but takes a slot like a step: a flood of uploads shares the executor fairly too.
+    const lane = await this.acquire(req.tenantId);
+    try {
+      return await this.inner.files(req);
+    } finally {
+      this.release(req.tenantId, lane);
+    }
   }
 
   stats(): FairShareStats {

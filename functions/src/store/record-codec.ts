@@ -7,6 +7,8 @@ import type { StepRecord } from "../core/episode-repository.js";
 
 /** stdout and stderr kept in the history, each (characters); the step's own response is complete. */
 export const HISTORY_OUTPUT_CHARS = 64 * 1024;
+/** Characters of display data (PNG base64, HTML...) kept in the history per step: whole bundles, in order. */
+export const HISTORY_DISPLAY_CHARS = 160 * 1024;
 /** Largest stored (encoded) record: the rest of a version item (snapshot inline ≤ 32 KB) fits 400 KB. */
 export const MAX_RECORD_BYTES = 300 * 1024;
 /** Below this a record is kept as plain JSON (gzip's header costs more than it saves). */
@@ -15,14 +17,37 @@ const GZIP_FROM_BYTES = 160;
 /** Fields rebuilt on read instead of stored: the step number (the key) and metadata.last_code (= code). */
 type StoredRecord = Omit<StepRecord, "step">;
 
-function cut(rec: StepRecord, codeChars: number, outputChars: number, listItems: number): StepRecord {
+/** The display bundles that fit `budget` characters of data, in order (a bundle is kept whole or not at all). */
+function displayWithin(display: StepRecord["display"], budget: number): StepRecord["display"] {
+  if (display === undefined) return undefined;
+  const kept: NonNullable<StepRecord["display"]>[number][] = [];
+  let used = 0;
+  for (const bundle of display) {
+    const size = Object.values(bundle.data).reduce((n, v) => n + v.length, 0);
+    if (used + size > budget) break;
+    used += size;
+    kept.push(bundle);
+  }
+  return kept;
+}
+
+function cut(
+  rec: StepRecord,
+  codeChars: number,
+  outputChars: number,
+  listItems: number,
+  displayChars: number,
+): StepRecord {
   const dropped = rec.info.dropped_variables;
   const cutDropped = Array.isArray(dropped) && dropped.length > listItems;
+  const display = displayWithin(rec.display, displayChars);
+  const cutDisplay = display !== undefined && display.length !== rec.display?.length;
   const truncated =
     rec.code.length > codeChars ||
     rec.observation.stdout.length > outputChars ||
     rec.observation.stderr.length > outputChars ||
-    cutDropped;
+    cutDropped ||
+    cutDisplay;
   if (!truncated) return rec;
   const code = rec.code.slice(0, codeChars);
   return {
@@ -35,6 +60,7 @@ function cut(rec: StepRecord, codeChars: number, outputChars: number, listItems:
       stderr: rec.observation.stderr.slice(0, outputChars),
     },
     info: cutDropped ? { ...rec.info, dropped_variables: dropped.slice(0, listItems) } : rec.info,
+    ...(cutDisplay ? { display } : {}),
     history_truncated: true,
   };
 }
@@ -61,13 +87,15 @@ function encodedBytes(v: string | Uint8Array): number {
  * `history_truncated`.
  */
 export function encodeRecord(rec: StepRecord): string | Uint8Array {
-  let encoded = encodeOnce(cut(rec, Number.POSITIVE_INFINITY, HISTORY_OUTPUT_CHARS, 1000));
+  let encoded = encodeOnce(
+    cut(rec, Number.POSITIVE_INFINITY, HISTORY_OUTPUT_CHARS, 1000, HISTORY_DISPLAY_CHARS),
+  );
   if (encodedBytes(encoded) <= MAX_RECORD_BYTES) return encoded;
-  encoded = encodeOnce(cut(rec, 64 * 1024, HISTORY_OUTPUT_CHARS, 100));
+  encoded = encodeOnce(cut(rec, 64 * 1024, HISTORY_OUTPUT_CHARS, 100, 32 * 1024));
   if (encodedBytes(encoded) <= MAX_RECORD_BYTES) return encoded;
   // Only reachable with a metadata or info of pathological size: keep the essentials.
   return encodeOnce({
-    ...cut(rec, 16 * 1024, 16 * 1024, 0),
+    ...cut(rec, 16 * 1024, 16 * 1024, 0, 0),
     metadata: {},
     info: {},
     history_truncated: true,

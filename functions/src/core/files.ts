@@ -1,0 +1,187 @@
+// An episode's files: its working directory, kept in its Python state (the snapshot's files
+// archive, python-runtime/coding_env_runtime/workfiles.py). Listing and reading ask the executor's
+// `files` operation (no user code runs; the API never parses the snapshot). Writing is an upload
+// committed as the episode's next state version with the same conditional write as a step: one
+// strongly consistent read, one executor call, one write that fails if any step committed
+// meanwhile (409), so an upload is exactly as durable and as conditional as a step. It appears in
+// the history as a step whose `info.files_written` names the file (code empty, reward 0).
+
+import type { ApiConfig } from "../config.js";
+import type { Executor, FilesRequest, FilesResult } from "../executor/executor.js";
+import type { Episode, EpisodeRepository, StepRecord } from "./episode-repository.js";
+import {
+  ApiError,
+  ConflictError,
+  EpisodeNotFoundError,
+  ExecutorError,
+  PayloadTooLargeError,
+  StateTooLargeError,
+} from "./errors.js";
+import type { EpisodeTenancyHooks } from "./tenancy-hooks.js";
+
+/** Largest file uploaded or downloaded through the API (bytes; the runtime's own cap is 4 MiB). */
+export const MAX_FILE_TRANSFER_BYTES = 1024 * 1024;
+/** Longest file path (UTF-8 bytes), as the runtime's. */
+export const MAX_FILE_PATH_BYTES = 1024;
+
+/** Body of a successful `PUT /episodes/{id}/files/{path}`. */
+export interface FileWritten {
+  episode_id: string;
+  path: string;
+  size: number;
+  /** The episode's new version: the upload is committed like a step. */
+  step_count: number;
+}
+
+export class InvalidFilePathError extends ApiError {
+  constructor(message: string) {
+    super(400, "invalid_path", message);
+  }
+}
+
+export class FileNotFoundError extends ApiError {
+  constructor(path: string) {
+    super(404, "file_not_found", `The episode has no file '${path.slice(0, 200)}'.`, {
+      path: path.slice(0, 1024),
+    });
+  }
+}
+
+/** A relative path inside the episode's directory; anything else (traversal, absolute) is a 400. */
+export function checkFilePath(path: string): string {
+  const parts = path.split("/");
+  if (
+    path === "" ||
+    path.includes("\u0000") ||
+    path.includes("\\") ||
+    path.startsWith("/") ||
+    parts.some((p) => p === "" || p === "." || p === "..")
+  ) {
+    throw new InvalidFilePathError(
+      "A file path is relative to the episode's directory, '/'-separated, without '.', '..', empty parts or backslashes.",
+    );
+  }
+  if (Buffer.byteLength(path, "utf8") > MAX_FILE_PATH_BYTES) {
+    throw new InvalidFilePathError(`A file path is at most ${MAX_FILE_PATH_BYTES} bytes.`);
+  }
+  return path;
+}
+
+export interface EpisodeFilesDeps {
+  readonly repository: EpisodeRepository;
+  readonly executor: Executor;
+  readonly config: ApiConfig;
+  readonly tenancy: EpisodeTenancyHooks;
+  readonly now: () => number;
+}
+
+export class EpisodeFiles {
+  constructor(private readonly deps: EpisodeFilesDeps) {}
+
+  private async load(tenantId: string, id: string): Promise<Episode> {
+    const got = await this.deps.repository.load(tenantId, id, { nowMs: this.deps.now() });
+    if (!got || got.episode.tenantId !== tenantId) throw new EpisodeNotFoundError(id);
+    return got.episode;
+  }
+
+  private async call(req: FilesRequest): Promise<FilesResult> {
+    if (!this.deps.executor.files) throw new ExecutorError("This executor cannot read episode files.");
+    const result = await this.deps.executor.files(req);
+    const path = req.action === "list" ? "" : req.path;
+    switch (result.error_code) {
+      case undefined:
+      case null:
+        return result;
+      case "not_found":
+        throw new FileNotFoundError(path);
+      case "invalid_path":
+        throw new InvalidFilePathError(result.message ?? "Invalid file path.");
+      case "too_large":
+        throw new PayloadTooLargeError(result.message ?? "The file is too large.", {
+          limit_bytes: MAX_FILE_TRANSFER_BYTES,
+        });
+      default:
+        throw new ExecutorError(result.message ?? "The episode's files could not be read.");
+    }
+  }
+
+  async list(
+    tenantId: string,
+    id: string,
+  ): Promise<{ episode_id: string; files: Array<{ path: string; size: number }> }> {
+    const ep = await this.load(tenantId, id);
+    const result = await this.call({ action: "list", tenantId, episodeId: ep.id, snapshot: ep.snapshot });
+    return { episode_id: ep.id, files: Array.isArray(result.files) ? result.files : [] };
+  }
+
+  async read(tenantId: string, id: string, path: string): Promise<Uint8Array> {
+    checkFilePath(path);
+    const ep = await this.load(tenantId, id);
+    const result = await this.call({
+      action: "read",
+      tenantId,
+      episodeId: ep.id,
+      snapshot: ep.snapshot,
+      path,
+    });
+    const data = Buffer.from(result.content_base64 ?? "", "base64");
+    if (data.byteLength > MAX_FILE_TRANSFER_BYTES) {
+      throw new PayloadTooLargeError(
+        `The file is ${data.byteLength} bytes; at most ${MAX_FILE_TRANSFER_BYTES} can be downloaded through the API (read it in a step).`,
+        { limit_bytes: MAX_FILE_TRANSFER_BYTES },
+      );
+    }
+    return data;
+  }
+
+  /** Writes one file: a new state version, committed like a step (409 if a step committed meanwhile). */
+  async write(tenantId: string, id: string, path: string, content: Uint8Array): Promise<FileWritten> {
+    checkFilePath(path);
+    if (content.byteLength > MAX_FILE_TRANSFER_BYTES) {
+      throw new PayloadTooLargeError(
+        `The file is ${content.byteLength} bytes; at most ${MAX_FILE_TRANSFER_BYTES} can be uploaded through the API.`,
+        { limit_bytes: MAX_FILE_TRANSFER_BYTES },
+      );
+    }
+    const startMs = this.deps.now();
+    const ep = await this.load(tenantId, id);
+    const invokeStart = performance.now();
+    const result = await this.call({
+      action: "write",
+      tenantId,
+      episodeId: ep.id,
+      snapshot: ep.snapshot,
+      path,
+      content,
+    });
+    const executorMs = performance.now() - invokeStart;
+    if (typeof result.snapshot !== "string") throw new ExecutorError("The executor returned no state.");
+    const stateBytes = Buffer.byteLength(result.snapshot, "base64");
+    this.deps.tenancy.checkState({ tenantId, stateBytes });
+    if (stateBytes > this.deps.config.maxStateBytes) {
+      throw new StateTooLargeError(stateBytes, this.deps.config.maxStateBytes);
+    }
+    const nowMs = this.deps.now();
+    const record: StepRecord = {
+      step: ep.version + 1,
+      code: "",
+      observation: { stdout: "", stderr: "", exit_code: 0 },
+      reward: 0.0,
+      done: false,
+      metadata: { last_code: "" },
+      info: { files_written: [{ path, size: content.byteLength }], duration_ms: 0, dropped_variables: [] },
+      started_at: new Date(startMs).toISOString(),
+      duration_ms: nowMs - startMs,
+    };
+    const committed = await this.deps.repository.commitStep({
+      before: ep,
+      snapshot: result.snapshot,
+      lastExitCode: 0,
+      nowMs,
+      record,
+      usage: { executorMs, stateBytes },
+    });
+    if (committed.kind !== "committed") throw new ConflictError(ep.id);
+    return { episode_id: ep.id, path, size: content.byteLength, step_count: record.step };
+  }
+}

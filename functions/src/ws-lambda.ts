@@ -27,6 +27,7 @@ import { configFromEnv } from "./config.js";
 import { ApiError, UnauthorizedError } from "./core/errors.js";
 import { buildDeps } from "./deps.js";
 import { withDeadline } from "./executor/deadline.js";
+import { toWireJson } from "./http/wire-json.js";
 import { type ConnectionRecord, ConnectionStore } from "./store/connections.js";
 import { presentedApiKey, type TenantContext } from "./tenancy/auth.js";
 import { type ApiKeyRecord, hashApiKey } from "./tenancy/keys.js";
@@ -193,7 +194,7 @@ async function onConnect(event: WebSocketEvent): Promise<WebSocketResult> {
 
 /** The reply as text within API Gateway's message limit: outputs cut (and flagged), else an error. */
 export function fitReply(reply: Record<string, unknown>, limit = WS_MESSAGE_LIMIT_BYTES): string {
-  const text = JSON.stringify(reply);
+  const text = toWireJson(reply);
   if (Buffer.byteLength(text, "utf8") <= limit) return text;
   const data = reply.data as
     | { observation?: { stdout?: unknown; stderr?: unknown }; info?: Record<string, unknown> }
@@ -236,7 +237,7 @@ export function fitReply(reply: Record<string, unknown>, limit = WS_MESSAGE_LIMI
           observation: { ...observation, stdout: keptOut, stderr: keptErr },
         },
       };
-      const fittedText = JSON.stringify(fitted);
+      const fittedText = toWireJson(fitted);
       if (Buffer.byteLength(fittedText, "utf8") <= limit) return fittedText;
     }
   }

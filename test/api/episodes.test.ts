@@ -44,14 +44,14 @@ describe("choosing the episode", () => {
     expect(state.body.episode_id).toBe(b.id);
   });
 
-  it("answers 400 episode_required for /step and /state without any episode", async () => {
+  it("answers 400 episode_required for /step without any episode (/state answers the empty state, as OpenEnv)", async () => {
     const step = await call(baseUrl, "POST", "/step", { action: { code: "1" } });
     expect(step.status).toBe(400);
     expect(errorCode(step)).toBe("episode_required");
     expect((step.body as { error: { message: string } }).error.message).toContain("/reset");
     const state = await call(baseUrl, "GET", "/state");
-    expect(state.status).toBe(400);
-    expect(errorCode(state)).toBe("episode_required");
+    expect(state.status).toBe(200);
+    expect(state.body).toMatchObject({ episode_id: null, step_count: 0 });
   });
 
   it("answers 404 episode_not_found for unknown and malformed ids", async () => {

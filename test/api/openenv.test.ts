@@ -176,3 +176,56 @@ describe("OpenEnv coding_env behaviour", () => {
     }
   });
 });
+
+describe("OpenEnv fidelity (its current HTTP server and coding_env models)", () => {
+  it("rewards are JSON floats on the wire: 0.0 on reset, -1.0 for an unsafe long step, also in the history", async () => {
+    // Prepare
+    const reset = await call<StepBody>(baseUrl, "POST", "/reset", {});
+    const id = reset.body.episode_id;
+    // Act: `import os` (-1.0) in code over 100 characters (no +0.1) is exactly -1
+    const code = `import os\n# ${"x".repeat(100)}`;
+    const step = await call<StepBody>(baseUrl, "POST", "/step", { action: { code }, episode_id: id });
+    const history = await call(baseUrl, "GET", `/episodes/${id}/history`);
+    const jsonl = await fetch(`${baseUrl}/episodes/${id}/history?format=jsonl`);
+    // Assess: the raw text, since JSON.parse cannot tell -1 from -1.0
+    expect(reset.text).toContain('"reward":0.0');
+    expect(step.body.reward).toBe(-1);
+    expect(step.text).toContain('"reward":-1.0');
+    expect(history.text).toContain('"reward":-1.0');
+    expect(await jsonl.text()).toContain('"reward":-1.0');
+  });
+
+  it("an action with unknown fields is refused with 422, as the reference's CodeAction (extra=forbid)", async () => {
+    const ep = await Episode.reset(baseUrl);
+    const r = await call(baseUrl, "POST", "/step", { action: { code: "1", lint: true }, episode_id: ep.id });
+    expect(r.status).toBe(422);
+    expect(r.body).toMatchObject({
+      error: { code: "validation_error" },
+      detail: [{ loc: ["body", "action"], type: "unrecognized_keys" }],
+    });
+    // Unknown members of the step request itself are allowed (StepRequest extra=allow).
+    const ok = await call(baseUrl, "POST", "/step", {
+      action: { code: "1" },
+      render: true,
+      episode_id: ep.id,
+    });
+    expect(ok.status).toBe(200);
+  });
+
+  it("/schema says so: CodeAction allows no additional properties", async () => {
+    const r = await call<{ action: { additionalProperties?: unknown } }>(baseUrl, "GET", "/schema");
+    expect(r.body.action.additionalProperties).toBe(false);
+  });
+
+  it("GET /state with no episode answers the reference's empty state (200, episode_id null)", async () => {
+    const r = await call(baseUrl, "GET", "/state");
+    expect(r.status).toBe(200);
+    expect(r.body).toEqual({ episode_id: null, step_count: 0, last_exit_code: 0 });
+  });
+
+  it("GET / leads to the page", async () => {
+    const r = await fetch(`${baseUrl}/`, { redirect: "manual" });
+    expect(r.status).toBe(302);
+    expect(r.headers.get("location")).toBe("/web");
+  });
+});

@@ -59,7 +59,9 @@ const resetRoute = createRoute({
     "Starts an episode and sets the `coding_env_episode` cookie (so /step and /state find it). The body is optional: `{}` starts a default episode.",
   security: KEY_REQUIRED,
   middleware: [jsonBody(true)] as const,
-  request: { body: { content: { "application/json": { schema: ResetRequestSchema } }, required: false } },
+  request: {
+    body: { content: { "application/json": { schema: ResetRequestSchema, example: {} } }, required: false },
+  },
   responses: { 200: jsonContent(StepResponseSchema, "The new episode"), ...errorResponses({ body: true }) },
 });
 
@@ -71,7 +73,14 @@ const stepRoute = createRoute({
     "Runs `action.code` in the episode named by `episode_id` (body or query), the X-Episode-Id header or the cookie /reset sets. Errors of the code are data (`exit_code` 1, a traceback in `stderr`), never an HTTP error.",
   security: KEY_REQUIRED,
   middleware: [jsonBody(false)] as const,
-  request: { body: { content: { "application/json": { schema: StepRequestSchema } }, required: true } },
+  request: {
+    body: {
+      content: {
+        "application/json": { schema: StepRequestSchema, example: { action: { code: "print(1)" } } },
+      },
+      required: true,
+    },
+  },
   responses: {
     200: jsonContent(StepResponseSchema, "The step's observation and reward"),
     ...errorResponses({ body: true, extra: [404, 409, 502, 504] }),

@@ -5,6 +5,7 @@
 // being handled finishes; its reply goes nowhere).
 import type { WSContext, WSEvents } from "hono/ws";
 import type { EpisodeService } from "../core/episodes.js";
+import { toWireJson } from "../http/wire-json.js";
 import { handleWsMessage, WS_CLOSE_REPLY, type WsSessionState, wsError } from "./protocol.js";
 
 export interface NodeWsSessionOpts {
@@ -39,7 +40,7 @@ export function nodeWsSession(opts: NodeWsSessionOpts): WSEvents {
   let closed = false;
 
   const send = (ws: WSContext, reply: Record<string, unknown>) => {
-    if (!closed) ws.send(JSON.stringify(reply));
+    if (!closed) ws.send(toWireJson(reply));
   };
 
   const drain = async (ws: WSContext): Promise<void> => {

@@ -4,12 +4,12 @@
 //   server: {"type":"observation","data":{observation,reward,done,...}} {"type":"state","data":{...}}
 //           {"type":"error","data":{"message","code","error_code"?}}
 // The local `/ws` (ws/node.ts, session in memory) and the AWS WebSocket Lambda (session in a
-// DynamoDB connection item) both call `handleWsMessage`. Resets are validated with the HTTP
-// `/reset` schema; errors are OpenEnv's error codes, our API code in `error_code`.
-import { z } from "zod";
+// DynamoDB connection item) both call `handleWsMessage`. Messages are validated with the HTTP
+// schemas (`/reset`'s, and `/step`'s action, unknown members refused as OpenEnv does); errors are OpenEnv's error codes, our API code in `error_code`.
+import type { z } from "zod";
 import type { EpisodeService, ResetOpts } from "../core/episodes.js";
 import { ApiError } from "../core/errors.js";
-import { defined, ResetRequestSchema, wellFormed } from "../http/schemas.js";
+import { defined, ResetRequestSchema, WsStepDataSchema, wellFormed } from "../http/schemas.js";
 
 export interface WsSessionState {
   episodeId: string | null;
@@ -39,12 +39,6 @@ export type WsErrorCode =
 export const WS_CLOSE_REPLY: Readonly<Record<string, unknown>> = Object.freeze({ type: "close" });
 
 export const DEFAULT_WS_MAX_MESSAGE_BYTES = 2 * 1024 * 1024;
-
-const StepData = z.object({
-  code: z.string(),
-  timeout_s: z.number().positive().nullish(),
-  request_id: z.string().min(1).max(255).nullish(),
-});
 
 /** An error message in OpenEnv's WebSocket shape. */
 export function wsError(code: WsErrorCode, message: string, apiCode?: string): Record<string, unknown> {
@@ -111,7 +105,7 @@ export async function handleWsMessage(raw: string, ctx: WsContext): Promise<Reco
         return { type: "observation", data: res };
       }
       case "step": {
-        const parsed = StepData.safeParse(msg.data);
+        const parsed = WsStepDataSchema.safeParse(msg.data);
         if (!parsed.success) {
           return wsError("VALIDATION_ERROR", firstIssue(parsed.error, "Invalid action."), "validation_error");
         }

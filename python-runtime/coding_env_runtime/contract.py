@@ -8,6 +8,7 @@ from typing import Any
 
 from . import CONTRACT_VERSION
 from .policy import ImportPolicy
+from .state_transfer import StateLocation
 
 DEFAULT_TIMEOUT_MS = 30_000
 DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024
@@ -53,6 +54,8 @@ class StepRequest:
     incarnation: str = ""
     #: The reset's seed: seeds ``random`` (and numpy) when the episode starts fresh.
     seed: int | None = None
+    #: Large state in S3 (``event["state"]``): None when the snapshot travels inline.
+    state: StateLocation | None = None
 
 
 @dataclass(frozen=True)
@@ -163,6 +166,9 @@ def parse_event(
     limits = event.get("limits") or {}
     if not isinstance(limits, dict):
         raise EventError("limits must be an object")
+    state = _state_location(event.get("state"))
+    if state is not None and state.get_url is not None and snapshot is not None:
+        raise EventError("a step takes its input state inline (snapshot) or from state.get_url, not both")
     return StepRequest(
         episode_id=episode_id,
         state_version=state_version,
@@ -177,4 +183,37 @@ def parse_event(
         tenant_id=tenant_id,
         incarnation=_incarnation(event) or "",
         seed=seed,
+        state=state,
     )
+
+
+_MAX_URL_CHARS = 8192
+
+
+def _optional_text(data: dict[str, Any], name: str, limit: int) -> str | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise EventError(f"state.{name} must be a non-empty string (at most {limit} characters)")
+    return value
+
+
+def _state_location(raw: Any) -> StateLocation | None:
+    """``{"get_url", "get_ref", "put_url", "put_ref", "inline_max_bytes"}``: pre-signed S3 URLs
+    (http or https only) and the object keys they name."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise EventError("state must be an object")
+    urls = {name: _optional_text(raw, name, _MAX_URL_CHARS) for name in ("get_url", "put_url")}
+    for name, url in urls.items():
+        if url is not None and not url.startswith(("https://", "http://")):
+            raise EventError(f"state.{name} must be an http(s) URL")
+    refs = {name: _optional_text(raw, name, _MAX_ID_CHARS) for name in ("get_ref", "put_ref")}
+    if (urls["get_url"] is None) != (refs["get_ref"] is None) or (urls["put_url"] is None) != (
+        refs["put_ref"] is None
+    ):
+        raise EventError("state: each URL comes with the key of its object (get_ref, put_ref)")
+    inline_max = _int_field(raw, "inline_max_bytes", 32 * 1024, 0, 4 * 1024 * 1024)
+    return StateLocation(urls["get_url"], refs["get_ref"], urls["put_url"], refs["put_ref"], inline_max)

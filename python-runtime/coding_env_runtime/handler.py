@@ -22,7 +22,7 @@ import os
 import threading
 from typing import Any
 
-from . import files_op, packages
+from . import files_op, packages, state_transfer
 from .files_op import FilesRequest
 from .contract import DiscardRequest, EventError, PackagesRequest, StepRequest, parse_event
 from .runtime import Runtime, RuntimeOpts
@@ -36,6 +36,8 @@ _REPLY_FIELDS_RESERVE = 16 * 1024
 
 _runtime: Runtime | None = None
 _runtime_lock = threading.Lock()
+#: The parent's copy of warm episodes' states kept in S3, by object key (state_transfer.py).
+_state_cache = state_transfer.cache_from_environment()
 
 
 def get_runtime(opts: RuntimeOpts | None = None) -> Runtime:
@@ -78,6 +80,7 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     request = parse_event(event, getattr(context, "tenant_id", None))
     if isinstance(request, DiscardRequest):
         discarded = get_runtime().discard(request.tenant_id, request.episode_id, request.incarnation)
+        _state_cache.forget(request.tenant_id, request.episode_id)
         return {"contract_version": 1, "discarded": discarded}
     if isinstance(request, FilesRequest):
         # The episode's files in its snapshot (plain data next to the pickle): no worker, no code.
@@ -85,6 +88,10 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     if isinstance(request, PackagesRequest):
         # Read from distribution metadata (nothing imported into this parent), cached.
         return {"contract_version": 1, "packages": packages.installed()}
+    if isinstance(request, DiscardRequest) or not isinstance(request, StepRequest):
+        raise EventError("unsupported request")
+    if request.state is not None:
+        return _step_with_state_in_s3(request, context)
     sizer = _SnapshotSizer(request.snapshot, ric_ensure_ascii())
     if request.snapshot is not None:
         returnable = REPLY_LIMIT_BYTES - _REPLY_FIELDS_RESERVE
@@ -98,6 +105,62 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     if fit_reply(result, request.snapshot, runtime.empty_snapshot, sizer.ensure_ascii, sizer=sizer):
         # The worker holds a state nobody will ever send back: free it now.
         runtime.discard(request.tenant_id, request.episode_id, request.incarnation)
+    return result
+
+
+def _step_with_state_in_s3(request: StepRequest, context: Any) -> dict[str, Any]:
+    """A step whose input state may be an S3 object (``state.get_url``) and whose new state goes
+    to S3 (``state.put_url``) when it is larger than ``state.inline_max_bytes``. The reply says
+    where the new state is: ``state_location`` is ``"inline"`` (in ``snapshot``), ``"put"`` (the
+    object of ``put_ref`` was written; ``snapshot`` is empty) or ``"input"`` (unchanged: the
+    step's input state, wherever it was; ``snapshot`` is empty)."""
+    location = request.state
+    assert location is not None
+    input_from_s3 = location.get_url is not None and location.get_ref is not None
+    if input_from_s3:
+        cached = _state_cache.get(request.tenant_id, request.episode_id, location.get_ref)
+        if cached is None:
+            cached = state_transfer.snapshot_from_object(state_transfer.download(location.get_url))
+        request = dataclasses.replace(request, snapshot=cached)
+    request = _within_invocation_deadline(request, context)
+    runtime = get_runtime()
+    result = runtime.run_step(request)
+    new_snapshot = result.get("snapshot")
+    if new_snapshot is request.snapshot and request.snapshot is not None:
+        # Failed, timed out, busy...: the input state stands (the caller already has it).
+        result.update(snapshot="", state_location="input")
+        if input_from_s3:
+            _state_cache.put(request.tenant_id, request.episode_id, location.get_ref, request.snapshot)
+    elif (
+        location.put_url is not None
+        and location.put_ref is not None
+        and isinstance(new_snapshot, str)
+        and len(new_snapshot) * 3 // 4 > location.inline_max_bytes
+    ):
+        try:
+            state_transfer.upload(location.put_url, state_transfer.object_from_snapshot(new_snapshot))
+        except state_transfer.StateTransferError as exc:
+            # The new state is lost: the step counts as failed and the input state stands.
+            runtime.discard(request.tenant_id, request.episode_id, request.incarnation)
+            result.update(
+                snapshot="",
+                state_location="input",
+                exit_code=1,
+                error_code="state_save_failed",
+                stderr=f"RuntimeError: the episode's new state could not be saved ({exc}); the "
+                "episode's state is as it was before this step.\n" + str(result.get("stderr") or ""),
+            )
+        else:
+            result.update(snapshot="", state_location="put")
+            _state_cache.put(request.tenant_id, request.episode_id, location.put_ref, new_snapshot)
+    else:
+        result["state_location"] = "inline"
+    if result["snapshot"] == "" and fit_reply(result, "", runtime.empty_snapshot, ric_ensure_ascii()):
+        runtime.discard(request.tenant_id, request.episode_id, request.incarnation)
+    elif result["snapshot"] != "":
+        sizer = _SnapshotSizer(None, ric_ensure_ascii())
+        if fit_reply(result, None, runtime.empty_snapshot, sizer.ensure_ascii, sizer=sizer):
+            runtime.discard(request.tenant_id, request.episode_id, request.incarnation)
     return result
 
 

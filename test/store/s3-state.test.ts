@@ -1,0 +1,151 @@
+// Large state through the local S3 (a real S3-protocol server) and the real executor: a 100 MiB
+// numpy array is written by the executor to a pre-signed PUT URL, survives a restart of the
+// executor (read back from a pre-signed GET URL by a fresh one), a fork shares the object instead
+// of copying it, and deleting the episode deletes its objects. The local S3 refuses requests not
+// signed with the stack's start-up credentials.
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { InvokeCommand, LambdaClient } from "@aws-sdk/client-lambda";
+import { GetObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  type ExecutorProcess,
+  startExecutor,
+  stopExecutor,
+} from "../../functions/src/local/executor-process.js";
+import { type LocalS3, startLocalS3 } from "../../functions/src/local/s3-server.js";
+import { S3StateStore } from "../../functions/src/store/s3-state.js";
+
+const repoRoot = resolve(import.meta.dirname, "../..");
+const credentials = {
+  accessKeyId: randomBytes(16).toString("hex"),
+  secretAccessKey: randomBytes(30).toString("base64url"),
+};
+const BUCKET = "coding-env-state";
+const MiB = 1024 * 1024;
+
+let dir: string;
+let s3: LocalS3;
+let client: S3Client;
+let store: S3StateStore;
+let executor: ExecutorProcess;
+
+function lambdaFor(endpoint: string): LambdaClient {
+  return new LambdaClient({ region: "us-east-1", endpoint, credentials, maxAttempts: 1 });
+}
+
+async function invoke(event: Record<string, unknown>): Promise<Record<string, unknown>> {
+  const out = await lambdaFor(executor.endpoint).send(
+    new InvokeCommand({ FunctionName: "coding-env-executor", Payload: Buffer.from(JSON.stringify(event)) }),
+  );
+  const text = Buffer.from(out.Payload ?? new Uint8Array()).toString("utf8");
+  if (out.FunctionError) throw new Error(`executor error: ${text.slice(0, 500)}`);
+  return JSON.parse(text) as Record<string, unknown>;
+}
+
+async function step(episodeId: string, version: number, code: string, inputKey: string | null) {
+  const state = await store.stateUrls({
+    tenantId: "t1",
+    episodeId,
+    incarnation: "i1",
+    version: version + 1,
+    inputKey,
+    inlineMaxBytes: 32 * 1024,
+  });
+  const reply = await invoke({
+    contract_version: 1,
+    tenant_id: "t1",
+    episode_id: episodeId,
+    incarnation: "i1",
+    state_version: version,
+    code,
+    policy: { mode: "full" },
+    limits: { timeout_ms: 60_000, memory_mb: 1024 },
+    state,
+  });
+  return { reply, putKey: state.put_ref };
+}
+
+const start = () =>
+  startExecutor({
+    repoRoot,
+    mode: "local",
+    log: false,
+    maxWarmWorkers: 4,
+    accessKeyId: credentials.accessKeyId,
+  });
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), "coding-env-s3-"));
+  s3 = await startLocalS3({ directory: dir, bucket: BUCKET, credentials });
+  client = new S3Client({ region: "us-east-1", endpoint: s3.endpoint, forcePathStyle: true, credentials });
+  store = new S3StateStore({ client, bucket: BUCKET });
+  executor = await start();
+});
+
+afterAll(async () => {
+  if (executor) await stopExecutor(executor);
+  await s3?.close();
+  client?.destroy();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe("large state in the local S3", () => {
+  it("refuses requests not signed with the stack's credentials", async () => {
+    const other = new S3Client({
+      region: "us-east-1",
+      endpoint: s3.endpoint,
+      forcePathStyle: true,
+      credentials: { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" },
+    });
+    await expect(other.send(new GetObjectCommand({ Bucket: BUCKET, Key: "x" }))).rejects.toMatchObject({
+      $metadata: { httpStatusCode: 403 },
+    });
+    const anonymous = await fetch(`${s3.endpoint}/${BUCKET}/x`);
+    expect(anonymous.status).toBe(403);
+    other.destroy();
+  });
+
+  it("a 100 MiB numpy array survives an executor restart, a fork shares its object, delete removes it", async () => {
+    // Act: the executor writes the state to the PUT URL (the reply carries none of it).
+    const first = await step(
+      "ep_big",
+      0,
+      "import numpy as np\nbig = np.arange(100 * 1024 * 1024 // 8, dtype=np.int64)\nprint(big.nbytes)",
+      null,
+    );
+    expect(first.reply.stderr).toBe("");
+    expect(first.reply.state_location).toBe("put");
+    expect(first.reply.snapshot).toBe("");
+    expect((await store.read(first.putKey)).byteLength).toBeGreaterThan(0);
+    // Restart the executor: no warm worker, no cached copy; the state comes from S3.
+    await stopExecutor(executor);
+    executor = await start();
+    const second = await step(
+      "ep_big",
+      1,
+      "print(big.nbytes, int(big[-1]), int(big.sum() % 1000003))",
+      first.putKey,
+    );
+    const n = (100 * MiB) / 8;
+    expect(second.reply.stderr).toBe("");
+    expect(second.reply.stdout).toBe(`${100 * MiB} ${n - 1} ${((n * (n - 1)) / 2) % 1000003}\n`);
+    expect(second.reply.warm).toBe(false);
+    // A fork names its parent's object (shared: nothing is copied under the fork) and its first
+    // step reads it; the new state that step makes is the fork's own object.
+    expect(await store.listEpisode("t1", "ep_big_fork")).toEqual([]);
+    const forked = await step("ep_big_fork", 1, "big = big[:10]\nprint(big.nbytes)", first.putKey);
+    expect(forked.reply.stdout).toBe("80\n");
+    expect(forked.reply.state_location).toBe("inline");
+    expect(await store.listEpisode("t1", "ep_big_fork")).toEqual([]);
+    expect(store.owns("t1", "ep_big", first.putKey)).toBe(true);
+    // Delete: the episode's objects go.
+    const before = await store.listEpisode("t1", "ep_big");
+    expect(before).toContain(first.putKey);
+    expect(await store.deleteEpisode("t1", "ep_big")).toBe(before.length);
+    expect(await store.listEpisode("t1", "ep_big")).toEqual([]);
+    await expect(store.read(first.putKey)).rejects.toMatchObject({ $metadata: { httpStatusCode: 404 } });
+  });
+});

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from typing import Any
 from . import CONTRACT_VERSION, RUNTIME_VERSION, snapshot
 from .display import clean_bundles
 from .contract import DiscardRequest, StepRequest
-from .handles import Freezer, WarmKey, Worker, freeze_after_reply, unexpected_bytes
+from .handles import Freezer, WarmKey, Worker, freeze_after_reply, process_traits, unexpected_bytes
 from .options import RuntimeOpts
 from .options import check_interpreter_reachable as _check_interpreter_reachable
 from .pool import MAX_REPLY_HEADER, WorkerPool
@@ -97,6 +98,9 @@ class Runtime:
         self._step_lock = threading.Lock()
         self._running: dict[tuple[str, str], _Running] = {}
         self._empty_snapshot: str | None = None
+        #: Lambda mode: this process's limits, priority and CPUs, which user code (same uid) can
+        #: lower with prlimit/setpriority and which would then cripple every later step.
+        self._own_traits = process_traits(os.getpid()) if self.one_episode_at_a_time else None
 
     # Views of the pool kept for tests and benchmarks.
     @property
@@ -162,7 +166,9 @@ class Runtime:
         try:
             if self.one_episode_at_a_time:
                 with self._step_lock:
-                    return self._run_step(request, running)
+                    result = self._run_step(request, running)
+                    self._check_own_traits()
+                    return result
             return self._run_step(request, running)
         except RuntimeFailure:
             raise
@@ -171,6 +177,19 @@ class Runtime:
         finally:
             with self.pool.lock:
                 self._running.pop(episode, None)
+
+    def _check_own_traits(self) -> None:
+        """Lambda mode, after a step: if it changed this process's limits or priority (nothing
+        else of our uid runs user code), no later step could run as it should. In an execution
+        environment the process ends at once: this step ends as crashed (its own), and Lambda
+        starts a fresh environment for the next one. Elsewhere (a non-root local executor) it
+        is only reported."""
+        if self._own_traits is None or process_traits(os.getpid()) == self._own_traits:
+            return
+        message = "coding-env runtime: user code changed the runtime's limits or priority"
+        print(message, file=sys.stderr, flush=True)
+        if os.environ.get("AWS_LAMBDA_RUNTIME_API"):
+            os._exit(70)
 
     def _new_result(self, request: StepRequest) -> dict[str, Any]:
         return {

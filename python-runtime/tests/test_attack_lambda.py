@@ -170,3 +170,28 @@ class IdleWorkerTest(LambdaModeTestCase):
         for _ in range(3):  # the idle worker, then workers forked since
             result = self.run_code("open('f', 'w').write('x' * 10)\nprint(open('f').read())")
             self.assertEqual((result["exit_code"], result["stdout"].strip()), (0, "x" * 10), result["stderr"])
+
+
+class RuntimeLimitsTest(LambdaModeTestCase):
+    max_environments = 1
+
+    def test_renicing_the_runtime_does_not_slow_later_episodes(self) -> None:
+        # The runtime is user code's uid too: setpriority/prlimit on it need nothing more. A
+        # niced runtime starts niced zygotes (user code kills the current one to get a new
+        # one), so every later episode's code would run at the lowest priority; a lowered limit
+        # would break later steps the same way. Instead the environment ends after the
+        # attacker's own step and the next step gets a fresh one.
+        attack = (
+            "import os, signal\n"
+            "zygote = os.getppid()\n"
+            "runtime = int(open(f'/proc/{zygote}/stat').read().rsplit(')', 1)[1].split()[1])\n"
+            "os.setpriority(os.PRIO_PROCESS, runtime, 19)\n"
+            "os.kill(zygote, signal.SIGKILL)\n"
+        )
+        status, _headers, _body = self.harness.invoke(
+            {"episode_id": self.episode_id(), "code": attack, "policy": {"mode": "full"}}
+        )
+        self.assertEqual(status, 200)
+        for _ in range(2):
+            result = self.run_code("import os\nprint(os.getpriority(os.PRIO_PROCESS, 0))")
+            self.assertEqual((result["exit_code"], result["stdout"].strip()), (0, "0"), result["stderr"])

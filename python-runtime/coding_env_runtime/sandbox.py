@@ -155,6 +155,9 @@ def read_only_host_mounts() -> None:
             pass  # a mount that refuses (none known): its permissions still apply
 
 
+_MASKED_PROC_FILES = ("/proc/key-users", "/proc/keys")
+
+
 def private_mounts(tmp_bytes: int) -> None:
     """Root only, in the worker's own mount namespace (``private_namespaces``): fresh tmpfs on
     every world-writable directory and a /proc that shows only the caller's own uid (hidepid), so
@@ -165,6 +168,11 @@ def private_mounts(tmp_bytes: int) -> None:
         if os.path.isdir(path):
             mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, f"size={tmp_bytes},mode=1777")
     mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=2")
+    # Kernel-wide tables that name other workers' uids (every uid that ever had a keyring, with
+    # its key counts: who else runs here and how much): empty in the worker.
+    for table in _MASKED_PROC_FILES:
+        if os.path.exists(table):
+            mount("/dev/null", table, None, MS_BIND, None)
     if os.path.isdir("/dev/mqueue"):  # show this IPC namespace's queues, not the host's
         mount("mqueue", "/dev/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
 

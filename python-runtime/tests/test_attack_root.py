@@ -94,6 +94,17 @@ class KernelObjectsTest(RuntimeTestCase):
         self.assertEqual(result["exit_code"], 0, result["stderr"])
         self.assertEqual(result["stdout"].split(), ["-1"] * 4)
 
+    def test_the_kernels_table_of_uids_with_keys_names_no_other_worker(self) -> None:
+        # /proc/key-users lists every uid that ever had a keyring (each worker's private uid)
+        # with its key counts: which other workers exist, and how active they are.
+        for _ in range(2):
+            self.episode({"mode": "full"}).step("1")
+        result = self.episode({"mode": "full"}).step(
+            "import os\nlisted = [line.split(':')[0].strip() for line in open('/proc/key-users')]\n"
+            "print([u for u in listed if u != str(os.getuid())])"
+        )
+        self.assertEqual((result["exit_code"], result["stdout"].strip()), (0, "[]"), result["stderr"])
+
     def test_ordinary_programs_still_run_under_the_filter(self) -> None:
         result = self.episode({"mode": "full"}).step(
             "import subprocess, multiprocessing, threading\n"

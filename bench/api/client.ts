@@ -131,12 +131,22 @@ export async function startStackProcess(
   opts: { dataDir?: string | null; env?: Record<string, string>; nodeArgs?: string[] } = {},
 ): Promise<{ child: ChildProcess; baseUrl: string }> {
   const dataDir = opts.dataDir === undefined || opts.dataDir === null ? ":memory:" : opts.dataDir;
-  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), "--import", "tsx", join(repoRoot, "scripts/start-local.ts")], {
-    cwd: repoRoot,
-    // No per-request console line (as the reference runs without its access log).
-    env: { ...process.env, PORT: "0", CODING_ENV_DATA_DIR: dataDir, CODING_ENV_LOG_REQUESTS: "off", ...opts.env },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
+  const child = spawn(
+    process.execPath,
+    [...(opts.nodeArgs ?? []), "--import", "tsx", join(repoRoot, "scripts/start-local.ts")],
+    {
+      cwd: repoRoot,
+      // No per-request console line (as the reference runs without its access log).
+      env: {
+        ...process.env,
+        PORT: "0",
+        CODING_ENV_DATA_DIR: dataDir,
+        CODING_ENV_LOG_REQUESTS: "off",
+        ...opts.env,
+      },
+      stdio: ["ignore", "pipe", "inherit"],
+    },
+  );
   const baseUrl = await new Promise<string>((res, rej) => {
     const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
     lines.on("line", (line) => {

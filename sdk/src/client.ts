@@ -1,4 +1,11 @@
-import { CodingEnvError, errorFromResponse, NetworkError, ServerError, TimeoutError } from "./errors.js";
+import {
+  BadRequestError,
+  CodingEnvError,
+  errorFromResponse,
+  NetworkError,
+  ServerError,
+  TimeoutError,
+} from "./errors.js";
 import { StepResult } from "./result.js";
 import { type ResolvedRetry, type RetryOpts, resolveRetry, retryDelayMs, sleep } from "./retry.js";
 import type {
@@ -95,13 +102,49 @@ export interface CloseOpts {
 }
 
 interface RequestSpec {
-  readonly method: "GET" | "POST" | "DELETE";
+  readonly method: "GET" | "POST" | "DELETE" | "PUT";
+  /** Read a successful answer as bytes (a file download), not JSON. */
+  readonly binary?: boolean;
   readonly path: string;
   readonly body?: unknown;
   /** Safe to send again after a network error or a 5xx (GET, DELETE, steps with a request_id). */
   readonly idempotent: boolean;
   readonly timeoutMs?: number;
   readonly signal?: AbortSignal | undefined;
+}
+
+/** One file of an episode's directory (`files()`). */
+export interface EpisodeFile {
+  readonly path: string;
+  readonly size: number;
+}
+
+/** The answer of `writeFile()`. */
+export interface FileWritten {
+  readonly episode_id: string;
+  readonly path: string;
+  readonly size: number;
+  /** The episode's new version (an upload is committed like a step). */
+  readonly step_count: number;
+}
+
+/**
+ * A file path as one URL segment ("/" encoded too, so "a/../b" reaches the server, which refuses
+ * it, instead of being resolved by URL parsing); "." and ".." alone are refused here.
+ */
+function filePath(path: string): string {
+  if (path === "." || path === "..") {
+    throw new BadRequestError(`Invalid file path '${path}'.`, { status: 400, code: "invalid_path" });
+  }
+  return encodeURIComponent(path);
+}
+
+function bytesToBase64(bytes: Uint8Array): string {
+  let binary = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(binary);
 }
 
 interface ApiResponse {
@@ -399,6 +442,72 @@ export class CodingEnv implements AsyncDisposable {
   }
 
   /**
+   * The files of the episode's working directory (part of its state: they persist across steps,
+   * restarts and forks), sorted by path.
+   *
+   * @example
+   * ```ts
+   * await env.step("open('out.txt', 'w').write('hi')");
+   * (await env.files()).map((f) => f.path); // ["out.txt"]
+   * ```
+   */
+  async files(): Promise<EpisodeFile[]> {
+    const episodeId = this.#requireEpisode("files");
+    const response = await this.#request({
+      method: "GET",
+      path: `/episodes/${encodeURIComponent(episodeId)}/files`,
+      idempotent: true,
+    });
+    return (response.body as { files: EpisodeFile[] }).files;
+  }
+
+  /**
+   * One file of the episode's directory, as bytes (decode text with `new TextDecoder().decode()`).
+   *
+   * @example
+   * ```ts
+   * const bytes = await env.readFile("out/result.csv");
+   * ```
+   */
+  async readFile(path: string): Promise<Uint8Array> {
+    const episodeId = this.#requireEpisode("readFile");
+    const response = await this.#request({
+      method: "GET",
+      path: `/episodes/${encodeURIComponent(episodeId)}/files/${filePath(path)}`,
+      idempotent: true,
+      binary: true,
+    });
+    return response.body as Uint8Array;
+  }
+
+  /**
+   * Writes one file into the episode's directory (text as UTF-8, or bytes); the next step sees it.
+   * The upload is committed as the episode's next version, like a step (so `step_count` grows).
+   *
+   * @example
+   * ```ts
+   * await env.writeFile("data/input.txt", "1 2 3");
+   * await env.step("open('data/input.txt').read()");
+   * ```
+   */
+  async writeFile(path: string, content: string | Uint8Array): Promise<FileWritten> {
+    const episodeId = this.#requireEpisode("writeFile");
+    const body =
+      typeof content === "string"
+        ? { content }
+        : { content: bytesToBase64(content), encoding: "base64" as const };
+    // Retried only on 409/429 (nothing committed); a lost answer to a PUT of the same bytes is harmless
+    // to repeat, but it would add a version, so it is not retried after a network error.
+    const response = await this.#request({
+      method: "PUT",
+      path: `/episodes/${encodeURIComponent(episodeId)}/files/${filePath(path)}`,
+      body,
+      idempotent: false,
+    });
+    return response.body as FileWritten;
+  }
+
+  /**
    * The server's health (`{ status: "healthy", auth_required }`); needs no episode or key.
    *
    * @example
@@ -527,6 +636,13 @@ export class CodingEnv implements AsyncDisposable {
       };
       if (spec.body !== undefined) init.body = JSON.stringify(spec.body);
       const response = await this.#fetch(this.baseUrl + spec.path, init);
+      if (spec.binary && response.status < 400) {
+        return {
+          status: response.status,
+          headers: response.headers,
+          body: new Uint8Array(await response.arrayBuffer()),
+        };
+      }
       const text = await response.text();
       let body: unknown = text;
       if (text.length > 0) {

@@ -14,6 +14,7 @@
  * @packageDocumentation
  */
 export { type BatchOpts, createEpisodes, mapConcurrent, type Settled, stepBatch } from "./batch.js";
+export type { EpisodeFile, FileWritten } from "./client.js";
 export {
   type CloseOpts,
   CodingEnv,

@@ -50,6 +50,8 @@ export class StepResult implements StepResultData {
   declare step_count: number;
   declare info?: StepInfo;
   declare forked_from?: string;
+  /** Rich outputs of the step (display(), matplotlib figures): Jupyter MIME bundles, absent when none. */
+  declare display?: Array<{ data: MimeBundle; metadata: Record<string, unknown> }>;
 
   /**
    * Wraps a wire body. Unknown extra fields are kept as they are.

@@ -1,10 +1,13 @@
 /**
- * Wire types of coding-env (`docs/API.md`), named after OpenEnv's `coding_env` models. Field names
- * are the protocol's (snake_case) so that code moves between Python and TypeScript unchanged.
+ * Wire types of coding-env, named after OpenEnv's `coding_env` models. They are the types generated
+ * from the API's `/openapi.json` (`types.generated.ts`, by `scripts/generate-sdk-types.ts`), under
+ * the SDK's names. Field names are the protocol's (snake_case) so that code moves between Python and
+ * TypeScript unchanged.
  */
+import type * as wire from "./types.generated.js";
 
 /**
- * OpenEnv's `CodeAction`: the Python code of one step.
+ * OpenEnv's `CodeAction`: the Python code of one step. Unknown members are refused (422).
  *
  * @example
  * ```ts
@@ -12,12 +15,7 @@
  * await env.step(action);
  * ```
  */
-export interface CodeAction {
-  /** Python source run as one cell in the episode's persistent interpreter. */
-  code: string;
-  /** Free-form metadata recorded with the step (OpenEnv's base `Action.metadata`). */
-  metadata?: Record<string, unknown>;
-}
+export type CodeAction = wire.CodeAction;
 
 /**
  * OpenEnv's `CodeObservation`: what the cell printed and how it ended.
@@ -29,17 +27,10 @@ export interface CodeAction {
  * observation.stderr;    // "Traceback (most recent call last): ... ZeroDivisionError: division by zero"
  * ```
  */
-export interface CodeObservation {
-  /** Printed output, then the last expression's value (JSON, else `repr`). */
-  stdout: string;
-  /** A clean traceback of the user's cell when it failed, else "". */
-  stderr: string;
-  /** 0 on success, 1 on any error (exception, syntax error, forbidden import, timeout). */
-  exit_code: number;
-}
+export type CodeObservation = wire.CodeObservation;
 
 /**
- * OpenEnv's `CodeState` plus coding-env's episode fields (`GET /state`).
+ * OpenEnv's `CodeState` plus coding-env's episode fields, of a named episode (so `episode_id` is set).
  *
  * @example
  * ```ts
@@ -47,96 +38,37 @@ export interface CodeObservation {
  * console.log(state.episode_id, state.step_count, state.last_exit_code);
  * ```
  */
-export interface CodeState {
-  episode_id: string;
-  step_count: number;
-  last_exit_code: number;
-  /** `"openenv"` (the reference's import allow-list) or `"full"` (all of Python). */
-  policy?: ImportPolicy;
-  additional_imports?: string[];
-  /** The episode's per-step limit in seconds. */
-  step_timeout_s?: number;
-  /** Idle seconds before the episode expires. */
-  ttl_s?: number;
-  /** The `seed` given to `reset()`, when one was. */
-  seed?: number;
-  /** The source episode's id, when this episode is a fork. */
-  forked_from?: string;
-  /** ISO 8601 timestamps. */
-  created_at?: string;
-  updated_at?: string;
-  expires_at?: string;
-  /** State allows extra fields (OpenEnv). */
-  [extra: string]: unknown;
-}
+export type CodeState = wire.CodeState & { episode_id: string };
 
-/** The episode's import policy. */
-export type ImportPolicy = "openenv" | "full";
+/** The episode's import policy: `"openenv"` (the reference's allow-list) or `"full"` (all of Python). */
+export type ImportPolicy = NonNullable<wire.ResetRequest["policy"]>;
 
 /** A variable the executor could not keep between steps (open files, generators, sockets...). */
-export interface DroppedVariable {
-  name: string;
-  type: string;
-}
+export type DroppedVariable = wire.StepInfo["dropped_variables"][number];
 
 /** coding-env's extra facts about a step (`info` next to `observation`). */
-export interface StepInfo {
-  /** Time the cell ran, in milliseconds. */
-  duration_ms: number;
-  /** The cell hit the step timeout; the episode's Python state is as before the step. */
-  timed_out: boolean;
-  stdout_truncated: boolean;
-  stderr_truncated: boolean;
-  dropped_variables: DroppedVariable[];
-  [extra: string]: unknown;
-}
+export type StepInfo = wire.StepInfo;
+
+/** A rich output (Jupyter MIME bundle) a cell displayed. */
+export type DisplayOutput = wire.DisplayOutput;
 
 /**
  * The JSON body of `/reset`, `/step` and `/episodes/{id}/fork`: OpenEnv's
  * `{ observation, reward, done }` plus coding-env's extras at the top level.
  */
-export interface StepResultData {
-  observation: CodeObservation;
-  /** OpenEnv's reward: safety (-1.0) plus quality (+0.1 short code, -0.2 syntax error). */
-  reward: number | null;
-  /** Never set by this environment (OpenEnv's coding_env), kept for protocol compatibility. */
-  done: boolean;
-  /** OpenEnv's observation metadata (`last_code`, `safety_violation`). */
-  metadata?: Record<string, unknown>;
-  episode_id: string;
-  step_count: number;
-  /** Present on steps. */
-  info?: StepInfo;
-  /** Present on a fork's first result: the source episode's id. */
-  forked_from?: string;
-  [extra: string]: unknown;
-}
+export type StepResultData = wire.StepResponse;
 
 /** One step of an episode's trajectory (`GET /episodes/{id}/history`). */
-export interface HistoryStep {
-  /** 1-based step number. */
-  step: number;
-  code: string;
-  observation: CodeObservation;
-  reward: number | null;
-  done: boolean;
-  metadata?: Record<string, unknown>;
-  info?: StepInfo;
-  request_id?: string;
-  started_at: string;
-  duration_ms: number;
-  [extra: string]: unknown;
-}
+export type HistoryStep = wire.HistoryStep;
 
-/** An episode's trajectory, oldest step first. */
-export interface EpisodeHistory {
-  episode_id: string;
-  steps: HistoryStep[];
-}
+/** A page of an episode's trajectory, oldest step first (`next_cursor` is null at the end). */
+export type EpisodeHistory = wire.HistoryPage;
 
 /** `GET /health`. */
-export interface HealthStatus {
-  status: string;
-  auth_required?: boolean;
-  [extra: string]: unknown;
-}
+export type HealthStatus = wire.Health;
+
+/** The options of `POST /reset`. */
+export type ResetRequest = wire.ResetRequest;
+
+/** Every error's body: `{ error: { code, message, details? }, detail? }`. */
+export type ErrorResponse = wire.ErrorResponse;

@@ -81,7 +81,7 @@ describe("OpenAPI document", () => {
         for (const [status, res] of Object.entries(op.responses)) {
           if (Number(status) >= 400) {
             expect(res.content?.["application/json"]?.schema, `${path} ${status}`).toEqual({
-              $ref: "#/components/schemas/Error",
+              $ref: "#/components/schemas/ErrorResponse",
             });
           }
         }
@@ -109,7 +109,7 @@ describe("OpenAPI document", () => {
       "StepResponse",
       "StepInfo",
       "HistoryStep",
-      "Error",
+      "ErrorResponse",
     ]) {
       const schema = doc.components.schemas[name];
       expect(schema, name).toBeDefined();

@@ -207,7 +207,7 @@ export const StepResponseSchema = z
     ),
     episode_id: z.string().describe("The episode."),
     step_count: z.number().int().min(0).describe("Steps since the episode's reset."),
-    info: StepInfoSchema.optional().describe("Present on steps."),
+    info: StepInfoSchema.optional(),
     display: z
       .array(DisplayOutputSchema)
       .optional()
@@ -227,7 +227,7 @@ export const HistoryStepSchema = z
     reward: RewardSchema,
     done: z.boolean().describe("Never true in this environment."),
     metadata: MetadataSchema.optional().describe("OpenEnv's observation metadata of the step."),
-    info: StepInfoSchema.optional().describe("This API's facts about the step."),
+    info: StepInfoSchema.optional(),
     request_id: z.string().optional().describe("The step's request_id, when it had one."),
     started_at: z.string().describe("ISO 8601 time the step started."),
     duration_ms: z.number().min(0).describe("Time the cell ran, in milliseconds."),
@@ -262,7 +262,7 @@ export const MetadataResponseSchema = z
       .record(z.string(), z.string().nullable())
       .optional()
       .describe(
-        "The Python packages offered to user code (python-runtime/coding_env_runtime/packages.json) with the executor's installed versions (null: missing). Any of them may be named in `additional_imports`.",
+        "The Python packages offered to user code, with the executor's installed versions (null: missing). Any of them may be named in `additional_imports`.",
       ),
   })
   .openapi("EnvironmentMetadata");
@@ -327,7 +327,7 @@ export const ErrorResponseSchema = z
       .describe("422 only: FastAPI's validation list, for OpenEnv clients."),
   })
   .describe("Every error has this shape.")
-  .openapi("Error");
+  .openapi("ErrorResponse");
 
 // ---- Helpers --------------------------------------------------------------------------------
 

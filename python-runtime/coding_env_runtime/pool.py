@@ -179,7 +179,7 @@ class WorkerPool:
                 for name, candidate in list(self._zygotes.items()):
                     if len(self._zygotes) <= max(self.opts.max_zygotes, 1):
                         break
-                    if name != tenant and candidate not in stepping:
+                    if name != tenant and candidate not in stepping and not candidate.spawning:
                         evicted.append(self._zygotes.pop(name))
             self._zygotes.move_to_end(tenant)
         for old in evicted:
@@ -291,8 +291,16 @@ class WorkerPool:
                 procs_fds, state_fd = group.join_fds()
                 group_fds = [*procs_fds, state_fd]
                 spec.update(cgroup_join=len(procs_fds), freezer_v2=group.freezer_v2)
+            with self.lock:
+                # Not retired for the zygote cap while it forks (a zygote still starting up
+                # answers late; the worker is not live yet).
+                zygote.spawning += 1
             with self._children_lock:
-                pid = zygote.spawn(spec, [child_sock.fileno(), out_fd, err_fd, *group_fds])
+                try:
+                    pid = zygote.spawn(spec, [child_sock.fileno(), out_fd, err_fd, *group_fds])
+                finally:
+                    with self.lock:
+                        zygote.spawning -= 1
                 worker = Worker(pid, parent_sock, out_fd, err_fd, workdir, uid, group=group, zygote=zygote)
                 with self.lock:
                     self.live[pid] = worker

@@ -64,6 +64,8 @@ class ZygoteClient:
         self.pid = self.process.pid
         #: Lambda mode: its limits, priority and CPUs at start (see ``WorkerPool.take_idle``).
         self.traits: tuple[Any, ...] = ()
+        #: Workers being forked right now (the pool keeps such a zygote past its cap).
+        self.spawning = 0
         self._ids = itertools.count(1)
         self._send_lock = threading.Lock()
         self._cond = threading.Condition()

@@ -1,12 +1,10 @@
 // The page's client for the coding-env HTTP API (docs/API.md). Same origin, no dependencies, no DOM
 // beyond `fetch`, so the error wording can be tested on its own.
 
-/** OpenEnv's CodeObservation (exactly its fields). */
-export interface CodeObservation {
-  stdout: string;
-  stderr: string;
-  exit_code: number;
-}
+/** OpenEnv's CodeObservation (exactly its fields): the SDK's wire type (types only, nothing bundled). */
+import type { CodeObservation } from "../../sdk/src/types.js";
+
+export type { CodeObservation };
 
 /** Our additive per-step facts (top level of a step response). */
 export interface StepInfo {
@@ -46,9 +44,9 @@ export interface StepResult {
   display?: DisplayBundle[];
 }
 
-/** Body of `GET /state` and `GET /episodes/{id}`. */
+/** Body of `GET /state` and `GET /episodes/{id}` (`GET /state` with no episode: `episode_id` null). */
 export interface EpisodeState {
-  episode_id: string;
+  episode_id: string | null;
   step_count: number;
   last_exit_code: number;
   policy?: string;

@@ -621,6 +621,8 @@ async function loadEpisode(id: string | undefined): Promise<boolean> {
     }
     throw err;
   }
+  // `GET /state` without an episode answers OpenEnv's empty state (`episode_id: null`).
+  if (!state.episode_id) return false;
   const history = await api.history(state.episode_id);
   episodeId = state.episode_id;
   stepCount = state.step_count;

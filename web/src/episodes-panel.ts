@@ -57,6 +57,15 @@ export class EpisodesPanel {
     this.render();
   }
 
+  /** A step changed an episode: its row shows the new count without reloading the list. */
+  noteStep(episodeId: string, stepCount: number): void {
+    const row = this.rows.find((r) => r.episode_id === episodeId);
+    if (!row) return;
+    row.step_count = stepCount;
+    row.updated_at = new Date().toISOString();
+    this.render();
+  }
+
   render(): void {
     const current = this.opts.currentId();
     this.opts.list.replaceChildren(...this.rows.map((row) => this.item(row, row.episode_id === current)));

@@ -89,6 +89,17 @@ describe("WebSocket /ws", () => {
     expect((await c.next()).data.observation?.stdout).toBe("2");
   });
 
+  it("refuses an action with unknown members, as OpenEnv's CodeAction, and writes rewards as floats", async () => {
+    const c = await connect();
+    c.send({ type: "step", data: { code: "1", lint: true } });
+    expect(await c.next()).toMatchObject({ type: "error", data: { code: "VALIDATION_ERROR" } });
+    // The raw text: JSON.parse cannot tell -1 from -1.0
+    const raw = new Promise<string>((res) => c.ws.once("message", (data) => res(String(data))));
+    c.send({ type: "step", data: { code: `import os\n# ${"x".repeat(100)}`, request_id: "ws-float" } });
+    expect(await raw).toContain('"reward":-1.0');
+    expect((await c.next()).data.reward).toBe(-1);
+  });
+
   it("close ends the session", async () => {
     const c = await connect();
     const closed = new Promise<number>((res) => c.ws.once("close", (code) => res(code)));

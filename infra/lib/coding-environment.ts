@@ -6,11 +6,13 @@ import type * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
 import * as dynamodb from "aws-cdk-lib/aws-dynamodb";
 import type * as ec2 from "aws-cdk-lib/aws-ec2";
 import * as iam from "aws-cdk-lib/aws-iam";
+import type * as s3 from "aws-cdk-lib/aws-s3";
 import type * as lambda from "aws-cdk-lib/aws-lambda";
 import * as nodejs from "aws-cdk-lib/aws-lambda-nodejs";
 import * as logs from "aws-cdk-lib/aws-logs";
 import { Construct } from "constructs";
 import { createExecutor } from "./executor.js";
+import { createStateBucket } from "./state-bucket.js";
 import { FrontDoor } from "./front-door.js";
 import { loggingOptions, nodeFunctionDefaults, repoRoot } from "./function-defaults.js";
 import { createMonitoring } from "./monitoring.js";
@@ -62,6 +64,8 @@ export class CodingEnvironment extends Construct {
   readonly httpApi: apigwv2.HttpApi;
   /** The `$default` stage of the HTTP API. */
   readonly stage: apigwv2.HttpStage;
+  /** Large Python state: one object per episode version over the inline size (state-bucket.ts). */
+  readonly stateBucket: s3.Bucket;
   /** The isolated VPC of the executor; `undefined` when `executorInternetAccess` is on. */
   readonly vpc?: ec2.Vpc;
   /**
@@ -154,6 +158,16 @@ export class CodingEnvironment extends Construct {
       }),
     );
 
+    // ---- Large state: S3 objects the executor reads and writes with the API's pre-signed URLs ----
+    const state = createStateBucket(this, {
+      ...(executor.vpc ? { vpc: executor.vpc } : {}),
+      ...(executor.securityGroup ? { executorSecurityGroup: executor.securityGroup } : {}),
+      apiRole,
+      retentionDays: 35,
+      ...(props.tableRemovalPolicy ? { removalPolicy: props.tableRemovalPolicy } : {}),
+    });
+    this.stateBucket = state.bucket;
+
     // The API's settings, shared by the HTTP and the WebSocket functions (one core, one behaviour).
     const apiEnvironment: Record<string, string> = {
       NODE_OPTIONS: "--enable-source-maps",
@@ -162,6 +176,7 @@ export class CodingEnvironment extends Construct {
       CODING_ENV_TABLE: this.table.tableName,
       CODING_ENV_EXECUTOR_FUNCTION: this.executorFunction.functionArn,
       CODING_ENV_EXECUTOR_MEMORY_MB: String(executorMemoryMb),
+      CODING_ENV_STATE_BUCKET: this.stateBucket.bucketName,
       CODING_ENV_AUTH: (props.authRequired ?? true) ? "on" : "off",
       CODING_ENV_DEFAULT_STEP_TIMEOUT_S: String(defaultStep),
       CODING_ENV_MAX_STEP_TIMEOUT_S: String(maxStep),
@@ -292,7 +307,7 @@ export class CodingEnvironment extends Construct {
       Validations.of(this.vpc).acknowledge({
         id: "AwsSolutions-VPC7",
         reason:
-          "Isolated subnets with no route out and a security group with no rules: the executor's network interfaces can neither send nor receive, so flow logs would record nothing.",
+          "Isolated subnets whose only route is the S3 gateway endpoint's, and a security group with no inbound rule and HTTPS egress only: the executor's network interfaces reach only the state bucket through the endpoint (whose policy allows only its state objects), so flow logs would record nothing else.",
       });
     }
     Validations.of(this.httpApi).acknowledge({

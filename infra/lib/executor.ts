@@ -32,6 +32,8 @@ export interface Executor {
   readonly fn: lambda.DockerImageFunction;
   readonly role: iam.Role;
   readonly vpc?: ec2.Vpc;
+  /** The executor's security group in that VPC (HTTPS to S3 through the endpoint only). */
+  readonly securityGroup?: ec2.SecurityGroup;
 }
 
 /**
@@ -50,6 +52,7 @@ export function createExecutor(scope: Construct, opts: ExecutorOpts): Executor {
   logGroup.grantWrite(role);
 
   let vpc: ec2.Vpc | undefined;
+  let securityGroup: ec2.SecurityGroup | undefined;
   let network: Pick<lambda.FunctionProps, "vpc" | "vpcSubnets" | "securityGroups"> = {};
   if (!opts.internetAccess) {
     vpc = new ec2.Vpc(scope, "ExecutorVpc", {
@@ -60,9 +63,9 @@ export function createExecutor(scope: Construct, opts: ExecutorOpts): Executor {
       // The default security group is unused; restricting it would add a custom-resource Lambda.
       restrictDefaultSecurityGroup: false,
     });
-    const securityGroup = new ec2.SecurityGroup(scope, "ExecutorSecurityGroup", {
+    securityGroup = new ec2.SecurityGroup(scope, "ExecutorSecurityGroup", {
       vpc,
-      description: "coding-env executor: no inbound, no outbound",
+      description: "coding-env executor: no inbound; outbound only to S3 through the gateway endpoint",
       allowAllOutbound: false,
     });
     network = {
@@ -126,5 +129,5 @@ export function createExecutor(scope: Construct, opts: ExecutorOpts): Executor {
     },
     ...network,
   });
-  return { fn, role, vpc };
+  return { fn, role, vpc, ...(securityGroup ? { securityGroup } : {}) };
 }

@@ -91,6 +91,7 @@ describe("default deployment", () => {
         CODING_ENV_EXECUTOR_GRACE_S: "6",
         CODING_ENV_REQUEST_DEADLINE_S: "27",
         CODING_ENV_QUOTA_MAX_STEP_TIMEOUT_S: "20",
+        CODING_ENV_STATE_BUCKET: { Ref: onlyResource(s.json, "AWS::S3::Bucket")[0] },
       },
     });
   });
@@ -122,7 +123,7 @@ describe("default deployment", () => {
     expect(Number(base?.[1])).toBeGreaterThanOrEqual(12);
   });
 
-  it("places the executor in isolated subnets only: no route out, no NAT or internet gateway, no egress rule", () => {
+  it("places the executor in isolated subnets only: no route out but the S3 gateway endpoint's, no NAT or internet gateway, HTTPS egress only", () => {
     const [, executor] = onlyResource(s.json, "AWS::Lambda::Function", isExecutor);
     const vpcConfig = executor.Properties?.VpcConfig as { SubnetIds: unknown[]; SecurityGroupIds: unknown[] };
     expect(vpcConfig.SubnetIds.length).toBeGreaterThanOrEqual(2);
@@ -138,18 +139,16 @@ describe("default deployment", () => {
     expect(resourcesOfType(s.json, "AWS::EC2::Route")).toEqual([]);
     expect(resourcesOfType(s.json, "AWS::EC2::NatGateway")).toEqual([]);
     expect(resourcesOfType(s.json, "AWS::EC2::InternetGateway")).toEqual([]);
-    expect(resourcesOfType(s.json, "AWS::EC2::VPCEndpoint")).toEqual([]);
+    // The only endpoint: S3's gateway (state objects; infra/test/state-bucket.test.ts).
+    expect(resourcesOfType(s.json, "AWS::EC2::VPCEndpoint").map(([, e]) => e.Properties?.VpcEndpointType)).toEqual([
+      "Gateway",
+    ]);
 
     const [sgId] = vpcConfig.SecurityGroupIds.map(referencedId);
     const sg = s.json.Resources[sgId as string];
-    // CDK's marker for "no egress": one rule to 255.255.255.255/32 on an ICMP type that does not exist.
+    // HTTPS only, which the isolated subnets route only to the S3 gateway endpoint.
     expect(sg?.Properties?.SecurityGroupEgress).toEqual([
-      expect.objectContaining({
-        CidrIp: "255.255.255.255/32",
-        IpProtocol: "icmp",
-        FromPort: 252,
-        ToPort: 86,
-      }),
+      expect.objectContaining({ CidrIp: "0.0.0.0/0", IpProtocol: "tcp", FromPort: 443, ToPort: 443 }),
     ]);
     expect(sg?.Properties?.SecurityGroupIngress).toBeUndefined();
     expect(resourcesOfType(s.json, "AWS::EC2::SecurityGroupIngress")).toEqual([]);
@@ -198,7 +197,7 @@ describe("default deployment", () => {
     ]);
   });
 
-  it("lets the API role read/write its table and invoke the executor (a TenantId needs no other action), and nothing else", () => {
+  it("lets the API role read/write its table, invoke the executor (a TenantId needs no other action) and sign/list/delete state objects, and nothing else", () => {
     const [, api] = onlyResource(s.json, "AWS::Lambda::Function", isApi);
     const [executorId] = onlyResource(s.json, "AWS::Lambda::Function", isExecutor);
     const [tableId] = onlyResource(s.json, "AWS::DynamoDB::Table");
@@ -234,7 +233,8 @@ describe("default deployment", () => {
       expect(granted).not.toContain(admin);
     }
 
-    const others = statements.filter((st) => !dynamo.includes(st));
+    // State objects: infra/test/state-bucket.test.ts checks them.
+    const others = statements.filter((st) => !dynamo.includes(st) && !st.Action.some((a) => a.startsWith("s3:")));
     expect(others).toEqual(
       expect.arrayContaining([
         {

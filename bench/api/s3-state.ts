@@ -1,0 +1,122 @@
+// Large state through the local S3 (issue 13 point 3): restore + save of a numpy array of 10 MiB
+// and 100 MiB, as a step on another executor instance sees it (no warm worker, no cached copy):
+// the executor's parent downloads the state object from a pre-signed GET URL, a fresh worker
+// restores it, the cell changes the array, the new state is pickled, compressed and uploaded to a
+// pre-signed PUT URL. Target: 100 MiB restore + save under 2 s on the dev machine.
+// Also the warm case (the executor holds the state it wrote: no download, no restore).
+// Real parts: the local S3 server (s3rver on a temporary folder), the local executor.
+// Prints a table and writes bench/results/s3-state-<timestamp>.json.
+//
+// Run: npx tsx bench/api/s3-state.ts [--rounds 3] [--data random|arange]
+import { randomBytes } from "node:crypto";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { InvokeCommand, LambdaClient } from "@aws-sdk/client-lambda";
+import { S3Client } from "@aws-sdk/client-s3";
+import { startExecutor, stopExecutor } from "../../functions/src/local/executor-process.js";
+import { startLocalS3 } from "../../functions/src/local/s3-server.js";
+import { S3StateStore } from "../../functions/src/store/s3-state.js";
+
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const { values: args } = parseArgs({
+  options: { rounds: { type: "string", default: "3" }, data: { type: "string", default: "random" } },
+});
+const rounds = Number(args.rounds);
+const MiB = 1024 * 1024;
+const credentials = { accessKeyId: randomBytes(16).toString("hex"), secretAccessKey: randomBytes(30).toString("hex") };
+const dir = mkdtempSync(join(tmpdir(), "coding-env-s3-bench-"));
+const s3 = await startLocalS3({ directory: dir, bucket: "bench", credentials });
+const client = new S3Client({ region: "us-east-1", endpoint: s3.endpoint, forcePathStyle: true, credentials });
+const store = new S3StateStore({ client, bucket: "bench" });
+const executor = await startExecutor({
+  repoRoot,
+  mode: "local",
+  log: false,
+  maxWarmWorkers: 4,
+  accessKeyId: credentials.accessKeyId,
+});
+const lambda = new LambdaClient({ region: "us-east-1", endpoint: executor.endpoint, credentials, maxAttempts: 1 });
+
+async function invoke(event: Record<string, unknown>): Promise<Record<string, unknown>> {
+  const out = await lambda.send(
+    new InvokeCommand({ FunctionName: "coding-env-executor", Payload: Buffer.from(JSON.stringify(event)) }),
+  );
+  const text = Buffer.from(out.Payload ?? new Uint8Array()).toString("utf8");
+  if (out.FunctionError) throw new Error(text.slice(0, 500));
+  return JSON.parse(text) as Record<string, unknown>;
+}
+
+async function step(episodeId: string, version: number, code: string, inputKey: string | null) {
+  const state = await store.stateUrls({
+    tenantId: "bench",
+    episodeId,
+    incarnation: "i",
+    version: version + 1,
+    inputKey,
+    inlineMaxBytes: 32 * 1024,
+  });
+  const started = performance.now();
+  const reply = await invoke({
+    contract_version: 1,
+    tenant_id: "bench",
+    episode_id: episodeId,
+    incarnation: "i",
+    state_version: version,
+    code,
+    policy: { mode: "full" },
+    limits: { timeout_ms: 120_000, memory_mb: 2048 },
+    state,
+  });
+  if (reply.exit_code !== 0) throw new Error(String(reply.stderr));
+  return { ms: performance.now() - started, reply, key: state.put_ref };
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
+const rows: Array<Record<string, unknown>> = [];
+try {
+  for (const mib of [10, 100]) {
+    const make =
+      args.data === "arange"
+        ? `big = np.arange(${mib} * ${MiB} // 8, dtype=np.int64)`
+        : `big = np.frombuffer(np.random.default_rng(1).bytes(${mib} * ${MiB}), dtype=np.uint8).copy()`;
+    const cold: number[] = [];
+    const warm: number[] = [];
+    let objectBytes = 0;
+    for (let round = 0; round < rounds; round++) {
+      const episode = `ep_${mib}_${round}`;
+      const first = await step(episode, 0, `import numpy as np\n${make}`, null);
+      // Another executor's view: no warm worker and no cached copy of the state.
+      await invoke({ contract_version: 1, op: "discard", tenant_id: "bench", episode_id: episode });
+      const restored = await step(episode, 1, "big[0] += 1", first.key);
+      cold.push(restored.ms);
+      objectBytes = (await store.read(restored.key)).byteLength;
+      const again = await step(episode, 2, "big[0] += 1", restored.key);
+      if (again.reply.warm !== true) throw new Error("expected the warm worker");
+      warm.push(again.ms);
+      await store.deleteEpisode("bench", episode);
+    }
+    rows.push({
+      state_mib: mib,
+      data: args.data,
+      object_mib: Number((objectBytes / MiB).toFixed(1)),
+      restore_save_ms_p50: Math.round(median(cold)),
+      warm_save_ms_p50: Math.round(median(warm)),
+      rounds,
+    });
+  }
+} finally {
+  await stopExecutor(executor);
+  await s3.close();
+  client.destroy();
+  lambda.destroy();
+  rmSync(dir, { recursive: true, force: true });
+}
+console.table(rows);
+const out = join(repoRoot, "bench", "results", `s3-state-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
+mkdirSync(dirname(out), { recursive: true });
+writeFileSync(out, `${JSON.stringify({ rows, target: "100 MiB restore + save under 2000 ms" }, null, 2)}\n`);
+console.log(`wrote ${out}`);

@@ -7,10 +7,11 @@
 //   <prefix><tenant>/<episode id>/<incarnation>/<version:10>-<random:16>
 //
 // A fresh random suffix per step: two racing steps of one version never overwrite each other's
-// object (the loser's is deleted with the episode or by the lifecycle rule). A fork's version item
-// names its parent's object (shared, not copied); objects are immutable, so sharing is safe.
-// Deleting an episode deletes the objects under its own prefix (`deleteEpisode`); objects a fork
-// still names are copied under the fork first (`adopt`), so a delete never breaks a fork.
+// object (the loser's is deleted with the episode, or by the bucket's lifecycle rule). Objects are
+// immutable, so a fork can name its parent's object instead of copying it (its own first new state
+// is its own object). `deleteEpisode` deletes the objects under the episode's own prefix; an object
+// a live fork still names must first be copied under the fork (`adopt`, a server-side copy): the
+// core does not do that yet (it does not use this store yet; see docs/ARCHITECTURE.md).
 import { randomBytes } from "node:crypto";
 import {
   CopyObjectCommand,

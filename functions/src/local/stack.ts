@@ -4,7 +4,8 @@
 // through the real AWS SDK clients with endpoint overrides, exactly as in AWS, signed with
 // credentials made at start-up that both local services require.
 import { randomBytes } from "node:crypto";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
@@ -25,6 +26,7 @@ import { type ApiServer, startApiServer } from "./api-server.js";
 import { type DynamoPart, startDynamoInThread, startDynamoWorker } from "./dynamo-part.js";
 import type { ChangeRecord } from "./dynamodb-rules.js";
 import { type ExecutorMode, type ExecutorProcess, startExecutor, stopExecutor } from "./executor-process.js";
+import { type LocalS3, startLocalS3 } from "./s3-server.js";
 import { removeStackFile, writeStackFile } from "./stack-file.js";
 import { type StreamPump, startStreamPump } from "./stream-pump.js";
 
@@ -91,6 +93,9 @@ export interface LocalStack {
   readonly baseUrl: string;
   readonly dynamodbEndpoint: string;
   readonly executorEndpoint: string;
+  /** The local S3 (large state objects; same start-up credentials) and its bucket. */
+  readonly s3Endpoint: string;
+  readonly stateBucket: string;
   readonly tableName: string;
   /** The start-up credentials the local DynamoDB and executor require. */
   readonly credentials: LocalCredentials;
@@ -219,12 +224,27 @@ export async function startLocalStack(opts: LocalStackOpts = {}): Promise<LocalS
   }
   const ddb: DynamoPart = dynamoStart.value;
   const exe: ExecutorProcess = executorStart.value;
+  // The local S3 for large state: under the data folder (objects survive a restart), or a
+  // temporary folder removed at stop for an in-memory stack.
+  const s3Dir = dataDir !== null ? join(resolve(dataDir), "s3") : mkdtempSync(join(tmpdir(), "coding-env-s3-"));
+  mkdirSync(s3Dir, { recursive: true, mode: 0o700 });
+  const stateBucket = "coding-env-state";
+  let s3: LocalS3;
+  try {
+    s3 = await startLocalS3({ directory: s3Dir, bucket: stateBucket, credentials });
+  } catch (err) {
+    await stopExecutor(exe);
+    await ddb.stop();
+    throw err;
+  }
 
   const envAuth = opts.env?.CODING_ENV_AUTH ?? process.env.CODING_ENV_AUTH ?? "off";
   const env: Record<string, string | undefined> = {
     ...process.env,
     ...opts.env,
     CODING_ENV_AUTH: opts.auth === undefined ? envAuth : opts.auth ? "on" : "off",
+    CODING_ENV_STATE_BUCKET: stateBucket,
+    CODING_ENV_S3_ENDPOINT: s3.endpoint,
   };
   const config = configFromEnv(env);
   const endpoints = { dynamodbEndpoint: ddb.endpoint, executorEndpoint: exe.endpoint };
@@ -275,6 +295,8 @@ export async function startLocalStack(opts: LocalStackOpts = {}): Promise<LocalS
     streamClient.destroy();
     await stopExecutor(exe);
     await ddb.stop();
+    await s3.close();
+    if (dataDir === null) rmSync(s3Dir, { recursive: true, force: true });
   };
   try {
     if (instanceCount === 1) {
@@ -352,6 +374,8 @@ export async function startLocalStack(opts: LocalStackOpts = {}): Promise<LocalS
   return {
     baseUrl,
     ...endpoints,
+    s3Endpoint: s3.endpoint,
+    stateBucket,
     tableName: config.tableName,
     credentials,
     childPids: [...(exe.child.pid ? [exe.child.pid] : []), ...(instances?.pids ?? [])],

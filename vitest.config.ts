@@ -25,6 +25,10 @@ export default defineConfig({
   test: {
     testTimeout: 60_000,
     hookTimeout: 120_000,
+    // vitest's default is one worker per core but one (1 on this 2-core machine: every file in
+    // turn). Most suites wait on the Python executor, the stack or a browser, not on the CPU, so
+    // three files at a time finish sooner. CODING_ENV_TEST_WORKERS overrides it.
+    maxWorkers: Number(process.env.CODING_ENV_TEST_WORKERS) || 3,
     projects: [
       {
         extends: true,

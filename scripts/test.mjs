@@ -42,19 +42,14 @@ function run(label, cmd, args, { live = false } = {}) {
   });
 }
 
-/** Runs the steps in order, stopping at the first failure. */
+/** Runs the steps in order, each whatever the one before gave (they check different things). */
 async function sequence(label, steps) {
   const results = [];
-  for (const [name, cmd, args] of steps) {
-    const result = await run(name, cmd, args);
-    results.push(result);
-    if (result.code !== 0) break;
-  }
+  for (const [name, cmd, args] of steps) results.push(await run(name, cmd, args));
   const failed = results.find((r) => r.code !== 0);
   return {
     label,
     code: failed ? failed.code : 0,
-    failedStep: failed?.label,
     output: results.map((r) => `> ${r.label} (${r.seconds} s)\n${r.output}`).join(""),
     seconds: Math.round(results.reduce((sum, r) => sum + r.seconds, 0) * 10) / 10,
     steps: results.map((r) => `${r.label} ${r.code === 0 ? "ok" : "FAILED"}`),
@@ -141,7 +136,8 @@ const py = python ? unittestCounts(python.output) : { passed: 0, failed: 0, skip
 // A failing runner whose report shows no failed test (a crash, a timeout) still fails the run.
 if (vitest.code !== 0 && ts.failed === 0) ts.failed = 1;
 if (python && python.code !== 0 && py.failed === 0) py.failed = 1;
-const checkFailures = checks && checks.code !== 0 ? 1 : 0;
+// Each failed check (lint, a type check, synth) counts as one failure.
+const checkFailures = checks ? checks.steps.filter((s) => s.endsWith("FAILED")).length : 0;
 const passed = ts.passed + py.passed;
 const failed = ts.failed + py.failed + checkFailures;
 const minutes = Math.round((performance.now() - started) / 6000) / 10;

@@ -3,6 +3,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiKeyStore, isWellFormedApiKey } from "../../functions/src/tenancy/index.js";
+import { main as keysMain } from "../../scripts/keys.js";
 import { startTestTable, type TestTable } from "./helpers/dynalite-table.js";
 
 const run = promisify(execFile);
@@ -19,17 +20,42 @@ afterAll(async () => {
   await table.stop();
 });
 
-async function keysCli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  // As a user's shell runs it: without the variable vitest sets to hide the AWS SDK's Node notice.
+type CliResult = { code: number; stdout: string; stderr: string };
+
+function cliEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return { ...env, CODING_ENV_TABLE: table.tableName, CODING_ENV_DYNAMODB_ENDPOINT: table.endpoint };
+}
+
+/** The command's `main` in this process, its output captured (a process per call costs seconds). */
+async function keysCli(...args: string[]): Promise<CliResult> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const writes = [process.stdout.write, process.stderr.write];
+  const capture = (into: string[]) =>
+    ((chunk: string | Uint8Array) => {
+      into.push(String(chunk));
+      return true;
+    }) as typeof process.stdout.write;
+  process.stdout.write = capture(out);
+  process.stderr.write = capture(err);
+  try {
+    const code = await keysMain(args, cliEnv(process.env));
+    return { code, stdout: out.join(""), stderr: err.join("") };
+  } finally {
+    [process.stdout.write, process.stderr.write] = writes as [
+      typeof process.stdout.write,
+      typeof process.stderr.write,
+    ];
+  }
+}
+
+/** The command as a user's shell runs it: its own process, without the variable vitest sets to hide the AWS SDK's Node notice. */
+async function keysCliProcess(...args: string[]): Promise<CliResult> {
   const { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: _, ...userEnv } = process.env;
   try {
     const out = await run(process.execPath, ["--import", "tsx", "scripts/keys.ts", ...args], {
       cwd: repoRoot,
-      env: {
-        ...userEnv,
-        CODING_ENV_TABLE: table.tableName,
-        CODING_ENV_DYNAMODB_ENDPOINT: table.endpoint,
-      },
+      env: cliEnv(userEnv),
     });
     return { code: 0, stdout: out.stdout, stderr: out.stderr };
   } catch (err) {
@@ -71,7 +97,7 @@ describe("npm run keys", () => {
   });
 
   it("--json prints one JSON document and nothing else, on stdout and stderr alike", async () => {
-    const created = await keysCli("create", "--tenant", "t-json", "--json");
+    const created = await keysCliProcess("create", "--tenant", "t-json", "--json");
     expect(created).toMatchObject({ code: 0, stderr: "" });
     const { key, key_id } = JSON.parse(created.stdout) as { key: string; key_id: string };
     expect(isWellFormedApiKey(key)).toBe(true);

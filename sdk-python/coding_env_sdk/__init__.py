@@ -14,7 +14,7 @@ Example::
 
 __version__ = "0.1.0"
 
-from .client import DEFAULT_BASE_URL, DEFAULT_TIMEOUT_S, CodingEnv  # noqa: E402 (after __version__, which it reads)
+from .client import DEFAULT_BASE_URL, DEFAULT_TIMEOUT_S, CodingEnv, EpisodeFile, FileWritten  # noqa: E402 (after __version__, which it reads)
 from .errors import (  # noqa: E402
     AuthError,
     BadRequestError,
@@ -53,6 +53,8 @@ __all__ = [
     "CodingEnvError",
     "ConflictError",
     "DroppedVariable",
+    "EpisodeFile",
+    "FileWritten",
     "Health",
     "History",
     "HistoryStep",

@@ -14,17 +14,19 @@ Example::
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import time
 import urllib.parse
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from . import __version__
 from ._transport import RawResponse, Transport
-from .errors import CodingEnvError, NotFoundError, ServerError, error_from_response
+from .errors import BadRequestError, CodingEnvError, NotFoundError, ServerError, error_from_response
 from .models import CodeAction, CodeState, Health, History, HistoryStep, ImportPolicy, StepResult
 from .retry import NO_RETRY, RetryPolicy
 
@@ -252,6 +254,50 @@ class CodingEnv:
         forked.fork_result = result
         return forked
 
+    def files(self) -> list[EpisodeFile]:
+        """The files of the episode's working directory (part of its state: they persist across
+        steps, restarts and forks), sorted by path.
+
+        Example::
+
+            env.step("open('out.txt', 'w').write('hi')")
+            [f.path for f in env.files()]  # ['out.txt']
+        """
+        episode_id = self._require_episode("files")
+        body = self._json_object(self._request("GET", f"/episodes/{self._quote(episode_id)}/files"), "GET files")
+        return [EpisodeFile(str(f["path"]), int(f["size"])) for f in body.get("files") or []]
+
+    def read_file(self, path: str) -> bytes:
+        """One file of the episode's directory, as bytes (``.decode()`` for text).
+
+        Example::
+
+            data = env.read_file("out/result.csv").decode()
+        """
+        episode_id = self._require_episode("read_file")
+        return self._request("GET", f"/episodes/{self._quote(episode_id)}/files/{_file_path(path)}").body
+
+    def write_file(self, path: str, content: str | bytes) -> FileWritten:
+        """Writes one file into the episode's directory (text as UTF-8, or bytes); the next step
+        sees it. The upload is committed as the episode's next version, like a step.
+
+        Example::
+
+            env.write_file("data/input.txt", "1 2 3")
+            env.step("open('data/input.txt').read()")
+        """
+        episode_id = self._require_episode("write_file")
+        if isinstance(content, str):
+            body: dict[str, str] = {"content": content}
+        else:
+            body = {"content": base64.b64encode(bytes(content)).decode("ascii"), "encoding": "base64"}
+        # Each upload adds a version: retried only on 409/429, which commit nothing.
+        response = self._request(
+            "PUT", f"/episodes/{self._quote(episode_id)}/files/{_file_path(path)}", body, idempotent=False
+        )
+        data = self._json_object(response, "PUT file")
+        return FileWritten(str(data["path"]), int(data["size"]), int(data["step_count"]))
+
     def history(self, *, limit: int | None = None, cursor: str | None = None) -> History:
         """The episode's trajectory, oldest step first: code, observation, reward, info and
         request id of each step. Without ``limit`` or ``cursor``, every step (following the
@@ -478,6 +524,30 @@ class CodingEnv:
             )
         replayed = response.headers.get("idempotent-replayed", "").lower() == "true"
         return StepResult.from_wire(body, replayed=replayed)
+
+
+@dataclass(frozen=True)
+class EpisodeFile:
+    """One file of an episode's directory (``files()``)."""
+
+    path: str
+    size: int
+
+
+@dataclass(frozen=True)
+class FileWritten:
+    """The answer of ``write_file()``: ``step_count`` is the episode's new version."""
+
+    path: str
+    size: int
+    step_count: int
+
+
+def _file_path(path: str) -> str:
+    """The path as one URL segment ("/" encoded too, so the server sees and refuses a traversal)."""
+    if path in (".", ".."):
+        raise BadRequestError(f"invalid file path {path!r}", status=400, code="invalid_path")
+    return urllib.parse.quote(path, safe="")
 
 
 def _parse_body(data: bytes) -> Any:

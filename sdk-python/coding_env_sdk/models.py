@@ -194,6 +194,9 @@ class StepResult:
     forked_from: str | None = None
     replayed: bool = False
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    #: Rich outputs of the step (``display()``, matplotlib figures): Jupyter MIME bundles
+    #: ``{"data": {mime: str}, "metadata": {}}``, empty when none. ``show()`` renders them in IPython.
+    display: list[dict[str, Any]] = field(default_factory=list, repr=False, compare=False)
 
     @classmethod
     def from_wire(cls, body: Mapping[str, Any], *, replayed: bool = False) -> StepResult:
@@ -216,7 +219,24 @@ class StepResult:
             forked_from=body.get("forked_from"),
             replayed=replayed,
             raw=dict(body),
+            display=[dict(b) for b in body.get("display") or [] if isinstance(b, Mapping)],
         )
+
+    def show(self) -> None:
+        """Shows the step's display outputs (figures, tables) in IPython/Jupyter, if available.
+
+        Example::
+
+            env.step("import matplotlib.pyplot as plt; plt.plot([1, 2])").show()
+        """
+        try:
+            from IPython.display import display as ipython_display
+        except ImportError:
+            for bundle in self.display:
+                print(bundle.get("data", {}).get("text/plain", ""))
+            return
+        for bundle in self.display:
+            ipython_display(bundle.get("data", {}), raw=True, metadata=bundle.get("metadata") or None)
 
     @property
     def ok(self) -> bool:

@@ -27,10 +27,18 @@ const { values: args } = parseArgs({
 });
 const rounds = Number(args.rounds);
 const MiB = 1024 * 1024;
-const credentials = { accessKeyId: randomBytes(16).toString("hex"), secretAccessKey: randomBytes(30).toString("hex") };
+const credentials = {
+  accessKeyId: randomBytes(16).toString("hex"),
+  secretAccessKey: randomBytes(30).toString("hex"),
+};
 const dir = mkdtempSync(join(tmpdir(), "coding-env-s3-bench-"));
 const s3 = await startLocalS3({ directory: dir, bucket: "bench", credentials });
-const client = new S3Client({ region: "us-east-1", endpoint: s3.endpoint, forcePathStyle: true, credentials });
+const client = new S3Client({
+  region: "us-east-1",
+  endpoint: s3.endpoint,
+  forcePathStyle: true,
+  credentials,
+});
 const store = new S3StateStore({ client, bucket: "bench" });
 const executor = await startExecutor({
   repoRoot,
@@ -39,7 +47,12 @@ const executor = await startExecutor({
   maxWarmWorkers: 4,
   accessKeyId: credentials.accessKeyId,
 });
-const lambda = new LambdaClient({ region: "us-east-1", endpoint: executor.endpoint, credentials, maxAttempts: 1 });
+const lambda = new LambdaClient({
+  region: "us-east-1",
+  endpoint: executor.endpoint,
+  credentials,
+  maxAttempts: 1,
+});
 
 async function invoke(event: Record<string, unknown>): Promise<Record<string, unknown>> {
   const out = await lambda.send(
@@ -116,7 +129,12 @@ try {
   rmSync(dir, { recursive: true, force: true });
 }
 console.table(rows);
-const out = join(repoRoot, "bench", "results", `s3-state-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
+const out = join(
+  repoRoot,
+  "bench",
+  "results",
+  `s3-state-${new Date().toISOString().replace(/[:.]/g, "-")}.json`,
+);
 mkdirSync(dirname(out), { recursive: true });
 writeFileSync(out, `${JSON.stringify({ rows, target: "100 MiB restore + save under 2000 ms" }, null, 2)}\n`);
 console.log(`wrote ${out}`);

@@ -6,17 +6,17 @@ import type * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
 import * as dynamodb from "aws-cdk-lib/aws-dynamodb";
 import type * as ec2 from "aws-cdk-lib/aws-ec2";
 import * as iam from "aws-cdk-lib/aws-iam";
-import type * as s3 from "aws-cdk-lib/aws-s3";
 import type * as lambda from "aws-cdk-lib/aws-lambda";
 import * as nodejs from "aws-cdk-lib/aws-lambda-nodejs";
 import * as logs from "aws-cdk-lib/aws-logs";
+import type * as s3 from "aws-cdk-lib/aws-s3";
 import { Construct } from "constructs";
 import { createExecutor } from "./executor.js";
-import { createStateBucket } from "./state-bucket.js";
 import { FrontDoor } from "./front-door.js";
 import { loggingOptions, nodeFunctionDefaults, repoRoot } from "./function-defaults.js";
 import { createMonitoring } from "./monitoring.js";
 import { type CodingEnvironmentProps, resolveProps } from "./props.js";
+import { createStateBucket } from "./state-bucket.js";
 import {
   API_FUNCTION_TIMEOUT_S,
   API_INTEGRATION_TIMEOUT_S,

@@ -140,9 +140,9 @@ describe("default deployment", () => {
     expect(resourcesOfType(s.json, "AWS::EC2::NatGateway")).toEqual([]);
     expect(resourcesOfType(s.json, "AWS::EC2::InternetGateway")).toEqual([]);
     // The only endpoint: S3's gateway (state objects; infra/test/state-bucket.test.ts).
-    expect(resourcesOfType(s.json, "AWS::EC2::VPCEndpoint").map(([, e]) => e.Properties?.VpcEndpointType)).toEqual([
-      "Gateway",
-    ]);
+    expect(
+      resourcesOfType(s.json, "AWS::EC2::VPCEndpoint").map(([, e]) => e.Properties?.VpcEndpointType),
+    ).toEqual(["Gateway"]);
 
     const [sgId] = vpcConfig.SecurityGroupIds.map(referencedId);
     const sg = s.json.Resources[sgId as string];
@@ -234,7 +234,9 @@ describe("default deployment", () => {
     }
 
     // State objects: infra/test/state-bucket.test.ts checks them.
-    const others = statements.filter((st) => !dynamo.includes(st) && !st.Action.some((a) => a.startsWith("s3:")));
+    const others = statements.filter(
+      (st) => !dynamo.includes(st) && !st.Action.some((a) => a.startsWith("s3:")),
+    );
     expect(others).toEqual(
       expect.arrayContaining([
         {

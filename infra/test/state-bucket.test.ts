@@ -40,9 +40,10 @@ describe("large state in S3", () => {
     });
     const policies = resourcesOfType(s.json, "AWS::S3::BucketPolicy");
     expect(policies).toHaveLength(1);
-    const statements = (
-      policies[0]?.[1].Properties?.PolicyDocument as { Statement: Record<string, unknown>[] }
-    ).Statement;
+    const document = policies[0]?.[1].Properties?.PolicyDocument as
+      | { Statement: Record<string, unknown>[] }
+      | undefined;
+    const statements = document?.Statement ?? [];
     expect(statements).toContainEqual(
       expect.objectContaining({ Effect: "Deny", Condition: { Bool: { "aws:SecureTransport": "false" } } }),
     );
@@ -69,9 +70,12 @@ describe("large state in S3", () => {
   it("the API role may sign, list and delete state objects; the executor role has no S3 action", () => {
     const policies = resourcesOfType(s.json as CfnTemplate, "AWS::IAM::Policy");
     const s3Statements = policies.flatMap(([, policy]) =>
-      (policy.Properties?.PolicyDocument as { Statement: Record<string, unknown>[] }).Statement.filter((st) =>
-        actionsOf(st).some((a) => a.startsWith("s3:")),
-      ).map((st) => ({ roles: JSON.stringify(policy.Properties?.Roles), st })),
+      (
+        (policy.Properties?.PolicyDocument as { Statement?: Record<string, unknown>[] } | undefined)
+          ?.Statement ?? []
+      )
+        .filter((st) => actionsOf(st).some((a) => a.startsWith("s3:")))
+        .map((st) => ({ roles: JSON.stringify(policy.Properties?.Roles), st })),
     );
     const actions = s3Statements.flatMap(({ st }) => actionsOf(st)).sort();
     expect(actions).toEqual(["s3:DeleteObject", "s3:GetObject", "s3:ListBucket", "s3:PutObject"]);

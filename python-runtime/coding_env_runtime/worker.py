@@ -185,6 +185,8 @@ def serve(
                 reply["out_of_memory"] = True
                 send_frame(sock, reply)
                 os._exit(0)
+            # First, before any runtime code below calls a builtin the cell may have replaced.
+            _reset_to_cold(builtins_table, pristine_table, pristine_builtins)
             try:
                 _kill_leftovers(private_uid, hidepid)
                 sandbox.remove_path(os.path.join(workdir, MPL_CONFIG_DIR))
@@ -202,7 +204,6 @@ def serve(
                 )
                 send_frame(sock, {"op": "result", "exit_code": 1, "error_code": "too_many_open_files", "dropped": []})
                 os._exit(0)
-            _reset_to_cold(builtins_table, pristine_table, pristine_builtins)
             saved = cell.save_namespace(namespace)
             for item in saved.dropped:
                 # Warm equals cold: a name the snapshot could not keep is gone now too.

@@ -54,18 +54,17 @@ def recv_frame(sock: socket.socket) -> bytes:
 
 
 def lambda_serialize(value: Any) -> bytes:
-    """The runtime client's encoding of a handler's return value."""
-    try:
-        import simplejson  # the client's own encoder, when installed
-    except ImportError:
-        simplejson = None
+    """The runtime client's encoding of a handler's return value.
+
+    The client encodes with the simplejson release it pins, which escapes U+2028 and U+2029
+    even with ``ensure_ascii`` off; a simplejson installed on this machine may be another release
+    (Debian's 3.18 does not escape them), so the encoding is reproduced with the standard library
+    instead of importing whatever is installed.
+    """
     ensure_ascii = os.environ.get("AWS_EXECUTION_ENV") not in _UTF8_ENVS
-    if simplejson is not None:
-        text = simplejson.JSONEncoder(use_decimal=False, ensure_ascii=ensure_ascii, allow_nan=True).encode(value)
-    else:
-        text = json.dumps(value, ensure_ascii=ensure_ascii, allow_nan=True)
-        if not ensure_ascii:  # simplejson escapes these two even then; the stdlib does not
-            text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    text = json.dumps(value, ensure_ascii=ensure_ascii, allow_nan=True)
+    if not ensure_ascii:
+        text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
     return text.encode("utf-8")
 
 

@@ -32,7 +32,7 @@ class PackagingTest(unittest.TestCase):
             if line.strip() and not line.startswith("#")
         ]
         pinned = dict(line.split("==") for line in lines)
-        self.assertEqual(set(pinned), {"cloudpickle", "numpy", "pandas", "sympy"})
+        self.assertEqual(set(pinned), {"cloudpickle", "numpy", "pandas", "scipy", "sympy", "matplotlib"})
 
     def test_entry_points_import(self) -> None:
         for module in ("coding_env_runtime.handler", "coding_env_runtime.local_server", "coding_env_runtime.zygote"):

@@ -226,7 +226,8 @@ export async function startLocalStack(opts: LocalStackOpts = {}): Promise<LocalS
   const exe: ExecutorProcess = executorStart.value;
   // The local S3 for large state: under the data folder (objects survive a restart), or a
   // temporary folder removed at stop for an in-memory stack.
-  const s3Dir = dataDir !== null ? join(resolve(dataDir), "s3") : mkdtempSync(join(tmpdir(), "coding-env-s3-"));
+  const s3Dir =
+    dataDir !== null ? join(resolve(dataDir), "s3") : mkdtempSync(join(tmpdir(), "coding-env-s3-"));
   mkdirSync(s3Dir, { recursive: true, mode: 0o700 });
   const stateBucket = "coding-env-state";
   let s3: LocalS3;

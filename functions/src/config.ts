@@ -1,4 +1,4 @@
-// Settings of the API, read once from environment variables (names in docs/ARCHITECTURE.md).
+// Settings of the API, read once from environment variables (names in docs/LOCAL-STACK.md).
 
 /** Deployment settings the core needs. Times in seconds as in the HTTP API. */
 export interface ApiConfig {

@@ -1,5 +1,5 @@
 // AWS entry: API Gateway HTTP API (payload v2) -> Hono. Clients are built once per container from
-// environment variables (docs/ARCHITECTURE.md) and reused across invocations.
+// environment variables (docs/LOCAL-STACK.md) and reused across invocations.
 import { Logger } from "@aws-lambda-powertools/logger";
 import { handle } from "hono/aws-lambda";
 import { createApp } from "./app.js";

@@ -1,5 +1,5 @@
 // Every item layout of the service table (one table, `pk`/`sk` strings, TTL attribute
-// `expires_at`), in one place. docs/ARCHITECTURE.md ("Data model") explains the choices.
+// `expires_at`), in one place. docs/DATA-MODEL.md explains the choices.
 //
 // Episode partition `EP#<tenant>#<id>` (ids are scoped by tenant):
 //   META                          head: settings, incarnation, TTL (refreshed lazily by steps)

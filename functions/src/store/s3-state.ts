@@ -11,7 +11,7 @@
 // immutable, so a fork can name its parent's object instead of copying it (its own first new state
 // is its own object). `deleteEpisode` deletes the objects under the episode's own prefix; an object
 // a live fork still names must first be copied under the fork (`adopt`, a server-side copy): the
-// core does not do that yet (it does not use this store yet; see docs/ARCHITECTURE.md).
+// core does not do that yet (it does not use this store yet; see docs/DATA-MODEL.md).
 import { randomBytes } from "node:crypto";
 import {
   CopyObjectCommand,

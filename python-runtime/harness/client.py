@@ -35,8 +35,8 @@ def unavailable_reason(python: str = sys.executable) -> str | None:
     """Why the harness cannot run here, or None."""
     if os.geteuid() != 0:
         return "the Lambda-mode harness needs root"
-    if not reachable_by_others(python) or not reachable_by_others(HARNESS_SCRIPT):
-        return f"{python} or the checkout is not reachable by an unprivileged uid"
+    if not reachable_by_others(python):
+        return f"{python} is not reachable by an unprivileged uid"
     try:
         from .freezer import own_freezer_base
 

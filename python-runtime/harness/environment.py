@@ -8,12 +8,15 @@ between invocations: no thread, timer or child of it gets any CPU in between.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -24,7 +27,48 @@ from typing import Any
 from .bootstrap import recv_frame, send_frame
 from .freezer import Group
 
-HARNESS_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: python-runtime/ of the checkout: what the environments run, staged by task_root().
+_SOURCE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_TASK_PACKAGES = ("coding_env_runtime", "harness")
+#: Where staged task roots go: outside /tmp (each environment mounts its own tmpfs there).
+_TASK_PARENT = "/opt/coding-env"
+_task_root: str | None = None
+_task_root_lock = threading.Lock()
+
+
+def _remove_stale_task_roots() -> None:
+    """Task roots of harnesses that are gone (a SIGKILLed harness runs no exit handler)."""
+    for name in os.listdir(_TASK_PARENT):
+        parts = name.split("-")
+        if name.startswith("harness-task-") and len(parts) >= 4 and parts[2].isdigit():
+            if not os.path.exists(f"/proc/{parts[2]}"):
+                shutil.rmtree(os.path.join(_TASK_PARENT, name), ignore_errors=True)
+
+
+def task_root() -> str:
+    """The code the environments run, as Lambda's ``/var/task``: a root-owned copy every uid can
+    read, made once per harness. The checkout itself may be unreachable for the environments'
+    uids (a clone under /root); the copy also keeps them from seeing the rest of the checkout."""
+    global _task_root
+    with _task_root_lock:
+        if _task_root is None:
+            os.makedirs(_TASK_PARENT, mode=0o755, exist_ok=True)
+            os.chmod(_TASK_PARENT, 0o755)
+            _remove_stale_task_roots()
+            root = tempfile.mkdtemp(prefix=f"harness-task-{os.getpid()}-", dir=_TASK_PARENT)
+            for name in _TASK_PACKAGES:
+                shutil.copytree(
+                    os.path.join(_SOURCE_ROOT, name),
+                    os.path.join(root, name),
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+                )
+            for directory, _dirs, files in os.walk(root):
+                os.chmod(directory, 0o755)
+                for name in files:
+                    os.chmod(os.path.join(directory, name), 0o644)
+            atexit.register(shutil.rmtree, root, True)
+            _task_root = root
+        return _task_root
 
 #: Canary AWS credentials every environment's runtime gets, as Lambda gives the function
 #: role's. User code must never be able to read them.
@@ -100,9 +144,9 @@ class Environment:
             "PATH": "/usr/local/bin:/usr/bin:/bin",
             "LANG": "en_US.UTF-8",
             "TZ": ":UTC",
-            "PYTHONPATH": HARNESS_ROOT,
+            "PYTHONPATH": task_root(),
             "PYTHONDONTWRITEBYTECODE": "1",
-            "LAMBDA_TASK_ROOT": HARNESS_ROOT,
+            "LAMBDA_TASK_ROOT": task_root(),
             "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001",
             "AWS_EXECUTION_ENV": self.opts.execution_env,
             "AWS_LAMBDA_FUNCTION_NAME": self.opts.function_name,
@@ -131,15 +175,15 @@ class Environment:
             "nofile": self.opts.nofile,
             "tmp_bytes": self.opts.tmp_bytes,
             "python": self.opts.python,
-            "task_root": HARNESS_ROOT,
+            "task_root": task_root(),
             "channel_fd": child_end.fileno(),
             "environment": self._lambda_environment(),
         }
         try:
             self.process = self.spawner.submit(
                 subprocess.Popen,
-                [self.opts.python, "-I", "-c", _ENV_INIT_BOOT, HARNESS_ROOT],
-                cwd=HARNESS_ROOT,
+                [self.opts.python, "-I", "-c", _ENV_INIT_BOOT, task_root()],
+                cwd=task_root(),
                 env={"PATH": "/usr/bin:/bin"},
                 # The configuration (canary credentials included) on stdin, not in argv:
                 # a command line is readable by every process of the environment.

@@ -5,15 +5,9 @@
 import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { type CfnResource, onlyResource, propsOf, type Synthesized } from "./synth.js";
+import { onlyResource, propsOf, type Synthesized, serviceOf } from "./synth.js";
 
 const run = promisify(execFile);
-
-/** The POWERTOOLS_SERVICE_NAME a Node.js function of the stack runs as. */
-export function serviceOf(fn: CfnResource): unknown {
-  return (fn.Properties?.Environment as { Variables?: Record<string, unknown> } | undefined)?.Variables
-    ?.POWERTOOLS_SERVICE_NAME;
-}
 
 /** A staged function bundle and the environment its template gives it. */
 export interface StagedBundle {

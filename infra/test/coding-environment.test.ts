@@ -11,24 +11,23 @@ import {
   EXECUTOR_TIMEOUT_MARGIN_S,
 } from "../lib/coding-environment.js";
 import {
+  isExecutor,
   onlyResource,
   propsOf,
   referencedId,
   removeSynthOutputs,
   resourcesOfType,
+  runsAs,
   type Statement,
   type Synthesized,
+  serviceOf,
   statementsOfRole,
   synth,
 } from "./synth.js";
 
 afterAll(removeSynthOutputs);
 
-const isExecutor = (r: { Properties?: Record<string, unknown> }) => r.Properties?.PackageType === "Image";
-const serviceOf = (r: { Properties?: Record<string, unknown> }) =>
-  (r.Properties?.Environment as { Variables?: Record<string, unknown> } | undefined)?.Variables
-    ?.POWERTOOLS_SERVICE_NAME;
-const isApi = (r: { Properties?: Record<string, unknown> }) => serviceOf(r) === "coding-env-api";
+const isApi = runsAs("coding-env-api");
 const roleIdOf = (fn: { Properties?: Record<string, unknown> }) => {
   const id = referencedId(fn.Properties?.Role);
   if (!id) throw new Error("function role is not a role of this stack");

@@ -12,24 +12,24 @@ import {
 } from "../../functions/src/config.js";
 import { USAGE_STREAM } from "../lib/usage-aggregator.js";
 import {
+  isExecutor,
   onlyResource,
   propsOf,
   referencedId,
   removeSynthOutputs,
   resourcesOfType,
+  runsAs,
   type Synthesized,
   statementsOfRole,
   synth,
+  variablesOf,
 } from "./synth.js";
 
 afterAll(removeSynthOutputs);
 
-type Resource = { Properties?: Record<string, unknown> };
-const variables = (r: Resource) =>
-  (r.Properties?.Environment as { Variables?: Record<string, unknown> } | undefined)?.Variables ?? {};
-const isExecutor = (r: Resource) => r.Properties?.PackageType === "Image";
-const isApi = (r: Resource) => variables(r).POWERTOOLS_SERVICE_NAME === "coding-env-api";
-const isAggregator = (r: Resource) => variables(r).POWERTOOLS_SERVICE_NAME === "coding-env-usage";
+const variables = variablesOf;
+const isApi = runsAs("coding-env-api");
+const isAggregator = runsAs("coding-env-usage");
 
 describe("timeouts that hold cold", () => {
   let s: Synthesized;

@@ -62,6 +62,26 @@ export function synth(opts: SynthOpts = {}): Synthesized {
 }
 
 /** The Properties of a resource; fails if it has none. */
+/** A function's environment variables as the template gives them. */
+export function variablesOf(fn: Pick<CfnResource, "Properties">): Record<string, unknown> {
+  return (fn.Properties?.Environment as { Variables?: Record<string, unknown> } | undefined)?.Variables ?? {};
+}
+
+/** The POWERTOOLS_SERVICE_NAME a Node.js function of the stack runs as. */
+export function serviceOf(fn: Pick<CfnResource, "Properties">): unknown {
+  return variablesOf(fn).POWERTOOLS_SERVICE_NAME;
+}
+
+/** A predicate for the stack's Node.js function running as `service` (e.g. `coding-env-api`). */
+export const runsAs =
+  (service: string) =>
+  (fn: Pick<CfnResource, "Properties">): boolean =>
+    serviceOf(fn) === service;
+
+/** The executor: the stack's one container-image function. */
+export const isExecutor = (fn: Pick<CfnResource, "Properties">): boolean =>
+  fn.Properties?.PackageType === "Image";
+
 export function propsOf(resource: CfnResource): Record<string, unknown> {
   if (!resource.Properties) throw new Error(`${resource.Type} has no Properties`);
   return resource.Properties;

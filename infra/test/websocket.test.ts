@@ -5,24 +5,24 @@
 import { Match } from "aws-cdk-lib/assertions";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
+  isExecutor,
   onlyResource,
   propsOf,
   referencedId,
   removeSynthOutputs,
   resourcesOfType,
+  runsAs,
   type Synthesized,
   statementsOfRole,
   synth,
+  variablesOf,
 } from "./synth.js";
 
 afterAll(removeSynthOutputs);
 
-type Resource = { Properties?: Record<string, unknown> };
-const variables = (r: Resource) =>
-  (r.Properties?.Environment as { Variables?: Record<string, unknown> } | undefined)?.Variables ?? {};
-const isWs = (r: Resource) => variables(r).POWERTOOLS_SERVICE_NAME === "coding-env-ws";
-const isApi = (r: Resource) => variables(r).POWERTOOLS_SERVICE_NAME === "coding-env-api";
-const isExecutor = (r: Resource) => r.Properties?.PackageType === "Image";
+const variables = variablesOf;
+const isWs = runsAs("coding-env-ws");
+const isApi = runsAs("coding-env-api");
 // AWS-managed CloudFront policies.
 const CACHING_DISABLED = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad";
 const ALL_VIEWER_EXCEPT_HOST_HEADER = "b689b0a8-53d0-40ab-baf2-68738e2966ac";

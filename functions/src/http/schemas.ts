@@ -23,6 +23,18 @@ const MetadataSchema = z
 
 // ---- Requests -------------------------------------------------------------------------------
 
+/**
+ * The `{id}` path parameter of an episode's routes. Any string: an id that cannot exist is a 404,
+ * like an unknown one.
+ */
+export const EpisodeParamsSchema = z.object({
+  id: z
+    .string()
+    .min(1)
+    .openapi({ param: { name: "id", in: "path" }, example: "ep_0123456789abcdef01234567" })
+    .describe("The episode id (1..255 characters of [A-Za-z0-9._:-])."),
+});
+
 export const ResetRequestSchema = z
   .object({
     seed: z

@@ -5,19 +5,16 @@ import { HISTORY_MAX_LIMIT } from "../core/episodes.js";
 import { methodNotAllowed } from "../http/errors.js";
 import { errorResponses, jsonContent, KEY_REQUIRED, newRouteApp } from "../http/openapi.js";
 import { checkEpisodeId } from "../http/request.js";
-import { CodeStateSchema, defined, HistoryPageSchema, StepResponseSchema } from "../http/schemas.js";
+import {
+  CodeStateSchema,
+  defined,
+  EpisodeParamsSchema,
+  HistoryPageSchema,
+  StepResponseSchema,
+} from "../http/schemas.js";
 import type { AppDeps } from "../http/types.js";
 import { toWireJson } from "../http/wire-json.js";
 import { wireJson } from "./openenv.js";
-
-// Any string: an id that cannot exist is a 404, like an unknown one.
-const EpisodeParams = z.object({
-  id: z
-    .string()
-    .min(1)
-    .openapi({ param: { name: "id", in: "path" }, example: "ep_0123456789abcdef01234567" })
-    .describe("The episode id (1..255 characters of [A-Za-z0-9._:-])."),
-});
 
 const HistoryQuerySchema = z.object({
   limit: z.coerce
@@ -39,7 +36,7 @@ const stateRoute = createRoute({
   path: "/episodes/{id}",
   summary: "An episode's state",
   security: KEY_REQUIRED,
-  request: { params: EpisodeParams },
+  request: { params: EpisodeParamsSchema },
   responses: { 200: jsonContent(CodeStateSchema, "Episode state"), ...errorResponses({ extra: [404] }) },
 });
 
@@ -49,7 +46,7 @@ const historyRoute = createRoute({
   summary: "An episode's trajectory, oldest first",
   description: "Paged (`limit`, `cursor` → `next_cursor`); all of it as JSON Lines with `format=jsonl`.",
   security: KEY_REQUIRED,
-  request: { params: EpisodeParams, query: HistoryQuerySchema },
+  request: { params: EpisodeParamsSchema, query: HistoryQuerySchema },
   responses: {
     200: {
       description:
@@ -68,7 +65,7 @@ const forkRoute = createRoute({
   path: "/episodes/{id}/fork",
   summary: "A new episode with a copy of this one's Python state, settings and history",
   security: KEY_REQUIRED,
-  request: { params: EpisodeParams },
+  request: { params: EpisodeParamsSchema },
   responses: {
     201: jsonContent(StepResponseSchema, "The new episode (`forked_from` set); the cookie is not changed"),
     ...errorResponses({ extra: [404, 415] }),
@@ -80,7 +77,7 @@ const deleteRoute = createRoute({
   path: "/episodes/{id}",
   summary: "Delete an episode",
   security: KEY_REQUIRED,
-  request: { params: EpisodeParams },
+  request: { params: EpisodeParamsSchema },
   responses: { 204: { description: "Deleted" }, ...errorResponses({ extra: [404, 415] }) },
 });
 

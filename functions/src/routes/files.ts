@@ -11,16 +11,11 @@ import { checkFilePath, MAX_FILE_TRANSFER_BYTES } from "../core/files.js";
 import { methodNotAllowed } from "../http/errors.js";
 import { errorResponses, jsonContent, KEY_REQUIRED, newRouteApp } from "../http/openapi.js";
 import { checkEpisodeId } from "../http/request.js";
+import { EpisodeParamsSchema } from "../http/schemas.js";
 import type { AppDeps } from "../http/types.js";
 import { wireJson } from "./openenv.js";
 
-const EpisodeParams = z.object({
-  id: z
-    .string()
-    .min(1)
-    .openapi({ param: { name: "id", in: "path" }, example: "ep_0123456789abcdef01234567" }),
-});
-const FileParams = EpisodeParams.extend({
+const FileParams = EpisodeParamsSchema.extend({
   path: z
     .string()
     .min(1)
@@ -57,7 +52,7 @@ const listRoute = createRoute({
   path: "/episodes/{id}/files",
   summary: "The files of an episode's directory (kept in its state)",
   security: KEY_REQUIRED,
-  request: { params: EpisodeParams },
+  request: { params: EpisodeParamsSchema },
   responses: {
     200: jsonContent(FileListSchema, "Regular files, sorted by path"),
     ...errorResponses({ extra: [404] }),

@@ -172,23 +172,9 @@ def uid_has_residue(uid: int, *, scan_processes: bool = True) -> str | None:
                         break
         except (OSError, ValueError, IndexError):
             continue
-    for kind in ("shm", "msg", "sem"):
-        try:
-            with open(f"/proc/sysvipc/{kind}") as fh:
-                lines = fh.read().splitlines()
-        except OSError:
-            continue
-        if not lines:
-            continue
-        columns = lines[0].split()
-        try:
-            uid_col, cuid_col = columns.index("uid"), columns.index("cuid")
-        except ValueError:
-            continue
-        for line in lines[1:]:
-            fields = line.split()
-            if len(fields) > max(uid_col, cuid_col) and uid in (int(fields[uid_col]), int(fields[cuid_col])):
-                return f"SysV {kind} object"
+    for kind, _ident, owner, _ctime in _sysv_objects():
+        if owner == uid:
+            return f"SysV {kind} object"
     return None
 
 

@@ -11,7 +11,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { DynamoDBClient, GetItemCommand } from "@aws-sdk/client-dynamodb";
 import { serve } from "@hono/node-server";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { createApp } from "../../functions/src/app.js";
 import { defaultConfig } from "../../functions/src/config.js";
 import { buildDeps } from "../../functions/src/deps.js";
@@ -164,8 +164,15 @@ describe("local stack", () => {
       const r = await ep.step("x");
       expect(r.status).toBe(404);
       expect(errorCode(r)).toBe("episode_not_found");
-      const gone = await ddb.send(new GetItemCommand({ TableName: stack.tableName, Key: key }));
-      expect(gone.Item).toBeUndefined();
+      // The sweep runs on its own timer, like DynamoDB's TTL service: wait for it (a loaded machine
+      // delays it) rather than assume one interval is enough.
+      await vi.waitFor(
+        async () => {
+          const gone = await ddb.send(new GetItemCommand({ TableName: stack.tableName, Key: key }));
+          expect(gone.Item).toBeUndefined();
+        },
+        { timeout: 10_000, interval: 200 },
+      );
       ddb.destroy();
     });
   });

@@ -14,12 +14,19 @@
  * @packageDocumentation
  */
 export { type BatchOpts, createEpisodes, mapConcurrent, type Settled, stepBatch } from "./batch.js";
-export type { EpisodeFile, FileWritten } from "./client.js";
 export {
   type CloseOpts,
   CodingEnv,
   type CodingEnvOpts,
+  type DeleteEpisodeOpts,
+  type EpisodeFile,
+  type ExportHistoryOpts,
   type FetchLike,
+  type FileOpts,
+  type FileWritten,
+  type HistoryOpts,
+  type IterEpisodesOpts,
+  type ListEpisodesOpts,
   type ResetOpts,
   type StepOpts,
 } from "./client.js";
@@ -43,8 +50,12 @@ export type {
   CodeAction,
   CodeObservation,
   CodeState,
+  DisplayOutput,
   DroppedVariable,
   EpisodeHistory,
+  EpisodeSummary,
+  EpisodesPage,
+  ExportedStep,
   HealthStatus,
   HistoryStep,
   ImportPolicy,

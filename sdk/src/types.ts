@@ -58,11 +58,29 @@ export type DisplayOutput = wire.DisplayOutput;
  */
 export type StepResultData = wire.StepResponse;
 
-/** One step of an episode's trajectory (`GET /episodes/{id}/history`). */
-export type HistoryStep = wire.HistoryStep;
+/**
+ * One step of an episode's trajectory (`GET /episodes/{id}/history`), with the step's rich outputs
+ * when it made some. (`display` is written here until the history schema lists it.)
+ *
+ * @example
+ * ```ts
+ * const { steps } = await env.history();
+ * steps[0]?.code; // "x = 1"
+ * ```
+ */
+export type HistoryStep = wire.HistoryStep & { display?: DisplayOutput[] };
 
 /** A page of an episode's trajectory, oldest step first (`next_cursor` is null at the end). */
-export type EpisodeHistory = wire.HistoryPage;
+export type EpisodeHistory = Omit<wire.HistoryPage, "steps"> & { steps: HistoryStep[] };
+
+/** One line of the JSON Lines export: a {@link HistoryStep} with its episode's id. */
+export type ExportedStep = HistoryStep & { episode_id: string };
+
+/** One row of `GET /episodes`: a live episode of yours (it holds a slot of the active-episode quota). */
+export type EpisodeSummary = wire.EpisodeSummary;
+
+/** A page of your live episodes (`next_cursor` is null at the end). */
+export type EpisodesPage = wire.EpisodesList;
 
 /** `GET /health`. */
 export type HealthStatus = wire.Health;

@@ -5,7 +5,8 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { readStackFile } from "../functions/src/local/stack-file.js";
-import { type ApiKeyRecord, ApiKeyStore } from "../functions/src/tenancy/keys.js";
+import { dynamoDbApiKeyStore } from "../functions/src/store/dynamodb-api-keys.js";
+import type { ApiKeyRecord } from "../functions/src/tenancy/keys.js";
 import {
   type QuotaOverrides,
   quotaOverridesFromWire,
@@ -142,7 +143,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   }
   const tableName = env.CODING_ENV_TABLE || "coding-env";
   const client = clientFromEnv(env);
-  const store = new ApiKeyStore({ client, tableName });
+  const store = dynamoDbApiKeyStore({ client, tableName });
   try {
     switch (command) {
       case "create": {

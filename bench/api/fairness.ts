@@ -21,7 +21,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { type LocalStack, startLocalStack } from "../../functions/src/local/stack.js";
-import { ApiKeyStore } from "../../functions/src/tenancy/index.js";
+import { dynamoDbApiKeyStore } from "../../functions/src/store/dynamodb-api-keys.js";
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const { values: args } = parseArgs({
@@ -204,7 +204,7 @@ async function main(): Promise<void> {
   });
   const client = tableClient(stack);
   try {
-    const keys = new ApiKeyStore({ client, tableName: stack.tableName });
+    const keys = dynamoDbApiKeyStore({ client, tableName: stack.tableName });
     const keyA = (await keys.create({ tenantId: "flooder" })).key;
     const keyB = (await keys.create({ tenantId: "bystander" })).key;
     const bEpisode = await reset(stack.baseUrl, keyB);

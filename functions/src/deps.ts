@@ -14,6 +14,7 @@ import { LambdaExecutor } from "./executor/executor.js";
 import { FairShareExecutor } from "./executor/fair-share.js";
 import { PackageSetReporter } from "./executor/package-set.js";
 import { DynamoDbEpisodeRepository } from "./store/dynamodb-episode-repository.js";
+import { dynamoDbTenancyRepositories } from "./store/dynamodb-tenancy.js";
 import { HostedTenancy } from "./tenancy/hosted.js";
 
 /** Options of {@link buildDeps}. */
@@ -124,8 +125,7 @@ export function buildDeps(opts: BuildDepsOpts): BuiltDeps {
     },
   );
   const tenancy = new HostedTenancy({
-    client: dynamodb,
-    tableName: opts.config.tableName,
+    repositories: dynamoDbTenancyRepositories({ client: dynamodb, tableName: opts.config.tableName }),
     authRequired: opts.config.authRequired,
     executorMemoryMb: Math.round(opts.config.executorMemoryMb),
     env: opts.env ?? process.env,

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startLocalStack } from "../../functions/src/local/stack.js";
-import { ApiKeyStore } from "../../functions/src/tenancy/keys.js";
+import { dynamoDbApiKeyStore } from "../../functions/src/store/dynamodb-api-keys.js";
 import { invokeBundle, type StagedBundle, stagedBundle } from "./bundle.js";
 import { removeSynthOutputs, synth } from "./synth.js";
 
@@ -127,7 +127,7 @@ describe("API Lambda bundle (esbuild, as deployed)", () => {
     // the bundle honours (the same SDK clients as in AWS), and a real API key in the table.
     const stack = await startLocalStack({ port: 0, dataDir: null, auth: true });
     try {
-      const keys = new ApiKeyStore({
+      const keys = dynamoDbApiKeyStore({
         client: new DynamoDBClient({
           endpoint: stack.dynamodbEndpoint,
           region: "us-east-1",

@@ -13,7 +13,8 @@ import { DeleteCommand, DynamoDBDocumentClient, ScanCommand } from "@aws-sdk/lib
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { type LocalStack, startLocalStack } from "../../functions/src/local/stack.js";
-import { ApiKeyStore } from "../../functions/src/tenancy/keys.js";
+import { dynamoDbApiKeyStore } from "../../functions/src/store/dynamodb-api-keys.js";
+import type { ApiKeyStore } from "../../functions/src/tenancy/keys.js";
 import { type StagedBundle, stagedBundle } from "./bundle.js";
 import { removeSynthOutputs, synth } from "./synth.js";
 
@@ -149,7 +150,7 @@ describe("WebSocket Lambda bundle (esbuild, as deployed) behind an API Gateway W
       credentials: stack.credentials,
     });
     doc = DynamoDBDocumentClient.from(client);
-    keys = new ApiKeyStore({ client, tableName: stack.tableName });
+    keys = dynamoDbApiKeyStore({ client, tableName: stack.tableName });
     keyA = (await keys.create({ tenantId: "ws-tenant-a", name: "ws bundle test a" })).key;
     keyB = (await keys.create({ tenantId: "ws-tenant-b", name: "ws bundle test b" })).key;
     localEnv = {

@@ -6,7 +6,7 @@ import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type LocalStack, startLocalStack } from "../../functions/src/local/stack.js";
-import { ApiKeyStore } from "../../functions/src/tenancy/index.js";
+import { dynamoDbApiKeyStore } from "../../functions/src/store/dynamodb-api-keys.js";
 import { clientFor } from "../tenancy/helpers/dynalite-table.js";
 
 const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
@@ -20,7 +20,7 @@ describe.skipIf(!isRoot)("one tenant attacking another through the API (root mod
   beforeAll(async () => {
     stack = await startLocalStack({ port: 0, dataDir: null, auth: true });
     client = clientFor(stack.dynamodbEndpoint, stack.credentials);
-    const keys = new ApiKeyStore({ client, tableName: stack.tableName });
+    const keys = dynamoDbApiKeyStore({ client, tableName: stack.tableName });
     attacker = (await keys.create({ tenantId: `attacker-${process.pid}` })).key;
     victim = (await keys.create({ tenantId: `victim-${process.pid}` })).key;
   });

@@ -5,7 +5,7 @@
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type LocalStack, startLocalStack } from "../../functions/src/local/stack.js";
-import { ApiKeyStore } from "../../functions/src/tenancy/index.js";
+import { dynamoDbApiKeyStore } from "../../functions/src/store/dynamodb-api-keys.js";
 import { clientFor } from "../tenancy/helpers/dynalite-table.js";
 
 let stack: LocalStack;
@@ -29,7 +29,7 @@ beforeAll(async () => {
     },
   });
   client = clientFor(stack.dynamodbEndpoint, stack.credentials);
-  const keys = new ApiKeyStore({ client, tableName: stack.tableName });
+  const keys = dynamoDbApiKeyStore({ client, tableName: stack.tableName });
   keyA = (await keys.create({ tenantId: "flooder" })).key;
   keyB = (await keys.create({ tenantId: "bystander" })).key;
 });

@@ -1,8 +1,11 @@
 import { DeleteCommand, PutCommand } from "@aws-sdk/lib-dynamodb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
-  ActiveEpisodes,
   batchGetLiveEpisodes,
+  dynamoDbActiveEpisodes,
+} from "../../functions/src/store/dynamodb-active-episodes.js";
+import {
+  type ActiveEpisodes,
   type LiveEpisodeLookup,
   QuotaExceededError,
 } from "../../functions/src/tenancy/index.js";
@@ -22,7 +25,7 @@ afterAll(async () => {
 const episodeKey = (_tenantId: string, id: string) => ({ pk: { S: `EP#${id}` }, sk: { S: "META" } });
 
 function activeFor(lookupLive?: LiveEpisodeLookup): ActiveEpisodes {
-  return new ActiveEpisodes({
+  return dynamoDbActiveEpisodes({
     client: table.client,
     tableName: table.tableName,
     lookupLive:

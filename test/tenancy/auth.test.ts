@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ApiError } from "../../functions/src/core/errors.js";
+import { dynamoDbApiKeyStore } from "../../functions/src/store/dynamodb-api-keys.js";
 import {
-  ApiKeyStore,
+  type ApiKeyStore,
   Authenticator,
   BUILT_IN_QUOTAS,
   generateApiKey,
@@ -18,7 +19,7 @@ const defaults: QuotaLimits = { ...BUILT_IN_QUOTAS, stepsPerDay: 100 };
 
 beforeAll(async () => {
   table = await startTestTable();
-  keys = new ApiKeyStore({ client: table.client, tableName: table.tableName });
+  keys = dynamoDbApiKeyStore({ client: table.client, tableName: table.tableName });
 });
 afterAll(async () => {
   await table.stop();

@@ -6,7 +6,8 @@ import { promisify } from "node:util";
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type LocalStack, startLocalStack } from "../../functions/src/local/stack.js";
-import { ApiKeyStore, generateApiKey, type QuotaOverrides } from "../../functions/src/tenancy/index.js";
+import { dynamoDbApiKeyStore } from "../../functions/src/store/dynamodb-api-keys.js";
+import { type ApiKeyStore, generateApiKey, type QuotaOverrides } from "../../functions/src/tenancy/index.js";
 import { clientFor } from "./helpers/dynalite-table.js";
 
 const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
@@ -24,7 +25,7 @@ beforeAll(async () => {
     env: { CODING_ENV_AUTH_CACHE_TTL_MS: String(AUTH_CACHE_TTL_MS) },
   });
   client = clientFor(stack.dynamodbEndpoint, stack.credentials);
-  keys = new ApiKeyStore({ client, tableName: stack.tableName });
+  keys = dynamoDbApiKeyStore({ client, tableName: stack.tableName });
 });
 afterAll(async () => {
   client?.destroy();

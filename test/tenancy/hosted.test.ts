@@ -3,6 +3,7 @@
 import { DynamoDBDocumentClient, PutCommand } from "@aws-sdk/lib-dynamodb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiError } from "../../functions/src/core/errors.js";
+import { dynamoDbTenancyRepositories } from "../../functions/src/store/dynamodb-tenancy.js";
 import { episodePk, HEAD_SK, usageKey } from "../../functions/src/store/layout.js";
 import {
   BUILT_IN_QUOTAS,
@@ -22,8 +23,7 @@ beforeAll(async () => {
   table = await startTestTable(tableName);
   doc = DynamoDBDocumentClient.from(table.client);
   tenancy = new HostedTenancy({
-    client: table.client,
-    tableName,
+    repositories: dynamoDbTenancyRepositories({ client: table.client, tableName, now: () => nowMs }),
     authRequired: true,
     executorMemoryMb: 2048,
     defaultQuotas: {
@@ -157,8 +157,7 @@ describe("HostedTenancy hooks", () => {
 
   it("the local tenant (auth off) is unlimited unless a quota is set in the environment", async () => {
     const local = new HostedTenancy({
-      client: table.client,
-      tableName,
+      repositories: dynamoDbTenancyRepositories({ client: table.client, tableName }),
       authRequired: false,
       executorMemoryMb: 1024,
       env: { CODING_ENV_QUOTA_MAX_STATE_BYTES: "1000" },
@@ -181,8 +180,7 @@ describe("HostedTenancy hooks", () => {
 describe("CODING_ENV_METERING", () => {
   it("off (local stack only) skips the daily step quota's usage read; refused with auth on or a bad value", async () => {
     const unmetered = new HostedTenancy({
-      client: table.client,
-      tableName,
+      repositories: dynamoDbTenancyRepositories({ client: table.client, tableName }),
       authRequired: false,
       executorMemoryMb: 1024,
       env: { CODING_ENV_METERING: "off", CODING_ENV_QUOTA_STEPS_PER_DAY: "1" },
@@ -191,7 +189,10 @@ describe("CODING_ENV_METERING", () => {
     const before = table.requests();
     for (let i = 0; i < 3; i++) (await unmetered.beginStep({ tenantId: "local", nowMs }))();
     expect(table.requests()).toBe(before);
-    const base = { client: table.client, tableName, executorMemoryMb: 1024 };
+    const base = {
+      repositories: dynamoDbTenancyRepositories({ client: table.client, tableName }),
+      executorMemoryMb: 1024,
+    };
     expect(
       () => new HostedTenancy({ ...base, authRequired: true, env: { CODING_ENV_METERING: "off" } }),
     ).toThrow(/metering/);

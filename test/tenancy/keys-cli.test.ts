@@ -2,7 +2,8 @@ import { execFile } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ApiKeyStore, isWellFormedApiKey } from "../../functions/src/tenancy/index.js";
+import { dynamoDbApiKeyStore } from "../../functions/src/store/dynamodb-api-keys.js";
+import { type ApiKeyStore, isWellFormedApiKey } from "../../functions/src/tenancy/index.js";
 import { main as keysMain } from "../../scripts/keys.js";
 import { startTestTable, type TestTable } from "./helpers/dynalite-table.js";
 
@@ -14,7 +15,7 @@ let store: ApiKeyStore;
 
 beforeAll(async () => {
   table = await startTestTable("coding-env-cli");
-  store = new ApiKeyStore({ client: table.client, tableName: table.tableName });
+  store = dynamoDbApiKeyStore({ client: table.client, tableName: table.tableName });
 });
 afterAll(async () => {
   await table.stop();

@@ -1,8 +1,9 @@
 import { PutItemCommand, ScanCommand } from "@aws-sdk/client-dynamodb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { dynamoDbApiKeyStore } from "../../functions/src/store/dynamodb-api-keys.js";
 import {
   API_KEY_PREFIX,
-  ApiKeyStore,
+  type ApiKeyStore,
   generateApiKey,
   hashApiKey,
   hashesEqual,
@@ -15,7 +16,7 @@ let store: ApiKeyStore;
 
 beforeAll(async () => {
   table = await startTestTable();
-  store = new ApiKeyStore({ client: table.client, tableName: table.tableName });
+  store = dynamoDbApiKeyStore({ client: table.client, tableName: table.tableName });
 });
 afterAll(async () => {
   await table.stop();

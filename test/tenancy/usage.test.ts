@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiError } from "../../functions/src/core/errors.js";
 import { processStreamBatch } from "../../functions/src/metering/stream-aggregator.js";
+import { DynamoDbUsageRepository } from "../../functions/src/store/dynamodb-usage.js";
 import { queryUsage, usageRange } from "../../functions/src/tenancy/index.js";
 import { startTestTable, type TestTable } from "./helpers/dynalite-table.js";
 import { headInserted, stepInserted } from "./helpers/stream-records.js";
@@ -65,8 +66,7 @@ describe("queryUsage", () => {
     });
     // Act
     const report = await queryUsage({
-      client: table.client,
-      tableName: table.tableName,
+      repository: new DynamoDbUsageRepository({ client: table.client, tableName: table.tableName }),
       tenantId: "acme",
       from: "2026-11-01",
       to: "2026-11-29",
@@ -109,8 +109,7 @@ describe("queryUsage", () => {
 
   it("returns no days and zero totals for a tenant without usage", async () => {
     const report = await queryUsage({
-      client: table.client,
-      tableName: table.tableName,
+      repository: new DynamoDbUsageRepository({ client: table.client, tableName: table.tableName }),
       tenantId: "nobody",
       from: "2026-11-01",
       to: "2026-11-02",
@@ -136,8 +135,7 @@ describe("queryUsage", () => {
     await Promise.all(steps);
     expect(Array.from({ length: 300 }, () => 0.001).reduce((a, b) => a + b)).not.toBe(0.3); // floats would drift
     const report = await queryUsage({
-      client: table.client,
-      tableName: table.tableName,
+      repository: new DynamoDbUsageRepository({ client: table.client, tableName: table.tableName }),
       tenantId: "t-exact",
       from: "2026-09-01",
       to: "2026-09-30",

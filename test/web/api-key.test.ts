@@ -4,7 +4,7 @@ import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { type LocalStack, startLocalStack } from "../../functions/src/local/stack.js";
-import { ApiKeyStore } from "../../functions/src/tenancy/index.js";
+import { dynamoDbApiKeyStore } from "../../functions/src/store/dynamodb-api-keys.js";
 import { launchChromium, openPage, reset, screenshot, step, text, waitForStatus } from "./page-driver.js";
 
 let stack: LocalStack;
@@ -21,7 +21,7 @@ beforeAll(async () => {
     region: "us-east-1",
     credentials: stack.credentials,
   });
-  ({ key: apiKey } = await new ApiKeyStore({ client: dynamodb, tableName: stack.tableName }).create({
+  ({ key: apiKey } = await dynamoDbApiKeyStore({ client: dynamodb, tableName: stack.tableName }).create({
     tenantId: "web-test",
   }));
   browser = await launchChromium();

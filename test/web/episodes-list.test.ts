@@ -4,7 +4,8 @@ import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { type LocalStack, startLocalStack } from "../../functions/src/local/stack.js";
-import { ApiKeyStore } from "../../functions/src/tenancy/index.js";
+import { dynamoDbApiKeyStore } from "../../functions/src/store/dynamodb-api-keys.js";
+import type { ApiKeyStore } from "../../functions/src/tenancy/index.js";
 import { launchChromium, openPage, reset, screenshot, text, waitForStatus } from "./page-driver.js";
 
 let stack: LocalStack;
@@ -21,7 +22,7 @@ beforeAll(async () => {
     region: "us-east-1",
     credentials: stack.credentials,
   });
-  keys = new ApiKeyStore({ client: dynamodb, tableName: stack.tableName });
+  keys = dynamoDbApiKeyStore({ client: dynamodb, tableName: stack.tableName });
   browser = await launchChromium();
 });
 afterAll(async () => {

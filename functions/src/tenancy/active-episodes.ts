@@ -1,13 +1,5 @@
-import {
-  type AttributeValue,
-  BatchGetItemCommand,
-  ConditionalCheckFailedException,
-  type DynamoDBClient,
-  GetItemCommand,
-  UpdateItemCommand,
-} from "@aws-sdk/client-dynamodb";
-import { activeEpisodesKey } from "../store/layout.js";
 import { QuotaExceededError } from "./errors.js";
+import type { ActiveEpisodeRepository, LiveEpisodeLookup } from "./repositories.js";
 
 /*
  * Concurrent active episodes, without a counter that can drift.
@@ -29,74 +21,16 @@ import { QuotaExceededError } from "./errors.js";
  *   was dead, answered with 429 and the earliest time one of the live episodes expires.
  * Steps never touch this item (they only extend an episode's expiry), so it is not a hot spot, and the
  * set holds at most `limit` ids (plus dead ones until the next prune), so it stays small.
+ *
+ * The set and the lookup of live episodes are ports (`repositories.ts`); on DynamoDB they are
+ * `store/dynamodb-active-episodes.ts`, and the conditions above are evaluated there.
  */
 
-export { activeEpisodesKey };
-
-function activeEpisodesAttrKey(tenantId: string): Record<string, AttributeValue> {
-  const key = activeEpisodesKey(tenantId);
-  return { pk: { S: key.pk }, sk: { S: key.sk } };
-}
-
-/** Which of `episodeIds` of a tenant are alive, each with its expiry (`null` = none). */
-export type LiveEpisodeLookup = (
-  tenantId: string,
-  episodeIds: readonly string[],
-) => Promise<Map<string, Date | null>>;
-
-export interface BatchGetLiveEpisodesOpts {
-  readonly client: DynamoDBClient;
-  readonly tableName: string;
-  /** The episode item's key (the store's layout), e.g. `{ pk: { S: "EP#" + id }, sk: { S: "META" } }`. */
-  readonly episodeKey: (tenantId: string, episodeId: string) => Record<string, AttributeValue>;
-  /** Clock, for tests. @default () => new Date() */
-  readonly now?: () => Date;
-}
-
-/**
- * A `LiveEpisodeLookup` that reads the episode items with strongly consistent BatchGetItem calls.
- * An episode is alive when its item exists, belongs to the tenant (`tenant_id`, when the item has one)
- * and its `expires_at` (epoch seconds, the TTL attribute) is in the future or absent.
- */
-export function batchGetLiveEpisodes(opts: BatchGetLiveEpisodesOpts): LiveEpisodeLookup {
-  const now = opts.now ?? (() => new Date());
-  return async (tenantId, episodeIds) => {
-    const byKey = new Map<string, string>();
-    const keys = episodeIds.map((id) => {
-      const key = opts.episodeKey(tenantId, id);
-      byKey.set(`${key.pk?.S}\u0000${key.sk?.S}`, id);
-      return key;
-    });
-    const live = new Map<string, Date | null>();
-    const nowS = now().getTime() / 1000;
-    for (let i = 0; i < keys.length; i += 100) {
-      let pending: Record<string, AttributeValue>[] = keys.slice(i, i + 100);
-      for (let attempt = 0; pending.length > 0; attempt++) {
-        if (attempt > 0) await new Promise((r) => setTimeout(r, Math.min(1000, 25 * 2 ** attempt)));
-        if (attempt > 8) throw new Error("BatchGetItem kept returning unprocessed keys.");
-        const out = await opts.client.send(
-          new BatchGetItemCommand({
-            RequestItems: { [opts.tableName]: { Keys: pending, ConsistentRead: true } },
-          }),
-        );
-        for (const item of out.Responses?.[opts.tableName] ?? []) {
-          const id = byKey.get(`${item.pk?.S}\u0000${item.sk?.S}`);
-          if (id === undefined) continue;
-          if (item.tenant_id?.S !== undefined && item.tenant_id.S !== tenantId) continue;
-          const expiresAtS = item.expires_at?.N === undefined ? undefined : Number(item.expires_at.N);
-          if (expiresAtS !== undefined && expiresAtS <= nowS) continue;
-          live.set(id, expiresAtS === undefined ? null : new Date(expiresAtS * 1000));
-        }
-        pending = out.UnprocessedKeys?.[opts.tableName]?.Keys ?? [];
-      }
-    }
-    return live;
-  };
-}
+export type { LiveEpisodeLookup } from "./repositories.js";
 
 export interface ActiveEpisodesOpts {
-  readonly client: DynamoDBClient;
-  readonly tableName: string;
+  /** The tenants' sets (DynamoDB: one item per tenant). */
+  readonly repository: ActiveEpisodeRepository;
   readonly lookupLive: LiveEpisodeLookup;
   /** Prune attempts when concurrent resets keep changing the set. @default 5 */
   readonly maxAttempts?: number;
@@ -114,14 +48,12 @@ export interface PruneResult {
 
 /** The tenant's active-episode set: reserve, release, pruning, and the 429. See the comment above. */
 export class ActiveEpisodes {
-  private readonly client: DynamoDBClient;
-  private readonly tableName: string;
+  private readonly repository: ActiveEpisodeRepository;
   private readonly lookupLive: LiveEpisodeLookup;
   private readonly maxAttempts: number;
 
   constructor(opts: ActiveEpisodesOpts) {
-    this.client = opts.client;
-    this.tableName = opts.tableName;
+    this.repository = opts.repository;
     this.lookupLive = opts.lookupLive;
     this.maxAttempts = opts.maxAttempts ?? 5;
   }
@@ -132,31 +64,11 @@ export class ActiveEpisodes {
    */
   async reserve(tenantId: string, episodeId: string, limit: number, now: Date = new Date()): Promise<void> {
     for (let attempt = 0; ; attempt++) {
-      try {
-        await this.client.send(
-          new UpdateItemCommand({
-            TableName: this.tableName,
-            Key: activeEpisodesAttrKey(tenantId),
-            UpdateExpression: "ADD active_ids :ids, ver :one SET tenant_id = :tenant",
-            ConditionExpression:
-              "attribute_not_exists(active_ids) OR size(active_ids) < :limit OR contains(active_ids, :id)",
-            ExpressionAttributeValues: {
-              ":ids": { SS: [episodeId] },
-              ":one": { N: "1" },
-              ":tenant": { S: tenantId },
-              ":limit": { N: String(limit) },
-              ":id": { S: episodeId },
-            },
-          }),
-        );
-        return;
-      } catch (err) {
-        if (!(err instanceof ConditionalCheckFailedException)) throw err;
-        // The set says the tenant is at its limit; it may list episodes that expired meanwhile.
-        const pruned = await this.prune(tenantId);
-        if (pruned.pruned.length === 0 || attempt >= 2)
-          throw this.quotaError(limit, pruned.earliestExpiry, now);
-      }
+      if (await this.repository.addIfRoom(tenantId, episodeId, limit)) return;
+      // The set says the tenant is at its limit; it may list episodes that expired meanwhile.
+      const pruned = await this.prune(tenantId);
+      if (pruned.pruned.length === 0 || attempt >= 2)
+        throw this.quotaError(limit, pruned.earliestExpiry, now);
     }
   }
 
@@ -174,26 +86,12 @@ export class ActiveEpisodes {
 
   /** Takes `episodeId` out of the tenant's set (after its episode is gone). */
   async release(tenantId: string, episodeId: string): Promise<void> {
-    await this.client.send(
-      new UpdateItemCommand({
-        TableName: this.tableName,
-        Key: activeEpisodesAttrKey(tenantId),
-        UpdateExpression: "DELETE active_ids :ids",
-        ExpressionAttributeValues: { ":ids": { SS: [episodeId] } },
-      }),
-    );
+    await this.repository.remove(tenantId, episodeId);
   }
 
   /** The ids in the tenant's set now (live ones and, until pruned, dead ones). */
   async listed(tenantId: string): Promise<{ ids: string[]; ver: string | undefined }> {
-    const out = await this.client.send(
-      new GetItemCommand({
-        TableName: this.tableName,
-        Key: activeEpisodesAttrKey(tenantId),
-        ConsistentRead: true,
-      }),
-    );
-    return { ids: out.Item?.active_ids?.SS ?? [], ver: out.Item?.ver?.N };
+    return this.repository.read(tenantId);
   }
 
   /** Removes the ids of episodes that are gone or expired. Safe against concurrent resets and deletes. */
@@ -209,21 +107,10 @@ export class ActiveEpisodes {
       const dead = ids.filter((id) => !live.has(id));
       last = { pruned: [], live: live.size, earliestExpiry };
       if (dead.length === 0 || ver === undefined) return last;
-      try {
-        await this.client.send(
-          new UpdateItemCommand({
-            TableName: this.tableName,
-            Key: activeEpisodesAttrKey(tenantId),
-            UpdateExpression: "DELETE active_ids :dead",
-            ConditionExpression: "ver = :ver",
-            ExpressionAttributeValues: { ":dead": { SS: dead }, ":ver": { N: ver } },
-          }),
-        );
+      if (await this.repository.removeIfUnchanged(tenantId, dead, ver)) {
         return { pruned: dead, live: live.size, earliestExpiry };
-      } catch (err) {
-        if (!(err instanceof ConditionalCheckFailedException)) throw err;
-        // A reset changed the set after we read it: read again.
       }
+      // A reset changed the set after we read it: read again.
     }
     return last;
   }

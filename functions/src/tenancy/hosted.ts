@@ -2,11 +2,8 @@
 // the app and the core change in only a few places (see README.md here for where each hook goes).
 
 import { AsyncLocalStorage } from "node:async_hooks";
-import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
-import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import type { BeforeStepCtx, EpisodeSlotCtx, EpisodeTenancyHooks, StateCtx } from "../core/episodes.js";
-import { episodePk, HEAD_SK } from "../store/layout.js";
-import { ActiveEpisodes, batchGetLiveEpisodes } from "./active-episodes.js";
+import { ActiveEpisodes } from "./active-episodes.js";
 import { Authenticator, type HeaderSource, LOCAL_TENANT_ID, type TenantContext } from "./auth.js";
 import { ApiKeyStore } from "./keys.js";
 import {
@@ -17,14 +14,17 @@ import {
   type QuotaLimits,
   quotaDefaultsFromEnv,
 } from "./quotas.js";
+import type { TenancyRepositories, UsageRepository } from "./repositories.js";
 import { ConcurrentSteps, DailyStepQuota } from "./step-limits.js";
 import { queryUsage, type UsageReport } from "./usage.js";
 
 /** Options of {@link HostedTenancy}. */
 export interface HostedTenancyOpts {
-  /** The low-level client of the service table. */
-  readonly client: DynamoDBClient;
-  readonly tableName: string;
+  /**
+   * Where keys, active-episode sets and usage are kept (on DynamoDB:
+   * `dynamoDbTenancyRepositories` in store/dynamodb-tenancy.ts).
+   */
+  readonly repositories: TenancyRepositories;
   /** Whether requests must carry an API key (`CODING_ENV_AUTH`). */
   readonly authRequired: boolean;
   /** The executor's configured memory, for GB-seconds (`CODING_ENV_EXECUTOR_MEMORY_MB`). */
@@ -59,7 +59,8 @@ export type { EpisodeTenancyHooks } from "../core/episodes.js";
  * the calling key's quotas without every core method taking a context parameter.
  *
  * @example
- * const tenancy = new HostedTenancy({ client, tableName, authRequired: true, executorMemoryMb: 1024 });
+ * const repositories = dynamoDbTenancyRepositories({ client, tableName });
+ * const tenancy = new HostedTenancy({ repositories, authRequired: true, executorMemoryMb: 1024 });
  * app.use("*", async (c, next) => tenancy.runAs(await tenancy.authenticate((n) => c.req.header(n)), next));
  */
 export class HostedTenancy implements EpisodeTenancyHooks {
@@ -69,8 +70,7 @@ export class HostedTenancy implements EpisodeTenancyHooks {
   readonly active: ActiveEpisodes;
   readonly defaultQuotas: QuotaLimits;
   readonly localQuotas: QuotaLimits;
-  private readonly client: DynamoDBClient;
-  private readonly tableName: string;
+  private readonly usageRepository: UsageRepository;
   private readonly now: () => number;
   /** Whether the daily step quota is enforced (see `HostedTenancyOpts.metering`). */
   readonly metering: boolean;
@@ -79,13 +79,11 @@ export class HostedTenancy implements EpisodeTenancyHooks {
   private readonly scope = new AsyncLocalStorage<TenantContext>();
 
   constructor(opts: HostedTenancyOpts) {
-    if (!opts.tableName) throw new Error("HostedTenancy: tableName is required.");
     if (!Number.isInteger(opts.executorMemoryMb) || opts.executorMemoryMb <= 0) {
       throw new Error("HostedTenancy: executorMemoryMb must be a positive integer.");
     }
     const env = opts.env ?? process.env;
-    this.client = opts.client;
-    this.tableName = opts.tableName;
+    this.usageRepository = opts.repositories.usage;
     this.authRequired = opts.authRequired;
     this.now = opts.now ?? Date.now;
     this.defaultQuotas = opts.defaultQuotas ?? quotaDefaultsFromEnv(env);
@@ -103,7 +101,7 @@ export class HostedTenancy implements EpisodeTenancyHooks {
     if (ttlFromEnv !== undefined && !(Number.isFinite(ttlFromEnv) && ttlFromEnv >= 0)) {
       throw new Error(`CODING_ENV_AUTH_CACHE_TTL_MS must be a number >= 0, got '${ttlRaw}'.`);
     }
-    this.keys = new ApiKeyStore({ client: opts.client, tableName: opts.tableName });
+    this.keys = new ApiKeyStore({ repository: opts.repositories.apiKeys });
     const cacheTtlMs = opts.authCacheTtlMs ?? ttlFromEnv;
     this.authenticator = new Authenticator({
       authRequired: opts.authRequired,
@@ -113,20 +111,10 @@ export class HostedTenancy implements EpisodeTenancyHooks {
       ...(cacheTtlMs !== undefined ? { cacheTtlMs } : {}),
     });
     this.active = new ActiveEpisodes({
-      client: opts.client,
-      tableName: opts.tableName,
-      // The episode's head item (store/layout.ts), with `tenant_id` and `expires_at`.
-      lookupLive: batchGetLiveEpisodes({
-        client: opts.client,
-        tableName: opts.tableName,
-        episodeKey: (tenantId, id) => ({ pk: { S: episodePk(tenantId, id) }, sk: { S: HEAD_SK } }),
-        now: () => new Date(this.now()),
-      }),
+      repository: opts.repositories.activeEpisodes,
+      lookupLive: opts.repositories.liveEpisodes,
     });
-    this.dailySteps = new DailyStepQuota({
-      doc: DynamoDBDocumentClient.from(opts.client),
-      tableName: opts.tableName,
-    });
+    this.dailySteps = new DailyStepQuota({ usage: opts.repositories.usage });
   }
 
   /** The caller's tenant from its headers; 401 `UnauthorizedError` when auth is on and the key is bad. */
@@ -199,8 +187,7 @@ export class HostedTenancy implements EpisodeTenancyHooks {
   /** `GET /usage` for the tenant. 400 for a bad range. */
   usage(tenantId: string, from: string | undefined, to: string | undefined): Promise<UsageReport> {
     return queryUsage({
-      client: this.client,
-      tableName: this.tableName,
+      repository: this.usageRepository,
       tenantId,
       ...(from !== undefined ? { from } : {}),
       ...(to !== undefined ? { to } : {}),

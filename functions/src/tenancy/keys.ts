@@ -1,15 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
-import {
-  type AttributeValue,
-  ConditionalCheckFailedException,
-  type DynamoDBClient,
-  GetItemCommand,
-  PutItemCommand,
-  ScanCommand,
-  UpdateItemCommand,
-} from "@aws-sdk/client-dynamodb";
-import { apiKeyKey } from "../store/layout.js";
-import { type QuotaOverrides, quotaOverridesFromWire, quotaOverridesToWire } from "./quotas.js";
+import type { QuotaOverrides } from "./quotas.js";
+import type { ApiKeyRepository } from "./repositories.js";
 
 /** Every key starts with this; the rest is 32 random bytes in base64url (43 characters). */
 export const API_KEY_PREFIX = "ce_live_";
@@ -42,8 +33,8 @@ export interface CreateApiKeyOpts {
 }
 
 export interface ApiKeyStoreOpts {
-  readonly client: DynamoDBClient;
-  readonly tableName: string;
+  /** Where keys are kept (the DynamoDB adapter: `store/dynamodb-api-keys.ts`). */
+  readonly repository: ApiKeyRepository;
   /** Clock, for tests. @default () => new Date() */
   readonly now?: () => Date;
 }
@@ -76,61 +67,27 @@ export function hashesEqual(a: string, b: string): boolean {
   return ab.length === bb.length && ab.length > 0 && timingSafeEqual(ab, bb);
 }
 
-function keyIdOf(hash: string): string {
+/** A key's public id: `key_` + the first 12 hex digits of its hash. */
+export function keyIdOfHash(hash: string): string {
   return `key_${hash.slice(0, 12)}`;
 }
 
-function keyOf(hash: string): Record<string, AttributeValue> {
-  const key = apiKeyKey(hash);
-  return { pk: { S: key.pk }, sk: { S: key.sk } };
-}
-
-function recordFromItem(item: Record<string, AttributeValue>): ApiKeyRecord | undefined {
-  const keyHash = item.key_hash?.S;
-  const tenantId = item.tenant_id?.S;
-  if (!keyHash || !tenantId) return undefined;
-  const wireQuotas: Record<string, unknown> = {};
-  for (const [name, value] of Object.entries(item.quotas?.M ?? {})) {
-    if (value.N !== undefined) wireQuotas[name] = Number(value.N);
-  }
-  let quotas: QuotaOverrides = {};
-  try {
-    quotas = quotaOverridesFromWire(wireQuotas);
-  } catch {
-    quotas = {}; // a hand-edited bad override falls back to the defaults rather than locking the key out
-  }
-  return {
-    keyId: item.key_id?.S ?? keyIdOf(keyHash),
-    keyHash,
-    keyPrefix: item.key_prefix?.S ?? "",
-    tenantId,
-    name: item.name?.S ?? "",
-    createdAt: item.created_at?.S ?? "",
-    revoked: item.revoked?.BOOL === true,
-    revokedAt: item.revoked_at?.S,
-    quotas,
-  };
-}
-
 /**
- * API keys in the service table: item `KEY#<sha256 of key>` / `META` with `key_hash`, `key_id`,
- * `key_prefix`, `tenant_id`, `name`, `created_at`, `revoked` (+ `revoked_at`) and optional `quotas`
- * (a map of wire names such as `steps_per_day`). Verification is one GetItem by hash.
+ * API keys: create (random key, only its SHA-256 kept), verify by hash, list, revoke. Where they are
+ * kept is the repository's business (`ApiKeyRepository`; on DynamoDB one item per key, verified by
+ * one GetItem by hash).
  *
  * @example
- * const store = new ApiKeyStore({ client, tableName: "coding-env" });
+ * const store = new ApiKeyStore({ repository: new DynamoDbApiKeyRepository({ client, tableName }) });
  * const { key } = await store.create({ tenantId: "acme" }); // show `key` once
  * await store.findByKey(key); // -> ApiKeyRecord
  */
 export class ApiKeyStore {
-  private readonly client: DynamoDBClient;
-  private readonly tableName: string;
+  private readonly repository: ApiKeyRepository;
   private readonly now: () => Date;
 
   constructor(opts: ApiKeyStoreOpts) {
-    if (!opts.tableName) throw new Error("ApiKeyStore: tableName is required.");
-    this.client = opts.client;
-    this.tableName = opts.tableName;
+    this.repository = opts.repository;
     this.now = opts.now ?? (() => new Date());
   }
 
@@ -140,7 +97,7 @@ export class ApiKeyStore {
     const key = generateApiKey();
     const keyHash = hashApiKey(key);
     const record: ApiKeyRecord = {
-      keyId: keyIdOf(keyHash),
+      keyId: keyIdOfHash(keyHash),
       keyHash,
       keyPrefix: key.slice(0, API_KEY_PREFIX.length + 4),
       tenantId: opts.tenantId,
@@ -150,39 +107,14 @@ export class ApiKeyStore {
       revokedAt: undefined,
       quotas: opts.quotas ?? {},
     };
-    const quotaMap: Record<string, AttributeValue> = {};
-    for (const [name, value] of Object.entries(quotaOverridesToWire(record.quotas))) {
-      quotaMap[name] = { N: String(value) };
-    }
-    await this.client.send(
-      new PutItemCommand({
-        TableName: this.tableName,
-        Item: {
-          ...keyOf(keyHash),
-          item_type: { S: "api_key" },
-          key_hash: { S: keyHash },
-          key_id: { S: record.keyId },
-          key_prefix: { S: record.keyPrefix },
-          tenant_id: { S: record.tenantId },
-          name: { S: record.name },
-          created_at: { S: record.createdAt },
-          revoked: { BOOL: false },
-          ...(Object.keys(quotaMap).length > 0 ? { quotas: { M: quotaMap } } : {}),
-        },
-        // 256 random bits never collide in practice; the condition makes that a loud error, not an overwrite.
-        ConditionExpression: "attribute_not_exists(pk)",
-      }),
-    );
+    // 256 random bits never collide in practice; the repository makes that a loud error, not an overwrite.
+    await this.repository.insert(record);
     return { key, record };
   }
 
   /** The record for a key hash (strongly consistent), or undefined. */
   async findByHash(keyHash: string): Promise<ApiKeyRecord | undefined> {
-    const out = await this.client.send(
-      new GetItemCommand({ TableName: this.tableName, Key: keyOf(keyHash), ConsistentRead: true }),
-    );
-    if (!out.Item) return undefined;
-    const record = recordFromItem(out.Item);
+    const record = await this.repository.findByHash(keyHash);
     // The lookup was by hash; compare the stored hash in constant time anyway, so no code path
     // compares secret-derived values with an early-exit comparison.
     return record && hashesEqual(record.keyHash, keyHash) ? record : undefined;
@@ -195,31 +127,11 @@ export class ApiKeyStore {
   }
 
   /**
-   * All keys, optionally of one tenant, oldest first. This is a Scan with a filter: fine for an admin
-   * CLI over a table whose other items are episodes, not for a request path (it reads the whole table).
+   * All keys, optionally of one tenant, oldest first. On DynamoDB this is a Scan with a filter: fine
+   * for an admin CLI over a table whose other items are episodes, not for a request path.
    */
   async list(opts: { tenantId?: string } = {}): Promise<ApiKeyRecord[]> {
-    const out: ApiKeyRecord[] = [];
-    let startKey: Record<string, AttributeValue> | undefined;
-    do {
-      const page = await this.client.send(
-        new ScanCommand({
-          TableName: this.tableName,
-          FilterExpression:
-            opts.tenantId === undefined ? "item_type = :t" : "item_type = :t AND tenant_id = :tenant",
-          ExpressionAttributeValues: {
-            ":t": { S: "api_key" },
-            ...(opts.tenantId === undefined ? {} : { ":tenant": { S: opts.tenantId } }),
-          },
-          ExclusiveStartKey: startKey,
-        }),
-      );
-      for (const item of page.Items ?? []) {
-        const record = recordFromItem(item);
-        if (record) out.push(record);
-      }
-      startKey = page.LastEvaluatedKey;
-    } while (startKey);
+    const out = await this.repository.list(opts.tenantId === undefined ? {} : { tenantId: opts.tenantId });
     return out.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.keyId.localeCompare(b.keyId));
   }
 
@@ -230,25 +142,9 @@ export class ApiKeyStore {
    */
   async revoke(ref: string): Promise<ApiKeyRecord> {
     const target = await this.resolve(ref);
-    const revokedAt = this.now().toISOString();
-    try {
-      const out = await this.client.send(
-        new UpdateItemCommand({
-          TableName: this.tableName,
-          Key: keyOf(target.keyHash),
-          UpdateExpression: "SET revoked = :true, revoked_at = if_not_exists(revoked_at, :at)",
-          ConditionExpression: "attribute_exists(pk)",
-          ExpressionAttributeValues: { ":true": { BOOL: true }, ":at": { S: revokedAt } },
-          ReturnValues: "ALL_NEW",
-        }),
-      );
-      const record = out.Attributes ? recordFromItem(out.Attributes) : undefined;
-      if (!record) throw new Error(`Key '${ref}' vanished while revoking it.`);
-      return record;
-    } catch (err) {
-      if (err instanceof ConditionalCheckFailedException) throw new Error(`No API key matches '${ref}'.`);
-      throw err;
-    }
+    const record = await this.repository.markRevoked(target.keyHash, this.now().toISOString());
+    if (!record) throw new Error(`No API key matches '${ref}'.`);
+    return record;
   }
 
   private async resolve(ref: string): Promise<ApiKeyRecord> {

@@ -1,6 +1,5 @@
 // Units of metering: the UTC day usage is booked on, billed milliseconds and exact GB-seconds.
 // Usage is not written by steps: their items carry it and functions/src/metering/ rolls it up.
-export { usageKey } from "../store/layout.js";
 
 /** The UTC day a usage figure is booked on, `YYYY-MM-DD`. */
 export function usageDay(at: Date): string {

@@ -8,10 +8,9 @@
 // only through the usage item. Past its limit a tenant can still start, per API instance, the steps
 // it runs within `cacheMs` + that delay (about 10 s), at most `concurrent_steps` at a time; within
 // one instance concurrent steps are counted exactly (begun steps count at once).
-import { type DynamoDBDocumentClient, GetCommand } from "@aws-sdk/lib-dynamodb";
-import { usageKey } from "../store/layout.js";
 import { QuotaExceededError } from "./errors.js";
 import { nextUtcMidnight, usageDay } from "./metering.js";
+import type { UsageRepository } from "./repositories.js";
 
 interface UsageSnapshot {
   readonly day: string;
@@ -23,8 +22,8 @@ interface UsageSnapshot {
 }
 
 export interface DailyStepQuotaOpts {
-  readonly doc: DynamoDBDocumentClient;
-  readonly tableName: string;
+  /** The tenants' usage per day (DynamoDB: `store/dynamodb-usage.ts`, one GetItem per read). */
+  readonly usage: UsageRepository;
   /** How long one read of a tenant's usage is trusted. @default 5000 */
   readonly cacheMs?: number;
 }
@@ -64,21 +63,10 @@ export class DailyStepQuota {
     if (cached && cached.day === day && nowMs - cached.readAtMs < this.cacheMs) return cached;
     let read = this.pending.get(tenantId);
     if (!read) {
-      read = this.opts.doc
-        .send(
-          new GetCommand({
-            TableName: this.opts.tableName,
-            Key: usageKey(tenantId, day),
-            ProjectionExpression: "steps",
-          }),
-        )
-        .then((out) => {
-          const snapshot: UsageSnapshot = {
-            day,
-            readAtMs: nowMs,
-            stored: Number(out.Item?.steps ?? 0),
-            begun: 0,
-          };
+      read = this.opts.usage
+        .stepsOn(tenantId, day)
+        .then((stored) => {
+          const snapshot: UsageSnapshot = { day, readAtMs: nowMs, stored, begun: 0 };
           this.cache.set(tenantId, snapshot);
           return snapshot;
         })

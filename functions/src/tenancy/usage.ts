@@ -1,7 +1,6 @@
-import { type AttributeValue, type DynamoDBClient, QueryCommand } from "@aws-sdk/client-dynamodb";
-import { tenantPk, USAGE_PREFIX, usageKey } from "../store/layout.js";
 import { TenancyBadRequestError } from "./errors.js";
 import { formatScaled, GB_SECONDS_SCALE, parseScaled, usageDay } from "./metering.js";
+import type { UsageRepository } from "./repositories.js";
 
 /** One day of a tenant's usage, as `GET /usage` returns it. */
 export interface UsageFigures {
@@ -68,8 +67,8 @@ export function usageRange(
 }
 
 export interface QueryUsageOpts {
-  readonly client: DynamoDBClient;
-  readonly tableName: string;
+  /** Where usage is kept (DynamoDB: `store/dynamodb-usage.ts`). */
+  readonly repository: UsageRepository;
   readonly tenantId: string;
   /** First day, `YYYY-MM-DD` (inclusive). @default 29 days before `to` */
   readonly from?: string;
@@ -79,15 +78,16 @@ export interface QueryUsageOpts {
   readonly now?: Date;
 }
 
-function integerOf(value: AttributeValue | undefined): bigint {
-  return value?.N === undefined ? 0n : parseScaled(value.N, 0);
+function integerOf(value: string | undefined): bigint {
+  return value === undefined ? 0n : parseScaled(value, 0);
 }
 
 /**
- * A tenant's usage per day and in total: one strongly consistent Query on `TENANT#<id>` for
- * `USAGE#<from>`..`USAGE#<to>`. Sums are exact (integers as BigInt, GB-seconds at 13 decimals).
+ * A tenant's usage per day and in total, from the stored days `from`..`to` (on DynamoDB one
+ * strongly consistent Query on `TENANT#<id>`). Sums are exact (integers as BigInt, GB-seconds at
+ * 13 decimals).
  *
- * @example await queryUsage({ client, tableName, tenantId: "acme", from: "2026-11-01", to: "2026-11-30" })
+ * @example await queryUsage({ repository, tenantId: "acme", from: "2026-11-01", to: "2026-11-30" })
  */
 export async function queryUsage(opts: QueryUsageOpts): Promise<UsageReport> {
   const range = usageRange(opts.from, opts.to, opts.now);
@@ -100,40 +100,24 @@ export async function queryUsage(opts: QueryUsageOpts): Promise<UsageReport> {
     episodes_created: 0n,
     state_bytes: 0n,
   };
-  let startKey: Record<string, AttributeValue> | undefined;
-  do {
-    const page = await opts.client.send(
-      new QueryCommand({
-        TableName: opts.tableName,
-        KeyConditionExpression: "pk = :pk AND sk BETWEEN :from AND :to",
-        ExpressionAttributeValues: {
-          ":pk": { S: tenantPk(opts.tenantId) },
-          ":from": { S: usageKey(opts.tenantId, range.from).sk },
-          ":to": { S: usageKey(opts.tenantId, range.to).sk },
-        },
-        ConsistentRead: true,
-        ExclusiveStartKey: startKey,
-      }),
-    );
-    for (const item of page.Items ?? []) {
-      const figures = {
-        steps: integerOf(item.steps),
-        executions: integerOf(item.executions),
-        executor_ms: integerOf(item.executor_ms),
-        gb_seconds: item.gb_seconds?.N === undefined ? 0n : parseScaled(item.gb_seconds.N, GB_SECONDS_SCALE),
-        episodes_created: integerOf(item.episodes_created),
-        state_bytes: integerOf(item.state_bytes),
-      };
-      totals.steps += figures.steps;
-      totals.executions += figures.executions;
-      totals.executor_ms += figures.executor_ms;
-      totals.gb_seconds += figures.gb_seconds;
-      totals.episodes_created += figures.episodes_created;
-      totals.state_bytes += figures.state_bytes;
-      days.push({ date: (item.sk?.S ?? "").slice(USAGE_PREFIX.length), ...toNumbers(figures) });
-    }
-    startKey = page.LastEvaluatedKey;
-  } while (startKey);
+  for (const stored of await opts.repository.days(opts.tenantId, range.from, range.to)) {
+    const item = stored.figures;
+    const figures = {
+      steps: integerOf(item.steps),
+      executions: integerOf(item.executions),
+      executor_ms: integerOf(item.executor_ms),
+      gb_seconds: item.gb_seconds === undefined ? 0n : parseScaled(item.gb_seconds, GB_SECONDS_SCALE),
+      episodes_created: integerOf(item.episodes_created),
+      state_bytes: integerOf(item.state_bytes),
+    };
+    totals.steps += figures.steps;
+    totals.executions += figures.executions;
+    totals.executor_ms += figures.executor_ms;
+    totals.gb_seconds += figures.gb_seconds;
+    totals.episodes_created += figures.episodes_created;
+    totals.state_bytes += figures.state_bytes;
+    days.push({ date: stored.date, ...toNumbers(figures) });
+  }
   return { tenant_id: opts.tenantId, from: range.from, to: range.to, days, totals: toNumbers(totals) };
 }
 

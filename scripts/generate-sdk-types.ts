@@ -3,7 +3,7 @@
 // itself (createApp answering GET /openapi.json in process).
 //   npx tsx scripts/generate-sdk-types.ts          writes the file
 //   npx tsx scripts/generate-sdk-types.ts --check  exits 1 when the committed file is stale
-// test/sdk-types.test.ts runs the check.
+// test/contract/sdk-types.test.ts runs the check.
 import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -70,6 +70,8 @@ function limitsOf(s: JsonSchema): string[] {
 function typeOf(s: JsonSchema, indent: string): string {
   if (s.$ref) return s.$ref.replace("#/components/schemas/", "");
   if (s.allOf?.length === 1 && s.allOf[0]) return typeOf(s.allOf[0], indent);
+  // A schema extending another (zod's .extend of a named schema): the base and the added members.
+  if (s.allOf) return s.allOf.map((part) => typeOf(part, indent)).join(" & ");
   if (s.const !== undefined) return JSON.stringify(s.const);
   if (s.enum) return s.enum.map((v) => JSON.stringify(v)).join(" | ");
   const union = s.anyOf ?? s.oneOf;

@@ -50,11 +50,11 @@ export interface CodeState {
   [extra: string]: unknown;
 }
 
-/** A Jupyter MIME bundle the cell displayed. */
+/** One rich output of a cell: a Jupyter MIME bundle from `display(obj)` (objects with `_repr_png_`, `_repr_svg_`, `_repr_html_`, `_repr_markdown_`...) or a matplotlib figure (PNG, without `plt.show()`). */
 export interface DisplayOutput {
-  /** MIME type to content (image/png base64, text/html...). */
+  /** MIME type to content, as Jupyter's display data: `image/png` and `image/jpeg` base64, `image/svg+xml`, `text/html` (a DataFrame's table; sanitize before rendering), `text/markdown`, `text/latex`, `text/plain` (always there as a fallback). */
   data: Record<string, string>;
-  /** Jupyter display metadata. */
+  /** Jupyter's display metadata (e.g. `image/png` width and height); often empty. */
   metadata: Record<string, unknown>;
   [extra: string]: unknown;
 }
@@ -116,29 +116,41 @@ export interface ErrorResponse {
   [extra: string]: unknown;
 }
 
-export interface FileList {
-  episode_id: string;
-  files: Array<{
-    path: string;
-    /** (minimum: 0) */
-    size: number;
-    [extra: string]: unknown;
-  }>;
+/** One regular file of the episode's directory. */
+export interface FileEntry {
+  /** Relative to the episode's directory, '/'-separated. */
+  path: string;
+  /** Bytes. (minimum: 0) */
+  size: number;
   [extra: string]: unknown;
 }
 
+/** The files of an episode's working directory, which is part of its state. */
+export interface FileList {
+  /** The episode. */
+  episode_id: string;
+  /** Regular files of its directory (symlinks and special files are not kept), sorted by path. */
+  files: FileEntry[];
+  [extra: string]: unknown;
+}
+
+/** One file's content. Unknown members are refused (422). The file replaces any file of that path; directories are created. */
 export interface FileUpload {
-  /** The file's content: text, or base64 with `encoding: "base64"`. */
+  /** The file's content: UTF-8 text, or base64 with `encoding: "base64"` (for binary files). At most 1048576 bytes once decoded (413 above); the request body is capped at 2 MiB. */
   content: string;
-  /** Default `utf-8`. */
+  /** How `content` is written: `"utf-8"` (default) or `"base64"`. */
   encoding?: "utf-8" | "base64";
 }
 
+/** The upload, committed. */
 export interface FileWritten {
+  /** The episode. */
   episode_id: string;
+  /** The file written. */
   path: string;
+  /** Its size in bytes. (minimum: 0) */
   size: number;
-  /** The episode's new version: an upload is committed like a step. */
+  /** The episode's new version: an upload is committed like a step (a history record with `info.files_written`, empty code, reward 0.0). (minimum: 1) */
   step_count: number;
   [extra: string]: unknown;
 }
@@ -150,6 +162,13 @@ export interface Health {
   auth_required: boolean;
   [extra: string]: unknown;
 }
+
+/** One line of the JSON Lines export (`format=jsonl`): a HistoryStep with `episode_id`. */
+export type HistoryLine = HistoryStep & {
+  /** The episode (added to every line). */
+  episode_id: string;
+  [extra: string]: unknown;
+};
 
 export interface HistoryPage {
   /** The episode. */
@@ -177,6 +196,8 @@ export interface HistoryStep {
   info?: StepInfo;
   /** The step's request_id, when it had one. */
   request_id?: string;
+  /** The step's rich outputs, as its response had them; absent when none. The history keeps whole bundles, in order, up to 163840 characters of data per step (`history_truncated` when it kept fewer). (maxItems: 21) */
+  display?: DisplayOutput[];
   /** ISO 8601 time the step started. */
   started_at: string;
   /** Time the cell ran, in milliseconds. (minimum: 0) */
@@ -239,6 +260,8 @@ export interface StepInfo {
   crashed?: boolean;
   /** History only: this stored copy of the step was cut. */
   history_truncated?: boolean;
+  /** History only: this version is a file upload (PUT /episodes/{id}/files/{path}), not code; the file it wrote. */
+  files_written?: FileEntry[];
   [extra: string]: unknown;
 }
 
@@ -268,7 +291,7 @@ export interface StepResponse {
   /** Steps since the episode's reset. (minimum: 0) */
   step_count: number;
   info?: StepInfo;
-  /** Rich outputs the cell displayed; absent when none. */
+  /** Rich outputs the cell displayed, in order; absent when none. At most 20 bundles and 786432 characters of data per step; past either, the rest is dropped and a last `text/plain` bundle says how many (its metadata has `dropped`). (maxItems: 21) */
   display?: DisplayOutput[];
   /** On a fork's result: the source episode. */
   forked_from?: string;

@@ -60,22 +60,28 @@ const COMMON: readonly ErrorStatus[] = [401, 403, 421, 429, 500];
 /** And those of a route with a JSON body. */
 const BODY: readonly ErrorStatus[] = [400, 413, 415, 422];
 
-function errorResponse(status: ErrorStatus) {
-  return jsonContent(ErrorResponseSchema, ERROR_DESCRIPTIONS[status]);
+function errorResponse(status: ErrorStatus, description?: string) {
+  return jsonContent(ErrorResponseSchema, description ?? ERROR_DESCRIPTIONS[status]);
 }
 
 /**
  * The documented error responses of a route: the common ones, a body route's (`body: true`) and
- * `extra`. Public routes pass `common: false`.
+ * `extra`. Public routes pass `common: false`. `describe` replaces the text of a status whose
+ * codes or causes are the route's own (a file route's 400 `invalid_path`).
  */
-export function errorResponses(opts: { body?: boolean; common?: boolean; extra?: readonly ErrorStatus[] }) {
+export function errorResponses(opts: {
+  body?: boolean;
+  common?: boolean;
+  extra?: readonly ErrorStatus[];
+  describe?: Partial<Record<ErrorStatus, string>>;
+}) {
   const statuses = new Set<ErrorStatus>([
     ...(opts.common === false ? [403, 421, 500] : COMMON),
     ...(opts.body ? BODY : []),
     ...(opts.extra ?? []),
   ] as ErrorStatus[]);
-  return Object.fromEntries([...statuses].sort().map((s) => [s, errorResponse(s)])) as Record<
-    ErrorStatus,
-    ReturnType<typeof errorResponse>
-  >;
+  for (const s of Object.keys(opts.describe ?? {})) statuses.add(Number(s) as ErrorStatus);
+  return Object.fromEntries(
+    [...statuses].sort().map((s) => [s, errorResponse(s, opts.describe?.[s])]),
+  ) as Record<ErrorStatus, ReturnType<typeof errorResponse>>;
 }

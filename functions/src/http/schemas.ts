@@ -4,6 +4,7 @@
 // Every field says what it is and its limits. OpenEnv's models: CodeAction refuses unknown fields
 // (pydantic `extra="forbid"`), requests and state allow them.
 import { z } from "@hono/zod-openapi";
+import { MAX_FILE_PATH_BYTES, MAX_FILE_TRANSFER_BYTES } from "../core/files.js";
 
 export const EPISODE_ID_PATTERN = /^[A-Za-z0-9._:-]{1,255}$/;
 const MODULE_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/;
@@ -165,6 +166,80 @@ export const CodeStateSchema = z
   .describe("OpenEnv's CodeState plus this API's episode fields.")
   .openapi("CodeState");
 
+// ---- Files ----------------------------------------------------------------------------------
+
+/** The `{id}` and `{path}` path parameters of one file's routes. */
+export const FileParamsSchema = EpisodeParamsSchema.extend({
+  path: z
+    .string()
+    .min(1)
+    .openapi({ param: { name: "path", in: "path" }, example: "data/input.csv" })
+    .describe(
+      `The file, relative to the episode's directory and '/'-separated (e.g. \`data/input.csv\`; percent-encode other reserved characters); at most ${MAX_FILE_PATH_BYTES} bytes of UTF-8. Absolute paths, \`.\` or \`..\` parts, empty parts and backslashes are refused (400 \`invalid_path\`).`,
+    ),
+});
+
+export const FileEntrySchema = z
+  .object({
+    path: z.string().describe("Relative to the episode's directory, '/'-separated."),
+    size: z.number().int().min(0).describe("Bytes."),
+  })
+  .describe("One regular file of the episode's directory.")
+  .openapi("FileEntry");
+
+export const FileListSchema = z
+  .object({
+    episode_id: z.string().describe("The episode."),
+    files: z
+      .array(FileEntrySchema)
+      .describe("Regular files of its directory (symlinks and special files are not kept), sorted by path."),
+  })
+  .describe("The files of an episode's working directory, which is part of its state.")
+  .openapi("FileList", {
+    example: { episode_id: "ep_0123456789abcdef01234567", files: [{ path: "data/input.csv", size: 6 }] },
+  });
+
+export const FileUploadSchema = z
+  .strictObject({
+    content: z
+      .string()
+      .describe(
+        `The file's content: UTF-8 text, or base64 with \`encoding: "base64"\` (for binary files). At most ${MAX_FILE_TRANSFER_BYTES} bytes once decoded (413 above); the request body is capped at 2 MiB.`,
+      ),
+    encoding: z
+      .enum(["utf-8", "base64"])
+      .optional()
+      .describe('How `content` is written: `"utf-8"` (default) or `"base64"`.'),
+  })
+  .superRefine((upload, ctx) => {
+    const { content, encoding } = upload;
+    if (encoding === "base64" && (!/^[A-Za-z0-9+/]*={0,2}$/.test(content) || content.length % 4 !== 0)) {
+      ctx.addIssue({ code: "custom", path: ["content"], message: "content is not valid base64" });
+    }
+  })
+  .describe(
+    "One file's content. Unknown members are refused (422). The file replaces any file of that path; directories are created.",
+  )
+  .openapi("FileUpload", { example: { content: "1,2,3\n" } });
+
+export const FileWrittenSchema = z
+  .object({
+    episode_id: z.string().describe("The episode."),
+    path: z.string().describe("The file written."),
+    size: z.number().int().min(0).describe("Its size in bytes."),
+    step_count: z
+      .number()
+      .int()
+      .min(1)
+      .describe(
+        "The episode's new version: an upload is committed like a step (a history record with `info.files_written`, empty code, reward 0.0).",
+      ),
+  })
+  .describe("The upload, committed.")
+  .openapi("FileWritten", {
+    example: { episode_id: "ep_0123456789abcdef01234567", path: "data/input.csv", size: 6, step_count: 1 },
+  });
+
 const DroppedVariableSchema = z
   .object({
     name: z.string().describe("The variable's name."),
@@ -189,18 +264,53 @@ export const StepInfoSchema = z
       .optional()
       .describe("The cell's process ended; the Python state is as before the step."),
     history_truncated: z.boolean().optional().describe("History only: this stored copy of the step was cut."),
+    files_written: z
+      .array(FileEntrySchema)
+      .optional()
+      .describe(
+        "History only: this version is a file upload (PUT /episodes/{id}/files/{path}), not code; the file it wrote.",
+      ),
   })
   .catchall(z.unknown())
   .describe("This API's facts about a step.")
   .openapi("StepInfo");
 
+/** Bundles one step may return: the runtime keeps 20 and adds one note when it dropped some. */
+export const MAX_DISPLAY_OUTPUTS = 21;
+/** Characters of display data one step may return (the runtime's cap, all bundles together). */
+export const MAX_DISPLAY_CHARS = 768 * 1024;
+/** Characters of display data the history keeps of a step: whole bundles, in order. */
+export const HISTORY_DISPLAY_CHARS = 160 * 1024;
+
 export const DisplayOutputSchema = z
   .object({
-    data: z.record(z.string(), z.string()).describe("MIME type to content (image/png base64, text/html...)."),
-    metadata: z.record(z.string(), z.unknown()).describe("Jupyter display metadata."),
+    data: z
+      .record(z.string(), z.string())
+      .describe(
+        "MIME type to content, as Jupyter's display data: `image/png` and `image/jpeg` base64, `image/svg+xml`, `text/html` (a DataFrame's table; sanitize before rendering), `text/markdown`, `text/latex`, `text/plain` (always there as a fallback).",
+      ),
+    metadata: z
+      .record(z.string(), z.unknown())
+      .describe("Jupyter's display metadata (e.g. `image/png` width and height); often empty."),
   })
-  .describe("A Jupyter MIME bundle the cell displayed.")
-  .openapi("DisplayOutput");
+  .describe(
+    "One rich output of a cell: a Jupyter MIME bundle from `display(obj)` (objects with `_repr_png_`, `_repr_svg_`, `_repr_html_`, `_repr_markdown_`...) or a matplotlib figure (PNG, without `plt.show()`).",
+  )
+  .openapi("DisplayOutput", {
+    example: {
+      data: { "text/plain": "<Figure size 640x480 with 1 Axes>", "image/png": "iVBORw0KGgo..." },
+      metadata: {},
+    },
+  });
+
+/** The `display` list of a step's response (never inside `observation`, whose fields stay OpenEnv's). */
+const DisplayListSchema = z
+  .array(DisplayOutputSchema)
+  .max(MAX_DISPLAY_OUTPUTS)
+  .optional()
+  .describe(
+    `Rich outputs the cell displayed, in order; absent when none. At most 20 bundles and ${MAX_DISPLAY_CHARS} characters of data per step; past either, the rest is dropped and a last \`text/plain\` bundle says how many (its metadata has \`dropped\`).`,
+  );
 
 const RewardSchema = z
   .number()
@@ -220,10 +330,7 @@ export const StepResponseSchema = z
     episode_id: z.string().describe("The episode."),
     step_count: z.number().int().min(0).describe("Steps since the episode's reset."),
     info: StepInfoSchema.optional(),
-    display: z
-      .array(DisplayOutputSchema)
-      .optional()
-      .describe("Rich outputs the cell displayed; absent when none."),
+    display: DisplayListSchema,
     forked_from: z.string().optional().describe("On a fork's result: the source episode."),
   })
   .describe(
@@ -241,6 +348,13 @@ export const HistoryStepSchema = z
     metadata: MetadataSchema.optional().describe("OpenEnv's observation metadata of the step."),
     info: StepInfoSchema.optional(),
     request_id: z.string().optional().describe("The step's request_id, when it had one."),
+    display: z
+      .array(DisplayOutputSchema)
+      .max(MAX_DISPLAY_OUTPUTS)
+      .optional()
+      .describe(
+        `The step's rich outputs, as its response had them; absent when none. The history keeps whole bundles, in order, up to ${HISTORY_DISPLAY_CHARS} characters of data per step (\`history_truncated\` when it kept fewer).`,
+      ),
     started_at: z.string().describe("ISO 8601 time the step started."),
     duration_ms: z.number().min(0).describe("Time the cell ran, in milliseconds."),
     history_truncated: z.boolean().optional().describe("Code or outputs were cut in this stored copy."),
@@ -255,6 +369,12 @@ export const HistoryPageSchema = z
     next_cursor: z.string().nullable().describe("Pass as `cursor` for the next page; null at the end."),
   })
   .openapi("HistoryPage");
+
+export const HistoryLineSchema = HistoryStepSchema.extend({
+  episode_id: z.string().describe("The episode (added to every line)."),
+})
+  .describe("One line of the JSON Lines export (`format=jsonl`): a HistoryStep with `episode_id`.")
+  .openapi("HistoryLine");
 
 export const HealthSchema = z
   .object({

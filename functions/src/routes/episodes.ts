@@ -9,6 +9,7 @@ import {
   CodeStateSchema,
   defined,
   EpisodeParamsSchema,
+  HistoryLineSchema,
   HistoryPageSchema,
   StepResponseSchema,
 } from "../http/schemas.js";
@@ -53,7 +54,11 @@ const historyRoute = createRoute({
         "A page of steps (JSON), or every step, one JSON object per line with `episode_id` (JSON Lines)",
       content: {
         "application/json": { schema: HistoryPageSchema },
-        "application/x-ndjson": { schema: z.string().describe("One HistoryStep with episode_id per line.") },
+        "application/x-ndjson": {
+          schema: z
+            .string()
+            .describe("One HistoryLine (a HistoryStep with `episode_id`) per line, oldest first."),
+        },
       },
     },
     ...errorResponses({ extra: [404, 422] }),
@@ -85,6 +90,8 @@ const deleteRoute = createRoute({
 export function episodeRoutes(deps: AppDeps) {
   const { episodes } = deps;
   const app = newRouteApp();
+  // The JSON Lines export's line: a schema of its own, so clients have its type.
+  app.openAPIRegistry.register("HistoryLine", HistoryLineSchema);
 
   app.openapi(stateRoute, async (c) =>
     c.json(await episodes.state(c.get("tenantId"), checkEpisodeId(c.req.valid("param").id)), 200),

@@ -71,7 +71,15 @@ export type StepResultData = wire.StepResponse;
 export type HistoryStep = wire.HistoryStep & { display?: DisplayOutput[] };
 
 /** A page of an episode's trajectory, oldest step first (`next_cursor` is null at the end). */
-export type EpisodeHistory = Omit<wire.HistoryPage, "steps"> & { steps: HistoryStep[] };
+export interface EpisodeHistory {
+  /** The episode. */
+  episode_id: string;
+  /** Steps, oldest first. */
+  steps: HistoryStep[];
+  /** Pass as `cursor` for the next page; null at the end. */
+  next_cursor: string | null;
+  [extra: string]: unknown;
+}
 
 /** One line of the JSON Lines export: a {@link HistoryStep} with its episode's id. */
 export type ExportedStep = HistoryStep & { episode_id: string };

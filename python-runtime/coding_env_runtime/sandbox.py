@@ -245,9 +245,19 @@ _DENIED_SYSCALLS = {
     "x86_64": (0xC000003E, (248, 249, 250, 240, 241, 425, 426, 427, 323)),
     "aarch64": (0xC00000B7, (217, 218, 219, 180, 181, 425, 426, 427, 282)),
 }
+#: (clone, unshare, clone3): a new user namespace is refused. Inside one an unprivileged
+#: process is root with every capability over namespaces of its own, which opens the kernel's
+#: whole namespace-gated attack surface (netfilter, mounts of filesystems, ...) to user code.
+#: clone and unshare carry the flags in their first argument (the filter can read it); clone3
+#: passes them in a struct the filter cannot read, so it answers ENOSYS, on which the C
+#: library falls back to clone (threads, fork, posix_spawn keep working).
+_NAMESPACE_SYSCALLS = {"x86_64": (56, 272, 435), "aarch64": (220, 97, 435)}
+CLONE_NEWUSER = 0x10000000
 _PR_SET_SECCOMP, _SECCOMP_MODE_FILTER = 22, 2
 _SECCOMP_RET_ALLOW, _SECCOMP_RET_ERRNO = 0x7FFF0000, 0x00050000
 _X32_SYSCALL_BIT = 0x40000000
+#: Offsets in struct seccomp_data: nr, arch, args[0] (its low 32 bits: both are little-endian).
+_DATA_NR, _DATA_ARCH, _DATA_ARG0_LOW = 0, 4, 16
 
 
 class _SockFilter(ctypes.Structure):
@@ -258,30 +268,71 @@ class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
 
 
+def _assemble(program: list[tuple]) -> list[tuple[int, int, int, int]]:
+    """Classic BPF with labels: an item is ``("label", name)`` or ``(code, jt, jf, k)`` whose
+    ``jt``/``jf`` may name a later label (resolved to the relative jump BPF wants)."""
+    positions: dict[str, int] = {}
+    index = 0
+    for item in program:
+        if item[0] == "label":
+            positions[item[1]] = index
+        else:
+            index += 1
+    out: list[tuple[int, int, int, int]] = []
+    for item in program:
+        if item[0] == "label":
+            continue
+        code, jt, jf, k = item
+        here = len(out)
+
+        def offset(target: int | str) -> int:
+            return positions[target] - here - 1 if isinstance(target, str) else target
+
+        out.append((code, offset(jt), offset(jf), k))
+    return out
+
+
+def seccomp_program(machine: str) -> list[tuple[int, int, int, int]]:
+    """The worker's filter for ``machine`` (see ``deny_lingering_syscalls``)."""
+    import errno
+
+    audit_arch, numbers = _DENIED_SYSCALLS[machine]
+    clone, unshare, clone3 = _NAMESPACE_SYSCALLS[machine]
+    ld_w_abs, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06
+    return _assemble([
+        (ld_w_abs, 0, 0, _DATA_ARCH),
+        (jeq, 0, "deny", audit_arch),  # a foreign ABI: refuse everything
+        (ld_w_abs, 0, 0, _DATA_NR),
+        (jge, "deny", 0, _X32_SYSCALL_BIT),
+        *((jeq, "deny", 0, number) for number in numbers),
+        (jeq, "enosys", 0, clone3),
+        (jeq, "flags", 0, clone),
+        (jeq, "flags", 0, unshare),
+        (ret, 0, 0, _SECCOMP_RET_ALLOW),
+        ("label", "flags"),
+        (ld_w_abs, 0, 0, _DATA_ARG0_LOW),
+        (jset, "deny", 0, CLONE_NEWUSER),
+        (ret, 0, 0, _SECCOMP_RET_ALLOW),
+        ("label", "enosys"),
+        (ret, 0, 0, _SECCOMP_RET_ERRNO | errno.ENOSYS),
+        ("label", "deny"),
+        (ret, 0, 0, _SECCOMP_RET_ERRNO | errno.EPERM),
+    ])
+
+
 def deny_lingering_syscalls() -> None:
     """A seccomp filter (inherited by everything the worker starts, never removable) that
-    answers EPERM to ``_DENIED_SYSCALLS`` and to the x32 ABI (other numbers for the same
-    calls). Sets no_new_privs first, which an unprivileged process needs for a filter."""
+    answers EPERM to ``_DENIED_SYSCALLS``, to the x32 ABI (other numbers for the same calls)
+    and to clone/unshare asking for a new user namespace, and ENOSYS to clone3
+    (``_NAMESPACE_SYSCALLS``). Sets no_new_privs first, which an unprivileged process needs
+    for a filter. The worker's own namespaces (root mode) are made after this: only
+    CLONE_NEWUSER is refused, and the worker never asks for it."""
     import errno
     import platform
 
-    arch = _DENIED_SYSCALLS.get(platform.machine())
-    if arch is None:
+    if platform.machine() not in _DENIED_SYSCALLS:
         raise OSError(errno.ENOSYS, f"no system call table for {platform.machine()}")
-    audit_arch, numbers = arch
-    ld_w_abs, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06
-    deny = _SECCOMP_RET_ERRNO | errno.EPERM
-    n = len(numbers)
-    program = [
-        (ld_w_abs, 0, 0, 4),  # seccomp_data.arch
-        (jeq, 1, 0, audit_arch),
-        (ret, 0, 0, deny),  # a foreign ABI: refuse everything
-        (ld_w_abs, 0, 0, 0),  # seccomp_data.nr
-        (jge, n + 1, 0, _X32_SYSCALL_BIT),  # -> deny
-        *((jeq, n - i, 0, number) for i, number in enumerate(numbers)),  # -> deny
-        (ret, 0, 0, _SECCOMP_RET_ALLOW),
-        (ret, 0, 0, deny),
-    ]
+    program = seccomp_program(platform.machine())
     filters = (_SockFilter * len(program))(*(_SockFilter(*insn) for insn in program))
     prog = _SockFprog(len(program), filters)
     no_new_privs()

@@ -72,6 +72,19 @@ class ResidueTest(LambdaModeTestCase):
         self.assertEqual(result["stdout"].strip(), "[] False False")
 
 
+class UserNamespaceTest(LambdaModeTestCase):
+    max_environments = 1
+
+    def test_no_user_namespace_can_be_created_and_processes_and_threads_still_start(self) -> None:
+        # Lambda refuses them in its own sandbox; the runtime's filter refuses them anyway (the
+        # harness, like a laptop, would allow them), with the same outcome as in root mode.
+        from tests.test_attack_root import USER_NAMESPACES, USER_NAMESPACES_REFUSED
+
+        result = self.run_code(USER_NAMESPACES)
+        self.assertEqual(result["exit_code"], 0, result["stderr"])
+        self.assertEqual(result["stdout"].strip(), USER_NAMESPACES_REFUSED)
+
+
 class KilledZygoteTest(LambdaModeTestCase):
     max_environments = 1
 

@@ -113,6 +113,57 @@ class KernelObjectsTest(RuntimeTestCase):
         self.assertEqual((result["exit_code"], result["stdout"].strip()), (0, "42"), result["stderr"])
 
 
+#: Every way to a new user namespace (inside one an unprivileged process holds every capability
+#: over namespaces of its own: the kernel's namespace-gated code becomes reachable), then the
+#: ways of starting processes and threads that must keep working (clone3 answers ENOSYS so the
+#: C library falls back to clone).
+USER_NAMESPACES = r"""
+import ctypes, multiprocessing, os, platform, subprocess, threading
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+CLONE_NEWUSER, SIGCHLD = 0x10000000, 17
+CLONE, CLONE3 = {"x86_64": (56, 435), "aarch64": (220, 435)}[platform.machine()]
+def errno_of(rc):
+    return ctypes.get_errno() if rc < 0 else "created"
+outcome = {"unshare": errno_of(libc.unshare(CLONE_NEWUSER))}
+child = libc.syscall(CLONE, CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0)
+if child == 0:
+    os._exit(0)
+if child > 0:
+    os.waitpid(child, 0)
+outcome["clone"] = errno_of(child)
+outcome["clone3"] = errno_of(libc.syscall(CLONE3, ctypes.create_string_buffer(88), 88))
+outcome["unshare -U"] = subprocess.run(["unshare", "-U", "true"], capture_output=True).returncode
+thread = threading.Thread(target=lambda: outcome.__setitem__("thread", "ran"))
+thread.start()
+thread.join()
+pid = os.fork()
+if pid == 0:
+    os._exit(7)
+outcome["fork"] = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+outcome["subprocess"] = subprocess.run(["python3", "-c", "print(6 * 7)"], capture_output=True, text=True).stdout.strip()
+receiver, sender = multiprocessing.Pipe(duplex=False)  # no Pool: Lambda has no /dev/shm
+process = multiprocessing.get_context("fork").Process(target=sender.send, args=([1, 2],))
+process.start()
+outcome["multiprocessing"] = receiver.recv()
+process.join()
+print(sorted(outcome.items()))
+"""
+#: EPERM for clone/unshare asking for a user namespace, ENOSYS for clone3; the rest works.
+USER_NAMESPACES_REFUSED = repr(sorted({
+    "unshare": 1, "clone": 1, "clone3": 38, "unshare -U": 1, "thread": "ran", "fork": 7,
+    "subprocess": "42", "multiprocessing": [1, 2],
+}.items()))
+
+
+@unittest.skipUnless(ROOT, "root mode only")
+class UserNamespaceTest(RuntimeTestCase):
+    def test_no_user_namespace_can_be_created_and_processes_and_threads_still_start(self) -> None:
+        result = self.episode({"mode": "full"}).step(USER_NAMESPACES)
+        self.assertEqual(result["exit_code"], 0, result["stderr"])
+        self.assertEqual(result["stdout"].strip(), USER_NAMESPACES_REFUSED)
+
+
 @unittest.skipUnless(ROOT, "root mode only")
 class UidReuseTest(unittest.TestCase):
     def test_keys_an_earlier_holder_of_the_uid_left_are_cleared_before_user_code_runs(self) -> None:

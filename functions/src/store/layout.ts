@@ -15,6 +15,8 @@
 //
 // Tenant partition `TENANT#<id>`: `USAGE#<YYYY-MM-DD>` (usage per UTC day, rolled up from the
 // change stream), `ACTIVE` (ids of possibly live episodes). API keys: `KEY#<sha256>` / `META`.
+// Their attributes are in tenancy's adapters: dynamodb-usage.ts, dynamodb-active-episodes.ts,
+// dynamodb-api-keys.ts; the stream records' reading in dynamodb-usage-stream.ts.
 
 export const episodePk = (tenantId: string, id: string) => `EP#${tenantId}#${id}`;
 export const HEAD_SK = "META";

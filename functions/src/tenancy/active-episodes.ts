@@ -4,26 +4,24 @@ import type { ActiveEpisodeRepository, LiveEpisodeLookup } from "./repositories.
 /*
  * Concurrent active episodes, without a counter that can drift.
  *
- * A plain counter (+1 on reset, -1 on delete) drifts: DynamoDB TTL deletes expired episodes on its
- * own schedule (up to days later) and never tells the counter. Instead each tenant has one item
- * `TENANT#<id>`/`ACTIVE` holding the string set `active_ids` of its episodes that may be alive, and a
- * version `ver`:
- * - reset/fork adds the new id before it writes the episode (`reserve`, one conditional UpdateItem:
- *   `size(active_ids) < limit OR contains(active_ids, id)`, evaluated atomically by DynamoDB), so
- *   concurrent resets can never get past the limit; it also bumps `ver`. A reset that then fails
- *   leaves its id listed: the set only over-counts until the next prune;
+ * A plain counter (+1 on reset, -1 on delete) drifts: the store's TTL deletes expired episodes on
+ * its own schedule (DynamoDB: up to days later) and never tells the counter. Instead each tenant has
+ * one set of the ids of its episodes that may be alive, with a version `ver`
+ * (`ActiveEpisodeRepository`; on DynamoDB one item, `store/dynamodb-active-episodes.ts`):
+ * - reset/fork adds the new id before it writes the episode (`reserve`: `addIfRoom`, one atomic
+ *   conditional write "fewer than `limit` ids, or the id is there already"), so concurrent resets
+ *   can never get past the limit; it also bumps `ver`. A reset that then fails leaves its id
+ *   listed: the set only over-counts until the next prune;
  * - delete removes the id after the episode is gone (`release`);
  * - expiry removes nothing. So the set is always a superset of the live episodes, and the count is
  *   never too low. It can be too high (expired ids linger): only then, when the condition fails,
- *   `prune` reads the listed episodes (one consistent BatchGetItem), drops those that are gone or
- *   past `expires_at`, and writes that with the condition `ver = <ver it read>` so it cannot remove an
- *   id that a concurrent reset re-created meanwhile. Then the reset is tried again, or, when nothing
- *   was dead, answered with 429 and the earliest time one of the live episodes expires.
- * Steps never touch this item (they only extend an episode's expiry), so it is not a hot spot, and the
- * set holds at most `limit` ids (plus dead ones until the next prune), so it stays small.
- *
- * The set and the lookup of live episodes are ports (`repositories.ts`); on DynamoDB they are
- * `store/dynamodb-active-episodes.ts`, and the conditions above are evaluated there.
+ *   `prune` asks which listed episodes are alive (`LiveEpisodeLookup`: one consistent batch read of
+ *   their heads), and removes the others only if the set's `ver` is still the one it read
+ *   (`removeIfUnchanged`), so it cannot remove an id that a concurrent reset re-created meanwhile.
+ *   Then the reset is tried again, or, when nothing was dead, answered with 429 and the earliest
+ *   time one of the live episodes expires.
+ * Steps never touch the set (they only extend an episode's expiry), so it is not a hot spot, and it
+ * holds at most `limit` ids (plus dead ones until the next prune), so it stays small.
  */
 
 export type { LiveEpisodeLookup } from "./repositories.js";

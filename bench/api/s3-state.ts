@@ -15,10 +15,12 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { InvokeCommand, LambdaClient } from "@aws-sdk/client-lambda";
-import { S3Client } from "@aws-sdk/client-s3";
+import { MAX_STATE_BYTES_IN_S3 } from "../../functions/src/config.js";
+import type { StateObjectRef } from "../../functions/src/core/episode-repository.js";
 import { startExecutor, stopExecutor } from "../../functions/src/local/executor-process.js";
 import { startLocalS3 } from "../../functions/src/local/s3-server.js";
-import { S3StateStore } from "../../functions/src/store/s3-state.js";
+import { createStateS3Client, S3StateStore } from "../../functions/src/store/s3-state.js";
+import { S3_INLINE_MAX_BYTES } from "../../functions/src/store/s3-state-items.js";
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -33,12 +35,7 @@ const credentials = {
 };
 const dir = mkdtempSync(join(tmpdir(), "coding-env-s3-bench-"));
 const s3 = await startLocalS3({ directory: dir, bucket: "bench", credentials });
-const client = new S3Client({
-  region: "us-east-1",
-  endpoint: s3.endpoint,
-  forcePathStyle: true,
-  credentials,
-});
+const client = createStateS3Client({ region: "us-east-1", endpoint: s3.endpoint, credentials });
 const store = new S3StateStore({ client, bucket: "bench" });
 const executor = await startExecutor({
   repoRoot,
@@ -63,14 +60,15 @@ async function invoke(event: Record<string, unknown>): Promise<Record<string, un
   return JSON.parse(text) as Record<string, unknown>;
 }
 
-async function step(episodeId: string, version: number, code: string, inputKey: string | null) {
+async function step(episodeId: string, version: number, code: string, input: StateObjectRef | null) {
   const state = await store.stateUrls({
     tenantId: "bench",
     episodeId,
     incarnation: "i",
     version: version + 1,
-    inputKey,
-    inlineMaxBytes: 32 * 1024,
+    input,
+    inlineMaxBytes: S3_INLINE_MAX_BYTES,
+    maxBytes: MAX_STATE_BYTES_IN_S3,
   });
   const started = performance.now();
   const reply = await invoke({
@@ -85,7 +83,19 @@ async function step(episodeId: string, version: number, code: string, inputKey: 
     state,
   });
   if (reply.exit_code !== 0) throw new Error(String(reply.stderr));
-  return { ms: performance.now() - started, reply, key: state.put_ref };
+  if (reply.state_location !== "put") throw new Error(`state ${String(reply.state_location)}, expected put`);
+  const ref: StateObjectRef = {
+    key: state.put_ref,
+    bytes: Number(reply.state_bytes),
+    sha256: String(reply.state_sha256),
+    createdAtMs: Date.now(),
+  };
+  return { ms: performance.now() - started, reply, ref, payloadBytes: payloadBytes(state, reply) };
+}
+
+/** Bytes of the Invoke request and reply (the state never rides in them). */
+function payloadBytes(state: unknown, reply: Record<string, unknown>): number {
+  return Buffer.byteLength(JSON.stringify({ state })) + Buffer.byteLength(JSON.stringify(reply));
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
@@ -99,15 +109,17 @@ try {
     const cold: number[] = [];
     const warm: number[] = [];
     let objectBytes = 0;
+    let payload = 0;
     for (let round = 0; round < rounds; round++) {
       const episode = `ep_${mib}_${round}`;
       const first = await step(episode, 0, `import numpy as np\n${make}`, null);
       // Another executor's view: no warm worker and no cached copy of the state.
       await invoke({ contract_version: 1, op: "discard", tenant_id: "bench", episode_id: episode });
-      const restored = await step(episode, 1, "big[0] += 1", first.key);
+      const restored = await step(episode, 1, "big[0] += 1", first.ref);
       cold.push(restored.ms);
-      objectBytes = (await store.read(restored.key)).byteLength;
-      const again = await step(episode, 2, "big[0] += 1", restored.key);
+      objectBytes = restored.ref.bytes;
+      payload = Math.max(payload, restored.payloadBytes);
+      const again = await step(episode, 2, "big[0] += 1", restored.ref);
       if (again.reply.warm !== true) throw new Error("expected the warm worker");
       warm.push(again.ms);
       await store.deleteEpisode("bench", episode);
@@ -118,6 +130,7 @@ try {
       object_mib: Number((objectBytes / MiB).toFixed(1)),
       restore_save_ms_p50: Math.round(median(cold)),
       warm_save_ms_p50: Math.round(median(warm)),
+      invoke_payload_bytes_max: payload,
       rounds,
     });
   }

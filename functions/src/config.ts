@@ -22,7 +22,10 @@ export interface ApiConfig {
   readonly maxBodyBytes: number;
   /** Largest `action.code`. @default 1 MiB */
   readonly maxCodeBytes: number;
-  /** Largest compressed Python state the store keeps. @default 3 MiB */
+  /**
+   * Largest Python state (the executor's snapshot) the store keeps. @default 256 MiB with a state
+   * bucket (`CODING_ENV_STATE_BUCKET`: large states in S3), else 3 MiB; env `CODING_ENV_MAX_STATE_BYTES`.
+   */
   readonly maxStateBytes: number;
   /**
    * Seconds the API waits for the executor beyond the step's own limit: the executor's margin
@@ -104,6 +107,9 @@ export const AWS_TIMEOUTS = Object.freeze({
     maxStepTimeoutS + EXECUTOR_MARGIN_S + COLD_START_ALLOWANCE_S,
 });
 
+/** Largest state with a state bucket (S3): the executor's worker cap (RuntimeOpts.max_snapshot_bytes) plus its envelope. */
+export const MAX_STATE_BYTES_IN_S3 = 256 * 1024 * 1024 + 4096;
+
 export const defaultConfig: ApiConfig = {
   tableName: "coding-env",
   executorFunction: "coding-env-executor",
@@ -183,6 +189,13 @@ export function configFromEnv(env: Record<string, string | undefined> = process.
     ...defaultConfig,
     executorGraceS,
     requestDeadlineS,
+    maxStateBytes: Math.floor(
+      positiveNumber(
+        env,
+        "CODING_ENV_MAX_STATE_BYTES",
+        env.CODING_ENV_STATE_BUCKET ? MAX_STATE_BYTES_IN_S3 : defaultConfig.maxStateBytes,
+      ),
+    ),
     executorMaxConcurrency: Math.floor(
       positiveNumber(env, "CODING_ENV_EXECUTOR_MAX_CONCURRENCY", defaultConfig.executorMaxConcurrency),
     ),

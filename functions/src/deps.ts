@@ -15,6 +15,7 @@ import { FairShareExecutor } from "./executor/fair-share.js";
 import { PackageSetReporter } from "./executor/package-set.js";
 import { DynamoDbEpisodeRepository } from "./store/dynamodb-episode-repository.js";
 import { dynamoDbTenancyRepositories } from "./store/dynamodb-tenancy.js";
+import { createStateS3Client, S3StateStore } from "./store/s3-state.js";
 import { HostedTenancy } from "./tenancy/hosted.js";
 
 /** Options of {@link buildDeps}. */
@@ -107,10 +108,28 @@ export function buildDeps(opts: BuildDepsOpts): BuiltDeps {
       ? { httpAgent: new Agent({ keepAlive: true, maxSockets: executorSockets }), connectionTimeout: 5_000 }
       : { httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets: executorSockets }) },
   });
+  // Large state in S3 (CODING_ENV_STATE_BUCKET; the local S3 by CODING_ENV_S3_ENDPOINT).
+  const env = opts.env ?? process.env;
+  const s3Endpoint = env.CODING_ENV_S3_ENDPOINT || undefined;
+  const s3 = env.CODING_ENV_STATE_BUCKET
+    ? createStateS3Client({
+        region,
+        ...(s3Endpoint
+          ? {
+              endpoint: s3Endpoint,
+              credentials,
+              requestHandler: { httpAgent: new Agent({ keepAlive: true, maxSockets: 64 }) },
+            }
+          : {}),
+      })
+    : undefined;
   const store = new DynamoDbEpisodeRepository({
     doc,
     tableName: opts.config.tableName,
     maxStateBytes: opts.config.maxStateBytes,
+    ...(s3 && env.CODING_ENV_STATE_BUCKET
+      ? { stateObjects: new S3StateStore({ client: s3, bucket: env.CODING_ENV_STATE_BUCKET }) }
+      : {}),
   });
   const executor = new FairShareExecutor(
     new LambdaExecutor({
@@ -143,6 +162,7 @@ export function buildDeps(opts: BuildDepsOpts): BuiltDeps {
     destroy: () => {
       dynamodb.destroy();
       lambda.destroy();
+      s3?.destroy();
     },
   };
 }

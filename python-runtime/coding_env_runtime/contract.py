@@ -190,6 +190,11 @@ def parse_event(
 _MAX_URL_CHARS = 8192
 
 
+def state_location_of(event: dict[str, Any]) -> StateLocation | None:
+    """``event["state"]`` of any operation that reads or writes a state (a step, ``files``)."""
+    return _state_location(event.get("state"))
+
+
 def _optional_text(data: dict[str, Any], name: str, limit: int) -> str | None:
     value = data.get(name)
     if value is None:
@@ -200,8 +205,9 @@ def _optional_text(data: dict[str, Any], name: str, limit: int) -> str | None:
 
 
 def _state_location(raw: Any) -> StateLocation | None:
-    """``{"get_url", "get_ref", "put_url", "put_ref", "inline_max_bytes"}``: pre-signed S3 URLs
-    (http or https only) and the object keys they name."""
+    """``{"get_url", "get_ref", "get_bytes", "get_sha256", "put_url", "put_ref",
+    "inline_max_bytes", "max_bytes"}``: pre-signed S3 URLs (http or https only), the object keys
+    they name, the input object's recorded size and SHA-256, and the largest state to keep."""
     if raw is None:
         return None
     if not isinstance(raw, dict):
@@ -216,4 +222,24 @@ def _state_location(raw: Any) -> StateLocation | None:
     ):
         raise EventError("state: each URL comes with the key of its object (get_ref, put_ref)")
     inline_max = _int_field(raw, "inline_max_bytes", 32 * 1024, 0, 4 * 1024 * 1024)
-    return StateLocation(urls["get_url"], refs["get_ref"], urls["put_url"], refs["put_ref"], inline_max)
+    get_bytes = raw.get("get_bytes")
+    if get_bytes is not None and (isinstance(get_bytes, bool) or not isinstance(get_bytes, int) or get_bytes < 0):
+        raise EventError("state.get_bytes must be a non-negative integer")
+    get_sha256 = raw.get("get_sha256")
+    if get_sha256 is not None and (
+        not isinstance(get_sha256, str) or len(get_sha256) != 64 or get_sha256.strip("0123456789abcdef")
+    ):
+        raise EventError("state.get_sha256 must be 64 lowercase hex digits")
+    max_bytes = raw.get("max_bytes")
+    if max_bytes is not None and (isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1):
+        raise EventError("state.max_bytes must be a positive integer")
+    return StateLocation(
+        urls["get_url"],
+        refs["get_ref"],
+        urls["put_url"],
+        refs["put_ref"],
+        inline_max,
+        get_bytes=get_bytes,
+        get_sha256=get_sha256,
+        max_bytes=max_bytes,
+    )

@@ -24,8 +24,9 @@ from typing import Any
 
 from . import files_op, packages, state_transfer
 from .files_op import FilesRequest
-from .contract import DiscardRequest, EventError, PackagesRequest, StepRequest, parse_event
+from .contract import DiscardRequest, EventError, PackagesRequest, StepRequest, parse_event, state_location_of
 from .runtime import Runtime, RuntimeOpts
+from .state_transfer import StateLocation
 
 #: The most the serialized reply may take (Lambda allows 6,291,556 bytes; the rest is margin).
 REPLY_LIMIT_BYTES = 6_000_000
@@ -84,6 +85,9 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         return {"contract_version": 1, "discarded": discarded}
     if isinstance(request, FilesRequest):
         # The episode's files in its snapshot (plain data next to the pickle): no worker, no code.
+        files_state = state_location_of(event)
+        if files_state is not None:
+            return _files_with_state_in_s3(request, files_state)
         return files_op.answer(request, get_runtime().empty_snapshot())
     if isinstance(request, PackagesRequest):
         # Read from distribution metadata (nothing imported into this parent), cached.
@@ -110,35 +114,66 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
 
 def _step_with_state_in_s3(request: StepRequest, context: Any) -> dict[str, Any]:
     """A step whose input state may be an S3 object (``state.get_url``) and whose new state goes
-    to S3 (``state.put_url``) when it is larger than ``state.inline_max_bytes``. The reply says
-    where the new state is: ``state_location`` is ``"inline"`` (in ``snapshot``), ``"put"`` (the
-    object of ``put_ref`` was written; ``snapshot`` is empty) or ``"input"`` (unchanged: the
-    step's input state, wherever it was; ``snapshot`` is empty)."""
+    to S3 (``state.put_url``) when it is larger than ``state.inline_max_bytes``. The runtime
+    sees raw snapshot bytes throughout (no base64 of large states). The reply says where the new
+    state is: ``state_location`` is ``"inline"`` (in ``snapshot``), ``"put"`` (the object of
+    ``put_ref`` was written: ``state_ref``, ``state_bytes``, ``state_sha256``; ``snapshot`` is
+    empty) or ``"input"`` (unchanged: the step's input state, wherever it was; ``snapshot`` is
+    empty). A new state over ``state.max_bytes`` is refused (``state_too_large``) and nothing is
+    written."""
     location = request.state
     assert location is not None
-    input_from_s3 = location.get_url is not None and location.get_ref is not None
-    if input_from_s3:
-        cached = _state_cache.get(request.tenant_id, request.episode_id, location.get_ref)
-        if cached is None:
-            cached = state_transfer.snapshot_from_object(state_transfer.download(location.get_url))
-        request = dataclasses.replace(request, snapshot=cached)
+    input_ref = location.get_ref if location.get_url is not None else None
+    try:
+        if input_ref is not None:
+            raw_input = _state_cache.get(request.tenant_id, request.episode_id, input_ref)
+            if raw_input is None:
+                assert location.get_url is not None
+                raw_input = state_transfer.download(location.get_url, location.get_bytes, location.get_sha256)
+            request = dataclasses.replace(request, snapshot=raw_input)  # type: ignore[arg-type]
+        elif request.snapshot is not None:
+            # Inline input: raw too, so a warm worker (which holds raw bytes) matches it.
+            request = dataclasses.replace(request, snapshot=state_transfer.raw_of(request.snapshot))  # type: ignore[arg-type]
+    except state_transfer.StateTransferError as exc:
+        # Nothing ran: the API answers it as an executor failure and the episode is unchanged.
+        raise EventError(f"the episode's state could not be read: {exc}") from exc
     request = _within_invocation_deadline(request, context)
     runtime = get_runtime()
     result = runtime.run_step(request)
     new_snapshot = result.get("snapshot")
+    result["snapshot_bytes"] = 0 if new_snapshot is None else state_transfer.raw_size(new_snapshot)
     if new_snapshot is request.snapshot and request.snapshot is not None:
         # Failed, timed out, busy...: the input state stands (the caller already has it).
         result.update(snapshot="", state_location="input")
-        if input_from_s3:
-            _state_cache.put(request.tenant_id, request.episode_id, location.get_ref, request.snapshot)
+        if input_ref is not None:
+            _state_cache.put(request.tenant_id, request.episode_id, input_ref, request.snapshot)
+    elif isinstance(new_snapshot, (bytes, bytearray)) and request.snapshot is not None and new_snapshot == request.snapshot:
+        # A step that changed nothing (printing, reading): no new object, the input stands.
+        result.update(snapshot="", state_location="input")
+        if input_ref is not None:
+            _state_cache.put(request.tenant_id, request.episode_id, input_ref, new_snapshot)
+    elif location.max_bytes is not None and result["snapshot_bytes"] > location.max_bytes:
+        runtime.discard(request.tenant_id, request.episode_id, request.incarnation)
+        result.update(
+            snapshot="",
+            state_location="input",
+            dropped=[],
+            exit_code=1,
+            error_code="state_too_large",
+        )
+        result["stderr"] = (
+            f"MemoryError: the episode's state would be {result['snapshot_bytes'] / 2**20:.1f} MiB after this "
+            f"step, above the {location.max_bytes / 2**20:.1f} MiB limit; the episode's state is as it was "
+            "before this step. Delete large variables (del name) and retry.\n" + str(result.get("stderr") or "")
+        )
     elif (
         location.put_url is not None
         and location.put_ref is not None
-        and isinstance(new_snapshot, str)
-        and len(new_snapshot) * 3 // 4 > location.inline_max_bytes
+        and isinstance(new_snapshot, (bytes, bytearray))
+        and len(new_snapshot) > location.inline_max_bytes
     ):
         try:
-            state_transfer.upload(location.put_url, state_transfer.object_from_snapshot(new_snapshot))
+            digest = state_transfer.upload(location.put_url, new_snapshot)
         except state_transfer.StateTransferError as exc:
             # The new state is lost: the step counts as failed and the input state stands.
             runtime.discard(request.tenant_id, request.episode_id, request.incarnation)
@@ -151,16 +186,55 @@ def _step_with_state_in_s3(request: StepRequest, context: Any) -> dict[str, Any]
                 "episode's state is as it was before this step.\n" + str(result.get("stderr") or ""),
             )
         else:
-            result.update(snapshot="", state_location="put")
+            result.update(
+                snapshot="",
+                state_location="put",
+                state_ref=location.put_ref,
+                state_bytes=len(new_snapshot),
+                state_sha256=digest,
+            )
             _state_cache.put(request.tenant_id, request.episode_id, location.put_ref, new_snapshot)
+    elif new_snapshot is not None:
+        result.update(snapshot=state_transfer.inline_of(new_snapshot), state_location="inline")
     else:
-        result["state_location"] = "inline"
-    if result["snapshot"] == "" and fit_reply(result, "", runtime.empty_snapshot, ric_ensure_ascii()):
+        result.update(snapshot=runtime.empty_snapshot(), state_location="inline")
+    sizer = _SnapshotSizer(None, ric_ensure_ascii())
+    if fit_reply(result, None, runtime.empty_snapshot, sizer.ensure_ascii, sizer=sizer):
+        # Only an inline state can make the reply too large: the input state stands.
+        result.update(snapshot="", state_location="input")
         runtime.discard(request.tenant_id, request.episode_id, request.incarnation)
-    elif result["snapshot"] != "":
-        sizer = _SnapshotSizer(None, ric_ensure_ascii())
-        if fit_reply(result, None, runtime.empty_snapshot, sizer.ensure_ascii, sizer=sizer):
-            runtime.discard(request.tenant_id, request.episode_id, request.incarnation)
+    return result
+
+
+def _files_with_state_in_s3(request: FilesRequest, location: StateLocation) -> dict[str, Any]:
+    """The ``files`` operation on a state kept in S3: read from the GET URL, and a written state
+    larger than ``inline_max_bytes`` goes to the PUT URL (reply as a step's: ``state_location``)."""
+    try:
+        if location.get_url is not None:
+            raw_input = _state_cache.get(request.tenant_id, request.episode_id, location.get_ref or "")
+            if raw_input is None:
+                raw_input = state_transfer.download(location.get_url, location.get_bytes, location.get_sha256)
+            request = dataclasses.replace(request, snapshot=state_transfer.inline_of(raw_input))
+    except state_transfer.StateTransferError as exc:
+        raise EventError(f"the episode's state could not be read: {exc}") from exc
+    result = files_op.answer(request, get_runtime().empty_snapshot())
+    new_snapshot = result.get("snapshot")
+    if not isinstance(new_snapshot, str) or result.get("error_code"):
+        return result
+    raw = state_transfer.raw_of(new_snapshot)
+    result["snapshot_bytes"] = len(raw)
+    if location.max_bytes is not None and len(raw) > location.max_bytes:
+        return {"contract_version": 1, "error_code": "state_too_large", "snapshot_bytes": len(raw),
+                "message": f"The episode's state would be {len(raw)} bytes, over {location.max_bytes}."}
+    if location.put_url is None or location.put_ref is None or len(raw) <= location.inline_max_bytes:
+        result["state_location"] = "inline"
+        return result
+    try:
+        digest = state_transfer.upload(location.put_url, raw)
+    except state_transfer.StateTransferError as exc:
+        raise EventError(f"the episode's new state could not be saved: {exc}") from exc
+    result.update(snapshot="", state_location="put", state_ref=location.put_ref, state_bytes=len(raw),
+                  state_sha256=digest)
     return result
 
 

@@ -370,7 +370,8 @@ class Runtime:
         # worker to get there. From then on no process of the worker runs until its next step:
         # timers, threads, children get no CPU, nothing more can be written on its channel.
         self._collect_output(worker, request, result)
-        new_snapshot = snapshot.encode(new_payload)
+        # A step whose state may go to S3 keeps it as raw bytes (no base64 of hundreds of MiB).
+        new_snapshot = snapshot.encode(new_payload, raw=request.state is not None)
         if not freeze_after_reply(worker):
             return self._crashed(worker, request, result, started, protocol_broken=True)
         result["exit_code"] = clamp_exit_code(reply.get("exit_code"))

@@ -1,6 +1,6 @@
 """The snapshot envelope: a versioned header around the worker's compressed pickle.
 
-Layout (then base64 for JSON): ``b"CENV"``, one byte format version, ``!H`` metadata length,
+Layout (then base64 for JSON, or raw bytes for a state kept in S3: ``state_transfer.py``): ``b"CENV"``, one byte format version, ``!H`` metadata length,
 JSON metadata ``{"runtime": ..., "python": ..., "codec": "z|n"}``, then the worker's payload:
 one codec byte (``z`` zlib level 1, ``n`` stored: incompressible state is not worth the time) and
 the cloudpickle bytes produced inside the sandboxed worker. The runtime parent only reads the header;
@@ -35,22 +35,28 @@ class DecodedSnapshot:
     payload: bytes
 
 
-def encode(payload: bytes) -> str:
+def encode(payload: bytes, raw: bool = False) -> str | bytes:
+    """The envelope as base64 text (inline in JSON), or with ``raw`` as bytes (a state object in
+    S3: base64 would cost two passes over hundreds of MiB and a third more bytes)."""
     meta = json.dumps(
         {"runtime": RUNTIME_VERSION, "python": PYTHON_VERSION, "codec": "z|n"},
         separators=(",", ":"),
     ).encode()
-    raw = MAGIC + bytes([FORMAT_VERSION]) + _LEN.pack(len(meta)) + meta + payload
-    return base64.b64encode(raw).decode("ascii")
+    envelope = b"".join((MAGIC, bytes([FORMAT_VERSION]), _LEN.pack(len(meta)), meta, payload))
+    return envelope if raw else base64.b64encode(envelope).decode("ascii")
 
 
-def decode(snapshot: str) -> DecodedSnapshot:
-    """Check the envelope and return the compressed pickle; never unpickles anything."""
-    try:
-        raw = base64.b64decode(snapshot, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise SnapshotIncompatibleError("the snapshot is not valid base64") from exc
-    if len(raw) < 7 or raw[:4] != MAGIC:
+def decode(snapshot: str | bytes | bytearray) -> DecodedSnapshot:
+    """Check the envelope and return the compressed pickle; never unpickles anything. A raw
+    (bytes) envelope's payload is a view of it, not a copy."""
+    if isinstance(snapshot, (bytes, bytearray)):
+        raw: bytes | bytearray | memoryview = snapshot
+    else:
+        try:
+            raw = base64.b64decode(snapshot, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise SnapshotIncompatibleError("the snapshot is not valid base64") from exc
+    if len(raw) < 7 or bytes(raw[:4]) != MAGIC:
         raise SnapshotIncompatibleError("the snapshot was not written by coding-env's runtime")
     if raw[4] != FORMAT_VERSION:
         raise SnapshotIncompatibleError(
@@ -70,4 +76,6 @@ def decode(snapshot: str) -> DecodedSnapshot:
             f"runtime {RUNTIME_VERSION} (Python {PYTHON_VERSION}). State cannot move between "
             "Python or runtime versions: reset the episode to start from a fresh state"
         )
+    if isinstance(snapshot, (bytes, bytearray)):
+        return DecodedSnapshot(runtime, python, memoryview(snapshot)[7 + meta_len :])  # type: ignore[arg-type]
     return DecodedSnapshot(runtime, python, raw[7 + meta_len :])

@@ -10,13 +10,14 @@ import { join, resolve } from "node:path";
 import { InvokeCommand, LambdaClient } from "@aws-sdk/client-lambda";
 import { GetObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { StateObjectRef } from "../../functions/src/core/episode-repository.js";
 import {
   type ExecutorProcess,
   startExecutor,
   stopExecutor,
 } from "../../functions/src/local/executor-process.js";
 import { type LocalS3, startLocalS3 } from "../../functions/src/local/s3-server.js";
-import { S3StateStore } from "../../functions/src/store/s3-state.js";
+import { createStateS3Client, S3StateStore } from "../../functions/src/store/s3-state.js";
 
 const repoRoot = resolve(import.meta.dirname, "../..");
 const credentials = {
@@ -45,14 +46,15 @@ async function invoke(event: Record<string, unknown>): Promise<Record<string, un
   return JSON.parse(text) as Record<string, unknown>;
 }
 
-async function step(episodeId: string, version: number, code: string, inputKey: string | null) {
+async function step(episodeId: string, version: number, code: string, input: StateObjectRef | null) {
   const state = await store.stateUrls({
     tenantId: "t1",
     episodeId,
     incarnation: "i1",
     version: version + 1,
-    inputKey,
+    input,
     inlineMaxBytes: 32 * 1024,
+    maxBytes: 256 * MiB + 4096,
   });
   const reply = await invoke({
     contract_version: 1,
@@ -65,7 +67,13 @@ async function step(episodeId: string, version: number, code: string, inputKey: 
     limits: { timeout_ms: 60_000, memory_mb: 1024 },
     state,
   });
-  return { reply, putKey: state.put_ref };
+  const ref: StateObjectRef = {
+    key: state.put_ref,
+    bytes: Number(reply.state_bytes),
+    sha256: String(reply.state_sha256),
+    createdAtMs: Date.now(),
+  };
+  return { reply, putKey: state.put_ref, ref };
 }
 
 const start = () =>
@@ -80,7 +88,7 @@ const start = () =>
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "coding-env-s3-"));
   s3 = await startLocalS3({ directory: dir, bucket: BUCKET, credentials });
-  client = new S3Client({ region: "us-east-1", endpoint: s3.endpoint, forcePathStyle: true, credentials });
+  client = createStateS3Client({ region: "us-east-1", endpoint: s3.endpoint, credentials });
   store = new S3StateStore({ client, bucket: BUCKET });
   executor = await start();
 });
@@ -127,7 +135,7 @@ describe("large state in the local S3", () => {
       "ep_big",
       1,
       "print(big.nbytes, int(big[-1]), int(big.sum() % 1000003))",
-      first.putKey,
+      first.ref,
     );
     const n = (100 * MiB) / 8;
     expect(second.reply.stderr).toBe("");
@@ -136,7 +144,7 @@ describe("large state in the local S3", () => {
     // A fork names its parent's object (shared: nothing is copied under the fork) and its first
     // step reads it; the new state that step makes is the fork's own object.
     expect(await store.listEpisode("t1", "ep_big_fork")).toEqual([]);
-    const forked = await step("ep_big_fork", 1, "big = big[:10]\nprint(big.nbytes)", first.putKey);
+    const forked = await step("ep_big_fork", 1, "big = big[:10]\nprint(big.nbytes)", first.ref);
     expect(forked.reply.stdout).toBe("80\n");
     expect(forked.reply.state_location).toBe("inline");
     expect(await store.listEpisode("t1", "ep_big_fork")).toEqual([]);

@@ -24,14 +24,42 @@ export interface Episode {
   readonly updatedAtMs: number;
   /** Epoch seconds: `ttl_s` after the last update; the episode is gone from then on. */
   readonly expiresAt: number;
-  /** The executor's snapshot (base64) of this version, `null` before the first step. */
+  /** The executor's snapshot (base64) of this version when inline, `null` before the first step or when in S3. */
   readonly snapshot: string | null;
+  /** The state object in S3 (a state over the inline size); `snapshot` is then `null`. */
+  readonly stateObject?: StateObjectRef;
+}
+
+/** A state kept in S3: one immutable object per version (store/s3-state.ts). */
+export interface StateObjectRef {
+  readonly key: string;
+  /** Size of the object (the executor's raw snapshot), bytes. */
+  readonly bytes: number;
+  /** SHA-256 of the object (hex), computed by the executor when it wrote it; checked on reads. */
+  readonly sha256: string;
+  /** When the object was written (ms): an old one is copied before a new version names it. */
+  readonly createdAtMs: number;
+}
+
+/**
+ * The executor's `state` (python-runtime/coding_env_runtime/contract.py): pre-signed URLs of the
+ * input state's object and of a new object for the step's state when it is over `inline_max_bytes`.
+ */
+export interface StateTransfer {
+  readonly get_url?: string;
+  readonly get_ref?: string;
+  readonly get_bytes?: number;
+  readonly get_sha256?: string;
+  readonly put_url: string;
+  readonly put_ref: string;
+  readonly inline_max_bytes: number;
+  readonly max_bytes: number;
 }
 
 /** What reset and fork ask the repository to create (it mints the incarnation). */
 export type NewEpisode = Omit<
   Episode,
-  "incarnation" | "version" | "lastExitCode" | "updatedAtMs" | "expiresAt"
+  "incarnation" | "version" | "lastExitCode" | "updatedAtMs" | "expiresAt" | "stateObject"
 >;
 
 /** One step of the trajectory, as `GET /episodes/{id}/history` returns it. */
@@ -66,8 +94,10 @@ export interface ExecutionUsage {
 export interface CommitStepInput {
   /** The episode as read before the step: the new version is `before.version + 1`. */
   readonly before: Episode;
-  /** The state after the step; `null` while the episode has never had one. */
+  /** The state after the step; `null` while the episode has never had one, or when in S3. */
   readonly snapshot: string | null;
+  /** The state after the step when it is an S3 object (the executor wrote it, or the input's). */
+  readonly stateObject?: StateObjectRef;
   readonly lastExitCode: number;
   readonly nowMs: number;
   readonly record: StepRecord;
@@ -143,4 +173,11 @@ export interface EpisodeRepository {
   fork(source: Episode, target: NewEpisode, nowMs: number): Promise<Episode>;
   /** Deletes the episode (this incarnation). @returns false when it was already gone. */
   delete(episode: Episode): Promise<boolean>;
+  /**
+   * Where the executor reads the episode's state and writes a large new one (pre-signed URLs), or
+   * `null` when this store keeps every state inline (no state bucket).
+   */
+  stateTransfer?(episode: Episode, opts: { readonly maxBytes: number }): Promise<StateTransfer | null>;
+  /** Deletes a state object no version names (a step that did not commit); best effort. */
+  discardStateObject?(key: string): Promise<void>;
 }

@@ -12,6 +12,7 @@ import type {
   Episode,
   EpisodeRepository,
   Policy,
+  StateObjectRef,
   StepRecord,
   UncommittedReason,
 } from "./episode-repository.js";
@@ -37,6 +38,7 @@ import {
   parseCursor,
 } from "./history.js";
 import { openEnvRewardRules, type RewardRule } from "./rewards.js";
+import { stateAfter } from "./state-location.js";
 import {
   crashedStepResult,
   responseOf,
@@ -245,12 +247,16 @@ export class EpisodeService {
     if (loaded.replay) return { body: responseOf(episode.id, loaded.replay), replayed: true };
 
     const timeoutS = Math.min(opts.timeout_s ?? episode.stepTimeoutS, episode.stepTimeoutS);
+    // A state bucket: the executor reads a state in S3 and writes a large new one itself.
+    const transfer =
+      (await repository.stateTransfer?.(episode, { maxBytes: this.deps.config.maxStateBytes })) ?? null;
     const request: ExecuteRequest & { tenantId: string; incarnation: string } = {
       tenantId,
       incarnation: episode.incarnation,
       episodeId: episode.id,
       stateVersion: episode.version,
-      snapshot: episode.snapshot,
+      snapshot: episode.stateObject ? null : episode.snapshot,
+      ...(transfer ? { state: transfer } : {}),
       code: opts.code,
       policy: { mode: episode.policy, additionalImports: episode.additionalImports },
       timeoutMs: Math.max(1, Math.round(timeoutS * 1000)),
@@ -259,10 +265,11 @@ export class EpisodeService {
     const invokeStart = performance.now();
     let result: StepResult;
     let newSnapshot: string | null;
+    let newObject: StateObjectRef | undefined;
     try {
       const answer = await this.deps.executor.execute(request);
       result = answer;
-      newSnapshot = answer.snapshot;
+      ({ snapshot: newSnapshot, stateObject: newObject } = stateAfter(episode, answer, transfer, this.now()));
     } catch (err) {
       if (!(err instanceof ExecutorCrashedError)) {
         // No answer in time: the code ran (for how long is unknown), so its wall time is billed.
@@ -275,7 +282,10 @@ export class EpisodeService {
       // step like any other, with the state as before and its wall time billed.
       result = crashedStepResult(performance.now() - invokeStart);
       newSnapshot = episode.snapshot;
+      newObject = episode.stateObject;
     }
+    // The object this step wrote, if no version may end up naming it (413, lost race): deleted.
+    const written = newObject && newObject.key === transfer?.put_ref ? newObject.key : null;
     if (result.error_code === "busy") {
       // A step of this episode is running in the executor (sent by another API instance): nothing
       // ran. A twin of this request may be that step: wait for it and answer with its response.
@@ -290,7 +300,11 @@ export class EpisodeService {
         const bytes = typeof result.snapshot_bytes === "number" ? result.snapshot_bytes : 0;
         throw new StateTooLargeError(bytes, this.deps.config.maxStateBytes);
       }
-      const stateBytes = newSnapshot === null ? 0 : Buffer.byteLength(newSnapshot, "base64");
+      const stateBytes = newObject
+        ? newObject.bytes
+        : newSnapshot === null
+          ? 0
+          : Buffer.byteLength(newSnapshot, "base64");
       this.tenancy.checkState({ tenantId, stateBytes });
       if (stateBytes > this.deps.config.maxStateBytes) {
         throw new StateTooLargeError(stateBytes, this.deps.config.maxStateBytes);
@@ -308,6 +322,7 @@ export class EpisodeService {
       const committed = await repository.commitStep({
         before: episode,
         snapshot: newSnapshot,
+        ...(newObject ? { stateObject: newObject } : {}),
         lastExitCode: record.observation.exit_code,
         nowMs,
         record,
@@ -317,6 +332,7 @@ export class EpisodeService {
       if (committed.kind === "committed") return { body: responseOf(episode.id, record), replayed: false };
       if (committed.kind === "duplicate") {
         await this.meter(tenantId, episodeId, executorMs, "duplicate");
+        if (written !== null) this.discardObject(written);
         return { body: responseOf(episode.id, committed.record), replayed: true };
       }
       throw new ConflictError(episodeId);
@@ -329,8 +345,16 @@ export class EpisodeService {
             ? "state_too_large"
             : "commit_failed";
       await this.meter(tenantId, episodeId, executorMs, reason);
+      if (written !== null) this.discardObject(written);
       throw err;
     }
+  }
+
+  /** Deletes a state object no version names (fire and forget; else the lifecycle rule does). */
+  private discardObject(key: string): void {
+    this.deps.repository
+      .discardStateObject?.(key)
+      .catch((err: unknown) => this.logError("could not delete an uncommitted state object", err));
   }
 
   /**

@@ -8,7 +8,7 @@
 
 import type { ApiConfig } from "../config.js";
 import type { Executor, FilesRequest, FilesResult } from "../executor/executor.js";
-import type { Episode, EpisodeRepository, StepRecord } from "./episode-repository.js";
+import type { Episode, EpisodeRepository, StateTransfer, StepRecord } from "./episode-repository.js";
 import {
   ApiError,
   ConflictError,
@@ -17,6 +17,7 @@ import {
   PayloadTooLargeError,
   StateTooLargeError,
 } from "./errors.js";
+import { stateAfter } from "./state-location.js";
 import type { EpisodeTenancyHooks } from "./tenancy-hooks.js";
 
 /** Largest file uploaded or downloaded through the API (bytes; the runtime's own cap is 4 MiB). */
@@ -84,6 +85,16 @@ export class EpisodeFiles {
     return got.episode;
   }
 
+  /** The snapshot inline, or the pre-signed URLs of a state in S3 (and for a larger written one). */
+  private async stateOf(ep: Episode): Promise<{ snapshot: string | null; state?: StateTransfer }> {
+    const transfer =
+      (await this.deps.repository.stateTransfer?.(ep, { maxBytes: this.deps.config.maxStateBytes })) ?? null;
+    return {
+      snapshot: ep.stateObject ? null : ep.snapshot,
+      ...(transfer ? { state: transfer } : {}),
+    };
+  }
+
   private async call(req: FilesRequest): Promise<FilesResult> {
     if (!this.deps.executor.files) throw new ExecutorError("This executor cannot read episode files.");
     const result = await this.deps.executor.files(req);
@@ -96,6 +107,8 @@ export class EpisodeFiles {
         throw new FileNotFoundError(path);
       case "invalid_path":
         throw new InvalidFilePathError(result.message ?? "Invalid file path.");
+      case "state_too_large":
+        throw new StateTooLargeError(Number(result.snapshot_bytes ?? 0), this.deps.config.maxStateBytes);
       case "too_large":
         throw new PayloadTooLargeError(result.message ?? "The file is too large.", {
           limit_bytes: MAX_FILE_TRANSFER_BYTES,
@@ -110,7 +123,8 @@ export class EpisodeFiles {
     id: string,
   ): Promise<{ episode_id: string; files: Array<{ path: string; size: number }> }> {
     const ep = await this.load(tenantId, id);
-    const result = await this.call({ action: "list", tenantId, episodeId: ep.id, snapshot: ep.snapshot });
+    const state = await this.stateOf(ep);
+    const result = await this.call({ action: "list", tenantId, episodeId: ep.id, ...state });
     return { episode_id: ep.id, files: Array.isArray(result.files) ? result.files : [] };
   }
 
@@ -121,7 +135,7 @@ export class EpisodeFiles {
       action: "read",
       tenantId,
       episodeId: ep.id,
-      snapshot: ep.snapshot,
+      ...(await this.stateOf(ep)),
       path,
     });
     const data = Buffer.from(result.content_base64 ?? "", "base64");
@@ -146,17 +160,34 @@ export class EpisodeFiles {
     const startMs = this.deps.now();
     const ep = await this.load(tenantId, id);
     const invokeStart = performance.now();
+    const state = await this.stateOf(ep);
     const result = await this.call({
       action: "write",
       tenantId,
       episodeId: ep.id,
-      snapshot: ep.snapshot,
+      ...state,
       path,
       content,
     });
     const executorMs = performance.now() - invokeStart;
     if (typeof result.snapshot !== "string") throw new ExecutorError("The executor returned no state.");
-    const stateBytes = Buffer.byteLength(result.snapshot, "base64");
+    // A written state over the inline size is an S3 object the executor wrote (state-location.ts).
+    const written = stateAfter(
+      ep,
+      {
+        ...result,
+        stdout: "",
+        stderr: "",
+        exit_code: 0,
+        snapshot: result.snapshot,
+        state_version: ep.version + 1,
+      },
+      state.state ?? null,
+      this.deps.now(),
+    );
+    const stateBytes = written.stateObject
+      ? written.stateObject.bytes
+      : Buffer.byteLength(result.snapshot, "base64");
     this.deps.tenancy.checkState({ tenantId, stateBytes });
     if (stateBytes > this.deps.config.maxStateBytes) {
       throw new StateTooLargeError(stateBytes, this.deps.config.maxStateBytes);
@@ -175,7 +206,8 @@ export class EpisodeFiles {
     };
     const committed = await this.deps.repository.commitStep({
       before: ep,
-      snapshot: result.snapshot,
+      snapshot: written.snapshot,
+      ...(written.stateObject ? { stateObject: written.stateObject } : {}),
       lastExitCode: 0,
       nowMs,
       record,

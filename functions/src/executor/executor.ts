@@ -10,6 +10,7 @@
 //   no answer by the step limit + grace or the request deadline  504 executor_timeout
 //   reply over 6 MB, function error, unreadable reply          502 executor_error
 import { InvokeCommand, type InvokeCommandOutput, type LambdaClient } from "@aws-sdk/client-lambda";
+import type { StateTransfer } from "../core/episode-repository.js";
 import {
   ExecutorCrashedError,
   ExecutorError,
@@ -35,6 +36,8 @@ export interface ExecuteRequest {
   readonly memoryMb?: number;
   /** The reset's seed: the runtime seeds `random` (and numpy) when the episode starts fresh. */
   readonly seed?: number;
+  /** Large state in S3: the executor reads/writes it with these pre-signed URLs (never in the payload). */
+  readonly state?: StateTransfer;
 }
 
 /** A Jupyter MIME bundle (`image/png` base64, `image/svg+xml`, `text/html`, `text/markdown`, `text/plain`). */
@@ -51,6 +54,8 @@ export type FilesRequest = {
   readonly tenantId: string;
   readonly episodeId: string;
   readonly snapshot: string | null;
+  /** A state in S3 (read from `get_url`; a written state over the inline size goes to `put_url`). */
+  readonly state?: StateTransfer;
 } & (
   | { readonly action: "list" }
   | { readonly action: "read"; readonly path: string }
@@ -62,7 +67,13 @@ export interface FilesResult {
   readonly files?: Array<{ path: string; size: number }>;
   readonly content_base64?: string;
   readonly snapshot?: string;
-  /** `not_found`, `invalid_path`, `too_large`, `snapshot_incompatible`. */
+  /** With `state`: where the written state is (`inline` in `snapshot`, or `put`: the object). */
+  readonly state_location?: "inline" | "put";
+  readonly state_ref?: string;
+  readonly state_bytes?: number;
+  readonly state_sha256?: string;
+  readonly snapshot_bytes?: number;
+  /** `not_found`, `invalid_path`, `too_large`, `snapshot_incompatible`, `state_too_large`. */
   readonly error_code?: string;
   readonly message?: string;
 }
@@ -89,6 +100,14 @@ export interface ExecuteResult {
   readonly warm?: boolean;
   /** Rich outputs of the step (display(), matplotlib figures), absent when none. */
   readonly display?: DisplayBundle[];
+  /**
+   * With `state`: where the new state is: `inline` (`snapshot`), `put` (the object `state_ref`
+   * was written: `state_bytes`, `state_sha256`) or `input` (unchanged).
+   */
+  readonly state_location?: "inline" | "put" | "input";
+  readonly state_ref?: string;
+  readonly state_bytes?: number;
+  readonly state_sha256?: string;
 }
 
 /** Which warm workers {@link Executor.discard} drops: the episode's, of one incarnation or all. */
@@ -193,6 +212,7 @@ export class LambdaExecutor implements Executor {
       policy: { mode: req.policy.mode, additional_imports: req.policy.additionalImports },
       limits: { timeout_ms: req.timeoutMs, ...(req.memoryMb ? { memory_mb: req.memoryMb } : {}) },
       ...(req.seed !== undefined ? { seed: req.seed } : {}),
+      ...(req.state ? { state: req.state } : {}),
     };
     // Stop waiting at the step limit + grace, or at the request's deadline if that comes first,
     // so the API's own 504 goes out while its Lambda and API Gateway still wait.
@@ -257,6 +277,7 @@ export class LambdaExecutor implements Executor {
       tenant_id: req.tenantId,
       episode_id: req.episodeId,
       snapshot: req.snapshot,
+      ...(req.state ? { state: req.state } : {}),
       action: req.action,
       ...(req.action !== "list" ? { path: req.path } : {}),
       ...(req.action === "write" ? { content_base64: Buffer.from(req.content).toString("base64") } : {}),

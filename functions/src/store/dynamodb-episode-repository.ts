@@ -14,6 +14,7 @@ import type {
   HistoryPage,
   LoadedEpisode,
   NewEpisode,
+  StateTransfer,
   StepRecord,
   UncommittedExecution,
 } from "../core/episode-repository.js";
@@ -32,6 +33,8 @@ import {
   versionSk,
 } from "./layout.js";
 import { decodeRecord, encodeRecord, findRecentRequest, nextRecentRequests } from "./record-codec.js";
+import type { S3StateStore } from "./s3-state.js";
+import { StateObjectItems, stateObjectOf } from "./s3-state-items.js";
 import { SnapshotItems } from "./snapshot-items.js";
 
 export { INLINE_SNAPSHOT_BYTES, SNAPSHOT_CHUNK_BYTES } from "./snapshot-items.js";
@@ -76,12 +79,16 @@ export interface DynamoDbEpisodeRepositoryOpts {
   readonly maxStateBytes: number;
   /** Bytes of snapshots this process keeps to skip re-reading unchanged chunks. @default 64 MiB */
   readonly cacheBytes?: number;
+  /** States over the inline size go to S3 (s3-state-items.ts); without it they stay in DynamoDB. */
+  readonly stateObjects?: S3StateStore;
 }
 
 export class DynamoDbEpisodeRepository implements EpisodeRepository {
   readonly table: TableClient;
   private readonly maxStateBytes: number;
   private readonly snapshots: SnapshotItems;
+  /** States kept in S3, when a state bucket is configured. */
+  readonly stateObjects: StateObjectItems | null;
   /** The head's stored TTL of each loaded episode, for the lazy refresh. */
   private readonly headTtl = new WeakMap<Episode, number>();
   /** The recent-requests attribute of each loaded version, carried into the next version. */
@@ -91,6 +98,7 @@ export class DynamoDbEpisodeRepository implements EpisodeRepository {
     this.table = new TableClient(opts.doc, opts.tableName);
     this.maxStateBytes = opts.maxStateBytes;
     this.snapshots = new SnapshotItems(this.table, opts.maxStateBytes, opts.cacheBytes ?? 64 * 1024 * 1024);
+    this.stateObjects = opts.stateObjects ? new StateObjectItems(this.table, opts.stateObjects) : null;
   }
 
   /** Requests made and units billed so far (for the benchmark and tests). */
@@ -167,6 +175,7 @@ export class DynamoDbEpisodeRepository implements EpisodeRepository {
       updatedAtMs,
       expiresAt,
       snapshot: latest ? await this.snapshots.read(pk, incarnation, version, latest) : null,
+      ...(latest && stateObjectOf(latest) ? { stateObject: stateObjectOf(latest) } : {}),
     };
     this.headTtl.set(episode, Number(head.expires_at));
     this.recent.set(episode, bytesOf(latest?.rids));
@@ -203,8 +212,14 @@ export class DynamoDbEpisodeRepository implements EpisodeRepository {
       snapshot: null,
     };
     await this.putHead(episode, 0);
-    if (replaced !== null)
+    if (replaced !== null) {
       await deleteEpisodeRemains(this.table, pk, { keepIncarnation: episode.incarnation });
+      // The replaced incarnation's state objects (the new one has none yet), but shared ones.
+      if (this.stateObjects) {
+        const shared = await this.stateObjects.sharedKeys(pk);
+        await this.stateObjects.deleteEpisodeObjects(spec.tenantId, spec.id, shared);
+      }
+    }
     return { episode, replaced };
   }
 
@@ -236,7 +251,13 @@ export class DynamoDbEpisodeRepository implements EpisodeRepository {
     const pk = episodePk(before.tenantId, before.id);
     const version = before.version + 1;
     const expiresAt = Math.floor(nowMs / 1000) + before.ttlS;
-    const snapshotAttrs = await this.snapshots.store(pk, input.snapshot, expiresAt + CHUNK_RETENTION_S);
+    const stateObject =
+      input.stateObject && this.stateObjects
+        ? await this.stateObjects.attrs(before, version, input.stateObject, nowMs)
+        : null;
+    const snapshotAttrs = stateObject
+      ? stateObject.attrs
+      : await this.snapshots.store(pk, input.snapshot, expiresAt + CHUNK_RETENTION_S);
     const rids = nextRecentRequests(this.recent.get(before), input.requestId, version);
     const item: Record<string, unknown> = {
       pk,
@@ -288,8 +309,10 @@ export class DynamoDbEpisodeRepository implements EpisodeRepository {
       lastExitCode: input.lastExitCode,
       updatedAtMs: nowMs,
       expiresAt,
-      snapshot: input.snapshot,
+      snapshot: stateObject ? null : input.snapshot,
+      ...(stateObject ? { stateObject: stateObject.ref } : {}),
     };
+    if (!stateObject) delete (after as { stateObject?: unknown }).stateObject;
     if (snapshotAttrs.snap_id !== undefined && input.snapshot !== null)
       this.snapshots.remember(pk, before.incarnation, version, input.snapshot);
     this.recent.set(after, rids);
@@ -426,14 +449,25 @@ export class DynamoDbEpisodeRepository implements EpisodeRepository {
       });
     }
     const lastCopy = copies[copies.length - 1];
-    if (lastCopy) {
+    let forkedObject: Episode["stateObject"];
+    if (lastCopy && source.stateObject && this.stateObjects) {
+      // The fork names its source's object (immutable: shared, not copied).
+      const shared = await this.stateObjects.attrs(episode, source.version, source.stateObject, nowMs);
+      Object.assign(lastCopy, shared.attrs);
+      forkedObject = shared.ref;
+    } else if (lastCopy) {
       Object.assign(
         lastCopy,
         await this.snapshots.store(pk, source.snapshot, episode.expiresAt + CHUNK_RETENTION_S),
       );
     }
     await this.table.batchPut(copies);
-    const stateBytes = source.snapshot ? Buffer.byteLength(source.snapshot, "base64") : 0;
+    if (forkedObject) Object.assign(episode, { stateObject: forkedObject });
+    const stateBytes = forkedObject
+      ? forkedObject.bytes
+      : source.snapshot
+        ? Buffer.byteLength(source.snapshot, "base64")
+        : 0;
     await this.putHead(episode, stateBytes);
     return episode;
   }
@@ -462,8 +496,19 @@ export class DynamoDbEpisodeRepository implements EpisodeRepository {
     }
     this.snapshots.forget(pk);
     // The head is gone, so the episode is; its other items go best-effort now (else with the
-    // stream's clean-up of a later reset).
+    // stream's clean-up of a later reset). Its state objects too, but those its forks name.
+    const shared = this.stateObjects ? await this.stateObjects.sharedKeys(pk) : null;
     await deleteEpisodeRemains(this.table, pk, { keepIncarnation: null });
+    if (this.stateObjects && shared)
+      await this.stateObjects.deleteEpisodeObjects(episode.tenantId, episode.id, shared);
     return true;
+  }
+
+  async stateTransfer(episode: Episode, opts: { readonly maxBytes: number }): Promise<StateTransfer | null> {
+    return this.stateObjects ? this.stateObjects.transfer(episode, opts.maxBytes) : null;
+  }
+
+  async discardStateObject(key: string): Promise<void> {
+    await this.stateObjects?.store.deleteObject(key);
   }
 }

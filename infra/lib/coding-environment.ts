@@ -163,7 +163,6 @@ export class CodingEnvironment extends Construct {
       ...(executor.vpc ? { vpc: executor.vpc } : {}),
       ...(executor.securityGroup ? { executorSecurityGroup: executor.securityGroup } : {}),
       apiRole,
-      retentionDays: 35,
       ...(props.tableRemovalPolicy ? { removalPolicy: props.tableRemovalPolicy } : {}),
     });
     this.stateBucket = state.bucket;

@@ -9,6 +9,7 @@ import * as ec2 from "aws-cdk-lib/aws-ec2";
 import * as iam from "aws-cdk-lib/aws-iam";
 import * as s3 from "aws-cdk-lib/aws-s3";
 import type { Construct } from "constructs";
+import { STATE_OBJECT_LIFETIME_DAYS } from "../../functions/src/store/s3-lifecycle.js";
 
 /** Key prefix of every state object (the store's default). */
 export const STATE_PREFIX = "state/";
@@ -21,11 +22,14 @@ export interface StateBucketOpts {
   /** The API's role: pre-signs, lists and deletes state objects. */
   readonly apiRole: iam.Role;
   /**
-   * Days after which a state object is deleted by the lifecycle rule: the episode TTL's maximum
-   * (30 days) plus a margin. Objects of deleted episodes are deleted by the API at once; this
-   * rule removes what a lost race or a crash left behind.
+   * Days after which a state object is deleted by the lifecycle rule. The API copies an object to a
+   * fresh key before a new version names it once it is older than this minus the longest episode TTL
+   * (functions/src/store/s3-lifecycle.ts), so a live episode never names an expired object; a
+   * shorter rule would break that, so it is refused. Objects of deleted episodes are deleted by the
+   * API at once, except those a fork shares; this rule removes those, expired episodes' objects,
+   * and what a lost race or a crash left behind. @default STATE_OBJECT_LIFETIME_DAYS (60)
    */
-  readonly retentionDays: number;
+  readonly retentionDays?: number;
   readonly removalPolicy?: RemovalPolicy;
 }
 
@@ -35,6 +39,12 @@ export interface StateBucket {
 }
 
 export function createStateBucket(scope: Construct, opts: StateBucketOpts): StateBucket {
+  const retentionDays = opts.retentionDays ?? STATE_OBJECT_LIFETIME_DAYS;
+  if (retentionDays < STATE_OBJECT_LIFETIME_DAYS) {
+    throw new Error(
+      `state objects must live at least ${STATE_OBJECT_LIFETIME_DAYS} days (the API's reuse window assumes it), got ${retentionDays}`,
+    );
+  }
   const bucket = new s3.Bucket(scope, "StateBucket", {
     encryption: s3.BucketEncryption.S3_MANAGED,
     enforceSSL: true,
@@ -43,7 +53,7 @@ export function createStateBucket(scope: Construct, opts: StateBucketOpts): Stat
     // Keys are never reused (a fresh one per version): versioning would only keep garbage.
     versioned: false,
     lifecycleRules: [
-      { id: "expire-old-state", prefix: STATE_PREFIX, expiration: Duration.days(opts.retentionDays) },
+      { id: "expire-old-state", prefix: STATE_PREFIX, expiration: Duration.days(retentionDays) },
       { id: "abort-incomplete-uploads", abortIncompleteMultipartUploadAfter: Duration.days(1) },
     ],
     removalPolicy: opts.removalPolicy ?? RemovalPolicy.RETAIN,

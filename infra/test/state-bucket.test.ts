@@ -4,6 +4,12 @@
 // that still has no AWS permissions of its own.
 import { Match } from "aws-cdk-lib/assertions";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { defaultConfig } from "../../functions/src/config.js";
+import {
+  MAX_EPISODE_TTL_DAYS,
+  REUSE_MAX_AGE_MS,
+  STATE_OBJECT_LIFETIME_DAYS,
+} from "../../functions/src/store/s3-lifecycle.js";
 import { type CfnTemplate, removeSynthOutputs, resourcesOfType, type Synthesized, synth } from "./synth.js";
 
 afterAll(removeSynthOutputs);
@@ -14,6 +20,15 @@ describe("large state in S3", () => {
   let s: Synthesized;
   beforeAll(() => {
     s = synth();
+  });
+
+  it("the lifecycle rule outlives every object a live episode can name (reuse window + longest TTL)", () => {
+    // An object is named again only while younger than the reuse window, by a version committed at
+    // most 30 days (the longest ttl_s) before the episode expires.
+    const longestTtlDays = defaultConfig.maxTtlS / 86_400;
+    expect(MAX_EPISODE_TTL_DAYS).toBe(longestTtlDays);
+    expect(REUSE_MAX_AGE_MS / 86_400_000 + longestTtlDays).toBeLessThan(STATE_OBJECT_LIFETIME_DAYS);
+    expect(STATE_OBJECT_LIFETIME_DAYS).toBe(60);
   });
 
   it("the bucket is encrypted, TLS only, private, and expires old state objects", () => {
@@ -32,7 +47,7 @@ describe("large state in S3", () => {
           Match.objectLike({
             Id: "expire-old-state",
             Prefix: "state/",
-            ExpirationInDays: 35,
+            ExpirationInDays: STATE_OBJECT_LIFETIME_DAYS,
             Status: "Enabled",
           }),
         ]),

@@ -4,7 +4,7 @@ import { BadRequestError } from "./errors.js";
 import type * as wire from "./types.generated.js";
 
 /** One file of an episode's directory (`files()`): its path relative to the directory and its size. */
-export type EpisodeFile = Pick<wire.FileList["files"][number], "path" | "size">;
+export type EpisodeFile = wire.FileEntry;
 
 /** The answer of `writeFile()`; `step_count` is the episode's new version (an upload commits like a step). */
 export type FileWritten = wire.FileWritten;

@@ -60,7 +60,7 @@ export type StepResultData = wire.StepResponse;
 
 /**
  * One step of an episode's trajectory (`GET /episodes/{id}/history`), with the step's rich outputs
- * when it made some. (`display` is written here until the history schema lists it.)
+ * (`display`) when it made some; an upload's row has empty code and `info.files_written`.
  *
  * @example
  * ```ts
@@ -68,21 +68,13 @@ export type StepResultData = wire.StepResponse;
  * steps[0]?.code; // "x = 1"
  * ```
  */
-export type HistoryStep = wire.HistoryStep & { display?: DisplayOutput[] };
+export type HistoryStep = wire.HistoryStep;
 
 /** A page of an episode's trajectory, oldest step first (`next_cursor` is null at the end). */
-export interface EpisodeHistory {
-  /** The episode. */
-  episode_id: string;
-  /** Steps, oldest first. */
-  steps: HistoryStep[];
-  /** Pass as `cursor` for the next page; null at the end. */
-  next_cursor: string | null;
-  [extra: string]: unknown;
-}
+export type EpisodeHistory = wire.HistoryPage;
 
 /** One line of the JSON Lines export: a {@link HistoryStep} with its episode's id. */
-export type ExportedStep = HistoryStep & { episode_id: string };
+export type ExportedStep = wire.HistoryLine;
 
 /** One row of `GET /episodes`: a live episode of yours (it holds a slot of the active-episode quota). */
 export type EpisodeSummary = wire.EpisodeSummary;

@@ -9,18 +9,20 @@ import { keymap } from "@codemirror/view";
 import { tags } from "@lezer/highlight";
 import { basicSetup, EditorView } from "codemirror";
 import {
-  ApiClient,
-  ApiError,
+  AuthError,
   type CodeObservation,
-  type EpisodeState,
+  type CodeState,
+  CodingEnv,
   type HistoryStep,
-  plainError,
+  NotFoundError,
   type ResetOpts,
   type StepInfo,
   type StepResult,
-} from "./api.js";
+} from "../../sdk/src/index.js";
 import { renderDisplay } from "./display.js";
 import { EpisodesPanel } from "./episodes-panel.js";
+import { InputError, plainError } from "./error-words.js";
+import { FilesPanel } from "./files-panel.js";
 
 /** localStorage key of the current episode id (the cookie also works, but forks do not set it). */
 const EPISODE_KEY = "coding-env:episode";
@@ -60,11 +62,29 @@ function storeKey(key: string, remember: boolean): void {
   sessionStorage.removeItem(API_KEY_KEY);
   localStorage.removeItem(API_KEY_KEY);
   (remember ? localStorage : sessionStorage).setItem(API_KEY_KEY, key);
+  api.setApiKey(key);
+}
+function forgetKey(): void {
+  sessionStorage.removeItem(API_KEY_KEY);
+  localStorage.removeItem(API_KEY_KEY);
+  api.setApiKey(undefined);
 }
 
-const api = new ApiClient({ basePath, apiKey: storedKey });
+/**
+ * The page's one connection to the API (the SDK's client, unbound): the tenant's calls go through
+ * it, and every episode's client is made from it, so a key entered once applies to all of them.
+ * Retries: the SDK's for lost answers (a step is resent with its request_id and replayed, not run
+ * twice); a quota or a running step is shown at once instead of being waited out.
+ */
+const api = new CodingEnv({
+  baseUrl: location.origin + basePath,
+  ...(storedKey() === undefined ? {} : { apiKey: storedKey() }),
+  retry: { maxRetries: 2, initialDelayMs: 1000, retryOnConflict: false, retryOnRateLimit: false },
+});
 
 // ---- page state ----
+/** The open episode's client (bound to it), or undefined before Reset. */
+let env: CodingEnv | undefined;
 let episodeId: string | undefined;
 let stepCount = 0;
 let lastExitCode: number | undefined;
@@ -223,9 +243,10 @@ function renderState(): void {
   el<HTMLButtonElement>("download").disabled = busy || !episodeId;
   el<HTMLButtonElement>("step").disabled = busy;
   el<HTMLButtonElement>("reset").disabled = busy;
+  filesPanel.setEnabled(!busy && episodeId !== undefined);
 }
 
-function renderPolicy(state: Pick<EpisodeState, "policy" | "additional_imports" | "step_timeout_s">): void {
+function renderPolicy(state: Pick<CodeState, "policy" | "additional_imports" | "step_timeout_s">): void {
   const parts: string[] = [];
   if (state.policy) parts.push(state.policy === "full" ? "full Python" : "OpenEnv allow-list");
   if (state.additional_imports?.length) parts.push(`+ ${state.additional_imports.join(", ")}`);
@@ -294,6 +315,11 @@ function fillOutput(pre: HTMLElement, text: string): void {
   pre.classList.toggle("none", text === "");
 }
 
+/** The files an upload wrote (its history row has no code, and `info.files_written`). */
+function uploadedFiles(step: HistoryStep): string[] {
+  return (step.info?.files_written ?? []).map((file) => file.path);
+}
+
 function historyItem(step: HistoryStep): HTMLLIElement {
   const li = document.createElement("li");
   li.className = "h-item";
@@ -325,6 +351,11 @@ function historyItem(step: HistoryStep): HTMLLIElement {
   const code = document.createElement("span");
   code.className = "h-code";
   code.textContent = step.code;
+  const uploaded = uploadedFiles(step);
+  if (step.code === "" && uploaded.length > 0) {
+    code.classList.add("h-upload");
+    code.textContent = `(uploaded ${uploaded.join(", ")})`;
+  }
   const action = document.createElement("span");
   action.className = "visually-hidden";
   action.textContent = " (load this code into the editor)";
@@ -390,10 +421,9 @@ function showError(err: unknown): void {
   el("error-text").textContent = plainError(err);
   el("error").hidden = false;
   setStatus("error");
-  if (err instanceof ApiError && err.status === 401 && authRequired) {
+  if (err instanceof AuthError && err.status === 401 && authRequired) {
     // The stored key is wrong or revoked: drop it so the page does not keep sending it.
-    sessionStorage.removeItem(API_KEY_KEY);
-    localStorage.removeItem(API_KEY_KEY);
+    forgetKey();
     el<HTMLInputElement>("api-key").placeholder = "ce_…";
     el("auth").hidden = false;
     el("api-key").focus();
@@ -450,13 +480,15 @@ async function run(
     setStatus(episodeId ? "ready" : "idle");
   } catch (err) {
     setBusy(false);
-    if (err instanceof ApiError && err.code === "episode_not_found") forgetEpisode();
+    if (err instanceof NotFoundError && err.code === "episode_not_found") forgetEpisode();
     showError(err);
   }
 }
 
 // ---- episode ----
-function adopt(result: StepResult): void {
+/** Makes `client` (bound to the episode of `result`) the open episode. */
+function adopt(client: CodingEnv, result: StepResult): void {
+  env = client;
   episodeId = result.episode_id;
   stepCount = result.step_count;
   lastExitCode = result.observation.exit_code;
@@ -464,6 +496,7 @@ function adopt(result: StepResult): void {
 }
 
 function forgetEpisode(): void {
+  env = undefined;
   episodeId = undefined;
   stepTimeoutS = undefined;
   stepCount = 0;
@@ -473,42 +506,48 @@ function forgetEpisode(): void {
   localStorage.removeItem(EPISODE_KEY);
   renderState();
   renderHistory();
+  void filesPanel.refreshQuietly();
 }
 
 function readResetOpts(): ResetOpts {
-  const opts: ResetOpts = {};
   const policy = el<HTMLSelectElement>("opt-policy").value;
-  if (policy === "full" || policy === "openenv") opts.policy = policy;
   const imports = el<HTMLInputElement>("opt-imports")
     .value.split(/[\s,]+/)
     .filter((name) => name !== "");
-  if (imports.length > 0) opts.additional_imports = imports;
   const timeoutText = el<HTMLInputElement>("opt-timeout").value.trim();
+  let stepTimeout: number | undefined;
   if (timeoutText !== "") {
-    const timeout = Number(timeoutText);
-    if (!Number.isFinite(timeout) || timeout <= 0) {
-      throw new ApiError(0, "invalid_input", "The step timeout must be a number of seconds greater than 0.");
+    stepTimeout = Number(timeoutText);
+    if (!Number.isFinite(stepTimeout) || stepTimeout <= 0) {
+      throw new InputError("The step timeout must be a number of seconds greater than 0.");
     }
-    opts.step_timeout_s = timeout;
   }
-  return opts;
+  return {
+    ...(policy === "full" || policy === "openenv" ? { policy } : {}),
+    ...(imports.length > 0 ? { additionalImports: imports } : {}),
+    ...(stepTimeout === undefined ? {} : { stepTimeoutS: stepTimeout }),
+  };
 }
 
 async function resetEpisode(): Promise<void> {
-  const result = await api.reset(readResetOpts());
+  const opts = readResetOpts();
+  const client = api.withEpisode();
+  const result = await client.reset(opts);
   forkedFrom = undefined;
   steps = [];
-  adopt(result);
+  adopt(client, result);
   renderObservation(result.observation, result, `New episode ${result.episode_id} started.`);
   renderHistory();
   await refreshState();
+  void filesPanel.refreshQuietly();
   await episodesPanel.reloadQuietly();
 }
 
 async function refreshState(): Promise<void> {
-  if (!episodeId) return;
+  if (!env) return;
   try {
-    const state = await api.state(episodeId);
+    // The SDK also learns the episode's step limit from it (a slow step is waited for long enough).
+    const state = await env.state();
     renderPolicy(state);
     stepTimeoutS = state.step_timeout_s;
   } catch {
@@ -516,9 +555,21 @@ async function refreshState(): Promise<void> {
   }
 }
 
+/** The whole history, oldest first, following the pages of a long episode. */
+async function allSteps(client: CodingEnv): Promise<HistoryStep[]> {
+  const all: HistoryStep[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await client.history(cursor === undefined ? {} : { cursor });
+    all.push(...page.steps);
+    cursor = page.next_cursor ?? undefined;
+  } while (cursor !== undefined);
+  return all;
+}
+
 function newRequestId(): string {
   // randomUUID exists only in secure contexts (https, localhost); the fallback is unique enough for retries.
-  if (typeof crypto.randomUUID === "function") return crypto.randomUUID();
+  if (typeof crypto.randomUUID === "function") return `web-${crypto.randomUUID()}`;
   return `web-${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
 }
 
@@ -537,33 +588,26 @@ async function doStep(): Promise<void> {
   await run(
     "Running…",
     async () => {
-      if (!episodeId) await resetEpisode();
-      const id = episodeId;
-      if (!id) return;
+      if (!env) await resetEpisode();
+      const client = env;
+      if (!client) return;
       const code = editor.state.doc.toString();
       const startedAt = new Date().toISOString();
-      const requestId = newRequestId();
-      let result: StepResult;
-      try {
-        result = await api.step(id, code, requestId);
-      } catch (err) {
-        if (!(err instanceof ApiError && err.code === "network_error")) throw err;
-        // The answer was lost, but the step may have run. One retry with the same request_id: the API
-        // answers it from its idempotency record instead of running the code a second time.
-        await new Promise((resolve) => setTimeout(resolve, 1000));
-        result = await api.step(id, code, requestId);
-      }
-      adopt(result);
+      // If the answer is lost on the way back (the step may have run), the SDK sends the step again
+      // with this request_id and the API answers from its idempotency record: the code runs once.
+      const result = await client.step(code, { requestId: newRequestId() });
+      adopt(client, result);
+      episodesPanel.noteStep(result.episode_id, result.step_count);
       steps.push({
         step: result.step_count,
         code,
         observation: result.observation,
         reward: result.reward,
         done: result.done,
-        metadata: result.metadata,
-        info: result.info,
+        ...(result.metadata ? { metadata: result.metadata } : {}),
+        ...(result.info ? { info: result.info } : {}),
         started_at: startedAt,
-        duration_ms: result.info?.duration_ms,
+        duration_ms: result.info?.duration_ms ?? 0,
         ...(result.display ? { display: result.display } : {}),
       });
       renderObservation(result.observation, result);
@@ -572,34 +616,40 @@ async function doStep(): Promise<void> {
     },
     { limitS },
   );
+  // A step may have written, changed or deleted files.
+  void filesPanel.refreshQuietly();
 }
 
 async function doFork(): Promise<void> {
   await run("Forking…", async () => {
-    const source = episodeId;
+    const source = env;
     if (!source) return;
-    const result = await api.fork(source);
-    adopt(result);
-    forkedFrom = result.forked_from ?? source;
-    const history = await api.history(result.episode_id);
-    steps = history.steps;
+    const forked = await source.fork();
+    const result = forked.forkResult;
+    if (!result) return;
+    adopt(forked, result);
+    forkedFrom = result.forked_from ?? source.episodeId;
+    steps = await allSteps(forked);
     renderObservation(
       result.observation,
       result,
-      `Now in a copy of episode ${forkedFrom}: same variables and history; the original is unchanged.`,
+      `Now in a copy of episode ${forkedFrom}: same variables, files and history; the original is unchanged.`,
     );
     renderHistory();
     await refreshState();
+    void filesPanel.refreshQuietly();
     await episodesPanel.reloadQuietly();
   });
 }
 
 async function doDownload(): Promise<void> {
   await run("Preparing download…", async () => {
+    const client = env;
     const id = episodeId;
-    if (!id) return;
-    const jsonl = await api.historyJsonl(id);
-    const url = URL.createObjectURL(new Blob([jsonl], { type: "application/x-ndjson" }));
+    if (!client || !id) return;
+    // Streamed by the server and read into one Blob: the download starts when it is complete.
+    const blob = await new Response(await client.exportHistoryJsonl()).blob();
+    const url = URL.createObjectURL(new Blob([blob], { type: "application/x-ndjson" }));
     const link = document.createElement("a");
     link.href = url;
     link.download = `${id}.jsonl`;
@@ -612,23 +662,29 @@ async function doDownload(): Promise<void> {
 
 /** Loads an episode (by id, or the cookie's when undefined) with its history; false when it is gone. */
 async function loadEpisode(id: string | undefined): Promise<boolean> {
-  let state: EpisodeState;
-  try {
-    state = await api.state(id);
-  } catch (err) {
-    if (err instanceof ApiError && (err.code === "episode_not_found" || err.code === "episode_required")) {
-      return false;
+  let state: CodeState | undefined;
+  let client: CodingEnv;
+  if (id === undefined) {
+    // `GET /state` without an episode: the one the reset cookie names, if it is still alive.
+    state = await api.cookieState();
+    if (!state) return false;
+    client = api.withEpisode(state.episode_id);
+  } else {
+    client = api.withEpisode(id);
+    try {
+      state = await client.state();
+    } catch (err) {
+      if (err instanceof NotFoundError) return false;
+      throw err;
     }
-    throw err;
   }
-  // `GET /state` without an episode answers OpenEnv's empty state (`episode_id: null`).
-  if (!state.episode_id) return false;
-  const history = await api.history(state.episode_id);
+  const history = await allSteps(client);
+  env = client;
   episodeId = state.episode_id;
   stepCount = state.step_count;
   lastExitCode = state.step_count > 0 ? state.last_exit_code : undefined;
   forkedFrom = state.forked_from;
-  steps = history.steps;
+  steps = history;
   localStorage.setItem(EPISODE_KEY, state.episode_id);
   renderPolicy(state);
   stepTimeoutS = state.step_timeout_s;
@@ -643,6 +699,7 @@ async function loadEpisode(id: string | undefined): Promise<boolean> {
     );
   }
   renderHistory();
+  void filesPanel.refreshQuietly();
   return true;
 }
 
@@ -667,7 +724,9 @@ const episodesPanel = new EpisodesPanel({
   run,
   onOpen: async (id) => {
     await run("Loading episode…", async () => {
-      if (!(await loadEpisode(id))) throw new ApiError(404, "episode_not_found", "");
+      if (!(await loadEpisode(id))) {
+        throw new NotFoundError("", { status: 404, code: "episode_not_found" });
+      }
     });
     episodesPanel.render();
   },
@@ -675,6 +734,21 @@ const episodesPanel = new EpisodesPanel({
     if (id !== episodeId) return;
     forgetEpisode();
     renderObservation(undefined, undefined);
+  },
+});
+
+const filesPanel = new FilesPanel({
+  list: el("files"),
+  empty: el("files-empty"),
+  upload: el<HTMLInputElement>("file-upload"),
+  current: () => env,
+  run,
+  onUploaded: async (written) => {
+    // An upload is committed like a step: the count grows and the history gets its row.
+    stepCount = written.step_count;
+    if (env) steps = await allSteps(env);
+    renderHistory();
+    episodesPanel.noteStep(written.episode_id, written.step_count);
   },
 });
 
@@ -712,8 +786,7 @@ function wire(): void {
     void resume();
   });
   el("api-key-forget").addEventListener("click", () => {
-    sessionStorage.removeItem(API_KEY_KEY);
-    localStorage.removeItem(API_KEY_KEY);
+    forgetKey();
     el<HTMLInputElement>("api-key").placeholder = "ce_…";
     setStatus("key");
   });

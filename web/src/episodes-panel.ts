@@ -1,10 +1,11 @@
 // The "Your episodes" card: the tenant's live episodes (GET /episodes, in pages) with Open and
 // Delete, so a person sees what holds the active-episode quota and can free a slot before Reset
 // or Fork are refused.
-import type { ApiClient, EpisodeSummary } from "./api.js";
+import type { CodingEnv, EpisodeSummary } from "../../sdk/src/index.js";
 
 export interface EpisodesPanelOpts {
-  readonly api: ApiClient;
+  /** The page's client (any episode binding: the list is the tenant's). */
+  readonly api: CodingEnv;
   /** The list's container elements (from index.html). */
   readonly list: HTMLElement;
   readonly empty: HTMLElement;
@@ -17,6 +18,9 @@ export interface EpisodesPanelOpts {
   readonly onOpen: (id: string) => Promise<void>;
   readonly onDeleted: (id: string) => void;
 }
+
+/** Episodes per "Load more". */
+const PAGE_SIZE = 20;
 
 function fmtWhen(iso: string): string {
   const date = new Date(iso);
@@ -34,7 +38,7 @@ export class EpisodesPanel {
 
   /** The first page again (after reset, fork, delete or a key change). */
   async reload(): Promise<void> {
-    const page = await this.opts.api.listEpisodes();
+    const page = await this.opts.api.listEpisodes({ limit: PAGE_SIZE });
     this.rows = page.episodes;
     this.nextCursor = page.next_cursor;
     this.render();
@@ -51,7 +55,7 @@ export class EpisodesPanel {
 
   async loadMore(): Promise<void> {
     if (this.nextCursor === null) return;
-    const page = await this.opts.api.listEpisodes(this.nextCursor);
+    const page = await this.opts.api.listEpisodes({ limit: PAGE_SIZE, cursor: this.nextCursor });
     this.rows.push(...page.episodes);
     this.nextCursor = page.next_cursor;
     this.render();
@@ -106,7 +110,8 @@ export class EpisodesPanel {
     del.addEventListener("click", () => {
       if (!window.confirm(`Delete episode ${row.episode_id}? Its variables and history are removed.`)) return;
       void this.opts.run("Deleting…", async () => {
-        await this.opts.api.deleteEpisode(row.episode_id);
+        // Already gone (expired meanwhile) is what the person wanted.
+        await this.opts.api.deleteEpisode(row.episode_id, { ignoreMissing: true });
         this.rows = this.rows.filter((r) => r.episode_id !== row.episode_id);
         this.opts.onDeleted(row.episode_id);
         this.render();

@@ -7,10 +7,11 @@
 // Real parts: the local S3 server (s3rver on a temporary folder), the local executor.
 // Prints a table and writes bench/results/s3-state-<timestamp>.json.
 //
-// Run: npx tsx bench/api/s3-state.ts [--rounds 3] [--data random|arange]
+// Run: npx tsx bench/api/s3-state.ts [--rounds 3] [--data random|arange] (also part of
+// `npm run bench -- api`). The largest Invoke request + reply is reported too: it never holds the state.
 import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -100,6 +101,7 @@ function payloadBytes(state: unknown, reply: Record<string, unknown>): number {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
 const rows: Array<Record<string, unknown>> = [];
+const loadBefore = loadavg().map((x) => Number(x.toFixed(2)));
 try {
   for (const mib of [10, 100]) {
     const make =
@@ -142,6 +144,8 @@ try {
   rmSync(dir, { recursive: true, force: true });
 }
 console.table(rows);
+const loadAfter = loadavg().map((x) => Number(x.toFixed(2)));
+console.log(`load average ${loadBefore.join(" ")} before, ${loadAfter.join(" ")} after`);
 const out = join(
   repoRoot,
   "bench",
@@ -149,5 +153,8 @@ const out = join(
   `s3-state-${new Date().toISOString().replace(/[:.]/g, "-")}.json`,
 );
 mkdirSync(dirname(out), { recursive: true });
-writeFileSync(out, `${JSON.stringify({ rows, target: "100 MiB restore + save under 2000 ms" }, null, 2)}\n`);
+writeFileSync(
+  out,
+  `${JSON.stringify({ rows, load_average: { before: loadBefore, after: loadAfter }, target: "100 MiB restore + save under 2000 ms" }, null, 2)}\n`,
+);
 console.log(`wrote ${out}`);

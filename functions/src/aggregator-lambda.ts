@@ -5,6 +5,7 @@
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import { processStreamBatch, type StreamRecord } from "./metering/stream-aggregator.js";
+import { DynamoDbUsageRepository } from "./store/dynamodb-usage.js";
 
 /** What Lambda passes for a DynamoDB stream event source mapping. */
 export interface DynamoDBStreamEvent {
@@ -19,7 +20,8 @@ const client = new DynamoDBClient({
   ...(process.env.CODING_ENV_DYNAMODB_ENDPOINT ? { endpoint: process.env.CODING_ENV_DYNAMODB_ENDPOINT } : {}),
 });
 const doc = DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } });
+const usage = new DynamoDbUsageRepository({ client, tableName });
 
 export async function handler(event: DynamoDBStreamEvent): Promise<void> {
-  await processStreamBatch(event.Records, { doc, tableName: tableName as string });
+  await processStreamBatch(event.Records, { doc, tableName: tableName as string, usage });
 }

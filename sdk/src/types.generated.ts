@@ -164,11 +164,33 @@ export interface Health {
 }
 
 /** One line of the JSON Lines export (`format=jsonl`): a HistoryStep with `episode_id`. */
-export type HistoryLine = HistoryStep & {
+export interface HistoryLine {
+  /** 1-based step number. (minimum: 1) */
+  step: number;
+  /** The step's code (cut when history_truncated). */
+  code: string;
+  observation: CodeObservation;
+  /** OpenEnv's reward, always a JSON float (0.0, -1.0): safety (-1.0) plus quality (+0.1 short code, -0.2 syntax error). */
+  reward: number | null;
+  /** Never true in this environment. */
+  done: boolean;
+  /** OpenEnv's observation metadata of the step (last_code, safety_violation). */
+  metadata?: Record<string, unknown>;
+  info?: StepInfo;
+  /** The step's request_id, when it had one. */
+  request_id?: string;
+  /** The step's rich outputs, as its response had them; absent when none. The history keeps whole bundles, in order, up to 163840 characters of data per step (`history_truncated` when it kept fewer). (maxItems: 21) */
+  display?: DisplayOutput[];
+  /** ISO 8601 time the step started. */
+  started_at: string;
+  /** Time the cell ran, in milliseconds. (minimum: 0) */
+  duration_ms: number;
+  /** Code or outputs were cut in this stored copy. */
+  history_truncated?: boolean;
   /** The episode (added to every line). */
   episode_id: string;
   [extra: string]: unknown;
-};
+}
 
 export interface HistoryPage {
   /** The episode. */
@@ -191,7 +213,7 @@ export interface HistoryStep {
   reward: number | null;
   /** Never true in this environment. */
   done: boolean;
-  /** OpenEnv's observation metadata of the step. */
+  /** OpenEnv's observation metadata of the step (last_code, safety_violation). */
   metadata?: Record<string, unknown>;
   info?: StepInfo;
   /** The step's request_id, when it had one. */

@@ -135,7 +135,10 @@ describe("display in /openapi.json", () => {
       });
     }
     expect(schemas.CodeObservation?.properties?.display).toBeUndefined();
-    expect(JSON.stringify(schemas.HistoryLine)).toContain('"$ref":"#/components/schemas/HistoryStep"');
+    expect(schemas.HistoryLine?.properties?.display).toEqual(schemas.HistoryStep?.properties?.display);
+    expect(schemas.HistoryLine?.required).toEqual(
+      expect.arrayContaining(["episode_id", "step", "observation"]),
+    );
     expect(schemas.DisplayOutput?.required).toEqual(["data", "metadata"]);
   });
 });

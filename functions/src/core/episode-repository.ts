@@ -2,6 +2,8 @@
 // adapter (store/dynamodb-episode-repository.ts) decides every item layout; tests of the core's
 // branches use an in-memory fake of this interface (test/core/fake-episode-repository.ts).
 
+import type { StepRecord } from "./step-result.js";
+
 export type Policy = "openenv" | "full";
 
 /** An episode's settings and its latest committed version (with that version's Python state). */
@@ -62,26 +64,8 @@ export type NewEpisode = Omit<
   "incarnation" | "version" | "lastExitCode" | "updatedAtMs" | "expiresAt" | "stateObject"
 >;
 
-/** One step of the trajectory, as `GET /episodes/{id}/history` returns it. */
-export interface StepRecord {
-  readonly step: number;
-  readonly code: string;
-  readonly observation: { stdout: string; stderr: string; exit_code: number };
-  readonly reward: number;
-  readonly done: boolean;
-  readonly metadata: Record<string, unknown>;
-  readonly info: Record<string, unknown>;
-  readonly request_id?: string;
-  /** Rich outputs of the step (MIME bundles); the stored copy may keep fewer (`history_truncated`). */
-  readonly display?: ReadonlyArray<{
-    readonly data: Record<string, string>;
-    readonly metadata: Record<string, unknown>;
-  }>;
-  readonly started_at: string;
-  readonly duration_ms: number;
-  /** Code or outputs were cut in this stored copy (the step's own response had them whole). */
-  readonly history_truncated?: boolean;
-}
+/** One step of the trajectory, as `GET /episodes/{id}/history` returns it (the wire schema's type). */
+export type { StepRecord };
 
 /** What a step's executor run costs the tenant (the store keeps it with the step or execution). */
 export interface ExecutionUsage {

@@ -6,8 +6,10 @@
 // meanwhile (409), so an upload is exactly as durable and as conditional as a step. It appears in
 // the history as a step whose `info.files_written` names the file (code empty, reward 0).
 
+import type { z } from "zod";
 import type { ApiConfig } from "../config.js";
 import type { Executor, FilesRequest, FilesResult } from "../executor/executor.js";
+import type { FileListSchema, FileWrittenSchema } from "../http/schemas.js";
 import type { Episode, EpisodeRepository, StateTransfer, StepRecord } from "./episode-repository.js";
 import {
   ApiError,
@@ -25,14 +27,10 @@ export const MAX_FILE_TRANSFER_BYTES = 1024 * 1024;
 /** Longest file path (UTF-8 bytes), as the runtime's. */
 export const MAX_FILE_PATH_BYTES = 1024;
 
-/** Body of a successful `PUT /episodes/{id}/files/{path}`. */
-export interface FileWritten {
-  episode_id: string;
-  path: string;
-  size: number;
-  /** The episode's new version: the upload is committed like a step. */
-  step_count: number;
-}
+/** Body of a successful `PUT /episodes/{id}/files/{path}` (the wire schema's type). */
+export type FileWritten = z.output<typeof FileWrittenSchema>;
+/** Body of `GET /episodes/{id}/files` (the wire schema's type). */
+export type FileList = z.output<typeof FileListSchema>;
 
 export class InvalidFilePathError extends ApiError {
   constructor(message: string) {
@@ -118,10 +116,7 @@ export class EpisodeFiles {
     }
   }
 
-  async list(
-    tenantId: string,
-    id: string,
-  ): Promise<{ episode_id: string; files: Array<{ path: string; size: number }> }> {
+  async list(tenantId: string, id: string): Promise<FileList> {
     const ep = await this.load(tenantId, id);
     const state = await this.stateOf(ep);
     const result = await this.call({ action: "list", tenantId, episodeId: ep.id, ...state });
@@ -200,7 +195,14 @@ export class EpisodeFiles {
       reward: 0.0,
       done: false,
       metadata: { last_code: "" },
-      info: { files_written: [{ path, size: content.byteLength }], duration_ms: 0, dropped_variables: [] },
+      info: {
+        files_written: [{ path, size: content.byteLength }],
+        duration_ms: 0,
+        timed_out: false,
+        stdout_truncated: false,
+        stderr_truncated: false,
+        dropped_variables: [],
+      },
       started_at: new Date(startMs).toISOString(),
       duration_ms: nowMs - startMs,
     };

@@ -1,29 +1,33 @@
 // From the executor's answer to what a step returns and stores: the observation (exit code
 // clamped), our `info`, the reward, the step record, and a response rebuilt from a stored record.
-import type { DisplayBundle, ExecuteResult } from "../executor/executor.js";
-import type { StepRecord } from "./episode-repository.js";
+// The types are the wire schemas' own (http/schemas.ts, zod only): the contract is written once.
+import type { z } from "zod";
+import type { ExecuteResult } from "../executor/executor.js";
+import type {
+  CodeObservationSchema,
+  HistoryStepSchema,
+  StepInfoSchema,
+  StepResponseSchema,
+} from "../http/schemas.js";
 import { computeReward, type RewardRule } from "./rewards.js";
 
 /** OpenEnv's observation, exactly its fields (clients reject unknown keys there). */
-export interface Observation {
-  stdout: string;
-  stderr: string;
-  exit_code: number;
-}
+export type Observation = z.output<typeof CodeObservationSchema>;
 
 /** Body of `/reset`, `/step` and fork responses: OpenEnv's fields, then ours at the top level. */
-export interface StepResponse {
-  observation: Observation;
-  reward: number;
-  done: boolean;
-  metadata?: Record<string, unknown>;
-  episode_id: string;
-  step_count: number;
-  info?: Record<string, unknown>;
-  forked_from?: string;
-  /** Rich outputs (Jupyter MIME bundles), absent when none; never inside `observation`. */
-  display?: readonly DisplayBundle[];
-}
+export type StepResponse = z.output<typeof StepResponseSchema>;
+
+/** This API's facts about a step (`info`). */
+export type StepInfo = z.output<typeof StepInfoSchema>;
+
+/**
+ * One step of the trajectory, as the store keeps it and `GET /episodes/{id}/history` returns it
+ * (display bundles included; `history_truncated` when the stored copy was cut). Every record the
+ * core writes has `metadata` and `info`.
+ */
+export type StepRecord = Readonly<
+  z.output<typeof HistoryStepSchema> & Required<Pick<z.output<typeof HistoryStepSchema>, "metadata" | "info">>
+>;
 
 /** What a step's outcome is built from: the executor's answer without its state. */
 export type StepResult = Omit<ExecuteResult, "snapshot" | "state_version">;
@@ -77,7 +81,7 @@ export function stepOutcome(opts: {
     stderr: String(result.stderr ?? ""),
     exit_code: clampExitCode(result.exit_code),
   };
-  const info: Record<string, unknown> = {
+  const info: StepInfo = {
     duration_ms: typeof result.duration_ms === "number" ? result.duration_ms : 0,
     timed_out: result.timed_out === true,
     stdout_truncated: result.stdout_truncated === true,

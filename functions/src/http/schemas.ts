@@ -3,7 +3,7 @@
 // same schemas; the SDK's wire types (sdk/src/types.generated.ts) are generated from /openapi.json.
 // Every field says what it is and its limits. OpenEnv's models: CodeAction refuses unknown fields
 // (pydantic `extra="forbid"`), requests and state allow them.
-import { z } from "@hono/zod-openapi";
+import { z } from "zod";
 import { MAX_FILE_PATH_BYTES, MAX_FILE_TRANSFER_BYTES } from "../core/files.js";
 
 export const EPISODE_ID_PATTERN = /^[A-Za-z0-9._:-]{1,255}$/;
@@ -32,7 +32,7 @@ export const EpisodeParamsSchema = z.object({
   id: z
     .string()
     .min(1)
-    .openapi({ param: { name: "id", in: "path" }, example: "ep_0123456789abcdef01234567" })
+    .meta({ param: { name: "id", in: "path" }, example: "ep_0123456789abcdef01234567" })
     .describe("The episode id (1..255 characters of [A-Za-z0-9._:-])."),
 });
 
@@ -77,7 +77,7 @@ export const ResetRequestSchema = z
       ),
   })
   .describe("Options of a new episode; all optional, `null` counts as absent, unknown members are ignored.")
-  .openapi("ResetRequest", { example: {} });
+  .meta({ id: "ResetRequest", example: {} });
 
 export const CodeActionSchema = z
   .strictObject({
@@ -89,7 +89,7 @@ export const CodeActionSchema = z
     metadata: MetadataSchema.optional().describe("Free-form metadata recorded with the step."),
   })
   .describe("OpenEnv's CodeAction. Unknown members are refused (422), as the reference does.")
-  .openapi("CodeAction", { example: { code: "print(1)" } });
+  .meta({ id: "CodeAction", example: { code: "print(1)" } });
 
 const StepTimeoutSchema = z
   .number()
@@ -118,7 +118,7 @@ export const StepRequestSchema = z
       ),
   })
   .describe("A step: OpenEnv's StepRequest. Unknown top-level members are ignored.")
-  .openapi("StepRequest", { example: { action: { code: "print(1)" } } });
+  .meta({ id: "StepRequest", example: { action: { code: "print(1)" } } });
 
 /** A WebSocket `step` message's data: the action plus this API's step options. */
 export const WsStepDataSchema = CodeActionSchema.extend({
@@ -141,7 +141,7 @@ export const CodeObservationSchema = z
       .describe("0 on success, 1 on any error of the code."),
   })
   .describe("OpenEnv's CodeObservation.")
-  .openapi("CodeObservation");
+  .meta({ id: "CodeObservation" });
 
 export const CodeStateSchema = z
   .object({
@@ -164,7 +164,7 @@ export const CodeStateSchema = z
     expires_at: z.string().optional().describe("ISO 8601 time the episode expires if left idle."),
   })
   .describe("OpenEnv's CodeState plus this API's episode fields.")
-  .openapi("CodeState");
+  .meta({ id: "CodeState" });
 
 // ---- Files ----------------------------------------------------------------------------------
 
@@ -173,7 +173,7 @@ export const FileParamsSchema = EpisodeParamsSchema.extend({
   path: z
     .string()
     .min(1)
-    .openapi({ param: { name: "path", in: "path" }, example: "data/input.csv" })
+    .meta({ param: { name: "path", in: "path" }, example: "data/input.csv" })
     .describe(
       `The file, relative to the episode's directory and '/'-separated (e.g. \`data/input.csv\`; percent-encode other reserved characters); at most ${MAX_FILE_PATH_BYTES} bytes of UTF-8. Absolute paths, \`.\` or \`..\` parts, empty parts and backslashes are refused (400 \`invalid_path\`).`,
     ),
@@ -185,7 +185,7 @@ export const FileEntrySchema = z
     size: z.number().int().min(0).describe("Bytes."),
   })
   .describe("One regular file of the episode's directory.")
-  .openapi("FileEntry");
+  .meta({ id: "FileEntry" });
 
 export const FileListSchema = z
   .object({
@@ -195,7 +195,8 @@ export const FileListSchema = z
       .describe("Regular files of its directory (symlinks and special files are not kept), sorted by path."),
   })
   .describe("The files of an episode's working directory, which is part of its state.")
-  .openapi("FileList", {
+  .meta({
+    id: "FileList",
     example: { episode_id: "ep_0123456789abcdef01234567", files: [{ path: "data/input.csv", size: 6 }] },
   });
 
@@ -220,7 +221,7 @@ export const FileUploadSchema = z
   .describe(
     "One file's content. Unknown members are refused (422). The file replaces any file of that path; directories are created.",
   )
-  .openapi("FileUpload", { example: { content: "1,2,3\n" } });
+  .meta({ id: "FileUpload", example: { content: "1,2,3\n" } });
 
 export const FileWrittenSchema = z
   .object({
@@ -236,7 +237,8 @@ export const FileWrittenSchema = z
       ),
   })
   .describe("The upload, committed.")
-  .openapi("FileWritten", {
+  .meta({
+    id: "FileWritten",
     example: { episode_id: "ep_0123456789abcdef01234567", path: "data/input.csv", size: 6, step_count: 1 },
   });
 
@@ -273,7 +275,7 @@ export const StepInfoSchema = z
   })
   .catchall(z.unknown())
   .describe("This API's facts about a step.")
-  .openapi("StepInfo");
+  .meta({ id: "StepInfo" });
 
 /** Bundles one step may return: the runtime keeps 20 and adds one note when it dropped some. */
 export const MAX_DISPLAY_OUTPUTS = 21;
@@ -296,7 +298,8 @@ export const DisplayOutputSchema = z
   .describe(
     "One rich output of a cell: a Jupyter MIME bundle from `display(obj)` (objects with `_repr_png_`, `_repr_svg_`, `_repr_html_`, `_repr_markdown_`...) or a matplotlib figure (PNG, without `plt.show()`).",
   )
-  .openapi("DisplayOutput", {
+  .meta({
+    id: "DisplayOutput",
     example: {
       data: { "text/plain": "<Figure size 640x480 with 1 Axes>", "image/png": "iVBORw0KGgo..." },
       metadata: {},
@@ -336,7 +339,7 @@ export const StepResponseSchema = z
   .describe(
     "The result of /reset, /step and a fork: OpenEnv's { observation, reward, done } plus this API's fields.",
   )
-  .openapi("StepResponse");
+  .meta({ id: "StepResponse" });
 
 export const HistoryStepSchema = z
   .object({
@@ -345,7 +348,9 @@ export const HistoryStepSchema = z
     observation: CodeObservationSchema,
     reward: RewardSchema,
     done: z.boolean().describe("Never true in this environment."),
-    metadata: MetadataSchema.optional().describe("OpenEnv's observation metadata of the step."),
+    metadata: MetadataSchema.optional().describe(
+      "OpenEnv's observation metadata of the step (last_code, safety_violation).",
+    ),
     info: StepInfoSchema.optional(),
     request_id: z.string().optional().describe("The step's request_id, when it had one."),
     display: z
@@ -360,7 +365,7 @@ export const HistoryStepSchema = z
     history_truncated: z.boolean().optional().describe("Code or outputs were cut in this stored copy."),
   })
   .describe("One step of an episode's trajectory.")
-  .openapi("HistoryStep");
+  .meta({ id: "HistoryStep" });
 
 export const HistoryPageSchema = z
   .object({
@@ -368,20 +373,20 @@ export const HistoryPageSchema = z
     steps: z.array(HistoryStepSchema).describe("Steps, oldest first."),
     next_cursor: z.string().nullable().describe("Pass as `cursor` for the next page; null at the end."),
   })
-  .openapi("HistoryPage");
+  .meta({ id: "HistoryPage" });
 
 export const HistoryLineSchema = HistoryStepSchema.extend({
   episode_id: z.string().describe("The episode (added to every line)."),
 })
   .describe("One line of the JSON Lines export (`format=jsonl`): a HistoryStep with `episode_id`.")
-  .openapi("HistoryLine");
+  .meta({ id: "HistoryLine" });
 
 export const HealthSchema = z
   .object({
     status: z.literal("healthy").describe("Always healthy when the API answers."),
     auth_required: z.boolean().describe("Whether requests need an API key."),
   })
-  .openapi("Health");
+  .meta({ id: "Health" });
 
 export const MetadataResponseSchema = z
   .object({
@@ -397,7 +402,7 @@ export const MetadataResponseSchema = z
         "The Python packages offered to user code, with the executor's installed versions (null: missing). Any of them may be named in `additional_imports`.",
       ),
   })
-  .openapi("EnvironmentMetadata");
+  .meta({ id: "EnvironmentMetadata" });
 
 export const SchemaResponseSchema = z
   .object({
@@ -405,7 +410,7 @@ export const SchemaResponseSchema = z
     observation: z.record(z.string(), z.unknown()).describe("JSON Schema of CodeObservation."),
     state: z.record(z.string(), z.unknown()).describe("JSON Schema of CodeState."),
   })
-  .openapi("SchemaResponse");
+  .meta({ id: "SchemaResponse" });
 
 const UsageFiguresShape = {
   steps: z.number().int().min(0).describe("Committed steps."),
@@ -426,7 +431,7 @@ export const UsageReportSchema = z
       .describe("Days with usage, oldest first."),
     totals: z.object(UsageFiguresShape).describe("Sums over the days."),
   })
-  .openapi("UsageReport");
+  .meta({ id: "UsageReport" });
 
 export const UsageQuerySchema = z.object({
   from: z.string().max(10).optional().describe("First UTC day, YYYY-MM-DD; default 29 days before `to`."),
@@ -459,7 +464,7 @@ export const ErrorResponseSchema = z
       .describe("422 only: FastAPI's validation list, for OpenEnv clients."),
   })
   .describe("Every error has this shape.")
-  .openapi("ErrorResponse");
+  .meta({ id: "ErrorResponse" });
 
 // ---- Helpers --------------------------------------------------------------------------------
 
@@ -473,4 +478,20 @@ export function defined<T extends Record<string, unknown>>(o: T): { [K in keyof 
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== null && v !== undefined)) as {
     [K in keyof T]?: Exclude<T[K], null>;
   };
+}
+
+/**
+ * A schema's standalone JSON Schema, as `/schema` serves it: the schema itself at the root (zod
+ * moves a schema with an `id` into `$defs` behind a `$ref`), other named schemas in `$defs`.
+ */
+export function jsonSchemaOf(schema: z.ZodType): Record<string, unknown> {
+  const { $ref, $defs, ...rest } = z.toJSONSchema(schema) as {
+    $ref?: string;
+    $defs?: Record<string, Record<string, unknown>>;
+  } & Record<string, unknown>;
+  const name = $ref?.replace("#/$defs/", "");
+  const root = name === undefined ? undefined : $defs?.[name];
+  if (name === undefined || root === undefined) return z.toJSONSchema(schema) as Record<string, unknown>;
+  const { [name]: _root, ...others } = $defs ?? {};
+  return { ...rest, ...root, ...(Object.keys(others).length > 0 ? { $defs: others } : {}) };
 }

@@ -11,6 +11,7 @@ import {
   CodeStateSchema,
   defined,
   HealthSchema,
+  jsonSchemaOf,
   MetadataResponseSchema,
   ResetRequestSchema,
   SchemaResponseSchema,
@@ -117,9 +118,9 @@ export function openEnvRoutes(deps: AppDeps) {
   app.openapi(schemaRoute, (c) =>
     c.json(
       {
-        action: z.toJSONSchema(CodeActionSchema) as Record<string, unknown>,
-        observation: z.toJSONSchema(CodeObservationSchema) as Record<string, unknown>,
-        state: z.toJSONSchema(CodeStateSchema) as Record<string, unknown>,
+        action: jsonSchemaOf(CodeActionSchema),
+        observation: jsonSchemaOf(CodeObservationSchema),
+        state: jsonSchemaOf(CodeStateSchema),
       },
       200,
     ),

@@ -93,11 +93,13 @@ export function encodeRecord(rec: StepRecord): string | Uint8Array {
   if (encodedBytes(encoded) <= MAX_RECORD_BYTES) return encoded;
   encoded = encodeOnce(cut(rec, 64 * 1024, HISTORY_OUTPUT_CHARS, 100, 32 * 1024));
   if (encodedBytes(encoded) <= MAX_RECORD_BYTES) return encoded;
-  // Only reachable with a metadata or info of pathological size: keep the essentials.
+  // Only reachable with a metadata or info of pathological size: keep the essentials (and the
+  // members every history record has).
+  const { duration_ms, timed_out, stdout_truncated, stderr_truncated } = rec.info;
   return encodeOnce({
     ...cut(rec, 16 * 1024, 16 * 1024, 0, 0),
     metadata: {},
-    info: {},
+    info: { duration_ms, timed_out, stdout_truncated, stderr_truncated, dropped_variables: [] },
     history_truncated: true,
   });
 }

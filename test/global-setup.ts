@@ -18,9 +18,12 @@ declare module "vitest" {
 }
 
 let stack: LocalStack | undefined;
+// The suites' state-limit cases expect a 413 past 3 MiB (the stack's own cap with its S3 bucket
+// is 256 MiB, which test/api/large-state-restart.test.ts exercises).
+const SUITE_ENV = { CODING_ENV_MAX_STATE_BYTES: String(3 * 1024 * 1024) };
 
 export async function setup(project: TestProject): Promise<void> {
-  stack = await startLocalStack({ port: 0, dataDir: null });
+  stack = await startLocalStack({ port: 0, dataDir: null, env: SUITE_ENV });
   project.provide("baseUrl", stack.baseUrl);
   project.provide("dynamodb", {
     endpoint: stack.dynamodbEndpoint,

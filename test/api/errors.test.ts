@@ -85,7 +85,7 @@ describe("error statuses", () => {
     }
   });
 
-  it("large Python state is kept (split into chunks) and state over the limit is 413 state_too_large, episode unchanged", async () => {
+  it("large Python state is kept (an object in the local S3) and state over the limit is 413 state_too_large, episode unchanged", async () => {
     // Prepare
     const ep = await Episode.reset(baseUrl, { policy: "full" });
     // Act: ~1 MB of incompressible state, over one DynamoDB item

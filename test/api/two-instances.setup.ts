@@ -6,9 +6,12 @@ import { type LocalStack, startLocalStack } from "../../functions/src/local/stac
 import "../helpers/context.js";
 
 let stack: LocalStack | undefined;
+// The suites' state-limit cases expect a 413 past 3 MiB (the stack's own cap with its S3 bucket
+// is 256 MiB, which test/api/large-state-restart.test.ts exercises).
+const SUITE_ENV = { CODING_ENV_MAX_STATE_BYTES: String(3 * 1024 * 1024) };
 
 export async function setup(project: TestProject): Promise<void> {
-  stack = await startLocalStack({ port: 0, dataDir: null, apiInstances: 2 });
+  stack = await startLocalStack({ port: 0, dataDir: null, env: SUITE_ENV, apiInstances: 2 });
   project.provide("baseUrl", stack.baseUrl);
 }
 

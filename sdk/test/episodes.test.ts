@@ -1,9 +1,7 @@
-import { execFile } from "node:child_process";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
+import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type LocalStack, startLocalStack } from "../../functions/src/local/stack.js";
+import { dynamoDbApiKeyStore } from "../../functions/src/store/dynamodb-api-keys.js";
 import { AuthError, CodingEnv, type FetchLike, NetworkError, NotFoundError } from "../src/index.js";
 import { stackUrl } from "./helpers.js";
 
@@ -11,34 +9,22 @@ import { stackUrl } from "./helpers.js";
 // export, history pages, the changeable API key and the cookie's episode, against real stacks: the
 // shared one, and one of this file's own with keys on, so each test owns a tenant and its episodes.
 let keyed: LocalStack;
-const rootDir = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+let dynamodb: DynamoDBClient;
+let keys: ReturnType<typeof dynamoDbApiKeyStore>;
 
 beforeAll(async () => {
   keyed = await startLocalStack({ port: 0, dataDir: null, auth: true });
+  dynamodb = new DynamoDBClient({
+    endpoint: keyed.dynamodbEndpoint,
+    region: "us-east-1",
+    credentials: keyed.credentials,
+  });
+  keys = dynamoDbApiKeyStore({ client: dynamodb, tableName: keyed.tableName });
 });
 afterAll(async () => {
+  dynamodb?.destroy();
   await keyed?.stop();
 });
-
-/** A key for `tenantId`, made as an operator makes one (`npm run keys -- create`). */
-const keys = {
-  async create(opts: { tenantId: string }): Promise<{ key: string }> {
-    const created = await promisify(execFile)(
-      join(rootDir, "node_modules", ".bin", "tsx"),
-      [join(rootDir, "scripts", "keys.ts"), "create", "--tenant", opts.tenantId],
-      {
-        cwd: rootDir,
-        env: {
-          ...process.env,
-          CODING_ENV_DYNAMODB_ENDPOINT: keyed.dynamodbEndpoint,
-          CODING_ENV_TABLE: keyed.tableName,
-          CODING_ENV_LOCAL_ACCESS_KEY_ID: keyed.credentials.accessKeyId,
-        },
-      },
-    );
-    return { key: created.stdout.trim().split("\n").at(-1) ?? "" };
-  },
-};
 
 /** A fetch that records the path and query of every request it sends. */
 function countingFetch(paths: string[]): FetchLike {

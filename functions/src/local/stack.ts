@@ -244,8 +244,11 @@ export async function startLocalStack(opts: LocalStackOpts = {}): Promise<LocalS
     ...process.env,
     ...opts.env,
     CODING_ENV_AUTH: opts.auth === undefined ? envAuth : opts.auth ? "on" : "off",
-    CODING_ENV_STATE_BUCKET: stateBucket,
-    CODING_ENV_S3_ENDPOINT: s3.endpoint,
+    // The Lambda-mode harness gives each environment a network namespace with loopback only and
+    // has no stand-in for AWS's S3 gateway endpoint yet: there, states stay in the table (3 MiB).
+    ...(executorMode === "local"
+      ? { CODING_ENV_STATE_BUCKET: stateBucket, CODING_ENV_S3_ENDPOINT: s3.endpoint }
+      : { CODING_ENV_STATE_BUCKET: "", CODING_ENV_S3_ENDPOINT: "" }),
   };
   const config = configFromEnv(env);
   const endpoints = { dynamodbEndpoint: ddb.endpoint, executorEndpoint: exe.endpoint };

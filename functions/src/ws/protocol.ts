@@ -3,12 +3,15 @@
 //   client: {"type":"reset","data":{...}} {"type":"step","data":{code,...}} {"type":"state"} {"type":"close"}
 //   server: {"type":"observation","data":{observation,reward,done,...}} {"type":"state","data":{...}}
 //           {"type":"error","data":{"message","code","error_code"?}}
+// An observation's data is exactly the body POST /reset or /step answers (the schemas' StepResponse):
+// OpenEnv's fields, ours next to them, a step's `display` bundles at the top level.
 // The local `/ws` (ws/node.ts, session in memory) and the AWS WebSocket Lambda (session in a
 // DynamoDB connection item) both call `handleWsMessage`. Messages are validated with the HTTP
 // schemas (`/reset`'s, and `/step`'s action, unknown members refused as OpenEnv does); errors are OpenEnv's error codes, our API code in `error_code`.
 import type { z } from "zod";
-import type { EpisodeService, ResetOpts } from "../core/episodes.js";
+import type { EpisodeService, ResetOpts, StepResponse } from "../core/episodes.js";
 import { ApiError } from "../core/errors.js";
+import type { DisplayOutputSchema } from "../http/schemas.js";
 import { defined, ResetRequestSchema, WsStepDataSchema, wellFormed } from "../http/schemas.js";
 
 export interface WsSessionState {
@@ -24,6 +27,13 @@ export interface WsContext {
   session: WsSessionPort;
   /** Largest message handled (UTF-8 bytes); larger ones get an error reply. @default 2 MiB */
   maxMessageBytes?: number;
+  /**
+   * Largest observation reply (UTF-8 bytes of its JSON), for a transport with a message limit (API
+   * Gateway's 128 KB): a step's `display` bundles that do not fit are left out, whole and from the
+   * last, and one `text/plain` note says how many, as the runtime does past its own bounds.
+   * @default no limit (the local /ws)
+   */
+  maxReplyBytes?: number;
 }
 
 /** OpenEnv's WebSocket error codes. */
@@ -39,6 +49,45 @@ export type WsErrorCode =
 export const WS_CLOSE_REPLY: Readonly<Record<string, unknown>> = Object.freeze({ type: "close" });
 
 export const DEFAULT_WS_MAX_MESSAGE_BYTES = 2 * 1024 * 1024;
+
+type DisplayOutput = z.output<typeof DisplayOutputSchema>;
+
+/** Bytes kept free for the note bundle and the float rewrite of rewards (toWireJson). */
+const DISPLAY_NOTE_RESERVE_BYTES = 512;
+
+function jsonBytes(value: unknown): number {
+  return Buffer.byteLength(JSON.stringify(value), "utf8");
+}
+
+/**
+ * The observation reply of a reset or step: the body HTTP answers, unchanged when it fits
+ * `maxBytes`; else its display bundles that fit, in order, and a note on the ones left out.
+ */
+export function observationReply(body: StepResponse, maxBytes?: number): Record<string, unknown> {
+  const reply = { type: "observation", data: body };
+  const display = body.display;
+  if (maxBytes === undefined || display === undefined || jsonBytes(reply) <= maxBytes) return reply;
+  const { display: _all, ...rest } = body;
+  let budget = maxBytes - jsonBytes({ type: "observation", data: { ...rest, display: [] } });
+  budget -= DISPLAY_NOTE_RESERVE_BYTES;
+  const kept: DisplayOutput[] = [];
+  for (const bundle of display) {
+    const size = jsonBytes(bundle) + 1;
+    if (size > budget) break;
+    budget -= size;
+    kept.push(bundle);
+  }
+  const dropped = display.length - kept.length;
+  // Over the limit for its outputs, not its bundles: the transport cuts those (ws-lambda's fitReply).
+  if (dropped === 0) return reply;
+  const note: DisplayOutput = {
+    data: {
+      "text/plain": `[${dropped} display output(s) left out: a WebSocket message is at most ${maxBytes} bytes; GET /episodes/{id}/history keeps them]`,
+    },
+    metadata: { dropped },
+  };
+  return { type: "observation", data: { ...rest, display: [...kept, note] } };
+}
 
 /** An error message in OpenEnv's WebSocket shape. */
 export function wsError(code: WsErrorCode, message: string, apiCode?: string): Record<string, unknown> {
@@ -102,7 +151,7 @@ export async function handleWsMessage(raw: string, ctx: WsContext): Promise<Reco
         }
         const res = await ctx.service.reset(ctx.tenantId, defined(parsed.data) as ResetOpts);
         await ctx.session.save({ episodeId: res.episode_id });
-        return { type: "observation", data: res };
+        return observationReply(res, ctx.maxReplyBytes);
       }
       case "step": {
         const parsed = WsStepDataSchema.safeParse(msg.data);
@@ -114,7 +163,7 @@ export async function handleWsMessage(raw: string, ctx: WsContext): Promise<Reco
           ...(parsed.data.timeout_s != null ? { timeout_s: parsed.data.timeout_s } : {}),
           ...(parsed.data.request_id != null ? { request_id: wellFormed(parsed.data.request_id) } : {}),
         });
-        return { type: "observation", data: body };
+        return observationReply(body, ctx.maxReplyBytes);
       }
       case "state":
         return { type: "state", data: await ctx.service.state(ctx.tenantId, await sessionEpisode(ctx)) };

@@ -73,13 +73,150 @@ def summary(values: list[float]) -> dict[str, float]:
     }
 
 
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat", "rb") as fh:
+        fields = fh.read().rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _memory_mib(pid: int) -> dict[str, float]:
+    """RSS and PSS (shared pages split among their users) of one process, MiB."""
+    found = {}
+    with open(f"/proc/{pid}/smaps_rollup") as fh:
+        for line in fh:
+            key, _, value = line.partition(":")
+            if key in ("Rss", "Pss"):
+                found[key.lower() + "_mib"] = round(int(value.split()[0]) / 1024, 1)
+    return found
+
+
+def bench_spares(n: int) -> dict[str, Any]:
+    """One interpreter per episode (its own hash seed): what a spare costs to start (CPU of the
+    zygote's start and imports, wall until it answers) and to keep (memory of a zygote and its
+    idle worker), and what a new episode's first step and a cold restore cost with a spare
+    ready and with none (the step then starts an interpreter itself)."""
+    from coding_env_runtime.contract import parse_event
+    from coding_env_runtime.runtime import Runtime
+
+    out: dict[str, Any] = {}
+    for label, preload in (("no_preload", ()), ("preload_numpy_pandas", ("numpy", "pandas"))):
+        runtime = Runtime(RuntimeOpts(idle_workers=1, preload=preload))
+        try:
+            runtime.pool.wait_ready(120)
+            starts, cpu, memory = [], [], []
+            for _ in range(max(n // 4, 3)):
+                started = time.perf_counter()
+                zygote = runtime.pool._new_zygote()
+                zygote.wait_ready(120)
+                worker = runtime.pool._spawn_from(zygote)
+                starts.append((time.perf_counter() - started) * 1000)
+                cpu.append(_cpu_seconds(zygote.pid) * 1000)
+                memory.append({"zygote": _memory_mib(zygote.pid), "idle_worker": _memory_mib(worker.pid)})
+                runtime._discard(worker, wait=True)
+            first, restore, first_no_spare = [], [], []
+            seed = runtime.run_step(parse_event({"episode_id": "bench-spare-seed", "code": "x = {'a', 'b'}"}))
+            for i in range(max(n // 2, 3)):
+                runtime.pool.wait_ready(120)  # a spare is ready, as between real requests
+                started = time.perf_counter()
+                runtime.run_step(parse_event({"episode_id": f"bench-spare-new-{i}", "code": "print(1)"}))
+                first.append((time.perf_counter() - started) * 1000)
+                runtime.pool.wait_ready(120)
+                started = time.perf_counter()
+                runtime.run_step(parse_event({"episode_id": f"bench-spare-restore-{i}", "code": "len(x)",
+                                              "snapshot": seed["snapshot"], "state_version": 1}))
+                restore.append((time.perf_counter() - started) * 1000)
+        finally:
+            runtime.close()
+        empty = Runtime(RuntimeOpts(idle_workers=0, preload=preload))
+        try:
+            for i in range(3):
+                started = time.perf_counter()
+                empty.run_step(parse_event({"episode_id": f"bench-no-spare-{i}", "code": "print(1)"}))
+                first_no_spare.append((time.perf_counter() - started) * 1000)
+        finally:
+            empty.close()
+        out[label] = {
+            "spare_start_wall": summary(starts),
+            "spare_start_cpu_of_zygote": summary(cpu),
+            "spare_memory_mib": memory[-1],
+            "new_episode_first_step_spare_ready": summary(first),
+            "cold_restore_spare_ready": summary(restore),
+            "new_episode_first_step_no_spare": summary(first_no_spare),
+        }
+    return out
+
+
+def bench_spares_lambda(n: int) -> dict[str, Any]:
+    """The same through the Lambda-mode harness (one environment, its runtime not root): wall
+    of a new episode's first step and of a cold restore with the spare ready (the environment
+    thawed only for invocations, so a spare's start overlaps the next steps), and CPU and
+    memory of the environment's zygotes, read from outside."""
+    from harness.client import HarnessProcess
+
+    out: dict[str, Any] = {}
+    with HarnessProcess(max_environments=1, python=sys.executable) as harness:
+        def invoke(event: dict[str, Any]) -> tuple[dict[str, Any], float]:
+            started = time.perf_counter()
+            body = harness.step({"policy": {"mode": "full"}, **event})
+            return body, (time.perf_counter() - started) * 1000
+
+        seed, _ = invoke({"episode_id": "seed", "code": "x = {'a', 'b'}\nimport os\nos.getuid()"})
+        uid = int(seed["stdout"])
+        # The environment is frozen between invocations: a spare is built only while one runs.
+        # "after_short_step": the cold step follows a print(1) step (the spare started by the
+        # previous cold step is mostly not built yet); "after_1s_step": it follows a step that
+        # sleeps 1.5 s (the spare is built meanwhile).
+        scenarios: dict[str, dict[str, list[float]]] = {}
+        for scenario, before in (("after_short_step", "print(1)"), ("after_1s_step", "import time\ntime.sleep(1.5)")):
+            first, restore = [], []
+            for i in range(max(n // 2, 3)):
+                invoke({"episode_id": f"{scenario}-a-{i}", "code": before})
+                first.append(invoke({"episode_id": f"{scenario}-new-{i}", "code": "print(1)"})[1])
+                invoke({"episode_id": f"{scenario}-b-{i}", "code": before})
+                restore.append(invoke({"episode_id": f"{scenario}-restore-{i}", "code": "len(x)",
+                                       "snapshot": seed["snapshot"], "state_version": seed["state_version"]})[1])
+            scenarios[scenario] = {"new_episode_first_step": summary(first), "cold_restore": summary(restore)}
+        zygotes = []
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                if os.stat(f"/proc/{name}").st_uid != uid:
+                    continue
+                with open(f"/proc/{name}/cmdline", "rb") as fh:
+                    argv = fh.read().split(b"\0")
+            except OSError:
+                continue
+            if len(argv) > 2 and argv[1:3] == [b"-I", b"-"]:
+                zygotes.append({"cpu_ms": round(_cpu_seconds(int(name)) * 1000, 1), **_memory_mib(int(name))})
+        out = {**scenarios, "zygotes_now": zygotes}
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer iterations")
     parser.add_argument("--results-dir", default=str(REPO / "bench" / "results"))
+    parser.add_argument("--only", choices=("spares", "spares-lambda"),
+                        help="run one section (spares: one interpreter per episode, root and Lambda mode)")
     args = parser.parse_args()
     n_warm = 200 if args.quick else 1000
     n_cold = 20 if args.quick else 60
+
+    if args.only in ("spares", "spares-lambda"):
+        spares: dict[str, Any] = {"load_average_at_start": os.getloadavg(), "privileged": os.geteuid() == 0}
+        if args.only == "spares":
+            spares["root_mode"] = bench_spares(n_cold)
+        if os.geteuid() == 0:
+            spares["lambda_mode"] = bench_spares_lambda(n_cold)
+        spares["load_average_at_end"] = os.getloadavg()
+        out_dir = Path(args.results_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        out_file = out_dir / f"runtime-spares-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}.json"
+        out_file.write_text(json.dumps(spares, indent=2) + "\n")
+        print(json.dumps(spares, indent=2))
+        print(f"written: {out_file}")
+        return 0
 
     # Start-up, as a Lambda cold start sees it: runtime + zygote (+ preload) + first step.
     from coding_env_runtime.contract import parse_event
@@ -125,19 +262,22 @@ def main() -> int:
     for i in range(n_cold):
         d = Driver(f"bench-cold-{i}")
         d.snapshot, d.version = seed.snapshot, seed.version
-        time.sleep(0.05)  # let the pool refill, as between real requests
+        runtime.pool.wait_ready(120)  # a spare is ready, as between real requests
         res, wall = d.step("f(1)")
         assert not res["warm"]
         cold.append(wall)
     results["cold_step_restore_small"] = summary(cold)
 
-    # Worker creation: one fork from the zygote + sandbox setup + ready handshake.
+    # Worker creation: one fork from a (started) zygote + sandbox setup + ready handshake.
     forks = []
+    zygote = runtime.pool._new_zygote()
+    zygote.wait_ready(120)
     for _ in range(n_cold):
         started = time.perf_counter()
-        worker = runtime._spawn()
+        worker = runtime.pool._spawn_from(zygote)
         forks.append((time.perf_counter() - started) * 1000)
-        runtime._discard(worker, wait=True)
+        runtime.pool.discard(worker, wait=True, keep_zygote=True)
+    runtime.pool._drop_zygote(zygote)
     results["worker_fork"] = summary(forks)
 
     # Isolation costs: freezing a worker between steps and thawing it for the next (the
@@ -167,11 +307,13 @@ def main() -> int:
         for label, extra in variants.items():
             variant = Runtime(RuntimeOpts(idle_workers=0, **extra))
             starts = []
+            factory = variant.pool._new_zygote()
+            factory.wait_ready(120)
             for _ in range(n_cold):
                 started = time.perf_counter()
-                spawned = variant._spawn()
+                spawned = variant.pool._spawn_from(factory)
                 starts.append((time.perf_counter() - started) * 1000)
-                variant._discard(spawned, wait=True)
+                variant.pool.discard(spawned, wait=True, keep_zygote=True)
             variant.close()
             isolation[f"worker_start_{label}"] = summary(starts)
     results["isolation"] = isolation
@@ -219,7 +361,7 @@ def main() -> int:
         for i in range(10):
             cold_d = Driver(f"bench-snap-{name}-{i}")
             cold_d.snapshot, cold_d.version = d.snapshot, d.version
-            time.sleep(0.05)
+            runtime.pool.wait_ready(120)
             e2e.append(cold_d.step("len(data)")[1])
         snap_results[name] = {
             "pickled_bytes": raw_size,

@@ -71,8 +71,9 @@ def shutdown() -> None:
 
 
 if os.environ.get("AWS_LAMBDA_RUNTIME_API"):
-    # In Lambda, start the zygote and the idle pool during the init phase, not in the first step.
-    get_runtime()
+    # In Lambda, start the zygote and the idle pool during the init phase, not in the first step
+    # (the environment may be frozen between init and its first invocation).
+    get_runtime().pool.wait_ready()
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:

@@ -3,6 +3,16 @@
 A warm worker is keyed by ``(tenant_id, episode_id, incarnation, state_version)`` and reused
 only with the identical snapshot string it produced. Between its steps every process of a warm
 worker is frozen: a cgroup freezer per worker in root mode, else SIGSTOP (see ``Freezer``).
+
+One zygote per worker: Python picks its string-hash secret when the interpreter starts (every
+fork inherits it, and it cannot change afterwards without breaking the hashes already cached in
+its strings and dicts), so an episode gets a hash seed of its own only from an interpreter of
+its own. The pool keeps ``idle_workers`` spares ready, each a freshly started zygote with one
+pre-forked worker; a cold step (a new episode, or a restore) takes one, and a refill thread
+starts the next one off the step path, one at a time (root mode: while another spare is ready,
+at a low CPU priority, nice 10, until its imports are done). With no spare ready, a step waits
+for the one being started (raising its priority) or starts one itself. The zygote goes when its
+worker goes.
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from . import cgroups, hygiene, sandbox
+from . import cgroups, font_cache, hygiene, sandbox
 from .handles import WarmKey, Worker, open_check_files, process_traits, rss_bytes, thread_count, worker_traits
 from .options import RuntimeOpts, check_interpreter_reachable, memory_total_bytes
 from .wire import WireError, recv_frame
@@ -106,10 +116,10 @@ class WorkerPool:
         # exists, so the scrub never takes one being created): anything else there is user
         # code's (Lambda mode: the work root belongs to user code's uid too).
         self._workdir_names: set[str] = set()
-        # One zygote per tenant: each interpreter has its own string-hash seed, so no seed is
-        # shared by two tenants. The first is started now (Lambda's init phase) and given to the
-        # first tenant that steps; later tenants start theirs on their first step.
-        self._zygotes: OrderedDict[str, ZygoteClient] = OrderedDict()
+        # Every live zygote (spares and those of workers in use): one per worker, see above.
+        self._zygotes: list[ZygoteClient] = []
+        #: Spares started on a step's path because none was ready (benchmarks read it).
+        self.spares_started_on_step = 0
         # Root mode: each zygote leaves the host's mount table behind once (its workers inherit
         # that), instead of every worker detaching the host's mounts itself (~10 ms each).
         self._zygote_private_mounts = self.privileged and opts.private_mounts
@@ -117,11 +127,36 @@ class WorkerPool:
             # Lambda mode: user code can kill its zygote (same uid); what its workers started
             # then comes to us instead of escaping to init, and is swept after the step.
             sandbox.best_effort(sandbox.become_subreaper, "PR_SET_CHILD_SUBREAPER")
-        self._unclaimed: ZygoteClient | None = self._new_zygote()
+        # matplotlib's font cache: prebuilt (the image's), else built once here (root mode) in
+        # the background; zygotes started before it is there go without (font_cache.py).
+        self.font_cache_dir = font_cache.default_dir(opts.python)
+        self.font_cache_ready = threading.Event()
+        if self.font_cache_dir is None or font_cache.present(self.font_cache_dir) or not self.privileged:
+            self.font_cache_ready.set()
+        else:
+            threading.Thread(target=self._build_font_cache, name="font-cache", daemon=True).start()
         self._refill = threading.Event()
+        #: The spare the refill thread is starting (None: none), and whether a step waits for
+        #: it; notified when a spare is added to ``idle`` or a start ends.
+        self._refilling: ZygoteClient | None = None
+        self._spare_waited = False
+        self._spare_changed = threading.Condition(self.lock)
+        # The first spare's interpreter starts now (Lambda's init phase); the refill thread
+        # forks its worker.
+        if opts.idle_workers > 0:
+            self._refilling = self._new_zygote()
         self._maintainer = threading.Thread(target=self._maintain, name="worker-pool", daemon=True)
         self._maintainer.start()
         self._refill.set()
+
+    def _build_font_cache(self) -> None:
+        assert self.font_cache_dir is not None
+        try:
+            if not font_cache.build(self.opts.python, self.font_cache_dir):
+                print("coding-env runtime: matplotlib's font cache could not be built (is matplotlib "
+                      "installed?); each worker that imports it builds its own", file=sys.stderr, flush=True)
+        finally:
+            self.font_cache_ready.set()
 
     def _claim_uid_block(self) -> int:
         """Lock a block of private uids for this runtime's lifetime (released when it exits)."""
@@ -138,94 +173,66 @@ class WorkerPool:
             return self.opts.uid_base + block * self.opts.uid_block_size
         raise RuntimeFailure("every private uid block is in use by another runtime")
 
-    # --- zygotes, one per tenant ----------------------------------------------------------------
+    # --- zygotes, one per worker -----------------------------------------------------------------
 
     def zygotes(self) -> list[ZygoteClient]:
         with self.lock:
-            return [*self._zygotes.values(), *([self._unclaimed] if self._unclaimed else [])]
+            return list(self._zygotes)
 
     @property
     def zygote(self) -> ZygoteClient:
-        """The default tenant's zygote (tests and benchmarks look at it)."""
-        from .contract import DEFAULT_TENANT_ID
-
-        return self.zygote_ready(DEFAULT_TENANT_ID)
+        """A live zygote (a spare's; tests and benchmarks look at one)."""
+        for zygote in self.zygotes():
+            if zygote.alive and zygote.process.poll() is None:
+                return zygote
+        return self.zygote_ready("")
 
     def zygote_ready(self, tenant: str) -> ZygoteClient:
-        """The tenant's live zygote, started (or claimed) on its first use, restarted if it died."""
-        evicted: list[ZygoteClient] = []
-        with self.lock:
-            if self.closed:
-                raise RuntimeFailure("the runtime is shut down")
-            zygote = self._zygotes.get(tenant)
-            if zygote is not None and (not zygote.alive or zygote.process.poll() is not None):
-                # It died (killed by user code in Lambda mode, or crashed): start anew.
-                evicted.append(zygote)
-                zygote = None
-            if zygote is None:
-                unclaimed, self._unclaimed = self._unclaimed, None
-                if unclaimed is not None and unclaimed.alive and unclaimed.process.poll() is None:
-                    zygote = unclaimed
-                else:
-                    if unclaimed is not None:
-                        evicted.append(unclaimed)
-                    zygote = self._new_zygote()
-                self._zygotes[tenant] = zygote
-                # Beyond the cap, retire the least recently used zygotes with no step running on
-                # one of their workers (a tenant mid-step keeps its zygote: the cap may be
-                # exceeded for that while).
-                resting = {w.pid for w in self.idle} | {w.pid for w in self.warm.values()}
-                stepping = {w.zygote for pid, w in self.live.items() if pid not in resting}
-                for name, candidate in list(self._zygotes.items()):
-                    if len(self._zygotes) <= max(self.opts.max_zygotes, 1):
-                        break
-                    if name != tenant and candidate not in stepping and not candidate.spawning:
-                        evicted.append(self._zygotes.pop(name))
-            self._zygotes.move_to_end(tenant)
-        for old in evicted:
-            self._retire_zygote(old)
-        return zygote
+        """A live spare's zygote, a new spare if none (a zygote of a dead worker is never
+        reused: the next cold step of any tenant takes a spare anyway)."""
+        worker = self.take_idle(tenant)
+        self.release_unused(worker)
+        return worker.zygote
 
-    def _new_zygote(self) -> ZygoteClient:
-        zygote = ZygoteClient(self.opts.python, self.opts.preload, private_mounts=self._zygote_private_mounts)
-        _ZYGOTE_PIDS.add(zygote.pid)
+    def _new_zygote(self, *, background: bool = False) -> ZygoteClient:
+        # Root mode: a background start runs at the lowest priority until its imports are done.
+        with self._children_lock:  # the orphan sweep must never see it unregistered
+            zygote = ZygoteClient(
+                self.opts.python,
+                self.opts.preload,
+                private_mounts=self._zygote_private_mounts,
+                background=background and self.privileged,
+                font_cache_dir=self.font_cache_dir if self.font_cache_ready.is_set() else None,
+            )
+            _ZYGOTE_PIDS.add(zygote.pid)
+        with self.lock:
+            self._zygotes.append(zygote)
         if not self.privileged:
             zygote.traits = process_traits(zygote.pid)
         return zygote
 
-    def _retire_zygote(self, zygote: ZygoteClient) -> None:
-        """Stop a zygote and every worker it forked (they die with it anyway)."""
+    def _new_spare(self, *, background: bool) -> Worker:
+        """A new zygote (its own hash seed) and its one worker; on failure, neither is left."""
+        zygote = self._new_zygote(background=background)
+        try:
+            if not zygote.wait_ready(60.0):
+                raise RuntimeFailure("the worker factory (zygote) did not start")
+            return self._spawn_from(zygote)
+        except BaseException:
+            self._drop_zygote(zygote)
+            raise
+
+    def _drop_zygote(self, zygote: ZygoteClient) -> None:
+        """Forget and stop a zygote (it kills whatever it still has), in the background."""
         with self.lock:
-            stale = [w for w in (*self.idle, *self.warm.values()) if w.zygote is zygote]
-            self.idle[:] = [w for w in self.idle if w.zygote is not zygote]
-            for key in [k for k, w in self.warm.items() if w.zygote is zygote]:
-                del self.warm[key]
-            dying = [w for w in self.live.values() if w.zygote is zygote]
-        for worker in dying:
-            # One in the middle of a step is cleaned up by that step (it reads its output).
-            self.kill_processes(worker)
-        with self.lock:
-            for worker in stale:
-                self.live.pop(worker.pid, None)
-                worker.discarded = True
+            if zygote in self._zygotes:
+                self._zygotes.remove(zygote)
         threading.Thread(target=_stop_zygote, args=(zygote,), daemon=True).start()
-        threading.Thread(target=self._forget, args=(stale,), daemon=True).start()
 
-    def _forget(self, workers: list[Worker]) -> None:
-        for worker in workers:
-            self._close_files(worker)
-            if worker.group is not None:
-                worker.group.remove()
-            if worker.uid is not None:
-                try:  # anything the worker started outlived it: end it before reusing the uid
-                    self._kill_uid(worker.uid)
-                except RuntimeFailure:
-                    continue  # keep the uid out of circulation
-                self._release_uid(worker.uid)
-
-    def _kill_uid(self, uid: int) -> None:
-        """Kill every process of a private uid (through any live zygote: it forks a helper)."""
-        for zygote in self.zygotes():
+    def _kill_uid(self, uid: int, via: ZygoteClient | None = None) -> None:
+        """Kill every process of a private uid (through a live zygote, ``via`` first: it forks a
+        helper)."""
+        for zygote in ([via] if via is not None else []) + self.zygotes():
             if zygote.alive:
                 with self._children_lock:
                     zygote.kill_uid(uid)
@@ -235,8 +242,10 @@ class WorkerPool:
     # --- workers -------------------------------------------------------------------------------
 
     def spawn(self, tenant: str | None = None) -> Worker:
-        """A new worker of the tenant's zygote (the default tenant's when none is given)."""
-        return self._spawn_from(self.zygote_ready(tenant) if tenant is not None else self.zygote)
+        """A fresh worker with a zygote of its own (a spare) for the tenant."""
+        from .contract import DEFAULT_TENANT_ID
+
+        return self.take_idle(tenant if tenant is not None else DEFAULT_TENANT_ID)
 
     def _spawn_from(self, zygote: ZygoteClient) -> Worker:
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -380,7 +389,7 @@ class WorkerPool:
         with self.lock:
             self._free_uids.insert(0, uid)
 
-    def discard(self, worker: Worker, *, wait: bool = False, reaped: bool = False) -> None:
+    def discard(self, worker: Worker, *, wait: bool = False, reaped: bool = False, keep_zygote: bool = False) -> None:
         """Kill the worker and everything it started (at once: its memory is released now);
         free its uid and group once all of it is gone.
 
@@ -401,9 +410,11 @@ class WorkerPool:
                 zygote.wait_exit(worker.pid, 5.0)
             if worker.uid is not None:
                 try:
-                    self._kill_uid(worker.uid)
+                    self._kill_uid(worker.uid, via=zygote if zygote.alive else None)
                 except RuntimeFailure:
                     pass
+            if not keep_zygote:  # (benchmarks fork several workers of one zygote)
+                self._drop_zygote(zygote)  # it served this worker only
             emptied = worker.group.remove() if worker.group is not None else False
             with self.lock:
                 self.live.pop(worker.pid, None)
@@ -418,10 +429,12 @@ class WorkerPool:
             threading.Thread(target=finish, name="worker-cleanup", daemon=True).start()
 
     def release_unused(self, worker: Worker) -> None:
-        """Give back a fresh worker that ran nothing (e.g. the snapshot was refused)."""
+        """Give back a fresh worker that ran nothing (e.g. the snapshot was refused): it is a
+        spare again, its zygote (and hash seed) not yet any episode's."""
         with self.lock:
-            if not self.closed and len(self.idle) < self.opts.idle_workers:
+            if not self.closed and len(self.idle) < max(self.opts.idle_workers, 1):
                 self.idle.append(worker)
+                self._spare_changed.notify_all()
                 return
         self.discard(worker)
 
@@ -439,59 +452,128 @@ class WorkerPool:
                         expired.append(self.warm.pop(key))
             for worker in expired:
                 self.discard(worker)
-            # Every zygote (one per tenant, and the unclaimed one) keeps its own idle workers.
-            for zygote in self.zygotes():
+            # Spares whose zygote died (user code of the same uid in Lambda mode) are replaced.
+            with self.lock:
+                dead = [w for w in self.idle if not w.zygote.alive or w.zygote.process.poll() is not None]
+                self.idle[:] = [w for w in self.idle if w not in dead]
+            for worker in dead:
+                self.discard(worker)
+            # One spare at a time: a refill costs one interpreter start (0.1-1 s of CPU), so
+            # at most one CPU goes to it however many episodes start at once.
+            while True:
                 with self.lock:
-                    missing = self.opts.idle_workers - sum(1 for w in self.idle if w.zygote is zygote)
-                for _ in range(max(missing, 0)):
-                    if not zygote.alive or zygote.process.poll() is not None:
+                    if self.closed or len(self.idle) >= self.opts.idle_workers:
                         break
+                if not self._refill_one():
+                    break
+            if self.closed:
+                return
+
+    def _refill_one(self) -> bool:
+        """Start one spare and add it to ``idle``; False if it failed. At a low priority only
+        while another spare is ready (none ready: a step may need this one soon)."""
+        with self.lock:
+            background = bool(self.idle)
+            zygote = self._refilling
+        if zygote is None:
+            zygote = self._new_zygote(background=background)
+            with self.lock:
+                self._refilling = zygote
+        worker: Worker | None = None
+        try:
+            if not zygote.wait_ready(60.0):
+                raise RuntimeFailure("the worker factory (zygote) did not start")
+            worker = self._spawn_from(zygote)
+        except RuntimeFailure:
+            self._drop_zygote(zygote)
+        with self.lock:
+            self._refilling = None
+            closed = self.closed
+            if worker is not None and not closed:
+                self.idle.append(worker)
+            self._spare_changed.notify_all()
+        if worker is not None and closed:
+            self.discard(worker)
+        return worker is not None and not closed
+
+    def _wait_for_refill(self) -> Worker | None:
+        """With no spare ready: the one being started, if no other step waits for it (raised
+        to the normal priority: a step waits for it now); None to start one here instead."""
+        with self.lock:
+            starting = self._refilling
+            if starting is None or self._spare_waited:
+                return None
+            self._spare_waited = True
+        try:
+            if self.privileged:
+                try:
+                    os.setpriority(os.PRIO_PROCESS, starting.pid, 0)
+                except OSError:
+                    pass
+            else:
+                # Lambda mode: an earlier step (same uid) may have stopped the spare being born
+                # (its zygote, or its worker before its first word): it would hold this step
+                # until the start times out. Its limits are checked once it is ready.
+                for pid in (starting.pid, *sandbox.children_of(starting.pid)):
                     try:
-                        worker = self._spawn_from(zygote)
-                    except RuntimeFailure:
-                        break
-                    with self.lock:
-                        closed = self.closed
-                        # A zygote retired while this worker was being born means it is dying.
-                        kept = not closed and zygote in (*self._zygotes.values(), self._unclaimed)
-                        if kept:
-                            self.idle.append(worker)
-                    if not kept:
-                        self.discard(worker)
-                    if closed:
-                        return
+                        os.kill(pid, signal.SIGCONT)
+                    except OSError:
+                        pass
+            with self.lock:
+                self._spare_changed.wait_for(lambda: self.idle or self._refilling is not starting or self.closed,
+                                             timeout=60.0)
+                return self.idle.pop() if self.idle and not self.closed else None
+        finally:
+            with self.lock:
+                self._spare_waited = False
+
+    def wait_ready(self, timeout_s: float = 30.0) -> bool:
+        """Wait until a spare is ready (Lambda's init phase: the first step then finds one)."""
+        with self.lock:
+            return self._spare_changed.wait_for(lambda: bool(self.idle) or self.closed, timeout=timeout_s)
 
     def take_warm(self, key: WarmKey) -> Worker | None:
         with self.lock:
             return self.warm.pop(key, None)
 
     def take_idle(self, tenant: str) -> Worker:
-        zygote = self.zygote_ready(tenant)
-        if not self.privileged and process_traits(zygote.pid) != zygote.traits:
-            # Lambda mode: an earlier step (same uid) lowered the zygote's limits, which every
-            # worker it forks from now on would inherit: replace it (and its workers).
-            zygote.process.kill()
-            zygote.process.wait()
-            zygote = self.zygote_ready(tenant)
-        with self.lock:
-            idle = next((w for w in reversed(self.idle) if w.zygote is zygote), None)
-            if idle is not None:
-                self.idle.remove(idle)
-        self._refill.set()
-        if idle is not None and idle.group is None:
-            # Without a freezer group (Lambda mode) an earlier step of the same uid may have
-            # stopped the idle worker (SIGSTOP: the step it gets next would time out), or
-            # lowered its limits or priority (prlimit, setpriority): continue it, and replace
-            # it if it was changed.
-            try:
-                os.kill(idle.pid, signal.SIGCONT)
-            except OSError:
-                pass  # gone: the step finds out and answers for it
-            if process_traits(idle.pid) != idle.traits:
+        """A spare's worker for a cold step of ``tenant``: its zygote, never used before, is
+        the episode's from now on. With none ready, a new one is started here."""
+        while True:
+            with self.lock:
+                if self.closed:
+                    raise RuntimeFailure("the runtime is shut down")
+                idle = self.idle.pop() if self.idle else None
+            self._refill.set()
+            if idle is None:
+                idle = self._wait_for_refill()
+            if idle is None:
+                with self.lock:
+                    self.spares_started_on_step += 1
+                idle = self._new_spare(background=False)
+                break
+            zygote = idle.zygote
+            if not zygote.alive or zygote.process.poll() is not None:
                 self.discard(idle)
-                idle = None
-        return idle if idle is not None else self._spawn_from(zygote)
-
+                continue
+            if idle.group is None:
+                # Without a freezer group (Lambda mode) an earlier step of the same uid may have
+                # stopped the spare (SIGSTOP: the step it gets next would time out), or lowered
+                # its or its zygote's limits or priority (prlimit, setpriority): continue it, and
+                # replace it if it was changed.
+                for pid in (idle.pid, zygote.pid):
+                    try:
+                        os.kill(pid, signal.SIGCONT)
+                    except OSError:
+                        pass  # gone: the step finds out and answers for it
+                if process_traits(idle.pid) != idle.traits or (
+                    not self.privileged and process_traits(zygote.pid) != zygote.traits
+                ):
+                    self.discard(idle)
+                    continue
+            break
+        idle.zygote.tenant = tenant
+        return idle
 
     def drop_warm(self, keep: Any) -> int:
         """Discard every warm worker whose key does not satisfy ``keep``; how many."""
@@ -504,7 +586,14 @@ class WorkerPool:
     def keep_warm(self, worker: Worker) -> None:
         """Put a frozen worker among the warm ones; evict the least recently used beyond the
         count and memory caps."""
-        worker.memory_bytes = worker.group.memory_bytes() if worker.group is not None else rss_bytes(worker.pid)
+        if worker.group is not None:
+            # Its zygote is its own (root mode: its pages are charged to the runtime's group).
+            zygote = worker.zygote
+            if zygote.memory_bytes is None:
+                zygote.memory_bytes = rss_bytes(zygote.pid)
+            worker.memory_bytes = worker.group.memory_bytes() + zygote.memory_bytes
+        else:  # Lambda mode: the worker's RSS counts the pages it shares with its zygote
+            worker.memory_bytes = rss_bytes(worker.pid)
         worker.last_used = time.monotonic()
         evicted: list[Worker] = []
         assert worker.key is not None
@@ -532,7 +621,11 @@ class WorkerPool:
     # --- hygiene -----------------------------------------------------------------------------
 
     def sweep_strays(self) -> bool:
-        found = not self.privileged and hygiene.sweep_orphans(_ZYGOTE_PIDS.__contains__)
+        if not self.privileged:
+            with self._children_lock:  # no zygote is being born unregistered meanwhile
+                found = hygiene.sweep_orphans(_ZYGOTE_PIDS.__contains__)
+        else:
+            found = False
         for zygote in self.zygotes():
             with self._children_lock:
                 live = set(self.live)

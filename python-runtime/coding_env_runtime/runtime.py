@@ -247,7 +247,6 @@ class Runtime:
 
     def _run_step(self, request: StepRequest, running: _Running) -> dict[str, Any]:
         started = time.perf_counter()
-        deadline = time.monotonic() + request.timeout_ms / 1000.0
         result = self._new_result(request)
         header = {
             "op": "step",
@@ -259,6 +258,9 @@ class Runtime:
             "seed": request.seed,
         }
         worker, warm = self._acquire(request)
+        # The time limit is the cell's: it starts once a worker is there (a cold step with no
+        # spare ready waits for an interpreter to start, see pool.py).
+        deadline = time.monotonic() + request.timeout_ms / 1000.0
         payload = b""
         if request.snapshot is not None and not warm:
             # Only the envelope is read here; the pickle is loaded inside the sandboxed worker.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import resource
 import shutil
@@ -15,7 +14,9 @@ PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+#: The C library already loaded in this process (find_library would run ldconfig in a child
+#: process in every zygote's start: one zygote per episode).
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 CLONE_NEWNS = 0x00020000

@@ -1,7 +1,8 @@
 """The zygote: a clean, single-threaded process that forks workers on the runtime's request.
 
 Started by the runtime with an empty, fixed environment. It imports everything a worker needs
-once, so a worker costs only a fork. It is a child subreaper (daemons that user code leaves
+once, so a worker costs only a fork. The pool has each zygote fork one worker (one episode):
+the interpreter's string-hash secret, fixed at its start, is then that episode's alone. It is a child subreaper (daemons that user code leaves
 behind reparent here, where the runtime can find and kill them) and non-dumpable.
 
 Control protocol (SOCK_SEQPACKET, one JSON message per packet, file descriptors attached):
@@ -10,6 +11,7 @@ Control protocol (SOCK_SEQPACKET, one JSON message per packet, file descriptors 
 - ``{"op": "kill_uid", "id", "uid"}`` -> ``{"op": "killed", "id"}``: kills every process of a
   worker's private uid (root mode), from a helper that takes that uid.
 - unsolicited ``{"op": "exit", "pid", "status"}`` for every reaped worker.
+- unsolicited ``{"op": "ready"}`` once, when its imports are done and it serves requests.
 The zygote exits (killing its workers) when the runtime closes the control socket.
 """
 
@@ -24,7 +26,7 @@ import sys
 import types
 from typing import Any
 
-from . import cell, sandbox, worker  # noqa: F401 - preloaded so a fork needs no import
+from . import cell, font_cache, sandbox, worker  # noqa: F401 - preloaded so a fork needs no import
 
 #: Worker socket, stdout, stderr; then (root mode) its cgroup.procs files and freezer state.
 _MAX_FDS = 6
@@ -169,6 +171,7 @@ def _spawn(spec: dict[str, Any], fds: list[int]) -> int:
         if spec.get("uid") is not None:
             _clear_keyrings_of(int(spec["uid"]))
         sandbox.best_effort(sandbox.deny_lingering_syscalls, "seccomp")
+        font_cache.install_writer(_font_cache_files)
         worker.main_after_fork(spec)
     finally:
         os._exit(70)
@@ -218,8 +221,18 @@ def _kill_uid(uid: int) -> None:
             return
 
 
-def main(control_fd: int, preload: str = "", private_mounts: bool = False) -> None:
+#: matplotlib's prebuilt font cache (file name -> bytes), read once at start (font_cache.py).
+_font_cache_files: dict[str, bytes] = {}
+
+
+def main(
+    control_fd: int, preload: str = "", private_mounts: bool = False, background: bool = False,
+    font_cache_dir: str = "",
+) -> None:
+    global _font_cache_files
     sandbox.best_effort(sandbox.make_undumpable, "PR_SET_DUMPABLE")
+    # Before the host's mounts go: the cache's directory need not stay visible to workers.
+    _font_cache_files = font_cache.read(font_cache_dir)
     if private_mounts:
         # Root mode: a mount namespace of our own without the host's mounts that user code
         # does not need (data volumes, its tooling, /sys/fs/cgroup); every worker inherits it.
@@ -231,6 +244,11 @@ def main(control_fd: int, preload: str = "", private_mounts: bool = False) -> No
 
     gc.collect()
     gc.freeze()
+    if background:
+        # Started at a low priority (a spare, off every step's path: zygote_client); its
+        # workers run user code at the normal one. Root only (an unprivileged process cannot
+        # raise its priority), so only root mode starts zygotes in the background.
+        os.setpriority(os.PRIO_PROCESS, 0, 0)
     sandbox.best_effort(sandbox.become_subreaper, "PR_SET_CHILD_SUBREAPER")
     control = socket.socket(fileno=control_fd)
     wake_r, wake_w = os.pipe()
@@ -240,6 +258,7 @@ def main(control_fd: int, preload: str = "", private_mounts: bool = False) -> No
     signal.signal(signal.SIGCHLD, lambda *_: None)
     signal.signal(signal.SIGTERM, lambda *_: _shutdown())
     workers: set[int] = set()
+    _send(control, {"op": "ready"})  # imports done: a spawn request is answered at once now
     while True:
         _reap(control, workers)
         try:

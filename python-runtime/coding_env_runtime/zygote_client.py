@@ -24,16 +24,22 @@ CLEAN_ENV = {
     "PYTHONDONTWRITEBYTECODE": "1",
 }
 
-def _boot_program(package_root: str) -> bytes:
+def _boot_program(package_root: str, font_cache_dir: str | None) -> bytes:
     """Sent on the zygote's stdin (``python -I -``), so the runtime's location is not in its
-    command line, which every worker inherits and user code can read in /proc/self/cmdline."""
+    command line, which every worker inherits and user code can read in /proc/self/cmdline.
+    A ``background`` zygote (root mode) runs at a low CPU priority (nice 10) from its first line
+    until its imports are done (``zygote.main`` restores it before any worker exists)."""
     return (
+        "import os, sys\n"
+        "if sys.argv[4] == 'background':\n"
+        "    os.setpriority(os.PRIO_PROCESS, 0, 10)\n"
         "import sys\n"
         f"sys.path.insert(0, {package_root!r})\n"
         "from coding_env_runtime.zygote import hide_install_path, main\n"
         f"sys.path.remove({package_root!r})\n"
         "hide_install_path()\n"
-        "main(int(sys.argv[1]), sys.argv[2], sys.argv[3] == 'private-mounts')\n"
+        "main(int(sys.argv[1]), sys.argv[2], sys.argv[3] == 'private-mounts', sys.argv[4] == 'background',\n"
+        f"     font_cache_dir={font_cache_dir or ''!r})\n"
     ).encode()
 
 
@@ -42,11 +48,22 @@ class RuntimeFailure(RuntimeError):
 
 
 class ZygoteClient:
-    def __init__(self, python: str, preload: tuple[str, ...], *, private_mounts: bool = False) -> None:
+    def __init__(
+        self,
+        python: str,
+        preload: tuple[str, ...],
+        *,
+        private_mounts: bool = False,
+        background: bool = False,
+        font_cache_dir: str | None = None,
+    ) -> None:
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._control = parent_end
         self.process = subprocess.Popen(
-            [python, "-I", "-", str(child_end.fileno()), ",".join(preload), "private-mounts" if private_mounts else "-"],
+            [
+                python, "-I", "-", str(child_end.fileno()), ",".join(preload),
+                "private-mounts" if private_mounts else "-", "background" if background else "-",
+            ],
             env=CLEAN_ENV,
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
@@ -57,21 +74,27 @@ class ZygoteClient:
         child_end.close()
         assert self.process.stdin is not None
         try:
-            self.process.stdin.write(_boot_program(PACKAGE_ROOT))
+            self.process.stdin.write(_boot_program(PACKAGE_ROOT, font_cache_dir))
             self.process.stdin.close()
         except OSError:
             pass  # it died at once: the first request reports it
         self.pid = self.process.pid
         #: Lambda mode: its limits, priority and CPUs at start (see ``WorkerPool.take_idle``).
         self.traits: tuple[Any, ...] = ()
-        #: Workers being forked right now (the pool keeps such a zygote past its cap).
+        #: Workers being forked right now.
         self.spawning = 0
+        #: The tenant whose episode its worker serves (None: a spare, nobody's yet).
+        self.tenant: str | None = None
+        #: Its resident memory once its worker is warm (counted with that worker's).
+        self.memory_bytes: int | None = None
         self._ids = itertools.count(1)
         self._send_lock = threading.Lock()
         self._cond = threading.Condition()
         self._replies: dict[int, dict[str, Any]] = {}
         self._exits: dict[int, int] = {}
         self.alive = True
+        #: Its imports are done and it answers requests (``wait_ready``).
+        self.ready = False
         self._reader = threading.Thread(target=self._read_loop, name="zygote-reader", daemon=True)
         self._reader.start()
 
@@ -88,7 +111,9 @@ class ZygoteClient:
                 return
             message = json.loads(data)
             with self._cond:
-                if message.get("op") == "exit":
+                if message.get("op") == "ready":
+                    self.ready = True
+                elif message.get("op") == "exit":
                     self._exits[int(message["pid"])] = int(message["status"])
                 else:
                     self._replies[int(message["id"])] = message
@@ -112,6 +137,18 @@ class ZygoteClient:
                     raise RuntimeFailure("the worker factory (zygote) did not answer")
                 self._cond.wait(remaining)
             return self._replies.pop(request_id)
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        """Wait until its imports are done (a spawn then takes milliseconds, not an import's
+        time, so whoever forks a worker of a new zygote holds its locks only that long)."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while not self.ready:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self.alive:
+                    return False
+                self._cond.wait(remaining)
+            return True
 
     def spawn(self, spec: dict[str, Any], fds: list[int]) -> int:
         return int(self._request({"op": "spawn", "spec": spec}, fds)["pid"])

@@ -38,6 +38,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `harness` and `coding_env_runtime` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from coding_env_runtime import font_cache  # noqa: E402
 from coding_env_runtime.local_server import InvokeApiHandler, InvokeContext, serve, take_expected_key_id  # noqa: E402
 from harness.environment import Environment, EnvironmentOpts, Outcome  # noqa: E402
 from harness.freezer import Group, create_memory_root, create_root  # noqa: E402
@@ -207,6 +208,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.python} must be reachable by an unprivileged uid "
                      "(an interpreter under /root is not); pass --python /usr/bin/python3")
     expected_key_id = take_expected_key_id()
+    # matplotlib's font cache, built where the environments can read but not write it, as the
+    # image build does (Dockerfile; coding_env_runtime/font_cache.py). Once per machine.
+    font_cache_dir = font_cache.default_dir(args.python)
+    if font_cache_dir is not None and not font_cache.build(args.python, font_cache_dir):
+        font_cache_dir = None
     opts = EnvironmentOpts(
         python=args.python,
         memory_mb=args.memory_mb,
@@ -215,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             "CODING_ENV_IDLE_WORKERS": str(args.idle_workers),
             "CODING_ENV_MAX_WARM_WORKERS": str(args.max_warm_workers),
             "CODING_ENV_PRELOAD": args.preload,
+            **({font_cache.FONT_CACHE_ENV: font_cache_dir} if font_cache_dir else {}),
         },
     )
     pool = Pool(opts, args.max_environments)

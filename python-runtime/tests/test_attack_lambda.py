@@ -124,17 +124,36 @@ class KilledZygoteTest(LambdaModeTestCase):
         self.assertEqual((again["exit_code"], again["stdout"].strip()), (0, "1"), again["stderr"])
 
 
-#: Sets ``others``: the zygote's other children (the idle worker), waiting for the pool to
-#: start one if it has not yet.
+#: Sets ``spare_zygotes`` and ``others``: the runtime's other zygotes (each episode gets a
+#: zygote of its own) and their workers (the spares' idle workers), waiting for the pool to start
+#: one if it has not yet.
 OTHER_WORKERS = (
     "import time\n"
     "me, zygote = os.getpid(), os.getppid()\n"
+    "runtime = int(open(f'/proc/{zygote}/stat').read().rsplit(')', 1)[1].split()[1])\n"
+    "def children(pid):\n"
+    "    found = []\n"
+    "    for tid in os.listdir(f'/proc/{pid}/task'):\n"
+    "        try:\n"
+    "            found += [int(p) for p in open(f'/proc/{pid}/task/{tid}/children').read().split()]\n"
+    "        except OSError:\n"
+    "            pass\n"
+    "    return found\n"
+    "def cmdline(pid):\n"
+    "    try:\n"
+    "        return open(f'/proc/{pid}/cmdline', 'rb').read()\n"
+    "    except OSError:\n"
+    "        return None\n"
     "for _ in range(500):\n"
-    "    with open(f'/proc/{zygote}/task/{zygote}/children') as fh:\n"
-    "        others = [int(p) for p in fh.read().split() if int(p) != me]\n"
+    "    spare_zygotes = [z for z in children(runtime) if z != zygote]\n"
+    "    # a worker is a fork of its zygote (not, say, the ldconfig its imports run)\n"
+    "    others = [w for z in spare_zygotes for w in children(z) if cmdline(w) == cmdline(z)]\n"
     "    if others:\n"
     "        break\n"
     "    time.sleep(0.01)\n"
+    "time.sleep(2)  # the spare's start ends (a zygote's imports run children of their own)\n"
+    "spare_zygotes = [z for z in children(runtime) if z != zygote]\n"
+    "others = [w for z in spare_zygotes for w in children(z) if cmdline(w) == cmdline(z)]\n"
 )
 
 
@@ -142,19 +161,25 @@ class IdleWorkerTest(LambdaModeTestCase):
     max_environments = 1
 
     def test_a_stopped_idle_worker_does_not_time_out_the_next_episodes_step(self) -> None:
-        # The pre-forked idle workers run as user code's uid: a step can SIGSTOP them, and the
-        # next episode's step (on one of them) then waited for its deadline.
+        # The pre-forked idle workers (and the spare being started) run as user code's uid: a
+        # step can SIGSTOP them, and the next episode's step (on one of them) then waited for
+        # its deadline, or for the stopped spare's start to time out. The stopped spare is
+        # continued and serves the next step.
         attack = (
             "import os, signal\n"
             + OTHER_WORKERS +
-            "for pid in others:\n"
+            "for pid in others + spare_zygotes:\n"
             "    os.kill(pid, signal.SIGSTOP)\n"
-            "print(len(others) > 0)\n"
+            "print(' '.join(map(str, others)))\n"
         )
         stopped = self.run_code(attack)
-        self.assertEqual((stopped["exit_code"], stopped["stdout"].strip()), (0, "True"), stopped["stderr"])
-        result = self.run_code("print(6 * 7)", limits={"timeout_ms": 10000})
-        self.assertEqual((result["exit_code"], result["stdout"].strip()), (0, "42"), result["stderr"])
+        self.assertEqual(stopped["exit_code"], 0, stopped["stderr"])
+        self.assertTrue(stopped["stdout"].split(), stopped)
+        result = self.run_code("import os\nprint(6 * 7, os.getpid())", limits={"timeout_ms": 10000})
+        self.assertEqual(result["exit_code"], 0, result["stderr"])
+        answer, pid = result["stdout"].split()
+        self.assertEqual(answer, "42")
+        self.assertIn(pid, stopped["stdout"].split())
 
     def test_limits_an_earlier_step_lowered_in_an_idle_worker_do_not_reach_the_next_episode(self) -> None:
         # prlimit on another process needs only the same uid (not ptrace): a step could give
@@ -173,13 +198,16 @@ class IdleWorkerTest(LambdaModeTestCase):
 
     def test_limits_an_earlier_step_lowered_in_the_zygote_do_not_reach_the_next_episode(self) -> None:
         # Every worker the zygote forks later inherits its limits.
+        # The spares' zygotes (one per episode) are the runtime's other children.
         attack = (
             "import os, resource\n"
-            "resource.prlimit(os.getppid(), resource.RLIMIT_FSIZE, (0, 0))\n"
-            "print(resource.prlimit(os.getppid(), resource.RLIMIT_FSIZE))\n"
+            + OTHER_WORKERS +
+            "for pid in [os.getppid(), *spare_zygotes]:\n"
+            "    resource.prlimit(pid, resource.RLIMIT_FSIZE, (0, 0))\n"
+            "print(resource.prlimit(os.getppid(), resource.RLIMIT_FSIZE), len(spare_zygotes) > 0)\n"
         )
         lowered = self.run_code(attack)
-        self.assertEqual((lowered["exit_code"], lowered["stdout"].strip()), (0, "(0, 0)"), lowered["stderr"])
+        self.assertEqual((lowered["exit_code"], lowered["stdout"].strip()), (0, "(0, 0) True"), lowered["stderr"])
         for _ in range(3):  # the idle worker, then workers forked since
             result = self.run_code("open('f', 'w').write('x' * 10)\nprint(open('f').read())")
             self.assertEqual((result["exit_code"], result["stdout"].strip()), (0, "x" * 10), result["stderr"])

@@ -72,7 +72,11 @@ export function readEnv(name: string): string | undefined {
  * The body of a streamed answer with a failure mid-way (connection cut) turned into a
  * {@link NetworkError}, like a failure before the headers.
  */
-function networkErrorsOf(body: ReadableStream<Uint8Array>, endpoint: string): ReadableStream<Uint8Array> {
+function networkErrorsOf(
+  body: ReadableStream<Uint8Array>,
+  endpoint: string,
+  signal: AbortSignal | undefined,
+): ReadableStream<Uint8Array> {
   const reader = body.getReader();
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
@@ -81,6 +85,11 @@ function networkErrorsOf(body: ReadableStream<Uint8Array>, endpoint: string): Re
         if (next.done) controller.close();
         else controller.enqueue(next.value);
       } catch (err) {
+        // Cancelled by the caller: their reason, as for a call cancelled before the headers.
+        if (signal?.aborted) {
+          controller.error(signal.reason ?? err);
+          return;
+        }
         controller.error(
           new NetworkError(`${endpoint} was cut off: ${err instanceof Error ? err.message : String(err)}`, {
             status: 0,
@@ -176,7 +185,7 @@ export class Transport {
         return {
           status: response.status,
           headers: response.headers,
-          body: networkErrorsOf(response.body, endpoint),
+          body: networkErrorsOf(response.body, endpoint, spec.signal),
         };
       }
       if (response.status < 400 && spec.response === "bytes") {

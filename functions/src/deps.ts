@@ -100,13 +100,25 @@ export function buildDeps(opts: BuildDepsOpts): BuiltDeps {
   // the fair-share scheduler ever uses at once, so no call waits inside the agent.
   const executorSockets = opts.config.executorMaxConcurrency + EXECUTOR_POOL_HEADROOM;
   const lambdaLocal = local(opts.executorEndpoint, "lambda");
+  // The executor client waits for an answer itself (executor.ts): a connection silent for longer
+  // than any step may run is given up. Calls carry no options, so the resolved middleware stack is
+  // reused (cacheMiddleware) instead of being rebuilt per Invoke.
+  const invokeSocketTimeoutMs = (opts.config.maxStepTimeoutS + opts.config.executorGraceS + 30) * 1000;
   const lambda = new LambdaClient({
     region,
     maxAttempts: 1,
+    cacheMiddleware: true,
     ...lambdaLocal,
     requestHandler: opts.executorEndpoint
-      ? { httpAgent: new Agent({ keepAlive: true, maxSockets: executorSockets }), connectionTimeout: 5_000 }
-      : { httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets: executorSockets }) },
+      ? {
+          httpAgent: new Agent({ keepAlive: true, maxSockets: executorSockets }),
+          connectionTimeout: 5_000,
+          requestTimeout: invokeSocketTimeoutMs,
+        }
+      : {
+          httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets: executorSockets }),
+          requestTimeout: invokeSocketTimeoutMs,
+        },
   });
   // Large state in S3 (CODING_ENV_STATE_BUCKET; the local S3 by CODING_ENV_S3_ENDPOINT).
   const env = opts.env ?? process.env;

@@ -151,6 +151,8 @@ function logExecutorFailure(message: string, cause: unknown): void {
 }
 
 const RESPONSE_TOO_LARGE = /ResponseSizeTooLarge/i;
+/** What the wait of {@link LambdaExecutor} resolves to when it ends before the answer. */
+const WAIT_OVER: unique symbol = Symbol("wait over");
 
 function responseTooLarge(): ExecutorError {
   return new ExecutorError(
@@ -299,22 +301,37 @@ export class LambdaExecutor implements Executor {
     }
   }
 
-  /** One synchronous Invoke; a failure of the call becomes its typed error. */
+  /**
+   * One synchronous Invoke; a failure of the call becomes its typed error. Sent without per-call
+   * options: an `abortSignal` would make the client rebuild its whole middleware stack for every
+   * call (the SDK caches the resolved stack only for option-less calls, `cacheMiddleware`). The
+   * wait is bounded here instead; the client's socket timeout (deps.ts) frees a connection whose
+   * answer never comes.
+   */
   private async invoke(tenantId: string, event: object, waitMs: number): Promise<InvokeCommandOutput> {
-    const abort = new AbortController();
-    const timer = setTimeout(() => abort.abort(), waitMs);
+    const sent = this.opts.client.send(
+      new InvokeCommand({
+        FunctionName: this.opts.functionName,
+        InvocationType: "RequestResponse",
+        TenantId: tenantId,
+        Payload: Buffer.from(JSON.stringify(event)),
+      }),
+    );
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<typeof WAIT_OVER>((resolve) => {
+      timer = setTimeout(() => resolve(WAIT_OVER), waitMs);
+    });
     try {
-      return await this.opts.client.send(
-        new InvokeCommand({
-          FunctionName: this.opts.functionName,
-          InvocationType: "RequestResponse",
-          TenantId: tenantId,
-          Payload: Buffer.from(JSON.stringify(event)),
-        }),
-        { abortSignal: abort.signal },
-      );
+      const out = await Promise.race([sent, timedOut]);
+      if (out === WAIT_OVER) {
+        // The answer may still come (or fail) after we stopped waiting: nothing is left unhandled.
+        sent.catch(() => undefined);
+        throw new ExecutorTimeoutError();
+      }
+      return out;
     } catch (err) {
-      throw invokeFailure(err, abort.signal.aborted);
+      if (err instanceof ExecutorTimeoutError) throw err;
+      throw invokeFailure(err, false);
     } finally {
       clearTimeout(timer);
     }

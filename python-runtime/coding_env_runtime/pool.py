@@ -433,6 +433,7 @@ class WorkerPool:
         spare again, its zygote (and hash seed) not yet any episode's."""
         with self.lock:
             if not self.closed and len(self.idle) < max(self.opts.idle_workers, 1):
+                worker.zygote.tenant = None
                 self.idle.append(worker)
                 self._spare_changed.notify_all()
                 return
@@ -529,6 +530,8 @@ class WorkerPool:
 
     def wait_ready(self, timeout_s: float = 30.0) -> bool:
         """Wait until a spare is ready (Lambda's init phase: the first step then finds one)."""
+        if self.opts.idle_workers <= 0:
+            return False
         with self.lock:
             return self._spare_changed.wait_for(lambda: bool(self.idle) or self.closed, timeout=timeout_s)
 

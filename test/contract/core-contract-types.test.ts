@@ -7,11 +7,17 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, expectTypeOf, it } from "vitest";
 import type { z } from "zod";
 import type { FileList, FileWritten } from "../../functions/src/core/files.js";
-import type { Observation, StepRecord, StepResponse } from "../../functions/src/core/step-result.js";
+import type {
+  HistoryPageBody,
+  Observation,
+  StepRecord,
+  StepResponse,
+} from "../../functions/src/core/step-result.js";
 import type {
   CodeObservationSchema,
   FileListSchema,
   FileWrittenSchema,
+  HistoryPageSchema,
   HistoryStepSchema,
   StepResponseSchema,
 } from "../../functions/src/http/schemas.js";
@@ -43,10 +49,11 @@ function packagesReached(entries: string[]): Map<string, string> {
 }
 
 describe("the core's wire types", () => {
-  it("are the schemas' types: observation, step response, history record, file bodies", () => {
+  it("are the schemas' types: observation, step response, history record and page, file bodies", () => {
     expectTypeOf<Observation>().toEqualTypeOf<z.output<typeof CodeObservationSchema>>();
     expectTypeOf<StepResponse>().toEqualTypeOf<z.output<typeof StepResponseSchema>>();
     expectTypeOf<StepRecord>().toExtend<z.output<typeof HistoryStepSchema>>();
+    expectTypeOf<HistoryPageBody>().toExtend<z.output<typeof HistoryPageSchema>>();
     expectTypeOf<FileWritten>().toEqualTypeOf<z.output<typeof FileWrittenSchema>>();
     expectTypeOf<FileList>().toEqualTypeOf<z.output<typeof FileListSchema>>();
   });

@@ -41,6 +41,7 @@ import { openEnvRewardRules, type RewardRule } from "./rewards.js";
 import { stateAfter } from "./state-location.js";
 import {
   crashedStepResult,
+  type HistoryPageBody,
   responseOf,
   type StepResponse,
   type StepResult,
@@ -51,7 +52,7 @@ import { type EpisodeTenancyHooks, noTenancy } from "./tenancy-hooks.js";
 export type { Episode, Policy, StepRecord } from "./episode-repository.js";
 export type { EpisodeState } from "./episode-state.js";
 export { HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT } from "./history.js";
-export type { Observation, StepResponse } from "./step-result.js";
+export type { HistoryPageBody, Observation, StepResponse } from "./step-result.js";
 export type { BeforeStepCtx, EpisodeSlotCtx, EpisodeTenancyHooks, StateCtx } from "./tenancy-hooks.js";
 
 /** Options of {@link EpisodeService.reset}; names as on the wire. */
@@ -409,7 +410,7 @@ export class EpisodeService {
     tenantId: string,
     id: string,
     opts: { readonly limit?: number; readonly cursor?: string } = {},
-  ): Promise<{ episode_id: string; steps: StepRecord[]; next_cursor: string | null }> {
+  ): Promise<HistoryPageBody> {
     const ep = await this.load(tenantId, id);
     const limit = Math.min(Math.max(1, Math.trunc(opts.limit ?? HISTORY_DEFAULT_LIMIT)), HISTORY_MAX_LIMIT);
     const afterStep = opts.cursor === undefined ? 0 : parseCursor(opts.cursor, ep);

@@ -5,6 +5,7 @@ import type { z } from "zod";
 import type { ExecuteResult } from "../executor/executor.js";
 import type {
   CodeObservationSchema,
+  HistoryPageSchema,
   HistoryStepSchema,
   StepInfoSchema,
   StepResponseSchema,
@@ -28,6 +29,9 @@ export type StepInfo = z.output<typeof StepInfoSchema>;
 export type StepRecord = Readonly<
   z.output<typeof HistoryStepSchema> & Required<Pick<z.output<typeof HistoryStepSchema>, "metadata" | "info">>
 >;
+
+/** Body of `GET /episodes/{id}/history` (a page of records, oldest first). */
+export type HistoryPageBody = Omit<z.output<typeof HistoryPageSchema>, "steps"> & { steps: StepRecord[] };
 
 /** What a step's outcome is built from: the executor's answer without its state. */
 export type StepResult = Omit<ExecuteResult, "snapshot" | "state_version">;

@@ -5,7 +5,7 @@ import type { ApiKeyRepository } from "./repositories.js";
 /** Every key starts with this; the rest is 32 random bytes in base64url (43 characters). */
 export const API_KEY_PREFIX = "ce_live_";
 const API_KEY_PATTERN = /^ce_live_[A-Za-z0-9_-]{43}$/;
-/** Tenant ids end up in `TENANT#<id>` keys: no `#`, bounded length. */
+/** Tenant ids end up in store keys (DynamoDB: `TENANT#<id>`): no `#`, bounded length. */
 const TENANT_ID_PATTERN = /^[A-Za-z0-9._:-]{1,64}$/;
 
 /** A stored API key. The key itself is never stored: only its SHA-256. */
@@ -49,7 +49,7 @@ export function generateApiKey(): string {
   return API_KEY_PREFIX + randomBytes(32).toString("base64url");
 }
 
-/** Whether a string has the shape of one of our keys (cheap pre-check before any DynamoDB read). */
+/** Whether a string has the shape of one of our keys (cheap pre-check before any store read). */
 export function isWellFormedApiKey(key: string): boolean {
   return API_KEY_PATTERN.test(key);
 }

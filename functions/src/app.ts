@@ -5,6 +5,8 @@
 // turns every error into `{"error":{"code","message","details"?}}` without internals.
 // To add routes: a file in routes/ exporting a sub-app, mounted below with one `app.route()` line.
 import { OpenAPIHono } from "@hono/zod-openapi";
+import { RefusalPacer } from "./admission/refusal-pacer.js";
+import { paceRefusals } from "./http/admission.js";
 import { hostAllowList, hostCheck, jsonBodiesOnly, originCheck } from "./http/browser-guards.js";
 import { requestDeadline } from "./http/deadline.js";
 import { errorHandler, routeNotFound } from "./http/errors.js";
@@ -59,6 +61,8 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   app.use("*", requestDeadline(config.requestDeadlineS));
   for (const limit of bodySizeLimits(config.maxBodyBytes)) app.use("*", limit);
   app.use("*", resolveTenant(deps.tenancy, config.authRequired));
+  // A tenant refused "retry soon" is told when, so its retries come back spread out (issue 10).
+  app.use("*", paceRefusals(new RefusalPacer()));
 
   app.route("/", openEnvRoutes(deps));
   app.route("/", episodesListRoutes(deps.episodes));

@@ -57,6 +57,21 @@ export interface ApiConfig {
    */
   readonly tenantMaxWaitingSteps: number;
   /**
+   * Steps admitted at once in this API process, all tenants (a step is admitted before its first
+   * store read; functions/src/admission/). Env `CODING_ENV_MAX_STEPS_IN_FLIGHT`. @default 64
+   */
+  readonly maxStepsInFlight?: number;
+  /**
+   * API processes sharing the per-tenant step caps (the local stack's `CODING_ENV_API_INSTANCES`):
+   * each takes 1/N of them, rounded up. @default 1
+   */
+  readonly apiInstances?: number;
+  /**
+   * Whether the per-tenant step cap follows how busy the API process is (admission/load-governor.ts).
+   * Env `CODING_ENV_ADMISSION_GOVERNOR` (`on` | `off`). @default true
+   */
+  readonly admissionGovernor?: boolean;
+  /**
    * Origins (`scheme://host[:port]`) whose cross-origin requests are served (CORS); every other
    * cross-origin request is refused 403. Env `CODING_ENV_ALLOWED_ORIGINS`, comma-separated.
    * @default [] (same-origin only)
@@ -205,6 +220,9 @@ export function configFromEnv(env: Record<string, string | undefined> = process.
     tenantMaxWaitingSteps: Math.floor(
       positiveNumber(env, "CODING_ENV_TENANT_MAX_WAITING_STEPS", defaultConfig.tenantMaxWaitingSteps),
     ),
+    maxStepsInFlight: Math.floor(positiveNumber(env, "CODING_ENV_MAX_STEPS_IN_FLIGHT", 64)),
+    apiInstances: Math.floor(positiveNumber(env, "CODING_ENV_API_INSTANCES", 1)),
+    admissionGovernor: (env.CODING_ENV_ADMISSION_GOVERNOR ?? "on").toLowerCase() !== "off",
     allowedOrigins: origins(env.CODING_ENV_ALLOWED_ORIGINS),
     allowedHosts: allowedHosts === undefined ? null : commaList(allowedHosts).map((h) => h.toLowerCase()),
     tableName: env.CODING_ENV_TABLE || defaultConfig.tableName,

@@ -7,6 +7,9 @@ import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { LambdaClient } from "@aws-sdk/client-lambda";
 import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import type { HttpAuthScheme, Identity } from "@smithy/types";
+import { FairQueue } from "./admission/fair-queue.js";
+import { LoadGovernor } from "./admission/load-governor.js";
+import { admissionLimits, admitSteps } from "./admission/step-admission.js";
 import type { AppDeps } from "./app.js";
 import { type ApiConfig, EXECUTOR_POOL_HEADROOM } from "./config.js";
 import { EpisodeService } from "./core/episodes.js";
@@ -161,7 +164,20 @@ export function buildDeps(opts: BuildDepsOpts): BuiltDeps {
     executorMemoryMb: Math.round(opts.config.executorMemoryMb),
     env: opts.env ?? process.env,
   });
-  const episodes = new EpisodeService({ repository: store, executor, config: opts.config, tenancy });
+  // Steps wait their tenant's turn before their first store read (issue 10 point 7).
+  const admissionLimitsNow = admissionLimits(opts.config);
+  const admission = new FairQueue(admissionLimitsNow);
+  // The per-tenant cap follows how busy this process is (admission/load-governor.ts).
+  const governor =
+    opts.config.admissionGovernor === false
+      ? undefined
+      : new LoadGovernor(admission, admissionLimitsNow.tenantMaxRunning);
+  const episodes = new EpisodeService({
+    repository: store,
+    executor,
+    config: opts.config,
+    tenancy: admitSteps(tenancy, admission),
+  });
   const packageSet = new PackageSetReporter(lambda, opts.config.executorFunction);
   return {
     episodes,
@@ -172,6 +188,7 @@ export function buildDeps(opts: BuildDepsOpts): BuiltDeps {
     dynamodb,
     lambda,
     destroy: () => {
+      governor?.stop();
       dynamodb.destroy();
       lambda.destroy();
       s3?.destroy();

@@ -244,6 +244,8 @@ export async function startLocalStack(opts: LocalStackOpts = {}): Promise<LocalS
     ...process.env,
     ...opts.env,
     CODING_ENV_AUTH: opts.auth === undefined ? envAuth : opts.auth ? "on" : "off",
+    // Each instance takes its share of the per-tenant step caps (functions/src/admission/).
+    CODING_ENV_API_INSTANCES: String(instanceCount),
     // The Lambda-mode harness gives each environment a network namespace with loopback only and
     // has no stand-in for AWS's S3 gateway endpoint yet: there, states stay in the table (3 MiB).
     ...(executorMode === "local"

@@ -23,6 +23,7 @@ import {
 import { type LocalS3, startLocalS3 } from "../../functions/src/local/s3-server.js";
 import { DynamoDbEpisodeRepository } from "../../functions/src/store/dynamodb-episode-repository.js";
 import { episodePk } from "../../functions/src/store/layout.js";
+import { REUSE_MAX_AGE_MS } from "../../functions/src/store/s3-lifecycle.js";
 import { createStateS3Client, S3StateStore } from "../../functions/src/store/s3-state.js";
 import { startTestTable, type TestTable } from "../tenancy/helpers/dynalite-table.js";
 
@@ -187,6 +188,46 @@ describe.skipIf(withoutS3)("large state in S3 through the core", () => {
     expect(executions.Items?.map((i) => i.reason)).toEqual(["state_too_large"]);
     const after = await run(episodes, id, "print(size, 'big' in globals())");
     expect(after.observation.stdout).toBe(`${MiB} False\n`);
+    await episodes.delete(T, id);
+  });
+
+  it("an object older than the reuse window is copied to a fresh key before a new version names it again", async () => {
+    const { repository, episodes } = service();
+    const { episode_id: id } = await episodes.reset(T, { policy: "full" });
+    await run(episodes, id, "import os\nblob = os.urandom(1024 * 1024)");
+    const loaded = await repository.load(T, id, { nowMs: Date.now() });
+    const before = loaded?.episode;
+    if (!before?.stateObject) throw new Error("expected a state object");
+    const firstRecord = await repository.getStep(before, 1);
+    if (!firstRecord) throw new Error("expected step 1");
+    const old = {
+      ...before,
+      stateObject: { ...before.stateObject, createdAtMs: Date.now() - REUSE_MAX_AGE_MS - 1 },
+    };
+
+    // Act: a version that keeps the state (as a step that changed nothing) of an old object.
+    const committed = await repository.commitStep({
+      before: old,
+      snapshot: null,
+      stateObject: old.stateObject,
+      lastExitCode: 0,
+      nowMs: Date.now(),
+      record: { ...firstRecord, step: 2 },
+      usage: { executorMs: 1, stateBytes: old.stateObject.bytes },
+    });
+
+    // Assert: a new key under the episode's prefix, same bytes; the next step restores from it.
+    if (committed.kind !== "committed") throw new Error(committed.kind);
+    const copied = committed.episode.stateObject;
+    expect(copied?.key).not.toBe(before.stateObject.key);
+    expect(objects.owns(T, id, copied?.key ?? "")).toBe(true);
+    expect(
+      Buffer.from(await objects.read(copied?.key ?? "")).equals(
+        Buffer.from(await objects.read(before.stateObject.key)),
+      ),
+    ).toBe(true);
+    const next = await run(episodes, id, "print(len(blob))");
+    expect(next.observation.stdout).toBe("1048576\n");
     await episodes.delete(T, id);
   });
 

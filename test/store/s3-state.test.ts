@@ -116,6 +116,27 @@ describe("large state in the local S3", () => {
     other.destroy();
   });
 
+  it("pre-signed PUTs carry no checksum; one with the SDK's default (CRC32 of an empty body) is refused as S3 refuses it", async () => {
+    const key = "state/t1/checksums/object";
+    const ours = await store.presignPut(key);
+    expect(new URL(ours).searchParams.has("x-amz-checksum-crc32")).toBe(false);
+    expect((await fetch(ours, { method: "PUT", body: "state bytes" })).status).toBe(200);
+    // The SDK's default client signs the CRC32 of the (empty) body into the URL.
+    const defaults = new S3Client({
+      region: "us-east-1",
+      endpoint: s3.endpoint,
+      forcePathStyle: true,
+      credentials,
+    });
+    const theirs = await new S3StateStore({ client: defaults, bucket: BUCKET }).presignPut(key);
+    defaults.destroy();
+    expect(new URL(theirs).searchParams.get("x-amz-checksum-crc32")).toBe("AAAAAA==");
+    const refused = await fetch(theirs, { method: "PUT", body: "state bytes" });
+    expect(refused.status).toBe(400);
+    expect(await refused.text()).toContain("BadDigest");
+    expect(Buffer.from(await store.read(key)).toString()).toBe("state bytes");
+  });
+
   it("a 100 MiB numpy array survives an executor restart, a fork shares its object, delete removes it", async () => {
     // Act: the executor writes the state to the PUT URL (the reply carries none of it).
     const first = await step(

@@ -138,11 +138,9 @@ async function putObject(
   const temporary = `${target}.${randomBytes(6).toString("hex")}.part`;
   const out = createWriteStream(temporary, { highWaterMark: 1024 * 1024 });
   let crc = 0;
-  let size = 0;
   try {
     await new Promise<void>((resolve, reject) => {
       req.on("data", (chunk: Buffer) => {
-        size += chunk.length;
         if (expectedCrc !== null) crc = crc32(chunk, crc);
         if (!out.write(chunk)) {
           req.pause();
@@ -176,7 +174,6 @@ async function putObject(
     await fs.rm(temporary, { force: true });
     throw err;
   }
-  void size;
 }
 
 async function getObject(

@@ -82,6 +82,10 @@ describe("files routes in /openapi.json", () => {
     const put = await call(baseUrl, "PUT", `/episodes/${ep.id}/files/${pathExample}`, bodyExample);
     const listed = await call(baseUrl, "GET", `/episodes/${ep.id}/files`);
     const got = await fetch(`${baseUrl}/episodes/${ep.id}/files/${pathExample}`);
+    // Swagger UI percent-encodes a path parameter, "/" included.
+    const encoded = await fetch(
+      `${baseUrl}/episodes/${ep.id}/files/${encodeURIComponent(String(pathExample))}`,
+    );
     // Assess
     expect(put.status).toBe(200);
     expect(put.body).toEqual({
@@ -98,6 +102,8 @@ describe("files routes in /openapi.json", () => {
     expect(got.headers.get("content-type")).toBe("application/octet-stream");
     expect(got.headers.get("content-disposition")).toMatch(/^attachment; filename\*=UTF-8''/);
     expect(await got.text()).toBe(bodyExample.content);
+    expect(encoded.status).toBe(200);
+    expect(await encoded.text()).toBe(bodyExample.content);
   });
 
   it("refuses an upload as documented: not JSON 415, malformed 400, wrong shape or bad base64 422", async () => {

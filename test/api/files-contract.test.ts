@@ -129,6 +129,34 @@ describe("files routes in /openapi.json", () => {
   });
 });
 
+describe("the files and display schemas", () => {
+  it("describe every field", async () => {
+    const { schemas } = (await openApi()).components;
+    const missing: string[] = [];
+    const visit = (schema: Json, where: string): void => {
+      const props = (schema.properties ?? {}) as Record<string, Json>;
+      for (const [name, prop] of Object.entries(props)) {
+        if (prop.$ref === undefined && typeof prop.description !== "string") missing.push(`${where}.${name}`);
+        visit(prop, `${where}.${name}`);
+        if (prop.items) visit(prop.items as Json, `${where}.${name}[]`);
+      }
+    };
+    for (const name of [
+      "FileEntry",
+      "FileList",
+      "FileUpload",
+      "FileWritten",
+      "DisplayOutput",
+      "HistoryLine",
+    ]) {
+      expect(schemas[name], name).toBeDefined();
+      expect(typeof schemas[name]?.description, name).toBe("string");
+      visit(schemas[name] as Json, name);
+    }
+    expect(missing).toEqual([]);
+  });
+});
+
 describe("display in /openapi.json", () => {
   it("is a bounded list of MIME bundles at the top level of a step, in history records and JSONL lines", async () => {
     const { schemas } = (await openApi()).components;

@@ -98,14 +98,16 @@ describe("a flood from one tenant", () => {
     const statuses = new Set(flooded.map((a) => a.status));
     for (const s of statuses) expect([200, 409, 429]).toContain(s);
     expect(flooded.filter((a) => a.status === 200).length).toBeGreaterThan(0);
-    // One step at a time per episode (409 step_in_progress), and beyond 2 running + 4 waiting
-    // executor calls of the tenant in this process, 429 too_many_concurrent_steps.
+    // One step at a time per episode (409 step_in_progress), and beyond 2 admitted + 4 waiting
+    // steps of the tenant in this process, 429 too_many_concurrent_steps.
     const capped = flooded.filter((a) => a.status === 429);
     expect(capped.length).toBeGreaterThan(0);
     for (const a of capped) {
       expect(a.code).toBe("too_many_concurrent_steps");
-      expect(a.retryAfter).toBe("1");
+      expect(Number(a.retryAfter)).toBeGreaterThanOrEqual(1);
     }
-    for (const a of flooded.filter((x) => x.status === 409)) expect(a.retryAfter).toBe("1");
+    // Retry-After is whole seconds, spread per tenant when it is refused often (refusal-pacer.ts)
+    for (const a of flooded.filter((x) => x.status === 409))
+      expect(Number(a.retryAfter)).toBeGreaterThanOrEqual(1);
   }, 120_000);
 });

@@ -57,8 +57,24 @@ export function synth(opts: SynthOpts = {}): Synthesized {
   const outdir = mkdtempSync(join(tmpdir(), "coding-env-cdk-"));
   outdirs.push(outdir);
   const { app, stack } = createApp({ context, outdir });
-  const template = Template.fromStack(stack);
+  const template = withoutBuiltinValidation(() => Template.fromStack(stack));
   return { app, stack, template, json: template.toJSON() as CfnTemplate, outdir };
+}
+
+/**
+ * Runs `synthesize` without aws-cdk-lib's built-in CloudFormation rule check (CDK_VALIDATION=false).
+ * The check reports warnings only (it fails nothing) and costs ~2.5 s of CPU per synthesis, most of
+ * these tests' time; npm test's `cdk synth` still runs it on the app as deployed.
+ */
+function withoutBuiltinValidation<T>(synthesize: () => T): T {
+  const before = process.env.CDK_VALIDATION;
+  process.env.CDK_VALIDATION = "false";
+  try {
+    return synthesize();
+  } finally {
+    if (before === undefined) delete process.env.CDK_VALIDATION;
+    else process.env.CDK_VALIDATION = before;
+  }
 }
 
 /** The Properties of a resource; fails if it has none. */

@@ -47,6 +47,9 @@ class RuntimeOpts:
     #: seed) with one pre-forked worker, used by one episode. Each costs an interpreter's
     #: memory (~30 MB; ~130 MB with numpy and pandas preloaded) and its start's CPU. @default 2
     idle_workers: int = 2
+    #: Zygotes kept for their episode after its worker went (evicted, crashed...): a cold
+    #: restore of that episode here forks from it, with its hash seed (LRU beyond). @default 4
+    kept_zygotes: int = 4
     #: Warm workers kept after a step (LRU beyond). @default 16
     max_warm_workers: int = 16
     #: Total memory of warm workers (LRU beyond); ``CODING_ENV_MAX_WARM_MEMORY_MB``.

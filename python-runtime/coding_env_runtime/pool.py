@@ -11,8 +11,10 @@ its own. The pool keeps ``idle_workers`` spares ready, each a freshly started zy
 pre-forked worker; a cold step (a new episode, or a restore) takes one, and a refill thread
 starts the next one off the step path, one at a time (root mode: while another spare is ready,
 at a low CPU priority, nice 10, until its imports are done). With no spare ready, a step waits
-for the one being started (raising its priority) or starts one itself. The zygote goes when its
-worker goes.
+for the one being started (raising its priority) or starts one itself. When a worker goes, its
+zygote is kept for its episode (``kept_zygotes`` of them, least recently used beyond): a cold
+restore of the same episode incarnation in this runtime forks from it (its seed again, no spare
+used); a discard of the episode (delete, reset, expiry) drops it.
 """
 
 from __future__ import annotations
@@ -118,6 +120,8 @@ class WorkerPool:
         self._workdir_names: set[str] = set()
         # Every live zygote (spares and those of workers in use): one per worker, see above.
         self._zygotes: list[ZygoteClient] = []
+        #: Zygotes whose worker is gone, by episode (tenant, episode id, incarnation).
+        self._kept: OrderedDict[tuple[str, str, str], ZygoteClient] = OrderedDict()
         #: Spares started on a step's path because none was ready (benchmarks read it).
         self.spares_started_on_step = 0
         # Root mode: each zygote leaves the host's mount table behind once (its workers inherit
@@ -221,6 +225,56 @@ class WorkerPool:
         except BaseException:
             self._drop_zygote(zygote)
             raise
+
+    def _keep_or_drop_zygote(self, zygote: ZygoteClient) -> None:
+        """A zygote whose worker is gone: kept for its episode's next cold step, else dropped."""
+        episode = zygote.episode
+        evicted: list[ZygoteClient] = []
+        with self.lock:
+            keep = (
+                episode is not None and not self.closed and self.opts.kept_zygotes > 0
+                and zygote.alive and zygote.process.poll() is None
+            )
+            if keep:
+                previous = self._kept.pop(episode, None)
+                if previous is not None and previous is not zygote:
+                    evicted.append(previous)
+                self._kept[episode] = zygote
+                while len(self._kept) > self.opts.kept_zygotes:
+                    evicted.append(self._kept.popitem(last=False)[1])
+        for old in evicted if keep else [zygote]:
+            self._drop_zygote(old)
+
+    def _drop_kept(self, keep: Any) -> int:
+        """Drop the kept zygotes of episodes whose (tenant, episode id, incarnation) does not
+        satisfy ``keep``."""
+        with self.lock:
+            dropped = [self._kept.pop(k) for k in [k for k in self._kept if not keep(k)]]
+        for zygote in dropped:
+            self._drop_zygote(zygote)
+        return len(dropped)
+
+    def _from_kept(self, episode: tuple[str, str, str]) -> Worker | None:
+        """A new worker of the episode's kept zygote (its hash seed again), or None."""
+        with self.lock:
+            zygote = self._kept.pop(episode, None)
+        if zygote is None:
+            return None
+        usable = zygote.alive and zygote.process.poll() is None
+        if usable and not self.privileged:
+            # Lambda mode: an earlier step (same uid) may have stopped it or lowered its limits.
+            try:
+                os.kill(zygote.pid, signal.SIGCONT)
+            except OSError:
+                pass
+            usable = process_traits(zygote.pid) == zygote.traits
+        if usable:
+            try:
+                return self._spawn_from(zygote)
+            except RuntimeFailure:
+                pass
+        self._drop_zygote(zygote)
+        return None
 
     def _drop_zygote(self, zygote: ZygoteClient) -> None:
         """Forget and stop a zygote (it kills whatever it still has), in the background."""
@@ -414,7 +468,7 @@ class WorkerPool:
                 except RuntimeFailure:
                     pass
             if not keep_zygote:  # (benchmarks fork several workers of one zygote)
-                self._drop_zygote(zygote)  # it served this worker only
+                self._keep_or_drop_zygote(zygote)
             emptied = worker.group.remove() if worker.group is not None else False
             with self.lock:
                 self.live.pop(worker.pid, None)
@@ -433,7 +487,7 @@ class WorkerPool:
         spare again, its zygote (and hash seed) not yet any episode's."""
         with self.lock:
             if not self.closed and len(self.idle) < max(self.opts.idle_workers, 1):
-                worker.zygote.tenant = None
+                worker.zygote.tenant = worker.zygote.episode = None
                 self.idle.append(worker)
                 self._spare_changed.notify_all()
                 return
@@ -539,9 +593,16 @@ class WorkerPool:
         with self.lock:
             return self.warm.pop(key, None)
 
-    def take_idle(self, tenant: str) -> Worker:
-        """A spare's worker for a cold step of ``tenant``: its zygote, never used before, is
-        the episode's from now on. With none ready, a new one is started here."""
+    def take_idle(self, tenant: str, episode: tuple[str, str, str] | None = None) -> Worker:
+        """A worker for a cold step of ``tenant``'s ``episode`` (tenant, episode id,
+        incarnation): from the episode's kept zygote if there is one, else a spare's, whose
+        zygote, never used before, is the episode's from now on. With no spare ready, a new one
+        is started here."""
+        if episode is not None:
+            worker = self._from_kept(episode)
+            if worker is not None:
+                worker.zygote.tenant, worker.zygote.episode = tenant, episode
+                return worker
         while True:
             with self.lock:
                 if self.closed:
@@ -575,15 +636,22 @@ class WorkerPool:
                     self.discard(idle)
                     continue
             break
-        idle.zygote.tenant = tenant
+        idle.zygote.tenant, idle.zygote.episode = tenant, episode
         return idle
 
-    def drop_warm(self, keep: Any) -> int:
-        """Discard every warm worker whose key does not satisfy ``keep``; how many."""
+    def drop_warm(self, keep: Any, *, zygotes: bool = False) -> int:
+        """Discard every warm worker whose key does not satisfy ``keep``; how many. With
+        ``zygotes`` (the episode is discarded: delete, reset, expiry), also the kept zygotes of
+        such episodes (``keep`` then also gets ``(tenant, episode id, incarnation)``)."""
         with self.lock:
             dropped = [self.warm.pop(k) for k in [k for k in self.warm if not keep(k)]]
+            if zygotes:
+                for worker in dropped:
+                    worker.zygote.episode = None  # not kept for the episode either
         for worker in dropped:
             self.discard(worker)
+        if zygotes:
+            self._drop_kept(keep)
         return len(dropped)
 
     def keep_warm(self, worker: Worker) -> None:

@@ -138,7 +138,7 @@ class Runtime:
             running = self._running.get((tenant_id, episode_id))
             if running is not None:
                 running.discarded.add(incarnation)
-        return self.pool.drop_warm(keep) + (1 if running is not None else 0)
+        return self.pool.drop_warm(keep, zygotes=True) + (1 if running is not None else 0)
 
     # --- the step ----------------------------------------------------------------------------
 
@@ -240,7 +240,7 @@ class Runtime:
             ):
                 return warm, True
             self.pool.discard(warm)
-        worker = self.pool.take_idle(request.tenant_id)
+        worker = self.pool.take_idle(request.tenant_id, (request.tenant_id, request.episode_id, request.incarnation))
         if worker.group is not None:
             worker.group.set_memory_limit(request.memory_mb * 2**20)
         return worker, False

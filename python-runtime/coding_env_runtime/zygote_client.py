@@ -85,6 +85,8 @@ class ZygoteClient:
         self.spawning = 0
         #: The tenant whose episode its worker serves (None: a spare, nobody's yet).
         self.tenant: str | None = None
+        #: That episode (tenant, episode id, incarnation): kept for it when its worker goes.
+        self.episode: tuple[str, str, str] | None = None
         #: Its resident memory once its worker is warm (counted with that worker's).
         self.memory_bytes: int | None = None
         self._ids = itertools.count(1)

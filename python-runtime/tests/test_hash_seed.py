@@ -65,6 +65,22 @@ class EpisodeSeedTest(RuntimeTestCase):
         self.assertNotIn(zygote, self.runtime.pool.zygotes())
 
 
+class KeptZygoteTest(RuntimeTestCase):
+    opts = RuntimeOpts(idle_workers=1, max_warm_workers=1)
+
+    def test_a_restore_after_eviction_forks_from_the_episodes_own_zygote(self) -> None:
+        episode = TenantEpisode(self.runtime, "tenant-a")
+        first = episode.step(f"names = {{'a', 'b'}}\n{HASHES}")
+        other = TenantEpisode(self.runtime, "tenant-a").step(HASHES)  # evicts the first's worker
+        self.assertNotEqual(other["stdout"], first["stdout"])
+        deadline = time.monotonic() + 30
+        while not self.runtime.pool._kept and time.monotonic() < deadline:  # kept once reaped
+            time.sleep(0.05)
+        restored = episode.step(f"print(sorted(names))\n{HASHES}")
+        self.assertFalse(restored["warm"])
+        self.assertEqual(restored["stdout"], "['a', 'b']\n\n" + first["stdout"])
+
+
 class EmptyPoolSeedTest(RuntimeTestCase):
     opts = RuntimeOpts(idle_workers=0)
 
@@ -75,13 +91,13 @@ class EmptyPoolSeedTest(RuntimeTestCase):
 
 
 class ZygoteBoundTest(unittest.TestCase):
-    def test_zygotes_are_bounded_by_warm_workers_and_spares(self) -> None:
-        opts = RuntimeOpts(idle_workers=1, max_warm_workers=2)
+    def test_zygotes_are_bounded_by_warm_workers_spares_and_kept_zygotes(self) -> None:
+        opts = RuntimeOpts(idle_workers=1, max_warm_workers=2, kept_zygotes=2)
         runtime = Runtime(opts)
         self.addCleanup(runtime.close)
         for _ in range(6):
             TenantEpisode(runtime, "tenant-a").step("1")
-        bound = opts.max_warm_workers + opts.idle_workers
+        bound = opts.max_warm_workers + opts.idle_workers + opts.kept_zygotes
         deadline = time.monotonic() + 30
         while len([z for z in runtime.pool.zygotes() if not _gone(z.pid)]) > bound and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -101,6 +117,25 @@ class LambdaModeSeedTest(LambdaModeTestCase):
         self.assertEqual(warm["stdout"], first["stdout"])
         others = [self.run_code(HASHES)["stdout"] for _ in range(2)]
         self.assertEqual(len({first["stdout"], *others}), 3, [first["stdout"], *others])
+
+    def test_episodes_alternating_in_one_environment_keep_their_seeds(self) -> None:
+        # One episode at a time in Lambda mode: every step here is cold, and each episode's
+        # restore forks from its own kept zygote (no spare used, its seed again).
+        def step(episode_id: str, code: str, previous: dict | None) -> dict:
+            event = {"episode_id": episode_id, "code": code, "policy": {"mode": "full"}}
+            if previous is not None:
+                event.update(snapshot=previous["snapshot"], state_version=previous["state_version"])
+            return self.harness.step(event)
+
+        a_id, b_id = self.episode_id(), self.episode_id()
+        settle = "import time\ntime.sleep(0.5)\n"  # the other episode's worker is gone meanwhile
+        a1 = step(a_id, HASHES, None)
+        b1 = step(b_id, settle + HASHES, None)
+        a2 = step(a_id, settle + HASHES, a1)
+        b2 = step(b_id, settle + HASHES, b1)
+        self.assertFalse(a2["warm"] or b2["warm"])
+        self.assertNotEqual(a1["stdout"], b1["stdout"])
+        self.assertEqual((a2["stdout"], b2["stdout"]), (a1["stdout"], b1["stdout"]))
 
 
 if __name__ == "__main__":

@@ -236,6 +236,7 @@ class WorkerPool:
                 and zygote.alive and zygote.process.poll() is None
             )
             if keep:
+                zygote.seed_used = True
                 previous = self._kept.pop(episode, None)
                 if previous is not None and previous is not zygote:
                     evicted.append(previous)
@@ -486,7 +487,8 @@ class WorkerPool:
         """Give back a fresh worker that ran nothing (e.g. the snapshot was refused): it is a
         spare again, its zygote (and hash seed) not yet any episode's."""
         with self.lock:
-            if not self.closed and len(self.idle) < max(self.opts.idle_workers, 1):
+            # Not a zygote kept for its episode: its seed is that episode's, never a spare's.
+            if not self.closed and not worker.zygote.seed_used and len(self.idle) < max(self.opts.idle_workers, 1):
                 worker.zygote.tenant = worker.zygote.episode = None
                 self.idle.append(worker)
                 self._spare_changed.notify_all()

@@ -87,6 +87,8 @@ class ZygoteClient:
         self.tenant: str | None = None
         #: That episode (tenant, episode id, incarnation): kept for it when its worker goes.
         self.episode: tuple[str, str, str] | None = None
+        #: A worker of it ran the episode's steps: it is never a spare again.
+        self.seed_used = False
         #: Its resident memory once its worker is warm (counted with that worker's).
         self.memory_bytes: int | None = None
         self._ids = itertools.count(1)

@@ -81,6 +81,26 @@ class KeptZygoteTest(RuntimeTestCase):
         self.assertEqual(restored["stdout"], "['a', 'b']\n\n" + first["stdout"])
 
 
+class KeptZygoteNeverSpareTest(RuntimeTestCase):
+    opts = RuntimeOpts(idle_workers=2)
+
+    def test_a_kept_zygote_whose_step_was_refused_is_not_handed_to_another_episode(self) -> None:
+        # A refused snapshot gives the fresh worker back to the pool; one forked from a zygote
+        # kept for its episode carries that episode's seed and must not become a spare.
+        episode = TenantEpisode(self.runtime, "tenant-a")
+        first = episode.step(HASHES)
+        self.runtime.pool.drop_warm(lambda key: key[1] != episode.episode_id)  # evicted, zygote kept
+        deadline = time.monotonic() + 30
+        while not self.runtime.pool._kept and time.monotonic() < deadline:
+            time.sleep(0.05)
+        kept = next(iter(self.runtime.pool._kept.values()))
+        episode.snapshot = "bm90IGEgc25hcHNob3Q="  # refused before any code runs
+        self.assertEqual(episode.step(HASHES)["error_code"], "snapshot_incompatible")
+        self.assertNotIn(kept, [w.zygote for w in self.runtime.pool.idle])
+        others = {TenantEpisode(self.runtime, "tenant-b").step(HASHES)["stdout"] for _ in range(3)}
+        self.assertNotIn(first["stdout"], others)
+
+
 class EmptyPoolSeedTest(RuntimeTestCase):
     opts = RuntimeOpts(idle_workers=0)
 

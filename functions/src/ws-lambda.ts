@@ -273,6 +273,9 @@ async function onMessage(event: WebSocketEvent, context: LambdaContext): Promise
     service: deps.episodes,
     tenantId: tenant.tenantId,
     maxMessageBytes: WS_MESSAGE_LIMIT_BYTES,
+    // Figures that would push a reply past API Gateway's frame limit are left out (with a note)
+    // before fitReply has to cut the step's outputs.
+    maxReplyBytes: WS_MESSAGE_LIMIT_BYTES,
     session: {
       load: async () => ({ episodeId }),
       save: async (state) => {

@@ -263,6 +263,30 @@ describe("WebSocket Lambda bundle (esbuild, as deployed) behind an API Gateway W
     });
   }, 60_000);
 
+  it("leaves out display bundles past the 128 KB limit (with a note) and keeps the step's output whole", async () => {
+    const c = await connect(gateway.url, { headers: { "x-api-key": keyA } });
+    const code = [
+      "class Big:",
+      "    def __init__(self, n): self.n = n",
+      "    def _repr_html_(self): return f'<p>{self.n}</p>' + 'x' * 50_000",
+      "for n in range(4):",
+      "    display(Big(n))",
+      "print('kept')",
+    ].join("\n");
+    c.send({ type: "step", data: { code } });
+    const raw = await new Promise<string>((res) => c.ws.once("message", (data) => res(String(data))));
+    expect(Buffer.byteLength(raw, "utf8")).toBeLessThanOrEqual(128 * 1024);
+    const reply = JSON.parse(raw) as Message & { data: { display?: { data: Record<string, string> }[] } };
+    expect(reply.data.observation?.stdout).toBe("kept\n");
+    expect(reply.data.info).not.toHaveProperty("truncated_by");
+    const bundles = reply.data.display ?? [];
+    const html = bundles.filter((b) => "text/html" in b.data).map((b) => b.data["text/html"]);
+    expect(html.length).toBeGreaterThan(0);
+    expect(html.length).toBeLessThan(4);
+    expect(html[0]?.startsWith("<p>0</p>")).toBe(true);
+    expect(bundles.some((b) => /left out/i.test(b.data["text/plain"] ?? ""))).toBe(true);
+  }, 60_000);
+
   it('closes the connection on {"type":"close"} through the management API (the stand-in records the signed DELETE)', async () => {
     const c = await connect(gateway.url, { headers: { "x-api-key": keyA } });
     c.send({ type: "close" });

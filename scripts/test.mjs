@@ -1,10 +1,10 @@
 // `npm test`: every check and test of the repository, in as few minutes as two cores allow, ending
 // with one line of its own: `tests: N passed, N failed, N skipped (…)`.
 //
-// The page is built once, first (the type check, the API tests and the CDK synth all read it).
-// Then the three independent parts run side by side: vitest (the longest: it starts streaming at
-// once), the Python runtime's unittest suite, and the static checks (Biome, tsc for the repository
-// and the SDK, `cdk synth`) one after another. Output of the two shorter parts is held back and
+// The Python runtime's unittest suite starts at once; the page is built meanwhile, once (the type
+// check, the API tests and the CDK synth all read it). Then the other parts join it side by side:
+// vitest (the longest: it starts streaming at once) and the static checks (Biome, tsc for the
+// repository and the SDK, `cdk synth`) one after another. Output of the two shorter parts is held back and
 // printed whole when each ends, so no part's lines interleave with another's.
 //
 // Extra arguments go to vitest (e.g. `npm test -- test/api/episodes.test.ts`); with any, only
@@ -96,6 +96,12 @@ const reportDir = mkdtempSync(join(tmpdir(), "coding-env-test-"));
 const reportPath = join(reportDir, "vitest.json");
 const started = performance.now();
 
+// The Python suite needs no page build: it starts at once, alongside the build (it is the part that
+// waits most, on timeouts and sandbox start-ups, so it should not wait for anything else).
+const pythonRun =
+  vitestArgs.length > 0
+    ? undefined
+    : run("python unittest", process.execPath, ["scripts/run-python-tests.mjs"]);
 const web = await run("build:web", process.execPath, ["web/build.mjs"]);
 if (web.code !== 0) {
   printHeld(web);
@@ -113,7 +119,7 @@ const others =
   vitestArgs.length > 0
     ? []
     : [
-        run("python unittest", process.execPath, ["scripts/run-python-tests.mjs"]).then((r) => {
+        pythonRun.then((r) => {
           printHeld(r);
           return r;
         }),

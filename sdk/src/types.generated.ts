@@ -76,15 +76,21 @@ export interface EnvironmentMetadata {
 }
 
 export interface EpisodeSummary {
+  /** The episode. */
   episode_id: string;
+  /** Steps since its reset. (minimum: 0) */
   step_count: number;
+  /** ISO 8601 time it was created. */
   created_at: string;
+  /** ISO 8601 time of its last change. */
   updated_at: string;
+  /** The source episode, when this one is a fork. */
   forked_from?: string;
   [extra: string]: unknown;
 }
 
 export interface EpisodesList {
+  /** One page, in episode id order. */
   episodes: EpisodeSummary[];
   /** Pass as `cursor` for the next page; null at the end. */
   next_cursor: string | null;

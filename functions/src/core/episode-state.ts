@@ -1,20 +1,24 @@
 // The body of `GET /state` (and `GET /episodes/{id}`) from a stored episode.
-import type { Episode, Policy } from "./episode-repository.js";
+import type { z } from "zod";
+import type { CodeStateSchema } from "../http/schemas.js";
+import type { Episode } from "./episode-repository.js";
 
-export interface EpisodeState {
-  episode_id: string;
-  step_count: number;
-  last_exit_code: number;
-  policy: Policy;
-  additional_imports: string[];
-  step_timeout_s: number;
-  ttl_s: number;
-  seed?: number;
-  forked_from?: string;
-  created_at: string;
-  updated_at: string;
-  expires_at: string;
-}
+type CodeState = z.output<typeof CodeStateSchema>;
+
+/** A stored episode's state: the wire schema's CodeState with every episode field present. */
+export type EpisodeState = Omit<CodeState, "episode_id"> &
+  Required<
+    Pick<
+      CodeState,
+      | "policy"
+      | "additional_imports"
+      | "step_timeout_s"
+      | "ttl_s"
+      | "created_at"
+      | "updated_at"
+      | "expires_at"
+    >
+  > & { episode_id: string };
 
 /** The state body of an episode. */
 export function toState(ep: Episode): EpisodeState {

@@ -6,8 +6,10 @@
 // episode (its latest version), one executor run, one conditional write of the next version. The
 // write fails if any instance committed that version meanwhile (409, the execution is metered), so
 // no step's code ever runs twice and no retry re-runs it.
+import type { z } from "zod";
 import type { ApiConfig } from "../config.js";
 import type { ExecuteRequest, Executor } from "../executor/executor.js";
+import type { EpisodeSummarySchema, EpisodesListSchema } from "../http/schemas.js";
 import type {
   Episode,
   EpisodeRepository,
@@ -522,19 +524,10 @@ export class EpisodeService {
   }
 }
 
-/** One row of `GET /episodes`. */
-export interface EpisodeSummary {
-  episode_id: string;
-  step_count: number;
-  created_at: string;
-  updated_at: string;
-  forked_from?: string;
-}
-/** Body of `GET /episodes`. */
-export interface EpisodeList {
-  episodes: EpisodeSummary[];
-  next_cursor: string | null;
-}
+/** One row of `GET /episodes` (the wire schema's type). */
+export type EpisodeSummary = z.output<typeof EpisodeSummarySchema>;
+/** Body of `GET /episodes` (the wire schema's type). */
+export type EpisodeList = z.output<typeof EpisodesListSchema>;
 
 export function newEpisodeId(): string {
   const bytes = new Uint8Array(12);

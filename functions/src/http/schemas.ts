@@ -381,6 +381,25 @@ export const HistoryLineSchema = HistoryStepSchema.extend({
   .describe("One line of the JSON Lines export (`format=jsonl`): a HistoryStep with `episode_id`.")
   .meta({ id: "HistoryLine" });
 
+// ---- Episode list (GET /episodes) --------------------------------------------------------------
+
+export const EpisodeSummarySchema = z
+  .object({
+    episode_id: z.string().describe("The episode."),
+    step_count: z.number().int().min(0).describe("Steps since its reset."),
+    created_at: z.string().meta({ format: "date-time" }).describe("ISO 8601 time it was created."),
+    updated_at: z.string().meta({ format: "date-time" }).describe("ISO 8601 time of its last change."),
+    forked_from: z.string().optional().describe("The source episode, when this one is a fork."),
+  })
+  .meta({ id: "EpisodeSummary" });
+
+export const EpisodesListSchema = z
+  .object({
+    episodes: z.array(EpisodeSummarySchema).describe("One page, in episode id order."),
+    next_cursor: z.string().nullable().describe("Pass as `cursor` for the next page; null at the end."),
+  })
+  .meta({ id: "EpisodesList" });
+
 export const HealthSchema = z
   .object({
     status: z.literal("healthy").describe("Always healthy when the API answers."),

@@ -4,6 +4,7 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { EpisodeService } from "../core/episodes.js";
 import { ValidationError } from "../core/errors.js";
+import { EpisodesListSchema } from "../http/schemas.js";
 
 /** Page size of `GET /episodes`. */
 export const EPISODES_LIST_DEFAULT_LIMIT = 20;
@@ -24,26 +25,6 @@ const EpisodesListQuerySchema = z.object({
     .optional()
     .openapi({ description: "The previous page's `next_cursor`; omit for the first page." }),
 });
-
-const EpisodeSummarySchema = z
-  .object({
-    episode_id: z.string(),
-    step_count: z.number().int(),
-    created_at: z.string().openapi({ format: "date-time" }),
-    updated_at: z.string().openapi({ format: "date-time" }),
-    forked_from: z.string().optional(),
-  })
-  .openapi("EpisodeSummary");
-
-const EpisodesListSchema = z
-  .object({
-    episodes: z.array(EpisodeSummarySchema),
-    next_cursor: z
-      .string()
-      .nullable()
-      .openapi({ description: "Pass as `cursor` for the next page; null at the end." }),
-  })
-  .openapi("EpisodesList");
 
 const listRoute = createRoute({
   method: "get",

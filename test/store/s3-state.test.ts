@@ -8,7 +8,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { InvokeCommand, LambdaClient } from "@aws-sdk/client-lambda";
-import { GetObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { StateObjectRef } from "../../functions/src/core/episode-repository.js";
 import {
@@ -116,6 +117,34 @@ describe("large state in the local S3", () => {
     other.destroy();
   });
 
+  it("signs object URLs exactly as the SDK's getSignedUrl does (path-style local, virtual-hosted with a session token)", async () => {
+    const at = new Date("2026-12-02T04:00:00Z");
+    const key = "state/t%40x/ep_1/0001a2b3c4d5e6f7/0000000001-0123456789abcdef";
+    const cases = [
+      { client, bucket: BUCKET },
+      {
+        client: createStateS3Client({
+          region: "eu-west-1",
+          credentials: { accessKeyId: "AKID", secretAccessKey: "SECRET", sessionToken: "TOKEN/+=" } as never,
+        }),
+        bucket: "coding-env-state-1",
+      },
+    ];
+    for (const { client: c, bucket } of cases) {
+      const ours = new S3StateStore({ client: c, bucket });
+      const sdkGet = await getSignedUrl(c, new GetObjectCommand({ Bucket: bucket, Key: key }), {
+        expiresIn: 900,
+        signingDate: at,
+      });
+      const sdkPut = await getSignedUrl(c, new PutObjectCommand({ Bucket: bucket, Key: key }), {
+        expiresIn: 900,
+        signingDate: at,
+      });
+      expect(await ours.presignGet(key, at)).toBe(sdkGet);
+      expect(await ours.presignPut(key, at)).toBe(sdkPut);
+    }
+  });
+
   it("pre-signed PUTs carry no checksum; one with the SDK's default (CRC32 of an empty body) is refused as S3 refuses it", async () => {
     const key = "state/t1/checksums/object";
     const ours = await store.presignPut(key);
@@ -128,7 +157,9 @@ describe("large state in the local S3", () => {
       forcePathStyle: true,
       credentials,
     });
-    const theirs = await new S3StateStore({ client: defaults, bucket: BUCKET }).presignPut(key);
+    const theirs = await getSignedUrl(defaults, new PutObjectCommand({ Bucket: BUCKET, Key: key }), {
+      expiresIn: 60,
+    });
     defaults.destroy();
     expect(new URL(theirs).searchParams.get("x-amz-checksum-crc32")).toBe("AAAAAA==");
     const refused = await fetch(theirs, { method: "PUT", body: "state bytes" });

@@ -125,6 +125,20 @@ def bench_spares(n: int) -> dict[str, Any]:
                 runtime.run_step(parse_event({"episode_id": f"bench-spare-restore-{i}", "code": "len(x)",
                                               "snapshot": seed["snapshot"], "state_version": 1}))
                 restore.append((time.perf_counter() - started) * 1000)
+            # A restore of an episode whose worker went (evicted) but whose zygote is kept.
+            kept_restore = []
+            for i in range(max(n // 4, 3)):
+                episode_id = f"bench-kept-{i}"
+                done = runtime.run_step(parse_event({"episode_id": episode_id, "code": "x = 1"}))
+                runtime.pool.drop_warm(lambda key, e=episode_id: key[1] != e)  # evicted, zygote kept
+                for _ in range(1000):  # kept once its worker is reaped (in the background)
+                    if ("default", episode_id, "") in runtime.pool._kept:
+                        break
+                    time.sleep(0.01)
+                started = time.perf_counter()
+                runtime.run_step(parse_event({"episode_id": episode_id, "code": "x", "snapshot": done["snapshot"],
+                                              "state_version": 1}))
+                kept_restore.append((time.perf_counter() - started) * 1000)
         finally:
             runtime.close()
         empty = Runtime(RuntimeOpts(idle_workers=0, preload=preload))
@@ -141,6 +155,7 @@ def bench_spares(n: int) -> dict[str, Any]:
             "spare_memory_mib": memory[-1],
             "new_episode_first_step_spare_ready": summary(first),
             "cold_restore_spare_ready": summary(restore),
+            "cold_restore_kept_zygote": summary(kept_restore),
             "new_episode_first_step_no_spare": summary(first_no_spare),
         }
     return out
@@ -180,6 +195,19 @@ def bench_spares_lambda(n: int) -> dict[str, Any]:
                     invoke({"episode_id": event["episode_id"], "code": between, "snapshot": body["snapshot"],
                             "state_version": body["state_version"]})
             scenarios[scenario] = {kind: summary(values) for kind, values in timings.items()}
+        # Two episodes alternating (every step cold: one episode at a time): after their first
+        # steps each restores from its kept zygote.
+        last: dict[str, dict[str, Any]] = {}
+        alternating = []
+        for i in range(max(n // 2, 3) * 2):
+            episode_id = "alt-a" if i % 2 == 0 else "alt-b"
+            event: dict[str, Any] = {"episode_id": episode_id, "code": "print(1)"}
+            if episode_id in last:
+                event.update(snapshot=last[episode_id]["snapshot"], state_version=last[episode_id]["state_version"])
+            last[episode_id], wall = invoke(event)
+            if i >= 2:
+                alternating.append(wall)
+        scenarios["alternating_two_episodes_cold_restore_kept_zygote"] = summary(alternating)
         zygotes = []
         for name in os.listdir("/proc"):
             if not name.isdigit():

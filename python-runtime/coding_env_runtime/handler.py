@@ -72,8 +72,9 @@ def shutdown() -> None:
 
 if os.environ.get("AWS_LAMBDA_RUNTIME_API"):
     # In Lambda, start the zygote and the idle pool during the init phase, not in the first step
-    # (the environment may be frozen between init and its first invocation).
-    get_runtime().pool.wait_ready()
+    # (the environment may be frozen between init and its first invocation); well within
+    # Lambda's 10 s init limit (a slower start goes on during the first invocation).
+    get_runtime().pool.wait_ready(8.0)
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:

@@ -597,13 +597,25 @@ class WorkerPool:
 
     def take_idle(self, tenant: str, episode: tuple[str, str, str] | None = None) -> Worker:
         """A worker for a cold step of ``tenant``'s ``episode`` (tenant, episode id,
-        incarnation): from the episode's kept zygote if there is one, else a spare's, whose
-        zygote, never used before, is the episode's from now on. With no spare ready, a new one
-        is started here."""
-        if episode is not None:
+        incarnation): from the episode's kept zygote, or a spare's, whose zygote, never used
+        before, is the episode's from now on; with neither, a new spare started here. Lambda
+        mode tries the kept zygote first (a fork there costs a few ms, and a spare's refill
+        only gets CPU during invocations); root mode a ready spare first (its worker is forked
+        already, while a fork with namespaces and groups costs ~10 ms or more on the step)."""
+        kept_tried = episode is None
+
+        def from_kept() -> Worker | None:
+            nonlocal kept_tried
+            kept_tried = True
+            assert episode is not None
             worker = self._from_kept(episode)
             if worker is not None:
                 worker.zygote.tenant, worker.zygote.episode = tenant, episode
+            return worker
+
+        if not kept_tried and not self.privileged:
+            worker = from_kept()
+            if worker is not None:
                 return worker
         while True:
             with self.lock:
@@ -611,6 +623,10 @@ class WorkerPool:
                     raise RuntimeFailure("the runtime is shut down")
                 idle = self.idle.pop() if self.idle else None
             self._refill.set()
+            if idle is None and not kept_tried:
+                worker = from_kept()
+                if worker is not None:
+                    return worker
             if idle is None:
                 idle = self._wait_for_refill()
             if idle is None:

@@ -66,7 +66,8 @@ class EpisodeSeedTest(RuntimeTestCase):
 
 
 class KeptZygoteTest(RuntimeTestCase):
-    opts = RuntimeOpts(idle_workers=1, max_warm_workers=1)
+    # No spares: root mode takes a ready spare before a kept zygote (its worker is forked already).
+    opts = RuntimeOpts(idle_workers=0, max_warm_workers=1)
 
     def test_a_restore_after_eviction_forks_from_the_episodes_own_zygote(self) -> None:
         episode = TenantEpisode(self.runtime, "tenant-a")
@@ -82,7 +83,7 @@ class KeptZygoteTest(RuntimeTestCase):
 
 
 class KeptZygoteNeverSpareTest(RuntimeTestCase):
-    opts = RuntimeOpts(idle_workers=2)
+    opts = RuntimeOpts(idle_workers=0)  # the refused step then gets the kept zygote (see above)
 
     def test_a_kept_zygote_whose_step_was_refused_is_not_handed_to_another_episode(self) -> None:
         # A refused snapshot gives the fresh worker back to the pool; one forked from a zygote

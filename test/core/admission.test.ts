@@ -131,18 +131,42 @@ describe("the load governor", () => {
     const granted: string[] = [];
     const held = new Map<string, ReleaseSlot>();
     queue.setTenantMaxRunning(1);
-    const calls = Array.from({ length: 3 }, (_, i) => ask(queue, "A", `a${i}`, granted, held));
     const b = ask(queue, "B", "b", granted, held);
+    const calls = Array.from({ length: 3 }, (_, i) => ask(queue, "A", `a${i}`, granted, held));
     await settle();
-    // A runs one; B, with none running, is not held back
-    expect(granted).toEqual(["a0", "b"]);
+    // B is present, so A runs one at a time; B, with one running, was not held back either
+    expect(granted).toEqual(["b", "a0"]);
     // Raised (to at most the configured 4): A's waiting callers go in
     queue.setTenantMaxRunning(99);
     await settle();
     expect(queue.currentTenantMaxRunning()).toBe(4);
-    expect(granted).toEqual(["a0", "b", "a1", "a2"]);
+    expect(granted).toEqual(["b", "a0", "a1", "a2"]);
     for (const label of ["a0", "b", "a1", "a2"]) held.get(label)?.();
     await Promise.all([...calls, b]);
+    expect(queue.stats()).toEqual({ running: 0, waiting: 0, tenants: 0, refused: 0 });
+  });
+});
+
+describe("the load governor is work-conserving", () => {
+  it("a tenant alone keeps its configured cap while the process is busy; a second tenant brings the lowered cap back", async () => {
+    const queue = new FairQueue({ maxRunning: 10, tenantMaxRunning: 4, tenantMaxWaiting: 10 });
+    const granted: string[] = [];
+    const held = new Map<string, ReleaseSlot>();
+    queue.setTenantMaxRunning(1);
+    const alone = Array.from({ length: 3 }, (_, i) => ask(queue, "A", `a${i}`, granted, held));
+    await settle();
+    // Nobody else asked: A is not held to the lowered cap (the capacity would sit idle)
+    expect(granted).toEqual(["a0", "a1", "a2"]);
+    const b = ask(queue, "B", "b", granted, held);
+    const more = ask(queue, "A", "a3", granted, held);
+    await settle();
+    // B asked: A, already over the lowered cap, waits; B goes in
+    expect(granted).toEqual(["a0", "a1", "a2", "b"]);
+    for (const label of ["a0", "a1", "a2"]) held.get(label)?.();
+    await settle();
+    expect(granted).toEqual(["a0", "a1", "a2", "b", "a3"]);
+    for (const label of ["b", "a3"]) held.get(label)?.();
+    await Promise.all([...alone, b, more]);
     expect(queue.stats()).toEqual({ running: 0, waiting: 0, tenants: 0, refused: 0 });
   });
 });

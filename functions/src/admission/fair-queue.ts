@@ -25,6 +25,9 @@ export interface FairQueueLimits {
   readonly maxWaitMs?: number;
 }
 
+/** How recently another tenant must have asked for a slot for the lowered per-tenant cap to apply. */
+export const CONTENTION_WINDOW_MS = 2_000;
+
 /** Gives the slot back; calling it again does nothing. */
 export type ReleaseSlot = () => void;
 
@@ -57,6 +60,8 @@ export class FairQueue {
   private readonly maxWaitMs: number;
   /** The per-tenant cap in force: `limits.tenantMaxRunning`, or less while the process is busy. */
   private tenantMaxRunning: number;
+  /** When each tenant last asked for a slot (epoch ms), to tell whether tenants share the queue. */
+  private readonly lastAskedMs = new Map<string, number>();
 
   constructor(private readonly limits: FairQueueLimits) {
     for (const [name, value] of Object.entries(limits)) {
@@ -86,11 +91,26 @@ export class FairQueue {
   }
 
   /**
+   * The cap a tenant meets now: the lowered one only while another tenant asked for a slot within
+   * `CONTENTION_WINDOW_MS`. A tenant alone keeps the configured cap however busy the process is
+   * (nobody to be fair to: holding it back would only leave capacity idle), and a tenant that
+   * steps one at a time, with pauses between its steps, still counts as present.
+   */
+  private tenantCap(): number {
+    if (this.tenantMaxRunning >= this.limits.tenantMaxRunning) return this.tenantMaxRunning;
+    const since = Date.now() - CONTENTION_WINDOW_MS;
+    for (const [tenantId, at] of this.lastAskedMs) if (at < since) this.lastAskedMs.delete(tenantId);
+    return this.lastAskedMs.size > 1 ? this.tenantMaxRunning : this.limits.tenantMaxRunning;
+  }
+
+  /**
    * Takes a slot for `tenantId`, waiting its turn when none is free to it.
    * @param deadlineMs epoch ms past which the caller no longer wants the slot
    * @throws TooManyConcurrentStepsError when the tenant's queue is full or the wait ran out
    */
   async acquire(tenantId: string, deadlineMs?: number): Promise<ReleaseSlot> {
+    this.lastAskedMs.delete(tenantId); // re-inserted last: the map stays in asking order
+    this.lastAskedMs.set(tenantId, Date.now());
     let lane = this.lanes.get(tenantId);
     if (!lane) {
       lane = { running: 0, waiting: [], queued: false };
@@ -100,7 +120,7 @@ export class FairQueue {
     // tenant waits only while every slot is taken or it is at its own cap, so none is passed over.
     if (
       lane.waiting.length === 0 &&
-      lane.running < this.tenantMaxRunning &&
+      lane.running < this.tenantCap() &&
       this.running < this.limits.maxRunning
     ) {
       this.take(lane);
@@ -184,13 +204,14 @@ export class FairQueue {
    * among equals), which then goes to the back of the rotation.
    */
   private dispatch(): void {
+    const cap = this.tenantCap();
     while (this.running < this.limits.maxRunning && this.rotation.length > 0) {
       let best = -1;
       let bestRunning = Number.POSITIVE_INFINITY;
       for (let i = 0; i < this.rotation.length; i++) {
         const tenantId = this.rotation[i] as string;
         const lane = this.lanes.get(tenantId);
-        if (!lane || lane.waiting.length === 0 || lane.running >= this.tenantMaxRunning) {
+        if (!lane || lane.waiting.length === 0 || lane.running >= cap) {
           // Its waiters gave up, or it is at its own cap: out of the rotation until one of its
           // holders releases (the releaser puts it back).
           this.rotation.splice(i, 1);

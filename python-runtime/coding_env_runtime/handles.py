@@ -47,6 +47,8 @@ class Worker:
     discarded: bool = False
     #: The zygote that forked it: a worker whose zygote died is dying too (parent-death signal).
     zygote: Any = None
+    #: The episode (tenant, episode id, incarnation) it serves: its zygote is kept for it.
+    episode: tuple[str, str, str] | None = None
     #: Without a group (Lambda mode): the limits, priority and CPUs it must have (``worker_traits``),
     #: which another process of the same uid can lower; checked before it gets a step.
     traits: tuple[Any, ...] = ()

@@ -50,6 +50,11 @@ class RuntimeOpts:
     #: Zygotes kept for their episode after its worker went (evicted, crashed...): a cold
     #: restore of that episode here forks from it, with its hash seed (LRU beyond). @default 4
     kept_zygotes: int = 4
+    #: With no spare ready, a new episode's worker is forked from a zygote its tenant already
+    #: has (kept, or a live worker's): a few ms instead of an interpreter start on the step,
+    #: but the episode shares that earlier episode's hash seed (never another tenant's). False:
+    #: every episode waits for an interpreter of its own. @default True
+    share_tenant_zygotes: bool = True
     #: Warm workers kept after a step (LRU beyond). @default 16
     max_warm_workers: int = 16
     #: Total memory of warm workers (LRU beyond); ``CODING_ENV_MAX_WARM_MEMORY_MB``.

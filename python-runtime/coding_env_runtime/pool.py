@@ -10,11 +10,15 @@ its strings and dicts), so an episode gets a hash seed of its own only from an i
 its own. The pool keeps ``idle_workers`` spares ready, each a freshly started zygote with one
 pre-forked worker; a cold step (a new episode, or a restore) takes one, and a refill thread
 starts the next one off the step path, one at a time (root mode: while another spare is ready,
-at a low CPU priority, nice 10, until its imports are done). With no spare ready, a step waits
-for the one being started (raising its priority) or starts one itself. When a worker goes, its
-zygote is kept for its episode (``kept_zygotes`` of them, least recently used beyond): a cold
-restore of the same episode incarnation in this runtime forks from it (its seed again, no spare
-used); a discard of the episode (delete, reset, expiry) drops it.
+at a low CPU priority, nice 10, until its imports are done). With no spare ready, a new
+episode's worker is forked from a zygote its tenant already has (kept, or a live worker's): a
+few ms, and it shares that earlier episode's seed, never another tenant's
+(``share_tenant_zygotes``); only with no zygote of the tenant at all does a step wait for the
+spare being started (raising its priority) or start one itself. When a worker goes, its zygote
+is kept for its episode (``kept_zygotes`` of them, least recently used beyond): a cold restore
+of the same episode incarnation in this runtime forks from it (its seed again, no spare used);
+a discard of the episode (delete, reset, expiry) drops it. A zygote is stopped once no live
+worker, kept episode or spare needs it.
 """
 
 from __future__ import annotations
@@ -122,8 +126,14 @@ class WorkerPool:
         self._zygotes: list[ZygoteClient] = []
         #: Zygotes whose worker is gone, by episode (tenant, episode id, incarnation).
         self._kept: OrderedDict[tuple[str, str, str], ZygoteClient] = OrderedDict()
-        #: Spares started on a step's path because none was ready (benchmarks read it).
+        #: Spares started on a step's path because none was ready and the tenant had no
+        #: zygote (benchmarks and tests read these).
         self.spares_started_on_step = 0
+        #: Steps that waited for the spare being started (same condition).
+        self.spares_waited_on_step = 0
+        #: New episodes forked from a zygote of an earlier episode of their tenant (no spare
+        #: ready): they share that episode's hash seed.
+        self.tenant_zygote_forks = 0
         # Root mode: each zygote leaves the host's mount table behind once (its workers inherit
         # that), instead of every worker detaching the host's mounts itself (~10 ms each).
         self._zygote_private_mounts = self.privileged and opts.private_mounts
@@ -226,11 +236,39 @@ class WorkerPool:
             self._drop_zygote(zygote)
             raise
 
-    def _keep_or_drop_zygote(self, zygote: ZygoteClient) -> None:
-        """A zygote whose worker is gone: kept for its episode's next cold step, else dropped."""
-        episode = zygote.episode
-        evicted: list[ZygoteClient] = []
+    def _zygote_in_use(self, zygote: ZygoteClient) -> bool:
+        """Whether a live worker, a kept episode, a spare or a fork in progress still needs it
+        (several episodes of one tenant may share a zygote, see ``_from_tenant``); lock held."""
+        return (
+            zygote.spawning > 0
+            or zygote is self._refilling
+            or any(z is zygote for z in self._kept.values())
+            or any(w.zygote is zygote for w in self.live.values())
+            or any(w.zygote is zygote for w in self.idle)
+        )
+
+    def _release_zygotes(self, zygotes: list[ZygoteClient]) -> None:
+        """Stop those of ``zygotes`` nothing needs any more."""
         with self.lock:
+            unused = [z for i, z in enumerate(zygotes) if z not in zygotes[:i] and not self._zygote_in_use(z)]
+        for zygote in unused:
+            self._drop_zygote(zygote)
+
+    def _forget_zygote(self, zygote: ZygoteClient) -> None:
+        """A zygote found dead or changed: no episode forks from it again (its workers die with it)."""
+        with self.lock:
+            zygote.tenant = None  # no new episode of the tenant forks from it either
+            for episode in [e for e, z in self._kept.items() if z is zygote]:
+                del self._kept[episode]
+        self._drop_zygote(zygote)
+
+    def _keep_or_drop_zygote(self, worker: Worker) -> None:
+        """A worker is gone (reaped): its zygote is kept for the worker's episode's next cold
+        step (``kept_zygotes``, LRU beyond), and stopped once nothing needs it."""
+        zygote, episode = worker.zygote, worker.episode
+        candidates = [zygote]
+        with self.lock:
+            self.live.pop(worker.pid, None)  # (before the check: it needs the zygote no more)
             keep = (
                 episode is not None and not self.closed and self.opts.kept_zygotes > 0
                 and zygote.alive and zygote.process.poll() is None
@@ -238,29 +276,22 @@ class WorkerPool:
             if keep:
                 zygote.seed_used = True
                 previous = self._kept.pop(episode, None)
-                if previous is not None and previous is not zygote:
-                    evicted.append(previous)
+                if previous is not None:
+                    candidates.append(previous)
                 self._kept[episode] = zygote
                 while len(self._kept) > self.opts.kept_zygotes:
-                    evicted.append(self._kept.popitem(last=False)[1])
-        for old in evicted if keep else [zygote]:
-            self._drop_zygote(old)
+                    candidates.append(self._kept.popitem(last=False)[1])
+        self._release_zygotes(candidates)
 
     def _drop_kept(self, keep: Any) -> int:
         """Drop the kept zygotes of episodes whose (tenant, episode id, incarnation) does not
-        satisfy ``keep``."""
+        satisfy ``keep`` (stopped unless another episode of the tenant still uses them)."""
         with self.lock:
             dropped = [self._kept.pop(k) for k in [k for k in self._kept if not keep(k)]]
-        for zygote in dropped:
-            self._drop_zygote(zygote)
+        self._release_zygotes(dropped)
         return len(dropped)
 
-    def _from_kept(self, episode: tuple[str, str, str]) -> Worker | None:
-        """A new worker of the episode's kept zygote (its hash seed again), or None."""
-        with self.lock:
-            zygote = self._kept.pop(episode, None)
-        if zygote is None:
-            return None
+    def _usable(self, zygote: ZygoteClient) -> bool:
         usable = zygote.alive and zygote.process.poll() is None
         if usable and not self.privileged:
             # Lambda mode: an earlier step (same uid) may have stopped it or lowered its limits.
@@ -269,13 +300,56 @@ class WorkerPool:
             except OSError:
                 pass
             usable = process_traits(zygote.pid) == zygote.traits
-        if usable:
-            try:
-                return self._spawn_from(zygote)
-            except RuntimeFailure:
-                pass
-        self._drop_zygote(zygote)
-        return None
+        return usable
+
+    def _fork_claimed(self, zygote: ZygoteClient) -> Worker | None:
+        """A new worker of a zygote claimed under the lock (``spawning`` raised, so nothing
+        stops it meanwhile), or None (then it is forgotten: dead or changed)."""
+        worker: Worker | None = None
+        try:
+            if self._usable(zygote):
+                try:
+                    worker = self._spawn_from(zygote)
+                except RuntimeFailure:
+                    pass
+        finally:
+            with self.lock:
+                zygote.spawning -= 1
+        if worker is None:
+            self._forget_zygote(zygote)
+        return worker
+
+    def _from_kept(self, episode: tuple[str, str, str]) -> Worker | None:
+        """A new worker of the episode's kept zygote (its hash seed again), or None."""
+        with self.lock:
+            zygote = self._kept.pop(episode, None)
+            if zygote is None:
+                return None
+            zygote.spawning += 1
+        return self._fork_claimed(zygote)
+
+    def _from_tenant(self, tenant: str) -> Worker | None:
+        """With no spare ready: a new worker of a zygote this tenant already has (kept for one
+        of its episodes, or its live worker's), or None. The new episode then shares that
+        earlier episode's hash seed (never another tenant's), and waits for no interpreter."""
+        if not self.opts.share_tenant_zygotes:
+            return None
+        while True:
+            with self.lock:
+                if self.closed:
+                    return None
+                # (A worker being discarded still counts: its zygote is kept or stopped after.)
+                candidates = [*reversed(self._kept.values()), *(w.zygote for w in reversed(self.live.values()))]
+                zygote = next((z for z in candidates if z.tenant == tenant and z.alive and z in self._zygotes), None)
+                if zygote is None:
+                    return None
+                zygote.spawning += 1
+                zygote.seed_used = True  # never a spare again: the tenant's seed
+            worker = self._fork_claimed(zygote)
+            if worker is not None:
+                with self.lock:
+                    self.tenant_zygote_forks += 1
+                return worker
 
     def _drop_zygote(self, zygote: ZygoteClient) -> None:
         """Forget and stop a zygote (it kills whatever it still has), in the background."""
@@ -469,7 +543,7 @@ class WorkerPool:
                 except RuntimeFailure:
                     pass
             if not keep_zygote:  # (benchmarks fork several workers of one zygote)
-                self._keep_or_drop_zygote(zygote)
+                self._keep_or_drop_zygote(worker)
             emptied = worker.group.remove() if worker.group is not None else False
             with self.lock:
                 self.live.pop(worker.pid, None)
@@ -489,7 +563,7 @@ class WorkerPool:
         with self.lock:
             # Not a zygote kept for its episode: its seed is that episode's, never a spare's.
             if not self.closed and not worker.zygote.seed_used and len(self.idle) < max(self.opts.idle_workers, 1):
-                worker.zygote.tenant = worker.zygote.episode = None
+                worker.zygote.tenant = worker.episode = None
                 self.idle.append(worker)
                 self._spare_changed.notify_all()
                 return
@@ -561,6 +635,7 @@ class WorkerPool:
             if starting is None or self._spare_waited:
                 return None
             self._spare_waited = True
+            self.spares_waited_on_step += 1
         try:
             if self.privileged:
                 try:
@@ -598,10 +673,13 @@ class WorkerPool:
     def take_idle(self, tenant: str, episode: tuple[str, str, str] | None = None) -> Worker:
         """A worker for a cold step of ``tenant``'s ``episode`` (tenant, episode id,
         incarnation): from the episode's kept zygote, or a spare's, whose zygote, never used
-        before, is the episode's from now on; with neither, a new spare started here. Lambda
-        mode tries the kept zygote first (a fork there costs a few ms, and a spare's refill
-        only gets CPU during invocations); root mode a ready spare first (its worker is forked
-        already, while a fork with namespaces and groups costs ~10 ms or more on the step)."""
+        before, is the episode's from now on; with neither, from a zygote of an earlier episode
+        of the tenant (``_from_tenant``: its seed, no interpreter start on the step) while the
+        refill thread starts the next spare; only with no zygote of the tenant at all does the
+        step wait for the spare being started, or start one itself. Lambda mode tries the kept
+        zygote first (a fork there costs a few ms, and a spare's refill only gets CPU during
+        invocations); root mode a ready spare first (its worker is forked already, while a
+        fork with namespaces and groups costs ~10 ms or more on the step)."""
         kept_tried = episode is None
 
         def from_kept() -> Worker | None:
@@ -610,7 +688,7 @@ class WorkerPool:
             assert episode is not None
             worker = self._from_kept(episode)
             if worker is not None:
-                worker.zygote.tenant, worker.zygote.episode = tenant, episode
+                worker.zygote.tenant, worker.episode = tenant, episode
             return worker
 
         if not kept_tried and not self.privileged:
@@ -628,6 +706,10 @@ class WorkerPool:
                 if worker is not None:
                     return worker
             if idle is None:
+                worker = self._from_tenant(tenant)
+                if worker is not None:
+                    worker.episode = episode
+                    return worker
                 idle = self._wait_for_refill()
             if idle is None:
                 with self.lock:
@@ -654,7 +736,7 @@ class WorkerPool:
                     self.discard(idle)
                     continue
             break
-        idle.zygote.tenant, idle.zygote.episode = tenant, episode
+        idle.zygote.tenant, idle.episode = tenant, episode
         return idle
 
     def drop_warm(self, keep: Any, *, zygotes: bool = False) -> int:
@@ -665,7 +747,7 @@ class WorkerPool:
             dropped = [self.warm.pop(k) for k in [k for k in self.warm if not keep(k)]]
             if zygotes:
                 for worker in dropped:
-                    worker.zygote.episode = None  # not kept for the episode either
+                    worker.episode = None  # its zygote is not kept for the episode either
         for worker in dropped:
             self.discard(worker)
         if zygotes:

@@ -83,11 +83,9 @@ class ZygoteClient:
         self.traits: tuple[Any, ...] = ()
         #: Workers being forked right now.
         self.spawning = 0
-        #: The tenant whose episode its worker serves (None: a spare, nobody's yet).
+        #: The tenant whose episodes its workers serve (None: a spare, nobody's yet).
         self.tenant: str | None = None
-        #: That episode (tenant, episode id, incarnation): kept for it when its worker goes.
-        self.episode: tuple[str, str, str] | None = None
-        #: A worker of it ran the episode's steps: it is never a spare again.
+        #: It is kept for an episode, or serves a second one: it is never a spare again.
         self.seed_used = False
         #: Its resident memory once its worker is warm (counted with that worker's).
         self.memory_bytes: int | None = None

@@ -99,6 +99,15 @@ export function buildDeps(opts: BuildDepsOpts): BuiltDeps {
   const doc = DynamoDBDocumentClient.from(dynamodb, {
     marshallOptions: { removeUndefinedValues: true },
   });
+  // A step's Query and PutItem: calls without options, so the resolved middleware stack is reused
+  // (cacheMiddleware; the document client refuses it). Its own client, as `dynamodb` is shared
+  // with document clients.
+  const dynamodbSteps = new DynamoDBClient({
+    region,
+    maxAttempts: 3,
+    cacheMiddleware: true,
+    ...local(opts.dynamodbEndpoint),
+  });
   // One attempt: a retried Invoke would run user code twice. The pool holds more connections than
   // the fair-share scheduler ever uses at once, so no call waits inside the agent.
   const executorSockets = opts.config.executorMaxConcurrency + EXECUTOR_POOL_HEADROOM;
@@ -140,6 +149,7 @@ export function buildDeps(opts: BuildDepsOpts): BuiltDeps {
     : undefined;
   const store = new DynamoDbEpisodeRepository({
     doc,
+    client: dynamodbSteps,
     tableName: opts.config.tableName,
     maxStateBytes: opts.config.maxStateBytes,
     ...(s3 && env.CODING_ENV_STATE_BUCKET
@@ -190,6 +200,7 @@ export function buildDeps(opts: BuildDepsOpts): BuiltDeps {
     destroy: () => {
       governor?.stop();
       dynamodb.destroy();
+      dynamodbSteps.destroy();
       lambda.destroy();
       s3?.destroy();
     },

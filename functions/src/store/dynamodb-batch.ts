@@ -1,12 +1,19 @@
 // Paged queries and batch reads/writes on the service table, each retrying what DynamoDB leaves
 // unprocessed (UnprocessedKeys / UnprocessedItems) with exponential backoff and jitter.
 import {
+  type AttributeValue,
+  type DynamoDBClient,
+  PutItemCommand,
+  type PutItemCommandInput,
+  QueryCommand,
+} from "@aws-sdk/client-dynamodb";
+import {
   BatchGetCommand,
   BatchWriteCommand,
   type DynamoDBDocumentClient,
-  QueryCommand,
   type QueryCommandInput,
 } from "@aws-sdk/lib-dynamodb";
+import { marshall, unmarshall } from "@aws-sdk/util-dynamodb";
 import { itemBytes, readUnits, writeUnits } from "./item-size.js";
 
 /** DynamoDB requests made and the units DynamoDB would bill for them (item sizes, its rules). */
@@ -29,12 +36,30 @@ export function backoff(attempt: number): Promise<void> {
   return new Promise((r) => setTimeout(r, Math.random() * ceiling));
 }
 
+/** As the document client writes items: attributes set to `undefined` are left out. */
+const MARSHALL = { removeUndefinedValues: true } as const;
+
+const unmarshallAll = (items: readonly Record<string, AttributeValue>[] | undefined) =>
+  (items ?? []).map((i) => unmarshall(i));
+
 export class TableClient {
+  /**
+   * Query and PutItem (a step's two requests) go out as plain commands, marshalled here. Given a
+   * client built with `cacheMiddleware: true` (the document client refuses that option), the SDK
+   * resolves each command's middleware stack once instead of on every call. Without one, the
+   * document client sends them: lib-dynamodb shares the plain client's config and middleware
+   * stack, so a plain command sent through it is a plain client call.
+   */
+  readonly client: DynamoDBClient;
+
   constructor(
     readonly doc: DynamoDBDocumentClient,
     readonly tableName: string,
     readonly stats: RequestStats = newRequestStats(),
-  ) {}
+    client?: DynamoDBClient,
+  ) {
+    this.client = client ?? (doc as unknown as DynamoDBClient);
+  }
 
   /** Every item of a strongly consistent query, page by page (a request per page). */
   async *queryAll(
@@ -52,10 +77,17 @@ export class TableClient {
   async query(
     input: Omit<QueryCommandInput, "TableName" | "ConsistentRead">,
   ): Promise<{ items: Record<string, unknown>[]; lastKey: Record<string, unknown> | undefined }> {
-    const out = await this.doc.send(
-      new QueryCommand({ ...input, TableName: this.tableName, ConsistentRead: true }),
+    const { ExpressionAttributeValues: values, ExclusiveStartKey: startKey, ...rest } = input;
+    const out = await this.client.send(
+      new QueryCommand({
+        ...rest,
+        ...(values ? { ExpressionAttributeValues: marshall(values, MARSHALL) } : {}),
+        ...(startKey ? { ExclusiveStartKey: marshall(startKey, MARSHALL) } : {}),
+        TableName: this.tableName,
+        ConsistentRead: true,
+      }),
     );
-    const items = (out.Items ?? []) as Record<string, unknown>[];
+    const items = unmarshallAll(out.Items);
     this.stats.reads++;
     // Billed on the items read (a projection does not lower it).
     if (input.ProjectionExpression === undefined)
@@ -63,7 +95,21 @@ export class TableClient {
         items.reduce((n, i) => n + itemBytes(i), 0),
         true,
       );
-    return { items, lastKey: out.LastEvaluatedKey };
+    return { items, lastKey: out.LastEvaluatedKey ? unmarshall(out.LastEvaluatedKey) : undefined };
+  }
+
+  /**
+   * One PutItem of `item` (plain values, marshalled as the document client does). A refused
+   * condition throws the SDK's ConditionalCheckFailedException, its `Item` (if asked for) unmarshalled
+   * by the caller.
+   */
+  async putItem(
+    item: Record<string, unknown>,
+    opts: Omit<PutItemCommandInput, "TableName" | "Item"> = {},
+  ): Promise<void> {
+    await this.client.send(
+      new PutItemCommand({ ...opts, TableName: this.tableName, Item: marshall(item, MARSHALL) }),
+    );
   }
 
   /** Strongly consistent BatchGetItem of any number of keys (100 per request), retrying UnprocessedKeys. */

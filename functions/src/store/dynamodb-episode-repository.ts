@@ -2,7 +2,7 @@
 // Query (head + latest version) and one conditional PutItem of a new immutable version item; no
 // transaction, no item rewritten per step (updates are billed on the larger of old and new item).
 import { randomBytes } from "node:crypto";
-import type { AttributeValue } from "@aws-sdk/client-dynamodb";
+import type { AttributeValue, DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import type { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import { DeleteCommand, GetCommand, PutCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import { unmarshall } from "@aws-sdk/util-dynamodb";
@@ -74,6 +74,11 @@ function bytesOf(value: unknown): Uint8Array | undefined {
 
 export interface DynamoDbEpisodeRepositoryOpts {
   readonly doc: DynamoDBDocumentClient;
+  /**
+   * A plain client built with `cacheMiddleware: true` for a step's Query and PutItem (TableClient):
+   * about a fifth less CPU per pair than through the document client. @default the document client's
+   */
+  readonly client?: DynamoDBClient;
   readonly tableName: string;
   /** Largest snapshot kept (bytes); larger ones are refused (413). */
   readonly maxStateBytes: number;
@@ -95,7 +100,7 @@ export class DynamoDbEpisodeRepository implements EpisodeRepository {
   private readonly recent = new WeakMap<Episode, Uint8Array | undefined>();
 
   constructor(opts: DynamoDbEpisodeRepositoryOpts) {
-    this.table = new TableClient(opts.doc, opts.tableName);
+    this.table = new TableClient(opts.doc, opts.tableName, undefined, opts.client);
     this.maxStateBytes = opts.maxStateBytes;
     this.snapshots = new SnapshotItems(this.table, opts.maxStateBytes, opts.cacheBytes ?? 64 * 1024 * 1024);
     this.stateObjects = opts.stateObjects ? new StateObjectItems(this.table, opts.stateObjects) : null;
@@ -276,14 +281,10 @@ export class DynamoDbEpisodeRepository implements EpisodeRepository {
     this.table.stats.writes++;
     this.table.stats.writeUnits += writeUnits(size);
     try {
-      await this.doc.send(
-        new PutCommand({
-          TableName: this.tableName,
-          Item: item,
-          ConditionExpression: "attribute_not_exists(pk)",
-          ReturnValuesOnConditionCheckFailure: "ALL_OLD",
-        }),
-      );
+      await this.table.putItem(item, {
+        ConditionExpression: "attribute_not_exists(pk)",
+        ReturnValuesOnConditionCheckFailure: "ALL_OLD",
+      });
     } catch (err) {
       if ((err as { name?: string }).name !== "ConditionalCheckFailedException") throw err;
       // Another request committed this version first. Its item came back with the refusal.

@@ -323,11 +323,14 @@ class Runtime:
         running: _Running,
     ) -> dict[str, Any]:
         try:
+            # A state that may go to S3 is received right after its envelope's header, in one
+            # buffer: the raw snapshot itself, no copy of it to make.
             reply, new_payload = recv_frame(
                 worker.sock,
                 deadline=deadline,
                 max_header=MAX_REPLY_HEADER,
                 max_payload=self.opts.max_snapshot_bytes,
+                payload_prefix=snapshot.envelope_prefix() if request.state is not None else None,
             )
         except WireTimeout:
             # Read the output before discard: it closes the output files (in the background).
@@ -373,7 +376,7 @@ class Runtime:
         # timers, threads, children get no CPU, nothing more can be written on its channel.
         self._collect_output(worker, request, result)
         # A step whose state may go to S3 keeps it as raw bytes (no base64 of hundreds of MiB).
-        new_snapshot = snapshot.encode(new_payload, raw=request.state is not None)
+        new_snapshot = new_payload if request.state is not None else snapshot.encode(new_payload)
         if not freeze_after_reply(worker):
             return self._crashed(worker, request, result, started, protocol_broken=True)
         result["exit_code"] = clamp_exit_code(reply.get("exit_code"))

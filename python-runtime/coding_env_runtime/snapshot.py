@@ -1,9 +1,12 @@
 """The snapshot envelope: a versioned header around the worker's compressed pickle.
 
 Layout (then base64 for JSON, or raw bytes for a state kept in S3: ``state_transfer.py``): ``b"CENV"``, one byte format version, ``!H`` metadata length,
-JSON metadata ``{"runtime": ..., "python": ..., "codec": "z|n"}``, then the worker's payload:
-one codec byte (``z`` zlib level 1, ``n`` stored: incompressible state is not worth the time) and
-the cloudpickle bytes produced inside the sandboxed worker. The runtime parent only reads the header;
+JSON metadata ``{"runtime": ..., "python": ..., "codec": "z|n|p"}``, then the worker's payload:
+the episode's files (``workfiles.py``), one codec byte and the cloudpickle bytes produced inside the
+sandboxed worker: ``z`` (zlib level 1) or ``n`` (stored: incompressible state is not worth the
+time), one pickle, as every snapshot written before out-of-band buffers; ``p``, the pickle stream
+and the large buffers it refers to (arrays' data) side by side, each zlib or stored (``cell.py``).
+A runtime reads all three. The runtime parent only reads the header;
 the pickle itself is only ever loaded inside a sandboxed worker.
 """
 
@@ -35,14 +38,21 @@ class DecodedSnapshot:
     payload: bytes
 
 
-def encode(payload: bytes, raw: bool = False) -> str | bytes:
-    """The envelope as base64 text (inline in JSON), or with ``raw`` as bytes (a state object in
-    S3: base64 would cost two passes over hundreds of MiB and a third more bytes)."""
+def envelope_prefix() -> bytes:
+    """The envelope's bytes before the payload: the runtime receives a worker's payload right
+    after them in one buffer (``wire.recv_frame(payload_prefix=...)``), so a raw snapshot of
+    hundreds of MiB is never copied to prepend them."""
     meta = json.dumps(
-        {"runtime": RUNTIME_VERSION, "python": PYTHON_VERSION, "codec": "z|n"},
+        {"runtime": RUNTIME_VERSION, "python": PYTHON_VERSION, "codec": "z|n|p"},
         separators=(",", ":"),
     ).encode()
-    envelope = b"".join((MAGIC, bytes([FORMAT_VERSION]), _LEN.pack(len(meta)), meta, payload))
+    return b"".join((MAGIC, bytes([FORMAT_VERSION]), _LEN.pack(len(meta)), meta))
+
+
+def encode(payload: bytes | bytearray | memoryview, raw: bool = False) -> str | bytes:
+    """The envelope as base64 text (inline in JSON), or with ``raw`` as bytes (a state object in
+    S3: base64 would cost two passes over hundreds of MiB and a third more bytes)."""
+    envelope = b"".join((envelope_prefix(), payload))
     return envelope if raw else base64.b64encode(envelope).decode("ascii")
 
 

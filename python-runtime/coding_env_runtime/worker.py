@@ -19,7 +19,7 @@ from typing import Any
 from . import cell, sandbox, seeding, workfiles
 from . import display as rich_display
 from .policy import ImportPolicy
-from .wire import WireError, recv_frame, send_frame
+from .wire import PayloadReader, WireError, recv_frame_header, send_frame
 
 WORKER_SOCKET_FD = 3
 #: matplotlib's config and font cache (MPLCONFIGDIR) inside the working directory: the runtime's,
@@ -133,11 +133,18 @@ def serve(
     send_frame(sock, {"op": "ready", "pid": my_pid})
     while True:
         try:
-            header, payload = recv_frame(sock)
+            # The payload (a cold step's state) stays on the socket: restoring reads it straight
+            # into the arrays' own memory.
+            header, payload_len = recv_frame_header(sock)
         except WireError:
             os._exit(0)
         if header.get("op") != "step":
             os._exit(0)
+        if namespace is not None and payload_len:
+            try:  # a warm worker already holds the state: never sent one, dropped if it were
+                PayloadReader(sock, payload_len).drain()
+            except WireError:
+                os._exit(0)
         cap = int(header["max_output_bytes"])
         out = cell.CappedFdWriter(1, cap)
         err = cell.CappedFdWriter(2, cap)
@@ -148,14 +155,21 @@ def serve(
             if namespace is None:
                 _apply_step_limits(header)
                 policy = ImportPolicy.from_json(header["policy"])
-                if payload:
+                if payload_len:
+                    reader = PayloadReader(sock, payload_len)
                     try:
-                        archive, payload = workfiles.split_payload(payload)
-                        files = workfiles.decode_archive(archive)
-                        namespace = cell.restore_namespace(payload, policy)
-                    except MemoryError:
-                        raise
+                        files = workfiles.read_archive(reader)
+                        namespace = cell.restore_namespace(reader, policy)
+                        if reader.remaining:
+                            raise ValueError("trailing bytes after the state")
                     except BaseException as exc:  # noqa: BLE001
+                        # The runtime is still sending: read the rest so it gets our reply.
+                        try:
+                            reader.drain()
+                        except WireError:
+                            os._exit(0)
+                        if isinstance(exc, MemoryError):
+                            raise
                         err.write(
                             "The episode's saved state could not be restored "
                             f"({type(exc).__name__}: {exc}). Reset the episode.\n"
@@ -163,6 +177,7 @@ def serve(
                         reply.update(exit_code=1, error_code="snapshot_restore_failed")
                         send_frame(sock, reply)
                         os._exit(0)
+                    del reader
                 else:
                     namespace = cell.new_namespace(policy)
                 if isinstance(header.get("seed"), int) and seeding.state() is None:
@@ -214,7 +229,10 @@ def serve(
             outputs = rich_display.take()
             if outputs:
                 reply["display"] = outputs
-            send_frame(sock, reply, workfiles.join_payload(workfiles.encode_archive(files), saved.payload))
+            send_frame(sock, reply, workfiles.payload_parts(workfiles.encode_archive(files), saved.parts))
+            # The parts are views of the namespace's arrays: holding them would stop user code
+            # from resizing those arrays in the next step.
+            del saved
         except MemoryError:
             if os.getpid() != my_pid:
                 os._exit(0)

@@ -20,6 +20,8 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 
+from .wire import PayloadReader
+
 #: At most this many entries (files and directories) are kept.
 MAX_FILES = 1000
 #: At most this many bytes of file contents are kept (the state's own cap applies on top).
@@ -86,6 +88,24 @@ def join_payload(archive: bytes, state: bytes) -> bytes:
     return _MARKER + _LEN.pack(len(archive)) + archive + state
 
 
+def payload_parts(archive: bytes, state: list[bytes | memoryview]) -> list[bytes | memoryview]:
+    """``join_payload`` in pieces, for ``wire.send_frame`` (the state's pieces are never joined)."""
+    if not archive:
+        return state
+    return [_MARKER + _LEN.pack(len(archive)), archive, *state]
+
+
+def read_archive(reader: PayloadReader) -> list[Entry]:
+    """The files of a payload read from the worker's socket, leaving the state payload unread."""
+    if reader.peek_byte() != _MARKER:
+        return []
+    reader.read(1)
+    (length,) = _LEN.unpack(reader.read(_LEN.size))
+    if length > reader.remaining:
+        raise ArchiveError("truncated files archive")
+    return decode_archive(reader.read(length))
+
+
 # --- the archive --------------------------------------------------------------------------------
 
 
@@ -103,10 +123,10 @@ def encode_archive(entries: list[Entry]) -> bytes:
     return b"z" + packed
 
 
-def decode_archive(archive: bytes) -> list[Entry]:
+def decode_archive(archive: bytes | bytearray) -> list[Entry]:
     if not archive:
         return []
-    codec, body = archive[:1], archive[1:]
+    codec, body = bytes(archive[:1]), memoryview(archive)[1:]
     try:
         if codec == b"z":
             body = zlib.decompress(body)

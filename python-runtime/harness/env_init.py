@@ -17,6 +17,15 @@ Steps, in this order:
    ``RLIMIT_NOFILE`` 1024, Lambda's environment variables (fake AWS credentials as canaries),
    exec of ``harness.bootstrap``. PID 1 stays, as root, only to reap orphans; when the runtime
    exits, PID 1 exits and the kernel kills whatever is left in the namespace.
+
+The S3 gateway endpoint's stand-in (``config["s3_gateway"]``, optional): PID 1 binds a listening
+socket on the local S3's own address (``127.0.0.1:<port>``) inside the environment's network
+namespace, before the runtime exists, and hands it to this keeper, which stays in the host's
+namespace. The keeper relays each connection made to it to that one address of the host and to
+nothing else. Pre-signed URLs of the API work unchanged inside the environment; every other port
+of the host (the local DynamoDB, the Invoke endpoint, the API) stays out of reach, as the VPC's
+gateway endpoint routes the executor's subnet to S3 only. The local S3 itself refuses what is not
+signed with the stack's credentials, as S3 refuses what the endpoint lets through unsigned.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ import socket
 import stat
 import struct
 import sys
+import threading
 import time
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -53,6 +63,11 @@ MNT_DETACH = 2
 PR_SET_PDEATHSIG = 1
 PR_CAPBSET_DROP = 24
 _LAST_CAP_FILE = "/proc/sys/kernel/cap_last_cap"
+#: Connections the S3 gateway stand-in relays at once per environment; more are closed at once
+#: (each costs the keeper, a root process of the host, two threads).
+GATEWAY_MAX_CONNECTIONS = 64
+#: Bytes moved per socket call by the relay (states of hundreds of MiB go through it).
+_RELAY_CHUNK = 1 << 20
 
 
 def _fail(what: str) -> None:
@@ -126,6 +141,86 @@ def _loopback_up() -> None:
         fcntl.ioctl(sock, siocsifflags, struct.pack("16sH22x", b"lo", flags | iff_up))
 
 
+def _gateway_listener(gateway: dict, handoff: socket.socket) -> None:
+    """In PID 1, after loopback is up: listen on the local S3's address inside the namespace and
+    hand the socket to the keeper (host namespace). Closed here before the runtime is forked, so
+    nothing in the environment holds it (user code cannot accept the runtime's S3 connections)."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        listener.bind((gateway["host"], gateway["port"]))
+        listener.listen(128)
+        socket.send_fds(handoff, [b"L"], [listener.fileno()])
+    finally:
+        listener.close()
+        handoff.close()
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    """One direction of a relayed connection, until EOF or an error; then half-close."""
+    buffer = bytearray(_RELAY_CHUNK)
+    view = memoryview(buffer)
+    try:
+        while True:
+            size = source.recv_into(buffer)
+            if not size:
+                break
+            sink.sendall(view[:size])
+    except OSError:
+        pass
+    finally:
+        for sock, how in ((sink, socket.SHUT_WR), (source, socket.SHUT_RD)):
+            try:
+                sock.shutdown(how)
+            except OSError:
+                pass
+
+
+def _relay(inside: socket.socket, target: tuple[str, int], slots: threading.BoundedSemaphore) -> None:
+    try:
+        try:
+            outside = socket.create_connection(target, timeout=10)
+        except OSError:
+            return  # the local S3 is down: the environment sees its connection closed
+        with outside:
+            outside.settimeout(None)
+            other = threading.Thread(target=_pipe, args=(outside, inside), daemon=True)
+            other.start()
+            _pipe(inside, outside)
+            other.join()
+    finally:
+        inside.close()
+        slots.release()
+
+
+def _serve_gateway(listener: socket.socket, target: tuple[str, int]) -> None:
+    """The keeper's relay: every connection to the listener (inside the environment) goes to
+    ``target`` (in the host's namespace), and only there."""
+    slots = threading.BoundedSemaphore(GATEWAY_MAX_CONNECTIONS)
+    while True:
+        try:
+            inside, _ = listener.accept()
+        except OSError:
+            return
+        if not slots.acquire(blocking=False):
+            inside.close()
+            continue
+        threading.Thread(target=_relay, args=(inside, target, slots), daemon=True).start()
+
+
+def _receive_gateway(handoff: socket.socket, target: tuple[str, int]) -> None:
+    """In the keeper: take the listener PID 1 made and relay it (nothing if PID 1 failed)."""
+    try:
+        _, fds, _, _ = socket.recv_fds(handoff, 1, 1)
+    except OSError:
+        fds = []
+    finally:
+        handoff.close()
+    if not fds:
+        return
+    listener = socket.socket(fileno=fds[0])
+    threading.Thread(target=_serve_gateway, args=(listener, target), daemon=True).start()
+
+
 def _build_filesystem(tmp_bytes: int) -> None:
     _mount("none", "/", None, MS_REC | MS_PRIVATE)
     _read_only_everywhere()
@@ -169,6 +264,8 @@ def _be_init(config: dict) -> None:
         _build_filesystem(config["tmp_bytes"])
         _loopback_up()
         socket.sethostname("localhost")
+        if config.get("gateway_fd") is not None:
+            _gateway_listener(config["s3_gateway"], socket.socket(fileno=config["gateway_fd"]))
     except BaseException as exc:  # noqa: BLE001
         print(f"lambda harness: building the environment failed: {exc}", file=sys.stderr, flush=True)
         os._exit(126)
@@ -230,11 +327,19 @@ def main(raw_config: str) -> None:
         os._exit(1)  # the harness died before we got here
     # Only the PID namespace here: this process keeps the host's mounts (it must be able to
     # write the freezer file when the environment's are read-only).
+    own_pid_namespace = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     if _libc.unshare(CLONE_NEWPID) != 0:
         _fail("unshare(CLONE_NEWPID)")
+    gateway = config.get("s3_gateway")
+    handoff = None
+    if gateway:
+        handoff, inner = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        config["gateway_fd"] = inner.detach()
     init = os.fork()  # the first child in a new PID namespace is its PID 1
     if init == 0:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if handoff is not None:
+            handoff.close()  # the keeper's end
         for group in (config["cgroup"], config["memory_cgroup"]):
             if group:
                 with open(os.path.join(group, "cgroup.procs"), "w") as fh:
@@ -244,6 +349,14 @@ def main(raw_config: str) -> None:
             os._exit(125)
         _be_init(config)
     os.close(config["channel_fd"])
+    # Back to this process's own PID namespace for its children: the kernel refuses to start a
+    # thread while they differ, and the relay runs in threads.
+    if _libc.setns(own_pid_namespace, CLONE_NEWPID) != 0:
+        _fail("setns(CLONE_NEWPID)")
+    os.close(own_pid_namespace)
+    if handoff is not None:
+        os.close(config["gateway_fd"])
+        _receive_gateway(handoff, (gateway["host"], gateway["port"]))
     while True:
         try:
             _, status = os.waitpid(init, 0)

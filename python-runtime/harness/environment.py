@@ -95,6 +95,9 @@ class EnvironmentOpts:
     #: AWS_EXECUTION_ENV: decides how the runtime client encodes replies.
     execution_env: str = "AWS_Lambda_python3.12"
     runtime_settings: dict[str, str] = field(default_factory=dict)
+    #: The local S3's (host, port) on the host's loopback: the one address the environments reach
+    #: there, through the S3 gateway endpoint's stand-in (env_init.py). None: loopback only.
+    s3_gateway: tuple[str, int] | None = None
 
 
 @dataclass
@@ -178,6 +181,8 @@ class Environment:
             "task_root": task_root(),
             "channel_fd": child_end.fileno(),
             "environment": self._lambda_environment(),
+            "s3_gateway": None if self.opts.s3_gateway is None
+            else {"host": self.opts.s3_gateway[0], "port": self.opts.s3_gateway[1]},
         }
         try:
             self.process = self.spawner.submit(

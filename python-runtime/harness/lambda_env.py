@@ -11,7 +11,9 @@ What Lambda does and this does too (python-runtime/README.md, "Lambda mode harne
 - each environment (harness/env_init.py) runs the runtime as its own non-root uid with no
   capabilities, everything read-only but a private ``/tmp``, no ``/dev/shm``,
   ``RLIMIT_NPROC``/``RLIMIT_NOFILE`` 1024, canary AWS credentials in its environment, its own
-  PID/IPC/network namespaces (a microVM's own kernel objects; loopback only);
+  PID/IPC/network namespaces (a microVM's own kernel objects; loopback only, plus, with
+  ``--s3-gateway``, the local S3's one address relayed from the host: the VPC's S3 gateway
+  endpoint);
 - an environment serves one invocation at a time and is frozen (cgroup freezer) between them;
 - environments are created on demand up to ``--max-environments``; each belongs to one tenant
   (``TenantId``, Lambda's tenant isolation mode); with none free, 429
@@ -29,8 +31,10 @@ import fcntl
 import json
 import os
 import sys
+import socket
 import threading
 import time
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from http.server import ThreadingHTTPServer
 from typing import Any
@@ -47,6 +51,22 @@ from harness.freezer import Group, create_memory_root, create_root  # noqa: E402
 UID_BASE = 1_500_000
 UID_BLOCK = 100
 UID_BLOCKS = 500
+
+
+def parse_s3_gateway(endpoint: str) -> tuple[str, int]:
+    """``http://127.0.0.1:<port>`` (the local S3's endpoint) as (host, port). Only an IPv4
+    loopback address: the stand-in listens on the same address inside each environment's network
+    namespace, where loopback is the only interface, so pre-signed URLs stay valid unchanged."""
+    url = urllib.parse.urlsplit(endpoint)
+    host = url.hostname or ""
+    try:
+        port = url.port
+    except ValueError:
+        port = None
+    if url.scheme != "http" or port is None or not host.startswith("127.") or url.path not in ("", "/"):
+        raise ValueError(f"--s3-gateway must be http://127.x.y.z:<port>, got {endpoint!r}")
+    socket.inet_aton(host)
+    return host, port
 
 
 class NoEnvironment(Exception):
@@ -193,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--execution-env", default="AWS_Lambda_python3.12",
                         help="AWS_EXECUTION_ENV (decides the reply encoding, as in the image)")
     parser.add_argument("--python", default=sys.executable, help="interpreter of the environments")
+    parser.add_argument("--s3-gateway", default="", metavar="http://127.0.0.1:PORT",
+                        help="the local S3's endpoint: the one host address the environments reach "
+                             "(the S3 gateway endpoint's stand-in); none: loopback only")
     # The local server's options, passed to each environment's runtime as the image's ENV does.
     parser.add_argument("--idle-workers", type=int, default=1)
     parser.add_argument("--max-warm-workers", type=int, default=4)
@@ -207,6 +230,10 @@ def main(argv: list[str] | None = None) -> int:
     if not reachable_by_others(args.python):
         parser.error(f"{args.python} must be reachable by an unprivileged uid "
                      "(an interpreter under /root is not); pass --python /usr/bin/python3")
+    try:
+        s3_gateway = parse_s3_gateway(args.s3_gateway) if args.s3_gateway else None
+    except (ValueError, OSError) as exc:
+        parser.error(str(exc))
     expected_key_id = take_expected_key_id()
     # matplotlib's font cache, built where the environments can read but not write it, as the
     # image build does (Dockerfile; coding_env_runtime/font_cache.py). Once per machine.
@@ -217,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         python=args.python,
         memory_mb=args.memory_mb,
         execution_env=args.execution_env,
+        s3_gateway=s3_gateway,
         runtime_settings={
             "CODING_ENV_IDLE_WORKERS": str(args.idle_workers),
             "CODING_ENV_MAX_WARM_WORKERS": str(args.max_warm_workers),

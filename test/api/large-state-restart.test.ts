@@ -15,9 +15,7 @@ function objectSizes(dir: string): number[] {
     .map((entry) => statSync(join(entry.parentPath, entry.name)).size);
 }
 
-// The Lambda-mode harness has no stand-in for the S3 gateway endpoint yet: there the local stack
-// keeps states in the table (3 MiB), so this case does not apply.
-describe.skipIf(process.env.CODING_ENV_EXECUTOR_MODE === "lambda")("large state across a restart", () => {
+describe("large state across a restart", () => {
   it("a 100 MiB numpy array is there after the stack restarts (read back from the local S3)", async () => {
     const dataDir = mkdtempSync(join(tmpdir(), "coding-env-large-"));
     const n = (100 * 1024 * 1024) / 8;

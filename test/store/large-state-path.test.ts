@@ -81,6 +81,7 @@ beforeAll(async () => {
     log: false,
     maxWarmWorkers: 4,
     accessKeyId: credentials.accessKeyId,
+    s3Endpoint: s3.endpoint, // Lambda mode: the harness's stand-in for the S3 gateway endpoint
   });
   lambda = new LambdaClient({
     region: "us-east-1",
@@ -109,11 +110,7 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-// The Lambda-mode harness has no stand-in for the S3 gateway endpoint yet (its environments see
-// loopback only), so there the local stack keeps states in the table and these cases do not apply.
-const withoutS3 = process.env.CODING_ENV_EXECUTOR_MODE === "lambda";
-
-describe.skipIf(withoutS3)("large state in S3 through the core", () => {
+describe("large state in S3 through the core", () => {
   it("a 100 MiB array never rides in the executor's payload; a fork shares its object and diverges; delete keeps only the shared object", async () => {
     const { repository, episodes } = service();
     const { episode_id: id } = await episodes.reset(T, { policy: "full" });

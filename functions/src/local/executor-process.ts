@@ -22,6 +22,12 @@ export interface ExecutorOpts {
   readonly maxWarmWorkers: number;
   /** The start-up secret: the executor refuses requests signed with any other access key id. */
   readonly accessKeyId: string;
+  /**
+   * Lambda mode: the local S3's endpoint (`http://127.0.0.1:<port>`), the one host address the
+   * harness's environments reach (its stand-in for the VPC's S3 gateway endpoint). Unset: the
+   * environments see their loopback only. The local server (root mode) reaches it anyway.
+   */
+  readonly s3Endpoint?: string;
 }
 
 export interface ExecutorProcess {
@@ -53,7 +59,14 @@ export async function startExecutor(opts: ExecutorOpts): Promise<ExecutorProcess
   const runtimeDir = join(opts.repoRoot, "python-runtime");
   const target =
     opts.mode === "lambda"
-      ? [join(runtimeDir, "harness", "lambda_env.py"), "--host", "127.0.0.1", "--port", "0"]
+      ? [
+          join(runtimeDir, "harness", "lambda_env.py"),
+          "--host",
+          "127.0.0.1",
+          "--port",
+          "0",
+          ...(opts.s3Endpoint ? ["--s3-gateway", opts.s3Endpoint] : []),
+        ]
       : [
           "-m",
           "coding_env_runtime.local_server",

@@ -196,6 +196,14 @@ export async function startLocalStack(opts: LocalStackOpts = {}): Promise<LocalS
     dbPath = join(resolve(dataDir), "dynamodb");
     mkdirSync(dbPath, { recursive: true, mode: 0o700 });
   }
+  // The local S3 for large state, first: the Lambda-mode harness needs its address to relay it
+  // into its environments. Under the data folder (objects survive a restart), or a temporary
+  // folder removed at stop for an in-memory stack.
+  const s3Dir =
+    dataDir !== null ? join(resolve(dataDir), "s3") : mkdtempSync(join(tmpdir(), "coding-env-s3-"));
+  mkdirSync(s3Dir, { recursive: true, mode: 0o700 });
+  const stateBucket = "coding-env-state";
+  const s3: LocalS3 = await startLocalS3({ directory: s3Dir, bucket: stateBucket, credentials });
   // Both start at once; if one fails, the other is stopped too (nothing is left running).
   const dynamoOpts = {
     path: dbPath,
@@ -213,31 +221,20 @@ export async function startLocalStack(opts: LocalStackOpts = {}): Promise<LocalS
       log: opts.logExecutor ?? false,
       maxWarmWorkers: opts.maxWarmWorkers ?? 128,
       accessKeyId: credentials.accessKeyId,
+      s3Endpoint: s3.endpoint,
     }),
   ]);
   if (dynamoStart.status === "rejected" || executorStart.status === "rejected") {
     if (executorStart.status === "fulfilled") await stopExecutor(executorStart.value);
     if (dynamoStart.status === "fulfilled") await dynamoStart.value.stop();
+    await s3.close();
+    if (dataDir === null) rmSync(s3Dir, { recursive: true, force: true });
     throw dynamoStart.status === "rejected"
       ? dynamoStart.reason
       : (executorStart as PromiseRejectedResult).reason;
   }
   const ddb: DynamoPart = dynamoStart.value;
   const exe: ExecutorProcess = executorStart.value;
-  // The local S3 for large state: under the data folder (objects survive a restart), or a
-  // temporary folder removed at stop for an in-memory stack.
-  const s3Dir =
-    dataDir !== null ? join(resolve(dataDir), "s3") : mkdtempSync(join(tmpdir(), "coding-env-s3-"));
-  mkdirSync(s3Dir, { recursive: true, mode: 0o700 });
-  const stateBucket = "coding-env-state";
-  let s3: LocalS3;
-  try {
-    s3 = await startLocalS3({ directory: s3Dir, bucket: stateBucket, credentials });
-  } catch (err) {
-    await stopExecutor(exe);
-    await ddb.stop();
-    throw err;
-  }
 
   const envAuth = opts.env?.CODING_ENV_AUTH ?? process.env.CODING_ENV_AUTH ?? "off";
   const env: Record<string, string | undefined> = {
@@ -246,11 +243,10 @@ export async function startLocalStack(opts: LocalStackOpts = {}): Promise<LocalS
     CODING_ENV_AUTH: opts.auth === undefined ? envAuth : opts.auth ? "on" : "off",
     // Each instance takes its share of the per-tenant step caps (functions/src/admission/).
     CODING_ENV_API_INSTANCES: String(instanceCount),
-    // The Lambda-mode harness gives each environment a network namespace with loopback only and
-    // has no stand-in for AWS's S3 gateway endpoint yet: there, states stay in the table (3 MiB).
-    ...(executorMode === "local"
-      ? { CODING_ENV_STATE_BUCKET: stateBucket, CODING_ENV_S3_ENDPOINT: s3.endpoint }
-      : { CODING_ENV_STATE_BUCKET: "", CODING_ENV_S3_ENDPOINT: "" }),
+    // In Lambda mode the harness relays the local S3's address (only it) into each environment's
+    // network namespace, as the VPC's S3 gateway endpoint lets the executor reach S3 only.
+    CODING_ENV_STATE_BUCKET: stateBucket,
+    CODING_ENV_S3_ENDPOINT: s3.endpoint,
   };
   const config = configFromEnv(env);
   const endpoints = { dynamodbEndpoint: ddb.endpoint, executorEndpoint: exe.endpoint };

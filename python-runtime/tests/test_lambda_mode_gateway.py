@@ -1,0 +1,125 @@
+"""The Lambda-mode harness's stand-in for the VPC's S3 gateway endpoint (harness/env_init.py):
+with ``--s3-gateway http://127.0.0.1:<port>`` each environment reaches that one address of the
+host (the local S3's) and nothing else of it; large states go through pre-signed URLs exactly as
+in AWS. A small HTTP object server (tests/test_state_in_s3.py) plays the local S3 here; the real
+one is exercised through the API in test/isolation/lambda-mode-s3.test.ts."""
+
+from __future__ import annotations
+
+import json
+import threading
+import unittest
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from harness.client import HarnessProcess
+from harness.testing import FULL, UNAVAILABLE, LambdaModeTestCase
+
+from .test_state_in_s3 import ObjectServer
+
+#: User code's probe: connect to each port of 127.0.0.1, then try to listen on the first one.
+PROBE = """
+import json, socket
+out = []
+for port in {ports}:
+    try:
+        socket.create_connection(('127.0.0.1', port), timeout=2).close()
+        out.append('connected')
+    except OSError as e:
+        out.append(type(e).__name__)
+try:
+    s = socket.socket()
+    s.bind(('127.0.0.1', {ports}[0]))
+    out.append('bound')
+except OSError as e:
+    out.append(type(e).__name__)
+print(json.dumps(out))
+"""
+
+
+class _OtherService:
+    """Another service of the host on loopback (as the local DynamoDB is): it must stay unreachable."""
+
+    def __init__(self) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class GatewayTest(LambdaModeTestCase):
+    s3: ObjectServer
+    other: _OtherService
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.s3 = ObjectServer()
+        cls.other = _OtherService()
+        cls.harness_args = ("--s3-gateway", cls.s3.url)
+        super().setUpClass()
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        super().tearDownClass()
+        cls.s3.close()
+        cls.other.close()
+
+    def s3_port(self) -> int:
+        return self.s3.server.server_address[1]
+
+    def step(self, episode: str, version: int, code: str, get_ref: str | None, put_ref: str) -> dict[str, Any]:
+        state: dict[str, Any] = {"put_url": f"{self.s3.url}/{put_ref}", "put_ref": put_ref, "inline_max_bytes": 1024}
+        if get_ref is not None:
+            state.update(get_url=f"{self.s3.url}/{get_ref}", get_ref=get_ref)
+        return self.harness.step({
+            "contract_version": 1, "episode_id": episode, "state_version": version, "code": code,
+            "policy": FULL, "limits": {"timeout_ms": 60_000}, "state": state,
+        })
+
+    def test_user_code_reaches_the_local_s3_and_no_other_port_of_the_host(self) -> None:
+        harness_port = int(self.harness.base.rsplit(":", 1)[1])
+        ports = [self.s3_port(), self.other.port, harness_port]
+        out = self.run_code(PROBE.format(ports=ports))
+        self.assertEqual(out["exit_code"], 0, out["stderr"])
+        # The S3 address answers; the other service and the Invoke endpoint do not exist here;
+        # the S3 address cannot be taken over by user code (the stand-in holds it).
+        self.assertEqual(json.loads(out["stdout"]), ["connected", "ConnectionRefusedError", "ConnectionRefusedError", "OSError"])
+
+    def test_a_large_state_goes_out_through_the_gateway_and_comes_back_in_another_episode(self) -> None:
+        first = self.step("gw-a", 0, "import os\nblob = os.urandom(8 * 1024 * 1024)\ndigest = hash(blob)", None, "gw-a1")
+        self.assertEqual(first["exit_code"], 0, first["stderr"])
+        self.assertEqual((first["state_location"], first["snapshot"]), ("put", ""))
+        self.assertGreater(len(self.s3.objects["/gw-a1"]), 8 * 1024 * 1024)
+        # Another episode (no warm worker, no cached copy) restores from the object over the relay.
+        second = self.step("gw-b", 0, "print(len(blob), digest == hash(blob))", "gw-a1", "gw-b1")
+        self.assertEqual(second["stdout"], f"{8 * 1024 * 1024} True\n", second["stderr"])
+        self.assertIn(("GET", "/gw-a1"), self.s3.requests)
+
+
+@unittest.skipIf(UNAVAILABLE is not None, UNAVAILABLE or "")
+class NoGatewayTest(unittest.TestCase):
+    def test_without_the_option_the_local_s3_is_out_of_reach_too(self) -> None:
+        s3 = ObjectServer()
+        try:
+            with HarnessProcess(max_environments=1) as harness:
+                port = s3.server.server_address[1]
+                out = harness.step({"episode_id": "gw-none", "code": PROBE.format(ports=[port]), "policy": FULL})
+        finally:
+            s3.close()
+        self.assertEqual(json.loads(out["stdout"])[0], "ConnectionRefusedError")
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -46,7 +46,7 @@ function processCpuMs(pid: number, withReapedChildren: boolean): number {
 }
 
 /** The stack process's own CPU (API + dynalite) and its children's trees (the executor). */
-function cpuSplit(pid: number): { api: number; executor: number } {
+export function cpuSplit(pid: number): { api: number; executor: number } {
   const executor = processTree(pid)
     .filter((p) => p !== pid)
     .reduce((n, p) => n + processCpuMs(p, true), 0);

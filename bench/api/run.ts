@@ -26,6 +26,7 @@ import {
   treeCpuMs,
 } from "./client.js";
 import { costPerMillion, measureStepUnits, type StepUnits } from "./cost.js";
+import { cpuSplit } from "./cpu-per-step.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -112,12 +113,21 @@ function treeRssKb(rootPid: number): { totalKb: number; pssKb: number; processes
 async function latency(
   baseUrl: string,
   stackPid: number,
-): Promise<{ p50: number; p99: number; mean: number; n: number; cpuMsPerStep: number; over20ms: number }> {
+): Promise<{
+  p50: number;
+  p99: number;
+  mean: number;
+  n: number;
+  cpuMsPerStep: number;
+  apiCpuMsPerStep: number;
+  over20ms: number;
+}> {
   const id = await reset(baseUrl);
   const body = { action: { code: "print(1)" }, episode_id: id };
   for (let i = 0; i < 200; i++) await post(baseUrl, "/step", body);
   const times: number[] = [];
   const cpu0 = treeCpuMs(stackPid);
+  const split0 = cpuSplit(stackPid);
   for (let i = 0; i < STEPS; i++) {
     const t0 = performance.now();
     const r = await post(baseUrl, "/step", body);
@@ -127,6 +137,8 @@ async function latency(
   // CPU of the whole stack (API, DynamoDB front, executor and workers) per step: a busy machine
   // stretches wall time far more than it changes this.
   const cpuMsPerStep = (treeCpuMs(stackPid) - cpu0) / STEPS;
+  // The API process alone (API + its in-thread DynamoDB front): what bench/api/cpu-per-step.ts A/Bs.
+  const apiCpuMsPerStep = (cpuSplit(stackPid).api - split0.api) / STEPS;
   const over20ms = times.filter((t) => t > 20).length;
   times.sort((a, b) => a - b);
   return {
@@ -135,6 +147,7 @@ async function latency(
     mean: times.reduce((a, b) => a + b, 0) / times.length,
     n: times.length,
     cpuMsPerStep,
+    apiCpuMsPerStep,
     over20ms,
   };
 }
@@ -251,6 +264,7 @@ try {
       n: lat.n,
       over_20ms: lat.over20ms,
       stack_cpu_ms_per_step: +lat.cpuMsPerStep.toFixed(3),
+      api_cpu_ms_per_step: +lat.apiCpuMsPerStep.toFixed(3),
     },
     concurrent: {
       episodes: EPISODES,
@@ -294,6 +308,11 @@ try {
       `<= ${targetP99} ms (${TARGET_P99_RATIO}x reference ${reference.p99} ms)`,
     ],
     ["  stack CPU per step", `${result.step_print1_ms.stack_cpu_ms_per_step} ms (all processes)`, ""],
+    [
+      "  API process CPU per step",
+      `${result.step_print1_ms.api_cpu_ms_per_step} ms (with DynamoDB front)`,
+      "",
+    ],
     [
       "  of which executor alone (p50)",
       `${result.executor_alone_print1_p50_ms} ms (direct Invoke, no SDK)`,

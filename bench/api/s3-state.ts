@@ -7,10 +7,13 @@
 // Real parts: the local S3 server (s3rver on a temporary folder), the local executor.
 // Prints a table and writes bench/results/s3-state-<timestamp>.json.
 //
+// The restore + save step's CPU seconds are reported too: the executor's process tree (runtime and
+// worker, from /proc) and this process (the local S3 server and the clients), steadier than wall
+// time on a loaded machine.
 // Run: npx tsx bench/api/s3-state.ts [--rounds 3] [--data random|arange] (also part of
 // `npm run bench -- api`). The largest Invoke request + reply is reported too: it never holds the state.
 import { randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -61,6 +64,46 @@ async function invoke(event: Record<string, unknown>): Promise<Record<string, un
   return JSON.parse(text) as Record<string, unknown>;
 }
 
+/** CPU seconds (user + system) of the executor's live process tree: its runtime, zygotes and
+ * workers (a worker's CPU counts from its fork). Linux /proc; 0 elsewhere. */
+function executorCpuSeconds(): number {
+  const root = executor.child.pid;
+  if (root === undefined) return 0;
+  const procs = new Map<number, { ppid: number; ticks: number }>();
+  let names: string[] = [];
+  try {
+    names = readdirSync("/proc");
+  } catch {
+    return 0;
+  }
+  for (const name of names) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const fields = readFileSync(`/proc/${name}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+      procs.set(Number(name), { ppid: Number(fields[1]), ticks: Number(fields[11]) + Number(fields[12]) });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  let ticks = procs.get(root)?.ticks ?? 0;
+  const pending = [root];
+  while (pending.length > 0) {
+    const parent = pending.pop();
+    for (const [pid, p] of procs) {
+      if (p.ppid !== parent) continue;
+      ticks += p.ticks;
+      pending.push(pid);
+    }
+  }
+  return ticks / 100; // USER_HZ
+}
+
+/** CPU seconds of this process (the local S3 server and the clients run here). */
+function benchCpuSeconds(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1e6;
+}
+
 async function step(episodeId: string, version: number, code: string, input: StateObjectRef | null) {
   const state = await store.stateUrls({
     tenantId: "bench",
@@ -72,6 +115,8 @@ async function step(episodeId: string, version: number, code: string, input: Sta
     maxBytes: MAX_STATE_BYTES_IN_S3,
   });
   const started = performance.now();
+  const executorCpu = executorCpuSeconds();
+  const benchCpu = benchCpuSeconds();
   const reply = await invoke({
     contract_version: 1,
     tenant_id: "bench",
@@ -91,7 +136,14 @@ async function step(episodeId: string, version: number, code: string, input: Sta
     sha256: String(reply.state_sha256),
     createdAtMs: Date.now(),
   };
-  return { ms: performance.now() - started, reply, ref, payloadBytes: payloadBytes(state, reply) };
+  return {
+    ms: performance.now() - started,
+    executorCpuS: executorCpuSeconds() - executorCpu,
+    s3CpuS: benchCpuSeconds() - benchCpu,
+    reply,
+    ref,
+    payloadBytes: payloadBytes(state, reply),
+  };
 }
 
 /** Bytes of the Invoke request and reply (the state never rides in them). */
@@ -110,6 +162,8 @@ try {
         : `big = np.frombuffer(np.random.default_rng(1).bytes(${mib} * ${MiB}), dtype=np.uint8).copy()`;
     const cold: number[] = [];
     const warm: number[] = [];
+    const coldExecutorCpu: number[] = [];
+    const coldS3Cpu: number[] = [];
     let objectBytes = 0;
     let payload = 0;
     for (let round = 0; round < rounds; round++) {
@@ -119,6 +173,8 @@ try {
       await invoke({ contract_version: 1, op: "discard", tenant_id: "bench", episode_id: episode });
       const restored = await step(episode, 1, "big[0] += 1", first.ref);
       cold.push(restored.ms);
+      coldExecutorCpu.push(restored.executorCpuS);
+      coldS3Cpu.push(restored.s3CpuS);
       objectBytes = restored.ref.bytes;
       payload = Math.max(payload, restored.payloadBytes);
       const again = await step(episode, 2, "big[0] += 1", restored.ref);
@@ -131,6 +187,9 @@ try {
       data: args.data,
       object_mib: Number((objectBytes / MiB).toFixed(1)),
       restore_save_ms_p50: Math.round(median(cold)),
+      // CPU of the restore + save step: the executor (runtime, worker) and this process (local S3).
+      executor_cpu_s_p50: Number(median(coldExecutorCpu).toFixed(2)),
+      s3_cpu_s_p50: Number(median(coldS3Cpu).toFixed(2)),
       warm_save_ms_p50: Math.round(median(warm)),
       invoke_payload_bytes_max: payload,
       rounds,

@@ -1,10 +1,12 @@
 // The local S3: a real S3-protocol server (@20minutes/s3rver, objects as files under the data
 // folder) so the same code and clients (@aws-sdk/client-s3, pre-signed URLs) run locally as in AWS.
-// Like the local DynamoDB front and the executor, it accepts only requests signed with the stack's
-// start-up access key id (the header's or the pre-signed URL's `Credential=<key id>/...`), checked
-// here before s3rver; anything else is 403 AccessDenied, as S3 answers. s3rver's own signature
-// check is off: it canonicalizes a bucket-level path (`/bucket/?list-type=2`, as the SDK sends
-// ListObjectsV2) without its trailing slash and so refuses valid signatures; its built-in
+// It accepts only requests signed with the stack's start-up credentials, with a SigV4 signature
+// checked here before s3rver (the header's, or the pre-signed URL's, unexpired: sigv4-check.ts);
+// anything else is 403 AccessDenied, as S3 answers. The key id alone is not enough: it is part of
+// every pre-signed URL, and a URL whose path or query was changed must open nothing, as in AWS
+// (user code in Lambda mode reaches this server through the harness's S3 gateway stand-in).
+// s3rver's own signature check is off: it canonicalizes a bucket-level path
+// (`/bucket/?list-type=2`, as the SDK sends ListObjectsV2) without its trailing slash and so refuses valid signatures; its built-in
 // `S3RVER` key is revoked all the same.
 //
 // Plain object PUTs and GETs (what the executor does with pre-signed URLs, hundreds of MiB per
@@ -23,6 +25,7 @@ import { createRequire } from "node:module";
 import type { AddressInfo } from "node:net";
 import { dirname, join } from "node:path";
 import { crc32 } from "node:zlib";
+import { validS3Signature } from "./sigv4-check.js";
 
 const require = createRequire(import.meta.url);
 
@@ -68,7 +71,7 @@ export function requestKeyId(req: IncomingMessage): string | undefined {
 function accessDenied(): string {
   return (
     '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>' +
-    "<Message>The request is not signed with the local stack's credentials.</Message></Error>"
+    "<Message>The request is not validly signed with the local stack's credentials.</Message></Error>"
   );
 }
 
@@ -230,7 +233,7 @@ export async function startLocalS3(opts: LocalS3Opts): Promise<LocalS3> {
   await s3.configureBuckets();
   const handle = s3.callback();
   const server: Server = createServer((req, res) => {
-    if (requestKeyId(req) !== opts.credentials.accessKeyId) {
+    if (!validS3Signature(req, opts.credentials)) {
       req.resume();
       res.writeHead(403, { "content-type": "application/xml" }).end(accessDenied());
       return;

@@ -55,6 +55,12 @@ class RuntimeOpts:
     #: but the episode shares that earlier episode's hash seed (never another tenant's). False:
     #: every episode waits for an interpreter of its own. @default True
     share_tenant_zygotes: bool = True
+    #: Interpreters (zygotes: kept, or of live workers) one tenant's episodes may hold here.
+    #: Each costs ~7 MB PSS, ~40 MB with numpy and pandas preloaded, for its zygote and the
+    #: pages its worker no longer shares with any other episode's; a tenant's new episode
+    #: beyond the bound forks from the tenant's most recently used zygote (sharing its hash
+    #: seed, never another tenant's) instead of taking a spare. @default 8
+    interpreters_per_tenant: int = 8
     #: Warm workers kept after a step (LRU beyond). @default 16
     max_warm_workers: int = 16
     #: Total memory of warm workers (LRU beyond); ``CODING_ENV_MAX_WARM_MEMORY_MB``.

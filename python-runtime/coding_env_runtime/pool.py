@@ -18,7 +18,9 @@ spare being started (raising its priority) or start one itself. When a worker go
 is kept for its episode (``kept_zygotes`` of them, least recently used beyond): a cold restore
 of the same episode incarnation in this runtime forks from it (its seed again, no spare used);
 a discard of the episode (delete, reset, expiry) drops it. A zygote is stopped once no live
-worker, kept episode or spare needs it.
+worker, kept episode or spare needs it. A tenant's episodes hold at most
+``interpreters_per_tenant`` zygotes: beyond, a new episode forks from the tenant's most recently
+used one (memory: every interpreter's pages are its episodes' alone).
 """
 
 from __future__ import annotations
@@ -327,6 +329,13 @@ class WorkerPool:
                 return None
             zygote.spawning += 1
         return self._fork_claimed(zygote)
+
+    def _tenant_interpreters(self, tenant: str) -> int:
+        """How many zygotes (kept, or of live workers) the tenant's episodes hold here."""
+        with self.lock:
+            zygotes = {id(z) for z in self._kept.values() if z.tenant == tenant}
+            zygotes.update(id(w.zygote) for w in self.live.values() if w.zygote.tenant == tenant)
+            return len(zygotes)
 
     def _from_tenant(self, tenant: str) -> Worker | None:
         """With no spare ready: a new worker of a zygote this tenant already has (kept for one
@@ -673,7 +682,8 @@ class WorkerPool:
     def take_idle(self, tenant: str, episode: tuple[str, str, str] | None = None) -> Worker:
         """A worker for a cold step of ``tenant``'s ``episode`` (tenant, episode id,
         incarnation): from the episode's kept zygote, or a spare's, whose zygote, never used
-        before, is the episode's from now on; with neither, from a zygote of an earlier episode
+        before, is the episode's from now on (beyond ``interpreters_per_tenant`` of the tenant's,
+        from its most recently used zygote instead); with neither, from a zygote of an earlier episode
         of the tenant (``_from_tenant``: its seed, no interpreter start on the step) while the
         refill thread starts the next spare; only with no zygote of the tenant at all does the
         step wait for the spare being started, or start one itself. Lambda mode tries the kept
@@ -694,6 +704,15 @@ class WorkerPool:
         if not kept_tried and not self.privileged:
             worker = from_kept()
             if worker is not None:
+                return worker
+        if self._tenant_interpreters(tenant) >= max(self.opts.interpreters_per_tenant, 1):
+            if not kept_tried:
+                worker = from_kept()
+                if worker is not None:
+                    return worker
+            worker = self._from_tenant(tenant)
+            if worker is not None:
+                worker.episode = episode
                 return worker
         while True:
             with self.lock:

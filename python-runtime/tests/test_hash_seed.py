@@ -177,6 +177,23 @@ class TenantZygoteRootTest(unittest.TestCase):
         self.assertEqual({z.tenant for z in runtime.pool.zygotes()}, {"tenant-a", "tenant-b"})
 
 
+class InterpretersPerTenantTest(unittest.TestCase):
+    def test_beyond_the_bound_a_tenants_new_episode_forks_from_its_zygote_not_a_spare(self) -> None:
+        runtime = Runtime(RuntimeOpts(idle_workers=1, interpreters_per_tenant=1, max_warm_workers=8))
+        self.addCleanup(runtime.close)
+        pool = runtime.pool
+        self.assertTrue(pool.wait_ready(60.0))
+        first = TenantEpisode(runtime, "tenant-a").step(HASHES)
+        self.assertTrue(pool.wait_ready(60.0))  # a spare is ready, yet not taken by tenant-a
+        second = TenantEpisode(runtime, "tenant-a").step(HASHES)
+        self.assertEqual(second["stdout"], first["stdout"])
+        self.assertEqual(pool.tenant_zygote_forks, 1)
+        other = TenantEpisode(runtime, "tenant-b").step(HASHES)  # its own interpreter (the spare)
+        self.assertNotEqual(other["stdout"], first["stdout"])
+        self.assertEqual(pool.tenant_zygote_forks, 1)
+        self.assertEqual(pool.spares_started_on_step, 0)
+
+
 class TenantZygoteLambdaPoolTest(TenantZygoteRootTest):
     """The same with the pool's Lambda-mode paths (no uid change, namespaces or groups)."""
 

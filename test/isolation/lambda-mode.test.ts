@@ -12,6 +12,9 @@ const CANARY_MARKS = ["ASIAHARNESSCANARY", "harness-canary"];
 /** Environment uids of the harness start here; the root-mode runtime's worker uids are far below. */
 const HARNESS_FIRST_UID = 1_500_000;
 
+/** The stack's state cap in this file (CODING_ENV_MAX_STATE_BYTES). */
+const STATE_CAP = 16 * 1024 * 1024;
+
 const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
 
 describe.skipIf(!isRoot)("the API against the executor in Lambda mode", () => {
@@ -19,7 +22,13 @@ describe.skipIf(!isRoot)("the API against the executor in Lambda mode", () => {
   let base: string;
 
   beforeAll(async () => {
-    stack = await startLocalStack({ port: 0, dataDir: null, executorMode: "lambda" });
+    stack = await startLocalStack({
+      port: 0,
+      dataDir: null,
+      executorMode: "lambda",
+      // A lower cap than S3's 256 MiB, so the refusal past it costs little here.
+      env: { CODING_ENV_MAX_STATE_BYTES: String(STATE_CAP) },
+    });
     base = stack.baseUrl;
   });
 
@@ -98,12 +107,26 @@ describe.skipIf(!isRoot)("the API against the executor in Lambda mode", () => {
     expect(await ep.run("6 * 7")).toMatchObject({ observation: { stdout: "42" } });
   });
 
-  it("a 5 MiB state is refused 413 state_too_large and the episode keeps its state", async () => {
+  it("an 8 MiB state (past Lambda's 6 MB payload) goes through the local S3 and is there in the next step", async () => {
+    // Prepare
+    const ep = await Episode.reset(base, { policy: "full" });
+    // Act
+    const r = await ep.step(
+      "import os, hashlib\nblob = os.urandom(8 * 2**20)\ndigest = hashlib.sha256(blob).hexdigest()",
+    );
+    const after = await ep.run("import hashlib\nlen(blob), hashlib.sha256(blob).hexdigest() == digest");
+    // Assert
+    expect(r.status).toBe(200);
+    expect(r.body.observation.exit_code).toBe(0);
+    expect(after.observation.stdout).toBe(`[${8 * 2 ** 20}, true]`);
+  });
+
+  it("a state over the cap is refused 413 state_too_large and the episode keeps its state", async () => {
     // Prepare
     const ep = await Episode.reset(base, { policy: "full" });
     await ep.run("kept = 'before'");
     // Act
-    const r = await ep.step("import os\nblob = os.urandom(5 * 2**20)");
+    const r = await ep.step(`import os\nblob = os.urandom(${STATE_CAP + 2 ** 20})`);
     const after = await ep.run("kept, 'blob' in globals()");
     // Assert
     expect(r.status).toBe(413);

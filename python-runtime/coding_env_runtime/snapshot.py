@@ -5,7 +5,7 @@ JSON metadata ``{"runtime": ..., "python": ..., "codec": "z|n|p"}``, then the wo
 the episode's files (``workfiles.py``), one codec byte and the cloudpickle bytes produced inside the
 sandboxed worker: ``z`` (zlib level 1) or ``n`` (stored: incompressible state is not worth the
 time), one pickle, as every snapshot written before out-of-band buffers; ``p``, the pickle stream
-and the large buffers it refers to (arrays' data) side by side, each zlib or stored (``cell.py``).
+and the large buffers it refers to (arrays' data) side by side, each zlib or stored (``state_codec.py``).
 A runtime reads all three. The runtime parent only reads the header;
 the pickle itself is only ever loaded inside a sandboxed worker.
 """

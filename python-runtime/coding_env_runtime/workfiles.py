@@ -1,7 +1,7 @@
 """The episode's working directory as part of its state: a compact archive next to the pickle.
 
 Worker payload layout: ``b"F" + !I archive length + archive + state payload`` (the state payload
-is the codec byte and pickle of ``cell.py``; a payload starting with anything but ``F`` has no
+is the codec byte and pickle of ``state_codec.py``; a payload starting with anything but ``F`` has no
 files, as every snapshot written before files were kept). The archive is one codec byte
 (``z`` zlib, ``n`` stored) and a body of entries ``!B kind, !H mode, !H path length, !Q size,
 path (UTF-8, relative, "/"-separated), data`` (kind 0 = regular file, 1 = directory).

@@ -229,11 +229,18 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer iterations")
     parser.add_argument("--results-dir", default=str(REPO / "bench" / "results"))
-    parser.add_argument("--only", choices=("spares", "spares-lambda"),
-                        help="run one section (spares: one interpreter per episode, root and Lambda mode)")
+    parser.add_argument("--only", choices=("spares", "spares-lambda", "rl-loop"),
+                        help="run one section (spares: one interpreter per episode, root and Lambda mode; "
+                             "rl-loop: short episodes in Lambda mode and 64 warm episodes' PSS, rl_loop.py)")
     args = parser.parse_args()
     n_warm = 200 if args.quick else 1000
     n_cold = 20 if args.quick else 60
+
+    if args.only == "rl-loop":
+        import subprocess
+
+        command = [sys.executable, str(Path(__file__).with_name("rl_loop.py")), *(["--quick"] if args.quick else [])]
+        return subprocess.call(command)
 
     if args.only in ("spares", "spares-lambda"):
         spares: dict[str, Any] = {"load_average_at_start": os.getloadavg(), "privileged": os.geteuid() == 0}

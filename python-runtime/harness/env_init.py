@@ -63,11 +63,12 @@ MNT_DETACH = 2
 PR_SET_PDEATHSIG = 1
 PR_CAPBSET_DROP = 24
 _LAST_CAP_FILE = "/proc/sys/kernel/cap_last_cap"
-#: Connections the S3 gateway stand-in relays at once per environment; more are closed at once
-#: (each costs the keeper, a root process of the host, two threads).
-GATEWAY_MAX_CONNECTIONS = 64
+#: Connections the S3 gateway stand-in relays at once per environment; more are closed at once.
+#: Each costs the keeper (a host process outside the environment's memory cap) two threads and two
+#: buffers: at most 64 MiB per environment, whatever user code opens.
+GATEWAY_MAX_CONNECTIONS = 128
 #: Bytes moved per socket call by the relay (states of hundreds of MiB go through it).
-_RELAY_CHUNK = 1 << 20
+_RELAY_CHUNK = 256 * 1024
 
 
 def _fail(what: str) -> None:

@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from harness.client import HarnessProcess
+from harness.env_init import GATEWAY_MAX_CONNECTIONS
 from harness.testing import FULL, UNAVAILABLE, LambdaModeTestCase
 
 from .test_state_in_s3 import ObjectServer
@@ -96,6 +97,25 @@ class GatewayTest(LambdaModeTestCase):
         # The S3 address answers; the other service and the Invoke endpoint do not exist here;
         # the S3 address cannot be taken over by user code (the stand-in holds it).
         self.assertEqual(json.loads(out["stdout"]), ["connected", "ConnectionRefusedError", "ConnectionRefusedError", "OSError"])
+
+    def test_the_relay_holds_a_bounded_number_of_connections_whatever_user_code_opens(self) -> None:
+        # Every connection is opened and held before any is used: past the cap the stand-in
+        # closes them at once, so exactly the cap's worth reach the local S3.
+        code = f"""
+import socket
+socks = [socket.create_connection(('127.0.0.1', {self.s3_port()}), timeout=10) for _ in range({GATEWAY_MAX_CONNECTIONS + 40})]
+served = 0
+for s in socks:
+    try:
+        s.sendall(b'GET /none HTTP/1.0\\r\\n\\r\\n')
+        served += s.recv(12).startswith(b'HTTP/1.0 404')
+    except OSError:
+        pass
+print(served)
+"""
+        out = self.run_code(code)
+        self.assertEqual(out["exit_code"], 0, out["stderr"])
+        self.assertEqual(out["stdout"], f"{GATEWAY_MAX_CONNECTIONS}\n")
 
     def test_a_large_state_goes_out_through_the_gateway_and_comes_back_in_another_episode(self) -> None:
         first = self.step("gw-a", 0, "import os\nblob = os.urandom(8 * 1024 * 1024)\ndigest = hash(blob)", None, "gw-a1")

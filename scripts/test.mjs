@@ -3,8 +3,8 @@
 //
 // The Python runtime's unittest suite starts at once; the page is built meanwhile, once (the type
 // check, the API tests and the CDK synth all read it). Then the other parts join it side by side:
-// vitest (the longest: it starts streaming at once) and the static checks (Biome, tsc for the
-// repository and the SDK, `cdk synth`) one after another. Output of the two shorter parts is held back and
+// vitest (the longest: it starts streaming at once) and the static checks (Biome, one tsc program
+// over the repository and the SDK, so shared files are checked once, `cdk synth`) one after another. Output of the two shorter parts is held back and
 // printed whole when each ends, so no part's lines interleave with another's.
 //
 // Extra arguments go to vitest (e.g. `npm test -- test/api/episodes.test.ts`); with any, only
@@ -126,7 +126,6 @@ const others =
         sequence("checks", [
           ["lint", bin("biome"), ["check", "."]],
           ["typecheck", bin("tsc"), ["-p", "tsconfig.json", "--noEmit"]],
-          ["typecheck sdk", bin("tsc"), ["-p", "sdk/tsconfig.json", "--noEmit"]],
           ["synth", process.execPath, [bin("cdk"), "synth", "--quiet"]],
         ]).then((r) => {
           printHeld(r);

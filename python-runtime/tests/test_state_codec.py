@@ -1,12 +1,16 @@
 """The state payload's codecs through a real runtime: snapshots written before out-of-band buffers
 (codecs ``z`` and ``n``, with and without files) still restore; arrays restored from out-of-band
 buffers keep their flags; a malformed or lying table is a failed restore, refused before
-allocating, never a crash or an out-of-memory step."""
+allocating, never a crash or an out-of-memory step. The files archive compresses only what a
+sample shows is worth it."""
 
 from __future__ import annotations
 
+import os
 import struct
+import unittest
 import zlib
+from unittest import mock
 
 from coding_env_runtime import cell, snapshot, workfiles
 from coding_env_runtime.policy import ImportPolicy
@@ -94,3 +98,20 @@ class StateCodecTest(RuntimeTestCase):
                 self.assertNotIn("ran", result["stdout"])
                 self.assertFalse(result.get("out_of_memory"))
                 self.assertFalse(result.get("crashed"))
+
+
+class FilesArchiveCompressionTest(unittest.TestCase):
+    def test_incompressible_files_are_stored_after_a_sample_only(self) -> None:
+        random_file = workfiles.Entry("data.bin", workfiles.KIND_FILE, 0o600, os.urandom(4 * 1024 * 1024))
+        with mock.patch.object(workfiles.zlib, "compress", wraps=zlib.compress) as compress:
+            archive = workfiles.encode_archive([random_file])
+        self.assertEqual(archive[:1], b"n")
+        self.assertLessEqual(max(len(memoryview(c.args[0])) for c in compress.call_args_list), 64 * 1024)
+        self.assertEqual(workfiles.decode_archive(archive), [random_file])
+
+    def test_compressible_files_are_compressed(self) -> None:
+        text = workfiles.Entry("notes.txt", workfiles.KIND_FILE, 0o600, b"line of text\n" * 300_000)
+        archive = workfiles.encode_archive([text])
+        self.assertEqual(archive[:1], b"z")
+        self.assertLess(len(archive), len(text.data) // 10)
+        self.assertEqual(workfiles.decode_archive(archive), [text])

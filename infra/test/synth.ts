@@ -36,14 +36,28 @@ export interface SynthOpts {
 }
 
 const outdirs: string[] = [];
+/** The default app (no context, no bundling), synthesized once per test file: most tests read it. */
+let defaultApp: Synthesized | undefined;
 
 /** Deletes the cloud assemblies this process synthesized (call from `afterAll`). */
 export function removeSynthOutputs(): void {
+  defaultApp = undefined;
   for (const dir of outdirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 }
 
-/** Synthesizes the app as `cdk synth` would, into a fresh temporary directory. */
+/**
+ * Synthesizes the app as `cdk synth` would, into a fresh temporary directory. The default app
+ * (no options) is synthesized once and shared: tests only read templates.
+ */
 export function synth(opts: SynthOpts = {}): Synthesized {
+  const isDefault = !opts.bundle && Object.keys(opts.context ?? {}).length === 0;
+  if (isDefault && defaultApp) return defaultApp;
+  const synthesized = synthesizeApp(opts);
+  if (isDefault) defaultApp = synthesized;
+  return synthesized;
+}
+
+function synthesizeApp(opts: SynthOpts): Synthesized {
   // cdk.json's context first, as the CLI passes it.
   const cdkJson = JSON.parse(readFileSync(new URL("../../cdk.json", import.meta.url), "utf8")) as {
     context?: Record<string, unknown>;

@@ -10,7 +10,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ExecutorMode } from "../../functions/src/local/executor-process.js";
 import { type LocalStack, startLocalStack } from "../../functions/src/local/stack.js";
 import { createStateS3Client } from "../../functions/src/store/s3-state.js";
-import { Episode } from "../helpers/api.js";
+import { call, Episode, errorCode, type StepBody } from "../helpers/api.js";
+
+/** The stacks' state cap in this file (CODING_ENV_MAX_STATE_BYTES): room for one 100 MiB array. */
+const STATE_CAP = 160 * 1024 * 1024;
 
 const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
 
@@ -50,7 +53,13 @@ describe.each<ExecutorMode>(["local", "lambda"])("another episode's state object
 
   beforeAll(async () => {
     if (mode === "lambda" && !isRoot) return;
-    stack = await startLocalStack({ port: 0, dataDir: null, executorMode: mode });
+    stack = await startLocalStack({
+      port: 0,
+      dataDir: null,
+      executorMode: mode,
+      // Below S3's 256 MiB so that a state past the cap costs little here.
+      env: { CODING_ENV_MAX_STATE_BYTES: String(STATE_CAP) },
+    });
     s3 = createStateS3Client({
       region: "us-east-1",
       endpoint: stack.s3Endpoint,
@@ -108,6 +117,59 @@ describe.each<ExecutorMode>(["local", "lambda"])("another episode's state object
       }
       expect(out.observation.stdout).not.toContain("victim-state");
       expect(after.observation.stdout).toBe('["victim-state", 1048576]');
+    },
+  );
+
+  // The large-state path in Lambda mode (the same suite runs in root mode in
+  // test/store/large-state-path.test.ts): through the harness's S3 gateway stand-in.
+  it.skipIf(mode !== "lambda" || !isRoot)(
+    "a 100 MiB numpy array goes through the local S3: a fork restores and diverges, past the cap is 413, delete keeps only the shared object",
+    async () => {
+      // Prepare
+      const n = (100 * 1024 * 1024) / 8;
+      const parent = await Episode.reset(stack.baseUrl, { policy: "full", step_timeout_s: 120 });
+      const made = await parent.run(
+        `import numpy as np\nbig = np.random.default_rng(5).integers(0, 2**62, ${n}, dtype=np.int64)\n` +
+          "check = int(big[::4096].sum() % 1000003)\nprint(big.nbytes)",
+      );
+      const keysOf = async (id: string) =>
+        ((await s3.send(new ListObjectsV2Command({ Bucket: stack.stateBucket }))).Contents ?? [])
+          .map((o) => o.Key ?? "")
+          .filter((k) => k.includes(id));
+      // Act
+      const forked = await call<StepBody>(stack.baseUrl, "POST", `/episodes/${parent.id}/fork`);
+      const forkStep = await call<StepBody>(stack.baseUrl, "POST", "/step", {
+        episode_id: forked.body.episode_id,
+        action: {
+          code: "ok = int(big[::4096].sum() % 1000003) == check\nbig[0] = -1\nprint(big.nbytes, ok, int(big[0]))",
+        },
+      });
+      const overCap = await parent.step("big2 = big + 1");
+      const parentAfter = await parent.run(
+        "print(int(big[0]) != -1, 'big2' in globals(), int(big[::4096].sum() % 1000003) == check)",
+      );
+      const parentKeys = await keysOf(parent.id);
+      const deleted = await call(stack.baseUrl, "DELETE", `/episodes/${parent.id}`);
+      const keptForTheFork = await keysOf(parent.id);
+      const forkAfterDelete = await call<StepBody>(stack.baseUrl, "POST", "/step", {
+        episode_id: forked.body.episode_id,
+        action: { code: "print(int(big[0]))" },
+      });
+      const deletedFork = await call(stack.baseUrl, "DELETE", `/episodes/${forked.body.episode_id}`);
+      // Assert
+      expect(made.observation).toEqual({ stdout: `${8 * n}\n`, stderr: "", exit_code: 0 });
+      expect(parentKeys.length).toBeGreaterThanOrEqual(1);
+      expect(forked.status).toBe(201);
+      expect(forkStep.body.observation).toMatchObject({ stdout: `${8 * n} True -1\n`, exit_code: 0 });
+      expect(overCap.status).toBe(413);
+      expect(errorCode(overCap)).toBe("state_too_large");
+      expect(parentAfter.observation.stdout).toBe("True False True\n");
+      expect([deleted.status, deletedFork.status].every((s) => s < 300)).toBe(true);
+      // The parent's objects go but the one its fork's history names (shared, not copied); what
+      // the fork wrote goes with the fork (the shared one is left to the lifecycle rule).
+      expect(keptForTheFork).toHaveLength(1);
+      expect(forkAfterDelete.body.observation.stdout).toBe("-1\n");
+      expect(await keysOf(forked.body.episode_id)).toEqual([]);
     },
   );
 });

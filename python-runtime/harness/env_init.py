@@ -339,6 +339,7 @@ def main(raw_config: str) -> None:
     init = os.fork()  # the first child in a new PID namespace is its PID 1
     if init == 0:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.close(own_pid_namespace)  # the host's PID namespace: nothing inside keeps a handle on it
         if handoff is not None:
             handoff.close()  # the keeper's end
         for group in (config["cgroup"], config["memory_cgroup"]):

@@ -8,10 +8,10 @@
 // node_modules symlink) is measured in rounds interleaved with this checkout; the medians compare.
 // `--cpu-prof <dir>` profiles this checkout's stack process (node --cpu-prof).
 //
-// Run: npx tsx bench/api/cpu-per-step.ts [--steps 2000] [--warmup 500] [--rounds 1] [--baseline DIR]
+// Run: npx tsx bench/api/cpu-per-step.ts [--steps 2000] [--warmup 500] [--rounds 1] [--baseline DIR]...
 import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { basename, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { loadAverage, post, processTree, repoRoot, stopProcess } from "./client.js";
@@ -21,7 +21,7 @@ const { values: args } = parseArgs({
     steps: { type: "string", default: "2000" },
     warmup: { type: "string", default: "500" },
     rounds: { type: "string", default: "1" },
-    baseline: { type: "string" },
+    baseline: { type: "string", multiple: true },
     "cpu-prof": { type: "string" },
   },
   // `npm run bench` may pass other benchmarks' options: ignore them.
@@ -120,8 +120,11 @@ const median = (xs: readonly number[]) => {
 
 async function main(): Promise<void> {
   const variants: { name: string; root: string; nodeArgs: string[] }[] = [];
-  if (typeof args.baseline === "string")
-    variants.push({ name: "baseline", root: resolve(args.baseline), nodeArgs: [] });
+  // Each --baseline checkout is a variant, named by its folder.
+  const baselines = Array.isArray(args.baseline)
+    ? args.baseline.filter((b): b is string => typeof b === "string")
+    : [];
+  for (const b of baselines) variants.push({ name: basename(resolve(b)), root: resolve(b), nodeArgs: [] });
   const prof =
     typeof args["cpu-prof"] === "string" ? ["--cpu-prof", `--cpu-prof-dir=${resolve(args["cpu-prof"])}`] : [];
   variants.push({ name: "this checkout", root: repoRoot, nodeArgs: prof });

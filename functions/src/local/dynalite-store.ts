@@ -3,6 +3,7 @@
 // against DynamoDB's rules, then committed. So conditions, update expressions and return values are
 // dynalite's, while sizes, transactions and the change feed are ours (see dynalite-server.ts).
 import { createRequire } from "node:module";
+import { memoiseDynaliteConditionParser } from "./dynalite-expression-cache.js";
 import { type AttributeMap, OperationError } from "./dynamodb-rules.js";
 
 const require = createRequire(import.meta.url);
@@ -58,6 +59,7 @@ interface DynaliteDb {
 
 const validations = require("dynalite/validations") as DynaliteValidations;
 const dynaliteDb = require("dynalite/db") as DynaliteDb;
+memoiseDynaliteConditionParser();
 
 const operations = [
   "BatchGetItem",

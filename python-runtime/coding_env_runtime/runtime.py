@@ -259,7 +259,7 @@ class Runtime:
         }
         worker, warm = self._acquire(request)
         # The time limit is the cell's: it starts once a worker is there (a cold step with no
-        # spare ready waits for an interpreter to start, see pool.py).
+        # spare ready waits for an interpreter to start, see spares.py).
         deadline = time.monotonic() + request.timeout_ms / 1000.0
         payload = b""
         if request.snapshot is not None and not warm:

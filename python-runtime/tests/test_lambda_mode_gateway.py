@@ -118,12 +118,15 @@ print(served)
         self.assertEqual(out["stdout"], f"{GATEWAY_MAX_CONNECTIONS}\n")
 
     def test_a_large_state_goes_out_through_the_gateway_and_comes_back_in_another_episode(self) -> None:
-        first = self.step("gw-a", 0, "import os\nblob = os.urandom(8 * 1024 * 1024)\ndigest = hash(blob)", None, "gw-a1")
+        # A content digest, not hash(): another episode has its own hash seed.
+        first = self.step(
+            "gw-a", 0, "import hashlib, os\nblob = os.urandom(8 * 1024 * 1024)\ndigest = hashlib.sha256(blob).digest()", None, "gw-a1"
+        )
         self.assertEqual(first["exit_code"], 0, first["stderr"])
         self.assertEqual((first["state_location"], first["snapshot"]), ("put", ""))
         self.assertGreater(len(self.s3.objects["/gw-a1"]), 8 * 1024 * 1024)
         # Another episode (no warm worker, no cached copy) restores from the object over the relay.
-        second = self.step("gw-b", 0, "print(len(blob), digest == hash(blob))", "gw-a1", "gw-b1")
+        second = self.step("gw-b", 0, "print(len(blob), digest == hashlib.sha256(blob).digest())", "gw-a1", "gw-b1")
         self.assertEqual(second["stdout"], f"{8 * 1024 * 1024} True\n", second["stderr"])
         self.assertIn(("GET", "/gw-a1"), self.s3.requests)
 

@@ -64,8 +64,8 @@ async function invoke(event: Record<string, unknown>): Promise<Record<string, un
   return JSON.parse(text) as Record<string, unknown>;
 }
 
-/** CPU seconds (user + system) of the executor's live process tree: its runtime, zygotes and
- * workers (a worker's CPU counts from its fork). Linux /proc; 0 elsewhere. */
+/** CPU seconds (user + system) of the executor's process tree: its runtime, zygotes and workers,
+ * live or reaped (a worker's CPU counts from its fork). Linux /proc; 0 elsewhere. */
 function executorCpuSeconds(): number {
   const root = executor.child.pid;
   if (root === undefined) return 0;
@@ -80,7 +80,11 @@ function executorCpuSeconds(): number {
     if (!/^\d+$/.test(name)) continue;
     try {
       const fields = readFileSync(`/proc/${name}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
-      procs.set(Number(name), { ppid: Number(fields[1]), ticks: Number(fields[11]) + Number(fields[12]) });
+      // utime + stime, and cutime + cstime: a worker or zygote that ended (its CPU moved to
+      // whoever reaped it) still counts, so the sum never goes down between two readings.
+      const own = Number(fields[11]) + Number(fields[12]);
+      const reaped = Number(fields[13]) + Number(fields[14]);
+      procs.set(Number(name), { ppid: Number(fields[1]), ticks: own + reaped });
     } catch {
       // gone meanwhile
     }

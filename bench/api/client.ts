@@ -125,17 +125,19 @@ export function loadAverage(): [number, number, number] {
 
 /**
  * `npm start`'s entry point in its own process (so its CPU is its own), on a free port.
- * dataDir null: in memory; a path: LevelDB files there (durable, as `npm start`).
+ * dataDir null: in memory; a path: LevelDB files there (durable, as `npm start`). `root`: the
+ * checkout to start (another one for A/B runs). @default this repository
  */
 export async function startStackProcess(
-  opts: { dataDir?: string | null; env?: Record<string, string>; nodeArgs?: string[] } = {},
+  opts: { dataDir?: string | null; env?: Record<string, string>; nodeArgs?: string[]; root?: string } = {},
 ): Promise<{ child: ChildProcess; baseUrl: string }> {
   const dataDir = opts.dataDir === undefined || opts.dataDir === null ? ":memory:" : opts.dataDir;
+  const root = opts.root ?? repoRoot;
   const child = spawn(
     process.execPath,
-    [...(opts.nodeArgs ?? []), "--import", "tsx", join(repoRoot, "scripts/start-local.ts")],
+    [...(opts.nodeArgs ?? []), "--import", "tsx", join(root, "scripts/start-local.ts")],
     {
-      cwd: repoRoot,
+      cwd: root,
       // No per-request console line (as the reference runs without its access log).
       env: {
         ...process.env,

@@ -1,20 +1,7 @@
-// CPU per trivial step (`POST /step print(1)`, sequential, one episode), robust to a loaded
-// machine: wall time on shared cores says little, the CPU a process spent on N steps does not
-// depend on how long it waited for a core. The stack runs in its own process (`npm start`'s entry
-// point, in-memory dynalite on the API thread), so that process's CPU is the API's plus dynalite's,
-// and its executor child's tree is the Python side's.
-//
-// A/B: `--baseline <checkout>` (e.g. `git archive <commit> | tar -x -C /tmp/base`, with a
-// node_modules symlink) is measured in rounds interleaved with this checkout; the medians compare.
-// `--cpu-prof <dir>` profiles this checkout's stack process (node --cpu-prof).
-//
-// Run: npx tsx bench/api/cpu-per-step.ts [--steps 2000] [--warmup 500] [--rounds 1] [--baseline DIR]...
-import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { basename, join, resolve } from "node:path";
-import { createInterface } from "node:readline";
+import { basename, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { loadAverage, post, processTree, repoRoot, stopProcess } from "./client.js";
+import { loadAverage, post, processTree, repoRoot, startStackProcess, stopProcess } from "./client.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -53,30 +40,6 @@ export function cpuSplit(pid: number): { api: number; executor: number } {
   return { api: processCpuMs(pid, false), executor };
 }
 
-async function startStack(
-  root: string,
-  nodeArgs: string[],
-): Promise<{ child: ChildProcess; baseUrl: string }> {
-  const child = spawn(
-    process.execPath,
-    [...nodeArgs, "--import", "tsx", join(root, "scripts/start-local.ts")],
-    {
-      cwd: root,
-      env: { ...process.env, PORT: "0", CODING_ENV_DATA_DIR: ":memory:", CODING_ENV_LOG_REQUESTS: "off" },
-      stdio: ["ignore", "pipe", "inherit"],
-    },
-  );
-  const baseUrl = await new Promise<string>((res, rej) => {
-    const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
-    lines.on("line", (line) => {
-      const m = /API\s+(http:\/\/\S+)/.exec(line);
-      if (m?.[1]) res(m[1]);
-    });
-    child.once("exit", (code) => rej(new Error(`stack exited early (code ${code})`)));
-  });
-  return { child, baseUrl };
-}
-
 export interface CpuPerStep {
   /** CPU ms per step of the API process (API + in-thread dynalite). */
   readonly apiMs: number;
@@ -89,7 +52,7 @@ export async function measureCpuPerStep(
   root: string,
   opts: { steps: number; warmup: number; nodeArgs?: string[] },
 ): Promise<CpuPerStep> {
-  const { child, baseUrl } = await startStack(root, opts.nodeArgs ?? []);
+  const { child, baseUrl } = await startStackProcess({ root, nodeArgs: opts.nodeArgs ?? [] });
   try {
     const reset = await post(baseUrl, "/reset", {});
     if (reset.status !== 200) throw new Error(`reset failed: ${reset.status} ${reset.body}`);

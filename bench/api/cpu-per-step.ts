@@ -1,3 +1,14 @@
+// CPU per trivial step (`POST /step print(1)`, sequential, one episode), robust to a loaded
+// machine: wall time on shared cores says little, the CPU a process spent on N steps does not
+// depend on how long it waited for a core. The stack runs in its own process (`npm start`'s entry
+// point, in-memory dynalite on the API thread), so that process's CPU is the API's plus dynalite's,
+// and its executor child's tree is the Python side's.
+//
+// A/B: `--baseline <checkout>` (e.g. `git archive <commit> | tar -x -C /tmp/base`, with a
+// node_modules symlink) is measured in rounds interleaved with this checkout; the medians compare.
+// `--cpu-prof <dir>` profiles this checkout's stack process (node --cpu-prof).
+//
+// Run: npx tsx bench/api/cpu-per-step.ts [--steps 2000] [--warmup 500] [--rounds 1] [--baseline DIR]...
 import { readFileSync } from "node:fs";
 import { basename, resolve } from "node:path";
 import { parseArgs } from "node:util";

@@ -191,10 +191,11 @@ class FrozenBetweenStepsTest(RuntimeTestCase):
         first = ep.step(POSIX_TIMER)
         self.assertEqual(first["exit_code"], 0, first["stderr"])
         self.assert_frozen(ep)
-        time.sleep(0.6)  # ~120 ticks if the worker ran meanwhile
+        time.sleep(1.5)  # ~300 ticks if the worker ran meanwhile
         second = ep.step("ticks")
         self.assertTrue(second["warm"])
-        self.assertLessEqual(int(second["stdout"]) - int(first["stdout"]), 5)
+        # A few ticks land while the steps themselves run (more on a loaded machine), none between.
+        self.assertLessEqual(int(second["stdout"]) - int(first["stdout"]), 30)
 
     def test_interval_timer_does_not_survive_the_step(self) -> None:
         ep = TenantEpisode(self.runtime, "t")

@@ -137,8 +137,17 @@ describe("HumanAgent page: the episode's files", () => {
     await step(page, "open('fork-only.txt', 'w').write('two')");
     await waitForFiles(page, ["fork-only.txt", "shared.txt"]);
 
-    // Assess: the original episode, opened again, has only its own file.
-    await page.locator(`#episodes > li[data-episode="${original}"] .ep-open`).click();
+    // Assess: the original episode, opened again, has only its own file. The shared stack's
+    // tenant holds every suite's episodes: page through the list until the original shows.
+    const row = page.locator(`#episodes > li[data-episode="${original}"] .ep-open`);
+    while ((await row.count()) === 0) {
+      const more = page.locator("#episodes-more");
+      expect(await more.isVisible()).toBe(true); // else the list ended without it
+      const shown = await page.locator("#episodes > li").count();
+      await more.click();
+      await page.waitForFunction((n) => document.querySelectorAll("#episodes > li").length > n, shown);
+    }
+    await row.click();
     await page.waitForFunction((id) => document.getElementById("st-episode")?.textContent === id, original);
     await waitForFiles(page, ["shared.txt"]);
   });

@@ -175,7 +175,7 @@ function writeCache(cacheFile, python) {
  * users could not reach it there (a checkout under /root).
  *
  * @example
- * defaultVenvDir(true); // "/work/main/.python-runtime/venv", or "/opt/coding-env/python-venv"
+ * defaultVenvDir(true); // "<checkout>/.python-runtime/venv", or "/opt/coding-env/python-venv"
  *
  * @param {boolean} isRoot
  * @param {string} [checkout] the repository's root; @default this checkout

@@ -17,14 +17,15 @@ import zlib
 
 from .wire import PayloadReader
 
-_ZLIB_LEVEL = 1
+#: zlib level for states and files archives alike.
+ZLIB_LEVEL = 1
 #: Payload codecs (first byte of the worker's payload): zlib, or stored as is.
 CODEC_ZLIB = b"z"
 CODEC_NONE = b"n"
 _SAMPLE_BYTES = 64 * 1024
 #: Compress only if a sample shrinks below this ratio: zlib on incompressible data (random
 #: bytes, floats) costs ~20-40 ms per MB for a few percent.
-_WORTH_COMPRESSING = 0.85
+WORTH_COMPRESSING = 0.85
 
 
 CODEC_OUT_OF_BAND = b"p"
@@ -37,18 +38,19 @@ _MAX_ZLIB_RATIO = 1100
 _DECOMPRESS_CHUNK = 4 * 1024 * 1024
 
 
-def _worth_compressing(raw: memoryview) -> bool:
+def worth_compressing(raw: memoryview) -> bool:
+    """Whether a sample of ``raw`` (its start and middle) shrinks enough under zlib."""
     if raw.nbytes <= 2 * _SAMPLE_BYTES:
         return True
     middle = raw.nbytes // 2
     sample = bytes(raw[: _SAMPLE_BYTES // 2]) + bytes(raw[middle : middle + _SAMPLE_BYTES // 2])
-    return len(zlib.compress(sample, _ZLIB_LEVEL)) <= _WORTH_COMPRESSING * len(sample)
+    return len(zlib.compress(sample, ZLIB_LEVEL)) <= WORTH_COMPRESSING * len(sample)
 
 
 def _encode_item(raw: memoryview) -> tuple[bytes, memoryview | bytes]:
     """``(table entry, stored bytes)``: zlib if a sample shrinks enough, else the bytes as they are."""
-    if _worth_compressing(raw):
-        packed = zlib.compress(raw, _ZLIB_LEVEL)
+    if worth_compressing(raw):
+        packed = zlib.compress(raw, ZLIB_LEVEL)
         return _ITEM.pack(CODEC_ZLIB[0], len(packed), raw.nbytes), packed
     return _ITEM.pack(CODEC_NONE[0], raw.nbytes, raw.nbytes), raw
 

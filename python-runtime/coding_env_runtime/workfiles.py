@@ -20,6 +20,7 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 
+from .state_codec import WORTH_COMPRESSING, ZLIB_LEVEL, worth_compressing
 from .wire import PayloadReader
 
 #: At most this many entries (files and directories) are kept.
@@ -32,9 +33,6 @@ KIND_DIR = 1
 _MARKER = b"F"
 _LEN = struct.Struct("!I")
 _ENTRY = struct.Struct("!BHHQ")
-_ZLIB_LEVEL = 1
-_WORTH_COMPRESSING = 0.85
-_SAMPLE_BYTES = 64 * 1024
 
 
 class ArchiveError(ValueError):
@@ -119,15 +117,12 @@ def encode_archive(entries: list[Entry]) -> bytes:
         chunks += [_ENTRY.pack(e.kind, e.mode & 0o7777, len(path), len(e.data)), path, e.data]
     stored = b"".join([b"n", *chunks])  # the stored form, joined once; ``body`` is a view of it
     body = memoryview(stored)[1:]
-    if len(body) > 2 * _SAMPLE_BYTES:
-        # A sample first: zlib over tens of MiB of incompressible files (archives, images,
-        # random data) costs 20-40 ms per MiB for a few percent.
-        middle = len(body) // 2
-        sample = bytes(body[: _SAMPLE_BYTES // 2]) + bytes(body[middle : middle + _SAMPLE_BYTES // 2])
-        if len(zlib.compress(sample, _ZLIB_LEVEL)) > _WORTH_COMPRESSING * len(sample):
-            return stored
-    packed = zlib.compress(body, _ZLIB_LEVEL)
-    if len(packed) > _WORTH_COMPRESSING * len(body):
+    # A sample first: zlib over tens of MiB of incompressible files (archives, images,
+    # random data) costs 20-40 ms per MiB for a few percent.
+    if not worth_compressing(body):
+        return stored
+    packed = zlib.compress(body, ZLIB_LEVEL)
+    if len(packed) > WORTH_COMPRESSING * len(body):
         return stored
     return b"z" + packed
 

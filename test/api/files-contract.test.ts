@@ -4,6 +4,7 @@
 // not JSON 415, wrong shape 422).
 import { describe, expect, inject, it } from "vitest";
 import { call, Episode, errorCode } from "../helpers/api.js";
+import { undescribedFields } from "../helpers/openapi.js";
 
 const baseUrl = inject("baseUrl");
 
@@ -133,14 +134,6 @@ describe("the files and display schemas", () => {
   it("describe every field", async () => {
     const { schemas } = (await openApi()).components;
     const missing: string[] = [];
-    const visit = (schema: Json, where: string): void => {
-      const props = (schema.properties ?? {}) as Record<string, Json>;
-      for (const [name, prop] of Object.entries(props)) {
-        if (prop.$ref === undefined && typeof prop.description !== "string") missing.push(`${where}.${name}`);
-        visit(prop, `${where}.${name}`);
-        if (prop.items) visit(prop.items as Json, `${where}.${name}[]`);
-      }
-    };
     for (const name of [
       "FileEntry",
       "FileList",
@@ -151,7 +144,7 @@ describe("the files and display schemas", () => {
     ]) {
       expect(schemas[name], name).toBeDefined();
       expect(typeof schemas[name]?.description, name).toBe("string");
-      visit(schemas[name] as Json, name);
+      missing.push(...undescribedFields(schemas[name] as Json, name));
     }
     expect(missing).toEqual([]);
   });

@@ -3,6 +3,7 @@
 // and examples that succeed when tried against the real stack.
 import { describe, expect, inject, it } from "vitest";
 import { call } from "../helpers/api.js";
+import { undescribedFields } from "../helpers/openapi.js";
 
 const baseUrl = inject("baseUrl");
 
@@ -92,14 +93,6 @@ describe("OpenAPI document", () => {
   it("describes every field of the wire schemas", async () => {
     const doc = await openApi();
     const missing: string[] = [];
-    const visit = (schema: Json, where: string): void => {
-      const props = (schema.properties ?? {}) as Record<string, Json>;
-      for (const [name, prop] of Object.entries(props)) {
-        if (prop.$ref === undefined && typeof prop.description !== "string") missing.push(`${where}.${name}`);
-        visit(prop, `${where}.${name}`);
-        if (prop.items) visit(prop.items as Json, `${where}.${name}[]`);
-      }
-    };
     for (const name of [
       "ResetRequest",
       "StepRequest",
@@ -113,7 +106,7 @@ describe("OpenAPI document", () => {
     ]) {
       const schema = doc.components.schemas[name];
       expect(schema, name).toBeDefined();
-      visit(schema as Json, name);
+      missing.push(...undescribedFields(schema as Json, name));
     }
     expect(missing).toEqual([]);
   });

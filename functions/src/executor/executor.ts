@@ -171,11 +171,11 @@ function errorTypeOf(payload: string): string | undefined {
 }
 
 /** What a failed Invoke call means for the client (it threw: no payload came back). */
-function invokeFailure(err: unknown, aborted: boolean): Error {
+function invokeFailure(err: unknown): Error {
   const e = err as { name?: string; retryAfterSeconds?: string; $metadata?: { httpStatusCode?: number } };
   const name = e.name ?? "";
   const status = e.$metadata?.httpStatusCode;
-  if (aborted || name === "AbortError" || name === "TimeoutError") return new ExecutorTimeoutError();
+  if (name === "AbortError" || name === "TimeoutError") return new ExecutorTimeoutError();
   if (name === "TooManyRequestsException" || status === 429) {
     const after = Number(e.retryAfterSeconds);
     return new ExecutorThrottledError(Number.isFinite(after) && after >= 1 ? Math.ceil(after) : 1);
@@ -321,19 +321,19 @@ export class LambdaExecutor implements Executor {
     const timedOut = new Promise<typeof WAIT_OVER>((resolve) => {
       timer = setTimeout(() => resolve(WAIT_OVER), waitMs);
     });
+    let out: InvokeCommandOutput | typeof WAIT_OVER;
     try {
-      const out = await Promise.race([sent, timedOut]);
-      if (out === WAIT_OVER) {
-        // The answer may still come (or fail) after we stopped waiting: nothing is left unhandled.
-        sent.catch(() => undefined);
-        throw new ExecutorTimeoutError();
-      }
-      return out;
+      out = await Promise.race([sent, timedOut]);
     } catch (err) {
-      if (err instanceof ExecutorTimeoutError) throw err;
-      throw invokeFailure(err, false);
+      throw invokeFailure(err);
     } finally {
       clearTimeout(timer);
     }
+    if (out === WAIT_OVER) {
+      // The answer may still come (or fail) after we stopped waiting: nothing is left unhandled.
+      sent.catch(() => undefined);
+      throw new ExecutorTimeoutError();
+    }
+    return out;
   }
 }

@@ -164,6 +164,7 @@ export class DynamoDbEpisodeRepository implements EpisodeRepository {
     const version = latest ? versionOfSk(String(latest.sk)) : 0;
     let record: StepRecord | null = null;
     if (latest) record = decodeRecord(version, latest.rec);
+    const stateObject = latest ? stateObjectOf(latest) : undefined;
     const episode: Episode = {
       id,
       tenantId,
@@ -180,7 +181,7 @@ export class DynamoDbEpisodeRepository implements EpisodeRepository {
       updatedAtMs,
       expiresAt,
       snapshot: latest ? await this.snapshots.read(pk, incarnation, version, latest) : null,
-      ...(latest && stateObjectOf(latest) ? { stateObject: stateObjectOf(latest) } : {}),
+      ...(stateObject ? { stateObject } : {}),
     };
     this.headTtl.set(episode, Number(head.expires_at));
     this.recent.set(episode, bytesOf(latest?.rids));

@@ -144,16 +144,17 @@ OTHER_WORKERS = (
     "        return open(f'/proc/{pid}/cmdline', 'rb').read()\n"
     "    except OSError:\n"
     "        return None\n"
-    "for _ in range(500):\n"
-    "    spare_zygotes = [z for z in children(runtime) if z != zygote]\n"
+    "def spares():\n"
+    "    zygotes = [z for z in children(runtime) if z != zygote]\n"
     "    # a worker is a fork of its zygote (not, say, the ldconfig its imports run)\n"
-    "    others = [w for z in spare_zygotes for w in children(z) if cmdline(w) == cmdline(z)]\n"
+    "    return zygotes, [w for z in zygotes for w in children(z) if cmdline(w) == cmdline(z)]\n"
+    "for _ in range(500):\n"
+    "    spare_zygotes, others = spares()\n"
     "    if others:\n"
     "        break\n"
     "    time.sleep(0.01)\n"
     "time.sleep(2)  # the spare's start ends (a zygote's imports run children of their own)\n"
-    "spare_zygotes = [z for z in children(runtime) if z != zygote]\n"
-    "others = [w for z in spare_zygotes for w in children(z) if cmdline(w) == cmdline(z)]\n"
+    "spare_zygotes, others = spares()\n"
 )
 
 

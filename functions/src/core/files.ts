@@ -169,14 +169,7 @@ export class EpisodeFiles {
     // A written state over the inline size is an S3 object the executor wrote (state-location.ts).
     const written = stateAfter(
       ep,
-      {
-        ...result,
-        stdout: "",
-        stderr: "",
-        exit_code: 0,
-        snapshot: result.snapshot,
-        state_version: ep.version + 1,
-      },
+      { ...result, snapshot: result.snapshot },
       state.state ?? null,
       this.deps.now(),
     );

@@ -8,9 +8,15 @@ import { ExecutorError } from "./errors.js";
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 
+/** The parts of an executor's reply (a step's or a file write's) that say where the new state is. */
+export type StateReply = Pick<
+  ExecuteResult,
+  "snapshot" | "state_location" | "state_ref" | "state_bytes" | "state_sha256"
+>;
+
 export function stateAfter(
   before: Episode,
-  answer: ExecuteResult,
+  answer: StateReply,
   transfer: StateTransfer | null,
   nowMs: number,
 ): { snapshot: string | null; stateObject: StateObjectRef | undefined } {

@@ -40,7 +40,7 @@ import {
   parseCursor,
 } from "./history.js";
 import { openEnvRewardRules, type RewardRule } from "./rewards.js";
-import { stateAfter } from "./state-location.js";
+import { stateAfter, stateInput } from "./state-location.js";
 import {
   crashedStepResult,
   type HistoryPageBody,
@@ -251,15 +251,14 @@ export class EpisodeService {
 
     const timeoutS = Math.min(opts.timeout_s ?? episode.stepTimeoutS, episode.stepTimeoutS);
     // A state bucket: the executor reads a state in S3 and writes a large new one itself.
-    const transfer =
-      (await repository.stateTransfer?.(episode, { maxBytes: this.deps.config.maxStateBytes })) ?? null;
+    const input = await stateInput(repository, episode, this.deps.config.maxStateBytes);
+    const transfer = input.state ?? null;
     const request: ExecuteRequest & { tenantId: string; incarnation: string } = {
       tenantId,
       incarnation: episode.incarnation,
       episodeId: episode.id,
       stateVersion: episode.version,
-      snapshot: episode.stateObject ? null : episode.snapshot,
-      ...(transfer ? { state: transfer } : {}),
+      ...input,
       code: opts.code,
       policy: { mode: episode.policy, additionalImports: episode.additionalImports },
       timeoutMs: Math.max(1, Math.round(timeoutS * 1000)),

@@ -19,7 +19,7 @@ import {
   PayloadTooLargeError,
   StateTooLargeError,
 } from "./errors.js";
-import { stateAfter } from "./state-location.js";
+import { stateAfter, stateInput } from "./state-location.js";
 import type { EpisodeTenancyHooks } from "./tenancy-hooks.js";
 
 /** Largest file uploaded or downloaded through the API (bytes; the runtime's own cap is 4 MiB). */
@@ -84,13 +84,8 @@ export class EpisodeFiles {
   }
 
   /** The snapshot inline, or the pre-signed URLs of a state in S3 (and for a larger written one). */
-  private async stateOf(ep: Episode): Promise<{ snapshot: string | null; state?: StateTransfer }> {
-    const transfer =
-      (await this.deps.repository.stateTransfer?.(ep, { maxBytes: this.deps.config.maxStateBytes })) ?? null;
-    return {
-      snapshot: ep.stateObject ? null : ep.snapshot,
-      ...(transfer ? { state: transfer } : {}),
-    };
+  private stateOf(ep: Episode): Promise<{ snapshot: string | null; state?: StateTransfer }> {
+    return stateInput(this.deps.repository, ep, this.deps.config.maxStateBytes);
   }
 
   private async call(req: FilesRequest): Promise<FilesResult> {

@@ -3,10 +3,23 @@
 // which the new version names again). Nothing of a reply is trusted beyond what the API asked for:
 // a `put` must name the very key the API signed for this step.
 import type { ExecuteResult } from "../executor/executor.js";
-import type { Episode, StateObjectRef, StateTransfer } from "./episode-repository.js";
+import type { Episode, EpisodeRepository, StateObjectRef, StateTransfer } from "./episode-repository.js";
 import { ExecutorError } from "./errors.js";
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+/**
+ * What the executor is given of `ep`'s state (a step's or a file request's): the snapshot inline,
+ * or, with a state bucket, the pre-signed URLs to read its S3 object and to write a large new one.
+ */
+export async function stateInput(
+  repository: EpisodeRepository,
+  ep: Episode,
+  maxBytes: number,
+): Promise<{ snapshot: string | null; state?: StateTransfer }> {
+  const transfer = (await repository.stateTransfer?.(ep, { maxBytes })) ?? null;
+  return { snapshot: ep.stateObject ? null : ep.snapshot, ...(transfer ? { state: transfer } : {}) };
+}
 
 /** The parts of an executor's reply (a step's or a file write's) that say where the new state is. */
 export type StateReply = Pick<

@@ -305,8 +305,10 @@ export class DynamoDbEpisodeRepository implements EpisodeRepository {
       }
       return { kind: "conflict" };
     }
+    // The new version names its own state: none of `before`'s object is carried over.
+    const { stateObject: _before, ...kept } = before;
     const after: Episode = {
-      ...before,
+      ...kept,
       version,
       lastExitCode: input.lastExitCode,
       updatedAtMs: nowMs,
@@ -314,7 +316,6 @@ export class DynamoDbEpisodeRepository implements EpisodeRepository {
       snapshot: stateObject ? null : input.snapshot,
       ...(stateObject ? { stateObject: stateObject.ref } : {}),
     };
-    if (!stateObject) delete (after as { stateObject?: unknown }).stateObject;
     if (snapshotAttrs.snap_id !== undefined && input.snapshot !== null)
       this.snapshots.remember(pk, before.incarnation, version, input.snapshot);
     this.recent.set(after, rids);

@@ -40,7 +40,7 @@ import {
   parseCursor,
 } from "./history.js";
 import { openEnvRewardRules, type RewardRule } from "./rewards.js";
-import { stateAfter, stateInput } from "./state-location.js";
+import { stateAfter, stateBytesOf, stateInput } from "./state-location.js";
 import {
   crashedStepResult,
   type HistoryPageBody,
@@ -302,11 +302,7 @@ export class EpisodeService {
         const bytes = typeof result.snapshot_bytes === "number" ? result.snapshot_bytes : 0;
         throw new StateTooLargeError(bytes, this.deps.config.maxStateBytes);
       }
-      const stateBytes = newObject
-        ? newObject.bytes
-        : newSnapshot === null
-          ? 0
-          : Buffer.byteLength(newSnapshot, "base64");
+      const stateBytes = stateBytesOf({ snapshot: newSnapshot, stateObject: newObject });
       this.tenancy.checkState({ tenantId, stateBytes });
       if (stateBytes > this.deps.config.maxStateBytes) {
         throw new StateTooLargeError(stateBytes, this.deps.config.maxStateBytes);

@@ -19,7 +19,7 @@ import {
   PayloadTooLargeError,
   StateTooLargeError,
 } from "./errors.js";
-import { stateAfter, stateInput } from "./state-location.js";
+import { stateAfter, stateBytesOf, stateInput } from "./state-location.js";
 import type { EpisodeTenancyHooks } from "./tenancy-hooks.js";
 
 /** Largest file uploaded or downloaded through the API (bytes; the runtime's own cap is 4 MiB). */
@@ -168,9 +168,7 @@ export class EpisodeFiles {
       state.state ?? null,
       this.deps.now(),
     );
-    const stateBytes = written.stateObject
-      ? written.stateObject.bytes
-      : Buffer.byteLength(result.snapshot, "base64");
+    const stateBytes = stateBytesOf(written);
     this.deps.tenancy.checkState({ tenantId, stateBytes });
     if (stateBytes > this.deps.config.maxStateBytes) {
       throw new StateTooLargeError(stateBytes, this.deps.config.maxStateBytes);

@@ -27,6 +27,15 @@ export type StateReply = Pick<
   "snapshot" | "state_location" | "state_ref" | "state_bytes" | "state_sha256"
 >;
 
+/** Bytes of a state: its S3 object's, or its inline snapshot's (none: 0). */
+export function stateBytesOf(state: {
+  readonly snapshot: string | null;
+  readonly stateObject?: StateObjectRef | undefined;
+}): number {
+  if (state.stateObject) return state.stateObject.bytes;
+  return state.snapshot === null ? 0 : Buffer.byteLength(state.snapshot, "base64");
+}
+
 export function stateAfter(
   before: Episode,
   answer: StateReply,

@@ -25,6 +25,12 @@ _REPR_METHODS = (
     ("_repr_latex_", "text/latex"),
 )
 _BINARY = frozenset({"image/png", "image/jpeg"})
+#: A bundle's metadata is kept (runtime parent side) only within these: Jupyter's is a few
+#: numbers per MIME type. A worker's metadata nested hundreds deep passed the reply's parser but
+#: made every later recursive walk of the reply (its sizing, its encoding) fail with
+#: RecursionError: the invocation failed as the runtime's own error instead of the cell's.
+MAX_METADATA_DEPTH = 8
+MAX_METADATA_ITEMS = 256
 
 _outputs: list[dict[str, Any]] = []
 _used_bytes = 0
@@ -219,7 +225,29 @@ def clean_bundles(value: Any) -> list[dict[str, Any]]:
         if not isinstance(item, dict) or not isinstance(item.get("data"), dict):
             continue
         data = {k: v for k, v in item["data"].items() if isinstance(k, str) and isinstance(v, str)}
-        metadata = item.get("metadata") if isinstance(item.get("metadata"), dict) else {}
+        metadata = item.get("metadata")
+        if not isinstance(metadata, dict) or not _shallow(metadata):
+            metadata = {}
         if data:
             bundles.append({"data": data, "metadata": metadata})
     return bundles
+
+
+def _shallow(value: Any) -> bool:
+    """Whether ``value`` (parsed JSON) nests at most ``MAX_METADATA_DEPTH`` containers deep and
+    holds at most ``MAX_METADATA_ITEMS`` values; walked without recursion."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    seen = 0
+    while pending:
+        node, depth = pending.pop()
+        seen += 1
+        if seen > MAX_METADATA_ITEMS:
+            return False
+        if isinstance(node, (dict, list)):
+            if depth > MAX_METADATA_DEPTH:
+                return False
+            children = node.values() if isinstance(node, dict) else node
+            if seen + len(pending) + len(children) > MAX_METADATA_ITEMS:
+                return False
+            pending.extend((child, depth + 1) for child in children)
+    return True

@@ -38,6 +38,10 @@ __all__ = [
 ]
 
 
+#: The error codes a worker may report about its own step; every other one is the runtime's.
+WORKER_ERROR_CODES = frozenset({"syntax_error", "out_of_memory", "snapshot_restore_failed", "too_many_open_files"})
+
+
 def describe_exit(status: int | None) -> tuple[int, str]:
     """(exit_code, sentence) for a worker that died during a step."""
     if status is None:
@@ -362,11 +366,15 @@ class Runtime:
             return self._crashed(worker, request, result, started, protocol_broken=not isinstance(exc, PeerClosed))
 
         error_code = reply.get("error_code")
+        if not isinstance(error_code, str) or error_code not in WORKER_ERROR_CODES:
+            # Any other code is the runtime's to give (``busy``: nothing ran, so the API meters
+            # nothing; ``state_too_large``...): a worker's reply is user code's to forge.
+            error_code = None
         if reply.get("out_of_memory") or error_code in ("snapshot_restore_failed", "too_many_open_files"):
             # The worker exits after this reply: kill what is left, keep the input state.
             self._stop_after_crash(worker, request, result)
             result["exit_code"] = 1
-            result["error_code"] = error_code if isinstance(error_code, str) else None
+            result["error_code"] = error_code
             if reply.get("out_of_memory"):
                 self._out_of_memory(request, result)
             return self._finish(result, started)
@@ -380,7 +388,7 @@ class Runtime:
         if not freeze_after_reply(worker):
             return self._crashed(worker, request, result, started, protocol_broken=True)
         result["exit_code"] = clamp_exit_code(reply.get("exit_code"))
-        result["error_code"] = error_code if isinstance(error_code, str) else None
+        result["error_code"] = error_code
         result["snapshot"] = new_snapshot
         result["dropped"] = _clean_dropped(reply.get("dropped"))
         bundles = clean_bundles(reply.get("display"))

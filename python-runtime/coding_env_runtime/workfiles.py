@@ -33,6 +33,11 @@ KIND_DIR = 1
 _MARKER = b"F"
 _LEN = struct.Struct("!I")
 _ENTRY = struct.Struct("!BHHQ")
+#: The largest archive body packing can make (its caps on entries, contents and path lengths).
+#: An archive is a worker's output, so user code can forge one: the runtime parent decompresses it
+#: for the files operation, and a zlib bomb or millions of empty entries must be refused before
+#: they cost memory there, or fill the reply (``list``).
+MAX_ARCHIVE_BODY_BYTES = MAX_FILES_BYTES + MAX_FILES * (_ENTRY.size + MAX_PATH_BYTES)
 
 
 class ArchiveError(ValueError):
@@ -64,6 +69,18 @@ def check_path(path: str) -> str:
     if path.startswith("/") or any(p in ("", ".", "..") for p in parts):
         raise ArchiveError("the path must be relative, without '.', '..' or empty parts")
     return path
+
+
+def _storable_name(name: str) -> bool:
+    """Whether a directory entry's name can be kept: ``check_path`` accepts it, and it is UTF-8
+    (a JSON reply, the API and Lambda's UTF-8 encoding all need text)."""
+    if "\\" in name:
+        return False
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are not UTF-8 come back as lone surrogates
+        return False
+    return True
 
 
 # --- the payload --------------------------------------------------------------------------------
@@ -133,15 +150,23 @@ def decode_archive(archive: bytes | bytearray) -> list[Entry]:
     codec, body = bytes(archive[:1]), memoryview(archive)[1:]
     try:
         if codec == b"z":
-            body = zlib.decompress(body)
+            inflater = zlib.decompressobj()
+            body = inflater.decompress(body, MAX_ARCHIVE_BODY_BYTES + 1)
+            if len(body) > MAX_ARCHIVE_BODY_BYTES or not inflater.eof:
+                raise ArchiveError("the files archive is larger than an episode's files may be")
         elif codec != b"n":
             raise ArchiveError("unknown files archive codec")
     except zlib.error as exc:
         raise ArchiveError("corrupt files archive") from exc
+    if len(body) > MAX_ARCHIVE_BODY_BYTES:
+        raise ArchiveError("the files archive is larger than an episode's files may be")
     entries: list[Entry] = []
     view = memoryview(body)
     offset = 0
+    total = 0
     while offset < len(view):
+        if len(entries) >= MAX_FILES:
+            raise ArchiveError(f"the files archive holds more than {MAX_FILES} entries")
         if offset + _ENTRY.size > len(view):
             raise ArchiveError("truncated files archive entry")
         kind, mode, path_len, size = _ENTRY.unpack_from(view, offset)
@@ -151,6 +176,9 @@ def decode_archive(archive: bytes | bytearray) -> list[Entry]:
             raise ArchiveError("malformed files archive entry")
         path = bytes(view[offset : offset + path_len]).decode("utf-8", "surrogateescape")
         data = bytes(view[offset + path_len : end])
+        total += size
+        if total > MAX_FILES_BYTES:
+            raise ArchiveError(f"the files archive holds more than {MAX_FILES_BYTES} bytes of files")
         entries.append(Entry(check_path(path), kind, mode, data))
         offset = end
     return entries
@@ -188,6 +216,10 @@ def pack_directory(root: str, max_files: int = MAX_FILES, max_bytes: int = MAX_F
                 reason = f"more than {max_files} files"
             if not reason and len(rel.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES:
                 reason = "path too long"
+            if not reason and not _storable_name(d.name):
+                # Kept, it made every later restore of the episode fail (check_path refuses it)
+                # and its listing unreadable: a cell could make its own episode unusable.
+                reason = "file name not UTF-8 or with a backslash"
             if not reason and stat.S_ISREG(st.st_mode) and total + st.st_size > max_bytes:
                 reason = f"files above {max_bytes} bytes in total"
             if reason:

@@ -150,12 +150,15 @@ _LIMITS = tuple(getattr(resource, n) for n in dir(resource) if n.startswith("RLI
 
 def process_traits(pid: int) -> tuple[Any, ...]:
     """What a process of the same uid may change in another one without ptrace: resource
-    limits (``prlimit`` needs only the same uid), scheduling priority and CPU affinity."""
+    limits (``prlimit`` needs only the same uid), scheduling priority, CPU affinity and
+    scheduling policy (``sched_setscheduler`` to ``SCHED_IDLE`` or ``SCHED_BATCH``, which a
+    zygote's workers inherit)."""
     try:
         return (
             tuple(resource.prlimit(pid, which) for which in _LIMITS),
             os.getpriority(os.PRIO_PROCESS, pid),
             tuple(sorted(os.sched_getaffinity(pid))),
+            os.sched_getscheduler(pid),
         )
     except OSError:
         return ("gone",)
@@ -166,7 +169,7 @@ def worker_traits(zygote_traits: tuple[Any, ...], spec: dict[str, Any]) -> tuple
     limits the worker sets itself at start (``worker.main_after_fork``: each only lowered, to
     at most the hard limit). Derived, not read from the worker: a step running while it starts
     could have changed it before any reading."""
-    if len(zygote_traits) != 3:
+    if len(zygote_traits) != 4:
         return ("unknown",)
     limits = dict(zip(_LIMITS, zygote_traits[0], strict=True))
     for which, value in (

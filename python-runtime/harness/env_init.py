@@ -43,6 +43,7 @@ import struct
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
@@ -63,7 +64,8 @@ MNT_DETACH = 2
 PR_SET_PDEATHSIG = 1
 PR_CAPBSET_DROP = 24
 _LAST_CAP_FILE = "/proc/sys/kernel/cap_last_cap"
-#: Connections the S3 gateway stand-in relays at once per environment; more are closed at once.
+#: Connections the S3 gateway stand-in relays at once per environment; a new one beyond replaces the
+#: one idle the longest.
 #: Each costs the keeper (a host process outside the environment's memory cap) two threads and two
 #: buffers: at most 64 MiB per environment, whatever user code opens.
 GATEWAY_MAX_CONNECTIONS = 128
@@ -156,7 +158,27 @@ def _gateway_listener(gateway: dict, handoff: socket.socket) -> None:
         handoff.close()
 
 
-def _pipe(source: socket.socket, sink: socket.socket) -> None:
+class _Relayed:
+    """One relayed connection: its two sockets and when bytes last moved on it."""
+
+    def __init__(self, inside: socket.socket) -> None:
+        self.inside = inside
+        self.outside: socket.socket | None = None
+        self.active = time.monotonic()
+        self.cut = False
+
+    def close(self) -> None:
+        """End it from outside its threads (both wake up from their receive)."""
+        self.cut = True
+        for sock in (self.inside, self.outside):
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+def _pipe(source: socket.socket, sink: socket.socket, relayed: _Relayed) -> None:
     """One direction of a relayed connection, until EOF or an error; then half-close."""
     buffer = bytearray(_RELAY_CHUNK)
     view = memoryview(buffer)
@@ -165,6 +187,7 @@ def _pipe(source: socket.socket, sink: socket.socket) -> None:
             size = source.recv_into(buffer)
             if not size:
                 break
+            relayed.active = time.monotonic()
             sink.sendall(view[:size])
     except OSError:
         pass
@@ -176,36 +199,62 @@ def _pipe(source: socket.socket, sink: socket.socket) -> None:
                 pass
 
 
-def _relay(inside: socket.socket, target: tuple[str, int], slots: threading.BoundedSemaphore) -> None:
+def _relay(relayed: _Relayed, target: tuple[str, int], release: Callable[[], None]) -> None:
+    inside = relayed.inside
     try:
         try:
             outside = socket.create_connection(target, timeout=10)
         except OSError:
             return  # the local S3 is down: the environment sees its connection closed
         with outside:
+            relayed.outside = outside
+            if relayed.cut:
+                return
             outside.settimeout(None)
-            other = threading.Thread(target=_pipe, args=(outside, inside), daemon=True)
+            other = threading.Thread(target=_pipe, args=(outside, inside, relayed), daemon=True)
             other.start()
-            _pipe(inside, outside)
+            _pipe(inside, outside, relayed)
             other.join()
     finally:
         inside.close()
-        slots.release()
+        release()
 
 
 def _serve_gateway(listener: socket.socket, target: tuple[str, int]) -> None:
     """The keeper's relay: every connection to the listener (inside the environment) goes to
-    ``target`` (in the host's namespace), and only there."""
+    ``target`` (in the host's namespace), and only there.
+
+    At the cap, a new connection replaces the one idle the longest (closed), rather than being
+    refused: a frozen warm worker could otherwise hold every slot across invocations, and the
+    runtime's own state download for the next episode (made before that worker is dropped)
+    would be refused. The runtime moves state only while no user code runs, so its connection
+    is never the idlest one."""
     slots = threading.BoundedSemaphore(GATEWAY_MAX_CONNECTIONS)
+    live: set[_Relayed] = set()
+    lock = threading.Lock()
     while True:
         try:
             inside, _ = listener.accept()
         except OSError:
             return
         if not slots.acquire(blocking=False):
-            inside.close()
-            continue
-        threading.Thread(target=_relay, args=(inside, target, slots), daemon=True).start()
+            with lock:
+                idlest = min(live, key=lambda r: r.active, default=None)
+            if idlest is not None:
+                idlest.close()
+            if not slots.acquire(timeout=5):
+                inside.close()
+                continue
+        relayed = _Relayed(inside)
+        with lock:
+            live.add(relayed)
+
+        def release(relayed: _Relayed = relayed) -> None:
+            with lock:
+                live.discard(relayed)
+            slots.release()
+
+        threading.Thread(target=_relay, args=(relayed, target, release), daemon=True).start()
 
 
 def _receive_gateway(handoff: socket.socket, target: tuple[str, int]) -> None:

@@ -6,12 +6,15 @@ through the Lambda-mode harness."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import unittest
 import uuid
 
 from coding_env_runtime import handler
 from tests.support import RuntimeTestCase
+from tests.test_state_in_s3 import ObjectServer
 
 #: A cell that makes the worker's reply carry ``fields`` (a Python expression; the worker's module
 #: globals are user code's to change: it patches the function that sends the reply).
@@ -124,3 +127,35 @@ class DescriptorPassingTest(RuntimeTestCase):
                 continue
         self.assertFalse([link for link in held if name in link])
         self.assertEqual(self.episode().step("print(6 * 7)")["stdout"], "42\n")
+
+
+class ForgedStateObjectTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.s3 = ObjectServer()
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.s3.close()
+        handler.shutdown()
+
+    def test_a_cell_cannot_name_the_state_object_its_size_or_digest(self) -> None:
+        # The object key, size and SHA-256 the API records come from the event and from the
+        # bytes the runtime itself sent: whatever a worker's reply claims is ignored.
+        fields = repr({"state_ref": "tenant-b/episode/1", "state_location": "put", "state_bytes": 1,
+                       "state_sha256": "0" * 64, "snapshot": "", "snapshot_bytes": 1})
+        code = FORGE_REPLY.format(fields=fields) + "blob = os.urandom(64 * 1024)\n"
+        put_ref = f"forged-{uuid.uuid4().hex[:8]}"
+        reply = handler.handler({
+            "contract_version": 1, "episode_id": put_ref, "state_version": 0, "code": "import os\n" + code,
+            "policy": {"mode": "full"},
+            "state": {"put_url": f"{self.s3.url}/{put_ref}", "put_ref": put_ref, "inline_max_bytes": 1024},
+        })
+        self.assertEqual(reply["exit_code"], 0, reply["stderr"])
+        stored = self.s3.objects[f"/{put_ref}"]
+        self.assertEqual(
+            (reply["state_location"], reply["state_ref"], reply["state_bytes"], reply["state_sha256"]),
+            ("put", put_ref, len(stored), hashlib.sha256(stored).hexdigest()),
+        )
+        self.assertGreater(len(stored), 64 * 1024)
+        self.assertEqual([path for _method, path in self.s3.requests], [f"/{put_ref}"])

@@ -192,51 +192,69 @@ async function onConnect(event: WebSocketEvent): Promise<WebSocketResult> {
   return { statusCode: 200 };
 }
 
-/** The reply as text within API Gateway's message limit: outputs cut (and flagged), else an error. */
+/** The longest prefix of `s` whose JSON string is at most `budget` bytes. */
+function cutToBytes(s: string, budget: number): string {
+  const size = (t: string) => Buffer.byteLength(JSON.stringify(t), "utf8");
+  if (size(s) <= budget) return s;
+  let lo = 0;
+  let hi = s.length;
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2);
+    if (size(s.slice(0, mid)) <= budget) lo = mid;
+    else hi = mid - 1;
+  }
+  return s.slice(0, lo);
+}
+
+/**
+ * The reply as text within API Gateway's message limit: an observation over it keeps its fields and
+ * gives way in its long strings, in this order of what an agent needs least: the echo of the code it
+ * just sent (`metadata.last_code`), stdout, stderr (the traceback). What was cut is flagged in `info`
+ * (`*_truncated`, `truncated_by`); anything else over the limit becomes an error reply.
+ */
 export function fitReply(reply: Record<string, unknown>, limit = WS_MESSAGE_LIMIT_BYTES): string {
   const text = toWireJson(reply);
   if (Buffer.byteLength(text, "utf8") <= limit) return text;
   const data = reply.data as
-    | { observation?: { stdout?: unknown; stderr?: unknown }; info?: Record<string, unknown> }
+    | {
+        observation?: { stdout?: unknown; stderr?: unknown };
+        metadata?: Record<string, unknown>;
+        info?: Record<string, unknown>;
+      }
     | undefined;
   const observation = data?.observation;
   if (reply.type === "observation" && data && observation) {
     const stdout = String(observation.stdout ?? "");
     const stderr = String(observation.stderr ?? "");
-    const info = { ...data.info, truncated_by: "websocket_message_limit" };
-    const shell = {
+    const lastCode = typeof data.metadata?.last_code === "string" ? data.metadata.last_code : undefined;
+    const build = (out: string, err: string, code: string | undefined, info: Record<string, unknown>) => ({
       ...reply,
-      data: { ...data, info, observation: { ...observation, stdout: "", stderr: "" } },
-    };
-    let budget = limit - Buffer.byteLength(JSON.stringify(shell), "utf8") - 64;
+      data: {
+        ...data,
+        info: { ...data.info, ...info, truncated_by: "websocket_message_limit" },
+        observation: { ...observation, stdout: out, stderr: err },
+        ...(code !== undefined ? { metadata: { ...data.metadata, last_code: code } } : {}),
+      },
+    });
+    // Room for the strings: the reply without them, with every flag set, and the float rewrite's bytes.
+    const flags = { stdout_truncated: true, stderr_truncated: true, last_code_truncated: true };
+    let budget =
+      limit -
+      Buffer.byteLength(toWireJson(build("", "", lastCode === undefined ? undefined : "", flags)), "utf8") -
+      64;
     if (budget > 0) {
-      const cut = (s: string): string => {
-        if (Buffer.byteLength(JSON.stringify(s), "utf8") <= budget) return s;
-        let lo = 0;
-        let hi = s.length;
-        while (lo < hi) {
-          const mid = Math.ceil((lo + hi) / 2);
-          if (Buffer.byteLength(JSON.stringify(s.slice(0, mid)), "utf8") <= budget) lo = mid;
-          else hi = mid - 1;
-        }
-        return s.slice(0, lo);
-      };
-      // stderr (the traceback) is usually what an agent needs; it is kept first.
-      const keptErr = cut(stderr);
+      const keptErr = cutToBytes(stderr, budget);
       budget -= Buffer.byteLength(JSON.stringify(keptErr), "utf8");
-      const keptOut = budget > 0 ? cut(stdout) : "";
-      const fitted = {
-        ...reply,
-        data: {
-          ...data,
-          info: {
-            ...info,
-            ...(keptOut.length < stdout.length ? { stdout_truncated: true } : {}),
-            ...(keptErr.length < stderr.length ? { stderr_truncated: true } : {}),
-          },
-          observation: { ...observation, stdout: keptOut, stderr: keptErr },
-        },
-      };
+      const keptOut = budget > 0 ? cutToBytes(stdout, budget) : "";
+      budget -= Buffer.byteLength(JSON.stringify(keptOut), "utf8");
+      const keptCode = lastCode === undefined ? undefined : budget > 0 ? cutToBytes(lastCode, budget) : "";
+      const fitted = build(keptOut, keptErr, keptCode, {
+        ...(keptOut.length < stdout.length ? { stdout_truncated: true } : {}),
+        ...(keptErr.length < stderr.length ? { stderr_truncated: true } : {}),
+        ...(keptCode !== undefined && lastCode !== undefined && keptCode.length < lastCode.length
+          ? { last_code_truncated: true }
+          : {}),
+      });
       const fittedText = toWireJson(fitted);
       if (Buffer.byteLength(fittedText, "utf8") <= limit) return fittedText;
     }

@@ -2,10 +2,19 @@
 // esbuild bundle as deployed) and drives it the way API Gateway does, with Lambda proxy events:
 // $connect on the upgrade (a non-2xx result refuses the handshake with that status and body),
 // $default per text message (the result's body is sent back: the route response), $disconnect
-// when the socket closes. Messages over API Gateway's 128 KB close the connection with 1009, as
-// API Gateway does. It also serves the stand-in of the management API on the same port:
+// when the socket closes. It also serves the stand-in of the management API on the same port:
 // `DELETE /<stage>/@connections/<id>` closes that connection, `POST` sends to it; the calls it
-// received are listed at `GET /calls`. This is not API Gateway: only what the tests rely on.
+// received, and which handler instance served each event, are listed at `GET /calls`. This is
+// not API Gateway: only what the tests rely on.
+//
+// - Instances: `STANDIN_INSTANCES` (default 1) copies of the handler, each in its own worker
+//   thread (its own module state, as separate Lambda execution environments), take each
+//   connection's events in turn: with 2, consecutive events of a connection land on different ones.
+// - Limits as API Gateway documents them (quotas of WebSocket APIs): a frame over 32 KB, or a
+//   message over 128 KB, closes the connection with 1009 "Message too big"; the handler never
+//   sees it.
+// - The Lambda context's remaining time starts at 28 s (the function's timeout), or at the
+//   `x-standin-remaining-ms` handshake header's value for that connection's events.
 //
 //   node api-gateway-websocket-standin.mjs <bundle index.mjs> <ws module dir>
 // prints `LISTENING <port>`; the bundle's environment comes from this process's environment.
@@ -13,19 +22,96 @@ import { randomBytes } from "node:crypto";
 import { createServer } from "node:http";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
+import { Worker } from "node:worker_threads";
 
 const [bundlePath, wsModuleDir] = process.argv.slice(2);
 const STAGE = "ws";
+const FRAME_LIMIT = 32 * 1024;
 const MESSAGE_LIMIT = 128 * 1024;
-const { WebSocketServer } = await import(pathToFileURL(join(wsModuleDir, "index.js")).href).then(
-  (m) => m.default ?? m,
-);
+const FUNCTION_TIMEOUT_MS = 28_000;
+const INSTANCES = Math.max(1, Number(process.env.STANDIN_INSTANCES) || 1);
+const ws = await import(pathToFileURL(join(wsModuleDir, "index.js")).href).then((m) => m.default ?? m);
+const { WebSocketServer, Receiver } = ws;
+
+// API Gateway's frame and message limits, checked where `ws` reads each frame's length (its
+// Receiver's private `haveLength` step; `maxPayload` alone limits whole messages only).
+const haveLength = Receiver.prototype.haveLength;
+Receiver.prototype.haveLength = function checkApiGatewayLimits(cb) {
+  const dataFrame = this._opcode < 0x08;
+  if (
+    dataFrame &&
+    (this._payloadLength > FRAME_LIMIT || this._totalPayloadLength + this._payloadLength > MESSAGE_LIMIT)
+  ) {
+    const socketOf = Object.getOwnPropertySymbols(this).find((s) => s.description === "websocket");
+    this[socketOf]?.close(1009, "Message too big");
+    cb(this.createError(RangeError, "Message too big", false, 1009, "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH"));
+    return;
+  }
+  haveLength.call(this, cb);
+};
+
+// One handler instance per worker thread; `invoke` sends it an event, the worker answers the result.
+const INSTANCE_SCRIPT = `
+const { parentPort, workerData } = require("node:worker_threads");
+const { randomBytes } = require("node:crypto");
+const loaded = import(workerData.bundleUrl);
+parentPort.on("message", async ({ id, event, remainingMs }) => {
+  const deadline = Date.now() + remainingMs;
+  const context = {
+    getRemainingTimeInMillis: () => deadline - Date.now(),
+    awsRequestId: randomBytes(8).toString("hex"),
+  };
+  try {
+    const { handler } = await loaded;
+    parentPort.postMessage({ id, result: (await handler(event, context)) ?? null });
+  } catch (err) {
+    parentPort.postMessage({ id, error: String(err && err.stack ? err.stack : err) });
+  }
+});
+`;
+let instances = [];
+const turns = new Map();
+let nextStart = 0;
+let nextInvocation = 0;
+const waiting = new Map();
+
+function startInstances() {
+  instances = Array.from({ length: INSTANCES }, () => {
+    const worker = new Worker(INSTANCE_SCRIPT, {
+      eval: true,
+      workerData: { bundleUrl: pathToFileURL(bundlePath).href },
+    });
+    worker.on("message", ({ id, result, error }) => {
+      const pending = waiting.get(id);
+      waiting.delete(id);
+      if (error) pending?.reject(new Error(error));
+      else pending?.resolve(result);
+    });
+    return worker;
+  });
+}
 
 const server = createServer();
-const wss = new WebSocketServer({ noServer: true, maxPayload: 16 * 1024 * 1024 });
+const wss = new WebSocketServer({ noServer: true });
 const sockets = new Map();
 const calls = [];
-let handler;
+
+/** Invokes the next instance in turn with `event`, as API Gateway's Lambda proxy integration. */
+function invoke(event, remainingMs) {
+  const { routeKey, connectionId } = event.requestContext;
+  // Per connection in turn (not globally), so other connections' events cannot line two of this
+  // connection's events up on one instance.
+  const turn = turns.get(connectionId) ?? nextStart++;
+  if (routeKey === "$disconnect") turns.delete(connectionId);
+  else turns.set(connectionId, turn + 1);
+  const instance = turn % instances.length;
+  calls.push({ route: routeKey, connectionId, instance });
+  const id = nextInvocation++;
+  return new Promise((resolve, reject) => {
+    waiting.set(id, { resolve, reject });
+    instances[instance].postMessage({ id, event, remainingMs });
+  });
+}
 
 function requestContext(routeKey, eventType, connectionId, host) {
   return {
@@ -36,13 +122,6 @@ function requestContext(routeKey, eventType, connectionId, host) {
     stage: STAGE,
     apiId: "standin",
     requestId: randomBytes(8).toString("hex"),
-  };
-}
-function lambdaContext() {
-  const deadline = Date.now() + 28_000;
-  return {
-    getRemainingTimeInMillis: () => deadline - Date.now(),
-    awsRequestId: randomBytes(8).toString("hex"),
   };
 }
 function headersOf(req) {
@@ -97,14 +176,15 @@ server.on("upgrade", async (req, socket, head) => {
   const connectionId = `${randomBytes(9).toString("base64url")}=`;
   const host = req.headers.host;
   const query = Object.fromEntries(url.searchParams);
-  const connect = await handler(
+  const remainingMs = Number(req.headers["x-standin-remaining-ms"]) || FUNCTION_TIMEOUT_MS;
+  const connect = await invoke(
     {
       requestContext: requestContext("$connect", "CONNECT", connectionId, host),
       headers: headersOf(req),
       queryStringParameters: Object.keys(query).length > 0 ? query : null,
       isBase64Encoded: false,
     },
-    lambdaContext(),
+    remainingMs,
   );
   if (connect.statusCode < 200 || connect.statusCode > 299) {
     const body = connect.body ?? "";
@@ -113,38 +193,35 @@ server.on("upgrade", async (req, socket, head) => {
     );
     return;
   }
-  wss.handleUpgrade(req, socket, head, (ws) => {
-    sockets.set(connectionId, ws);
-    ws.on("message", async (data, isBinary) => {
-      if (data.length > MESSAGE_LIMIT) {
-        ws.close(1009, "Message too big");
-        return;
-      }
-      const result = await handler(
+  wss.handleUpgrade(req, socket, head, (client) => {
+    sockets.set(connectionId, client);
+    client.on("error", () => {}); // a limit's 1009 close; the close event follows
+    client.on("message", async (data, isBinary) => {
+      const result = await invoke(
         {
           requestContext: requestContext("$default", "MESSAGE", connectionId, host),
           body: isBinary ? data.toString("base64") : data.toString("utf8"),
           isBase64Encoded: isBinary,
         },
-        lambdaContext(),
+        remainingMs,
       );
-      if (result?.body !== undefined && ws.readyState === ws.OPEN) ws.send(result.body);
+      if (result?.body !== undefined && client.readyState === client.OPEN) client.send(result.body);
     });
-    ws.on("close", async () => {
+    client.on("close", async () => {
       sockets.delete(connectionId);
-      await handler(
+      await invoke(
         { requestContext: requestContext("$disconnect", "DISCONNECT", connectionId, host) },
-        lambdaContext(),
+        remainingMs,
       );
-      calls.push({ method: "$disconnect", connectionId });
     });
   });
 });
 
-server.listen(0, "127.0.0.1", async () => {
+server.listen(0, "127.0.0.1", () => {
   const { port } = server.address();
+  // Before the instances start: each worker copies this process's environment.
   process.env.CODING_ENV_WS_MANAGEMENT_ENDPOINT = `http://127.0.0.1:${port}/${STAGE}`;
-  ({ handler } = await import(pathToFileURL(bundlePath).href));
+  startInstances();
   process.stdout.write(`LISTENING ${port}\n`);
 });
 process.on("SIGTERM", () => process.exit(0));

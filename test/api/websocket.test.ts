@@ -1,135 +1,22 @@
-// OpenEnv's current client protocol: WebSocket /ws, one connection = one episode.
+// OpenEnv's current client protocol: WebSocket /ws, one connection = one episode. The shared
+// scenario (websocket-scenario.ts) runs here on the local /ws and on the AWS WebSocket Lambda's bundle
+// (infra/test/ws-bundle.test.ts); the cases below it are the local transport's own (its 2 MiB
+// message limit, its per-connection queue).
 import { afterEach, describe, expect, inject, it } from "vitest";
-import WebSocket from "ws";
 import { call } from "../helpers/api.js";
+import { closeOpenedWs, openEnvWsScenario, openWs, type WsMessage } from "./websocket-scenario.js";
 
 const baseUrl = inject("baseUrl");
 const wsUrl = `${baseUrl.replace(/^http/, "ws")}/ws`;
+const connect = () => openWs(wsUrl);
 
-interface Message {
-  type: string;
-  data: Record<string, unknown> & { observation?: { stdout: string; stderr: string; exit_code: number } };
-}
-
-/** A connection with a queue of received messages. */
-async function connect(): Promise<{ ws: WebSocket; next(): Promise<Message>; send(msg: unknown): void }> {
-  const ws = new WebSocket(wsUrl);
-  const inbox: Message[] = [];
-  const waiters: Array<(m: Message) => void> = [];
-  ws.on("message", (data) => {
-    const msg = JSON.parse(String(data)) as Message;
-    const w = waiters.shift();
-    if (w) w(msg);
-    else inbox.push(msg);
-  });
-  await new Promise<void>((res, rej) => {
-    ws.once("open", () => res());
-    ws.once("error", rej);
-  });
-  open.push(ws);
-  return {
-    ws,
-    next: () => {
-      const m = inbox.shift();
-      return m ? Promise.resolve(m) : new Promise<Message>((res) => waiters.push(res));
-    },
-    send: (msg) => ws.send(typeof msg === "string" ? msg : JSON.stringify(msg)),
-  };
-}
-
-const open: WebSocket[] = [];
-afterEach(() => {
-  for (const ws of open.splice(0)) ws.close();
-});
+afterEach(closeOpenedWs);
 
 describe("WebSocket /ws", () => {
-  it("reset, step and state over one connection, keeping Python state", async () => {
-    const c = await connect();
-    c.send({ type: "reset", data: {} });
-    const reset = await c.next();
-    expect(reset.type).toBe("observation");
-    expect(reset.data.observation).toEqual({ stdout: "", stderr: "", exit_code: 0 });
-    expect(reset.data.reward).toBe(0);
-    c.send({ type: "step", data: { code: "x = 20" } });
-    await c.next();
-    c.send({ type: "step", data: { code: "x * 2 + 2" } });
-    const step = await c.next();
-    expect(step).toMatchObject({
-      type: "observation",
-      data: { observation: { stdout: "42", stderr: "", exit_code: 0 }, done: false, step_count: 2 },
-    });
-    expect(step.data.reward).toBeCloseTo(0.1, 10);
-    c.send({ type: "state" });
-    const state = await c.next();
-    expect(state.type).toBe("state");
-    expect(state.data).toMatchObject({ episode_id: reset.data.episode_id, step_count: 2, last_exit_code: 0 });
-  });
-
-  it("two connections are two episodes", async () => {
-    const a = await connect();
-    const b = await connect();
-    a.send({ type: "step", data: { code: "who = 'a'" } });
-    b.send({ type: "step", data: { code: "who = 'b'" } });
-    await Promise.all([a.next(), b.next()]);
-    a.send({ type: "step", data: { code: "who" } });
-    b.send({ type: "step", data: { code: "who" } });
-    expect((await a.next()).data.observation?.stdout).toBe('"a"');
-    expect((await b.next()).data.observation?.stdout).toBe('"b"');
-  });
-
-  it("answers bad messages with OpenEnv's error codes and keeps the connection", async () => {
-    const c = await connect();
-    c.send("{not json");
-    expect(await c.next()).toMatchObject({ type: "error", data: { code: "INVALID_JSON" } });
-    c.send({ type: "dance" });
-    expect(await c.next()).toMatchObject({ type: "error", data: { code: "UNKNOWN_TYPE" } });
-    c.send({ type: "step", data: { code: 5 } });
-    expect(await c.next()).toMatchObject({ type: "error", data: { code: "VALIDATION_ERROR" } });
-    c.send({ type: "step", data: { code: "1 + 1" } });
-    expect((await c.next()).data.observation?.stdout).toBe("2");
-  });
-
-  it("refuses an action with unknown members, as OpenEnv's CodeAction, and writes rewards as floats", async () => {
-    const c = await connect();
-    c.send({ type: "step", data: { code: "1", lint: true } });
-    expect(await c.next()).toMatchObject({ type: "error", data: { code: "VALIDATION_ERROR" } });
-    // The raw text: JSON.parse cannot tell -1 from -1.0
-    const raw = new Promise<string>((res) => c.ws.once("message", (data) => res(String(data))));
-    c.send({ type: "step", data: { code: `import os\n# ${"x".repeat(100)}`, request_id: "ws-float" } });
-    expect(await raw).toContain('"reward":-1.0');
-    expect((await c.next()).data.reward).toBe(-1);
-  });
-
-  it("close ends the session", async () => {
-    const c = await connect();
-    const closed = new Promise<number>((res) => c.ws.once("close", (code) => res(code)));
-    c.send({ type: "close" });
-    expect(await closed).toBe(1000);
-  });
-
-  it("validates reset options with the HTTP /reset schema", async () => {
-    const c = await connect();
-    const bad: unknown[] = [
-      { additional_imports: ["os; rm -rf /"] },
-      { episode_id: "has space" },
-      { seed: -1 },
-      { policy: "root" },
-      { step_timeout_s: 10_000 },
-      { ttl_s: 10 ** 9 },
-    ];
-    for (const data of bad) {
-      c.send({ type: "reset", data });
-      const reply = await c.next();
-      expect(reply, JSON.stringify(data)).toMatchObject({
-        type: "error",
-        data: { code: "VALIDATION_ERROR" },
-      });
-      // The same body over HTTP is refused too.
-      expect((await call(baseUrl, "POST", "/reset", data)).status, JSON.stringify(data)).toBe(422);
-    }
-    c.send({ type: "reset", data: { additional_imports: ["json.decoder"] } });
-    expect((await c.next()).type).toBe("observation");
-  });
+  openEnvWsScenario(() => ({
+    connect,
+    httpStatus: async (method, path, body) => (await call(baseUrl, method, path, body)).status,
+  }));
 
   it("answers a message over the size limit with an error and keeps the connection", async () => {
     const c = await connect();
@@ -145,7 +32,7 @@ describe("WebSocket /ws", () => {
     c.send({ type: "step", data: { code: "import time\ntime.sleep(1)\nseen = []" } });
     // Act
     for (let i = 0; i < 40; i++) c.send({ type: "step", data: { code: `seen.append(${i})` } });
-    const replies: Message[] = [];
+    const replies: WsMessage[] = [];
     for (let i = 0; i < 41; i++) replies.push(await c.next());
     // Assess: the excess was refused at once (before the first step's reply); the rest ran in order
     const refused = replies.filter((r) => r.type === "error");

@@ -89,9 +89,20 @@ export function observationReply(body: StepResponse, maxBytes?: number): Record<
   return { type: "observation", data: { ...rest, display: [...kept, note] } };
 }
 
-/** An error message in OpenEnv's WebSocket shape. */
-export function wsError(code: WsErrorCode, message: string, apiCode?: string): Record<string, unknown> {
-  return { type: "error", data: { message, code, ...(apiCode ? { error_code: apiCode } : {}) } };
+/**
+ * An error message in OpenEnv's WebSocket shape: `data` has OpenEnv's `message` and `code`, our API
+ * code in `error_code` and, when HTTP's error has them, its `details` (a quota's name and reset time).
+ */
+export function wsError(
+  code: WsErrorCode,
+  message: string,
+  apiCode?: string,
+  details?: Record<string, unknown>,
+): Record<string, unknown> {
+  return {
+    type: "error",
+    data: { message, code, ...(apiCode ? { error_code: apiCode } : {}), ...(details ? { details } : {}) },
+  };
 }
 
 function firstIssue(error: z.ZodError, fallback: string): string {
@@ -110,7 +121,7 @@ function errorReply(err: unknown): Record<string, unknown> {
           : err.status === 429
             ? "CAPACITY_REACHED"
             : "EXECUTION_ERROR";
-    return wsError(code, err.message, err.code);
+    return wsError(code, err.message, err.code, err.details);
   }
   console.error(JSON.stringify({ level: "ERROR", message: "ws message failed", error: String(err) }));
   return wsError("EXECUTION_ERROR", "Internal error.", "internal_error");

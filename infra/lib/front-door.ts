@@ -35,6 +35,12 @@ export class FrontDoor extends Construct {
 
   constructor(scope: Construct, id: string, props: FrontDoorProps) {
     super(scope, id);
+    // A domain without its certificate would be a base URL the distribution does not serve.
+    if ((props.domainName === undefined) !== (props.certificate === undefined)) {
+      throw new Error(
+        `${this.node.path}: domainName and certificate go together (a custom domain needs its certificate)`,
+      );
+    }
     const apiBehavior = (api: apigwv2.IApi): cloudfront.BehaviorOptions => ({
       origin: new origins.HttpOrigin(hostOf(api.apiEndpoint), {
         protocolPolicy: cloudfront.OriginProtocolPolicy.HTTPS_ONLY,
@@ -44,8 +50,9 @@ export class FrontDoor extends Construct {
       viewerProtocolPolicy: cloudfront.ViewerProtocolPolicy.HTTPS_ONLY,
       allowedMethods: cloudfront.AllowedMethods.ALLOW_ALL,
       cachePolicy: cloudfront.CachePolicy.CACHING_DISABLED,
-      // Every viewer header (Authorization, X-API-Key, Sec-WebSocket-*) and query string, but not
-      // Host: API Gateway answers only to its own host name.
+      // Every viewer header (Authorization, X-API-Key, Sec-WebSocket-*) and query string (`api_key`,
+      // `episode_id`), but not Host: API Gateway answers only to its own host name. CloudFront
+      // forwards Authorization through an origin request policy only with caching off, as here.
       originRequestPolicy: cloudfront.OriginRequestPolicy.ALL_VIEWER_EXCEPT_HOST_HEADER,
       compress: false,
     });
@@ -56,7 +63,7 @@ export class FrontDoor extends Construct {
       httpVersion: cloudfront.HttpVersion.HTTP2_AND_3,
       priceClass: cloudfront.PriceClass.PRICE_CLASS_100,
       // A minimum TLS version applies to a custom domain's certificate only (see CFR4 below).
-      ...(props.domainName && props.certificate
+      ...(props.domainName !== undefined && props.certificate !== undefined
         ? {
             domainNames: [props.domainName],
             certificate: props.certificate,

@@ -2,8 +2,14 @@
 // WebSocket API and its routes, its Lambda (same settings as the HTTP API's, least privilege), and
 // the CloudFront distribution in front of both APIs (caching off, headers and query strings
 // forwarded, HTTPS only, /ws to the WebSocket stage), with and without a custom domain.
+import { App, Stack } from "aws-cdk-lib";
 import { Match } from "aws-cdk-lib/assertions";
+import * as apigwv2 from "aws-cdk-lib/aws-apigatewayv2";
+import * as acm from "aws-cdk-lib/aws-certificatemanager";
+import * as cloudfront from "aws-cdk-lib/aws-cloudfront";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CodingEnvironment, CodingEnvironmentPropsError } from "../lib/coding-environment.js";
+import { FrontDoor } from "../lib/front-door.js";
 import {
   isExecutor,
   onlyResource,
@@ -201,6 +207,56 @@ describe("one base URL (CloudFront in front of both APIs)", () => {
     s.template.hasResourceProperties("AWS::CloudFront::Distribution", {
       DistributionConfig: Match.objectLike({ Enabled: true, HttpVersion: "http2and3" }),
     });
+  });
+
+  it("never forwards the viewer's Host header (API Gateway answers only to its own host name)", () => {
+    const [, distribution] = onlyResource(s.json, "AWS::CloudFront::Distribution");
+    const config = propsOf(distribution).DistributionConfig as {
+      DefaultCacheBehavior: Record<string, unknown>;
+      CacheBehaviors: Record<string, unknown>[];
+    };
+    // The managed policy CDK names AllViewerExceptHostHeader, not AllViewer (which forwards Host).
+    expect(ALL_VIEWER_EXCEPT_HOST_HEADER).toBe(
+      cloudfront.OriginRequestPolicy.ALL_VIEWER_EXCEPT_HOST_HEADER.originRequestPolicyId,
+    );
+    for (const behavior of [config.DefaultCacheBehavior, ...config.CacheBehaviors]) {
+      expect(behavior.OriginRequestPolicyId).toBe(ALL_VIEWER_EXCEPT_HOST_HEADER);
+      expect(behavior.OriginRequestPolicyId).not.toBe(
+        cloudfront.OriginRequestPolicy.ALL_VIEWER.originRequestPolicyId,
+      );
+      // No legacy forwarding settings (which could whitelist Host) beside the policies.
+      expect(behavior).not.toHaveProperty("ForwardedValues");
+    }
+    // Nor a policy of our own.
+    expect(resourcesOfType(s.json, "AWS::CloudFront::OriginRequestPolicy")).toEqual([]);
+    expect(resourcesOfType(s.json, "AWS::CloudFront::CachePolicy")).toEqual([]);
+  });
+
+  it("refuses a custom domain without its certificate (or the reverse) when the constructs are built, not at deploy time", () => {
+    const stack = () => new Stack(new App(), "Check");
+    const certificate = (scope: Stack) => acm.Certificate.fromCertificateArn(scope, "Cert", CERTIFICATE_ARN);
+    const s1 = stack();
+    expect(() => new CodingEnvironment(s1, "Env", { domainName: "env.example.com" })).toThrow(
+      CodingEnvironmentPropsError,
+    );
+    const s2 = stack();
+    expect(() => new CodingEnvironment(s2, "Env", { certificate: certificate(s2) })).toThrow(
+      /domainName and certificate go together/,
+    );
+    const s3 = stack();
+    expect(
+      () => new CodingEnvironment(s3, "Env", { domainName: "Env.Example.com", certificate: certificate(s3) }),
+    ).toThrow(/is not a lowercase host name/);
+    // The front door on its own, too: its base URL would name a domain it does not serve.
+    const s4 = stack();
+    const apis = {
+      httpApi: new apigwv2.HttpApi(s4, "Http"),
+      webSocketApi: new apigwv2.WebSocketApi(s4, "Ws"),
+      originReadTimeoutS: 30,
+    };
+    expect(() => new FrontDoor(s4, "Door", { ...apis, domainName: "env.example.com" })).toThrow(
+      /domainName and certificate go together/,
+    );
   });
 
   it("serves a custom domain with its certificate (TLS 1.2 and up, SNI) when asked, and outputs that URL", () => {

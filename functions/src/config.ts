@@ -72,6 +72,21 @@ export interface ApiConfig {
    */
   readonly admissionGovernor?: boolean;
   /**
+   * Whether steps take a per-tenant slot shared by every API instance while the executor is
+   * contended (admission/executor-governor.ts). Env {@link EXECUTOR_GOVERNOR_ENV}`.governor`
+   * (`on` | `off`). @default on when keys are required (with keys off there is one tenant)
+   */
+  readonly executorGovernor?: boolean;
+  /** How long an instance trusts one read of the contention flag (ms). @default 2000 */
+  readonly executorGovernorCheckMs?: number;
+  /** How long a throttle keeps the executor governed (s). @default 30 */
+  readonly executorGovernorTtlS?: number;
+  /**
+   * The executor's reserved concurrency, when set: a tenant holds at most half of it while
+   * governed. Locally also the executor's emulated limit (local/stack.ts). @default none
+   */
+  readonly executorReservedConcurrency?: number;
+  /**
    * Origins (`scheme://host[:port]`) whose cross-origin requests are served (CORS); every other
    * cross-origin request is refused 403. Env `CODING_ENV_ALLOWED_ORIGINS`, comma-separated.
    * @default [] (same-origin only)
@@ -123,6 +138,14 @@ export const AWS_TIMEOUTS = Object.freeze({
 });
 
 /** Largest state with a state bucket (S3): the executor's worker cap (RuntimeOpts.max_snapshot_bytes) plus its envelope. */
+/** Environment variables of the executor governor's settings (infra sets them by these names). */
+export const EXECUTOR_GOVERNOR_ENV = Object.freeze({
+  governor: "CODING_ENV_EXECUTOR_GOVERNOR",
+  checkMs: "CODING_ENV_EXECUTOR_GOVERNOR_CHECK_MS",
+  ttlS: "CODING_ENV_EXECUTOR_GOVERNOR_TTL_S",
+  reservedConcurrency: "CODING_ENV_EXECUTOR_RESERVED_CONCURRENCY",
+});
+
 export const MAX_STATE_BYTES_IN_S3 = 256 * 1024 * 1024 + 4096;
 
 export const defaultConfig: ApiConfig = {
@@ -174,6 +197,27 @@ function positiveNumber(env: Record<string, string | undefined>, name: string, f
   return n;
 }
 
+function executorGovernorFromEnv(
+  env: Record<string, string | undefined>,
+  authRequired: boolean,
+): Pick<
+  ApiConfig,
+  "executorGovernor" | "executorGovernorCheckMs" | "executorGovernorTtlS" | "executorReservedConcurrency"
+> {
+  const names = EXECUTOR_GOVERNOR_ENV;
+  const raw = (env[names.governor] ?? (authRequired ? "on" : "off")).toLowerCase();
+  if (raw !== "on" && raw !== "off") throw new Error(`${names.governor} must be 'on' or 'off', got '${raw}'`);
+  const reserved = env[names.reservedConcurrency];
+  return {
+    executorGovernor: raw === "on",
+    executorGovernorCheckMs: positiveNumber(env, names.checkMs, 2_000),
+    executorGovernorTtlS: positiveNumber(env, names.ttlS, 30),
+    ...(reserved !== undefined && reserved !== ""
+      ? { executorReservedConcurrency: Math.floor(positiveNumber(env, names.reservedConcurrency, 1)) }
+      : {}),
+  };
+}
+
 /** Reads the configuration from environment variables; throws on a malformed value (fail fast). */
 export function configFromEnv(env: Record<string, string | undefined> = process.env): ApiConfig {
   const auth = (env.CODING_ENV_AUTH ?? "off").toLowerCase();
@@ -223,6 +267,7 @@ export function configFromEnv(env: Record<string, string | undefined> = process.
     maxStepsInFlight: Math.floor(positiveNumber(env, "CODING_ENV_MAX_STEPS_IN_FLIGHT", 64)),
     apiInstances: Math.floor(positiveNumber(env, "CODING_ENV_API_INSTANCES", 1)),
     admissionGovernor: (env.CODING_ENV_ADMISSION_GOVERNOR ?? "on").toLowerCase() !== "off",
+    ...executorGovernorFromEnv(env, ["on", "true", "1"].includes(auth)),
     allowedOrigins: origins(env.CODING_ENV_ALLOWED_ORIGINS),
     allowedHosts: allowedHosts === undefined ? null : commaList(allowedHosts).map((h) => h.toLowerCase()),
     tableName: env.CODING_ENV_TABLE || defaultConfig.tableName,

@@ -7,7 +7,9 @@ import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { LambdaClient } from "@aws-sdk/client-lambda";
 import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import type { HttpAuthScheme, Identity } from "@smithy/types";
+import { ExecutorGovernor } from "./admission/executor-governor.js";
 import { FairQueue } from "./admission/fair-queue.js";
+import { GovernedExecutor, governedTenantCap } from "./admission/governed-executor.js";
 import { LoadGovernor } from "./admission/load-governor.js";
 import { admissionLimits, admitSteps } from "./admission/step-admission.js";
 import type { AppDeps } from "./app.js";
@@ -17,6 +19,7 @@ import { LambdaExecutor } from "./executor/executor.js";
 import { FairShareExecutor } from "./executor/fair-share.js";
 import { PackageSetReporter } from "./executor/package-set.js";
 import { DynamoDbEpisodeRepository } from "./store/dynamodb-episode-repository.js";
+import { DynamoDbExecutorGovernorStore } from "./store/dynamodb-executor-governor.js";
 import { dynamoDbTenancyRepositories } from "./store/dynamodb-tenancy.js";
 import { createStateS3Client, S3StateStore } from "./store/s3-state.js";
 import { HostedTenancy } from "./tenancy/hosted.js";
@@ -51,6 +54,11 @@ export interface BuiltDeps extends AppDeps {
   readonly dynamodb: DynamoDBClient;
   readonly lambda: LambdaClient;
   readonly tenancy: HostedTenancy;
+  /** The cross-instance executor governor and its store, when on (`executorGovernor`). */
+  readonly executorGovernor?: {
+    readonly governor: ExecutorGovernor;
+    readonly store: DynamoDbExecutorGovernorStore;
+  };
   destroy(): void;
 }
 
@@ -156,12 +164,40 @@ export function buildDeps(opts: BuildDepsOpts): BuiltDeps {
       ? { stateObjects: new S3StateStore({ client: s3, bucket: env.CODING_ENV_STATE_BUCKET }) }
       : {}),
   });
+  const lambdaExecutor = new LambdaExecutor({
+    client: lambda,
+    functionName: opts.config.executorFunction,
+    graceMs: opts.config.executorGraceS * 1000,
+  });
+  // One tenant may not take the executor's whole concurrency across API instances: while it is
+  // contended, each step holds a slot of its tenant's (admission/executor-governor.ts).
+  const governorStore = opts.config.executorGovernor
+    ? new DynamoDbExecutorGovernorStore({ client: dynamodb, tableName: opts.config.tableName })
+    : undefined;
+  const governor = governorStore
+    ? new ExecutorGovernor({
+        store: governorStore,
+        ...(opts.config.executorGovernorCheckMs !== undefined
+          ? { checkIntervalMs: opts.config.executorGovernorCheckMs }
+          : {}),
+        ...(opts.config.executorGovernorTtlS !== undefined
+          ? { contentionTtlMs: opts.config.executorGovernorTtlS * 1000 }
+          : {}),
+      })
+    : undefined;
   const executor = new FairShareExecutor(
-    new LambdaExecutor({
-      client: lambda,
-      functionName: opts.config.executorFunction,
-      graceMs: opts.config.executorGraceS * 1000,
-    }),
+    governor
+      ? new GovernedExecutor(lambdaExecutor, {
+          governor,
+          // The calling key's `concurrent_steps` (tenancy is built below; called per step).
+          capFor: (tenantId) =>
+            governedTenantCap(
+              tenancy.quotasFor(tenantId).concurrentSteps,
+              opts.config.executorReservedConcurrency,
+            ),
+          graceMs: opts.config.executorGraceS * 1000,
+        })
+      : lambdaExecutor,
     {
       maxRunning: opts.config.executorMaxConcurrency,
       tenantMaxRunning: opts.config.tenantMaxRunningSteps,
@@ -178,7 +214,7 @@ export function buildDeps(opts: BuildDepsOpts): BuiltDeps {
   const admissionLimitsNow = admissionLimits(opts.config);
   const admission = new FairQueue(admissionLimitsNow);
   // The per-tenant cap follows how busy this process is (admission/load-governor.ts).
-  const governor =
+  const loadGovernor =
     opts.config.admissionGovernor === false
       ? undefined
       : new LoadGovernor(admission, admissionLimitsNow.tenantMaxRunning);
@@ -197,8 +233,9 @@ export function buildDeps(opts: BuildDepsOpts): BuiltDeps {
     store,
     dynamodb,
     lambda,
+    ...(governor && governorStore ? { executorGovernor: { governor, store: governorStore } } : {}),
     destroy: () => {
-      governor?.stop();
+      loadGovernor?.stop();
       dynamodb.destroy();
       dynamodbSteps.destroy();
       lambda.destroy();

@@ -34,6 +34,7 @@ from typing import Any
 
 from . import handler as lambda_handler
 from .contract import EventError
+from .reserved_concurrency import ReservedConcurrency
 from .runtime import RuntimeOpts
 
 _INVOKE_PATH = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations/?(\?.*)?$")
@@ -169,9 +170,48 @@ class InvokeApiHandler(BaseHTTPRequestHandler):
 
 
 class _InProcessInvokeHandler(InvokeApiHandler):
-    """Runs the handler in this process (the runtime's zygote and workers sandbox user code)."""
+    """Runs the handler in this process (the runtime's zygote and workers sandbox user code).
+
+    ``server.reserved`` (a :class:`ReservedConcurrency`, or None) emulates Lambda's reserved
+    concurrency: past it an invocation is throttled, and ``/local/invocations`` reports the counts.
+    """
+
+    _REPORT_PATH = "/local/invocations"
+
+    @property
+    def reserved(self) -> ReservedConcurrency | None:
+        return getattr(self.server, "reserved", None)
+
+    def do_GET(self) -> None:  # noqa: N802
+        if self.path == self._REPORT_PATH and self.reserved is not None and self._authorized():
+            self.send_body(200, json.dumps(self.reserved.report()).encode())
+            return
+        super().do_GET()
+
+    def do_POST(self) -> None:  # noqa: N802
+        if self.path == f"{self._REPORT_PATH}/reset-peaks" and self.reserved is not None:
+            self._drain(int(self.headers.get("Content-Length") or 0))
+            if not self._authorized():
+                self.service_error(403, "UnrecognizedClientException", "The security token included in the request is invalid.")
+                return
+            self.reserved.reset_peaks()
+            self.send_empty(204)
+            return
+        super().do_POST()
 
     def invoke_sync(self, event: Any, body: bytes, context: InvokeContext) -> None:
+        reserved = self.reserved
+        if reserved is not None and not reserved.try_begin(context.tenant_id):
+            self.service_error(429, "TooManyRequestsException", "Rate Exceeded.", {"Retry-After": "1"},
+                               Reason="ReservedFunctionConcurrentInvocationLimitExceeded")
+            return
+        try:
+            self._invoke_sync(event, context)
+        finally:
+            if reserved is not None:
+                reserved.end(context.tenant_id)
+
+    def _invoke_sync(self, event: Any, context: InvokeContext) -> None:
         ok, payload = self._call(event, context)
         headers = {"X-Amz-Executed-Version": "$LATEST"}
         if not ok:
@@ -222,6 +262,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle-workers", type=int, default=2, help="pre-forked idle workers")
     parser.add_argument("--max-warm-workers", type=int, default=32)
     parser.add_argument(
+        "--reserved-concurrency",
+        type=int,
+        default=0,
+        help="emulate Lambda's reserved concurrency: at most this many invocations at once, "
+        "then 429 TooManyRequestsException (0: no limit)",
+    )
+    parser.add_argument(
         "--preload",
         default="",
         help="comma-separated modules the zygote imports once (e.g. numpy,pandas)",
@@ -238,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     server = ThreadingHTTPServer((args.host, args.port), _InProcessInvokeHandler)
     server.expected_key_id = expected_key_id  # type: ignore[attr-defined]
+    server.reserved = ReservedConcurrency(args.reserved_concurrency) if args.reserved_concurrency > 0 else None  # type: ignore[attr-defined]
     serve(server, lambda_handler.shutdown)
     return 0
 

@@ -28,6 +28,11 @@ export interface ExecutorOpts {
    * environments see their loopback only. The local server (root mode) reaches it anyway.
    */
   readonly s3Endpoint?: string;
+  /**
+   * Emulates Lambda's reserved concurrency: at most this many invocations at once, then Lambda's
+   * throttle (429 TooManyRequestsException). Lambda mode: the harness's environments. @default none
+   */
+  readonly reservedConcurrency?: number;
 }
 
 export interface ExecutorProcess {
@@ -66,6 +71,7 @@ export async function startExecutor(opts: ExecutorOpts): Promise<ExecutorProcess
           "--port",
           "0",
           ...(opts.s3Endpoint ? ["--s3-gateway", opts.s3Endpoint] : []),
+          ...(opts.reservedConcurrency ? ["--max-environments", String(opts.reservedConcurrency)] : []),
         ]
       : [
           "-m",
@@ -76,6 +82,7 @@ export async function startExecutor(opts: ExecutorOpts): Promise<ExecutorProcess
           "0",
           "--max-warm-workers",
           String(opts.maxWarmWorkers),
+          ...(opts.reservedConcurrency ? ["--reserved-concurrency", String(opts.reservedConcurrency)] : []),
         ];
   const child = spawn(python, ["-c", DIE_WITH_PARENT, String(process.pid), ...target], {
     cwd: opts.repoRoot,

@@ -16,7 +16,7 @@ import {
   UpdateTimeToLiveCommand,
 } from "@aws-sdk/client-dynamodb";
 import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
-import { configFromEnv } from "../config.js";
+import { configFromEnv, EXECUTOR_GOVERNOR_ENV } from "../config.js";
 import { type BuiltDeps, buildDeps, type LocalCredentials } from "../deps.js";
 import { LambdaExecutor } from "../executor/executor.js";
 import { processStreamBatch } from "../metering/stream-aggregator.js";
@@ -81,6 +81,12 @@ export interface LocalStackOpts {
    * (DynamoDB: 16 MB; smaller makes callers' retry loops run in tests). @default 16 MiB
    */
   readonly dynamodbBatchGetMaxBytes?: number;
+  /**
+   * Emulates the executor function's reserved concurrency: the local executor throttles (Lambda's
+   * 429 TooManyRequestsException) past this many invocations at once, and the API is told it.
+   * @default env `CODING_ENV_EXECUTOR_RESERVED_CONCURRENCY`, else none (no limit)
+   */
+  readonly executorReservedConcurrency?: number;
 }
 
 /** Why a part of the stack stopped on its own. */
@@ -172,6 +178,19 @@ function executorModeFrom(opts: LocalStackOpts): ExecutorMode {
   return mode;
 }
 
+function reservedConcurrencyFrom(opts: LocalStackOpts): number | undefined {
+  const raw =
+    opts.executorReservedConcurrency ??
+    opts.env?.[EXECUTOR_GOVERNOR_ENV.reservedConcurrency] ??
+    process.env[EXECUTOR_GOVERNOR_ENV.reservedConcurrency];
+  if (raw === undefined || raw === "") return undefined;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) {
+    throw new Error(`${EXECUTOR_GOVERNOR_ENV.reservedConcurrency} must be a positive integer, got '${raw}'`);
+  }
+  return n;
+}
+
 /**
  * Starts the local DynamoDB, the executor and the API.
  *
@@ -185,6 +204,7 @@ export async function startLocalStack(opts: LocalStackOpts = {}): Promise<LocalS
   const dataDir = opts.dataDir === undefined ? join(repoRoot, ".data") : opts.dataDir;
   const instanceCount = apiInstancesFrom(opts);
   const executorMode = executorModeFrom(opts);
+  const reservedConcurrency = reservedConcurrencyFrom(opts);
   // The start-up secret: user code that reaches these endpoints does not have it.
   const credentials: LocalCredentials = {
     accessKeyId: randomBytes(16).toString("hex"),
@@ -222,6 +242,7 @@ export async function startLocalStack(opts: LocalStackOpts = {}): Promise<LocalS
       maxWarmWorkers: opts.maxWarmWorkers ?? 128,
       accessKeyId: credentials.accessKeyId,
       s3Endpoint: s3.endpoint,
+      ...(reservedConcurrency !== undefined ? { reservedConcurrency } : {}),
     }),
   ]);
   if (dynamoStart.status === "rejected" || executorStart.status === "rejected") {
@@ -247,6 +268,9 @@ export async function startLocalStack(opts: LocalStackOpts = {}): Promise<LocalS
     // network namespace, as the VPC's S3 gateway endpoint lets the executor reach S3 only.
     CODING_ENV_STATE_BUCKET: stateBucket,
     CODING_ENV_S3_ENDPOINT: s3.endpoint,
+    ...(reservedConcurrency !== undefined
+      ? { [EXECUTOR_GOVERNOR_ENV.reservedConcurrency]: String(reservedConcurrency) }
+      : {}),
   };
   const config = configFromEnv(env);
   const endpoints = { dynamodbEndpoint: ddb.endpoint, executorEndpoint: exe.endpoint };

@@ -11,6 +11,7 @@ import * as nodejs from "aws-cdk-lib/aws-lambda-nodejs";
 import * as logs from "aws-cdk-lib/aws-logs";
 import type * as s3 from "aws-cdk-lib/aws-s3";
 import { Construct } from "constructs";
+import { EXECUTOR_GOVERNOR_ENV } from "../../functions/src/config.js";
 import { createExecutor } from "./executor.js";
 import { FrontDoor } from "./front-door.js";
 import { loggingOptions, nodeFunctionDefaults, repoRoot } from "./function-defaults.js";
@@ -183,6 +184,10 @@ export class CodingEnvironment extends Construct {
       CODING_ENV_REQUEST_DEADLINE_S: String(REQUEST_DEADLINE_S),
       ...(allowedOrigins.length > 0 ? { CODING_ENV_ALLOWED_ORIGINS: allowedOrigins.join(",") } : {}),
       ...quotaEnv,
+      // While the executor is throttled, a tenant holds at most half of it (admission/executor-governor.ts).
+      ...(props.executorReservedConcurrency !== undefined
+        ? { [EXECUTOR_GOVERNOR_ENV.reservedConcurrency]: String(props.executorReservedConcurrency) }
+        : {}),
     };
     this.apiFunction = new nodejs.NodejsFunction(this, "Api", {
       ...nodeFunctionDefaults(props.apiEntry ?? `${repoRoot}functions/src/lambda.ts`),

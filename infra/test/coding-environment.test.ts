@@ -4,6 +4,7 @@ import { readFileSync } from "node:fs";
 import { App, Stack } from "aws-cdk-lib";
 import { Match } from "aws-cdk-lib/assertions";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { EXECUTOR_GOVERNOR_ENV } from "../../functions/src/config.js";
 import {
   API_FUNCTION_TIMEOUT_S,
   CodingEnvironment,
@@ -414,6 +415,8 @@ describe("configuration through context (-c coding-env:KEY=VALUE)", () => {
           CODING_ENV_QUOTA_ACTIVE_EPISODES: "3",
           CODING_ENV_QUOTA_MAX_STATE_BYTES: "1048576",
           CODING_ENV_QUOTA_MAX_STEP_TIMEOUT_S: "15",
+          // The executor governor's share of the executor (a tenant: half of it while throttled).
+          [EXECUTOR_GOVERNOR_ENV.reservedConcurrency]: "20",
         }),
       },
     });

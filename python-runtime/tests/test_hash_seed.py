@@ -215,15 +215,55 @@ class ZygoteBoundTest(unittest.TestCase):
         self.assertLessEqual(len(live), bound, live)
 
 
+#: User code that returns once the runtime has a spare ready (Lambda mode: the runtime is user
+#: code's uid and pid namespace): the refill's zygote, the runtime's newest child but this step's
+#: zygote, has forked its worker; then a moment for the worker's start to end. (A spare being
+#: started while the environment is frozen between invocations gets no CPU.)
+SPARE_READY = """
+import os, time
+def children(pid):
+    found = []
+    for task in os.listdir(f'/proc/{pid}/task'):
+        try:
+            found += [int(p) for p in open(f'/proc/{pid}/task/{task}/children').read().split()]
+        except OSError:
+            pass
+    return found
+def started(pid):
+    return int(open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()[19])
+def cmdline(pid):
+    try:
+        return open(f'/proc/{pid}/cmdline', 'rb').read()
+    except OSError:
+        return None
+def spare_ready(runtime, mine):
+    zygotes = []
+    for pid in children(runtime):
+        try:
+            zygotes.append((started(pid), pid))
+        except (OSError, IndexError, ValueError):
+            pass
+    others = [pid for _, pid in sorted(zygotes) if pid != mine]
+    # a worker is a fork of its zygote (not, say, the ldconfig its imports run)
+    return bool(others) and any(cmdline(w) == cmdline(others[-1]) for w in children(others[-1]))
+zygote = os.getppid()
+runtime = int(open(f'/proc/{zygote}/stat').read().rsplit(')', 1)[1].split()[1])
+deadline = time.monotonic() + 60
+while not spare_ready(runtime, zygote) and time.monotonic() < deadline:
+    time.sleep(0.02)
+time.sleep(0.5)
+"""
+
+
 class LambdaModeSeedTest(LambdaModeTestCase):
     max_environments = 1  # one environment serves the tenant's episodes one after another
 
     def test_two_episodes_in_one_environment_get_different_hash_secrets(self) -> None:
         first_id = self.episode_id()
         first = self.harness.step({"episode_id": first_id, "code": HASHES, "policy": {"mode": "full"}})
-        # The refill gets CPU only during an invocation: these sleeps let it have a spare ready
-        # for each next episode (with none ready, an episode shares an earlier one's seed).
-        settle = "import time\ntime.sleep(3)\n"
+        # The refill gets CPU only during an invocation: these steps wait for it to have a spare
+        # ready for each next episode (with none ready, an episode shares an earlier one's seed).
+        settle = SPARE_READY
         warm = self.harness.step({"episode_id": first_id, "code": settle + HASHES, "snapshot": first["snapshot"],
                                   "state_version": first["state_version"], "policy": {"mode": "full"}})
         self.assertTrue(warm["warm"])
@@ -243,7 +283,7 @@ class LambdaModeSeedTest(LambdaModeTestCase):
         a_id, b_id = self.episode_id(), self.episode_id()
         # Meanwhile the other episode's worker is gone and the refill (CPU only during an
         # invocation) has a spare ready for b1, which would fork from a's zygote otherwise.
-        settle = "import time\ntime.sleep(3)\n"
+        settle = SPARE_READY
         a1 = step(a_id, settle + HASHES, None)
         b1 = step(b_id, settle + HASHES, None)
         a2 = step(a_id, settle + HASHES, a1)

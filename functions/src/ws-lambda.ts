@@ -6,9 +6,9 @@
 // - $connect authenticates the API key (`Authorization: Bearer`, `X-API-Key`, the `api_key` query
 //   parameter, or HTTP Basic with the key as password, which WebSocket clients send for a URL with
 //   user information: `wss://apikey:<key>@host/ws`, for clients that take a URL only, like
-//   OpenEnv's) and may attach an existing episode
-//   (`episode_id` query parameter or `X-Episode-Id`): that is how a client resumes after
-//   API Gateway's 10-minute idle or 2-hour limit. A refusal is the handshake's HTTP status.
+//   OpenEnv's) and may attach an existing episode (`episode_id` query parameter, `X-Episode-Id`,
+//   or the URL's user name: `wss://<episode_id>:<key>@host/ws`): that is how a client resumes
+//   after API Gateway's 10-minute idle or 2-hour limit. A refusal is the handshake's HTTP status.
 // - $default answers every message through the route response, in OpenEnv's shapes, cut to
 //   API Gateway's 128 KB message limit; `{"type":"close"}` closes the connection through the
 //   management API. The key is re-checked per message (cached like HTTP's), so a revoked key stops
@@ -137,15 +137,22 @@ async function tenantOf(connection: ConnectionRecord): Promise<TenantContext> {
   };
 }
 
-/** The key of `Authorization: Basic base64(<user>:<key>)` (a URL's user information). */
-function basicAuthKey(headers: Readonly<Record<string, string>>): string | undefined {
+/**
+ * `Authorization: Basic base64(<user>:<key>)`, what WebSocket clients send for a URL's user
+ * information (`wss://<user>:<key>@host/ws`): the key is the password (or the user alone, without
+ * one), and a user name other than `apikey` is the episode to continue. A client that takes a URL
+ * only, like OpenEnv's, can so resume an episode: `https://<episode_id>:<key>@host`.
+ */
+function basicAuth(headers: Readonly<Record<string, string>>): { key?: string; episodeId?: string } {
   const value = Object.entries(headers).find(([name]) => name.toLowerCase() === "authorization")?.[1];
   const encoded = value ? /^basic\s+(\S+)$/i.exec(value.trim())?.[1] : undefined;
-  if (!encoded) return undefined;
+  if (!encoded) return {};
   const decoded = Buffer.from(encoded, "base64").toString("utf8");
   const colon = decoded.indexOf(":");
-  const password = colon >= 0 ? decoded.slice(colon + 1) : "";
-  return (password || decoded.slice(0, colon >= 0 ? colon : undefined)).trim() || undefined;
+  const user = (colon >= 0 ? decoded.slice(0, colon) : decoded).trim();
+  const password = colon >= 0 ? decoded.slice(colon + 1).trim() : "";
+  if (!password) return user ? { key: user } : {};
+  return { key: password, ...(user && user.toLowerCase() !== "apikey" ? { episodeId: user } : {}) };
 }
 
 function refusal(err: ApiError): WebSocketResult {
@@ -159,8 +166,9 @@ function refusal(err: ApiError): WebSocketResult {
 async function onConnect(event: WebSocketEvent): Promise<WebSocketResult> {
   const headers = { ...(event.headers ?? {}) };
   const query = event.queryStringParameters ?? {};
-  // OpenEnv's client opens the socket with a URL only: the key may come in it.
-  const key = presentedApiKey(headers) ?? (query.api_key?.trim() || basicAuthKey(headers));
+  // OpenEnv's client opens the socket with a URL only: the key (and the episode) may come in it.
+  const basic = basicAuth(headers);
+  const key = presentedApiKey(headers) ?? (query.api_key?.trim() || basic.key);
   if (key && !presentedApiKey(headers)) headers["x-api-key"] = key;
   let tenant: TenantContext;
   try {
@@ -170,7 +178,9 @@ async function onConnect(event: WebSocketEvent): Promise<WebSocketResult> {
     throw err;
   }
   const resume =
-    query.episode_id ?? Object.entries(headers).find(([k]) => k.toLowerCase() === "x-episode-id")?.[1];
+    query.episode_id ??
+    Object.entries(headers).find(([k]) => k.toLowerCase() === "x-episode-id")?.[1] ??
+    basic.episodeId;
   if (resume !== undefined) {
     if (!EPISODE_ID.test(resume)) {
       return refusal(new ApiError(422, "validation_error", "episode_id must match [A-Za-z0-9._:-]{1,255}."));

@@ -148,6 +148,37 @@ describe("WebSocket Lambda bundle (esbuild, as deployed) behind an API Gateway W
     });
   }, 60_000);
 
+  it("lets OpenEnv's client, which takes a base URL only, resume an episode: the episode id as the URL's user name, the key as its password", async () => {
+    const c = await env.connect({ headers: { "x-api-key": key } });
+    c.send({ type: "step", data: { code: "carried = 41" } });
+    const { episode_id: episodeId } = (await c.next()).data;
+    c.ws.close();
+    await c.closed;
+    const baseUrl = env.gatewayUrl.replace("http://", `http://${episodeId}:${key}@`);
+    const run = await promisify(execFile)(
+      "/usr/bin/python3",
+      [join(repoRoot, "test", "python-client", "ws_resume.py"), baseUrl, "carried + 1"],
+      { encoding: "utf8", timeout: 60_000 },
+    );
+    expect(JSON.parse(run.stdout.trim())).toMatchObject({
+      type: "observation",
+      data: { episode_id: episodeId, step_count: 2, observation: { stdout: "42" } },
+    });
+    // The user name `apikey` names no episode: a new session starts.
+    const fresh = await promisify(execFile)(
+      "/usr/bin/python3",
+      [
+        join(repoRoot, "test", "python-client", "ws_resume.py"),
+        env.gatewayUrl.replace("http://", `http://apikey:${key}@`),
+        "carried",
+      ],
+      { encoding: "utf8", timeout: 60_000 },
+    );
+    expect(JSON.parse(fresh.stdout.trim())).toMatchObject({
+      data: { step_count: 1, observation: { exit_code: 1 } },
+    });
+  }, 90_000);
+
   it("ends a connection whose item is gone (deleted, expired) with SESSION_ERROR, then the close", async () => {
     const c = await env.connect({ headers: { "x-api-key": key } });
     c.send({ type: "step", data: { code: "1" } });

@@ -27,6 +27,7 @@ import {
 } from "./client.js";
 import { costPerMillion, measureStepUnits, type StepUnits } from "./cost.js";
 import { cpuSplit } from "./cpu-per-step.js";
+import { type GovernorUnits, measureGovernorUnits } from "./governor-units.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -215,6 +216,7 @@ async function roundTrips(): Promise<{
   dynaliteMsPerStep: number;
   executorP50: number;
   units: { withRequestId: StepUnits; withoutRequestId: StepUnits };
+  governor: { normal: GovernorUnits; governed: GovernorUnits };
 }> {
   const stack = await startLocalStack({ port: 0, dataDir: null });
   try {
@@ -238,7 +240,12 @@ async function roundTrips(): Promise<{
       withRequestId: await measureStepUnits(stack, { steps: 200, withRequestId: true }),
       withoutRequestId: await measureStepUnits(stack, { steps: 200, withRequestId: false }),
     };
-    return { perStep, dynaliteMsPerStep: ms / n, executorP50, units };
+    // Governed last: its flag stays marked for the rest of this stack's life.
+    const governor = {
+      normal: await measureGovernorUnits(stack, { steps: 200, governed: false }),
+      governed: await measureGovernorUnits(stack, { steps: 200, governed: true }),
+    };
+    return { perStep, dynaliteMsPerStep: ms / n, executorP50, units, governor };
   } finally {
     await stack.stop();
   }
@@ -252,7 +259,7 @@ try {
   const lat = await latency(baseUrl, child.pid as number);
   const thr = await throughput(baseUrl);
   const loaded = treeRssKb(child.pid as number);
-  const { perStep: trips, dynaliteMsPerStep, executorP50, units } = await roundTrips();
+  const { perStep: trips, dynaliteMsPerStep, executorP50, units, governor } = await roundTrips();
   const cost = costPerMillion(units.withRequestId);
   const result = {
     date: new Date().toISOString(),
@@ -276,6 +283,7 @@ try {
     dynamodb_round_trips_per_step: trips,
     dynalite_ms_per_step: +dynaliteMsPerStep.toFixed(3),
     request_units_per_step: units,
+    executor_governor_units_per_step: governor,
     dollars_per_million_trivial_steps: {
       total: +cost.total.toFixed(3),
       lines: cost.lines.map((l) => ({ item: l.item, dollars: +l.dollarsPerMillion.toFixed(4) })),
@@ -340,6 +348,14 @@ try {
       `${units.withoutRequestId.readUnitsPerStep} RRU + ${units.withoutRequestId.writeUnitsPerStep} WRU`,
       "",
     ],
+    ...(["normal", "governed"] as const).map((mode): [string, string, string] => {
+      const g = governor[mode];
+      return [
+        `executor governor units / step (${mode})`,
+        `+${g.governorReadUnits} RRU + ${g.governorWriteUnits} WRU (step itself ${g.stepReadUnits} RRU + ${g.stepWriteUnits} WRU)`,
+        mode === "normal" ? "+0 WRU, reads once per 2 s per instance" : "+2 WRU",
+      ];
+    }),
     [
       "$ per million trivial steps",
       `${cost.total.toFixed(2)} (AWS us-east-1, see docs/DEPLOY.md)`,

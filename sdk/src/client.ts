@@ -435,13 +435,44 @@ export class CodingEnv implements AsyncDisposable {
    */
   async exportHistoryJsonl(opts: ExportHistoryOpts = {}): Promise<ReadableStream<Uint8Array>> {
     const episodeId = this.#requireEpisode("exportHistoryJsonl");
+    // The server answers in parts of at most 5 MiB (X-Next-Cursor names the next); they are joined
+    // here into one stream, each part requested when the one before has been read.
+    let part = await this.#exportPart(episodeId, undefined, opts.signal);
+    let reader = part.body.getReader();
+    return new ReadableStream<Uint8Array>({
+      pull: async (controller) => {
+        for (;;) {
+          const chunk = await reader.read();
+          if (!chunk.done) {
+            controller.enqueue(chunk.value);
+            return;
+          }
+          if (part.next === null) {
+            controller.close();
+            return;
+          }
+          part = await this.#exportPart(episodeId, part.next, opts.signal);
+          reader = part.body.getReader();
+        }
+      },
+      cancel: async (reason) => {
+        await reader.cancel(reason);
+      },
+    });
+  }
+
+  async #exportPart(
+    episodeId: string,
+    cursor: string | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<{ body: ReadableStream<Uint8Array>; next: string | null }> {
     const response = await this.#request({
       method: "GET",
-      path: `/episodes/${encodeURIComponent(episodeId)}/history?format=jsonl`,
+      path: `/episodes/${encodeURIComponent(episodeId)}/history${query({ format: "jsonl", cursor })}`,
       accept: "application/x-ndjson",
       response: "stream",
       idempotent: true,
-      signal: opts.signal,
+      signal,
     });
     if (!(response.body instanceof ReadableStream)) {
       throw new ServerError("GET /episodes/{id}/history answered no body", {
@@ -450,7 +481,7 @@ export class CodingEnv implements AsyncDisposable {
         endpoint: "GET /episodes/{id}/history",
       });
     }
-    return response.body as ReadableStream<Uint8Array>;
+    return { body: response.body as ReadableStream<Uint8Array>, next: response.headers.get("x-next-cursor") };
   }
 
   /**

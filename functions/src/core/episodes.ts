@@ -423,13 +423,26 @@ export class EpisodeService {
     };
   }
 
-  /** The whole trajectory page by page (one page in memory at a time), for the JSONL export. */
+  /**
+   * The trajectory from the start (or after `cursor`) page by page (one page in memory at a time),
+   * for the JSONL export; `cursorAfter(step)` names where a later part of the export resumes.
+   */
   async historyStream(
     tenantId: string,
     id: string,
-  ): Promise<{ episode_id: string; steps: AsyncIterable<StepRecord> }> {
+    opts: { readonly cursor?: string } = {},
+  ): Promise<{
+    episode_id: string;
+    steps: AsyncIterable<StepRecord>;
+    cursorAfter: (step: number) => string;
+  }> {
     const ep = await this.load(tenantId, id);
-    return { episode_id: ep.id, steps: allSteps(this.deps.repository, ep) };
+    const afterStep = opts.cursor === undefined ? 0 : parseCursor(opts.cursor, ep);
+    return {
+      episode_id: ep.id,
+      steps: allSteps(this.deps.repository, ep, afterStep),
+      cursorAfter: (step) => makeCursor(ep, step),
+    };
   }
 
   /** A new episode with a copy of the source's Python state, settings and history. */

@@ -29,9 +29,12 @@ export function parseCursor(cursor: string, ep: Episode): number {
   return n;
 }
 
-/** Every step of the episode, page by page (one page of records in memory at a time). */
-export async function* allSteps(repository: EpisodeRepository, ep: Episode): AsyncGenerator<StepRecord> {
-  let afterStep = 0;
+/** Every step of the episode after `afterStep`, page by page (one page of records in memory at a time). */
+export async function* allSteps(
+  repository: EpisodeRepository,
+  ep: Episode,
+  afterStep = 0,
+): AsyncGenerator<StepRecord> {
   for (;;) {
     const page = await repository.historyPage(ep, { afterStep, limit: 100, maxBytes: HISTORY_PAGE_BYTES });
     yield* page.steps;

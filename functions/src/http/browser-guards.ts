@@ -80,7 +80,7 @@ export function hostCheck(allowed: HostAllowList): MiddlewareHandler {
 
 const CORS_METHODS = "GET, POST, DELETE, OPTIONS";
 const CORS_HEADERS = new Set(["content-type", "authorization", "x-api-key", "x-episode-id"]);
-const CORS_EXPOSED = "Retry-After, Idempotent-Replayed";
+const CORS_EXPOSED = "Retry-After, Idempotent-Replayed, X-Next-Cursor, Link";
 
 /**
  * Same-origin requests and requests without `Origin` (non-browser clients) pass; a cross-origin

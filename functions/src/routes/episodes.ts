@@ -25,12 +25,22 @@ const HistoryQuerySchema = z.object({
     .max(HISTORY_MAX_LIMIT)
     .optional()
     .describe(`Steps per page, 1..${HISTORY_MAX_LIMIT}; default 100 (fewer when a page passes a few MB).`),
-  cursor: z.string().min(1).max(512).optional().describe("A previous page's `next_cursor`."),
+  cursor: z
+    .string()
+    .min(1)
+    .max(512)
+    .optional()
+    .describe("A previous page's `next_cursor` (JSON), or a previous part's `X-Next-Cursor` (JSON Lines)."),
   format: z
     .enum(["json", "jsonl"])
     .optional()
-    .describe("`jsonl`: the whole history streamed as JSON Lines (also with Accept: application/x-ndjson)."),
+    .describe(
+      "`jsonl`: the history as JSON Lines (also with Accept: application/x-ndjson), in parts of at most 5 MiB: a part with more after it has an `X-Next-Cursor` header (and `Link`, rel=next) to pass as `cursor`.",
+    ),
 });
+
+/** Largest JSON Lines part of an export (Lambda's response limit is 6 MB; a line is at most 2 MiB). */
+export const EXPORT_PART_BYTES = 5 * 1024 * 1024;
 
 const stateRoute = createRoute({
   method: "get",
@@ -45,13 +55,21 @@ const historyRoute = createRoute({
   method: "get",
   path: "/episodes/{id}/history",
   summary: "An episode's trajectory, oldest first",
-  description: "Paged (`limit`, `cursor` → `next_cursor`); all of it as JSON Lines with `format=jsonl`.",
+  description:
+    "Paged (`limit`, `cursor` → `next_cursor`); as JSON Lines with `format=jsonl`, in parts of at most 5 MiB (`X-Next-Cursor` → `cursor`).",
   security: KEY_REQUIRED,
   request: { params: EpisodeParamsSchema, query: HistoryQuerySchema },
   responses: {
     200: {
       description:
-        "A page of steps (JSON), or every step, one JSON object per line with `episode_id` (JSON Lines)",
+        "A page of steps (JSON), or a part of the history, one JSON object per line with `episode_id` (JSON Lines)",
+      headers: z.object({
+        "X-Next-Cursor": z
+          .string()
+          .optional()
+          .describe("JSON Lines only: more steps follow; pass this as `cursor` for the next part."),
+        Link: z.string().optional().describe('JSON Lines only: the next part\'s URL, rel="next".'),
+      }),
       content: {
         "application/json": { schema: HistoryPageSchema },
         "application/x-ndjson": {
@@ -103,21 +121,36 @@ export function episodeRoutes(deps: AppDeps) {
     const wantsJsonl =
       query.format === "jsonl" || (c.req.header("accept") ?? "").includes("application/x-ndjson");
     if (wantsJsonl) {
-      // The whole trajectory, one page of records in memory at a time.
-      const { episode_id, steps } = await episodes.historyStream(c.get("tenantId"), id);
-      const iterator = steps[Symbol.asyncIterator]();
+      // The trajectory in parts of at most EXPORT_PART_BYTES (a Lambda response is at most 6 MB and
+      // is not streamed), one page of records in memory at a time; a part that is not the last names
+      // the next in X-Next-Cursor and Link.
+      const { episode_id, steps, cursorAfter } = await episodes.historyStream(
+        c.get("tenantId"),
+        id,
+        defined({ cursor: query.cursor }),
+      );
       const encoder = new TextEncoder();
-      const body = new ReadableStream<Uint8Array>({
-        async pull(controller) {
-          const next = await iterator.next();
-          if (next.done) controller.close();
-          else controller.enqueue(encoder.encode(`${toWireJson({ episode_id, ...next.value })}\n`));
-        },
-        async cancel() {
-          await iterator.return?.();
-        },
-      });
-      return c.body(body, 200, { "Content-Type": "application/x-ndjson" }) as never;
+      const lines: Uint8Array[] = [];
+      let bytes = 0;
+      let lastStep = 0;
+      let more = false;
+      for await (const step of steps) {
+        const line = encoder.encode(`${toWireJson({ episode_id, ...step })}\n`);
+        if (lines.length > 0 && bytes + line.byteLength > EXPORT_PART_BYTES) {
+          more = true;
+          break;
+        }
+        lines.push(line);
+        bytes += line.byteLength;
+        lastStep = step.step;
+      }
+      const headers: Record<string, string> = { "Content-Type": "application/x-ndjson" };
+      if (more) {
+        const next = cursorAfter(lastStep);
+        headers["X-Next-Cursor"] = next;
+        headers.Link = `</episodes/${encodeURIComponent(id)}/history?format=jsonl&cursor=${next}>; rel="next"`;
+      }
+      return c.body(Buffer.concat(lines), 200, headers) as never;
     }
     const { limit, cursor } = query;
     return wireJson(c, await episodes.history(c.get("tenantId"), id, defined({ limit, cursor }))) as never;

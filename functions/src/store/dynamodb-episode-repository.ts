@@ -32,7 +32,13 @@ import {
   versionPrefix,
   versionSk,
 } from "./layout.js";
-import { decodeRecord, encodeRecord, findRecentRequest, nextRecentRequests } from "./record-codec.js";
+import {
+  decodeRecord,
+  encodeRecord,
+  findRecentRequest,
+  nextRecentRequests,
+  recordWireBytes,
+} from "./record-codec.js";
 import type { S3StateStore } from "./s3-state.js";
 import { StateObjectItems, stateObjectOf } from "./s3-state-items.js";
 import { SnapshotItems } from "./snapshot-items.js";
@@ -400,15 +406,21 @@ export class DynamoDbEpisodeRepository implements EpisodeRepository {
         Limit: opts.limit - steps.length,
         ...(startKey ? { ExclusiveStartKey: startKey } : {}),
       });
+      let full = false;
       for (const item of out.items) {
         const rec = decodeRecord(versionOfSk(String(item.sk)), item.rec);
+        // Counted as sent (JSON, escapes included); a page always takes its first record.
+        const size = recordWireBytes(rec) + 1;
+        if (steps.length > 0 && bytes + size > opts.maxBytes) {
+          full = true;
+          break;
+        }
         steps.push(rec);
-        bytes += rec.code.length + rec.observation.stdout.length + rec.observation.stderr.length + 512;
+        bytes += size;
         last = rec.step;
-        if (bytes >= opts.maxBytes) break;
       }
       startKey = out.lastKey;
-      if (!startKey) break;
+      if (full || !startKey) break;
     }
     return { steps, lastStep: last < episode.version && steps.length > 0 ? last : null };
   }

@@ -11,6 +11,11 @@ export const HISTORY_OUTPUT_CHARS = 64 * 1024;
 export const HISTORY_DISPLAY_CHARS = 160 * 1024;
 /** Largest stored (encoded) record: the rest of a version item (snapshot inline ≤ 32 KB) fits 400 KB. */
 export const MAX_RECORD_BYTES = 300 * 1024;
+/**
+ * Largest record as the API sends it (JSON with `metadata.last_code`, escapes counted: a NUL is 6
+ * bytes), so a history page or export part of a few records always fits Lambda's 6 MB response.
+ */
+export const MAX_RECORD_WIRE_BYTES = 2 * 1024 * 1024;
 /** Below this a record is kept as plain JSON (gzip's header costs more than it saves). */
 const GZIP_FROM_BYTES = 160;
 
@@ -77,6 +82,25 @@ function encodeOnce(rec: StepRecord): string | Uint8Array {
   return gz.length < Buffer.byteLength(json, "utf8") ? gz : json;
 }
 
+/** Bytes of the record's JSON as the API sends it (see {@link MAX_RECORD_WIRE_BYTES}). */
+export function recordWireBytes(rec: StepRecord): number {
+  return Buffer.byteLength(JSON.stringify(rec), "utf8");
+}
+
+/**
+ * Whether the record's JSON is within {@link MAX_RECORD_WIRE_BYTES}. Measured only when its long
+ * strings could pass it (6 bytes per character at worst), so a usual step costs no serialization.
+ */
+function withinWireBytes(rec: StepRecord): boolean {
+  const displayChars = (rec.display ?? []).reduce(
+    (n, bundle) => n + Object.values(bundle.data).reduce((m, v) => m + v.length, 0),
+    0,
+  );
+  const longChars =
+    2 * rec.code.length + rec.observation.stdout.length + rec.observation.stderr.length + displayChars;
+  return 6 * longChars + 256 * 1024 <= MAX_RECORD_WIRE_BYTES || recordWireBytes(rec) <= MAX_RECORD_WIRE_BYTES;
+}
+
 function encodedBytes(v: string | Uint8Array): number {
   return typeof v === "string" ? Buffer.byteLength(v, "utf8") : v.byteLength;
 }
@@ -87,10 +111,14 @@ function encodedBytes(v: string | Uint8Array): number {
  * `history_truncated`.
  */
 export function encodeRecord(rec: StepRecord): string | Uint8Array {
-  let encoded = encodeOnce(
-    cut(rec, Number.POSITIVE_INFINITY, HISTORY_OUTPUT_CHARS, 1000, HISTORY_DISPLAY_CHARS),
-  );
-  if (encodedBytes(encoded) <= MAX_RECORD_BYTES) return encoded;
+  const whole = cut(rec, Number.POSITIVE_INFINITY, HISTORY_OUTPUT_CHARS, 1000, HISTORY_DISPLAY_CHARS);
+  let encoded: string | Uint8Array;
+  if (withinWireBytes(whole)) {
+    encoded = encodeOnce(whole);
+    if (encodedBytes(encoded) <= MAX_RECORD_BYTES) return encoded;
+  }
+  // Past here the code is at most 64 K characters: with the capped outputs and display that is
+  // under MAX_RECORD_WIRE_BYTES however it escapes.
   encoded = encodeOnce(cut(rec, 64 * 1024, HISTORY_OUTPUT_CHARS, 100, 32 * 1024));
   if (encodedBytes(encoded) <= MAX_RECORD_BYTES) return encoded;
   // Only reachable with a metadata or info of pathological size: keep the essentials (and the

@@ -204,6 +204,13 @@ describe("one base URL (CloudFront in front of both APIs)", () => {
     expect(config.CacheBehaviors).toEqual([
       expect.objectContaining({ ...forwardedUncached, PathPattern: "/ws", TargetOriginId: wsOrigin?.Id }),
     ]);
+    // The path needs no rewrite: `/ws` is the WebSocket API's stage, and no origin path is added.
+    const [, wsStage] = onlyResource(
+      s.json,
+      "AWS::ApiGatewayV2::Stage",
+      (r) => referencedId(r.Properties?.ApiId) === wsApiId,
+    );
+    expect(`/${propsOf(wsStage).StageName}`).toBe(config.CacheBehaviors[0]?.PathPattern);
     s.template.hasResourceProperties("AWS::CloudFront::Distribution", {
       DistributionConfig: Match.objectLike({ Enabled: true, HttpVersion: "http2and3" }),
     });

@@ -60,6 +60,8 @@ describe("timeouts that hold cold", () => {
 
     expect(maxStep).toBe(AWS_TIMEOUTS.maxStepTimeoutS);
     expect(config.requestDeadlineS).toBe(AWS_TIMEOUTS.requestDeadlineS);
+    // Keys on: one tenant cannot take the executor's whole concurrency (admission/executor-governor.ts).
+    expect(config.executorGovernor).toBe(true);
     // The executor's own timeout covers the step, a cold start and the snapshot restore/save...
     expect(executorTimeout).toBe(maxStep + COLD_START_ALLOWANCE_S + EXECUTOR_MARGIN_S);
     expect(config.executorGraceS).toBe(COLD_START_ALLOWANCE_S + EXECUTOR_MARGIN_S);

@@ -255,6 +255,18 @@ def serve(server: ThreadingHTTPServer, on_stop: Any = None) -> None:
             on_stop()
 
 
+def runtime_opts(args: argparse.Namespace) -> RuntimeOpts:
+    """The runtime's options for this server's command line."""
+    return RuntimeOpts(
+        # Not root: user code must not reach this machine's services (the local DynamoDB, this
+        # server) over 127.0.0.1; as root each worker has its own network namespace anyway.
+        unprivileged_namespaces=os.geteuid() != 0,
+        idle_workers=args.idle_workers,
+        max_warm_workers=args.max_warm_workers,
+        preload=tuple(m.strip() for m in args.preload.split(",") if m.strip()),
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m coding_env_runtime.local_server")
     parser.add_argument("--host", default="127.0.0.1")
@@ -276,13 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     expected_key_id = take_expected_key_id()  # before the zygote starts
 
-    lambda_handler.get_runtime(
-        RuntimeOpts(
-            idle_workers=args.idle_workers,
-            max_warm_workers=args.max_warm_workers,
-            preload=tuple(m.strip() for m in args.preload.split(",") if m.strip()),
-        )
-    )
+    lambda_handler.get_runtime(runtime_opts(args))
     server = ThreadingHTTPServer((args.host, args.port), _InProcessInvokeHandler)
     server.expected_key_id = expected_key_id  # type: ignore[attr-defined]
     server.reserved = ReservedConcurrency(args.reserved_concurrency) if args.reserved_concurrency > 0 else None  # type: ignore[attr-defined]

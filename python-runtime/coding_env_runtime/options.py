@@ -88,6 +88,12 @@ class RuntimeOpts:
     private_network: bool = True
     #: Root mode: an IPC namespace per worker (SysV and POSIX IPC die with it). @default True
     private_ipc: bool = True
+    #: Not root: a user namespace per worker with a network and an IPC namespace in it, so user
+    #: code reaches nothing of the machine's network (the local stack's DynamoDB and executor
+    #: included) where the kernel allows unprivileged user namespaces; where it does not, a
+    #: warning and workers without them. Off in Lambda, which has none and no services to reach.
+    #: The local executor (``local_server``) turns it on when it runs as non-root. @default False
+    unprivileged_namespaces: bool = False
     #: Root mode: a freezer and a memory control group per worker. @default True
     use_cgroups: bool = True
     #: Size of each private tmpfs (capped by the worker's memory, which it counts toward).

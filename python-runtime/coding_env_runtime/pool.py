@@ -50,6 +50,12 @@ class WorkerPool:
             opts.max_warm_memory_bytes = int(from_env) * 2**20 if from_env else memory_total_bytes() // 2
         if self.privileged:
             check_interpreter_reachable(opts.python)
+        elif opts.unprivileged_namespaces and not sandbox.unprivileged_namespaces_available():
+            opts.unprivileged_namespaces = False
+            print("coding-env runtime: this kernel refuses unprivileged user namespaces, so workers "
+                  "share this machine's network and user code can reach its 127.0.0.1 services "
+                  "(run the local stack as root, or allow unprivileged user namespaces)",
+                  file=sys.stderr, flush=True)
         if opts.work_root:
             self.work_root = opts.work_root
             os.makedirs(self.work_root, mode=0o711, exist_ok=True)

@@ -168,6 +168,7 @@ class WorkerFactory:
             "private_mounts": self.privileged and self.opts.private_mounts,
             "private_network": self.privileged and self.opts.private_mounts and self.opts.private_network,
             "private_ipc": self.privileged and self.opts.private_mounts and self.opts.private_ipc,
+            "unprivileged_namespaces": not self.privileged and self.opts.unprivileged_namespaces,
             "tmp_bytes": tmp_bytes,
             "cgroup_join": 0,
         }

@@ -170,6 +170,10 @@ def _spawn(spec: dict[str, Any], fds: list[int]) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         if spec.get("uid") is not None:
             _clear_keyrings_of(int(spec["uid"]))
+        if spec.get("unprivileged_namespaces"):
+            # Before the seccomp filter, which refuses new user namespaces. Checked at start-up,
+            # so a failure here ends the worker rather than running it on the host's network.
+            sandbox.unprivileged_namespaces()
         sandbox.best_effort(sandbox.deny_lingering_syscalls, "seccomp")
         font_cache.install_writer(_font_cache_files)
         worker.main_after_fork(spec)

@@ -4,6 +4,7 @@
 // dynalite's, while sizes, transactions and the change feed are ours (see dynalite-server.ts).
 import { createRequire } from "node:module";
 import { memoiseDynaliteConditionParser } from "./dynalite-expression-cache.js";
+import { installDirectQuery } from "./dynalite-query.js";
 import { type AttributeMap, OperationError } from "./dynamodb-rules.js";
 
 const require = createRequire(import.meta.url);
@@ -60,6 +61,7 @@ interface DynaliteDb {
 const validations = require("dynalite/validations") as DynaliteValidations;
 const dynaliteDb = require("dynalite/db") as DynaliteDb;
 memoiseDynaliteConditionParser();
+installDirectQuery();
 
 const operations = [
   "BatchGetItem",

@@ -1,0 +1,251 @@
+// The local DynamoDB reads a Query's items straight from dynalite's LevelDB iterator
+// (dynalite-query.ts) instead of dynalite's stream pipeline. Every answer must be the one dynalite
+// itself gives: the same items in the same order, Count and ScannedCount, LastEvaluatedKey at Limit
+// and at 1 MB, filters, projections, ExclusiveStartKey in both directions, consumed capacity, and
+// the same refusals. Each query runs through both implementations against one store.
+import { createRequire } from "node:module";
+import { beforeAll, describe, expect, it } from "vitest";
+import { createStore, runAction } from "../../functions/src/local/dynalite-store.js";
+import { OperationError } from "../../functions/src/local/dynamodb-rules.js";
+
+const require = createRequire(import.meta.url);
+type QueryTable = (...args: unknown[]) => void;
+const db = require("dynalite/db") as { queryTable: QueryTable & { original?: QueryTable } };
+const store = createStore(null);
+const TableName = "episodes";
+
+/** dynalite's answer (or refusal) with its own queryTable, then with the direct one. */
+async function both(input: Record<string, unknown>): Promise<[unknown, unknown]> {
+  const direct = db.queryTable;
+  const answer = async () => {
+    try {
+      return await runAction(store, "Query", structuredClone(input));
+    } catch (err) {
+      if (err instanceof OperationError) return { refused: err.body };
+      throw err;
+    }
+  };
+  expect(direct.original).toBeTypeOf("function");
+  db.queryTable = direct.original as QueryTable;
+  let theirs: unknown;
+  try {
+    theirs = await answer();
+  } finally {
+    db.queryTable = direct;
+  }
+  return [theirs, await answer()];
+}
+
+beforeAll(async () => {
+  await runAction(store, "CreateTable", {
+    TableName,
+    AttributeDefinitions: [
+      { AttributeName: "pk", AttributeType: "S" },
+      { AttributeName: "sk", AttributeType: "S" },
+    ],
+    KeySchema: [
+      { AttributeName: "pk", KeyType: "HASH" },
+      { AttributeName: "sk", KeyType: "RANGE" },
+    ],
+    BillingMode: "PAY_PER_REQUEST",
+  });
+  await new Promise((r) => setTimeout(r, 20));
+  // Two partitions side by side (a read must not run into the neighbour), steps and a head item.
+  for (const pk of ["EP#a", "EP#b"]) {
+    for (let v = 1; v <= 30; v++) {
+      await runAction(store, "PutItem", {
+        TableName,
+        Item: {
+          pk: { S: pk },
+          sk: { S: `M#${String(v).padStart(4, "0")}` },
+          v: { N: String(v) },
+          odd: { BOOL: v % 2 === 1 },
+          nested: { M: { a: { S: `x${v}` }, b: { L: [{ N: "1" }, { S: "y" }] } } },
+        },
+      });
+    }
+    await runAction(store, "PutItem", {
+      TableName,
+      Item: { pk: { S: pk }, sk: { S: "META" }, head: { S: "h" } },
+    });
+  }
+  // A partition whose items pass 1 MB in all: a page stops there.
+  for (let i = 0; i < 8; i++) {
+    await runAction(store, "PutItem", {
+      TableName,
+      Item: { pk: { S: "BIG" }, sk: { S: `S#${i}` }, blob: { S: "z".repeat(200_000) } },
+    });
+  }
+});
+
+const between = {
+  KeyConditionExpression: "pk = :pk AND sk BETWEEN :lo AND :hi",
+  ExpressionAttributeValues: { ":pk": { S: "EP#a" }, ":lo": { S: "M#" }, ":hi": { S: "META" } },
+};
+
+const cases: Array<[string, Record<string, unknown>]> = [
+  [
+    "a step's read: newest two, backward, consistent",
+    { ...between, Limit: 2, ScanIndexForward: false, ConsistentRead: true },
+  ],
+  [
+    "the whole partition forward",
+    { KeyConditionExpression: "pk = :pk", ExpressionAttributeValues: { ":pk": { S: "EP#a" } } },
+  ],
+  [
+    "the whole partition backward",
+    {
+      KeyConditionExpression: "pk = :pk",
+      ExpressionAttributeValues: { ":pk": { S: "EP#a" } },
+      ScanIndexForward: false,
+    },
+  ],
+  [
+    "a partition with nothing in it",
+    { KeyConditionExpression: "pk = :pk", ExpressionAttributeValues: { ":pk": { S: "EP#none" } } },
+  ],
+  ["Limit exactly the number of items", { ...between, Limit: 31 }],
+  ["Limit past the number of items", { ...between, Limit: 50 }],
+  ["Limit 1", { ...between, Limit: 1 }],
+  [
+    "begins_with",
+    {
+      KeyConditionExpression: "pk = :pk AND begins_with(sk, :p)",
+      ExpressionAttributeValues: { ":pk": { S: "EP#b" }, ":p": { S: "M#001" } },
+    },
+  ],
+  [
+    "sk < and backward with Limit",
+    {
+      KeyConditionExpression: "pk = :pk AND sk < :s",
+      ExpressionAttributeValues: { ":pk": { S: "EP#b" }, ":s": { S: "M#0010" } },
+      ScanIndexForward: false,
+      Limit: 3,
+    },
+  ],
+  [
+    "sk <=",
+    {
+      KeyConditionExpression: "pk = :pk AND sk <= :s",
+      ExpressionAttributeValues: { ":pk": { S: "EP#b" }, ":s": { S: "M#0010" } },
+    },
+  ],
+  [
+    "sk >",
+    {
+      KeyConditionExpression: "pk = :pk AND sk > :s",
+      ExpressionAttributeValues: { ":pk": { S: "EP#b" }, ":s": { S: "M#0028" } },
+    },
+  ],
+  [
+    "sk >=",
+    {
+      KeyConditionExpression: "pk = :pk AND sk >= :s",
+      ExpressionAttributeValues: { ":pk": { S: "EP#b" }, ":s": { S: "M#0028" } },
+    },
+  ],
+  [
+    "sk =",
+    {
+      KeyConditionExpression: "pk = :pk AND sk = :s",
+      ExpressionAttributeValues: { ":pk": { S: "EP#b" }, ":s": { S: "META" } },
+    },
+  ],
+  [
+    "ExclusiveStartKey forward",
+    { ...between, Limit: 4, ExclusiveStartKey: { pk: { S: "EP#a" }, sk: { S: "M#0007" } } },
+  ],
+  [
+    "ExclusiveStartKey backward",
+    {
+      ...between,
+      Limit: 4,
+      ScanIndexForward: false,
+      ExclusiveStartKey: { pk: { S: "EP#a" }, sk: { S: "M#0007" } },
+    },
+  ],
+  [
+    "a filter (Count below ScannedCount)",
+    {
+      ...between,
+      Limit: 10,
+      FilterExpression: "odd = :t",
+      ExpressionAttributeValues: { ...between.ExpressionAttributeValues, ":t": { BOOL: true } },
+    },
+  ],
+  [
+    "a legacy QueryFilter",
+    {
+      KeyConditions: { pk: { ComparisonOperator: "EQ", AttributeValueList: [{ S: "EP#a" }] } },
+      QueryFilter: { v: { ComparisonOperator: "GT", AttributeValueList: [{ N: "25" }] } },
+    },
+  ],
+  [
+    "a projection with a nested path",
+    {
+      ...between,
+      Limit: 5,
+      ProjectionExpression: "v, nested.b[1], #h",
+      ExpressionAttributeNames: { "#h": "head" },
+    },
+  ],
+  [
+    "AttributesToGet",
+    {
+      KeyConditions: { pk: { ComparisonOperator: "EQ", AttributeValueList: [{ S: "EP#a" }] } },
+      AttributesToGet: ["sk", "v"],
+      Limit: 3,
+    },
+  ],
+  ["Select COUNT", { ...between, Select: "COUNT" }],
+  [
+    "consumed capacity TOTAL, consistent",
+    { ...between, ReturnConsumedCapacity: "TOTAL", ConsistentRead: true },
+  ],
+  [
+    "consumed capacity INDEXES, eventually consistent",
+    { ...between, Limit: 7, ReturnConsumedCapacity: "INDEXES" },
+  ],
+  [
+    "a page that stops at 1 MB",
+    {
+      KeyConditionExpression: "pk = :pk",
+      ExpressionAttributeValues: { ":pk": { S: "BIG" } },
+      ReturnConsumedCapacity: "TOTAL",
+    },
+  ],
+  [
+    "the 1 MB page backward",
+    {
+      KeyConditionExpression: "pk = :pk",
+      ExpressionAttributeValues: { ":pk": { S: "BIG" } },
+      ScanIndexForward: false,
+    },
+  ],
+  ["refused: a filter on a key attribute", { ...between, FilterExpression: "sk = :lo" }],
+  [
+    "refused: a start key outside the range",
+    { ...between, ExclusiveStartKey: { pk: { S: "EP#a" }, sk: { S: "A" } } },
+  ],
+  ["refused: an unknown index", { ...between, IndexName: "nope" }],
+];
+
+describe("direct Query read", () => {
+  it.each(cases)("%s: the same answer as dynalite's own read", async (_name, input) => {
+    const [theirs, ours] = await both({ TableName, ...input });
+    expect(ours).toEqual(theirs);
+  });
+
+  it("a page stopped at 1 MB says where to continue, and the next page goes on from there", async () => {
+    const input = {
+      TableName,
+      KeyConditionExpression: "pk = :pk",
+      ExpressionAttributeValues: { ":pk": { S: "BIG" } },
+    };
+    const first = await runAction(store, "Query", input);
+    expect((first.Items as unknown[]).length).toBeLessThan(8);
+    expect(first.LastEvaluatedKey).toBeDefined();
+    const rest = await runAction(store, "Query", { ...input, ExclusiveStartKey: first.LastEvaluatedKey });
+    expect((first.Items as unknown[]).length + (rest.Items as unknown[]).length).toBe(8);
+  });
+});

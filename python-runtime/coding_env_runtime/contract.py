@@ -56,6 +56,10 @@ class StepRequest:
     seed: int | None = None
     #: Large state in S3 (``event["state"]``): None when the snapshot travels inline.
     state: StateLocation | None = None
+    #: When the invocation must have answered (``time.monotonic()``), set by the handler from
+    #: Lambda's remaining time, never from the event: the step ends by then even when waiting
+    #: for a worker took part of its limit.
+    invocation_deadline: float | None = None
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import dataclasses
 import json
 import os
 import threading
+import time
 from typing import Any
 
 from . import files_op, packages, state_transfer
@@ -243,15 +244,19 @@ def _files_with_state_in_s3(request: FilesRequest, location: StateLocation) -> d
 def _within_invocation_deadline(request: StepRequest, context: Any) -> StepRequest:
     """A step may not outlive its invocation: past the function timeout Lambda kills the whole
     environment (every warm worker with it) and the caller only learns "Task timed out". The
-    step's own limit is cut to the time left minus room for the reply, so it ends as an ordinary
-    timed-out step (input state kept) instead."""
+    step's own limit is cut to the time left minus room for the reply, and the time left is
+    also a deadline the runtime holds it to after any wait for a worker, so it ends as an
+    ordinary timed-out step (input state kept) instead."""
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     if not callable(remaining):
         return request
     budget = int(remaining()) - _REPLY_TIME_MS
-    if budget >= request.timeout_ms:
-        return request
-    return dataclasses.replace(request, timeout_ms=max(budget, 1))
+    # The limit starts once a worker is there (runtime.py); the deadline also counts the wait.
+    return dataclasses.replace(
+        request,
+        timeout_ms=max(min(budget, request.timeout_ms), 1),
+        invocation_deadline=time.monotonic() + max(budget, 1) / 1000.0,
+    )
 
 
 # --- the reply as the Lambda runtime interface client serializes it --------------------------

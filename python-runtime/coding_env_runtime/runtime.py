@@ -265,6 +265,9 @@ class Runtime:
         # The time limit is the cell's: it starts once a worker is there (a cold step with no
         # spare ready waits for an interpreter to start, see spares.py).
         deadline = time.monotonic() + request.timeout_ms / 1000.0
+        if request.invocation_deadline is not None:
+            # The invocation's end bounds it too: the wait for a worker above was inside it.
+            deadline = min(deadline, request.invocation_deadline)
         payload = b""
         if request.snapshot is not None and not warm:
             # Only the envelope is read here; the pickle is loaded inside the sandboxed worker.

@@ -157,7 +157,10 @@ export class ExecutorGovernor {
         // The store is unreachable: the step goes on as in normal mode (the executor still
         // throttles, and the step's own store reads fail on their own).
         this.logError("could not read the executor contention flag", err);
-        return this.known?.untilMs ?? 0;
+        // Tried again after the interval, not by every step meanwhile.
+        const untilMs = this.known?.untilMs ?? 0;
+        this.known = { readAtMs: nowMs, untilMs };
+        return untilMs;
       })
       .finally(() => {
         this.pendingRead = undefined;

@@ -147,6 +147,8 @@ describe("ExecutorGovernor", () => {
     const { store, governor, clock, logged } = setup();
     store.failWith = new Error("connection refused");
     await (await governor.admit("a", 1, clock.now + 1_000))();
+    await (await governor.admit("a", 1, clock.now + 1_000))();
+    expect(store.calls.of("readContendedUntil")).toBe(1); // tried again after the interval only
     await governor.throttled();
     expect(logged).toEqual([
       "could not read the executor contention flag",

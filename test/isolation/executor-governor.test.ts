@@ -80,15 +80,20 @@ async function executorReport(stack: LocalStack, resetPeaks = false): Promise<Ex
 /** A's flood: loops that each step their own episode again and again, retrying refusals at once. */
 function flood(stack: LocalStack, key: string, episodes: readonly string[]) {
   const seen = { ok: 0, codes: new Map<string, number>() };
+  /** When each request still unanswered was sent. */
+  const unanswered = new Set<{ sentAt: number }>();
   let stopping = false;
   const loop = async (episodeId: string) => {
     while (!stopping) {
+      const request = { sentAt: Date.now() };
+      unanswered.add(request);
       const res = await fetch(`${stack.baseUrl}/step`, {
         method: "POST",
         headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
         body: JSON.stringify({ action: { code: FLOOD_CODE }, episode_id: episodeId }),
       });
       const body = (await res.json()) as { error?: { code?: string } };
+      unanswered.delete(request);
       if (res.status === 200) seen.ok += 1;
       else {
         const code = `${res.status} ${body.error?.code}`;
@@ -101,6 +106,8 @@ function flood(stack: LocalStack, key: string, episodes: readonly string[]) {
   return {
     seen,
     count: (code: string) => seen.codes.get(code) ?? 0,
+    /** Requests sent before `ms` (epoch) not answered yet. */
+    unansweredSentBefore: (ms: number) => [...unanswered].filter((r) => r.sentAt < ms).length,
     stop: async () => {
       stopping = true;
       await loops;
@@ -117,7 +124,7 @@ async function until(what: string, test: () => boolean | Promise<boolean>, ms = 
 }
 
 /** Runs the scenario; returns what B and the executor saw once the flood had been throttled. */
-async function scenario(ctx: Awaited<ReturnType<typeof startScenarioStack>>, governed: boolean) {
+async function scenario(ctx: Awaited<ReturnType<typeof startScenarioStack>>) {
   const { stack, keyA, keyB } = ctx;
   // B's SDK client counts the answers its retries see.
   const bAnswers: string[] = [];
@@ -139,14 +146,15 @@ async function scenario(ctx: Awaited<ReturnType<typeof startScenarioStack>>, gov
   const aFlood = flood(stack, keyA, episodes);
   try {
     await until("the executor to throttle A's flood", () => aFlood.count("429 executor_throttled") > 0);
-    // Every instance's next read sees the flag (CHECK_MS); A's invocations begun before that end.
-    await sleep(CHECK_MS * 2 + 3_000);
-    if (governed) {
-      await until(
-        "A's ungoverned invocations to end",
-        async () => ((await executorReport(stack)).in_flight.flooder ?? 0) <= CAP,
-      );
-    }
+    // The flag was marked before that answer; every instance's next read (CHECK_MS) sees it, so an
+    // invoke of a request sent after `governedFrom` is governed. The requests sent before may have
+    // ungoverned invocations: wait until each is answered (its invocation has ended).
+    const governedFrom = Date.now() + CHECK_MS + 1_000;
+    await sleep(governedFrom - Date.now());
+    await until(
+      "A's requests sent before governedFrom to be answered",
+      () => aFlood.unansweredSentBefore(governedFrom) === 0,
+    );
     const refusedBefore = aFlood.count("429 too_many_concurrent_steps");
     await executorReport(stack, true);
     bAnswers.length = 0;
@@ -185,7 +193,7 @@ describe("a flood across two API instances, executor reserved concurrency 4, gov
   });
 
   it("B's SDK steps all succeed, never throttled; A never holds more than its cap of the executor", async () => {
-    const out = await scenario(ctx, true);
+    const out = await scenario(ctx);
     expect(out.bResults).toEqual([
       { ok: true, stdout: "0" },
       { ok: true, stdout: "1" },
@@ -215,7 +223,7 @@ describe("the same flood with the governor off (what it protects against)", () =
   });
 
   it("leaves B throttled and A holding more than its cap", async () => {
-    const out = await scenario(ctx, false);
+    const out = await scenario(ctx);
     expect(out.bAnswers.filter((a) => a === "429 executor_throttled").length).toBeGreaterThan(0);
     expect(out.bResults.some((r) => !r.ok)).toBe(true);
     expect(out.report.peak.flooder ?? 0).toBeGreaterThan(CAP);

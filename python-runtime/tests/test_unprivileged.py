@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import unittest
 import uuid
-from pathlib import Path
 
-PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+from .world_readable import package_copy, readable_by_others
+
 NOBODY = 65534
 
 DRIVER = r"""
@@ -92,22 +93,10 @@ print(json.dumps(out))
 """
 
 
-def _readable_by_others(path: str) -> bool:
-    """Every directory from / down to ``path`` can be entered by another user."""
-    path = os.path.realpath(path)
-    while True:
-        if not os.stat(path).st_mode & 0o001:
-            return False
-        parent = os.path.dirname(path)
-        if parent == path:
-            return True
-        path = parent
-
-
 @unittest.skipUnless(os.geteuid() == 0, "needs root to start the runtime as another user")
 @unittest.skipUnless(
-    _readable_by_others(PACKAGE_ROOT) and _readable_by_others(os.path.dirname(sys.executable)),
-    "the checkout or the interpreter is not reachable by the unprivileged user (nobody)",
+    readable_by_others(os.path.dirname(sys.executable)),
+    "the interpreter is not reachable by the unprivileged user (nobody)",
 )
 class UnprivilegedRuntimeTest(unittest.TestCase):
     result: dict
@@ -116,17 +105,22 @@ class UnprivilegedRuntimeTest(unittest.TestCase):
     def setUpClass(cls) -> None:
         marker = f"{uuid.uuid4().int % 10**6 + 10**6}.75"
         env = {"PATH": "/usr/bin:/bin", "AWS_SECRET_ACCESS_KEY": "do-not-leak", "HOME": "/tmp"}
-        run = subprocess.run(
-            [sys.executable, "-c", DRIVER, PACKAGE_ROOT, marker],
-            user=NOBODY,
-            group=NOBODY,
-            extra_groups=[],
-            env=env,
-            cwd="/tmp",
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        # The checkout may be out of nobody's reach (CI clones under /root): run from a copy.
+        copy = package_copy()
+        try:
+            run = subprocess.run(
+                [sys.executable, "-c", DRIVER, copy, marker],
+                user=NOBODY,
+                group=NOBODY,
+                extra_groups=[],
+                env=env,
+                cwd="/tmp",
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+        finally:
+            shutil.rmtree(copy, ignore_errors=True)
         if run.returncode != 0:
             raise AssertionError(f"driver failed: {run.stderr[-3000:]}")
         cls.result = json.loads(run.stdout.strip().splitlines()[-1])

@@ -17,13 +17,12 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import unittest
-from pathlib import Path
 from unittest import mock
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+from .world_readable import package_copy
+
 NOBODY = 65534
 
 DRIVER = r"""
@@ -76,16 +75,7 @@ class UnprivilegedNetworkTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls) -> None:
-        cls.copy = tempfile.mkdtemp(prefix="ce-unpriv-net-")
-        os.chmod(cls.copy, 0o755)
-        ignore = shutil.ignore_patterns("__pycache__")
-        shutil.copytree(PACKAGE_ROOT / "coding_env_runtime", Path(cls.copy) / "coding_env_runtime", ignore=ignore)
-        shutil.copytree(PACKAGE_ROOT / "tests", Path(cls.copy) / "tests", ignore=ignore)
-        for root, dirs, files in os.walk(cls.copy):
-            for name in dirs:
-                os.chmod(os.path.join(root, name), 0o755)
-            for name in files:
-                os.chmod(os.path.join(root, name), 0o644)
+        cls.copy = package_copy()
         # A service of the machine on 127.0.0.1, as the local stack's DynamoDB is.
         cls.listener = socket.create_server(("127.0.0.1", 0))
         cls.received = []

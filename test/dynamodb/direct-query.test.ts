@@ -1,4 +1,4 @@
-// The local DynamoDB reads a Query's items straight from dynalite's LevelDB iterator
+// The local DynamoDB reads a Query's (and a Scan's) items straight from dynalite's LevelDB iterator
 // (dynalite-query.ts) instead of dynalite's stream pipeline. Every answer must be the one dynalite
 // itself gives: the same items in the same order, Count and ScannedCount, LastEvaluatedKey at Limit
 // and at 1 MB, filters, projections, ExclusiveStartKey in both directions, consumed capacity, and
@@ -15,11 +15,11 @@ const store = createStore(null);
 const TableName = "episodes";
 
 /** dynalite's answer (or refusal) with its own queryTable, then with the direct one. */
-async function both(input: Record<string, unknown>): Promise<[unknown, unknown]> {
+async function both(input: Record<string, unknown>, op = "Query"): Promise<[unknown, unknown]> {
   const direct = db.queryTable;
   const answer = async () => {
     try {
-      return await runAction(store, "Query", structuredClone(input));
+      return await runAction(store, op, structuredClone(input));
     } catch (err) {
       if (err instanceof OperationError) return { refused: err.body };
       throw err;
@@ -230,9 +230,27 @@ const cases: Array<[string, Record<string, unknown>]> = [
   ["refused: an unknown index", { ...between, IndexName: "nope" }],
 ];
 
+const scans: Array<[string, Record<string, unknown>]> = [
+  ["the whole table in 1 MB pages", {}],
+  ["Limit", { Limit: 5 }],
+  ["Limit and a start key", { Limit: 5, ExclusiveStartKey: { pk: { S: "EP#a" }, sk: { S: "M#0003" } } }],
+  ["a filter", { FilterExpression: "v > :n", ExpressionAttributeValues: { ":n": { N: "27" } } }],
+  [
+    "a projection and consumed capacity",
+    { ProjectionExpression: "pk, v", ReturnConsumedCapacity: "TOTAL", Limit: 12 },
+  ],
+  ["segment 0 of 3", { Segment: 0, TotalSegments: 3 }],
+  ["segment 2 of 3", { Segment: 2, TotalSegments: 3 }],
+];
+
 describe("direct Query read", () => {
   it.each(cases)("%s: the same answer as dynalite's own read", async (_name, input) => {
     const [theirs, ours] = await both({ TableName, ...input });
+    expect(ours).toEqual(theirs);
+  });
+
+  it.each(scans)("Scan, %s: the same answer as dynalite's own read", async (_name, input) => {
+    const [theirs, ours] = await both({ TableName, ...input }, "Scan");
     expect(ours).toEqual(theirs);
   });
 

@@ -1,9 +1,9 @@
 // dynalite runs a Query's read through a Node Readable over its LevelDB iterator, wrapped in a
-// `lazy` stream with takeWhile and join: about 80% of a step's Query time, to read the two or three
-// items a step asks for. Here dynalite's `queryTable` (which its query action calls through the
-// module, after checking the key conditions) reads the same key range straight from the iterator,
+// `lazy` stream with takeWhile and join: more than half of its time for a step's Query, which reads
+// two or three items. Here dynalite's `queryTable` (which its Query and Scan actions call through
+// the module, after checking their input) reads the same key range straight from the iterator,
 // in batches, and builds the same answer with dynalite's own helpers (item size, filters,
-// projections, LastEvaluatedKey, consumed capacity). Index queries keep dynalite's own code.
+// projections, LastEvaluatedKey, consumed capacity). Index reads keep dynalite's own code.
 import { createRequire } from "node:module";
 import type { AttributeMap } from "./dynamodb-rules.js";
 

@@ -15,6 +15,11 @@ import {
  *   `request_id`; the server replays the stored result instead of running the code again).
  * - 409 (another step was running) and 429 (rate limit) mean nothing was done, so they are retried
  *   for every call, after the server's `Retry-After`.
+ * - A 409 `step_in_progress` that says `same_request` is the server's answer to a retry while this
+ *   step's first attempt still runs (maybe on another API instance): the SDK keeps retrying the same
+ *   `request_id` after `Retry-After`, not counted in `maxRetries`, for at most `retry_within_s`
+ *   (when that attempt's claim lapses), and gets the first attempt's result once it has committed.
+ *   Only `retry: false` turns this off.
  *
  * @example
  * ```ts
@@ -111,6 +116,19 @@ export function retryDelayMs(
     return Math.max(error.retryAfterMs, jittered);
   }
   return jittered;
+}
+
+/**
+ * @internal
+ * For a 409 `step_in_progress` with `details.same_request` (this call's own `request_id` is
+ * running): how long, in milliseconds from now, retrying it may still be answered so; else
+ * `undefined`.
+ */
+export function sameRequestWindowMs(error: CodingEnvError): number | undefined {
+  if (!(error instanceof ConflictError) || error.code !== "step_in_progress") return undefined;
+  if (error.details.same_request !== true) return undefined;
+  const seconds = Number(error.details.retry_within_s);
+  return Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : undefined;
 }
 
 /**

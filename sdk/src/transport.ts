@@ -2,7 +2,14 @@
 // policy, and the mapping of every failure to the error hierarchy. Internal: `CodingEnv` and the
 // clients made from it (fork(), withEpisode()) share one transport, so they share one key.
 import { CodingEnvError, errorFromResponse, NetworkError, TimeoutError } from "./errors.js";
-import { type ResolvedRetry, type RetryOpts, resolveRetry, retryDelayMs, sleep } from "./retry.js";
+import {
+  type ResolvedRetry,
+  type RetryOpts,
+  resolveRetry,
+  retryDelayMs,
+  sameRequestWindowMs,
+  sleep,
+} from "./retry.js";
 
 /** The `fetch` the SDK calls: the platform's, or one you pass (a proxy-aware or counting fetch). */
 export type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
@@ -132,10 +139,16 @@ export class Transport {
     return headers;
   }
 
-  /** One call with the retry policy: network errors and 5xx only when idempotent; 409/429 always. */
+  /**
+   * One call with the retry policy: network errors and 5xx only when idempotent; 409/429 always;
+   * while the server says this call's own `request_id` is running, the same request again until
+   * its window closes (those waits are not retries: nothing failed).
+   */
   async request(spec: RequestSpec): Promise<ApiResponse> {
     const endpoint = `${spec.method} ${spec.path.split("?")[0]}`;
     const retry = this.retry;
+    /** Until when (epoch ms) the first "your request is running" answer lets this call wait. */
+    let waitForFirstUntil: number | undefined;
     for (let attempt = 0; ; attempt++) {
       let error: CodingEnvError;
       try {
@@ -150,6 +163,18 @@ export class Transport {
       } catch (err) {
         if (!(err instanceof CodingEnvError)) throw err;
         error = err;
+      }
+      const windowMs = retry.maxRetries > 0 ? sameRequestWindowMs(error) : undefined;
+      if (windowMs !== undefined) {
+        // Bounded by the first answer's window (plus a second for the clocks): the server runs the
+        // request itself once the first attempt's claim has lapsed without a commit.
+        waitForFirstUntil ??= Date.now() + windowMs + 1_000;
+        const leftMs = waitForFirstUntil - Date.now();
+        if (leftMs > 0 && !spec.signal?.aborted) {
+          await sleep(Math.min(error.retryAfterMs ?? 1_000, leftMs), spec.signal);
+          attempt--;
+          continue;
+        }
       }
       const delayMs = retryDelayMs(retry, error, attempt, spec.idempotent);
       if (delayMs === undefined || spec.signal?.aborted) throw error;

@@ -64,9 +64,10 @@ describe("idempotency (request_id)", () => {
   it("concurrent duplicates of one request_id commit once and both get that response", async () => {
     const ep = await Episode.reset(baseUrl);
     await ep.run("n = 0");
+    // On two API instances the twin is told the first attempt runs and sends it again, as the SDKs do.
     const [a, b] = await Promise.all([
-      ep.step("n += 1\nn", { request_id: "dup" }),
-      ep.step("n += 1\nn", { request_id: "dup" }),
+      ep.stepAwaitingFirstAttempt("n += 1\nn", { request_id: "dup" }),
+      ep.stepAwaitingFirstAttempt("n += 1\nn", { request_id: "dup" }),
     ]);
     expect([a?.status, b?.status]).toEqual([200, 200]);
     expect(a?.body).toEqual(b?.body);

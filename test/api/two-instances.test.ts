@@ -6,7 +6,7 @@ import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { DynamoDBDocumentClient, QueryCommand } from "@aws-sdk/lib-dynamodb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type LocalStack, startLocalStack } from "../../functions/src/local/stack.js";
-import { episodePk } from "../../functions/src/store/layout.js";
+import { CLAIM_SK, episodePk } from "../../functions/src/store/layout.js";
 import { call, Episode, errorCode } from "../helpers/api.js";
 
 let stack: LocalStack;
@@ -36,6 +36,23 @@ async function usageAtLeast(steps: number): Promise<Totals> {
   return totals;
 }
 
+async function usageNow(): Promise<Totals> {
+  const today = new Date().toISOString().slice(0, 10);
+  return (await call<{ totals: Totals }>(baseUrl, "GET", `/usage?from=${today}&to=${today}`)).body.totals;
+}
+
+/** The usage once the roll-up has nothing more to count (two reads 300 ms apart agree). */
+async function settledUsage(): Promise<Totals> {
+  let last = await usageNow();
+  for (let i = 0; i < 50; i++) {
+    await new Promise((r) => setTimeout(r, 300));
+    const now = await usageNow();
+    if (now.steps === last.steps && now.executions === last.executions) return now;
+    last = now;
+  }
+  return last;
+}
+
 describe("two API instances", () => {
   it("steps alternating between instances run each cell once, on the latest state, with or without request_id", async () => {
     // Prepare
@@ -63,13 +80,20 @@ describe("two API instances", () => {
       expect(r.headers.get("idempotent-replayed")).toBe("true");
       expect(r.body).toEqual(first.body);
     }
+    const before = await settledUsage();
+    // The twin on the other instance is told the first attempt runs and sends it again (as the SDKs do).
     const [a, b] = await Promise.all([
-      ep.step("import time\ntime.sleep(0.3)\nn += 1\nn", { request_id: "dup" }),
-      ep.step("import time\ntime.sleep(0.3)\nn += 1\nn", { request_id: "dup" }),
+      ep.stepAwaitingFirstAttempt("import time\ntime.sleep(0.3)\nn += 1\nn", { request_id: "dup" }),
+      ep.stepAwaitingFirstAttempt("import time\ntime.sleep(0.3)\nn += 1\nn", { request_id: "dup" }),
     ]);
     expect([a?.status, b?.status]).toEqual([200, 200]);
     expect(a?.body).toEqual(b?.body);
     expect((await ep.run("n")).observation.stdout).toBe("2");
+    // The cell ran once: every execution (committed or not) is metered, and only two committed.
+    await usageAtLeast(before.steps + 2);
+    const after = await settledUsage();
+    expect(after.steps - before.steps).toBe(2);
+    expect(after.executions - before.executions).toBe(2);
   });
 
   it("parallel steps on one episode: each commits or gets 409 (step_in_progress or conflict); none is lost", async () => {
@@ -114,9 +138,10 @@ describe("history lives as long as its episode", () => {
         )
       ).Items ?? [];
     try {
-      // A sweep now removes nothing: no step record has a TTL of its own.
+      // A sweep now removes nothing: no step record has a TTL of its own (the last step's claim
+      // lives until its deadline).
       await stack.sweepExpired();
-      expect((await items()).length).toBe(4);
+      expect((await items()).filter((i) => i.sk !== CLAIM_SK).length).toBe(4);
       expect((await call(baseUrl, "GET", `/episodes/${ep.id}/history`)).status).toBe(200);
       // Act: the TTL sweep as it would run an hour later (DynamoDB's TTL in AWS)
       await stack.sweepExpired(Date.now() + 3_600_000);

@@ -58,8 +58,8 @@ describe("exactly once on several API instances", () => {
     expect(repo.executions).toEqual([]);
   });
 
-  it("a commit race lost to another instance is a 409 conflict, its execution metered, never re-run", async () => {
-    // Prepare: instance A's step is held in the executor until B has committed
+  it("a commit race lost to another instance (A's claim lapsed while it ran) is a 409 conflict, its execution metered, never re-run", async () => {
+    // Prepare: instance A's step is held in the executor past its claim's deadline, until B has committed
     const repo = new FakeEpisodeRepository();
     const a = instance(repo);
     const b = instance(repo);
@@ -74,6 +74,7 @@ describe("exactly once on several API instances", () => {
     // Act
     const slow = a.service.step(T, id, { code: "from_a" });
     await started.wait;
+    repo.expireClaims();
     await b.service.step(T, id, { code: "from_b" });
     held.open();
     const err = await failure(slow);
@@ -88,7 +89,7 @@ describe("exactly once on several API instances", () => {
     ]);
   });
 
-  it("a twin of one request_id on another instance answers with the committed twin's response", async () => {
+  it("a twin of one request_id on another instance does not run: 409 saying so, then the committed twin's response", async () => {
     const repo = new FakeEpisodeRepository();
     const a = instance(repo);
     const b = instance(repo);
@@ -102,12 +103,17 @@ describe("exactly once on several API instances", () => {
     };
     const slow = a.service.step(T, id, { code: "n += 1", request_id: "r1" });
     await started.wait;
-    const fromB = await b.service.step(T, id, { code: "n += 1", request_id: "r1" });
+    const refused = await failure(b.service.step(T, id, { code: "n += 1", request_id: "r1" }));
     held.open();
     const fromA = await slow;
-    expect(fromA).toEqual({ body: fromB.body, replayed: true });
+    const fromB = await b.service.step(T, id, { code: "n += 1", request_id: "r1" });
+    expect(refused.code).toBe("step_in_progress");
+    expect(refused.details).toMatchObject({ same_request: true });
+    expect(refused.headers?.["Retry-After"]).toBe("1");
+    expect(fromB).toEqual({ body: fromA.body, replayed: true });
+    expect(b.executor.calls).toHaveLength(0);
     expect((await stored(repo, id)).version).toBe(1);
-    expect(repo.executions).toMatchObject([{ reason: "duplicate" }]);
+    expect(repo.executions).toEqual([]);
   });
 
   it("a retry of a recent request_id replays from the store on any instance without running", async () => {
@@ -214,7 +220,7 @@ describe("every execution is metered; nothing a cell does is a 500", () => {
     expect(repo.executions).toMatchObject([{ reason: "state_too_large" }]);
   });
 
-  it("an executor timeout (504) is metered with its wall time; a failing commit is metered", async () => {
+  it("an executor timeout (504) is metered with its wall time and keeps its claim until it lapses; a failing commit is metered", async () => {
     const repo = new FakeEpisodeRepository();
     const a = instance(repo);
     const { episode_id: id } = await a.service.reset(T, {});
@@ -223,6 +229,9 @@ describe("every execution is metered; nothing a cell does is a 500", () => {
     };
     expect((await failure(a.service.step(T, id, { code: "x" }))).status).toBe(504);
     a.executor.answer = undefined;
+    // The timed-out invocation may still run: nothing else runs on the episode until its claim lapses.
+    expect((await failure(a.service.step(T, id, { code: "y" }))).code).toBe("step_in_progress");
+    repo.expireClaims();
     repo.beforeCommit = async () => {
       throw new Error("store down");
     };

@@ -3,6 +3,8 @@
 // immutable record per version, a commit only if nobody committed that version, the recent request
 // ids, incarnations. The DynamoDB adapter is tested against real dynalite elsewhere.
 import type {
+  ClaimStepInput,
+  ClaimStepResult,
   CommitStepInput,
   CommitStepResult,
   Episode,
@@ -10,6 +12,7 @@ import type {
   HistoryPage,
   LoadedEpisode,
   NewEpisode,
+  StepClaim,
   StepRecord,
   UncommittedExecution,
 } from "../../functions/src/core/episode-repository.js";
@@ -28,9 +31,21 @@ interface StoredEpisode {
 
 const RECENT = 16;
 
+/** A step's claim as the DynamoDB adapter keeps it (store/dynamodb-step-claims.ts). */
+export interface StoredClaim {
+  readonly incarnation: string;
+  readonly base: number;
+  untilMs: number;
+  readonly attemptId: string;
+  readonly requestId?: string;
+}
+
 export class FakeEpisodeRepository implements EpisodeRepository {
   readonly episodes = new Map<string, StoredEpisode>();
   readonly executions: UncommittedExecution[] = [];
+  /** The step claim of each episode (`tenant/id`), as the store's one claim item. */
+  readonly claims = new Map<string, StoredClaim>();
+  private attempts = 0;
   /** Calls by method, to assert how many reads and writes a path made. */
   readonly calls: Record<string, number> = {};
   /** Runs before each commit is applied (e.g. to let another instance commit first). */
@@ -85,7 +100,8 @@ export class FakeEpisodeRepository implements EpisodeRepository {
     const replaced = opts.replaceExisting ? (this.episodes.get(key)?.head.incarnation ?? null) : null;
     const { snapshot: _snapshot, ...settings } = spec;
     const stored: StoredEpisode = {
-      head: { ...settings, incarnation: `inc${++this.incarnations}` },
+      // Zero-padded: later incarnations sort after earlier ones, as the store's do.
+      head: { ...settings, incarnation: `inc${String(++this.incarnations).padStart(6, "0")}` },
       versions: new Map(),
     };
     this.episodes.set(key, stored);
@@ -112,6 +128,43 @@ export class FakeEpisodeRepository implements EpisodeRepository {
       ...(input.requestId !== undefined ? { requestId: input.requestId } : {}),
     });
     return { kind: "committed", episode: this.view(stored) };
+  }
+
+  async claimStep(input: ClaimStepInput): Promise<ClaimStepResult> {
+    this.count("claimStep");
+    const { episode } = input;
+    const key = `${episode.tenantId}/${episode.id}`;
+    const held = this.claims.get(key);
+    // The adapter's condition: free, lapsed, or of an older incarnation or version.
+    const free =
+      !held ||
+      held.untilMs < input.nowMs ||
+      held.incarnation < episode.incarnation ||
+      (held.incarnation === episode.incarnation && held.base < episode.version);
+    if (!free) {
+      const sameRequest = input.requestId !== undefined && held.requestId === input.requestId;
+      return { kind: "held", sameRequest, untilMs: held.untilMs };
+    }
+    const attemptId = `attempt${++this.attempts}`;
+    this.claims.set(key, {
+      incarnation: episode.incarnation,
+      base: episode.version,
+      untilMs: input.untilMs,
+      attemptId,
+      ...(input.requestId !== undefined ? { requestId: input.requestId } : {}),
+    });
+    return { kind: "claimed", claim: { attemptId } };
+  }
+
+  async releaseStep(episode: Episode, claim: StepClaim): Promise<void> {
+    this.count("releaseStep");
+    const key = `${episode.tenantId}/${episode.id}`;
+    if (this.claims.get(key)?.attemptId === claim.attemptId) this.claims.delete(key);
+  }
+
+  /** Lets every claim lapse (as if its attempt's deadline had passed). */
+  expireClaims(): void {
+    for (const claim of this.claims.values()) claim.untilMs = 0;
   }
 
   async recordExecution(execution: UncommittedExecution): Promise<void> {
@@ -157,6 +210,7 @@ export class FakeEpisodeRepository implements EpisodeRepository {
     const key = `${episode.tenantId}/${episode.id}`;
     if (this.episodes.get(key)?.head.incarnation !== episode.incarnation) return false;
     this.episodes.delete(key);
+    this.claims.delete(key);
     return true;
   }
 }

@@ -63,6 +63,20 @@ export class Episode {
     return r.body;
   }
 
+  /**
+   * A step as the SDKs send it: while the server answers that this request_id's first attempt is
+   * running (409 `step_in_progress` with `same_request`, from another API instance), the same
+   * request again after Retry-After, so the call ends with that attempt's result.
+   */
+  async stepAwaitingFirstAttempt(code: string, extra: Record<string, unknown>): Promise<ApiReply<StepBody>> {
+    for (let i = 0; ; i++) {
+      const r = await this.step(code, extra);
+      const details = (r.body as { error?: { details?: { same_request?: unknown } } } | null)?.error?.details;
+      if (r.status !== 409 || details?.same_request !== true || i >= 60) return r;
+      await new Promise((done) => setTimeout(done, Number(r.headers.get("retry-after") ?? 1) * 1000));
+    }
+  }
+
   async state(): Promise<Record<string, unknown>> {
     return (await call(this.baseUrl, "GET", `/episodes/${this.id}`)).body;
   }

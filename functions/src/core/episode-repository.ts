@@ -112,6 +112,33 @@ export interface UncommittedExecution {
   readonly reason: UncommittedReason;
 }
 
+/**
+ * A step's hold on its episode while its code runs: one step at a time per episode on any number of
+ * API instances (each AWS API instance serves one request at a time and Lambda sends a concurrent
+ * invocation to another environment, so no in-process check can see the overlap).
+ */
+export interface StepClaim {
+  /** This attempt's own id: only it can release the claim. */
+  readonly attemptId: string;
+}
+
+export interface ClaimStepInput {
+  /** The episode as this step read it: the claim names its incarnation and version. */
+  readonly episode: Episode;
+  readonly requestId?: string;
+  readonly nowMs: number;
+  /** When the claim lapses even if nobody releases it (the step's deadline plus grace). */
+  readonly untilMs: number;
+}
+
+export type ClaimStepResult =
+  | { readonly kind: "claimed"; readonly claim: StepClaim }
+  /**
+   * Another attempt holds the episode until `untilMs` (it did not commit yet); `sameRequest` when
+   * that attempt carries this step's request id (a retry while the first attempt runs).
+   */
+  | { readonly kind: "held"; readonly sameRequest: boolean; readonly untilMs: number };
+
 export interface LoadedEpisode {
   readonly episode: Episode;
   /** The stored record of `requestId`'s step when it is among the recent ones, else `null`. */
@@ -144,6 +171,15 @@ export interface EpisodeRepository {
   ): Promise<{ episode: Episode; replaced: string | null }>;
   /** Commits version `before.version + 1` if nobody did (one conditional write). */
   commitStep(input: CommitStepInput): Promise<CommitStepResult>;
+  /**
+   * Takes the episode's step claim before the executor runs (one conditional write, no read). It is
+   * granted when no attempt holds it, the holder's `untilMs` has passed, or the holder ran on an
+   * older version or incarnation than `input.episode` (it committed or was superseded: a committed
+   * step needs no release).
+   */
+  claimStep(input: ClaimStepInput): Promise<ClaimStepResult>;
+  /** Gives back a claim whose step did not commit; a no-op when another attempt holds it by now. */
+  releaseStep(episode: Episode, claim: StepClaim): Promise<void>;
   /** Keeps the metering record of an execution that did not commit (lost race, 413, error). */
   recordExecution(execution: UncommittedExecution): Promise<void>;
   /** One stored step of the episode's incarnation. */

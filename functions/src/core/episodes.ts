@@ -3,9 +3,10 @@
 // tests. HTTP concerns (cookies, headers, status codes of success) stay in app.ts.
 //
 // A step, exactly once on any number of API instances: one strongly consistent read of the stored
-// episode (its latest version), one executor run, one conditional write of the next version. The
-// write fails if any instance committed that version meanwhile (409, the execution is metered), so
-// no step's code ever runs twice and no retry re-runs it.
+// episode (its latest version), one conditional write of the episode's step claim (a second step,
+// or a retry while its first attempt runs, is a 409 before the executor), one executor run, one
+// conditional write of the next version. That write fails if any instance committed that version
+// meanwhile (409, the execution is metered), so no step's code ever runs twice and no retry re-runs it.
 import type { z } from "zod";
 import type { ApiConfig } from "../config.js";
 import type { ExecuteRequest, Executor } from "../executor/executor.js";
@@ -15,6 +16,7 @@ import type {
   EpisodeRepository,
   Policy,
   StateObjectRef,
+  StepClaim,
   StepRecord,
   UncommittedReason,
 } from "./episode-repository.js";
@@ -97,6 +99,9 @@ export interface EpisodeServiceDeps {
 }
 
 const EMPTY_OBSERVATION = { stdout: "", stderr: "", exit_code: 0 };
+
+/** Seconds a step's claim outlives its limit and the executor's grace: clock skew between instances. */
+const CLAIM_SLACK_S = 2;
 
 /** A step running in this process: its request id, so a duplicate waits for it instead of a 409. */
 interface RunningStep {
@@ -188,10 +193,11 @@ export class EpisodeService {
   }
 
   /**
-   * Runs one code cell: one strongly consistent read, one executor call, one conditional write.
-   * One step at a time per episode: a second one while a step runs in this process is answered 409
-   * `step_in_progress` before it reaches the executor (or waits for it when it repeats its
-   * `request_id`).
+   * Runs one code cell: one strongly consistent read, the step claim, one executor call, one
+   * conditional write. One step at a time per episode: a second one while a step runs is answered
+   * 409 `step_in_progress` before it reaches the executor: at once in this process (where a repeat
+   * of the running `request_id` waits for it instead), and on any instance by the claim (a repeat of
+   * the running `request_id` is told so: `same_request`).
    * @returns the response and whether it was replayed from an earlier identical request.
    */
   async step(
@@ -264,6 +270,9 @@ export class EpisodeService {
       timeoutMs: Math.max(1, Math.round(timeoutS * 1000)),
       ...(episode.seed !== undefined ? { seed: episode.seed } : {}),
     };
+    // One step at a time per episode on every API instance (the in-process map above cannot see
+    // another instance): a live claim of another attempt is a 409 before the executor.
+    const claim = await this.claimStep(episode, opts.request_id, timeoutS);
     const invokeStart = performance.now();
     let result: StepResult;
     let newSnapshot: string | null;
@@ -277,7 +286,9 @@ export class EpisodeService {
         // No answer in time: the code ran (for how long is unknown), so its wall time is billed.
         if (err instanceof ExecutorTimeoutError) {
           await this.meter(tenantId, episodeId, performance.now() - invokeStart, "executor_timeout");
-        }
+          // The invocation may still be running: its claim lapses at its deadline instead of now,
+          // so a retry of this request cannot run beside it.
+        } else await this.releaseStep(episode, claim);
         throw err;
       }
       // The executor's process ended mid-step (user code can end it in Lambda mode): a crashed
@@ -289,6 +300,7 @@ export class EpisodeService {
     // The object this step wrote, if no version may end up naming it (413, lost race): deleted.
     const written = newObject && newObject.key === transfer?.put_ref ? newObject.key : null;
     if (result.error_code === "busy") {
+      await this.releaseStep(episode, claim);
       // A step of this episode is running in the executor (sent by another API instance): nothing
       // ran. A twin of this request may be that step: wait for it and answer with its response.
       if (opts.request_id !== undefined) return this.awaitTwin(episode, opts.request_id, timeoutS);
@@ -344,7 +356,42 @@ export class EpisodeService {
             : "commit_failed";
       await this.meter(tenantId, episodeId, executorMs, reason);
       if (written !== null) this.discardObject(written);
+      // After a conflict another step committed over this one's version: its claim is void already.
+      if (reason !== "conflict") await this.releaseStep(episode, claim);
       throw err;
+    }
+  }
+
+  /**
+   * Takes the episode's step claim until the step's limit plus the executor's grace (a claim left
+   * by a crashed attempt lapses then). Held by another attempt: 409 `step_in_progress`, saying so
+   * when that attempt is this request's own first one (retry the same request_id for its result).
+   */
+  private async claimStep(
+    episode: Episode,
+    requestId: string | undefined,
+    timeoutS: number,
+  ): Promise<StepClaim> {
+    const nowMs = this.now();
+    const got = await this.deps.repository.claimStep({
+      episode,
+      nowMs,
+      untilMs: nowMs + (timeoutS + this.deps.config.executorGraceS + CLAIM_SLACK_S) * 1000,
+      ...(requestId !== undefined ? { requestId } : {}),
+    });
+    if (got.kind === "claimed") return got.claim;
+    if (!got.sameRequest) throw new StepInProgressError(episode.id);
+    throw new StepInProgressError(episode.id, {
+      retryWithinS: Math.max(1, Math.ceil((got.untilMs - nowMs) / 1000)),
+    });
+  }
+
+  /** Gives back the claim of a step that did not commit (best effort: else it lapses). */
+  private async releaseStep(episode: Episode, claim: StepClaim): Promise<void> {
+    try {
+      await this.deps.repository.releaseStep(episode, claim);
+    } catch (err) {
+      this.logError("could not release a step claim", err);
     }
   }
 

@@ -81,12 +81,22 @@ export class ConflictError extends ApiError {
  * not run. The client may retry after the running step answers.
  */
 export class StepInProgressError extends ApiError {
-  constructor(episodeId: string) {
+  /**
+   * @param sameRequest set when the running step carries this request's `request_id` (a retry
+   *   while the first attempt runs, maybe on another API instance): retrying the same
+   *   `request_id` then answers with the first attempt's result once it has committed, or runs
+   *   the step once `retryWithinS` has passed without a commit (that attempt died).
+   */
+  constructor(episodeId: string, sameRequest?: { readonly retryWithinS: number }) {
     super(
       409,
       "step_in_progress",
-      `A step of episode '${episodeId}' is running; this step did not run. Retry when it has answered.`,
-      { episode_id: episodeId },
+      sameRequest
+        ? `The first attempt of this request_id is running on episode '${episodeId}'; this one did not run. Retry the same request_id to get its result.`
+        : `A step of episode '${episodeId}' is running; this step did not run. Retry when it has answered.`,
+      sameRequest
+        ? { episode_id: episodeId, same_request: true, retry_within_s: sameRequest.retryWithinS }
+        : { episode_id: episodeId },
       { "Retry-After": "1" },
     );
   }

@@ -7,6 +7,8 @@ import type { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
 import { DeleteCommand, GetCommand, PutCommand, UpdateCommand } from "@aws-sdk/lib-dynamodb";
 import { unmarshall } from "@aws-sdk/util-dynamodb";
 import type {
+  ClaimStepInput,
+  ClaimStepResult,
   CommitStepInput,
   CommitStepResult,
   Episode,
@@ -15,10 +17,12 @@ import type {
   LoadedEpisode,
   NewEpisode,
   StateTransfer,
+  StepClaim,
   StepRecord,
   UncommittedExecution,
 } from "../core/episode-repository.js";
 import { TableClient } from "./dynamodb-batch.js";
+import { DynamoDbStepClaims } from "./dynamodb-step-claims.js";
 import { deleteEpisodeRemains, sweepExpired } from "./episode-cleanup.js";
 import { itemBytes, MAX_ITEM_BYTES, writeUnits } from "./item-size.js";
 import {
@@ -100,6 +104,8 @@ export class DynamoDbEpisodeRepository implements EpisodeRepository {
   private readonly snapshots: SnapshotItems;
   /** States kept in S3, when a state bucket is configured. */
   readonly stateObjects: StateObjectItems | null;
+  /** The episode's step claim (one conditional write before the executor runs). */
+  private readonly claims: DynamoDbStepClaims;
   /** The head's stored TTL of each loaded episode, for the lazy refresh. */
   private readonly headTtl = new WeakMap<Episode, number>();
   /** The recent-requests attribute of each loaded version, carried into the next version. */
@@ -110,6 +116,7 @@ export class DynamoDbEpisodeRepository implements EpisodeRepository {
     this.maxStateBytes = opts.maxStateBytes;
     this.snapshots = new SnapshotItems(this.table, opts.maxStateBytes, opts.cacheBytes ?? 64 * 1024 * 1024);
     this.stateObjects = opts.stateObjects ? new StateObjectItems(this.table, opts.stateObjects) : null;
+    this.claims = new DynamoDbStepClaims(this.table);
   }
 
   /** Requests made and units billed so far (for the benchmark and tests). */
@@ -355,6 +362,14 @@ export class DynamoDbEpisodeRepository implements EpisodeRepository {
       if ((err as { name?: string }).name !== "ConditionalCheckFailedException") throw err;
     }
     this.headTtl.set(after, next);
+  }
+
+  claimStep(input: ClaimStepInput): Promise<ClaimStepResult> {
+    return this.claims.claim(input);
+  }
+
+  releaseStep(episode: Episode, claim: StepClaim): Promise<void> {
+    return this.claims.release(episode, claim);
   }
 
   async recordExecution(execution: UncommittedExecution): Promise<void> {

@@ -9,6 +9,8 @@
 //                                 history lives as long as the episode.
 //   C#<snapshot id>#<nnn>         chunks of a snapshot too large to sit inline (TTL)
 //   X#<ms:13>#<random>            an execution that did not commit: its usage (TTL)
+//   CLAIM                         the step running now: one step at a time per episode on every API
+//                                 instance (dynamodb-step-claims.ts); outside the step's Query range
 // `M#` sorts just below `META`, so one descending Query on `M#`..`META` with Limit 2 reads the
 // head and the latest version; incarnations start with their creation time in hex, so the latest
 // incarnation's versions sort last.
@@ -23,6 +25,7 @@ export const HEAD_SK = "META";
 export const VERSION_PREFIX = "M#";
 export const CHUNK_PREFIX = "C#";
 export const EXECUTION_PREFIX = "X#";
+export const CLAIM_SK = "CLAIM";
 
 export const versionPrefix = (incarnation: string) => `${VERSION_PREFIX}${incarnation}#`;
 export const versionSk = (incarnation: string, version: number) =>

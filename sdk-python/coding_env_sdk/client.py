@@ -28,7 +28,7 @@ from . import __version__
 from ._transport import RawResponse, Transport
 from .errors import BadRequestError, CodingEnvError, NotFoundError, ServerError, error_from_response
 from .models import CodeAction, CodeState, Health, History, HistoryStep, ImportPolicy, StepResult
-from .retry import NO_RETRY, RetryPolicy
+from .retry import NO_RETRY, RetryPolicy, same_request_window_s
 
 #: Used when neither ``base_url=`` nor ``CODING_ENV_URL`` is given.
 DEFAULT_BASE_URL = "http://localhost:8000"
@@ -467,11 +467,15 @@ class CodingEnv:
         timeout_s: float | None = None,
     ) -> RawResponse:
         """One call under the retry policy: network errors and 5xx only when idempotent; 409/429
-        always (they commit nothing). Retries send the same bytes (the same request_id)."""
+        always (they commit nothing); while the server says this call's own request_id is running,
+        the same request again until its window closes (those waits are not retries: nothing
+        failed). Retries send the same bytes (the same request_id)."""
         endpoint = f"{method} {path.split('?')[0]}"
         data = None if body is None else json.dumps(body).encode()
         headers = self._headers(data is not None)
         attempt = 0
+        # Until when (monotonic) the first "your request is running" answer lets this call wait.
+        wait_for_first_until: float | None = None
         while True:
             try:
                 response = self._transport.send(
@@ -490,6 +494,16 @@ class CodingEnv:
                 )
             except CodingEnvError as exc:
                 error = exc
+            window_s = same_request_window_s(error) if self.retry.max_retries > 0 else None
+            if window_s is not None:
+                # Bounded by the first answer's window (plus a second for the clocks): the server
+                # runs the request itself once the first attempt's claim lapsed without a commit.
+                if wait_for_first_until is None:
+                    wait_for_first_until = time.monotonic() + window_s + 1.0
+                left_s = wait_for_first_until - time.monotonic()
+                if left_s > 0:
+                    time.sleep(min(1.0 if error.retry_after_s is None else error.retry_after_s, left_s))
+                    continue
             delay_s = self.retry.delay_s(error, attempt, idempotent)
             if delay_s is None:
                 raise error

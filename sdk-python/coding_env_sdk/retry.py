@@ -6,6 +6,11 @@
   instead of running the code again).
 - 409 (another step was running) and 429 (rate limit) mean nothing was done, so they are retried
   for every call, after the server's ``Retry-After``.
+- A 409 ``step_in_progress`` whose details say ``same_request`` answers a retry while this step's
+  first attempt still runs (maybe on another API instance): the SDK keeps sending the same
+  ``request_id`` after ``Retry-After``, not counted in ``max_retries``, for at most
+  ``retry_within_s`` (when that attempt's claim lapses), and gets the first attempt's result once it
+  has committed. Only ``retry=False`` turns this off.
 
 Example::
 
@@ -94,6 +99,26 @@ class RetryPolicy:
             # A 503 with Retry-After: wait as asked (unless that is longer than we allow).
             return max(error.retry_after_s, jittered) if error.retry_after_s <= self.max_retry_after_s else None
         return jittered
+
+
+def same_request_window_s(error: CodingEnvError) -> float | None:
+    """For a 409 ``step_in_progress`` with ``details["same_request"]`` (this call's own
+    ``request_id`` is running): for how many seconds from now retrying it may still be answered so;
+    else None.
+
+    Example::
+
+        same_request_window_s(ConflictError("running", status=409, code="step_in_progress",
+                              details={"same_request": True, "retry_within_s": 20}))  # 20.0
+    """
+    if not isinstance(error, ConflictError) or error.code != "step_in_progress":
+        return None
+    if error.details.get("same_request") is not True:
+        return None
+    seconds = error.details.get("retry_within_s")
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
+        return None
+    return float(seconds)
 
 
 #: No retries at all (what ``retry=False`` means).

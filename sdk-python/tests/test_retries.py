@@ -115,6 +115,51 @@ class RetryTest(unittest.TestCase):
         self.assertEqual(len(self.proxy.requests("POST", "/episodes/")), 3)
         self.assertEqual(branch.fork_result.forked_from, self.env.episode_id)
 
+    def same_request_running(self, retry_after: str, retry_within_s: float = 30) -> Fault:
+        body = json.dumps(
+            {
+                "error": {
+                    "code": "step_in_progress",
+                    "message": "this request_id's first attempt is running",
+                    "details": {"episode_id": "x", "same_request": True, "retry_within_s": retry_within_s},
+                }
+            }
+        ).encode()
+        return Fault("POST", "/step", "answer", 409, {"Retry-After": retry_after, **JSON}, body)
+
+    def test_while_its_first_attempt_runs_a_step_is_sent_again_past_max_retries_with_the_same_request_id(
+        self,
+    ) -> None:
+        # The server's answer to a retry whose first attempt runs on another API instance (the
+        # single local API waits for such a twin itself, so the proxy gives it); then the real stack.
+        env = CodingEnv(self.proxy.url, retry=RetryPolicy(max_retries=1), episode_id=self.env.episode_id)
+        self.addCleanup(env.close)
+        for _ in range(3):
+            self.proxy.add(self.same_request_running("0"))
+        result = env.step("print('ran once')")
+        self.assertEqual((result.observation.stdout, result.step_count), ("ran once\n", 1))
+        attempts = self.step_attempts()
+        self.assertEqual(len(attempts), 4)
+        self.assertEqual(len({a["request_id"] for a in attempts}), 1)
+
+    def test_the_wait_for_a_first_attempt_ends_with_its_window_and_retry_false_does_not_wait(self) -> None:
+        no_conflict_retries = RetryPolicy(retry_on_conflict=False)
+        env = CodingEnv(self.proxy.url, retry=no_conflict_retries, episode_id=self.env.episode_id)
+        self.addCleanup(env.close)
+        for _ in range(10):
+            self.proxy.add(self.same_request_running("1", retry_within_s=1))
+        with self.assertRaises(ConflictError) as ctx:
+            env.step("print(1)")
+        self.assertIs(ctx.exception.details.get("same_request"), True)
+        self.assertTrue(2 <= len(self.step_attempts()) <= 4)  # 1 s window + 1 s, answers 1 s apart
+        strict = CodingEnv(self.proxy.url, retry=False, episode_id=self.env.episode_id)
+        self.addCleanup(strict.close)
+        before = len(self.step_attempts())
+        with self.assertRaises(ConflictError):
+            strict.step("print(1)")
+        self.assertEqual(len(self.step_attempts()), before + 1)
+        self.assertEqual(self.env.state().step_count, 0)
+
     def test_a_gateway_html_page_becomes_a_server_error(self) -> None:
         env = CodingEnv(self.proxy.url, retry=False, episode_id=self.env.episode_id)
         page = b"<html>Bad Gateway</html>"

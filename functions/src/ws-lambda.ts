@@ -27,6 +27,7 @@ import { configFromEnv } from "./config.js";
 import { ApiError, UnauthorizedError } from "./core/errors.js";
 import { buildDeps } from "./deps.js";
 import { withDeadline } from "./executor/deadline.js";
+import { fitStepBody, utf8Size } from "./http/fit-step-body.js";
 import { toWireJson } from "./http/wire-json.js";
 import { type ConnectionRecord, ConnectionStore } from "./store/connections.js";
 import { presentedApiKey, type TenantContext } from "./tenancy/auth.js";
@@ -202,72 +203,23 @@ async function onConnect(event: WebSocketEvent): Promise<WebSocketResult> {
   return { statusCode: 200 };
 }
 
-/** The longest prefix of `s` whose JSON string is at most `budget` bytes. */
-function cutToBytes(s: string, budget: number): string {
-  const size = (t: string) => Buffer.byteLength(JSON.stringify(t), "utf8");
-  if (size(s) <= budget) return s;
-  let lo = 0;
-  let hi = s.length;
-  while (lo < hi) {
-    const mid = Math.ceil((lo + hi) / 2);
-    if (size(s.slice(0, mid)) <= budget) lo = mid;
-    else hi = mid - 1;
-  }
-  return s.slice(0, lo);
-}
-
 /**
  * The reply as text within API Gateway's message limit: an observation over it keeps its fields and
- * gives way in its long strings, in this order of what an agent needs least: the echo of the code it
- * just sent (`metadata.last_code`), stdout, stderr (the traceback). What was cut is flagged in `info`
- * (`*_truncated`, `truncated_by`); anything else over the limit becomes an error reply.
+ * gives way in its long strings (http/fit-step-body.ts); anything else over the limit becomes an
+ * error reply.
  */
 export function fitReply(reply: Record<string, unknown>, limit = WS_MESSAGE_LIMIT_BYTES): string {
   const text = toWireJson(reply);
   if (Buffer.byteLength(text, "utf8") <= limit) return text;
-  const data = reply.data as
-    | {
-        observation?: { stdout?: unknown; stderr?: unknown };
-        metadata?: Record<string, unknown>;
-        info?: Record<string, unknown>;
-      }
-    | undefined;
-  const observation = data?.observation;
-  if (reply.type === "observation" && data && observation) {
-    const stdout = String(observation.stdout ?? "");
-    const stderr = String(observation.stderr ?? "");
-    const lastCode = typeof data.metadata?.last_code === "string" ? data.metadata.last_code : undefined;
-    const build = (out: string, err: string, code: string | undefined, info: Record<string, unknown>) => ({
-      ...reply,
-      data: {
-        ...data,
-        info: { ...data.info, ...info, truncated_by: "websocket_message_limit" },
-        observation: { ...observation, stdout: out, stderr: err },
-        ...(code !== undefined ? { metadata: { ...data.metadata, last_code: code } } : {}),
-      },
-    });
-    // Room for the strings: the reply without them, with every flag set, and the float rewrite's bytes.
-    const flags = { stdout_truncated: true, stderr_truncated: true, last_code_truncated: true };
-    let budget =
-      limit -
-      Buffer.byteLength(toWireJson(build("", "", lastCode === undefined ? undefined : "", flags)), "utf8") -
-      64;
-    if (budget > 0) {
-      const keptErr = cutToBytes(stderr, budget);
-      budget -= Buffer.byteLength(JSON.stringify(keptErr), "utf8");
-      const keptOut = budget > 0 ? cutToBytes(stdout, budget) : "";
-      budget -= Buffer.byteLength(JSON.stringify(keptOut), "utf8");
-      const keptCode = lastCode === undefined ? undefined : budget > 0 ? cutToBytes(lastCode, budget) : "";
-      const fitted = build(keptOut, keptErr, keptCode, {
-        ...(keptOut.length < stdout.length ? { stdout_truncated: true } : {}),
-        ...(keptErr.length < stderr.length ? { stderr_truncated: true } : {}),
-        ...(keptCode !== undefined && lastCode !== undefined && keptCode.length < lastCode.length
-          ? { last_code_truncated: true }
-          : {}),
-      });
-      const fittedText = toWireJson(fitted);
-      if (Buffer.byteLength(fittedText, "utf8") <= limit) return fittedText;
-    }
+  if (reply.type === "observation") {
+    const fitted = fitStepBody(
+      reply.data,
+      (data) => ({ ...reply, data }),
+      limit,
+      utf8Size,
+      "websocket_message_limit",
+    );
+    if (fitted !== undefined) return fitted;
   }
   return JSON.stringify(
     wsError(

@@ -140,7 +140,7 @@ describe("API Lambda bundle (esbuild, as deployed)", () => {
       const json = { "content-type": "application/json", authorization: `Bearer ${key}` };
 
       // Act: the events API Gateway would send, to the bundle staged for deployment.
-      const [reset, step, state] = await invoke(
+      const [reset, step, state, escaping] = await invoke(
         [
           httpApiEvent("POST", "/reset", json, JSON.stringify({ episode_id: episodeId })),
           httpApiEvent(
@@ -150,6 +150,14 @@ describe("API Lambda bundle (esbuild, as deployed)", () => {
             JSON.stringify({ episode_id: episodeId, action: { code: "x = 6 * 7\nx" } }),
           ),
           httpApiEvent("GET", "/state", { authorization: `Bearer ${key}`, "x-episode-id": episodeId }),
+          // Output the executor fits in its own 6 MB reply, but which JSON writes as 6 bytes a
+          // character and the Lambda envelope escapes once more: over Lambda's response limit.
+          httpApiEvent(
+            "POST",
+            "/step",
+            json,
+            JSON.stringify({ episode_id: episodeId, action: { code: "print('\\x01' * 1_000_000)" } }),
+          ),
         ],
         {
           CODING_ENV_TABLE: stack.tableName,
@@ -183,6 +191,17 @@ describe("API Lambda bundle (esbuild, as deployed)", () => {
         step_count: 1,
         step_timeout_s: 20,
       });
+      // The step's answer fits Lambda's 6 MB response (as its envelope counts it), cut and flagged.
+      expect(escaping?.statusCode, escaping?.body.slice(0, 300)).toBe(200);
+      expect(Buffer.byteLength(JSON.stringify(escaping), "utf8")).toBeLessThanOrEqual(6 * 1024 * 1024);
+      const fitted = JSON.parse(escaping?.body ?? "");
+      expect(fitted).toMatchObject({
+        step_count: 2,
+        observation: { exit_code: 0 },
+        info: { stdout_truncated: true, truncated_by: "lambda_response_limit" },
+      });
+      expect(fitted.observation.stdout.length).toBeGreaterThan(500_000);
+      expect(/^\u0001+$/.test(fitted.observation.stdout)).toBe(true);
     } finally {
       await stack.stop();
     }

@@ -105,6 +105,9 @@ class Runtime:
         #: Lambda mode: this process's limits, priority and CPUs, which user code (same uid) can
         #: lower with prlimit/setpriority and which would then cripple every later step.
         self._own_traits = process_traits(os.getpid()) if self.one_episode_at_a_time else None
+        self._start_gate = self.pool.supply.zygotes.start_gate
+        #: Lambda mode: the running step's user code may run (``StartGate``; under ``_step_lock``).
+        self._in_user_code = False
 
     # Views of the pool kept for tests and benchmarks.
     @property
@@ -170,7 +173,10 @@ class Runtime:
         try:
             if self.one_episode_at_a_time:
                 with self._step_lock:
-                    result = self._run_step(request, running)
+                    try:
+                        result = self._run_step(request, running)
+                    finally:
+                        self._user_code_over()  # every process of the step is stopped or killed
                     self._check_own_traits()
                     return result
             return self._run_step(request, running)
@@ -181,6 +187,12 @@ class Runtime:
         finally:
             with self.pool.lock:
                 self._running.pop(episode, None)
+
+    def _user_code_over(self) -> None:
+        """Lambda mode: the step's processes are stopped or killed; zygotes may start again."""
+        if self._in_user_code:
+            self._in_user_code = False
+            self._start_gate.leave_user_code()
 
     def _check_own_traits(self) -> None:
         """Lambda mode, after a step: if it changed this process's limits or priority (nothing
@@ -286,6 +298,11 @@ class Runtime:
             os.ftruncate(worker.err_fd, 0)
             try:
                 worker.sock.settimeout(max(deadline - time.monotonic(), 0.001))
+                if self._start_gate is not None and not self._in_user_code:
+                    # Lambda mode: user code (a thawed worker's timers too) waits for any new
+                    # zygote to be non-dumpable, and no zygote starts until the step is over.
+                    self._start_gate.enter_user_code()
+                    self._in_user_code = True
                 if worker.frozen:
                     Freezer.thaw(worker)
                 send_frame(worker.sock, header, b"" if warm else payload)
@@ -293,6 +310,7 @@ class Runtime:
             except OSError:
                 # The worker died while idle or warm (before running anything): use a fresh one.
                 self.pool.discard(worker)
+                self._user_code_over()  # getting another worker may start a zygote
                 if attempt == 1:
                     raise RuntimeFailure("could not hand the step to a worker") from None
                 worker, warm = self.pool.spawn(request.tenant_id), False
@@ -420,6 +438,7 @@ class Runtime:
         # Read before the group goes: the kernel's kills for the group's memory limit so far.
         oom_kills = worker.group.oom_kills() if worker.group is not None else 0
         status = self._stop_after_crash(worker, request, result)
+        self._user_code_over()  # all of it is killed; a new zygote may start below
         if worker.zygote.process.poll() is not None:
             self.pool.zygote_ready(request.tenant_id)  # user code killed it (same uid in Lambda mode)
         if not protocol_broken and oom_kills > 0:

@@ -75,6 +75,9 @@ class InterpreterSupply:
         #: when a spare is added to ``idle`` or a start ends.
         self._refilling: ZygoteClient | None = None
         self._spare_waited = False
+        #: Held while the spare being started is chosen or its interpreter started (by the refill
+        #: thread, or in Lambda mode by a cold step: ``_start_next_spare``).
+        self._refill_start = threading.Lock()
         self.spare_changed = threading.Condition(lock)
         self.zygotes = ZygoteSet(
             opts, privileged=privileged, lock=lock, children_lock=children_lock, live=live,
@@ -145,13 +148,14 @@ class InterpreterSupply:
     def _refill_one(self) -> bool:
         """Start one spare and add it to ``idle``; False if it failed. At a low priority only
         while another spare is ready (none ready: a step may need this one soon)."""
-        with self.lock:
-            background = bool(self.idle)
-            zygote = self._refilling
-        if zygote is None:
-            zygote = self.zygotes.new_zygote(background=background)
+        with self._refill_start:
             with self.lock:
-                self._refilling = zygote
+                background = bool(self.idle)
+                zygote = self._refilling
+            if zygote is None:
+                zygote = self.zygotes.new_zygote(background=background)
+                with self.lock:
+                    self._refilling = zygote
         worker: Worker | None = None
         try:
             if not zygote.wait_ready(60.0):
@@ -168,6 +172,24 @@ class InterpreterSupply:
         if worker is not None and closed:
             self._discard(worker)
         return worker is not None and not closed
+
+    def _start_next_spare(self) -> None:
+        """Lambda mode, a cold step that took a spare: the next spare's interpreter starts here,
+        before the step's user code (``zygotes.StartGate``: a new interpreter is dumpable for its
+        first few ms, when user code of the same uid could rewrite it); the refill thread
+        finishes it alongside the step, as before. Started by the refill thread instead, it
+        would wait for the step to end (the environment is frozen then) and the next step would
+        wait for it. Cost: an interpreter's exec and first line on this step (~10-30 ms)."""
+        with self._refill_start:
+            with self.lock:
+                if self._refilling is not None or len(self.idle) >= self.opts.idle_workers or self._closed():
+                    return
+            try:
+                zygote = self.zygotes.new_zygote(background=True)
+            except RuntimeFailure:
+                return  # the refill thread tries again
+            with self.lock:
+                self._refilling = zygote
 
     def _wait_for_refill(self) -> Worker | None:
         """With no spare ready: the one being started, if no other step waits for it (raised
@@ -264,6 +286,8 @@ class InterpreterSupply:
                     self.spares_started_on_step += 1
                 idle = self._new_spare(background=False)
                 break
+            if not self.privileged:
+                self._start_next_spare()
             zygote = idle.zygote
             if not zygote.alive or zygote.process.poll() is not None:
                 self._discard(idle)

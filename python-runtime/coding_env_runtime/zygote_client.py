@@ -30,6 +30,13 @@ def _boot_program(package_root: str, font_cache_dir: str | None) -> bytes:
     A ``background`` zygote (root mode) runs at a low CPU priority (nice 10) from its first line
     until its imports are done (``zygote.main`` restores it before any worker exists)."""
     return (
+        # Non-dumpable first (Lambda mode: until then user code of the same uid could write
+        # this process's memory; ``zygotes.StartGate``), before anything else is imported, and
+        # say so (the runtime cannot tell from outside: right after the fork the process is
+        # non-dumpable as the runtime is, until its exec makes it dumpable).
+        "import ctypes, os, sys\n"
+        "if ctypes.CDLL(None).prctl(4, ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)) == 0:\n"
+        "    os.write(int(sys.argv[1]), b'{\"op\": \"undumpable\"}')\n"
         "import os, sys\n"
         "if sys.argv[4] == 'background':\n"
         "    os.setpriority(os.PRIO_PROCESS, 0, 10)\n"
@@ -97,6 +104,8 @@ class ZygoteClient:
         self.alive = True
         #: Its imports are done and it answers requests (``wait_ready``).
         self.ready = False
+        #: Its first line made it non-dumpable (``wait_undumpable``).
+        self.undumpable = False
         self._reader = threading.Thread(target=self._read_loop, name="zygote-reader", daemon=True)
         self._reader.start()
 
@@ -115,6 +124,8 @@ class ZygoteClient:
             with self._cond:
                 if message.get("op") == "ready":
                     self.ready = True
+                elif message.get("op") == "undumpable":
+                    self.undumpable = True
                 elif message.get("op") == "exit":
                     self._exits[int(message["pid"])] = int(message["status"])
                 else:
@@ -151,6 +162,11 @@ class ZygoteClient:
                     return False
                 self._cond.wait(remaining)
             return True
+
+    def wait_undumpable(self, timeout_s: float) -> bool:
+        """Wait until its first line made it non-dumpable (``zygotes.StartGate``)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self.undumpable or not self.alive, timeout_s) and self.undumpable
 
     def spawn(self, spec: dict[str, Any], fds: list[int]) -> int:
         return int(self._request({"op": "spawn", "spec": spec}, fds)["pid"])

@@ -21,7 +21,8 @@ import os
 import signal
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from .handles import Worker, process_traits
@@ -39,6 +40,47 @@ ZYGOTE_PIDS: set[int] = set()
 def stop_zygote(zygote: ZygoteClient) -> None:
     zygote.stop()
     ZYGOTE_PIDS.discard(zygote.pid)  # reaped: its pid may be anyone's now
+
+
+class StartGate:
+    """Lambda mode: no user code runs while a new zygote is dumpable.
+
+    A new interpreter is dumpable from its exec until its first line makes it non-dumpable
+    (``zygote_client``'s boot program): until then any process of the same uid may write its
+    memory (``/proc/<pid>/mem``, ``ptrace``), and in Lambda mode user code is that uid. A spare
+    started while a step ran (the refill runs during invocations) could be rewritten by that
+    step, and would then fork the next episode's worker. So a zygote starts only while no user
+    code runs, and user code starts only once no zygote is in that window (a few ms after its
+    exec; a step may wait that long, only when a spare's start coincides with it)."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._user_code = False
+        self._starting = 0
+
+    @contextmanager
+    def zygote_starting(self) -> Iterator[None]:
+        with self._changed:
+            self._changed.wait_for(lambda: not self._user_code)
+            self._starting += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._starting -= 1
+                self._changed.notify_all()
+
+    def enter_user_code(self) -> None:
+        """Before user code may run (one step at a time in Lambda mode)."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._starting == 0)
+            self._user_code = True
+
+    def leave_user_code(self) -> None:
+        """Once every process of the step is stopped or killed."""
+        with self._changed:
+            self._user_code = False
+            self._changed.notify_all()
 
 
 class ZygoteSet:
@@ -86,12 +128,24 @@ class ZygoteSet:
         # Root mode: each zygote leaves the host's mount table behind once (its workers inherit
         # that), instead of every worker detaching the host's mounts itself (~10 ms each).
         self._zygote_private_mounts = privileged and opts.private_mounts
+        #: Lambda mode: user code and a zygote's first moments (dumpable) never overlap.
+        self.start_gate = None if privileged else StartGate()
 
     def all(self) -> list[ZygoteClient]:
         with self.lock:
             return list(self._zygotes)
 
     def new_zygote(self, *, background: bool = False) -> ZygoteClient:
+        if self.start_gate is None:
+            return self._start_zygote(background=background)
+        with self.start_gate.zygote_starting():
+            zygote = self._start_zygote(background=background)
+            if not zygote.wait_undumpable(30.0):
+                self.drop_zygote(zygote)
+                raise RuntimeFailure("the worker factory (zygote) did not start")
+        return zygote
+
+    def _start_zygote(self, *, background: bool) -> ZygoteClient:
         # Root mode: a background start runs at the lowest priority until its imports are done.
         with self._children_lock:  # the orphan sweep must never see it unregistered
             zygote = ZygoteClient(

@@ -20,6 +20,7 @@ from harness.testing import FULL, LambdaModeTestCase  # noqa: E402
 
 from .test_attack_files_archive import many_entries, snapshot_with_archive, zlib_bomb  # noqa: E402
 from .test_attack_reply import DEEP_METADATA, FORGE_REPLY  # noqa: E402
+from .test_attack_zygotes import TOUCH  # noqa: E402
 from .test_state_in_s3 import ObjectServer  # noqa: E402
 
 #: Every process of the environment user code may change (its uid's: the runtime, zygotes,
@@ -71,6 +72,59 @@ class ForgedReplyTest(LambdaModeTestCase):
         self.assertEqual(self.files(result["snapshot"]).get("files"), [{"path": "kept", "size": 1}])
         restored = self.run_code("import os; print(os.listdir())", snapshot=result["snapshot"], state_version=1)
         self.assertEqual((restored["error_code"], restored["stdout"]), (None, "['kept']\n"), restored["stderr"])
+
+
+#: For ``seconds``, every process of the environment as it appears (the spare the refill starts
+#: for the next episode once this cold step took the ready one): what of it user code can open.
+WATCH_NEW_PROCESSES = """
+import os, time
+seen, opened = set(), {{}}
+deadline = time.monotonic() + {seconds}
+while time.monotonic() < deadline and not opened:
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) in (1, os.getpid()) or name in seen:
+            continue
+        for what in ("mem", "environ"):
+            try:
+                os.close(os.open(f"/proc/{{name}}/{{what}}", os.O_RDONLY))
+                opened.setdefault(name, []).append(what)
+            except OSError:
+                pass
+        if name not in opened:
+            seen.add(name)
+print(len(seen), opened)
+"""
+
+
+class OtherProcessesTest(LambdaModeTestCase):
+    max_environments = 1
+
+    def test_no_process_of_the_environment_can_be_read(self) -> None:
+        # One uid for all: the runtime (holding the state URLs and the canary credentials), the
+        # zygotes that fork the next episodes' workers and the idle workers are user code's uid.
+        # Only their being non-dumpable keeps their memory and descriptors out of reach.
+        pids = "[int(p) for p in os.listdir('/proc') if p.isdigit() and int(p) not in (1, os.getpid())]"
+        code = TOUCH.format(pids="PIDS", only=("mem", "environ", "process_vm_readv", "pidfd_getfd")).replace("PIDS", pids)
+        code = code.replace("for pid in ", "print(len(" + pids + "))\nfor pid in ", 1)
+        for _ in range(2):
+            result = self.run_code(code)
+            self.assertEqual(result["exit_code"], 0, result["stderr"])
+            count, done = result["stdout"].splitlines()
+            self.assertGreaterEqual(int(count), 2)  # the runtime and the zygote at least
+            self.assertEqual(json.loads(done), {})
+
+    def test_a_spare_being_started_cannot_be_written_by_the_step_that_started_it(self) -> None:
+        # A cold step takes the ready spare and the refill starts the next one at once, beside
+        # the step: a new interpreter is dumpable from its exec until its first line makes it
+        # not, and its memory could be rewritten (/proc/<pid>/mem, ptrace) by that step's user
+        # code, so that the next episode's worker, forked from it, ran the attacker's code. Now
+        # no interpreter starts while user code runs (and none is in that window when it starts).
+        for _ in range(2):
+            result = self.run_code(WATCH_NEW_PROCESSES.format(seconds=3))
+            self.assertEqual(result["exit_code"], 0, result["stderr"])
+            seen, opened = result["stdout"].split(" ", 1)
+            self.assertEqual(opened, "{}\n")
+            self.assertGreaterEqual(int(seen), 2)
 
 
 class SchedulingPolicyTest(LambdaModeTestCase):

@@ -145,6 +145,18 @@ describe("the step claim on DynamoDB", () => {
     expect((await repo.claimStep({ episode: old, nowMs: now + 7, untilMs: now + 60_000 })).kind).toBe("held");
   });
 
+  it("the local expiry sweep removes a lapsed claim and keeps a live one", async () => {
+    const repo = repository();
+    const now = Date.now();
+    const { episode: lapsed } = await repo.create(spec(now), { replaceExisting: false, nowMs: now });
+    const { episode: live } = await repo.create(spec(now), { replaceExisting: false, nowMs: now });
+    await repo.claimStep({ episode: lapsed, nowMs: now, untilMs: now - 5_000 });
+    await repo.claimStep({ episode: live, nowMs: now, untilMs: now + 60_000 });
+    await repo.sweepExpired(now);
+    expect(await claimItem(lapsed)).toBeUndefined();
+    expect(await claimItem(live)).toBeDefined();
+  });
+
   it("is invisible to the rest of the episode: load, history, and the usage roll-up; delete removes it", async () => {
     const repo = repository();
     const now = Date.now();

@@ -2,9 +2,9 @@
 // Version items have no TTL (history lives as long as its episode), so they are removed here:
 // by the API on delete and reset, and by the stream roll-up when DynamoDB's TTL removes a head.
 // Chunks and execution records carry their own TTL and are only removed here on delete.
-import { ScanCommand } from "@aws-sdk/lib-dynamodb";
+import { DeleteCommand, ScanCommand } from "@aws-sdk/lib-dynamodb";
 import type { Key, TableClient } from "./dynamodb-batch.js";
-import { HEAD_SK, incarnationOfSk, VERSION_PREFIX } from "./layout.js";
+import { CLAIM_SK, HEAD_SK, incarnationOfSk, VERSION_PREFIX } from "./layout.js";
 
 export type RemainsScope =
   /** Everything but a (new) head: after a DELETE. */
@@ -66,7 +66,24 @@ export async function sweepExpired(table: TableClient, nowMs: number): Promise<n
       });
     startKey = out.LastEvaluatedKey;
   } while (startKey);
-  await table.batchDelete(expired.map(({ pk, sk }) => ({ pk, sk })));
+  const claims = expired.filter((k) => k.sk === CLAIM_SK);
+  await table.batchDelete(expired.filter((k) => k.sk !== CLAIM_SK).map(({ pk, sk }) => ({ pk, sk })));
+  // A step may have taken the claim again since the scan: deleted only if still lapsed, as
+  // DynamoDB's TTL does.
+  for (const { pk, sk } of claims) {
+    try {
+      await table.doc.send(
+        new DeleteCommand({
+          TableName: table.tableName,
+          Key: { pk, sk },
+          ConditionExpression: "expires_at < :now",
+          ExpressionAttributeValues: { ":now": Math.floor(nowMs / 1000) },
+        }),
+      );
+    } catch (err) {
+      if ((err as { name?: string }).name !== "ConditionalCheckFailedException") throw err;
+    }
+  }
   let removed = expired.length;
   for (const head of expired) {
     if (head.sk !== HEAD_SK || head.incarnation === undefined) continue;

@@ -190,6 +190,29 @@ class GatewayTest(LambdaModeTestCase):
         victim = self.step(f"victim-{tag}", 1, "print(len(blob))\nmore = os.urandom(64 * 1024)", f"{tag}-1", f"{tag}-2")
         self.assertEqual((victim["stdout"], victim["state_location"]), ("65536\n", "put"), victim["stderr"])
 
+    def test_a_connection_held_across_steps_sees_only_its_own_traffic(self) -> None:
+        # Each connection to the stand-in is relayed on a connection of its own: one a warm
+        # worker keeps open (a request left unfinished) while the runtime writes its state
+        # through the same address gets nothing of that transfer.
+        tag = uuid.uuid4().hex[:8]
+        port = self.s3.server.server_address[1]
+        hold = (
+            "import os, socket\n"
+            f"os.held = socket.create_connection(('127.0.0.1', {port}), timeout=10)\n"
+            "os.held.sendall(b'GET /probe HTTP/1.1\\r\\nHost: s3\\r\\n')\n"
+            "blob = os.urandom(64 * 1024)\n"
+        )
+        first = self.step(f"held-{tag}", 0, hold, None, f"{tag}-1")
+        self.assertEqual((first["exit_code"], first["state_location"]), (0, "put"), first["stderr"])
+        look = (
+            "os.held.setblocking(False)\n"
+            "try:\n    seen = os.held.recv(1 << 20)\nexcept BlockingIOError:\n    seen = b''\n"
+            "print(repr(seen))\nblob = os.urandom(64 * 1024)\n"
+        )
+        second = self.step(f"held-{tag}", 1, look, f"{tag}-1", f"{tag}-2")
+        self.assertEqual((second["warm"], second["stdout"], second["state_location"]), (True, "b''\n", "put"), second["stderr"])
+        self.assertIn(f"/{tag}-2?token={tag}-2", self.s3.objects)
+
     def test_the_state_urls_are_nowhere_user_code_can_read(self) -> None:
         # The runtime parent holds the pre-signed URLs (from the event) while the step runs:
         # not in any command line, environment, file or memory user code can read.

@@ -33,13 +33,13 @@ import { type ConnectionRecord, ConnectionStore } from "./store/connections.js";
 import { presentedApiKey, type TenantContext } from "./tenancy/auth.js";
 import { type ApiKeyRecord, hashApiKey } from "./tenancy/keys.js";
 import { applyQuotaOverrides } from "./tenancy/quotas.js";
+import { checkResumedEpisodeId, readWsHandshake } from "./ws/handshake.js";
 import { handleWsMessage, WS_CLOSE_REPLY, type WsContext, wsError } from "./ws/protocol.js";
 
 /** API Gateway's largest WebSocket message, both ways (frames of 32 KB are joined by API Gateway). */
 export const WS_MESSAGE_LIMIT_BYTES = 128 * 1024;
 /** Time kept after the deadline's wait ends to write the metering and answer. */
 const ANSWER_MARGIN_MS = 1000;
-const EPISODE_ID = /^[A-Za-z0-9._:-]{1,255}$/;
 
 /** The fields of an API Gateway WebSocket event (Lambda proxy) this handler reads. */
 export interface WebSocketEvent {
@@ -138,24 +138,6 @@ async function tenantOf(connection: ConnectionRecord): Promise<TenantContext> {
   };
 }
 
-/**
- * `Authorization: Basic base64(<user>:<key>)`, what WebSocket clients send for a URL's user
- * information (`wss://<user>:<key>@host/ws`): the key is the password (or the user alone, without
- * one), and a user name other than `apikey` is the episode to continue. A client that takes a URL
- * only, like OpenEnv's, can so resume an episode: `https://<episode_id>:<key>@host`.
- */
-function basicAuth(headers: Readonly<Record<string, string>>): { key?: string; episodeId?: string } {
-  const value = Object.entries(headers).find(([name]) => name.toLowerCase() === "authorization")?.[1];
-  const encoded = value ? /^basic\s+(\S+)$/i.exec(value.trim())?.[1] : undefined;
-  if (!encoded) return {};
-  const decoded = Buffer.from(encoded, "base64").toString("utf8");
-  const colon = decoded.indexOf(":");
-  const user = (colon >= 0 ? decoded.slice(0, colon) : decoded).trim();
-  const password = colon >= 0 ? decoded.slice(colon + 1).trim() : "";
-  if (!password) return user ? { key: user } : {};
-  return { key: password, ...(user && user.toLowerCase() !== "apikey" ? { episodeId: user } : {}) };
-}
-
 function refusal(err: ApiError): WebSocketResult {
   return {
     statusCode: err.status,
@@ -168,8 +150,8 @@ async function onConnect(event: WebSocketEvent): Promise<WebSocketResult> {
   const headers = { ...(event.headers ?? {}) };
   const query = event.queryStringParameters ?? {};
   // OpenEnv's client opens the socket with a URL only: the key (and the episode) may come in it.
-  const basic = basicAuth(headers);
-  const key = presentedApiKey(headers) ?? (query.api_key?.trim() || basic.key);
+  // (ws/handshake.ts, the local server's upgrade reads it with the same function).
+  const { key, episodeId: resume } = readWsHandshake(headers, query);
   if (key && !presentedApiKey(headers)) headers["x-api-key"] = key;
   let tenant: TenantContext;
   try {
@@ -178,15 +160,9 @@ async function onConnect(event: WebSocketEvent): Promise<WebSocketResult> {
     if (err instanceof ApiError) return refusal(err);
     throw err;
   }
-  const resume =
-    query.episode_id ??
-    Object.entries(headers).find(([k]) => k.toLowerCase() === "x-episode-id")?.[1] ??
-    basic.episodeId;
   if (resume !== undefined) {
-    if (!EPISODE_ID.test(resume)) {
-      return refusal(new ApiError(422, "validation_error", "episode_id must match [A-Za-z0-9._:-]{1,255}."));
-    }
     try {
+      checkResumedEpisodeId(resume);
       // The tenant's own episode only: another tenant's id is simply not found.
       await deps.tenancy.runAs(tenant, () => deps.episodes.state(tenant.tenantId, resume));
     } catch (err) {

@@ -7,6 +7,7 @@ import { createApp } from "../app.js";
 import type { ApiConfig } from "../config.js";
 import { type BuiltDeps, buildDeps, type LocalCredentials } from "../deps.js";
 import { webAssets } from "../web-assets.js";
+import { withHandshakeKey } from "../ws/handshake.js";
 import { consoleRequestLogger, requestLogEnabled } from "./request-log.js";
 
 export interface ApiServerOpts {
@@ -61,7 +62,8 @@ export async function startApiServer(opts: ApiServerOpts): Promise<ApiServer> {
     ...(wsServer ? { upgradeWebSocket } : {}),
   });
   const server = serve({
-    fetch: app.fetch,
+    // A `/ws` handshake may carry its key in the URL (OpenEnv's client), read as in AWS's $connect.
+    fetch: wsServer ? (request, env) => app.fetch(withHandshakeKey(request), env) : app.fetch,
     port: opts.port,
     hostname: opts.host,
     ...(wsServer ? { websocket: { server: wsServer } } : {}),

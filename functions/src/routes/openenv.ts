@@ -21,6 +21,7 @@ import {
 } from "../http/schemas.js";
 import type { AppDeps, TenantScope } from "../http/types.js";
 import { toWireJson } from "../http/wire-json.js";
+import { checkResumedEpisodeId, readWsHandshake } from "../ws/handshake.js";
 import { nodeWsSession } from "../ws/node.js";
 
 /** A JSON response written as OpenEnv writes it (float rewards). */
@@ -173,13 +174,27 @@ export function openEnvRoutes(deps: AppDeps) {
 
   if (deps.upgradeWebSocket) {
     const tenancy = deps.tenancy;
+    // The episode a handshake names (as AWS's $connect reads it: ws/handshake.ts): refused before
+    // the upgrade unless it is the caller's own (another tenant's id is simply not found).
+    const resumed = (c: Context) =>
+      readWsHandshake(Object.fromEntries(c.req.raw.headers.entries()), c.req.query()).episodeId;
     app.get(
       "/ws",
+      async (c, next) => {
+        const episodeId = resumed(c);
+        if (episodeId !== undefined) {
+          checkResumedEpisodeId(episodeId);
+          await episodes.state(c.get("tenantId"), episodeId);
+        }
+        await next();
+      },
       deps.upgradeWebSocket((c) => {
         const tenant = c.get("tenant") as TenantScope | undefined;
+        const episodeId = resumed(c);
         return nodeWsSession({
           service: episodes,
           tenantId: c.get("tenantId") as string,
+          ...(episodeId !== undefined ? { episodeId } : {}),
           maxMessageBytes: config.maxBodyBytes,
           ...(tenancy && tenant ? { runAs: <T>(fn: () => Promise<T>) => tenancy.runAs(tenant, fn) } : {}),
         });

@@ -11,6 +11,8 @@ import { handleWsMessage, WS_CLOSE_REPLY, type WsSessionState, wsError } from ".
 export interface NodeWsSessionOpts {
   readonly service: EpisodeService;
   readonly tenantId: string;
+  /** The episode the connection continues (named at the handshake). @default none: a new session */
+  readonly episodeId?: string;
   /** Runs each message inside the caller's tenant scope (quotas of its key). @default runs it directly */
   readonly runAs?: <T>(fn: () => Promise<T>) => Promise<T>;
   /** Messages waiting behind the one being handled. @default 16 */
@@ -23,7 +25,7 @@ export interface NodeWsSessionOpts {
 export function nodeWsSession(opts: NodeWsSessionOpts): WSEvents {
   const runAs = opts.runAs ?? (<T>(fn: () => Promise<T>) => fn());
   const maxQueued = opts.maxQueuedMessages ?? 16;
-  let state: WsSessionState = { episodeId: null };
+  let state: WsSessionState = { episodeId: opts.episodeId ?? null };
   const ctx = {
     service: opts.service,
     tenantId: opts.tenantId,

@@ -195,8 +195,13 @@ class InterpretersPerTenantTest(unittest.TestCase):
 
 
 class TenantZygoteLambdaPoolTest(TenantZygoteRootTest):
-    """The same with the pool's Lambda-mode paths (no uid change, namespaces or groups)."""
+    """The same with the pool's Lambda-mode paths (no uid change, namespaces or groups).
 
+    Run alone (scripts/run-python-tests.mjs): Lambda mode's hygiene removes whatever of the
+    runtime's uid appears in /tmp (and the other shared temporary directories) after it started,
+    which here, as root, is every new file another test's process makes there meanwhile."""
+
+    RUN_ALONE = True
     drop_privileges = False
 
 

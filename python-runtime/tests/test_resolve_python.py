@@ -100,10 +100,14 @@ esac
 
 @unittest.skipUnless(NODE, "node is not installed")
 @unittest.skipUnless(os.geteuid() == 0, "the sandbox's reachability rules apply to root only")
-class RootMachineSituationTest(unittest.TestCase):
+class RootMachineFixture(unittest.TestCase):
     """This project's machine: pyenv's python3 (under a directory the sandbox users cannot enter)
     first on PATH, then Debian's python3 with or without cloudpickle. Setup must only ever answer an
-    interpreter the executor accepts, never one made from the unreachable Python."""
+    interpreter the executor accepts, never one made from the unreachable Python.
+
+    The tests are in the classes below: the two that make a venv (pip's start and its install
+    cost seconds of CPU) in classes of their own, so they can run beside the others
+    (scripts/run-python-tests.mjs starts them first)."""
 
     @classmethod
     def setUpClass(cls) -> None:
@@ -203,6 +207,8 @@ class RootMachineSituationTest(unittest.TestCase):
             with open(cfg) as fh:
                 self.assertNotIn(self.private, fh.read())
 
+
+class RootMachineSituationTest(RootMachineFixture):
     def test_the_fixture_reproduces_the_machine(self) -> None:
         pyenv_python = os.path.join(self.pyenv, "bin", "python3")
         self.assertEqual(subprocess.run([pyenv_python, "-c", "import cloudpickle"], timeout=60).returncode, 0)
@@ -228,24 +234,6 @@ class RootMachineSituationTest(unittest.TestCase):
         with open(self.apt_log) as fh:
             self.assertIn("install -y -qq python3-cloudpickle", fh.read())
         self.assertFalse(os.path.exists(self.venv_dir))
-
-    def test_without_apt_get_a_venv_is_made_from_debian_python_only(self) -> None:
-        self.make_debian(with_cloudpickle=False)
-        result = self.resolve(os.path.join(self.debian, "bin", "python3"), None, PIP_FIND_LINKS=self.wheels)
-        self.assertEqual(result.get("python"), os.path.join(self.venv_dir, "bin", "python"), result)
-        self.assert_executor_accepts(result["python"])
-        self.assert_no_venv_from_unreachable_python()
-
-    def test_nothing_usable_is_a_clear_error_never_the_unreachable_python(self) -> None:
-        debian = self.make_debian(with_cloudpickle=False)
-        result = self.resolve(debian, None)  # no apt-get, and pip has no index
-        self.assertNotIn("python", result)
-        message = result["error"]
-        self.assertIn(f"{self.pyenv}/bin/python3: under {self.private}", message)
-        self.assertIn(f"{debian}: no cloudpickle", message)
-        self.assertIn("apt-get install python3-cloudpickle", message)
-        self.assertIn("CODING_ENV_PYTHON", message)
-        self.assert_no_venv_from_unreachable_python()
 
     def test_a_cached_unreachable_interpreter_is_not_reused(self) -> None:
         debian = self.make_debian(with_cloudpickle=True)
@@ -281,3 +269,29 @@ class RootMachineSituationTest(unittest.TestCase):
         self.assertNotIn("python", result)
         self.assertIn("cannot enter", result["error"])
         self.assertIn("apt-get install python3-cloudpickle", result["error"])
+
+
+class VenvFromDebianPythonTest(RootMachineFixture):
+    RUN_FIRST = True
+
+    def test_without_apt_get_a_venv_is_made_from_debian_python_only(self) -> None:
+        self.make_debian(with_cloudpickle=False)
+        result = self.resolve(os.path.join(self.debian, "bin", "python3"), None, PIP_FIND_LINKS=self.wheels)
+        self.assertEqual(result.get("python"), os.path.join(self.venv_dir, "bin", "python"), result)
+        self.assert_executor_accepts(result["python"])
+        self.assert_no_venv_from_unreachable_python()
+
+
+class NothingUsableTest(RootMachineFixture):
+    RUN_FIRST = True
+
+    def test_nothing_usable_is_a_clear_error_never_the_unreachable_python(self) -> None:
+        debian = self.make_debian(with_cloudpickle=False)
+        result = self.resolve(debian, None)  # no apt-get, and pip has no index
+        self.assertNotIn("python", result)
+        message = result["error"]
+        self.assertIn(f"{self.pyenv}/bin/python3: under {self.private}", message)
+        self.assertIn(f"{debian}: no cloudpickle", message)
+        self.assertIn("apt-get install python3-cloudpickle", message)
+        self.assertIn("CODING_ENV_PYTHON", message)
+        self.assert_no_venv_from_unreachable_python()

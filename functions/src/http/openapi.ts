@@ -43,7 +43,7 @@ const ERROR_DESCRIPTIONS = {
   403: "`origin_not_allowed`: a browser request from an origin not on the allow-list.",
   404: "`episode_not_found` (unknown, expired, deleted or another tenant's episode) or `not_found`.",
   405: "`method_not_allowed`.",
-  409: "`step_in_progress` (a step of the episode is running; this one did not run) or `conflict` (a concurrent step committed first); Retry-After.",
+  409: "`step_in_progress` (a step of the episode is running; this one did not run; `details.same_request` when it is this request_id's first attempt: send the same request again after Retry-After, within `details.retry_within_s`, for its result) or `conflict` (a concurrent step committed first); Retry-After.",
   413: "`payload_too_large` (body over 2 MiB, code over 1 MiB) or `state_too_large` (the Python state over the limit; not committed).",
   415: "`unsupported_media_type`: a body that is not application/json.",
   421: "`host_not_allowed`: the Host header does not name this server.",

@@ -1,5 +1,5 @@
 // Every error status of the API, in the one JSON error shape, with nothing internal leaked.
-import { createServer, type Server, type ServerResponse } from "node:http";
+import { createServer, request, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -53,6 +53,31 @@ describe("error statuses", () => {
     const bigCode = await ep.step(`# ${"x".repeat(1024 * 1024)}`);
     expect(bigCode.status).toBe(413);
     expect(errorCode(bigCode)).toBe("payload_too_large");
+    expect((await ep.state()).step_count).toBe(0);
+  });
+
+  it("413 payload_too_large for a chunked body (no Content-Length) over 2 MiB, counted as it streams", async () => {
+    const ep = await Episode.reset(baseUrl);
+    const chunk = Buffer.alloc(64 * 1024, "#");
+    const reply = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+      const req = request(`${baseUrl}/step`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "transfer-encoding": "chunked" },
+      });
+      req.on("response", (res) => {
+        const parts: Buffer[] = [];
+        res.on("data", (c: Buffer) => parts.push(c));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(parts).toString() }));
+      });
+      // The server may answer and close before the whole body is sent.
+      req.on("error", (err) => (req.writableEnded ? undefined : reject(err)));
+      // Small code, a large extra member: only the body's size can refuse it.
+      req.write(`{"episode_id":"${ep.id}","action":{"code":"print(1)"},"padding":"`);
+      for (let i = 0; i < 33; i++) req.write(chunk);
+      req.end(`"}`);
+    });
+    expect(reply.status).toBe(413);
+    expect((JSON.parse(reply.text) as { error: { code: string } }).error.code).toBe("payload_too_large");
     expect((await ep.state()).step_count).toBe(0);
   });
 

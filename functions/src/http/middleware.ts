@@ -52,12 +52,26 @@ export function requestLog(logger: AppLogger): MiddlewareHandler<AppEnv> {
   };
 }
 
-/** 413 for a body over `maxBodyBytes`, declared (Content-Length) or counted as it streams. */
+/**
+ * 413 for a body over `maxBodyBytes`, declared (Content-Length) or counted as it streams. One
+ * middleware (each layer is an awaited call per request): a body with a length is checked by its
+ * header (the HTTP parser never reads past it); only one without (chunked) goes through Hono's
+ * bodyLimit. Hono's bodyLimit would skip the former too, but only after touching `c.req.raw.body`,
+ * which makes @hono/node-server build a whole web Request and stream for every request instead of
+ * reading the body straight from the socket.
+ */
 export function bodySizeLimits(maxBodyBytes: number): MiddlewareHandler<AppEnv>[] {
   const tooLarge = () =>
     new PayloadTooLargeError(`Request body over ${maxBodyBytes} bytes.`, { limit_bytes: maxBodyBytes });
-  const declaredLength: MiddlewareHandler<AppEnv> = async (c, next) => {
-    const declared = Number(c.req.header("content-length") ?? Number.NaN);
+  const counted = bodyLimit({
+    maxSize: maxBodyBytes,
+    onError: () => {
+      throw tooLarge();
+    },
+  });
+  const limit: MiddlewareHandler<AppEnv> = async (c, next) => {
+    const length = c.req.header("content-length");
+    const declared = Number(length ?? Number.NaN);
     if (declared > maxBodyBytes) {
       // Read (and drop) a moderately oversized body first, so the client, still sending it,
       // gets our 413 instead of a reset connection.
@@ -69,16 +83,13 @@ export function bodySizeLimits(maxBodyBytes: number): MiddlewareHandler<AppEnv>[
       }
       throw tooLarge();
     }
+    if (length === undefined || c.req.header("transfer-encoding") !== undefined) {
+      await counted(c, next);
+      return;
+    }
     await next();
   };
-  // Bodies without a length (chunked) are counted as they stream.
-  const streamed = bodyLimit({
-    maxSize: maxBodyBytes,
-    onError: () => {
-      throw tooLarge();
-    },
-  });
-  return [declaredLength, streamed];
+  return [limit];
 }
 
 /** GET paths anyone may read, also with auth on. */

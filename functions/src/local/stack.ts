@@ -47,10 +47,11 @@ export interface LocalStackOpts {
   /** Forward the executor's log lines to this process's stderr. @default false */
   readonly logExecutor?: boolean;
   /**
-   * Where dynalite runs: this thread (lowest step latency and memory: no thread hop) or its own
-   * worker thread (about 15% more steps/s with many concurrent episodes, +35 MB).
-   * One bench/api run each (shared machine): main 3.4 ms p50 / 417 steps/s / 225 MB idle RSS; worker
-   * 4.6 ms / 483 steps/s / 261 MB.
+   * Where dynalite runs: this thread (no thread hop per DynamoDB call, less memory) or its own
+   * worker thread (+35 MB). The worker takes CPU off the API's thread but not off the stack (CPU
+   * per step, medians of 3 interleaved rounds on the shared 2-core machine, 2026-12-02: API thread
+   * 6.4 -> 4.7 ms sequential, 5.0 -> 4.4 ms with 64 concurrent episodes; whole stack 7.6 -> 7.7 ms
+   * and 7.1 -> 8.1 ms), so with both cores busy it does not raise steps/s (docs/LOCAL-STACK.md).
    * @default "main"
    */
   readonly dynamodbThread?: "worker" | "main";

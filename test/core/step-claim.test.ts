@@ -169,6 +169,31 @@ describe("the step claim: one step at a time per episode on every API instance",
     expect(a.executor.calls.length + b.executor.calls.length).toBe(1);
   });
 
+  it("a file write is one at a time with steps too: 409 while another instance's step runs, before the executor", async () => {
+    const repo = new FakeEpisodeRepository();
+    const a = instance(repo);
+    const b = instance(repo);
+    const { episode_id: id } = await a.service.reset(T, {});
+    let writes = 0;
+    Object.assign(b.executor, {
+      files: async () => {
+        writes++;
+        return { snapshot: Buffer.from("with a file").toString("base64") };
+      },
+    });
+    const hold = holdNext(a);
+    const running = a.service.step(T, id, { code: "first" });
+    await hold.started;
+    const err = await failure(b.service.files().write(T, id, "a.txt", new Uint8Array([1])));
+    hold.release();
+    await running;
+    const written = await b.service.files().write(T, id, "a.txt", new Uint8Array([1]));
+    expect(err.code).toBe("step_in_progress");
+    expect(written.step_count).toBe(2);
+    expect(writes).toBe(1);
+    expect(repo.calls.releaseStep).toBeUndefined();
+  });
+
   it("a claim of the incarnation before a reset does not block the new one", async () => {
     const repo = new FakeEpisodeRepository();
     const a = instance(repo);

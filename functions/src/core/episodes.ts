@@ -43,6 +43,7 @@ import {
 } from "./history.js";
 import { openEnvRewardRules, type RewardRule } from "./rewards.js";
 import { stateAfter, stateBytesOf, stateInput } from "./state-location.js";
+import { claimEpisode, releaseClaim } from "./step-claim.js";
 import {
   crashedStepResult,
   type HistoryPageBody,
@@ -99,9 +100,6 @@ export interface EpisodeServiceDeps {
 }
 
 const EMPTY_OBSERVATION = { stdout: "", stderr: "", exit_code: 0 };
-
-/** Seconds a step's claim outlives its limit and the executor's grace: clock skew between instances. */
-const CLAIM_SLACK_S = 2;
 
 /** A step running in this process: its request id, so a duplicate waits for it instead of a 409. */
 interface RunningStep {
@@ -362,37 +360,19 @@ export class EpisodeService {
     }
   }
 
-  /**
-   * Takes the episode's step claim until the step's limit plus the executor's grace (a claim left
-   * by a crashed attempt lapses then). Held by another attempt: 409 `step_in_progress`, saying so
-   * when that attempt is this request's own first one (retry the same request_id for its result).
-   */
-  private async claimStep(
-    episode: Episode,
-    requestId: string | undefined,
-    timeoutS: number,
-  ): Promise<StepClaim> {
-    const nowMs = this.now();
-    const got = await this.deps.repository.claimStep({
-      episode,
-      nowMs,
-      untilMs: nowMs + (timeoutS + this.deps.config.executorGraceS + CLAIM_SLACK_S) * 1000,
+  /** The episode's step claim until the step's limit plus the executor's grace (core/step-claim.ts). */
+  private claimStep(episode: Episode, requestId: string | undefined, timeoutS: number): Promise<StepClaim> {
+    return claimEpisode(this.deps.repository, episode, {
+      nowMs: this.now(),
+      limitS: timeoutS,
+      graceS: this.deps.config.executorGraceS,
       ...(requestId !== undefined ? { requestId } : {}),
-    });
-    if (got.kind === "claimed") return got.claim;
-    if (!got.sameRequest) throw new StepInProgressError(episode.id);
-    throw new StepInProgressError(episode.id, {
-      retryWithinS: Math.max(1, Math.ceil((got.untilMs - nowMs) / 1000)),
     });
   }
 
   /** Gives back the claim of a step that did not commit (best effort: else it lapses). */
-  private async releaseStep(episode: Episode, claim: StepClaim): Promise<void> {
-    try {
-      await this.deps.repository.releaseStep(episode, claim);
-    } catch (err) {
-      this.logError("could not release a step claim", err);
-    }
+  private releaseStep(episode: Episode, claim: StepClaim): Promise<void> {
+    return releaseClaim(this.deps.repository, episode, claim, this.logError);
   }
 
   /** Deletes a state object no version names (fire and forget; else the lifecycle rule does). */

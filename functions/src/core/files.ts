@@ -20,6 +20,7 @@ import {
   StateTooLargeError,
 } from "./errors.js";
 import { stateAfter, stateBytesOf, stateInput } from "./state-location.js";
+import { claimEpisode, releaseClaim } from "./step-claim.js";
 import type { EpisodeTenancyHooks } from "./tenancy-hooks.js";
 
 /** Largest file uploaded or downloaded through the API (bytes; the runtime's own cap is 4 MiB). */
@@ -72,6 +73,8 @@ export interface EpisodeFilesDeps {
   readonly config: ApiConfig;
   readonly tenancy: EpisodeTenancyHooks;
   readonly now: () => number;
+  /** Where a failed claim release is logged. @default stderr */
+  readonly logError?: (message: string, err: unknown) => void;
 }
 
 export class EpisodeFiles {
@@ -149,6 +152,33 @@ export class EpisodeFiles {
     }
     const startMs = this.deps.now();
     const ep = await this.load(tenantId, id);
+    // A new version like a step's: one at a time per episode, on every API instance.
+    const claim = await claimEpisode(this.deps.repository, ep, {
+      nowMs: startMs,
+      limitS: ep.stepTimeoutS,
+      graceS: this.deps.config.executorGraceS,
+    });
+    try {
+      return await this.writeVersion(tenantId, ep, path, content, startMs);
+    } catch (err) {
+      // After a conflict a step committed over this write's version: its claim is void already.
+      if (!(err instanceof ConflictError)) {
+        const log =
+          this.deps.logError ?? ((message: string, e: unknown) => console.error(message, String(e)));
+        await releaseClaim(this.deps.repository, ep, claim, log);
+      }
+      throw err;
+    }
+  }
+
+  /** The write of `write()` once the claim is held: the executor's new state, committed. */
+  private async writeVersion(
+    tenantId: string,
+    ep: Episode,
+    path: string,
+    content: Uint8Array,
+    startMs: number,
+  ): Promise<FileWritten> {
     const invokeStart = performance.now();
     const state = await this.stateOf(ep);
     const result = await this.call({

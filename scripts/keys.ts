@@ -4,6 +4,7 @@ import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { API_ENV } from "../functions/src/config.js";
 import { readStackFile } from "../functions/src/local/stack-file.js";
 import { dynamoDbApiKeyStore } from "../functions/src/store/dynamodb-api-keys.js";
 import type { ApiKeyRecord } from "../functions/src/tenancy/keys.js";
@@ -54,20 +55,19 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
 function dataDirFromEnv(env: NodeJS.ProcessEnv): string {
-  return env.CODING_ENV_DATA_DIR ? resolve(env.CODING_ENV_DATA_DIR) : resolve(repoRoot, ".data");
+  const dataDir = env[API_ENV.dataDir];
+  return dataDir ? resolve(dataDir) : resolve(repoRoot, ".data");
 }
 
 function clientFromEnv(env: NodeJS.ProcessEnv): DynamoDBClient {
   // A running local stack records its DynamoDB endpoint and start-up credentials in its data
   // folder (readable by its owner only); the local DynamoDB refuses any other credentials.
   const stack = readStackFile(dataDirFromEnv(env));
-  const endpoint = env.CODING_ENV_DYNAMODB_ENDPOINT || stack?.dynamodbEndpoint;
+  const endpoint = env[API_ENV.dynamodbEndpoint] || stack?.dynamodbEndpoint;
   if (!endpoint) return new DynamoDBClient({});
-  const credentials = env.CODING_ENV_LOCAL_ACCESS_KEY_ID
-    ? {
-        accessKeyId: env.CODING_ENV_LOCAL_ACCESS_KEY_ID,
-        secretAccessKey: env.CODING_ENV_LOCAL_SECRET_ACCESS_KEY ?? "local",
-      }
+  const localAccessKeyId = env[API_ENV.localAccessKeyId];
+  const credentials = localAccessKeyId
+    ? { accessKeyId: localAccessKeyId, secretAccessKey: env[API_ENV.localSecretAccessKey] ?? "local" }
     : stack && stack.dynamodbEndpoint === endpoint
       ? { accessKeyId: stack.accessKeyId, secretAccessKey: stack.secretAccessKey }
       : env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY
@@ -141,7 +141,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     process.stdout.write(HELP);
     return command === undefined && !values.help ? 2 : 0;
   }
-  const tableName = env.CODING_ENV_TABLE || "coding-env";
+  const tableName = env[API_ENV.table] || "coding-env";
   const client = clientFromEnv(env);
   const store = dynamoDbApiKeyStore({ client, tableName });
   try {
@@ -215,12 +215,10 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     }
     const code = (err as { code?: string }).code;
     if (code === "ECONNREFUSED" || code === "ENOTFOUND") {
-      process.stderr.write(
-        `Cannot reach DynamoDB (${env.CODING_ENV_DYNAMODB_ENDPOINT ?? "AWS"}): ${code}.\n`,
-      );
+      process.stderr.write(`Cannot reach DynamoDB (${env[API_ENV.dynamodbEndpoint] ?? "AWS"}): ${code}.\n`);
       return 1;
     }
-    if (name === "CredentialsProviderError" && !env.CODING_ENV_DYNAMODB_ENDPOINT) {
+    if (name === "CredentialsProviderError" && !env[API_ENV.dynamodbEndpoint]) {
       process.stderr.write(
         `No running local stack found (${dataDirFromEnv(env)}/stack.json: start one with npm start, ` +
           "or set CODING_ENV_DATA_DIR to its data folder) and no AWS credentials for a deployed table.\n",

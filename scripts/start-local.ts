@@ -5,6 +5,7 @@
 // Ctrl-C stops every part; if one part crashes the others are stopped and the process exits non-zero.
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { API_ENV } from "../functions/src/config.js";
 
 // The AWS SDK warns on every start that its 2027 releases will need Node 22; the local stack pins
 // its SDK version, so the warning is noise on a newcomer's first command (set the variable to
@@ -22,8 +23,8 @@ try {
   process.exit(2);
 }
 // The API instances read it from the environment they are given (this process's).
-if (quiet) process.env.CODING_ENV_LOG_REQUESTS = "off";
-else process.env.CODING_ENV_LOG_REQUESTS ??= "on";
+if (quiet) process.env[API_ENV.logRequests] = "off";
+else process.env[API_ENV.logRequests] ??= "on";
 
 function portFromEnv(): number {
   const raw = process.env.PORT;
@@ -39,7 +40,7 @@ function portFromEnv(): number {
 const port = portFromEnv();
 const host = process.env.HOST || "127.0.0.1";
 // CODING_ENV_DATA_DIR=:memory: keeps everything in memory (benchmarks, throwaway stacks).
-const rawDataDir = process.env.CODING_ENV_DATA_DIR;
+const rawDataDir = process.env[API_ENV.dataDir];
 const dataDir = rawDataDir === ":memory:" ? null : rawDataDir ? resolve(rawDataDir) : undefined;
 
 // The package set user code is offered (packages.json): say what is missing and how to install it.
@@ -49,7 +50,7 @@ if (packageProblem) console.warn(packageProblem);
 let stack: Awaited<ReturnType<typeof startLocalStack>>;
 try {
   // CODING_ENV_DYNAMODB_THREAD=worker runs dynalite on its own thread (default: the API's thread).
-  const dynamodbThread = process.env.CODING_ENV_DYNAMODB_THREAD === "worker" ? "worker" : "main";
+  const dynamodbThread = process.env[API_ENV.dynamodbThread] === "worker" ? "worker" : "main";
   stack = await startLocalStack({
     port,
     host,
@@ -73,9 +74,9 @@ console.log(`coding-env is running
   Web   ${stack.baseUrl}/web
   Docs  ${stack.baseUrl}/docs
   Data  ${dataDir === null ? "in memory (lost on exit)" : (dataDir ?? resolve(".data"))}
-  Auth  ${process.env.CODING_ENV_AUTH === "on" ? "on (API keys required)" : "off (CODING_ENV_AUTH=on to require API keys)"}
+  Auth  ${process.env[API_ENV.auth] === "on" ? "on (API keys required)" : "off (CODING_ENV_AUTH=on to require API keys)"}
   Keys  ${dataDir === null ? `CODING_ENV_DYNAMODB_ENDPOINT=${stack.dynamodbEndpoint} CODING_ENV_LOCAL_ACCESS_KEY_ID=${stack.credentials.accessKeyId} ` : ""}${dataDir ? `CODING_ENV_DATA_DIR=${dataDir} ` : ""}npm run keys -- create --tenant <id>${dataDir === null ? "" : "   (it finds this stack through its data folder's stack.json)"}
-  Logs  ${process.env.CODING_ENV_LOG_REQUESTS === "on" ? "one line per request (npm start -- --quiet, or CODING_ENV_LOG_REQUESTS=off, for none)" : "off"}
+  Logs  ${process.env[API_ENV.logRequests] === "on" ? "one line per request (npm start -- --quiet, or CODING_ENV_LOG_REQUESTS=off, for none)" : "off"}
 Press Ctrl-C to stop.`);
 
 let stopping = false;

@@ -4,6 +4,7 @@
 // (infra/lib/usage-aggregator.ts). The client is built once per container.
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
+import { API_ENV } from "./config.js";
 import { processStreamBatch, type StreamRecord } from "./metering/stream-aggregator.js";
 import { DynamoDbUsageRepository } from "./store/dynamodb-usage.js";
 
@@ -12,12 +13,13 @@ export interface DynamoDBStreamEvent {
   readonly Records: readonly StreamRecord[];
 }
 
-const tableName = process.env.CODING_ENV_TABLE;
-if (!tableName) throw new Error("CODING_ENV_TABLE is not set");
+const tableName = process.env[API_ENV.table];
+if (!tableName) throw new Error(`${API_ENV.table} is not set`);
+const dynamodbEndpoint = process.env[API_ENV.dynamodbEndpoint];
 const client = new DynamoDBClient({
   region: process.env.AWS_REGION ?? "us-east-1",
   maxAttempts: 5,
-  ...(process.env.CODING_ENV_DYNAMODB_ENDPOINT ? { endpoint: process.env.CODING_ENV_DYNAMODB_ENDPOINT } : {}),
+  ...(dynamodbEndpoint ? { endpoint: dynamodbEndpoint } : {}),
 });
 const doc = DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } });
 const usage = new DynamoDbUsageRepository({ client, tableName });

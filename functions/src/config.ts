@@ -137,7 +137,6 @@ export const AWS_TIMEOUTS = Object.freeze({
     maxStepTimeoutS + EXECUTOR_MARGIN_S + COLD_START_ALLOWANCE_S,
 });
 
-/** Largest state with a state bucket (S3): the executor's worker cap (RuntimeOpts.max_snapshot_bytes) plus its envelope. */
 /** Environment variables of the executor governor's settings (infra sets them by these names). */
 export const EXECUTOR_GOVERNOR_ENV = Object.freeze({
   governor: "CODING_ENV_EXECUTOR_GOVERNOR",
@@ -146,6 +145,60 @@ export const EXECUTOR_GOVERNOR_ENV = Object.freeze({
   reservedConcurrency: "CODING_ENV_EXECUTOR_RESERVED_CONCURRENCY",
 });
 
+/**
+ * Every environment variable the Node side reads, by setting: the one list of names. `configFromEnv`,
+ * the Lambda entry points, deps.ts, tenancy/ and the local stack read them by these names, and
+ * infra/lib sets them by these names (infra/test/settings-names.test.ts checks both).
+ */
+export const API_ENV = Object.freeze({
+  // Read by configFromEnv (the ApiConfig field of the same name, unless said otherwise).
+  table: "CODING_ENV_TABLE",
+  executorFunction: "CODING_ENV_EXECUTOR_FUNCTION",
+  executorMemoryMb: "CODING_ENV_EXECUTOR_MEMORY_MB",
+  /** `authRequired` */
+  auth: "CODING_ENV_AUTH",
+  defaultStepTimeoutS: "CODING_ENV_DEFAULT_STEP_TIMEOUT_S",
+  maxStepTimeoutS: "CODING_ENV_MAX_STEP_TIMEOUT_S",
+  maxStateBytes: "CODING_ENV_MAX_STATE_BYTES",
+  /** Large states in S3 (deps.ts); also raises the default `maxStateBytes`. */
+  stateBucket: "CODING_ENV_STATE_BUCKET",
+  executorGraceS: "CODING_ENV_EXECUTOR_GRACE_S",
+  requestDeadlineS: "CODING_ENV_REQUEST_DEADLINE_S",
+  executorMaxConcurrency: "CODING_ENV_EXECUTOR_MAX_CONCURRENCY",
+  tenantMaxRunningSteps: "CODING_ENV_TENANT_MAX_RUNNING_STEPS",
+  tenantMaxWaitingSteps: "CODING_ENV_TENANT_MAX_WAITING_STEPS",
+  maxStepsInFlight: "CODING_ENV_MAX_STEPS_IN_FLIGHT",
+  apiInstances: "CODING_ENV_API_INSTANCES",
+  admissionGovernor: "CODING_ENV_ADMISSION_GOVERNOR",
+  executorGovernor: EXECUTOR_GOVERNOR_ENV.governor,
+  executorGovernorCheckMs: EXECUTOR_GOVERNOR_ENV.checkMs,
+  executorGovernorTtlS: EXECUTOR_GOVERNOR_ENV.ttlS,
+  executorReservedConcurrency: EXECUTOR_GOVERNOR_ENV.reservedConcurrency,
+  allowedOrigins: "CODING_ENV_ALLOWED_ORIGINS",
+  allowedHosts: "CODING_ENV_ALLOWED_HOSTS",
+  // Per-tenant quota defaults (tenancy/quotas.ts).
+  quotaStepsPerDay: "CODING_ENV_QUOTA_STEPS_PER_DAY",
+  quotaActiveEpisodes: "CODING_ENV_QUOTA_ACTIVE_EPISODES",
+  quotaMaxStateBytes: "CODING_ENV_QUOTA_MAX_STATE_BYTES",
+  quotaMaxStepTimeoutS: "CODING_ENV_QUOTA_MAX_STEP_TIMEOUT_S",
+  quotaConcurrentSteps: "CODING_ENV_QUOTA_CONCURRENT_STEPS",
+  // Read by the entry points, deps.ts, tenancy/ and metering/.
+  dynamodbEndpoint: "CODING_ENV_DYNAMODB_ENDPOINT",
+  executorEndpoint: "CODING_ENV_EXECUTOR_ENDPOINT",
+  s3Endpoint: "CODING_ENV_S3_ENDPOINT",
+  localAccessKeyId: "CODING_ENV_LOCAL_ACCESS_KEY_ID",
+  localSecretAccessKey: "CODING_ENV_LOCAL_SECRET_ACCESS_KEY",
+  wsManagementEndpoint: "CODING_ENV_WS_MANAGEMENT_ENDPOINT",
+  authCacheTtlMs: "CODING_ENV_AUTH_CACHE_TTL_MS",
+  metering: "CODING_ENV_METERING",
+  // The local stack (local/, scripts/start-local.ts, scripts/keys.ts).
+  logRequests: "CODING_ENV_LOG_REQUESTS",
+  executorMode: "CODING_ENV_EXECUTOR_MODE",
+  dataDir: "CODING_ENV_DATA_DIR",
+  dynamodbThread: "CODING_ENV_DYNAMODB_THREAD",
+});
+
+/** Largest state with a state bucket (S3): the executor's worker cap (RuntimeOpts.max_snapshot_bytes) plus its envelope. */
 export const MAX_STATE_BYTES_IN_S3 = 256 * 1024 * 1024 + 4096;
 
 export const defaultConfig: ApiConfig = {
@@ -183,7 +236,7 @@ function origins(raw: string | undefined): string[] {
     try {
       url = new URL(o);
     } catch {
-      throw new Error(`CODING_ENV_ALLOWED_ORIGINS: '${o}' is not an origin (scheme://host[:port])`);
+      throw new Error(`${API_ENV.allowedOrigins}: '${o}' is not an origin (scheme://host[:port])`);
     }
     return url.origin;
   });
@@ -220,30 +273,27 @@ function executorGovernorFromEnv(
 
 /** Reads the configuration from environment variables; throws on a malformed value (fail fast). */
 export function configFromEnv(env: Record<string, string | undefined> = process.env): ApiConfig {
-  const auth = (env.CODING_ENV_AUTH ?? "off").toLowerCase();
+  const E = API_ENV;
+  const auth = (env[E.auth] ?? "off").toLowerCase();
   if (!["on", "off", "true", "false", "1", "0"].includes(auth)) {
-    throw new Error(`CODING_ENV_AUTH must be 'on' or 'off', got '${env.CODING_ENV_AUTH}'`);
+    throw new Error(`${E.auth} must be 'on' or 'off', got '${env[E.auth]}'`);
   }
-  const defaultStepTimeoutS = positiveNumber(
-    env,
-    "CODING_ENV_DEFAULT_STEP_TIMEOUT_S",
-    defaultConfig.defaultStepTimeoutS,
-  );
-  const maxStepTimeoutS = positiveNumber(env, "CODING_ENV_MAX_STEP_TIMEOUT_S", defaultConfig.maxStepTimeoutS);
+  const defaultStepTimeoutS = positiveNumber(env, E.defaultStepTimeoutS, defaultConfig.defaultStepTimeoutS);
+  const maxStepTimeoutS = positiveNumber(env, E.maxStepTimeoutS, defaultConfig.maxStepTimeoutS);
   if (defaultStepTimeoutS > maxStepTimeoutS) {
-    throw new Error("CODING_ENV_DEFAULT_STEP_TIMEOUT_S must not exceed CODING_ENV_MAX_STEP_TIMEOUT_S");
+    throw new Error(`${E.defaultStepTimeoutS} must not exceed ${E.maxStepTimeoutS}`);
   }
-  const executorGraceS = positiveNumber(env, "CODING_ENV_EXECUTOR_GRACE_S", defaultConfig.executorGraceS);
+  const executorGraceS = positiveNumber(env, E.executorGraceS, defaultConfig.executorGraceS);
   const requestDeadlineS =
-    env.CODING_ENV_REQUEST_DEADLINE_S === "0"
+    env[E.requestDeadlineS] === "0"
       ? 0
-      : positiveNumber(env, "CODING_ENV_REQUEST_DEADLINE_S", defaultConfig.requestDeadlineS);
+      : positiveNumber(env, E.requestDeadlineS, defaultConfig.requestDeadlineS);
   if (requestDeadlineS > 0 && maxStepTimeoutS + executorGraceS + READ_BEFORE_INVOKE_S > requestDeadlineS) {
     throw new Error(
-      `CODING_ENV_MAX_STEP_TIMEOUT_S (${maxStepTimeoutS}) + CODING_ENV_EXECUTOR_GRACE_S (${executorGraceS}) + ${READ_BEFORE_INVOKE_S} s must not exceed CODING_ENV_REQUEST_DEADLINE_S (${requestDeadlineS})`,
+      `${E.maxStepTimeoutS} (${maxStepTimeoutS}) + ${E.executorGraceS} (${executorGraceS}) + ${READ_BEFORE_INVOKE_S} s must not exceed ${E.requestDeadlineS} (${requestDeadlineS})`,
     );
   }
-  const allowedHosts = env.CODING_ENV_ALLOWED_HOSTS;
+  const allowedHosts = env[E.allowedHosts];
   return {
     ...defaultConfig,
     executorGraceS,
@@ -251,28 +301,28 @@ export function configFromEnv(env: Record<string, string | undefined> = process.
     maxStateBytes: Math.floor(
       positiveNumber(
         env,
-        "CODING_ENV_MAX_STATE_BYTES",
-        env.CODING_ENV_STATE_BUCKET ? MAX_STATE_BYTES_IN_S3 : defaultConfig.maxStateBytes,
+        E.maxStateBytes,
+        env[E.stateBucket] ? MAX_STATE_BYTES_IN_S3 : defaultConfig.maxStateBytes,
       ),
     ),
     executorMaxConcurrency: Math.floor(
-      positiveNumber(env, "CODING_ENV_EXECUTOR_MAX_CONCURRENCY", defaultConfig.executorMaxConcurrency),
+      positiveNumber(env, E.executorMaxConcurrency, defaultConfig.executorMaxConcurrency),
     ),
     tenantMaxRunningSteps: Math.floor(
-      positiveNumber(env, "CODING_ENV_TENANT_MAX_RUNNING_STEPS", defaultConfig.tenantMaxRunningSteps),
+      positiveNumber(env, E.tenantMaxRunningSteps, defaultConfig.tenantMaxRunningSteps),
     ),
     tenantMaxWaitingSteps: Math.floor(
-      positiveNumber(env, "CODING_ENV_TENANT_MAX_WAITING_STEPS", defaultConfig.tenantMaxWaitingSteps),
+      positiveNumber(env, E.tenantMaxWaitingSteps, defaultConfig.tenantMaxWaitingSteps),
     ),
-    maxStepsInFlight: Math.floor(positiveNumber(env, "CODING_ENV_MAX_STEPS_IN_FLIGHT", 64)),
-    apiInstances: Math.floor(positiveNumber(env, "CODING_ENV_API_INSTANCES", 1)),
-    admissionGovernor: (env.CODING_ENV_ADMISSION_GOVERNOR ?? "on").toLowerCase() !== "off",
+    maxStepsInFlight: Math.floor(positiveNumber(env, E.maxStepsInFlight, 64)),
+    apiInstances: Math.floor(positiveNumber(env, E.apiInstances, 1)),
+    admissionGovernor: (env[E.admissionGovernor] ?? "on").toLowerCase() !== "off",
     ...executorGovernorFromEnv(env, ["on", "true", "1"].includes(auth)),
-    allowedOrigins: origins(env.CODING_ENV_ALLOWED_ORIGINS),
+    allowedOrigins: origins(env[E.allowedOrigins]),
     allowedHosts: allowedHosts === undefined ? null : commaList(allowedHosts).map((h) => h.toLowerCase()),
-    tableName: env.CODING_ENV_TABLE || defaultConfig.tableName,
-    executorFunction: env.CODING_ENV_EXECUTOR_FUNCTION || defaultConfig.executorFunction,
-    executorMemoryMb: positiveNumber(env, "CODING_ENV_EXECUTOR_MEMORY_MB", defaultConfig.executorMemoryMb),
+    tableName: env[E.table] || defaultConfig.tableName,
+    executorFunction: env[E.executorFunction] || defaultConfig.executorFunction,
+    executorMemoryMb: positiveNumber(env, E.executorMemoryMb, defaultConfig.executorMemoryMb),
     authRequired: ["on", "true", "1"].includes(auth),
     defaultStepTimeoutS,
     maxStepTimeoutS,

@@ -3,20 +3,18 @@
 import { Logger } from "@aws-lambda-powertools/logger";
 import { handle } from "hono/aws-lambda";
 import { createApp } from "./app.js";
-import { configFromEnv } from "./config.js";
+import { API_ENV, configFromEnv } from "./config.js";
 import { buildDeps } from "./deps.js";
 import { fitStepBody } from "./http/fit-step-body.js";
 import { webAssets } from "./web-assets.js";
 
-const config = configFromEnv({ CODING_ENV_AUTH: "on", ...process.env });
+const config = configFromEnv({ [API_ENV.auth]: "on", ...process.env });
+const dynamodbEndpoint = process.env[API_ENV.dynamodbEndpoint];
+const executorEndpoint = process.env[API_ENV.executorEndpoint];
 const deps = buildDeps({
   config,
-  ...(process.env.CODING_ENV_DYNAMODB_ENDPOINT
-    ? { dynamodbEndpoint: process.env.CODING_ENV_DYNAMODB_ENDPOINT }
-    : {}),
-  ...(process.env.CODING_ENV_EXECUTOR_ENDPOINT
-    ? { executorEndpoint: process.env.CODING_ENV_EXECUTOR_ENDPOINT }
-    : {}),
+  ...(dynamodbEndpoint ? { dynamodbEndpoint } : {}),
+  ...(executorEndpoint ? { executorEndpoint } : {}),
 });
 
 // JSON lines with the service name and level from POWERTOOLS_SERVICE_NAME / LOG_LEVEL (set by infra/).

@@ -23,7 +23,7 @@ import {
   PostToConnectionCommand,
 } from "@aws-sdk/client-apigatewaymanagementapi";
 import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
-import { configFromEnv } from "./config.js";
+import { API_ENV, configFromEnv } from "./config.js";
 import { ApiError, UnauthorizedError } from "./core/errors.js";
 import { buildDeps } from "./deps.js";
 import { withDeadline } from "./executor/deadline.js";
@@ -66,15 +66,13 @@ interface LambdaContext {
   getRemainingTimeInMillis?: () => number;
 }
 
-const config = configFromEnv({ CODING_ENV_AUTH: "on", ...process.env });
+const config = configFromEnv({ [API_ENV.auth]: "on", ...process.env });
+const dynamodbEndpoint = process.env[API_ENV.dynamodbEndpoint];
+const executorEndpoint = process.env[API_ENV.executorEndpoint];
 const deps = buildDeps({
   config,
-  ...(process.env.CODING_ENV_DYNAMODB_ENDPOINT
-    ? { dynamodbEndpoint: process.env.CODING_ENV_DYNAMODB_ENDPOINT }
-    : {}),
-  ...(process.env.CODING_ENV_EXECUTOR_ENDPOINT
-    ? { executorEndpoint: process.env.CODING_ENV_EXECUTOR_ENDPOINT }
-    : {}),
+  ...(dynamodbEndpoint ? { dynamodbEndpoint } : {}),
+  ...(executorEndpoint ? { executorEndpoint } : {}),
 });
 const connections = new ConnectionStore(
   DynamoDBDocumentClient.from(deps.dynamodb, { marshallOptions: { removeUndefinedValues: true } }),
@@ -86,7 +84,7 @@ const managementClients = new Map<string, ApiGatewayManagementApiClient>();
 /** The management API of the stage: `CODING_ENV_WS_MANAGEMENT_ENDPOINT` (the template sets it), else the event's. */
 function managementApi(event: WebSocketEvent): ApiGatewayManagementApiClient {
   const { domainName, stage } = event.requestContext;
-  const endpoint = process.env.CODING_ENV_WS_MANAGEMENT_ENDPOINT || `https://${domainName}/${stage}`;
+  const endpoint = process.env[API_ENV.wsManagementEndpoint] || `https://${domainName}/${stage}`;
   let client = managementClients.get(endpoint);
   if (!client) {
     client = new ApiGatewayManagementApiClient({ endpoint, region: process.env.AWS_REGION, maxAttempts: 2 });
@@ -112,7 +110,7 @@ async function closeConnection(event: WebSocketEvent, lastWords?: Record<string,
 }
 
 // ---- Keys, re-checked per message with the same cache lifetime as the HTTP authenticator --------
-const authCacheTtlMs = Number(process.env.CODING_ENV_AUTH_CACHE_TTL_MS ?? 10_000) || 0;
+const authCacheTtlMs = Number(process.env[API_ENV.authCacheTtlMs] ?? 10_000) || 0;
 const keyCache = new Map<string, { record: ApiKeyRecord | undefined; expiresAt: number }>();
 
 async function keyRecord(keyHash: string): Promise<ApiKeyRecord | undefined> {

@@ -11,7 +11,7 @@ import * as nodejs from "aws-cdk-lib/aws-lambda-nodejs";
 import * as logs from "aws-cdk-lib/aws-logs";
 import type * as s3 from "aws-cdk-lib/aws-s3";
 import { Construct } from "constructs";
-import { EXECUTOR_GOVERNOR_ENV } from "../../functions/src/config.js";
+import { API_ENV } from "../../functions/src/config.js";
 import { createExecutor } from "./executor.js";
 import { FrontDoor } from "./front-door.js";
 import { loggingOptions, nodeFunctionDefaults, repoRoot } from "./function-defaults.js";
@@ -173,20 +173,20 @@ export class CodingEnvironment extends Construct {
       NODE_OPTIONS: "--enable-source-maps",
       LOG_LEVEL: logLevel,
       POWERTOOLS_SERVICE_NAME: "coding-env-api",
-      CODING_ENV_TABLE: this.table.tableName,
-      CODING_ENV_EXECUTOR_FUNCTION: this.executorFunction.functionArn,
-      CODING_ENV_EXECUTOR_MEMORY_MB: String(executorMemoryMb),
-      CODING_ENV_STATE_BUCKET: this.stateBucket.bucketName,
-      CODING_ENV_AUTH: (props.authRequired ?? true) ? "on" : "off",
-      CODING_ENV_DEFAULT_STEP_TIMEOUT_S: String(defaultStep),
-      CODING_ENV_MAX_STEP_TIMEOUT_S: String(maxStep),
-      CODING_ENV_EXECUTOR_GRACE_S: String(EXECUTOR_TIMEOUT_MARGIN_S),
-      CODING_ENV_REQUEST_DEADLINE_S: String(REQUEST_DEADLINE_S),
-      ...(allowedOrigins.length > 0 ? { CODING_ENV_ALLOWED_ORIGINS: allowedOrigins.join(",") } : {}),
+      [API_ENV.table]: this.table.tableName,
+      [API_ENV.executorFunction]: this.executorFunction.functionArn,
+      [API_ENV.executorMemoryMb]: String(executorMemoryMb),
+      [API_ENV.stateBucket]: this.stateBucket.bucketName,
+      [API_ENV.auth]: (props.authRequired ?? true) ? "on" : "off",
+      [API_ENV.defaultStepTimeoutS]: String(defaultStep),
+      [API_ENV.maxStepTimeoutS]: String(maxStep),
+      [API_ENV.executorGraceS]: String(EXECUTOR_TIMEOUT_MARGIN_S),
+      [API_ENV.requestDeadlineS]: String(REQUEST_DEADLINE_S),
+      ...(allowedOrigins.length > 0 ? { [API_ENV.allowedOrigins]: allowedOrigins.join(",") } : {}),
       ...quotaEnv,
       // While the executor is throttled, a tenant holds at most half of it (admission/executor-governor.ts).
       ...(props.executorReservedConcurrency !== undefined
-        ? { [EXECUTOR_GOVERNOR_ENV.reservedConcurrency]: String(props.executorReservedConcurrency) }
+        ? { [API_ENV.executorReservedConcurrency]: String(props.executorReservedConcurrency) }
         : {}),
     };
     this.apiFunction = new nodejs.NodejsFunction(this, "Api", {

@@ -16,6 +16,18 @@ import { type LogLevel, loggingOptions } from "./function-defaults.js";
  */
 export const EXECUTOR_RUNTIME_RESERVE_MB = 256;
 
+/**
+ * Environment variables of the executor's settings that infra sets. The Python runtime reads them
+ * in python-runtime/coding_env_runtime/options.py (the only module that does); infra cannot import
+ * Python, so infra/test/settings-names.test.ts checks every name here is one options.py reads.
+ */
+export const EXECUTOR_ENV = Object.freeze({
+  /** A cell's default memory (contract.py: `memory_mb` when the event names none). */
+  workerMemoryMb: "CODING_ENV_WORKER_MEMORY_MB",
+  /** The most memory an event may ask for. */
+  workerMaxMemoryMb: "CODING_ENV_WORKER_MAX_MEMORY_MB",
+});
+
 export interface ExecutorOpts {
   readonly memoryMb: number;
   readonly timeoutS: number;
@@ -124,8 +136,8 @@ export function createExecutor(scope: Construct, opts: ExecutorOpts): Executor {
     reservedConcurrentExecutions: opts.reservedConcurrency,
     environment: {
       // Per-deployment worker memory (python-runtime/coding_env_runtime/contract.py).
-      CODING_ENV_WORKER_MEMORY_MB: workerMemoryMb,
-      CODING_ENV_WORKER_MAX_MEMORY_MB: workerMemoryMb,
+      [EXECUTOR_ENV.workerMemoryMb]: workerMemoryMb,
+      [EXECUTOR_ENV.workerMaxMemoryMb]: workerMemoryMb,
     },
     ...network,
   });

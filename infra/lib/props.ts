@@ -6,6 +6,7 @@ import type * as kms from "aws-cdk-lib/aws-kms";
 import * as logs from "aws-cdk-lib/aws-logs";
 import type * as sns from "aws-cdk-lib/aws-sns";
 import type { Construct } from "constructs";
+import { API_ENV } from "../../functions/src/config.js";
 import { MAX_ACTIVE_EPISODES_QUOTA } from "../../functions/src/tenancy/quotas.js";
 import type { EXECUTOR_RUNTIME_RESERVE_MB } from "./executor.js";
 import type { LogLevel } from "./function-defaults.js";
@@ -285,15 +286,15 @@ export function resolveProps(scope: Construct, props: CodingEnvironmentProps): R
     props.executorAvailabilityZones === undefined
       ? undefined
       : requireZones(scope, props.executorAvailabilityZones);
-  const quotaEnv: Record<string, string> = { CODING_ENV_QUOTA_MAX_STEP_TIMEOUT_S: String(maxStep) };
+  const quotaEnv: Record<string, string> = { [API_ENV.quotaMaxStepTimeoutS]: String(maxStep) };
   const quotas = props.defaultQuotas ?? {};
   if (quotas.stepsPerDay !== undefined) {
-    quotaEnv.CODING_ENV_QUOTA_STEPS_PER_DAY = String(
+    quotaEnv[API_ENV.quotaStepsPerDay] = String(
       requireInteger(scope, "defaultQuotas.stepsPerDay", quotas.stepsPerDay, 1, 1e9),
     );
   }
   if (quotas.activeEpisodes !== undefined) {
-    quotaEnv.CODING_ENV_QUOTA_ACTIVE_EPISODES = String(
+    quotaEnv[API_ENV.quotaActiveEpisodes] = String(
       requireInteger(
         scope,
         "defaultQuotas.activeEpisodes",
@@ -304,7 +305,7 @@ export function resolveProps(scope: Construct, props: CodingEnvironmentProps): R
     );
   }
   if (quotas.maxStateBytes !== undefined) {
-    quotaEnv.CODING_ENV_QUOTA_MAX_STATE_BYTES = String(
+    quotaEnv[API_ENV.quotaMaxStateBytes] = String(
       requireInteger(scope, "defaultQuotas.maxStateBytes", quotas.maxStateBytes, 1024, 1e10),
     );
   }

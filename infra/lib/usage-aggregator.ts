@@ -11,6 +11,7 @@ import * as nodejs from "aws-cdk-lib/aws-lambda-nodejs";
 import * as logs from "aws-cdk-lib/aws-logs";
 import * as sqs from "aws-cdk-lib/aws-sqs";
 import { Construct } from "constructs";
+import { API_ENV } from "../../functions/src/config.js";
 import { type LogLevel, loggingOptions, nodeFunctionDefaults, repoRoot } from "./function-defaults.js";
 
 /**
@@ -84,8 +85,8 @@ export class UsageAggregator extends Construct {
         NODE_OPTIONS: "--enable-source-maps",
         LOG_LEVEL: props.logLevel,
         POWERTOOLS_SERVICE_NAME: "coding-env-usage",
-        CODING_ENV_TABLE: props.table.tableName,
-        CODING_ENV_EXECUTOR_MEMORY_MB: String(props.executorMemoryMb),
+        [API_ENV.table]: props.table.tableName,
+        [API_ENV.executorMemoryMb]: String(props.executorMemoryMb),
       },
     });
     this.fn.addEventSource(

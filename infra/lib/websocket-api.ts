@@ -10,6 +10,7 @@ import type * as lambda from "aws-cdk-lib/aws-lambda";
 import * as nodejs from "aws-cdk-lib/aws-lambda-nodejs";
 import * as logs from "aws-cdk-lib/aws-logs";
 import { Construct } from "constructs";
+import { API_ENV } from "../../functions/src/config.js";
 import { type LogLevel, loggingOptions, nodeFunctionDefaults, repoRoot } from "./function-defaults.js";
 
 /** The WebSocket API's stage: also the path of the base URL that reaches it (`<base>/ws`). */
@@ -101,7 +102,7 @@ export class WebSocketEndpoint extends Construct {
     );
     this.url = this.stage.url;
     // The management API of this stage, named rather than taken from each event's domain name.
-    this.fn.addEnvironment("CODING_ENV_WS_MANAGEMENT_ENDPOINT", this.stage.callbackUrl);
+    this.fn.addEnvironment(API_ENV.wsManagementEndpoint, this.stage.callbackUrl);
 
     const apiLogicalId = Stack.of(this).resolve(
       (this.api.node.defaultChild as CfnElement).logicalId,

@@ -1,5 +1,6 @@
 // The local stack's console log: one line per request (`npm start` turns it on; tests and benches
 // leave it off). The API's structured request attributes become a line a person reads at a glance.
+import { API_ENV } from "../config.js";
 import type { AppLogger } from "../http/types.js";
 
 /** `POST /step 200 12.3ms episode=ep_… tenant=local` (no episode: `episode=-`). */
@@ -30,5 +31,5 @@ export function consoleRequestLogger(write: (line: string) => void = console.log
 
 /** Whether request lines are on: `CODING_ENV_LOG_REQUESTS=on` (`npm start` sets it unless quiet). */
 export function requestLogEnabled(env: Record<string, string | undefined>): boolean {
-  return env.CODING_ENV_LOG_REQUESTS === "on";
+  return env[API_ENV.logRequests] === "on";
 }

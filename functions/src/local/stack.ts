@@ -16,7 +16,7 @@ import {
   UpdateTimeToLiveCommand,
 } from "@aws-sdk/client-dynamodb";
 import { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
-import { configFromEnv, EXECUTOR_GOVERNOR_ENV } from "../config.js";
+import { API_ENV, configFromEnv, EXECUTOR_GOVERNOR_ENV } from "../config.js";
 import { type BuiltDeps, buildDeps, type LocalCredentials } from "../deps.js";
 import { LambdaExecutor } from "../executor/executor.js";
 import { processStreamBatch } from "../metering/stream-aggregator.js";
@@ -163,18 +163,18 @@ export async function ensureTable(
 }
 
 function apiInstancesFrom(opts: LocalStackOpts): number {
-  const raw = opts.apiInstances ?? process.env.CODING_ENV_API_INSTANCES ?? 1;
+  const raw = opts.apiInstances ?? process.env[API_ENV.apiInstances] ?? 1;
   const count = Number(raw);
   if (!Number.isInteger(count) || count < 1 || count > 64) {
-    throw new Error(`CODING_ENV_API_INSTANCES must be an integer 1..64, got '${raw}'`);
+    throw new Error(`${API_ENV.apiInstances} must be an integer 1..64, got '${raw}'`);
   }
   return count;
 }
 
 function executorModeFrom(opts: LocalStackOpts): ExecutorMode {
-  const mode = opts.executorMode ?? process.env.CODING_ENV_EXECUTOR_MODE ?? "local";
+  const mode = opts.executorMode ?? process.env[API_ENV.executorMode] ?? "local";
   if (mode !== "local" && mode !== "lambda") {
-    throw new Error(`CODING_ENV_EXECUTOR_MODE must be "local" or "lambda", got '${mode}'`);
+    throw new Error(`${API_ENV.executorMode} must be "local" or "lambda", got '${mode}'`);
   }
   return mode;
 }
@@ -258,17 +258,17 @@ export async function startLocalStack(opts: LocalStackOpts = {}): Promise<LocalS
   const ddb: DynamoPart = dynamoStart.value;
   const exe: ExecutorProcess = executorStart.value;
 
-  const envAuth = opts.env?.CODING_ENV_AUTH ?? process.env.CODING_ENV_AUTH ?? "off";
+  const envAuth = opts.env?.[API_ENV.auth] ?? process.env[API_ENV.auth] ?? "off";
   const env: Record<string, string | undefined> = {
     ...process.env,
     ...opts.env,
-    CODING_ENV_AUTH: opts.auth === undefined ? envAuth : opts.auth ? "on" : "off",
+    [API_ENV.auth]: opts.auth === undefined ? envAuth : opts.auth ? "on" : "off",
     // Each instance takes its share of the per-tenant step caps (functions/src/admission/).
-    CODING_ENV_API_INSTANCES: String(instanceCount),
+    [API_ENV.apiInstances]: String(instanceCount),
     // In Lambda mode the harness relays the local S3's address (only it) into each environment's
     // network namespace, as the VPC's S3 gateway endpoint lets the executor reach S3 only.
-    CODING_ENV_STATE_BUCKET: stateBucket,
-    CODING_ENV_S3_ENDPOINT: s3.endpoint,
+    [API_ENV.stateBucket]: stateBucket,
+    [API_ENV.s3Endpoint]: s3.endpoint,
     ...(reservedConcurrency !== undefined
       ? { [EXECUTOR_GOVERNOR_ENV.reservedConcurrency]: String(reservedConcurrency) }
       : {}),

@@ -11,6 +11,7 @@
 //
 // Delivery is at least once: a batch retried after a partial failure may count its records again.
 import type { DynamoDBDocumentClient } from "@aws-sdk/lib-dynamodb";
+import { API_ENV } from "../config.js";
 import { DynamoDbUsageRepository } from "../store/dynamodb-usage.js";
 import {
   decodeStreamRecords,
@@ -34,7 +35,7 @@ export interface StreamAggregatorDeps {
 }
 
 function memoryMbFromEnv(): number {
-  const raw = Number(process.env.CODING_ENV_EXECUTOR_MEMORY_MB ?? 1024);
+  const raw = Number(process.env[API_ENV.executorMemoryMb] ?? 1024);
   return Number.isInteger(raw) && raw > 0 ? raw : 1024;
 }
 

@@ -2,6 +2,7 @@
 // the app and the core change in only a few places (see README.md here for where each hook goes).
 
 import { AsyncLocalStorage } from "node:async_hooks";
+import { API_ENV } from "../config.js";
 import type { BeforeStepCtx, EpisodeSlotCtx, EpisodeTenancyHooks, StateCtx } from "../core/episodes.js";
 import { ActiveEpisodes } from "./active-episodes.js";
 import { Authenticator, type HeaderSource, LOCAL_TENANT_ID, type TenantContext } from "./auth.js";
@@ -88,18 +89,18 @@ export class HostedTenancy implements EpisodeTenancyHooks {
     this.now = opts.now ?? Date.now;
     this.defaultQuotas = opts.defaultQuotas ?? quotaDefaultsFromEnv(env);
     this.localQuotas = opts.localQuotas ?? localQuotasFromEnv(env);
-    const meteringRaw = (env.CODING_ENV_METERING ?? "on").toLowerCase();
+    const meteringRaw = (env[API_ENV.metering] ?? "on").toLowerCase();
     if (!["on", "off"].includes(meteringRaw)) {
-      throw new Error(`CODING_ENV_METERING must be 'on' or 'off', got '${env.CODING_ENV_METERING}'.`);
+      throw new Error(`${API_ENV.metering} must be 'on' or 'off', got '${env[API_ENV.metering]}'.`);
     }
     this.metering = opts.metering ?? meteringRaw === "on";
     if (!this.metering && opts.authRequired) {
       throw new Error("HostedTenancy: metering cannot be off when auth is on (quotas and billing need it).");
     }
-    const ttlRaw = env.CODING_ENV_AUTH_CACHE_TTL_MS;
+    const ttlRaw = env[API_ENV.authCacheTtlMs];
     const ttlFromEnv = ttlRaw === undefined || ttlRaw === "" ? undefined : Number(ttlRaw);
     if (ttlFromEnv !== undefined && !(Number.isFinite(ttlFromEnv) && ttlFromEnv >= 0)) {
-      throw new Error(`CODING_ENV_AUTH_CACHE_TTL_MS must be a number >= 0, got '${ttlRaw}'.`);
+      throw new Error(`${API_ENV.authCacheTtlMs} must be a number >= 0, got '${ttlRaw}'.`);
     }
     this.keys = new ApiKeyStore({ repository: opts.repositories.apiKeys });
     const cacheTtlMs = opts.authCacheTtlMs ?? ttlFromEnv;

@@ -1,3 +1,4 @@
+import { API_ENV } from "../config.js";
 import { QuotaExceededError, StateQuotaExceededError } from "./errors.js";
 
 /** A tenant's limits. All are positive; units are in the names; `Infinity` = unlimited (local tenant only). */
@@ -28,11 +29,11 @@ export const BUILT_IN_QUOTAS: QuotaLimits = Object.freeze({
 
 /** Environment variable of each quota's deployment default. */
 export const QUOTA_ENV: Readonly<Record<keyof QuotaLimits, string>> = Object.freeze({
-  stepsPerDay: "CODING_ENV_QUOTA_STEPS_PER_DAY",
-  activeEpisodes: "CODING_ENV_QUOTA_ACTIVE_EPISODES",
-  maxStateBytes: "CODING_ENV_QUOTA_MAX_STATE_BYTES",
-  maxStepTimeoutS: "CODING_ENV_QUOTA_MAX_STEP_TIMEOUT_S",
-  concurrentSteps: "CODING_ENV_QUOTA_CONCURRENT_STEPS",
+  stepsPerDay: API_ENV.quotaStepsPerDay,
+  activeEpisodes: API_ENV.quotaActiveEpisodes,
+  maxStateBytes: API_ENV.quotaMaxStateBytes,
+  maxStepTimeoutS: API_ENV.quotaMaxStepTimeoutS,
+  concurrentSteps: API_ENV.quotaConcurrentSteps,
 });
 
 /** Snake-case names used in key items, the CLI and `details.quota`. */

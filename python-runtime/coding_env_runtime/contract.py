@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
-from . import CONTRACT_VERSION
+from . import CONTRACT_VERSION, options
 from .policy import ImportPolicy
 from .state_transfer import StateLocation
 
@@ -20,13 +19,13 @@ _POLICY_MODES = ("openenv", "full")
 
 
 def default_memory_mb() -> int:
-    """Per-deployment default worker memory (``CODING_ENV_WORKER_MEMORY_MB``, else 1024)."""
-    return int(os.environ.get("CODING_ENV_WORKER_MEMORY_MB", "1024"))
+    """Per-deployment default worker memory (``options.WORKER_MEMORY_MB_ENV``, else 1024)."""
+    return options.worker_memory_mb()
 
 
 def max_memory_mb() -> int:
-    """Per-deployment ceiling (``CODING_ENV_WORKER_MAX_MEMORY_MB``, else the default)."""
-    return int(os.environ.get("CODING_ENV_WORKER_MAX_MEMORY_MB", str(max(default_memory_mb(), 1024))))
+    """Per-deployment ceiling (``options.WORKER_MAX_MEMORY_MB_ENV``, else the default)."""
+    return options.worker_max_memory_mb()
 
 
 class EventError(ValueError):

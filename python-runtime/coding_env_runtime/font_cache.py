@@ -26,8 +26,6 @@ import sys
 import tempfile
 from typing import Any
 
-#: A directory holding a prebuilt cache (the image's), read-only for user code.
-FONT_CACHE_ENV = "CODING_ENV_MPL_FONT_CACHE"
 _ROOT_CACHE_PARENT = "/var/cache/coding-env"
 _PREFIX, _SUFFIX = "fontlist-v", ".json"
 _MAX_FILE_BYTES = 8 * 1024 * 1024
@@ -36,7 +34,10 @@ _MAX_FILE_BYTES = 8 * 1024 * 1024
 def default_dir(python: str) -> str | None:
     """Where this runtime's cache is (or goes): the prebuilt one if configured, else (root) one
     per interpreter under /var/cache, else None (each worker builds its own, as before)."""
-    configured = os.environ.get(FONT_CACHE_ENV)
+    # Imported here, not at the top: the zygote preloads this module, and needs none of options'.
+    from .options import font_cache_dir
+
+    configured = font_cache_dir()
     if configured:
         return configured
     if os.geteuid() != 0:

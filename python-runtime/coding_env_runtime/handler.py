@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Any
 
-from . import files_op, packages, state_transfer
+from . import files_op, options, packages, state_transfer
 from .files_op import FilesRequest
 from .contract import DiscardRequest, EventError, PackagesRequest, StepRequest, parse_event, state_location_of
 from .runtime import Runtime, RuntimeOpts
@@ -46,21 +46,8 @@ def get_runtime(opts: RuntimeOpts | None = None) -> Runtime:
     global _runtime
     with _runtime_lock:
         if _runtime is None:
-            _runtime = Runtime(opts or _opts_from_environment())
+            _runtime = Runtime(opts or options.opts_from_environment())
         return _runtime
-
-
-def _opts_from_environment() -> RuntimeOpts:
-    """Deployment settings: ``CODING_ENV_IDLE_WORKERS``, ``CODING_ENV_MAX_WARM_WORKERS``,
-    ``CODING_ENV_PRELOAD`` (comma-separated modules for the zygote to import)."""
-    opts = RuntimeOpts()
-    if os.environ.get("CODING_ENV_IDLE_WORKERS"):
-        opts.idle_workers = int(os.environ["CODING_ENV_IDLE_WORKERS"])
-    if os.environ.get("CODING_ENV_MAX_WARM_WORKERS"):
-        opts.max_warm_workers = int(os.environ["CODING_ENV_MAX_WARM_WORKERS"])
-    if os.environ.get("CODING_ENV_PRELOAD"):
-        opts.preload = tuple(m.strip() for m in os.environ["CODING_ENV_PRELOAD"].split(",") if m.strip())
-    return opts
 
 
 def shutdown() -> None:

@@ -33,6 +33,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from . import handler as lambda_handler
+from . import options
 from .contract import EventError
 from .reserved_concurrency import ReservedConcurrency
 from .runtime import RuntimeOpts
@@ -40,15 +41,12 @@ from .runtime import RuntimeOpts
 _INVOKE_PATH = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations/?(\?.*)?$")
 #: Lambda's synchronous request limit: "Request must be smaller than 6291456 bytes".
 MAX_REQUEST_BYTES = 6 * 1024 * 1024
-#: The environment variable holding the only access key id this server accepts.
-ACCESS_KEY_ENV = "CODING_ENV_LOCAL_ACCESS_KEY_ID"
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
 
 
 def take_expected_key_id() -> str | None:
     """Read and remove ``CODING_ENV_LOCAL_ACCESS_KEY_ID`` (never inherited by children)."""
-    value = os.environ.pop(ACCESS_KEY_ENV, None)
-    return value or None
+    return options.take_local_access_key_id()
 
 
 def request_key_id(authorization: str | None) -> str | None:

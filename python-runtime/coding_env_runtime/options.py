@@ -1,4 +1,12 @@
-"""The runtime's options (``RuntimeOpts``) and the checks of its environment."""
+"""The runtime's options (``RuntimeOpts``), its settings from the environment, and the checks
+of its environment.
+
+This is the only module that reads ``CODING_ENV_*`` variables (tests/test_settings_names.py
+checks it): the others take the values from the functions below. The names are the
+``<NAME>_ENV = "CODING_ENV_..."`` lines; infra/lib/executor.ts sets some of them on the executor
+Lambda and infra/test/settings-names.test.ts reads these lines to check it sets only names read
+here, so keep each on one line of that form.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +15,58 @@ import sys
 from dataclasses import dataclass
 
 from .zygote_client import RuntimeFailure
+
+#: A cell's memory in MB when the event names none (infra sets it per deployment). @default 1024
+WORKER_MEMORY_MB_ENV = "CODING_ENV_WORKER_MEMORY_MB"
+#: The most memory in MB an event may ask for. @default the default's, at least 1024
+WORKER_MAX_MEMORY_MB_ENV = "CODING_ENV_WORKER_MAX_MEMORY_MB"
+#: ``RuntimeOpts.idle_workers`` of the Lambda entry point (the Dockerfile sets it).
+IDLE_WORKERS_ENV = "CODING_ENV_IDLE_WORKERS"
+#: ``RuntimeOpts.max_warm_workers`` of the Lambda entry point.
+MAX_WARM_WORKERS_ENV = "CODING_ENV_MAX_WARM_WORKERS"
+#: ``RuntimeOpts.preload`` of the Lambda entry point, comma-separated modules.
+PRELOAD_ENV = "CODING_ENV_PRELOAD"
+#: ``RuntimeOpts.max_warm_memory_bytes`` in MB, when the options leave it unset.
+MAX_WARM_MEMORY_MB_ENV = "CODING_ENV_MAX_WARM_MEMORY_MB"
+#: The parent's copy of warm episodes' states kept in S3, in MB. @default 256
+STATE_CACHE_MB_ENV = "CODING_ENV_STATE_CACHE_MB"
+#: A directory holding a prebuilt matplotlib font cache (the image's), read-only for user code.
+FONT_CACHE_ENV = "CODING_ENV_MPL_FONT_CACHE"
+#: The only access key id the local executor accepts; removed once read (never inherited).
+LOCAL_ACCESS_KEY_ENV = "CODING_ENV_LOCAL_ACCESS_KEY_ID"
+
+
+def worker_memory_mb() -> int:
+    """A cell's default memory (``CODING_ENV_WORKER_MEMORY_MB``, else 1024)."""
+    return int(os.environ.get(WORKER_MEMORY_MB_ENV, "1024"))
+
+
+def worker_max_memory_mb() -> int:
+    """The per-deployment ceiling (``CODING_ENV_WORKER_MAX_MEMORY_MB``, else the default's,
+    at least 1024)."""
+    return int(os.environ.get(WORKER_MAX_MEMORY_MB_ENV, str(max(worker_memory_mb(), 1024))))
+
+
+def max_warm_memory_mb() -> int | None:
+    """``CODING_ENV_MAX_WARM_MEMORY_MB``, or None when unset."""
+    raw = os.environ.get(MAX_WARM_MEMORY_MB_ENV)
+    return int(raw) if raw else None
+
+
+def state_cache_bytes() -> int:
+    """``CODING_ENV_STATE_CACHE_MB`` (default 256) in bytes."""
+    return int(os.environ.get(STATE_CACHE_MB_ENV, "256")) * 1024 * 1024
+
+
+def font_cache_dir() -> str | None:
+    """The prebuilt font cache's directory (``CODING_ENV_MPL_FONT_CACHE``), or None."""
+    return os.environ.get(FONT_CACHE_ENV) or None
+
+
+def take_local_access_key_id() -> str | None:
+    """Read and remove ``CODING_ENV_LOCAL_ACCESS_KEY_ID``, so nothing started later (the zygote,
+    workers) inherits it."""
+    return os.environ.pop(LOCAL_ACCESS_KEY_ENV, None) or None
 
 
 def check_interpreter_reachable(python: str) -> None:
@@ -109,3 +169,17 @@ class RuntimeOpts:
     uid_base: int = 200_000
     uid_block_size: int = 1_000
     uid_blocks: int = 1_000
+
+
+def opts_from_environment() -> RuntimeOpts:
+    """The Lambda entry point's options: the defaults with ``CODING_ENV_IDLE_WORKERS``,
+    ``CODING_ENV_MAX_WARM_WORKERS`` and ``CODING_ENV_PRELOAD`` (comma-separated modules for the
+    zygote to import) applied."""
+    opts = RuntimeOpts()
+    if os.environ.get(IDLE_WORKERS_ENV):
+        opts.idle_workers = int(os.environ[IDLE_WORKERS_ENV])
+    if os.environ.get(MAX_WARM_WORKERS_ENV):
+        opts.max_warm_workers = int(os.environ[MAX_WARM_WORKERS_ENV])
+    if os.environ.get(PRELOAD_ENV):
+        opts.preload = tuple(m.strip() for m in os.environ[PRELOAD_ENV].split(",") if m.strip())
+    return opts

@@ -28,7 +28,7 @@ from typing import Any
 
 from . import cgroups, font_cache, hygiene, sandbox
 from .handles import WarmKey, Worker, rss_bytes, thread_count
-from .options import RuntimeOpts, check_interpreter_reachable, memory_total_bytes
+from .options import RuntimeOpts, check_interpreter_reachable, max_warm_memory_mb, memory_total_bytes
 from .workers import MAX_REPLY_HEADER, UidBlock, WorkerFactory, kill_processes
 from .zygote_client import RuntimeFailure, ZygoteClient
 from .spares import InterpreterSupply
@@ -46,8 +46,8 @@ class WorkerPool:
         if opts.max_processes is None:
             opts.max_processes = 64 if self.privileged else 256
         if opts.max_warm_memory_bytes is None:
-            from_env = os.environ.get("CODING_ENV_MAX_WARM_MEMORY_MB")
-            opts.max_warm_memory_bytes = int(from_env) * 2**20 if from_env else memory_total_bytes() // 2
+            from_env = max_warm_memory_mb()
+            opts.max_warm_memory_bytes = from_env * 2**20 if from_env else memory_total_bytes() // 2
         if self.privileged:
             check_interpreter_reachable(opts.python)
         elif opts.unprivileged_namespaces and not sandbox.unprivileged_namespaces_available():

@@ -21,13 +21,14 @@ import base64
 import binascii
 import hashlib
 import http.client
-import os
 import queue
 import threading
 import urllib.parse
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Union
+
+from . import options
 
 #: Time one GET or PUT of a state object may take (per socket operation).
 TRANSFER_TIMEOUT_S = 120
@@ -227,4 +228,4 @@ class SnapshotCache:
 
 def cache_from_environment() -> SnapshotCache:
     """``CODING_ENV_STATE_CACHE_MB`` (default 256): the parent's copy of warm episodes' states."""
-    return SnapshotCache(int(os.environ.get("CODING_ENV_STATE_CACHE_MB", "256")) * 1024 * 1024)
+    return SnapshotCache(options.state_cache_bytes())

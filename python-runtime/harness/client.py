@@ -16,6 +16,8 @@ import urllib.request
 import uuid
 from typing import Any
 
+from coding_env_runtime.options import LOCAL_ACCESS_KEY_ENV
+
 HARNESS_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lambda_env.py")
 
 
@@ -62,7 +64,7 @@ class HarnessProcess:
         self.stop()
 
     def start(self) -> None:
-        env = {**os.environ, "CODING_ENV_LOCAL_ACCESS_KEY_ID": self.access_key_id}
+        env = {**os.environ, LOCAL_ACCESS_KEY_ENV: self.access_key_id}
         self.process = subprocess.Popen(
             [self.python, HARNESS_SCRIPT, "--host", "127.0.0.1", "--port", "0", "--python", self.python, *self.args],
             stdout=subprocess.PIPE,

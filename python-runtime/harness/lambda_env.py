@@ -42,7 +42,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `harness` and `coding_env_runtime` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from coding_env_runtime import font_cache  # noqa: E402
+from coding_env_runtime import font_cache, options  # noqa: E402
 from coding_env_runtime.local_server import InvokeApiHandler, InvokeContext, serve, take_expected_key_id  # noqa: E402
 from harness.environment import Environment, EnvironmentOpts, Outcome  # noqa: E402
 from harness.freezer import Group, create_memory_root, create_root  # noqa: E402
@@ -246,10 +246,10 @@ def main(argv: list[str] | None = None) -> int:
         execution_env=args.execution_env,
         s3_gateway=s3_gateway,
         runtime_settings={
-            "CODING_ENV_IDLE_WORKERS": str(args.idle_workers),
-            "CODING_ENV_MAX_WARM_WORKERS": str(args.max_warm_workers),
-            "CODING_ENV_PRELOAD": args.preload,
-            **({font_cache.FONT_CACHE_ENV: font_cache_dir} if font_cache_dir else {}),
+            options.IDLE_WORKERS_ENV: str(args.idle_workers),
+            options.MAX_WARM_WORKERS_ENV: str(args.max_warm_workers),
+            options.PRELOAD_ENV: args.preload,
+            **({options.FONT_CACHE_ENV: font_cache_dir} if font_cache_dir else {}),
         },
     )
     pool = Pool(opts, args.max_environments)

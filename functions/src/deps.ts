@@ -13,7 +13,7 @@ import { GovernedExecutor, governedTenantCap } from "./admission/governed-execut
 import { LoadGovernor } from "./admission/load-governor.js";
 import { admissionLimits, admitSteps } from "./admission/step-admission.js";
 import type { AppDeps } from "./app.js";
-import { type ApiConfig, EXECUTOR_POOL_HEADROOM } from "./config.js";
+import { API_ENV, type ApiConfig, EXECUTOR_POOL_HEADROOM } from "./config.js";
 import { EpisodeService } from "./core/episodes.js";
 import { LambdaExecutor } from "./executor/executor.js";
 import { FairShareExecutor } from "./executor/fair-share.js";
@@ -83,9 +83,9 @@ function localAuthSchemes(credentials: LocalCredentials, service: string): HttpA
 }
 
 function localCredentialsFrom(env: Record<string, string | undefined>): LocalCredentials {
-  const accessKeyId = env.CODING_ENV_LOCAL_ACCESS_KEY_ID;
+  const accessKeyId = env[API_ENV.localAccessKeyId];
   return accessKeyId
-    ? { accessKeyId, secretAccessKey: env.CODING_ENV_LOCAL_SECRET_ACCESS_KEY ?? "local" }
+    ? { accessKeyId, secretAccessKey: env[API_ENV.localSecretAccessKey] ?? "local" }
     : { accessKeyId: "local", secretAccessKey: "local" };
 }
 
@@ -150,8 +150,9 @@ export function buildDeps(opts: BuildDepsOpts): BuiltDeps {
   );
   // Large state in S3 (CODING_ENV_STATE_BUCKET; the local S3 by CODING_ENV_S3_ENDPOINT).
   const env = opts.env ?? process.env;
-  const s3Endpoint = env.CODING_ENV_S3_ENDPOINT || undefined;
-  const s3 = env.CODING_ENV_STATE_BUCKET
+  const s3Endpoint = env[API_ENV.s3Endpoint] || undefined;
+  const stateBucket = env[API_ENV.stateBucket];
+  const s3 = stateBucket
     ? createStateS3Client({
         region,
         ...(s3Endpoint
@@ -168,9 +169,7 @@ export function buildDeps(opts: BuildDepsOpts): BuiltDeps {
     client: dynamodbSteps,
     tableName: opts.config.tableName,
     maxStateBytes: opts.config.maxStateBytes,
-    ...(s3 && env.CODING_ENV_STATE_BUCKET
-      ? { stateObjects: new S3StateStore({ client: s3, bucket: env.CODING_ENV_STATE_BUCKET }) }
-      : {}),
+    ...(s3 && stateBucket ? { stateObjects: new S3StateStore({ client: s3, bucket: stateBucket }) } : {}),
   });
   const lambdaExecutor = new LambdaExecutor({
     client: lambda,

@@ -286,7 +286,7 @@ class InterpreterSupply:
                     self.spares_started_on_step += 1
                 idle = self._new_spare(background=False)
                 break
-            if not self.privileged:
+            if self.zygotes.start_gate is not None:
                 self._start_next_spare()
             zygote = idle.zygote
             if not zygote.alive or zygote.process.poll() is not None:

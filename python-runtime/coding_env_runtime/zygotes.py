@@ -128,8 +128,9 @@ class ZygoteSet:
         # Root mode: each zygote leaves the host's mount table behind once (its workers inherit
         # that), instead of every worker detaching the host's mounts itself (~10 ms each).
         self._zygote_private_mounts = privileged and opts.private_mounts
-        #: Lambda mode: user code and a zygote's first moments (dumpable) never overlap.
-        self.start_gate = None if privileged else StartGate()
+        #: Lambda mode: user code and a zygote's first moments (dumpable) never overlap. (Not as
+        #: root without privilege separation: user code is root there, nothing is out of reach.)
+        self.start_gate = None if privileged or os.geteuid() == 0 else StartGate()
 
     def all(self) -> list[ZygoteClient]:
         with self.lock:
@@ -140,7 +141,9 @@ class ZygoteSet:
             return self._start_zygote(background=background)
         with self.start_gate.zygote_starting():
             zygote = self._start_zygote(background=background)
-            if not zygote.wait_undumpable(30.0):
+            # Its exec and first line take 10-100 ms: one that has not got there is killed
+            # rather than left dumpable (and user code waiting for it).
+            if not zygote.wait_undumpable(5.0):
                 self.drop_zygote(zygote)
                 raise RuntimeFailure("the worker factory (zygote) did not start")
         return zygote

@@ -261,5 +261,48 @@ class StandInCgroupV2RefusalTest(unittest.TestCase):
         self.assertEqual(fs.writes, [])
 
 
+@unittest.skipUnless(os.geteuid() == 0, "the runtime's control groups need root")
+class StandInCgroupV2RuntimeTest(unittest.TestCase):
+    """A real runtime whose memory groups are on the stand-in v2 tree (its freezer stays on this
+    machine's real v1 hierarchy, so workers really start, freeze and die): the worker of a step
+    gets the step's ``memory_mb`` as its ``memory.max``."""
+
+    def test_stand_in_v2_memory_max_of_the_worker_is_the_steps_memory_limit(self) -> None:
+        from coding_env_runtime.runtime import Runtime, RuntimeOpts
+        from tests.support import Episode
+
+        own = "/system.slice/coding-env.service"
+        fs = StandInCgroupfs(own)
+        self.addCleanup(fs.close)
+        real_v1, _real_v2 = cgroups._own_paths()
+        if "freezer" not in real_v1:
+            self.skipTest("no cgroup v1 freezer on this machine")
+        real_v1_mounts = [m for m in cgroups._mounts() if m[2] == "cgroup" and "memory" not in m[3]]
+        mounts = [*real_v1_mounts, (fs.mount, "/", "cgroup2", {"rw"})]
+        v1 = {name: path for name, path in real_v1.items() if name != "memory"}
+        with (
+            mock.patch.object(cgroups, "os", fs.os),
+            mock.patch.object(cgroups, "_mounts", lambda: mounts),
+            mock.patch.object(cgroups, "_own_paths", lambda: (v1, own)),
+        ):
+            runtime = Runtime(RuntimeOpts(idle_workers=1))
+            try:
+                manager = runtime.pool.cgroups
+                assert manager is not None and manager.memory is not None and manager.freezer is not None
+                self.assertTrue(manager.memory.v2)
+                self.assertFalse(manager.freezer.v2)
+                episode = Episode(runtime, {"mode": "full"}, memory_mb=300)
+                result = episode.step("6 * 7")
+                worker = next(iter(runtime._warm.values()))
+                limit = fs.value(worker.group.memory_dir, "memory.max")
+                swap = fs.value(worker.group.memory_dir, "memory.swap.max")
+            finally:
+                runtime.close()
+        self.assertEqual(result["stdout"], "42", result["stderr"])
+        self.assertEqual((limit, swap), (str(300 * MIB), "0"))
+        self.assertTrue(worker.group.memory_dir.startswith(fs.own_dir + os.sep))
+        self.assertEqual(set(fs.groups()), fs.before)  # removed with the runtime
+
+
 if __name__ == "__main__":
     unittest.main()

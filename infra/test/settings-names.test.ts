@@ -25,7 +25,7 @@ afterAll(removeSynthOutputs);
 function pythonRuntimeNames(): Set<string> {
   const source = readFileSync(`${repoRoot}python-runtime/coding_env_runtime/options.py`, "utf8");
   return new Set(
-    [...source.matchAll(/^[A-Z][A-Z0-9_]*_ENV = "(CODING_ENV_[A-Z0-9_]+)"$/gm)].map((m) => m[1]),
+    [...source.matchAll(/^[A-Z][A-Z0-9_]*_ENV = "(CODING_ENV_[A-Z0-9_]+)"$/gm)].map((m) => m[1] ?? ""),
   );
 }
 

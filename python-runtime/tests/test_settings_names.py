@@ -149,6 +149,16 @@ class ExportedNamesTest(unittest.TestCase):
         self.assertGreaterEqual(len(image_names), 3)
         self.assertEqual((infra_names | image_names) - set(exported_names().values()), set())
 
+    def test_the_local_stack_passes_the_access_key_by_the_name_read_here(self) -> None:
+        # functions/src/local/executor-process.ts sets it by API_ENV.localAccessKeyId (config.ts).
+        config_ts = (REPO_ROOT / "functions" / "src" / "config.ts").read_text()
+        passed = re.search(r'^  localAccessKeyId: "(CODING_ENV_[A-Z0-9_]+)",$', config_ts, re.MULTILINE)
+        self.assertIsNotNone(passed, "functions/src/config.ts names API_ENV.localAccessKeyId")
+        assert passed is not None
+        self.assertEqual(passed.group(1), options.LOCAL_ACCESS_KEY_ENV)
+        self.assertIn("[API_ENV.localAccessKeyId]: opts.accessKeyId",
+                      (REPO_ROOT / "functions" / "src" / "local" / "executor-process.ts").read_text())
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -10,6 +10,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { pathToFileURL } from "node:url";
+import { API_ENV } from "../config.js";
 
 /** How the executor runs: the local Invoke server, or the Lambda-mode harness. */
 export type ExecutorMode = "local" | "lambda";
@@ -90,7 +91,8 @@ export async function startExecutor(opts: ExecutorOpts): Promise<ExecutorProcess
       ...process.env,
       PYTHONPATH: runtimeDir,
       PYTHONUNBUFFERED: "1",
-      CODING_ENV_LOCAL_ACCESS_KEY_ID: opts.accessKeyId,
+      // The one key id the executor accepts (the Python side reads it as options.LOCAL_ACCESS_KEY_ENV).
+      [API_ENV.localAccessKeyId]: opts.accessKeyId,
     },
     stdio: ["ignore", "pipe", "pipe"],
     detached: true, // its own process group: stop() signals all of it, Ctrl-C in a terminal does not

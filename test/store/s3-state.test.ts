@@ -119,7 +119,13 @@ describe("large state in the local S3", () => {
 
   it("signs object URLs exactly as the SDK's getSignedUrl does (path-style local, virtual-hosted with a session token)", async () => {
     const at = new Date("2026-12-02T04:00:00Z");
-    const key = "state/t%40x/ep_1/0001a2b3c4d5e6f7/0000000001-0123456789abcdef";
+    // A key with a character SigV4 encodes (a tenant's "%40") and one without; two days (the
+    // signing key and credential scope are kept per day).
+    const keys = [
+      "state/t%40x/ep_1/0001a2b3c4d5e6f7/0000000001-0123456789abcdef",
+      "state/t/ep_1/-/0000000002-ab",
+    ];
+    const days = [at, new Date("2026-12-03T00:00:01Z")];
     const cases = [
       { client, bucket: BUCKET },
       {
@@ -132,16 +138,20 @@ describe("large state in the local S3", () => {
     ];
     for (const { client: c, bucket } of cases) {
       const ours = new S3StateStore({ client: c, bucket });
-      const sdkGet = await getSignedUrl(c, new GetObjectCommand({ Bucket: bucket, Key: key }), {
-        expiresIn: 900,
-        signingDate: at,
-      });
-      const sdkPut = await getSignedUrl(c, new PutObjectCommand({ Bucket: bucket, Key: key }), {
-        expiresIn: 900,
-        signingDate: at,
-      });
-      expect(await ours.presignGet(key, at)).toBe(sdkGet);
-      expect(await ours.presignPut(key, at)).toBe(sdkPut);
+      for (const date of days) {
+        for (const key of keys) {
+          const sdkGet = await getSignedUrl(c, new GetObjectCommand({ Bucket: bucket, Key: key }), {
+            expiresIn: 900,
+            signingDate: date,
+          });
+          const sdkPut = await getSignedUrl(c, new PutObjectCommand({ Bucket: bucket, Key: key }), {
+            expiresIn: 900,
+            signingDate: date,
+          });
+          expect(await ours.presignGet(key, date)).toBe(sdkGet);
+          expect(await ours.presignPut(key, date)).toBe(sdkPut);
+        }
+      }
     }
   });
 

@@ -83,7 +83,7 @@ out["ipc_found"] = Episode(runtime, {"mode": "full"}).step(
     ipc + f"[libc.shmget({ipc_key}, 0, 0), libc.msgget({ipc_key}, 0)]")
 timer = Episode(runtime, {"mode": "full"})
 out["timer_first"] = timer.step(POSIX_TIMER)
-time.sleep(0.6)
+time.sleep(1.5)  # ~300 ticks if the worker ran meanwhile
 out["timer_second"] = timer.step("ticks")
 runtime.close()
 for value in out.values():
@@ -172,7 +172,8 @@ class UnprivilegedRuntimeTest(unittest.TestCase):
         first, second = self.result["timer_first"], self.result["timer_second"]
         self.assertEqual(first["exit_code"], 0, first["stderr"])
         self.assertTrue(second["warm"])
-        self.assertLessEqual(int(second["stdout"]) - int(first["stdout"]), 5)
+        # A few ticks land while the steps themselves run (more on a loaded machine), none between.
+        self.assertLessEqual(int(second["stdout"]) - int(first["stdout"]), 30)
 
     def test_sysv_ipc_does_not_outlive_its_step(self) -> None:
         left = self.result["ipc_left"]

@@ -102,6 +102,22 @@ export class StepInProgressError extends ApiError {
   }
 }
 
+/**
+ * The episode's files cannot be read back from its stored state: a step left an archive the
+ * runtime refuses (or a runtime that wrote it is incompatible). The episode's own problem, not the
+ * service's: its steps still answer; a reset starts it over.
+ */
+export class EpisodeFilesUnreadableError extends ApiError {
+  constructor(episodeId: string, reason: string) {
+    super(
+      409,
+      "files_unreadable",
+      `The files of episode '${episodeId}' cannot be read from its state (${reason}); reset it to start over.`,
+      { episode_id: episodeId },
+    );
+  }
+}
+
 export class PayloadTooLargeError extends ApiError {
   constructor(message: string, details?: Record<string, unknown>) {
     super(413, "payload_too_large", message, details);

@@ -14,6 +14,7 @@ import type { Episode, EpisodeRepository, StateTransfer, StepRecord } from "./ep
 import {
   ApiError,
   ConflictError,
+  EpisodeFilesUnreadableError,
   EpisodeNotFoundError,
   ExecutorError,
   PayloadTooLargeError,
@@ -109,6 +110,10 @@ export class EpisodeFiles {
         throw new PayloadTooLargeError(result.message ?? "The file is too large.", {
           limit_bytes: MAX_FILE_TRANSFER_BYTES,
         });
+      case "snapshot_incompatible":
+        // The episode's stored files are refused by the runtime (a forged or foreign archive):
+        // the episode's own state, answered as such rather than as a failure of the executor.
+        throw new EpisodeFilesUnreadableError(req.episodeId, result.error_code);
       default:
         throw new ExecutorError(result.message ?? "The episode's files could not be read.");
     }

@@ -25,7 +25,7 @@ const MIB = 1024 * 1024;
 const FILE_ERRORS = {
   400: `\`invalid_path\`: the path is absolute, has \`.\`, \`..\` or empty parts or backslashes, or is over ${MAX_FILE_PATH_BYTES} bytes (nothing outside the episode's directory is reachable); \`invalid_json\`: a malformed body.`,
   404: "`episode_not_found` (unknown, expired, deleted or another tenant's episode) or `file_not_found` (no such file in the episode's directory).",
-  409: "`conflict`: a step of the episode committed while the upload ran; nothing was written (send it again). `step_in_progress`: a step is running.",
+  409: "`conflict`: a step of the episode committed while the upload ran; nothing was written (send it again). `step_in_progress`: a step is running. `files_unreadable`: the episode's stored files cannot be read back (a step left an archive the runtime refuses); reset the episode.",
   413: `\`payload_too_large\`: the file is over ${MAX_FILE_TRANSFER_BYTES / MIB} MiB (read larger files in a step) or the body over 2 MiB; \`state_too_large\`: the episode's state with the file would be over its limit (not committed).`,
   415: '`unsupported_media_type`: the body is not application/json (send `{"content": ...}`).',
   422: "`validation_error`: the body is not `{content, encoding?}` (other members are refused) or `content` is not valid base64, with FastAPI's `detail` list.",
@@ -41,7 +41,7 @@ const listRoute = createRoute({
   request: { params: EpisodeParamsSchema },
   responses: {
     200: jsonContent(FileListSchema, "The files, sorted by path"),
-    ...errorResponses({ describe: { 404: FILE_ERRORS[404] } }),
+    ...errorResponses({ describe: { 404: FILE_ERRORS[404], 409: FILE_ERRORS[409] } }),
   },
 });
 
@@ -71,7 +71,14 @@ const readRoute = createRoute({
         },
       },
     },
-    ...errorResponses({ describe: { 400: FILE_ERRORS[400], 404: FILE_ERRORS[404], 413: FILE_ERRORS[413] } }),
+    ...errorResponses({
+      describe: {
+        400: FILE_ERRORS[400],
+        404: FILE_ERRORS[404],
+        409: FILE_ERRORS[409],
+        413: FILE_ERRORS[413],
+      },
+    }),
   },
 });
 

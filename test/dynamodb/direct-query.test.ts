@@ -2,20 +2,27 @@
 // (dynalite-query.ts) instead of dynalite's stream pipeline. Every answer must be the one dynalite
 // itself gives: the same items in the same order, Count and ScannedCount, LastEvaluatedKey at Limit
 // and at 1 MB, filters, projections, ExclusiveStartKey in both directions, consumed capacity, and
-// the same refusals. Each query runs through both implementations against one store.
+// the same refusals. Each query runs through both implementations against one store, in memory
+// (tests, benchmarks) and on disk (`npm start`'s LevelDB).
+import { mkdtempSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
-import { beforeAll, describe, expect, it } from "vitest";
-import { createStore, runAction } from "../../functions/src/local/dynalite-store.js";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createStore, type DynaliteStore, runAction } from "../../functions/src/local/dynalite-store.js";
 import { OperationError } from "../../functions/src/local/dynamodb-rules.js";
 
 const require = createRequire(import.meta.url);
 type QueryTable = (...args: unknown[]) => void;
 const db = require("dynalite/db") as { queryTable: QueryTable & { original?: QueryTable } };
-const store = createStore(null);
 const TableName = "episodes";
 
 /** dynalite's answer (or refusal) with its own queryTable, then with the direct one. */
-async function both(input: Record<string, unknown>, op = "Query"): Promise<[unknown, unknown]> {
+async function both(
+  store: DynaliteStore,
+  input: Record<string, unknown>,
+  op = "Query",
+): Promise<[unknown, unknown]> {
   const direct = db.queryTable;
   const answer = async () => {
     try {
@@ -36,7 +43,7 @@ async function both(input: Record<string, unknown>, op = "Query"): Promise<[unkn
   return [theirs, await answer()];
 }
 
-beforeAll(async () => {
+async function fill(store: DynaliteStore): Promise<void> {
   await runAction(store, "CreateTable", {
     TableName,
     AttributeDefinitions: [
@@ -76,7 +83,7 @@ beforeAll(async () => {
       Item: { pk: { S: "BIG" }, sk: { S: `S#${i}` }, blob: { S: "z".repeat(200_000) } },
     });
   }
-});
+}
 
 const between = {
   KeyConditionExpression: "pk = :pk AND sk BETWEEN :lo AND :hi",
@@ -243,14 +250,25 @@ const scans: Array<[string, Record<string, unknown>]> = [
   ["segment 2 of 3", { Segment: 2, TotalSegments: 3 }],
 ];
 
-describe("direct Query read", () => {
+describe.each([
+  ["in memory", false],
+  ["on disk", true],
+])("direct Query read, %s", (_where, onDisk) => {
+  const dir = onDisk ? mkdtempSync(join(tmpdir(), "direct-query-")) : null;
+  const store = createStore(dir);
+  beforeAll(() => fill(store));
+  afterAll(async () => {
+    await new Promise<void>((resolve) => store.db.close(() => resolve()));
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
   it.each(cases)("%s: the same answer as dynalite's own read", async (_name, input) => {
-    const [theirs, ours] = await both({ TableName, ...input });
+    const [theirs, ours] = await both(store, { TableName, ...input });
     expect(ours).toEqual(theirs);
   });
 
   it.each(scans)("Scan, %s: the same answer as dynalite's own read", async (_name, input) => {
-    const [theirs, ours] = await both({ TableName, ...input }, "Scan");
+    const [theirs, ours] = await both(store, { TableName, ...input }, "Scan");
     expect(ours).toEqual(theirs);
   });
 

@@ -87,6 +87,10 @@ def main() -> None:
     parser.add_argument("-v", dest="verbosity", action="store_const", const=2, default=1)
     parser.add_argument("--list", dest="modules", nargs="*")
     args = parser.parse_args()
+    # As `unittest discover -t python-runtime`: the tests are the package `tests` (not this
+    # script's directory's loose modules).
+    if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
+        del sys.path[0]
     if TESTS_TOP not in sys.path:
         sys.path.insert(0, TESTS_TOP)
     if args.modules is not None:

@@ -61,7 +61,8 @@ export default defineConfig({
             "test/api/stack.test.ts",
             "test/api/stack-parts.test.ts",
           ],
-          globalSetup: ["test/global-setup.ts", "sdk/test/build.setup.ts"],
+          // test/global-setup.ts also builds the SDK (sdk/test/build.setup.ts), alongside the stack.
+          globalSetup: ["test/global-setup.ts"],
           env,
         },
       },

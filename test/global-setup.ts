@@ -3,8 +3,11 @@
 // DynamoDB's endpoint, table and start-up credentials with `inject("dynamodb")`.
 // CODING_ENV_API_INSTANCES=2 / CODING_ENV_EXECUTOR_MODE=lambda run every suite against N API
 // instances / the Lambda-mode executor.
+// The SDK is built into sdk/dist at the same time (sdk/test/build.setup.ts): vitest runs global
+// setups one after another, and the two wait on different things.
 import type { TestProject } from "vitest/node";
 import { type LocalStack, startLocalStack } from "../functions/src/local/stack.js";
+import { setup as buildSdk } from "../sdk/test/build.setup.js";
 import "./helpers/context.js";
 
 declare module "vitest" {
@@ -23,7 +26,16 @@ let stack: LocalStack | undefined;
 const SUITE_ENV = { CODING_ENV_MAX_STATE_BYTES: String(3 * 1024 * 1024) };
 
 export async function setup(project: TestProject): Promise<void> {
-  stack = await startLocalStack({ port: 0, dataDir: null, env: SUITE_ENV });
+  const [started, built] = await Promise.allSettled([
+    startLocalStack({ port: 0, dataDir: null, env: SUITE_ENV }),
+    buildSdk(),
+  ]);
+  if (started.status === "rejected") throw started.reason;
+  stack = started.value;
+  if (built.status === "rejected") {
+    await stack.stop();
+    throw built.reason;
+  }
   project.provide("baseUrl", stack.baseUrl);
   project.provide("dynamodb", {
     endpoint: stack.dynamodbEndpoint,

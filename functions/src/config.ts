@@ -74,9 +74,14 @@ export interface ApiConfig {
   /**
    * Whether steps take a per-tenant slot shared by every API instance while the executor is
    * contended (admission/executor-governor.ts). Env {@link EXECUTOR_GOVERNOR_ENV}`.governor`
-   * (`on` | `off`). @default on when keys are required (with keys off there is one tenant)
+   * (`on` | `off` | `always`). @default on when keys are required (with keys off there is one tenant)
    */
   readonly executorGovernor?: boolean;
+  /**
+   * Every step takes its slot, contended or not (env value `always`): `concurrent_steps` then
+   * holds across API instances at all times, for two more writes per step. @default false
+   */
+  readonly executorGovernorAlways?: boolean;
   /** How long an instance trusts one read of the contention flag (ms). @default 2000 */
   readonly executorGovernorCheckMs?: number;
   /** How long a throttle keeps the executor governed (s). @default 30 */
@@ -255,14 +260,21 @@ function executorGovernorFromEnv(
   authRequired: boolean,
 ): Pick<
   ApiConfig,
-  "executorGovernor" | "executorGovernorCheckMs" | "executorGovernorTtlS" | "executorReservedConcurrency"
+  | "executorGovernor"
+  | "executorGovernorAlways"
+  | "executorGovernorCheckMs"
+  | "executorGovernorTtlS"
+  | "executorReservedConcurrency"
 > {
   const names = EXECUTOR_GOVERNOR_ENV;
   const raw = (env[names.governor] ?? (authRequired ? "on" : "off")).toLowerCase();
-  if (raw !== "on" && raw !== "off") throw new Error(`${names.governor} must be 'on' or 'off', got '${raw}'`);
+  if (raw !== "on" && raw !== "off" && raw !== "always") {
+    throw new Error(`${names.governor} must be 'on', 'off' or 'always', got '${raw}'`);
+  }
   const reserved = env[names.reservedConcurrency];
   return {
-    executorGovernor: raw === "on",
+    executorGovernor: raw !== "off",
+    executorGovernorAlways: raw === "always",
     executorGovernorCheckMs: positiveNumber(env, names.checkMs, 2_000),
     executorGovernorTtlS: positiveNumber(env, names.ttlS, 30),
     ...(reserved !== undefined && reserved !== ""

@@ -190,6 +190,7 @@ export function buildDeps(opts: BuildDepsOpts): BuiltDeps {
         ...(opts.config.executorGovernorTtlS !== undefined
           ? { contentionTtlMs: opts.config.executorGovernorTtlS * 1000 }
           : {}),
+        always: opts.config.executorGovernorAlways ?? false,
       })
     : undefined;
   const executor = new FairShareExecutor(

@@ -188,6 +188,13 @@ export class CodingEnvironment extends Construct {
       ...(props.executorReservedConcurrency !== undefined
         ? { [API_ENV.executorReservedConcurrency]: String(props.executorReservedConcurrency) }
         : {}),
+      ...(props.tenantConcurrencyLimit !== undefined
+        ? {
+            [API_ENV.executorGovernor]: { contended: "on", always: "always", off: "off" }[
+              props.tenantConcurrencyLimit
+            ],
+          }
+        : {}),
     };
     this.apiFunction = new nodejs.NodejsFunction(this, "Api", {
       ...nodeFunctionDefaults(props.apiEntry ?? `${repoRoot}functions/src/lambda.ts`),

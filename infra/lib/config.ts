@@ -16,6 +16,8 @@ export const CONTEXT_KEYS = {
   stackName: "CloudFormation stack name (default CodingEnv)",
   executorMemoryMb: "executor memory in MB (default 1024)",
   executorReservedConcurrency: "executor reserved concurrency (default none)",
+  tenantConcurrencyLimit:
+    "when concurrent_steps holds across API instances: contended|always|off (default contended)",
   executorInternetAccess: "true gives user code internet access (default false: isolated VPC)",
   executorAvailabilityZones:
     "comma-separated zone names of the executor's isolated subnets (default the region's first two)",
@@ -127,6 +129,16 @@ export function readAppConfig(scope: Construct): AppConfig {
       `expected DEBUG, INFO, WARN or ERROR, got ${JSON.stringify(logLevel)}`,
     );
   }
+  const tenantConcurrencyLimit = str("tenantConcurrencyLimit");
+  if (
+    tenantConcurrencyLimit !== undefined &&
+    !["contended", "always", "off"].includes(tenantConcurrencyLimit)
+  ) {
+    throw new ContextValueError(
+      "tenantConcurrencyLimit",
+      `expected contended, always or off, got ${JSON.stringify(tenantConcurrencyLimit)}`,
+    );
+  }
   const retainTable = bool("retainTable");
   const rateLimit = num("apiRateLimit");
   const burstLimit = num("apiBurstLimit");
@@ -156,6 +168,7 @@ export function readAppConfig(scope: Construct): AppConfig {
   const environment: Omit<CodingEnvironmentProps, "alarmTopic" | "certificate"> = {
     executorMemoryMb: num("executorMemoryMb"),
     executorReservedConcurrency: num("executorReservedConcurrency"),
+    tenantConcurrencyLimit: tenantConcurrencyLimit as CodingEnvironmentProps["tenantConcurrencyLimit"],
     executorInternetAccess: bool("executorInternetAccess"),
     executorAvailabilityZones: list("executorAvailabilityZones"),
     defaultStepTimeoutSeconds: num("defaultStepTimeoutSeconds"),

@@ -53,6 +53,14 @@ export interface CodingEnvironmentProps {
    */
   readonly executorReservedConcurrency?: number;
   /**
+   * When each tenant's `concurrent_steps` quota holds across the API's Lambda instances:
+   * `"contended"` while the executor is throttled (each step then takes a slot; nothing extra per
+   * step otherwise), `"always"` at all times (two more DynamoDB writes per step, about $1.25 per
+   * million steps), `"off"` never (the per-instance limits only). docs/DEPLOY.md, "Fair sharing".
+   * @default "contended" (with keys required; with keys off there is one tenant and it is off)
+   */
+  readonly tenantConcurrencyLimit?: "contended" | "always" | "off";
+  /**
    * Give user code outbound internet access (`pip download`, HTTP calls). When `false` the executor
    * runs in a VPC with only isolated subnets (no route out, no NAT gateway: nothing to pay); when
    * `true` it runs outside any VPC with Lambda's own internet egress (still no NAT gateway).
@@ -257,6 +265,14 @@ export function resolveProps(scope: Construct, props: CodingEnvironmentProps): R
   );
   if (props.executorReservedConcurrency !== undefined) {
     requireInteger(scope, "executorReservedConcurrency", props.executorReservedConcurrency, 1, 100_000);
+  }
+  if (
+    props.tenantConcurrencyLimit !== undefined &&
+    !["contended", "always", "off"].includes(props.tenantConcurrencyLimit)
+  ) {
+    throw new CodingEnvironmentPropsError(
+      `${scope.node.path}: tenantConcurrencyLimit must be "contended", "always" or "off", got ${JSON.stringify(props.tenantConcurrencyLimit)}`,
+    );
   }
   const rateLimit = props.apiThrottle?.rateLimit ?? 50;
   const burstLimit = props.apiThrottle?.burstLimit ?? 100;

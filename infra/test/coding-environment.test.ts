@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { App, Stack } from "aws-cdk-lib";
 import { Match } from "aws-cdk-lib/assertions";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { EXECUTOR_GOVERNOR_ENV } from "../../functions/src/config.js";
+import { configFromEnv, EXECUTOR_GOVERNOR_ENV } from "../../functions/src/config.js";
 import {
   API_FUNCTION_TIMEOUT_S,
   CodingEnvironment,
@@ -376,6 +376,19 @@ describe("default deployment", () => {
 });
 
 describe("configuration through context (-c coding-env:KEY=VALUE)", () => {
+  it("tenantConcurrencyLimit=always makes every API step take its tenant's slot (CODING_ENV_EXECUTOR_GOVERNOR=always)", () => {
+    const { json } = synth({ context: { tenantConcurrencyLimit: "always" } });
+    const [, api] = onlyResource(json, "AWS::Lambda::Function", isApi);
+    const env = (propsOf(api).Environment as { Variables: Record<string, unknown> }).Variables;
+    expect(env[EXECUTOR_GOVERNOR_ENV.governor]).toBe("always");
+    expect(
+      configFromEnv({ [EXECUTOR_GOVERNOR_ENV.governor]: "always", CODING_ENV_AUTH: "on" }),
+    ).toMatchObject({
+      executorGovernor: true,
+      executorGovernorAlways: true,
+    });
+  });
+
   it("applies string values as -c gives them: executor memory (and its metering env), concurrency, step limits, quotas, throttling, retention", () => {
     const { template, json } = synth({
       context: {
@@ -493,6 +506,7 @@ describe("configuration through context (-c coding-env:KEY=VALUE)", () => {
     ],
     [{ executorMemoryMb: "256" }, /executorMemoryMb must be an integer from 512 to 10240/],
     [{ executorReservedConcurrency: "0" }, /executorReservedConcurrency must be an integer/],
+    [{ tenantConcurrencyLimit: "sometimes" }, /tenantConcurrencyLimit: expected contended, always or off/],
   ])("refuses %j at synth time", (context, message) => {
     expect(() => synth({ context })).toThrow(message);
   });

@@ -15,6 +15,8 @@
 //   invoke returns, however it ends. At the cap the step is refused 429
 //   `too_many_concurrent_steps` (as by the per-process cap; the HTTP layer paces its Retry-After),
 //   and the flag is extended, so it stays on while some tenant keeps pressing its cap.
+// - always (a deployment's choice, `always`): every step takes a slot, so each tenant's
+//   `concurrent_steps` quota holds across instances at all times, for two writes per step.
 //
 // The store behind it is the port below (DynamoDB: store/dynamodb-executor-governor.ts; in memory
 // for the unit tier: test/tenancy/in-memory-executor-governor.ts).
@@ -59,6 +61,11 @@ export interface ExecutorGovernorOpts {
   readonly now?: () => number;
   /** Where failures of best-effort work (a slot release, a mark) are logged. @default stderr */
   readonly logError?: (message: string, err: unknown) => void;
+  /**
+   * Govern every step, contended or not: each tenant's cap (its `concurrent_steps` quota) then
+   * holds across instances at all times, for two more writes per step. @default false
+   */
+  readonly always?: boolean;
 }
 
 /** Gives a step slot back (never rejects); a no-op in normal mode. */
@@ -83,6 +90,7 @@ export class ExecutorGovernor {
   private readonly contentionTtlMs: number;
   private readonly now: () => number;
   private readonly logError: (message: string, err: unknown) => void;
+  private readonly always: boolean;
   /** The flag as last read (or written) by this instance. */
   private known: { readAtMs: number; untilMs: number } | undefined;
   private pendingRead: Promise<number> | undefined;
@@ -95,6 +103,7 @@ export class ExecutorGovernor {
     this.contentionTtlMs = opts.contentionTtlMs ?? 30_000;
     this.now = opts.now ?? Date.now;
     this.logError = opts.logError ?? defaultLogError;
+    this.always = opts.always ?? false;
     if (!(this.checkIntervalMs >= 0) || !(this.contentionTtlMs > 0)) {
       throw new Error("ExecutorGovernor: checkIntervalMs >= 0 and contentionTtlMs > 0");
     }
@@ -109,10 +118,12 @@ export class ExecutorGovernor {
   async admit(tenantId: string, cap: number, untilMs: number): Promise<ReleaseStepSlot> {
     if (!Number.isFinite(cap)) return NO_SLOT;
     const nowMs = this.now();
-    const known = this.known;
-    const untilKnown =
-      known && nowMs - known.readAtMs < this.checkIntervalMs ? known.untilMs : await this.readFlag(nowMs);
-    if (untilKnown <= nowMs) return NO_SLOT;
+    if (!this.always) {
+      const known = this.known;
+      const untilKnown =
+        known && nowMs - known.readAtMs < this.checkIntervalMs ? known.untilMs : await this.readFlag(nowMs);
+      if (untilKnown <= nowMs) return NO_SLOT;
+    }
     const slot = await this.store.takeStepSlot(tenantId, Math.max(1, Math.floor(cap)), untilMs, nowMs);
     if (!slot) {
       this.stats.slotsRefused += 1;
@@ -138,7 +149,7 @@ export class ExecutorGovernor {
 
   /** Whether this instance governs steps now, from its cached flag (tests, logs). */
   governing(): boolean {
-    return (this.known?.untilMs ?? 0) > this.now();
+    return this.always || (this.known?.untilMs ?? 0) > this.now();
   }
 
   /** Reads the flag, one read at a time for all callers of this instance. */

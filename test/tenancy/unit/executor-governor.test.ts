@@ -135,6 +135,21 @@ describe("ExecutorGovernor", () => {
     expect(store.calls.of("markContended")).toBe(1);
   });
 
+  it("always: every step takes a slot without reading the flag, so the cap holds uncontended too", async () => {
+    const clock = { now: T0 };
+    const store = new InMemoryExecutorGovernorStore();
+    const governor = new ExecutorGovernor({ store, always: true, now: () => clock.now });
+    const first = await governor.admit("a", 2, clock.now + 5_000);
+    const second = await governor.admit("a", 2, clock.now + 5_000);
+    await refusalOf(governor.admit("a", 2, clock.now + 5_000));
+    expect(store.calls.of("readContendedUntil")).toBe(0);
+    expect(store.calls.of("takeStepSlot")).toBe(3);
+    expect(governor.governing()).toBe(true);
+    await first();
+    await (await governor.admit("a", 2, clock.now + 5_000))();
+    await second();
+  });
+
   it("a tenant without a cap (Infinity) never touches the store", async () => {
     const { store, governor, clock } = setup();
     await governor.throttled();

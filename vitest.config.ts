@@ -48,6 +48,8 @@ export default defineConfig({
             "test/api/!(stack|stack-parts).test.ts",
             "**/node_modules/**",
           ],
+          // The bundle tests' one shared synthesis with bundling (infra/test/synth.ts: bundledApp).
+          globalSetup: ["infra/test/bundled-app.setup.ts"],
           env,
         },
       },

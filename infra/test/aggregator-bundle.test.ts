@@ -19,7 +19,7 @@ import {
 import { ensureTable } from "../../functions/src/local/stack.js";
 import { episodePk, usageKey, versionSk } from "../../functions/src/store/layout.js";
 import { invokeBundle, type StagedBundle, stagedBundle } from "./bundle.js";
-import { removeSynthOutputs, synth } from "./synth.js";
+import { bundledApp, removeSynthOutputs } from "./synth.js";
 
 afterAll(removeSynthOutputs);
 
@@ -33,7 +33,7 @@ describe("usage roll-up Lambda bundle (esbuild, as deployed) on DynamoDB stream 
   let records: ChangeRecord[] = [];
 
   beforeAll(async () => {
-    bundle = stagedBundle(synth({ bundle: true }), "coding-env-usage");
+    bundle = stagedBundle(await bundledApp(), "coding-env-usage");
     ddb = await startDynalite({ path: null, accessKeyId: ACCESS_KEY_ID });
     const client = new DynamoDBClient({
       endpoint: ddb.endpoint,

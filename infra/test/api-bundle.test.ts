@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startLocalStack } from "../../functions/src/local/stack.js";
 import { dynamoDbApiKeyStore } from "../../functions/src/store/dynamodb-api-keys.js";
 import { invokeBundle, type StagedBundle, stagedBundle } from "./bundle.js";
-import { removeSynthOutputs, synth } from "./synth.js";
+import { bundledApp, removeSynthOutputs } from "./synth.js";
 
 afterAll(removeSynthOutputs);
 
@@ -66,8 +66,8 @@ describe("API Lambda bundle (esbuild, as deployed)", () => {
   let bundle: StagedBundle;
   let bundlePath: string;
 
-  beforeAll(() => {
-    bundle = stagedBundle(synth({ bundle: true }), "coding-env-api");
+  beforeAll(async () => {
+    bundle = stagedBundle(await bundledApp(), "coding-env-api");
     bundlePath = bundle.path;
   }, 120_000);
 

@@ -5,7 +5,7 @@
 import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { onlyResource, propsOf, type Synthesized, serviceOf } from "./synth.js";
+import { onlyResource, propsOf, type SynthesizedAssembly, serviceOf } from "./synth.js";
 
 const run = promisify(execFile);
 
@@ -17,7 +17,7 @@ export interface StagedBundle {
 }
 
 /** The bundle (`index.mjs`) and environment of the stack's function running as `service`. */
-export function stagedBundle(s: Synthesized, service: string): StagedBundle {
+export function stagedBundle(s: SynthesizedAssembly, service: string): StagedBundle {
   const [, fn] = onlyResource(s.json, "AWS::Lambda::Function", (r) => serviceOf(r) === service);
   const key = (propsOf(fn).Code as { S3Key: string }).S3Key;
   const path = join(s.outdir, `asset.${key.replace(/\.zip$/, "")}`, "index.mjs");

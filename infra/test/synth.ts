@@ -1,9 +1,11 @@
 // Test helpers: the app exactly as `cdk synth` builds it (createApp), without running bundlers unless
 // asked, and readers for the parts of the template the tests look at.
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { Template } from "aws-cdk-lib/assertions";
+import { inject } from "vitest";
 import { createApp } from "../lib/coding-env-stack.js";
 
 /** One synthesized stack and its template. */
@@ -57,7 +59,61 @@ export function synth(opts: SynthOpts = {}): Synthesized {
   return synthesized;
 }
 
-function synthesizeApp(opts: SynthOpts): Synthesized {
+declare module "vitest" {
+  interface ProvidedContext {
+    /** A folder for this run's one bundled synthesis (infra/test/bundled-app.setup.ts). */
+    bundledAppDir: string;
+  }
+}
+
+/** A synthesized cloud assembly as the bundle tests read it: the template and the staged assets. */
+export type SynthesizedAssembly = Pick<Synthesized, "json" | "outdir">;
+
+/**
+ * The app synthesized with bundling (each Node.js function's esbuild bundle staged as `cdk deploy`
+ * uploads it), once per test run: bundling is most of a bundle test's CPU, and the bundles are the
+ * same for every file. The first caller in any worker synthesizes into the run's folder (made by
+ * the global setup); the others wait for its template. Without that folder, a synthesis of its own.
+ */
+export async function bundledApp(): Promise<SynthesizedAssembly> {
+  let dir: string | undefined;
+  try {
+    dir = inject("bundledAppDir");
+  } catch {
+    dir = undefined;
+  }
+  if (!dir) return synth({ bundle: true });
+  const outdir = join(dir, "cdk.out");
+  const templateFile = join(dir, "template.json");
+  const failedFile = join(dir, "failed");
+  let first = true;
+  try {
+    mkdirSync(join(dir, "claimed"));
+  } catch {
+    first = false;
+  }
+  if (first) {
+    try {
+      const { json } = synthesizeApp({ bundle: true }, outdir);
+      writeFileSync(`${templateFile}.part`, JSON.stringify(json));
+      renameSync(`${templateFile}.part`, templateFile);
+      return { json, outdir };
+    } catch (err) {
+      writeFileSync(failedFile, String(err));
+      throw err;
+    }
+  }
+  for (const start = Date.now(); Date.now() - start < 240_000; await sleep(100)) {
+    if (existsSync(templateFile)) {
+      return { json: JSON.parse(readFileSync(templateFile, "utf8")) as CfnTemplate, outdir };
+    }
+    if (existsSync(failedFile))
+      throw new Error(`the bundled synthesis failed: ${readFileSync(failedFile, "utf8")}`);
+  }
+  throw new Error("the bundled synthesis did not finish in 240 s");
+}
+
+function synthesizeApp(opts: SynthOpts, into?: string): Synthesized {
   // cdk.json's context first, as the CLI passes it.
   const cdkJson = JSON.parse(readFileSync(new URL("../../cdk.json", import.meta.url), "utf8")) as {
     context?: Record<string, unknown>;
@@ -68,8 +124,9 @@ function synthesizeApp(opts: SynthOpts): Synthesized {
   if (context["coding-env:nag"] === undefined) context["coding-env:nag"] = false;
   // Skipping bundling is how the CDK CLI synthesizes stacks it does not deploy; assets are still staged.
   if (!opts.bundle) context["aws:cdk:bundling-stacks"] = [];
-  const outdir = mkdtempSync(join(tmpdir(), "coding-env-cdk-"));
-  outdirs.push(outdir);
+  // A given folder belongs to the caller (bundledApp's is removed by the global teardown).
+  const outdir = into ?? mkdtempSync(join(tmpdir(), "coding-env-cdk-"));
+  if (into === undefined) outdirs.push(outdir);
   const { app, stack } = createApp({ context, outdir });
   const template = withoutBuiltinValidation(() => Template.fromStack(stack));
   return { app, stack, template, json: template.toJSON() as CfnTemplate, outdir };

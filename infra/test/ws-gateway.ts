@@ -14,7 +14,7 @@ import type { ApiKeyStore } from "../../functions/src/tenancy/keys.js";
 import { openWs, type WsConnection } from "../../test/api/websocket-scenario.js";
 import { call } from "../../test/helpers/api.js";
 import { type StagedBundle, stagedBundle } from "./bundle.js";
-import { synth } from "./synth.js";
+import { bundledApp } from "./synth.js";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
 export const repoRoot = join(here, "..", "..");
@@ -94,7 +94,7 @@ export interface WsBundleEnv {
 
 /** Synthesizes and stages the bundle, starts the local stack (keys on) and the stand-in. */
 export async function startWsBundleEnv(): Promise<WsBundleEnv> {
-  const bundle = stagedBundle(synth({ bundle: true }), "coding-env-ws");
+  const bundle = stagedBundle(await bundledApp(), "coding-env-ws");
   const stack = await startLocalStack({ port: 0, dataDir: null, auth: true });
   const client = new DynamoDBClient({
     endpoint: stack.dynamodbEndpoint,

@@ -14,8 +14,9 @@
 import { once } from "node:events";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { createStore, forgetTable, ItemLocks, ReadersWriterLock, runAction } from "./dynalite-store.js";
+import { createStore, forgetTable, runAction } from "./dynalite-store.js";
 import { type ChangeRecord, OperationError, unrecognizedClient } from "./dynamodb-rules.js";
+import { ItemLocks, ReadersWriterLock } from "./item-locks.js";
 import { itemOperations } from "./item-operations.js";
 import { timeToLive } from "./time-to-live.js";
 import { type TransactionContext, transactGetItems, transactWriteItems } from "./transactions.js";

@@ -49,6 +49,18 @@ interface TableDescription {
 }
 interface DynaliteDb {
   create(opts: Record<string, unknown>): DynaliteStore;
+  validateItem(item: AttributeMap, table: TableDescription): DynaliteError | undefined;
+  createKey(item: AttributeMap, table: TableDescription): string;
+  checkConditional(
+    data: Record<string, unknown>,
+    existing: AttributeMap | undefined,
+  ): DynaliteError | undefined;
+  addConsumedCapacity(
+    data: Record<string, unknown>,
+    isRead: boolean,
+    newItem: AttributeMap | undefined,
+    oldItem: AttributeMap | undefined,
+  ): unknown;
   updateIndexes(
     store: DynaliteStore,
     table: TableDescription,
@@ -179,6 +191,7 @@ export async function planWrite(
   data: Record<string, unknown>,
   writes = true,
 ): Promise<PlannedWrite> {
+  if (op === "PutItem") return planPut(store, data, writes);
   const tableName = String(data.TableName);
   const real = store.getItemDb(tableName);
   let oldItem: AttributeMap | undefined;
@@ -218,6 +231,44 @@ export async function planWrite(
     }
     throw err;
   }
+}
+
+/**
+ * A PutItem planned directly, as dynalite's putItem action does it (table check, item key, the
+ * item it replaces, condition, return values) without the dry store around the action.
+ */
+async function planPut(
+  store: DynaliteStore,
+  data: Record<string, unknown>,
+  writes: boolean,
+): Promise<PlannedWrite> {
+  const tableName = String(data.TableName);
+  const item = data.Item as AttributeMap;
+  // checkStatus true: a table being created or deleted is not found, as for dynalite's actions.
+  const table = await new Promise<TableDescription>((resolve, reject) =>
+    store.getTable(tableName, true, (err, t) => (err || !t ? reject(fromDynalite(err)) : resolve(t))),
+  );
+  const invalid = dynaliteDb.validateItem(item, table);
+  if (invalid) throw fromDynalite(invalid);
+  const storageKey = dynaliteDb.createKey(item, table);
+  const oldItem = await new Promise<AttributeMap | undefined>((resolve, reject) =>
+    store.getItemDb(tableName).get(storageKey, (err, value) => {
+      if (err && err.name !== "NotFoundError") reject(err);
+      else resolve(err ? undefined : value);
+    }),
+  );
+  const failed = dynaliteDb.checkConditional(data, oldItem);
+  if (failed) {
+    const failure = fromDynalite(failed);
+    if (failure instanceof OperationError && failure.type.endsWith("ConditionalCheckFailedException")) {
+      throw new PlannedConditionFailure(failure, oldItem);
+    }
+    throw failure;
+  }
+  const result: Record<string, unknown> = {};
+  if (oldItem && data.ReturnValues === "ALL_OLD") result.Attributes = oldItem;
+  result.ConsumedCapacity = dynaliteDb.addConsumedCapacity(data, false, oldItem, item);
+  return { tableName, storageKey, oldItem, newItem: item, writes, result };
 }
 
 const tables = new WeakMap<object, Map<string, TableDescription>>();
@@ -279,101 +330,4 @@ export async function keyOf(
 export function itemId(tableName: string, key: AttributeMap): string {
   const names = Object.keys(key).sort();
   return `${tableName}\u0000${names.map((n) => JSON.stringify(key[n])).join("\u0000")}`;
-}
-
-/** A readers-writer lock: many readers at once, or one transaction's commit alone. */
-export class ReadersWriterLock {
-  private readers = 0;
-  private writer = false;
-  private readonly waiting: Array<{ exclusive: boolean; resolve: () => void }> = [];
-
-  async shared(): Promise<() => void> {
-    if (!this.writer && this.waiting.length === 0) {
-      this.readers++;
-      return () => this.releaseShared();
-    }
-    await new Promise<void>((resolve) => this.waiting.push({ exclusive: false, resolve }));
-    return () => this.releaseShared();
-  }
-
-  async exclusive(): Promise<() => void> {
-    if (!this.writer && this.readers === 0) {
-      this.writer = true;
-      return () => this.releaseExclusive();
-    }
-    await new Promise<void>((resolve) => this.waiting.push({ exclusive: true, resolve }));
-    return () => this.releaseExclusive();
-  }
-
-  private releaseShared(): void {
-    this.readers--;
-    this.drain();
-  }
-
-  private releaseExclusive(): void {
-    this.writer = false;
-    this.drain();
-  }
-
-  private drain(): void {
-    while (this.waiting.length > 0 && !this.writer) {
-      const next = this.waiting[0];
-      if (!next) break;
-      if (next.exclusive) {
-        if (this.readers > 0) break;
-        this.waiting.shift();
-        this.writer = true;
-        next.resolve();
-        break;
-      }
-      this.waiting.shift();
-      this.readers++;
-      next.resolve();
-    }
-  }
-}
-
-/**
- * Per-item state, as DynamoDB keeps it: which transaction holds an item (others conflict with it
- * instead of waiting), and a mutex that orders the single writes on one item.
- */
-export class ItemLocks {
-  private readonly held = new Map<string, number>();
-  private readonly mutexes = new Map<string, Array<() => void>>();
-  private nextTransaction = 1;
-
-  /** Whether an ongoing transaction holds the item. */
-  inTransaction(id: string): boolean {
-    return this.held.has(id);
-  }
-
-  /** Marks every item as held by a new transaction (the caller checked none is held). */
-  begin(ids: readonly string[]): number {
-    const txn = this.nextTransaction++;
-    for (const id of ids) this.held.set(id, txn);
-    return txn;
-  }
-
-  end(ids: readonly string[], txn: number): void {
-    for (const id of ids) if (this.held.get(id) === txn) this.held.delete(id);
-  }
-
-  /** Waits until the item is free of other single writes, then holds it until released. */
-  async acquire(id: string): Promise<() => void> {
-    const queue = this.mutexes.get(id);
-    if (!queue) {
-      this.mutexes.set(id, []);
-    } else {
-      await new Promise<void>((resolve) => queue.push(resolve));
-    }
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      const waiting = this.mutexes.get(id);
-      const next = waiting?.shift();
-      if (next) next();
-      else this.mutexes.delete(id);
-    };
-  }
 }

@@ -2,8 +2,9 @@
 // beside the data, and the sweep that deletes expired items as the TTL service does (their REMOVE
 // records carry its identity, so the stream roll-up can tell them from deletes by the API).
 import { readFileSync, writeFileSync } from "node:fs";
-import { type DynaliteStore, describe, keyOf, type ReadersWriterLock, runAction } from "./dynalite-store.js";
+import { type DynaliteStore, describe, keyOf, runAction } from "./dynalite-store.js";
 import { type AttributeMap, OperationError, validationError } from "./dynamodb-rules.js";
+import type { ReadersWriterLock } from "./item-locks.js";
 import type { SingleWrite } from "./item-operations.js";
 
 const FIVE_YEARS_S = 5 * 365 * 24 * 3600;

@@ -9,13 +9,11 @@
 import {
   commitWrite,
   type DynaliteStore,
-  type ItemLocks,
   itemId,
   keyOf,
   PlannedConditionFailure,
   type PlannedWrite,
   planWrite,
-  type ReadersWriterLock,
   runValidated,
   validate,
 } from "./dynalite-store.js";
@@ -32,6 +30,7 @@ import {
   validationError,
   writeUnits,
 } from "./dynamodb-rules.js";
+import type { ItemLocks, ReadersWriterLock } from "./item-locks.js";
 
 const MAX_TRANSACT_ITEMS = 100;
 const MAX_TRANSACT_BYTES = 4 * 1024 * 1024;

@@ -259,6 +259,9 @@ def runtime_opts(args: argparse.Namespace) -> RuntimeOpts:
         # Not root: user code must not reach this machine's services (the local DynamoDB, this
         # server) over 127.0.0.1; as root each worker has its own network namespace anyway.
         unprivileged_namespaces=os.geteuid() != 0,
+        # Not root: /tmp is shared with the user's other programs, whose new files of the same uid
+        # a scrub after each step would remove (as root, workers have private ones anyway).
+        scrub_shared_dirs=os.geteuid() == 0,
         idle_workers=args.idle_workers,
         max_warm_workers=args.max_warm_workers,
         preload=tuple(m.strip() for m in args.preload.split(",") if m.strip()),

@@ -154,6 +154,13 @@ class RuntimeOpts:
     #: warning and workers without them. Off in Lambda, which has none and no services to reach.
     #: The local executor (``local_server``) turns it on when it runs as non-root. @default False
     unprivileged_namespaces: bool = False
+    #: Not root: after every step, remove what appeared in /tmp, /var/tmp, /dev/shm and /run/lock
+    #: since start-up with this uid as owner (user code's leftovers, which would otherwise reach
+    #: the next episode). Right in Lambda, where the environment is this runtime's alone; on a
+    #: machine shared with the user's other programs it would remove their files too, so the
+    #: local executor run by a user turns it off (leftovers of one episode in those directories
+    #: can then reach another: run the local stack as root for private ones). @default True
+    scrub_shared_dirs: bool = True
     #: Root mode: a freezer and a memory control group per worker. @default True
     use_cgroups: bool = True
     #: Size of each private tmpfs (capped by the worker's memory, which it counts toward).

@@ -93,7 +93,9 @@ class WorkerPool:
         # appears there besides the workers' own directories is removed after every step, so no
         # file outlives its step or reaches the next episode of this execution environment.
         self.shared_dirs: dict[str, set[str]] = {}
-        if not (self.privileged and opts.private_mounts):
+        #: Lambda mode: user code's uid owns the work root, which is scrubbed after every step.
+        self.shared_work_root = not (self.privileged and opts.private_mounts)
+        if self.shared_work_root and opts.scrub_shared_dirs:
             for directory in sandbox.PRIVATE_TMP_DIRS:
                 try:
                     self.shared_dirs[directory] = set(os.listdir(directory))
@@ -356,7 +358,7 @@ class WorkerPool:
             return [os.getpid(), *(z.pid for z in self.zygotes()), *self.live]
 
         hygiene.scrub_shared_dirs(self.shared_dirs, own_pids)
-        if self.shared_dirs:
+        if self.shared_work_root:
             # Lambda mode: user code's uid owns the work root and every worker's directory (a
             # worker wipes its own directory before each step, so a file planted in an idle
             # worker's directory never reaches the step that gets it).

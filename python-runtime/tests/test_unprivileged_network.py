@@ -30,8 +30,13 @@ import json, sys
 sys.path.insert(0, sys.argv[1])
 from coding_env_runtime.runtime import Runtime, RuntimeOpts
 from tests.support import Episode
+import os
 port, isolated = int(sys.argv[2]), sys.argv[3] == "on"
-runtime = Runtime(RuntimeOpts(idle_workers=1, unprivileged_namespaces=isolated))
+# As the local executor run by a user: namespaces on, and no scrub of the shared /tmp.
+runtime = Runtime(RuntimeOpts(idle_workers=1, unprivileged_namespaces=isolated, scrub_shared_dirs=not isolated))
+# Another program of the same user writes a file in /tmp while the runtime runs.
+theirs = f"/tmp/ce-user-file-{os.getpid()}"
+open(theirs, "w").write("mine")
 ep = Episode(runtime, {"mode": "full"})
 probe = (
     "import socket\n"
@@ -48,7 +53,10 @@ out = {
     "namespaces": runtime.pool.opts.unprivileged_namespaces,
     "connect": ep.step(probe),
     "after": ep.step("6 * 7"),
+    "their_file_kept": os.path.exists(theirs),
 }
+if os.path.exists(theirs):
+    os.unlink(theirs)
 runtime.close()
 for value in out.values():
     if isinstance(value, dict):
@@ -119,12 +127,16 @@ class UnprivilegedNetworkTest(unittest.TestCase):
         self.assertNotIn("connected", out["connect"]["stdout"])
         self.assertIn("Error", out["connect"]["stdout"])
         self.assertEqual(out["after"]["stdout"].strip(), "42")
+        # The user's other programs' files in /tmp are left alone.
+        self.assertTrue(out["their_file_kept"])
 
     def test_without_the_namespaces_the_same_code_reaches_them(self) -> None:
         before = len(self.received)
         out = self._run(isolated=False)
         self.assertFalse(out["namespaces"])
         self.assertEqual(out["connect"]["stdout"].strip().strip("'\""), "connected")
+        # Lambda's scrub (the default) removes what appeared in /tmp with the runtime's uid.
+        self.assertFalse(out["their_file_kept"])
         self.assertGreater(len(self.received), before)
 
 
@@ -134,9 +146,14 @@ class LocalServerOptionsTest(unittest.TestCase):
 
         args = argparse.Namespace(idle_workers=1, max_warm_workers=2, preload="")
         with mock.patch.object(local_server.os, "geteuid", return_value=1000):
-            self.assertTrue(local_server.runtime_opts(args).unprivileged_namespaces)
+            as_user = local_server.runtime_opts(args)
         with mock.patch.object(local_server.os, "geteuid", return_value=0):
-            self.assertFalse(local_server.runtime_opts(args).unprivileged_namespaces)
+            as_root = local_server.runtime_opts(args)
+        self.assertTrue(as_user.unprivileged_namespaces)
+        self.assertFalse(as_root.unprivileged_namespaces)
+        # Run by a user, /tmp is shared with the user's other programs: no scrub of it.
+        self.assertFalse(as_user.scrub_shared_dirs)
+        self.assertTrue(as_root.scrub_shared_dirs)
 
 
 if __name__ == "__main__":

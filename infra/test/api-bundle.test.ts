@@ -201,7 +201,8 @@ describe("API Lambda bundle (esbuild, as deployed)", () => {
         info: { stdout_truncated: true, truncated_by: "lambda_response_limit" },
       });
       expect(fitted.observation.stdout.length).toBeGreaterThan(500_000);
-      expect(/^\u0001+$/.test(fitted.observation.stdout)).toBe(true);
+      // A prefix of the output: only the cell's characters, none of the escaping's.
+      expect(fitted.observation.stdout.replaceAll("\u0001", "")).toBe("");
     } finally {
       await stack.stop();
     }

@@ -126,7 +126,8 @@ describe("WebSocket Lambda bundle: keys, isolation, quotas and metering as over 
     // The second over /ws: the HTTP step counts against it, so one more runs.
     const c = await env.connect({ headers: { "x-api-key": key } });
     c.send({ type: "step", data: { code: "2" } });
-    expect((await c.next()).type).toBe("observation");
+    const answer = await c.next();
+    expect(answer.type, JSON.stringify(answer)).toBe("observation");
     await env.stack.flushStream();
     const usage = await env.http<{ totals: UsageTotals }>(key, "GET", "/usage");
     expect(usage.body.totals).toMatchObject({ steps: 2, executions: 2, episodes_created: 2 });

@@ -187,18 +187,30 @@ describe.skipIf(!isRoot)(
       return pid;
     }
 
-    /** The process's state letter (R, S, T when frozen, Z once killed but not reaped), or "gone". */
+    /**
+     * The process's state letter (R, S, T when stopped, Z once killed but not reaped), "killed"
+     * while a SIGKILL is pending (it runs no user code again: an environment the harness froze
+     * right after the discard holds it in D until its next invocation), or "gone".
+     */
     function state(pid: number): string {
       try {
         const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-        return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0] ?? "gone";
+        const letter = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0] ?? "gone";
+        const status = readFileSync(`/proc/${pid}/status`, "utf8");
+        const pending = (name: string) =>
+          BigInt(`0x${new RegExp(`^${name}:\\s+([0-9a-f]+)`, "m").exec(status)?.[1] ?? "0"}`);
+        const sigkill = 1n << 8n;
+        return (pending("ShdPnd") | pending("SigPnd")) & sigkill ? "killed" : letter;
       } catch {
         return "gone";
       }
     }
 
     const waitGone = (pid: number) =>
-      vi.waitFor(() => expect(["gone", "Z"]).toContain(state(pid)), { timeout: 15_000, interval: 50 });
+      vi.waitFor(() => expect(["gone", "Z", "killed"]).toContain(state(pid)), {
+        timeout: 15_000,
+        interval: 50,
+      });
 
     it("reset of an episode discards its warm worker: its process is gone and the next step is cold", async () => {
       // Prepare

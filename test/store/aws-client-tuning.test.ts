@@ -44,40 +44,48 @@ const withoutFeatures = (ua: string | undefined) =>
     .join(" ");
 
 describe("tuneAwsClient", () => {
-  it("sends the SDK's own user agent (less its feature list) and the same other headers and answers", async () => {
-    const plain = new DynamoDBClient({ region: "us-east-1", endpoint, credentials, cacheMiddleware: true });
-    const tuned = tuneAwsClient(
-      new DynamoDBClient({ region: "us-east-1", endpoint, credentials, cacheMiddleware: true }),
-    );
-    try {
-      for (let call = 0; call < 3; call++) {
-        const a = await getItem(plain);
-        const b = await getItem(tuned);
-        expect(b.item).toEqual(a.item);
-        expect(b.headers["user-agent"]).toBe(withoutFeatures(a.headers["user-agent"]));
-        expect(b.headers["user-agent"]).toMatch(/^aws-sdk-js\/[\d.]+ ua\/2\.1 os\/\S+ lang\/js md\/nodejs#/);
-        // The SDK's own middleware (which adds the feature list) is the one replaced.
-        expect(a.headers["user-agent"]).toMatch(/ m\//);
-        expect(b.headers["user-agent"]).not.toMatch(/ m\//);
-        expect(b.headers["x-amz-user-agent"]).toBe(a.headers["x-amz-user-agent"]);
-        const rest = (h: IncomingHttpHeaders) => {
-          const {
-            "user-agent": _ua,
-            "amz-sdk-invocation-id": _id,
-            "x-amz-date": _date,
-            authorization,
-            ...others
-          } = h;
-          // The signature covers the user agent and the date; what it signs is the same.
-          return { ...others, signedHeaders: /SignedHeaders=([^,]+)/.exec(String(authorization))?.[1] };
-        };
-        expect(rest(b.headers)).toEqual(rest(a.headers));
+  // An application id (AWS_SDK_UA_APP_ID, which Powertools sets when imported) ends the user agent.
+  it.each([
+    ["no application id", {}],
+    ["an application id", { userAgentAppId: "PT/NO-OP/2.36.0" }],
+  ])(
+    "sends the SDK's own user agent (less its feature list), with %s, and the same other headers and answers",
+    async (_name, appId) => {
+      const opts = { region: "us-east-1", endpoint, credentials, cacheMiddleware: true, ...appId };
+      const plain = new DynamoDBClient(opts);
+      const tuned = tuneAwsClient(new DynamoDBClient(opts));
+      try {
+        for (let call = 0; call < 3; call++) {
+          const a = await getItem(plain);
+          const b = await getItem(tuned);
+          expect(b.item).toEqual(a.item);
+          expect(b.headers["user-agent"]).toBe(withoutFeatures(a.headers["user-agent"]));
+          expect(b.headers["user-agent"]).toMatch(
+            /^aws-sdk-js\/[\d.]+ ua\/2\.1 os\/\S+ lang\/js md\/nodejs#/,
+          );
+          // The SDK's own middleware (which adds the feature list) is the one replaced.
+          expect(a.headers["user-agent"]).toMatch(/ m\//);
+          expect(b.headers["user-agent"]).not.toMatch(/ m\//);
+          expect(b.headers["x-amz-user-agent"]).toBe(a.headers["x-amz-user-agent"]);
+          const rest = (h: IncomingHttpHeaders) => {
+            const {
+              "user-agent": _ua,
+              "amz-sdk-invocation-id": _id,
+              "x-amz-date": _date,
+              authorization,
+              ...others
+            } = h;
+            // The signature covers the user agent and the date; what it signs is the same.
+            return { ...others, signedHeaders: /SignedHeaders=([^,]+)/.exec(String(authorization))?.[1] };
+          };
+          expect(rest(b.headers)).toEqual(rest(a.headers));
+        }
+      } finally {
+        plain.destroy();
+        tuned.destroy();
       }
-    } finally {
-      plain.destroy();
-      tuned.destroy();
-    }
-  });
+    },
+  );
 
   it("keeps the client's config (the same object, the same values) and works for any service's client", async () => {
     const lambda = new LambdaClient({ region: "eu-west-1", endpoint, credentials });

@@ -55,6 +55,7 @@ function userAgentSection([name, version]: readonly [string, string?]): string {
 function constantUserAgent(client: SdkClient): void {
   const config = client.config as {
     defaultUserAgentProvider?: () => Promise<ReadonlyArray<readonly [string, string?]>>;
+    userAgentAppId?: () => Promise<string | undefined>;
   };
   let values: { full: string; sdk: string } | undefined;
   const middleware: BuildMiddleware<object, object> = (next) => async (args) => {
@@ -62,8 +63,10 @@ function constantUserAgent(client: SdkClient): void {
     if (headers) {
       if (values === undefined) {
         const sections = ((await config.defaultUserAgentProvider?.()) ?? []).map(userAgentSection);
+        // As the SDK's middleware: the application id last (AWS_SDK_UA_APP_ID; Powertools sets it).
+        const appId = await config.userAgentAppId?.();
         values = {
-          full: sections.join(" "),
+          full: [...sections, ...(appId ? [userAgentSection(["app", appId])] : [])].join(" "),
           sdk: sections.filter((section) => section.startsWith("aws-sdk-")).join(" "),
         };
       }

@@ -29,11 +29,9 @@ export default defineConfig({
     // turn). Most suites wait on the Python executor, the stack or a browser, not on the CPU, so
     // three files at a time finish sooner. CODING_ENV_TEST_WORKERS overrides it.
     maxWorkers: Number(process.env.CODING_ENV_TEST_WORKERS) || 3,
-    // Each worker runs its files one after another in one process with one module cache, instead of
-    // a fresh process per file re-importing vitest, the AWS SDK and aws-cdk-lib: a quarter of the
-    // CPU of the infra tests, a fifth of the stack suites'. Files still get their own hooks and
-    // scope; they must undo what they change in the process (environment variables, servers).
-    isolate: false,
+    // Each file runs isolated (vitest's default). Sharing one process per worker (`isolate: false`)
+    // saved a fifth to a quarter of the CPU, but files then saw each other's module state: a zod
+    // instance without @hono/zod-openapi's extension, an SDK user agent with another file's app id.
     projects: [
       {
         extends: true,

@@ -5,6 +5,7 @@ import { describe, expect, it } from "vitest";
 import { defaultConfig } from "../../functions/src/config.js";
 import { EpisodeService, type EpisodeTenancyHooks } from "../../functions/src/core/episodes.js";
 import { ApiError, ExecutorCrashedError, ExecutorTimeoutError } from "../../functions/src/core/errors.js";
+import { failure } from "./api-failure.js";
 import { FakeEpisodeRepository } from "./fake-episode-repository.js";
 import { gate, ScriptedExecutor } from "./scripted-executor.js";
 
@@ -24,15 +25,6 @@ function instance(
     logError: () => {},
   });
   return { service, executor };
-}
-
-async function failure(p: Promise<unknown>): Promise<ApiError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(ApiError);
-  return err as ApiError;
 }
 
 async function stored(repo: FakeEpisodeRepository, id: string) {

@@ -7,7 +7,8 @@
 import { describe, expect, it } from "vitest";
 import { defaultConfig } from "../../functions/src/config.js";
 import { EpisodeService } from "../../functions/src/core/episodes.js";
-import { ApiError, ExecutorError, ExecutorThrottledError } from "../../functions/src/core/errors.js";
+import { ExecutorError, ExecutorThrottledError } from "../../functions/src/core/errors.js";
+import { failure } from "./api-failure.js";
 import { FakeEpisodeRepository } from "./fake-episode-repository.js";
 import { gate, ScriptedExecutor } from "./scripted-executor.js";
 
@@ -25,15 +26,6 @@ function instance(repository: FakeEpisodeRepository, now: () => number = () => N
     logError: () => {},
   });
   return { service, executor };
-}
-
-async function failure(p: Promise<unknown>): Promise<ApiError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(ApiError);
-  return err as ApiError;
 }
 
 /** Holds instance `x`'s next executor call until the returned `release` is called. */

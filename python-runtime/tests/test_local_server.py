@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from coding_env_runtime import sandbox
+from tests.local_server_process import start_local_server, stop_local_server
 
 PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 
@@ -36,27 +37,11 @@ class LocalServerTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls) -> None:
-        env = {**os.environ, "PYTHONPATH": PACKAGE_ROOT, "AWS_SECRET_ACCESS_KEY": "local-server-secret"}
-        cls.process = subprocess.Popen(
-            [sys.executable, "-m", "coding_env_runtime.local_server", "--host", "127.0.0.1", "--port", "0"],
-            stdout=subprocess.PIPE,
-            env=env,
-            text=True,
-        )
-        assert cls.process.stdout is not None
-        line = cls.process.stdout.readline().strip()
-        if not line.startswith("LISTENING http://127.0.0.1:"):
-            cls.process.kill()
-            raise AssertionError(f"unexpected first line: {line!r}")
-        cls.base = line.split(" ", 1)[1]
+        cls.process, cls.base = start_local_server({"AWS_SECRET_ACCESS_KEY": "local-server-secret"})
 
     @classmethod
     def tearDownClass(cls) -> None:
-        if cls.process.poll() is None:
-            cls.process.kill()
-            cls.process.wait()
-        if cls.process.stdout is not None:
-            cls.process.stdout.close()
+        stop_local_server(cls.process)
 
     def test_step_and_next_step(self) -> None:
         event = {"episode_id": "srv-1", "state_version": 0, "snapshot": None, "code": "x = 2\nx * 21"}
@@ -144,22 +129,11 @@ class LocalServerKeyTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls) -> None:
-        env = {**os.environ, "PYTHONPATH": PACKAGE_ROOT, "CODING_ENV_LOCAL_ACCESS_KEY_ID": cls.key_id}
-        cls.process = subprocess.Popen(
-            [sys.executable, "-m", "coding_env_runtime.local_server", "--host", "127.0.0.1", "--port", "0"],
-            stdout=subprocess.PIPE,
-            env=env,
-            text=True,
-        )
-        assert cls.process.stdout is not None
-        cls.base = cls.process.stdout.readline().strip().split(" ", 1)[1]
+        cls.process, cls.base = start_local_server({"CODING_ENV_LOCAL_ACCESS_KEY_ID": cls.key_id})
 
     @classmethod
     def tearDownClass(cls) -> None:
-        cls.process.kill()
-        cls.process.wait()
-        if cls.process.stdout is not None:
-            cls.process.stdout.close()
+        stop_local_server(cls.process)
 
     def call(self, event: dict, key_id: str | None, tenant_id: str | None = None) -> tuple[int, dict, dict]:
         request = urllib.request.Request(

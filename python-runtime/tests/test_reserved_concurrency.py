@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import unittest
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from coding_env_runtime.reserved_concurrency import ReservedConcurrency
+from tests.local_server_process import start_local_server, stop_local_server
 
-PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 KEY_ID = "reserved-concurrency-test-key"
 
 
@@ -58,26 +55,12 @@ class ReservedConcurrencyServerTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls) -> None:
-        env = {**os.environ, "PYTHONPATH": PACKAGE_ROOT, "CODING_ENV_LOCAL_ACCESS_KEY_ID": KEY_ID}
-        cls.process = subprocess.Popen(
-            [sys.executable, "-m", "coding_env_runtime.local_server", "--host", "127.0.0.1", "--port", "0",
-             "--reserved-concurrency", "2"],
-            stdout=subprocess.PIPE, env=env, text=True,
-        )
-        assert cls.process.stdout is not None
-        line = cls.process.stdout.readline().strip()
-        if not line.startswith("LISTENING http://127.0.0.1:"):
-            cls.process.kill()
-            raise AssertionError(f"unexpected first line: {line!r}")
-        cls.base = line.split(" ", 1)[1]
+        cls.process, cls.base = start_local_server({"CODING_ENV_LOCAL_ACCESS_KEY_ID": KEY_ID},
+                                                   "--reserved-concurrency", "2")
 
     @classmethod
     def tearDownClass(cls) -> None:
-        if cls.process.poll() is None:
-            cls.process.kill()
-            cls.process.wait()
-        if cls.process.stdout is not None:
-            cls.process.stdout.close()
+        stop_local_server(cls.process)
 
     def test_more_invocations_than_reserved_are_throttled_as_lambda_does(self) -> None:
         def invoke(i: int) -> tuple[int, dict[str, str], bytes]:

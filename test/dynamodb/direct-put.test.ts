@@ -14,24 +14,11 @@ import {
   validate,
 } from "../../functions/src/local/dynalite-store.js";
 import { OperationError } from "../../functions/src/local/dynamodb-rules.js";
-
-const TableName = "episodes";
+import { createEpisodesTable, TableName } from "./episodes-table.js";
 
 async function made(): Promise<DynaliteStore> {
   const store = createStore(null);
-  await runAction(store, "CreateTable", {
-    TableName,
-    AttributeDefinitions: [
-      { AttributeName: "pk", AttributeType: "S" },
-      { AttributeName: "sk", AttributeType: "S" },
-    ],
-    KeySchema: [
-      { AttributeName: "pk", KeyType: "HASH" },
-      { AttributeName: "sk", KeyType: "RANGE" },
-    ],
-    BillingMode: "PAY_PER_REQUEST",
-  });
-  await new Promise((r) => setTimeout(r, 20));
+  await createEpisodesTable(store);
   await runAction(store, "PutItem", {
     TableName,
     Item: { pk: { S: "EP#a" }, sk: { S: "META" }, version: { N: "3" }, big: { S: "x".repeat(3000) } },

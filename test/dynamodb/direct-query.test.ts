@@ -11,11 +11,11 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createStore, type DynaliteStore, runAction } from "../../functions/src/local/dynalite-store.js";
 import { OperationError } from "../../functions/src/local/dynamodb-rules.js";
+import { createEpisodesTable, TableName } from "./episodes-table.js";
 
 const require = createRequire(import.meta.url);
 type QueryTable = (...args: unknown[]) => void;
 const db = require("dynalite/db") as { queryTable: QueryTable & { original?: QueryTable } };
-const TableName = "episodes";
 
 /** dynalite's answer (or refusal) with its own queryTable, then with the direct one. */
 async function both(
@@ -44,19 +44,7 @@ async function both(
 }
 
 async function fill(store: DynaliteStore): Promise<void> {
-  await runAction(store, "CreateTable", {
-    TableName,
-    AttributeDefinitions: [
-      { AttributeName: "pk", AttributeType: "S" },
-      { AttributeName: "sk", AttributeType: "S" },
-    ],
-    KeySchema: [
-      { AttributeName: "pk", KeyType: "HASH" },
-      { AttributeName: "sk", KeyType: "RANGE" },
-    ],
-    BillingMode: "PAY_PER_REQUEST",
-  });
-  await new Promise((r) => setTimeout(r, 20));
+  await createEpisodesTable(store);
   // Two partitions side by side (a read must not run into the neighbour), steps and a head item.
   for (const pk of ["EP#a", "EP#b"]) {
     for (let v = 1; v <= 30; v++) {

@@ -40,9 +40,12 @@ interface LambdaResult {
  */
 export function fitLambdaResult<R extends LambdaResult>(result: R): R {
   const bodySize = (text: string) => Buffer.byteLength(JSON.stringify(text), "utf8") - 2;
+  if (result.isBase64Encoded) return result;
   const overhead = Buffer.byteLength(JSON.stringify({ ...result, body: "" }), "utf8");
-  if (result.isBase64Encoded || overhead + bodySize(result.body) <= LAMBDA_RESPONSE_LIMIT_BYTES)
-    return result;
+  // A character costs at most 6 bytes in the envelope (`\u0001`): a usual answer is measured by its
+  // length alone, so only one that could pass the limit is serialized once more to count its bytes.
+  const room = LAMBDA_RESPONSE_LIMIT_BYTES - overhead;
+  if (6 * result.body.length <= room || bodySize(result.body) <= room) return result;
   let parsed: unknown;
   try {
     parsed = JSON.parse(result.body);

@@ -21,7 +21,7 @@ from harness.testing import FULL, LambdaModeTestCase  # noqa: E402
 from .test_attack_files_archive import many_entries, snapshot_with_archive, zlib_bomb  # noqa: E402
 from .test_attack_reply import DEEP_METADATA, FORGE_REPLY  # noqa: E402
 from .test_attack_zygotes import TOUCH  # noqa: E402
-from .test_state_in_s3 import ObjectServer  # noqa: E402
+from .test_lambda_mode_gateway import S3GatewayTestCase  # noqa: E402
 
 #: Every process of the environment user code may change (its uid's: the runtime, zygotes,
 #: idle workers) is set to SCHED_IDLE: only the CPU nobody else wants.
@@ -142,33 +142,14 @@ class SchedulingPolicyTest(LambdaModeTestCase):
             self.assertEqual((result["exit_code"], result["stdout"]), (0, f"{0} {0}\n"), result["stderr"])
 
 
-class GatewayTest(LambdaModeTestCase):
+class GatewayTest(S3GatewayTestCase):
     """The S3 gateway endpoint's stand-in (harness/env_init.py) with a small object server."""
 
     max_environments = 1
-    s3: ObjectServer
 
-    @classmethod
-    def setUpClass(cls) -> None:
-        cls.s3 = ObjectServer()
-        cls.harness_args = ("--s3-gateway", cls.s3.url)
-        super().setUpClass()
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        super().tearDownClass()
-        cls.s3.close()
-
-    def step(self, episode: str, version: int, code: str, get_ref: str | None, put_ref: str) -> dict[str, Any]:
+    def presigned_url(self, ref: str) -> str:
         # A token in the query plays the signature of a pre-signed URL (what must not leak).
-        state: dict[str, Any] = {"put_url": f"{self.s3.url}/{put_ref}?token={put_ref}", "put_ref": put_ref,
-                                 "inline_max_bytes": 1024}
-        if get_ref is not None:
-            state.update(get_url=f"{self.s3.url}/{get_ref}?token={get_ref}", get_ref=get_ref)
-        return self.harness.step({
-            "contract_version": 1, "episode_id": episode, "state_version": version, "code": code,
-            "policy": FULL, "limits": {"timeout_ms": 60_000}, "state": state,
-        })
+        return f"{self.s3.url}/{ref}?token={ref}"
 
     def test_connections_a_frozen_episode_holds_do_not_starve_the_next_episodes_state(self) -> None:
         # The stand-in relays at most GATEWAY_MAX_CONNECTIONS at a time. A warm (frozen) worker

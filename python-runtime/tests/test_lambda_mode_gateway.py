@@ -60,14 +60,15 @@ class _OtherService:
         self.server.server_close()
 
 
-class GatewayTest(LambdaModeTestCase):
+class S3GatewayTestCase(LambdaModeTestCase):
+    """A harness whose environments reach one object server through the S3 gateway stand-in, and a
+    step whose state goes through pre-signed URLs of that server, as in AWS."""
+
     s3: ObjectServer
-    other: _OtherService
 
     @classmethod
     def setUpClass(cls) -> None:
         cls.s3 = ObjectServer()
-        cls.other = _OtherService()
         cls.harness_args = ("--s3-gateway", cls.s3.url)
         super().setUpClass()
 
@@ -75,19 +76,35 @@ class GatewayTest(LambdaModeTestCase):
     def tearDownClass(cls) -> None:
         super().tearDownClass()
         cls.s3.close()
-        cls.other.close()
 
-    def s3_port(self) -> int:
-        return self.s3.server.server_address[1]
+    def presigned_url(self, ref: str) -> str:
+        return f"{self.s3.url}/{ref}"
 
     def step(self, episode: str, version: int, code: str, get_ref: str | None, put_ref: str) -> dict[str, Any]:
-        state: dict[str, Any] = {"put_url": f"{self.s3.url}/{put_ref}", "put_ref": put_ref, "inline_max_bytes": 1024}
+        state: dict[str, Any] = {"put_url": self.presigned_url(put_ref), "put_ref": put_ref, "inline_max_bytes": 1024}
         if get_ref is not None:
-            state.update(get_url=f"{self.s3.url}/{get_ref}", get_ref=get_ref)
+            state.update(get_url=self.presigned_url(get_ref), get_ref=get_ref)
         return self.harness.step({
             "contract_version": 1, "episode_id": episode, "state_version": version, "code": code,
             "policy": FULL, "limits": {"timeout_ms": 60_000}, "state": state,
         })
+
+
+class GatewayTest(S3GatewayTestCase):
+    other: _OtherService
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.other = _OtherService()
+        super().setUpClass()
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        super().tearDownClass()
+        cls.other.close()
+
+    def s3_port(self) -> int:
+        return self.s3.server.server_address[1]
 
     def test_user_code_reaches_the_local_s3_and_no_other_port_of_the_host(self) -> None:
         harness_port = int(self.harness.base.rsplit(":", 1)[1])

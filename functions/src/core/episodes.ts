@@ -128,7 +128,12 @@ export class EpisodeService {
 
   /** The episode's files (list, read, upload): core/files.ts. */
   files(): EpisodeFiles {
-    this.episodeFiles ??= new EpisodeFiles({ ...this.deps, tenancy: this.tenancy, now: this.now });
+    this.episodeFiles ??= new EpisodeFiles({
+      ...this.deps,
+      tenancy: this.tenancy,
+      now: this.now,
+      logError: this.logError,
+    });
     return this.episodeFiles;
   }
 

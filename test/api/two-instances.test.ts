@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type LocalStack, startLocalStack } from "../../functions/src/local/stack.js";
 import { CLAIM_SK, episodePk } from "../../functions/src/store/layout.js";
 import { call, Episode, errorCode } from "../helpers/api.js";
+import { settledUsage, usageAtLeast } from "../helpers/usage.js";
 
 let stack: LocalStack;
 let baseUrl: string;
@@ -20,43 +21,10 @@ afterAll(async () => {
   await stack?.stop();
 });
 
-interface Totals {
-  steps: number;
-  executions: number;
-}
-
-/** The local tenant's usage today once the roll-up has counted at least `steps` steps. */
-async function usageAtLeast(steps: number): Promise<Totals> {
-  const today = new Date().toISOString().slice(0, 10);
-  let totals: Totals = { steps: 0, executions: 0 };
-  for (let i = 0; i < 150 && totals.steps < steps; i++) {
-    if (i > 0) await new Promise((r) => setTimeout(r, 100));
-    totals = (await call<{ totals: Totals }>(baseUrl, "GET", `/usage?from=${today}&to=${today}`)).body.totals;
-  }
-  return totals;
-}
-
-async function usageNow(): Promise<Totals> {
-  const today = new Date().toISOString().slice(0, 10);
-  return (await call<{ totals: Totals }>(baseUrl, "GET", `/usage?from=${today}&to=${today}`)).body.totals;
-}
-
-/** The usage once the roll-up has nothing more to count (two reads 300 ms apart agree). */
-async function settledUsage(): Promise<Totals> {
-  let last = await usageNow();
-  for (let i = 0; i < 50; i++) {
-    await new Promise((r) => setTimeout(r, 300));
-    const now = await usageNow();
-    if (now.steps === last.steps && now.executions === last.executions) return now;
-    last = now;
-  }
-  return last;
-}
-
 describe("two API instances", () => {
   it("steps alternating between instances run each cell once, on the latest state, with or without request_id", async () => {
     // Prepare
-    const before = await usageAtLeast(0);
+    const before = await usageAtLeast(baseUrl, 0);
     const ep = await Episode.reset(baseUrl);
     // Act: 10 steps, every other one on the other instance (the proxy alternates per request)
     for (let i = 0; i < 10; i++)
@@ -65,7 +33,7 @@ describe("two API instances", () => {
     // Assess: the state saw every step once; no execution ran that did not commit
     expect(final.observation.stdout).toBe("10");
     expect(final.step_count).toBe(11);
-    const after = await usageAtLeast(before.steps + 11);
+    const after = await usageAtLeast(baseUrl, before.steps + 11);
     expect(after.steps - before.steps).toBe(11);
     expect(after.executions - before.executions).toBe(11);
   });
@@ -80,7 +48,7 @@ describe("two API instances", () => {
       expect(r.headers.get("idempotent-replayed")).toBe("true");
       expect(r.body).toEqual(first.body);
     }
-    const before = await settledUsage();
+    const before = await settledUsage(baseUrl);
     // The twin on the other instance is told the first attempt runs and sends it again (as the SDKs do).
     const [a, b] = await Promise.all([
       ep.stepAwaitingFirstAttempt("import time\ntime.sleep(0.3)\nn += 1\nn", { request_id: "dup" }),
@@ -90,8 +58,8 @@ describe("two API instances", () => {
     expect(a?.body).toEqual(b?.body);
     expect((await ep.run("n")).observation.stdout).toBe("2");
     // The cell ran once: every execution (committed or not) is metered, and only two committed.
-    await usageAtLeast(before.steps + 2);
-    const after = await settledUsage();
+    await usageAtLeast(baseUrl, before.steps + 2);
+    const after = await settledUsage(baseUrl);
     expect(after.steps - before.steps).toBe(2);
     expect(after.executions - before.executions).toBe(2);
   });

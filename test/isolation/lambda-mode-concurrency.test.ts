@@ -12,16 +12,12 @@ import { type LocalStack, startLocalStack } from "../../functions/src/local/stac
 import { DynamoDbEpisodeRepository } from "../../functions/src/store/dynamodb-episode-repository.js";
 import { CLAIM_SK, episodePk } from "../../functions/src/store/layout.js";
 import { CodingEnv } from "../../sdk/src/index.js";
-import { call, Episode, errorCode } from "../helpers/api.js";
+import { Episode, errorCode } from "../helpers/api.js";
+import { settledUsage, usageAtLeast } from "../helpers/usage.js";
 
 /** The local stack's tenant with auth off. */
 const TENANT = "local";
 const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
-
-interface Totals {
-  steps: number;
-  executions: number;
-}
 
 describe.skipIf(!isRoot)("one step at a time per episode, two API instances, executor in Lambda mode", () => {
   let stack: LocalStack;
@@ -51,34 +47,6 @@ describe.skipIf(!isRoot)("one step at a time per episode, two API instances, exe
     await stack?.stop();
   });
 
-  /** The local tenant's usage today once the roll-up has counted at least `steps` steps. */
-  async function usageAtLeast(steps: number): Promise<Totals> {
-    const today = new Date().toISOString().slice(0, 10);
-    let totals: Totals = { steps: 0, executions: 0 };
-    for (let i = 0; i < 150 && totals.steps < steps; i++) {
-      if (i > 0) await new Promise((r) => setTimeout(r, 100));
-      totals = (await call<{ totals: Totals }>(base, "GET", `/usage?from=${today}&to=${today}`)).body.totals;
-    }
-    return totals;
-  }
-
-  async function usageNow(): Promise<Totals> {
-    const today = new Date().toISOString().slice(0, 10);
-    return (await call<{ totals: Totals }>(base, "GET", `/usage?from=${today}&to=${today}`)).body.totals;
-  }
-
-  /** The usage once the roll-up has nothing more to count (two reads 300 ms apart agree). */
-  async function settledUsage(): Promise<Totals> {
-    let last = await usageNow();
-    for (let i = 0; i < 50; i++) {
-      await new Promise((r) => setTimeout(r, 300));
-      const now = await usageNow();
-      if (now.steps === last.steps && now.executions === last.executions) return now;
-      last = now;
-    }
-    return last;
-  }
-
   /** Waits until a step that read `version` holds the episode's claim (it is about to run or running). */
   async function claimTaken(episodeId: string, version: number): Promise<void> {
     for (let i = 0; i < 300; i++) {
@@ -99,7 +67,7 @@ describe.skipIf(!isRoot)("one step at a time per episode, two API instances, exe
     // Prepare
     const ep = await Episode.reset(base, { policy: "full" });
     await ep.run("marks = []");
-    const before = await settledUsage();
+    const before = await settledUsage(base);
     // Act: A holds the episode in the executor; B goes to the other API instance meanwhile
     const slow = ep.step("import time\ntime.sleep(3)\nmarks.append('A')\nprint('A ran')");
     await claimTaken(ep.id, 1);
@@ -113,8 +81,8 @@ describe.skipIf(!isRoot)("one step at a time per episode, two API instances, exe
     expect(first.status).toBe(200);
     expect(first.body.observation.stdout).toBe("A ran\n");
     expect(final.observation.stdout).toBe("['A']\n");
-    await usageAtLeast(before.steps + 2);
-    const after = await settledUsage();
+    await usageAtLeast(base, before.steps + 2);
+    const after = await settledUsage(base);
     expect(after.steps - before.steps).toBe(2);
     expect(after.executions - before.executions).toBe(2);
   });
@@ -134,7 +102,7 @@ describe.skipIf(!isRoot)("one step at a time per episode, two API instances, exe
       },
     });
     const code = "import time\ntime.sleep(3)\nn += 1\nprint(n)";
-    const before = await settledUsage();
+    const before = await settledUsage(base);
     try {
       // Act: the first attempt runs on one instance; its retry reaches the other one meanwhile
       const firstAttempt = ep.step(code, { request_id: "twin-1" });
@@ -148,8 +116,8 @@ describe.skipIf(!isRoot)("one step at a time per episode, two API instances, exe
       expect(retried.observation).toEqual(first.body.observation);
       expect(retried.step_count).toBe(first.body.step_count);
       expect((await ep.run("print(n)")).observation.stdout).toBe("1\n");
-      await usageAtLeast(before.steps + 2);
-      const after = await settledUsage();
+      await usageAtLeast(base, before.steps + 2);
+      const after = await settledUsage(base);
       expect(after.steps - before.steps).toBe(2);
       expect(after.executions - before.executions).toBe(2);
     } finally {

@@ -355,7 +355,7 @@ class Runtime:
                 deadline=deadline,
                 max_header=MAX_REPLY_HEADER,
                 max_payload=self.opts.max_snapshot_bytes,
-                payload_prefix=snapshot.envelope_prefix() if request.state is not None else None,
+                payload_prefix=snapshot.ENVELOPE_PREFIX if request.state is not None else None,
             )
         except WireTimeout:
             # Read the output before discard: it closes the output files (in the background).

@@ -38,22 +38,19 @@ class DecodedSnapshot:
     payload: bytes
 
 
-def envelope_prefix() -> bytes:
-    """The envelope's bytes before the payload: the runtime receives a worker's payload right
-    after them in one buffer (``wire.recv_frame(payload_prefix=...)``), so a raw snapshot of
-    hundreds of MiB is never copied to prepend them."""
-    meta = json.dumps(
-        {"runtime": RUNTIME_VERSION, "python": PYTHON_VERSION, "codec": "z|n|p"},
-        separators=(",", ":"),
-    ).encode()
-    return b"".join((MAGIC, bytes([FORMAT_VERSION]), _LEN.pack(len(meta)), meta))
+_META = json.dumps(
+    {"runtime": RUNTIME_VERSION, "python": PYTHON_VERSION, "codec": "z|n|p"}, separators=(",", ":")
+).encode()
+#: The envelope's bytes before the payload, the same for every snapshot this runtime writes: the
+#: runtime receives a worker's payload right after them in one buffer
+#: (``wire.recv_frame(payload_prefix=...)``), so a raw snapshot of hundreds of MiB (a state kept
+#: in S3) is never copied to prepend them.
+ENVELOPE_PREFIX = b"".join((MAGIC, bytes([FORMAT_VERSION]), _LEN.pack(len(_META)), _META))
 
 
-def encode(payload: bytes | bytearray | memoryview, raw: bool = False) -> str | bytes:
-    """The envelope as base64 text (inline in JSON), or with ``raw`` as bytes (a state object in
-    S3: base64 would cost two passes over hundreds of MiB and a third more bytes)."""
-    envelope = b"".join((envelope_prefix(), payload))
-    return envelope if raw else base64.b64encode(envelope).decode("ascii")
+def encode(payload: bytes | bytearray | memoryview) -> str:
+    """The envelope as base64 text (inline in JSON)."""
+    return base64.b64encode(b"".join((ENVELOPE_PREFIX, payload))).decode("ascii")
 
 
 def decode(snapshot: str | bytes | bytearray) -> DecodedSnapshot:

@@ -3,7 +3,7 @@ a pre-signed GET URL and writes a new one to a pre-signed PUT URL, so a state of
 never crosses Lambda's 6 MB payload. The executor has no AWS permissions of its own: the URLs are
 the API's, valid for minutes and for one object each; in AWS they are reached through the VPC's S3
 gateway endpoint (no internet). An object holds the snapshot envelope's raw bytes
-(``snapshot.encode(payload, raw=True)``): no base64 anywhere on this path.
+(``snapshot.ENVELOPE_PREFIX`` and the payload, received into one buffer): no base64 anywhere on this path.
 
 Speed (100 MiB on a 2-core VM, where one pass over 100 MiB costs ~0.1 s): the body is read into
 one preallocated buffer (no re-joining of chunks), written with one ``sendall``, and its SHA-256

@@ -42,8 +42,13 @@ describe("DynamoDbExecutorGovernorStore", () => {
     expect(new Set(slots.map((s) => s.index)).size).toBe(slots.length);
     for (const s of slots) expect(s.index).toBeLessThan(4);
     // Taken one at a time, the remaining slots are found (a Query after a taken pick).
-    while ((await store.takeStepSlot("flooder", 4, T0 + 10_000, T0)) !== undefined);
+    let more = 0;
+    while ((await store.takeStepSlot("flooder", 4, T0 + 10_000, T0)) !== undefined) more++;
     expect(await store.takeStepSlot("flooder", 4, T0 + 10_000, T0)).toBeUndefined();
+    // One concurrent take at least won, and the cap's slots were all given, no more: a store that
+    // gave nothing (or stopped short of the cap) would pass the bounds above.
+    expect(slots.length).toBeGreaterThan(0);
+    expect(slots.length + more).toBe(4);
     // Another tenant's slots are its own.
     expect(await store.takeStepSlot("bystander", 4, T0 + 10_000, T0)).toBeDefined();
   });

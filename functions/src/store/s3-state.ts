@@ -115,7 +115,11 @@ class ObjectUrlSigner {
       const credential = url.searchParams.get("X-Amz-Credential") ?? "";
       const region = credential.split("/")[2] ?? (await this.client.config.region());
       return { origin: url.origin, host: url.host, prefix, region };
-    })();
+    })().catch((err: unknown) => {
+      // Not kept: a failed first signing (credentials not yet there) is tried again next time.
+      this.base = undefined;
+      throw err;
+    });
     return this.base;
   }
 

@@ -18,16 +18,6 @@ MAX_CODE_BYTES = 1024 * 1024
 _POLICY_MODES = ("openenv", "full")
 
 
-def default_memory_mb() -> int:
-    """Per-deployment default worker memory (``options.WORKER_MEMORY_MB_ENV``, else 1024)."""
-    return options.worker_memory_mb()
-
-
-def max_memory_mb() -> int:
-    """Per-deployment ceiling (``options.WORKER_MAX_MEMORY_MB_ENV``, else the default)."""
-    return options.worker_max_memory_mb()
-
-
 class EventError(ValueError):
     """The event does not follow the contract: reported as a Lambda function error."""
 
@@ -179,7 +169,7 @@ def parse_event(
         code=code,
         policy=ImportPolicy(mode, tuple(sorted(set(extra)))),
         timeout_ms=_int_field(limits, "timeout_ms", DEFAULT_TIMEOUT_MS, 1, MAX_TIMEOUT_MS),
-        memory_mb=_int_field(limits, "memory_mb", default_memory_mb(), 64, max_memory_mb()),
+        memory_mb=_int_field(limits, "memory_mb", options.worker_memory_mb(), 64, options.worker_max_memory_mb()),
         max_output_bytes=_int_field(
             limits, "max_output_bytes", DEFAULT_MAX_OUTPUT_BYTES, 1, MAX_OUTPUT_BYTES_CEILING
         ),

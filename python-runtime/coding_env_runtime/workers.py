@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 from . import cgroups, hygiene, sandbox
 from .handles import Worker, open_check_files, process_traits, worker_traits
-from .options import RuntimeOpts
+from .options import RuntimeOpts, worker_max_memory_mb
 from .wire import WireError, recv_frame
 from .zygote_client import RuntimeFailure, ZygoteClient
 
@@ -154,9 +154,7 @@ class WorkerFactory:
             self.workdir_names.add(f"w{seq}")
         # Each tmpfs fits within the largest memory limit a step may ask for (its pages count
         # toward the worker's memory group too).
-        from .contract import max_memory_mb
-
-        tmp_bytes = min(self.opts.tmp_bytes, max_memory_mb() * 2**20)
+        tmp_bytes = min(self.opts.tmp_bytes, worker_max_memory_mb() * 2**20)
         spec = {
             "workdir": workdir,
             "uid": uid,

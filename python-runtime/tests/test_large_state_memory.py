@@ -11,7 +11,7 @@ import unittest
 from typing import Any
 
 from coding_env_runtime import handler
-from coding_env_runtime.contract import default_memory_mb
+from coding_env_runtime.options import worker_memory_mb
 from tests import test_state_in_s3
 
 #: The largest state an episode keeps is 256 MiB (array plus pickle and envelope): 250 MiB of
@@ -47,7 +47,7 @@ class LargeStateMemoryTest(unittest.TestCase):
         )
 
     def test_a_250_mib_array_restores_and_saves_in_a_default_worker(self) -> None:
-        self.assertEqual(default_memory_mb(), 1024, "run without CODING_ENV_WORKER_MEMORY_MB")
+        self.assertEqual(worker_memory_mb(), 1024, "run without CODING_ENV_WORKER_MEMORY_MB")
         self.assertNotIn("CODING_ENV_WORKER_MEMORY_MB", os.environ)
         first = self.step(
             0,

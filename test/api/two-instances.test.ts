@@ -33,7 +33,9 @@ describe("two API instances", () => {
     // Assess: the state saw every step once; no execution ran that did not commit
     expect(final.observation.stdout).toBe("10");
     expect(final.step_count).toBe(11);
-    const after = await usageAtLeast(baseUrl, before.steps + 11);
+    // Counted, then settled: an execution metered after the eleventh step would still be seen.
+    await usageAtLeast(baseUrl, before.steps + 11);
+    const after = await settledUsage(baseUrl);
     expect(after.steps - before.steps).toBe(11);
     expect(after.executions - before.executions).toBe(11);
   });

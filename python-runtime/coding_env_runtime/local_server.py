@@ -264,7 +264,7 @@ def runtime_opts(args: argparse.Namespace) -> RuntimeOpts:
         scrub_shared_dirs=os.geteuid() == 0,
         idle_workers=args.idle_workers,
         max_warm_workers=args.max_warm_workers,
-        preload=tuple(m.strip() for m in args.preload.split(",") if m.strip()),
+        preload=options.module_list(args.preload),
     )
 
 

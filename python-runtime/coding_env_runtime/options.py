@@ -188,5 +188,10 @@ def opts_from_environment() -> RuntimeOpts:
     if os.environ.get(MAX_WARM_WORKERS_ENV):
         opts.max_warm_workers = int(os.environ[MAX_WARM_WORKERS_ENV])
     if os.environ.get(PRELOAD_ENV):
-        opts.preload = tuple(m.strip() for m in os.environ[PRELOAD_ENV].split(",") if m.strip())
+        opts.preload = module_list(os.environ[PRELOAD_ENV])
     return opts
+
+
+def module_list(text: str) -> tuple[str, ...]:
+    """Comma-separated module names (``CODING_ENV_PRELOAD``, the local server's ``--preload``)."""
+    return tuple(m.strip() for m in text.split(",") if m.strip())

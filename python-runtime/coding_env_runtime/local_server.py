@@ -44,11 +44,6 @@ MAX_REQUEST_BYTES = 6 * 1024 * 1024
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
 
 
-def take_expected_key_id() -> str | None:
-    """Read and remove ``CODING_ENV_LOCAL_ACCESS_KEY_ID`` (never inherited by children)."""
-    return options.take_local_access_key_id()
-
-
 def request_key_id(authorization: str | None) -> str | None:
     """The access key id of a SigV4 ``Authorization`` header, or None."""
     match = _CREDENTIAL.search(authorization or "")
@@ -287,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated modules the zygote imports once (e.g. numpy,pandas)",
     )
     args = parser.parse_args(argv)
-    expected_key_id = take_expected_key_id()  # before the zygote starts
+    expected_key_id = options.take_local_access_key_id()  # before the zygote starts
 
     lambda_handler.get_runtime(runtime_opts(args))
     server = ThreadingHTTPServer((args.host, args.port), _InProcessInvokeHandler)

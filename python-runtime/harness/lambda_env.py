@@ -43,7 +43,7 @@ if __package__ in (None, ""):  # run as a script: make `harness` and `coding_env
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from coding_env_runtime import font_cache, options  # noqa: E402
-from coding_env_runtime.local_server import InvokeApiHandler, InvokeContext, serve, take_expected_key_id  # noqa: E402
+from coding_env_runtime.local_server import InvokeApiHandler, InvokeContext, serve  # noqa: E402
 from harness.environment import Environment, EnvironmentOpts, Outcome  # noqa: E402
 from harness.freezer import Group, create_memory_root, create_root  # noqa: E402
 
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         s3_gateway = parse_s3_gateway(args.s3_gateway) if args.s3_gateway else None
     except (ValueError, OSError) as exc:
         parser.error(str(exc))
-    expected_key_id = take_expected_key_id()
+    expected_key_id = options.take_local_access_key_id()
     # matplotlib's font cache, built where the environments can read but not write it, as the
     # image build does (Dockerfile; coding_env_runtime/font_cache.py). Once per machine.
     font_cache_dir = font_cache.default_dir(args.python)

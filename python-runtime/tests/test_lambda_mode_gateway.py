@@ -117,10 +117,13 @@ class GatewayTest(S3GatewayTestCase):
 
     def test_the_relay_holds_a_bounded_number_of_connections_whatever_user_code_opens(self) -> None:
         # Every connection is opened and held before any is used: past the cap the stand-in
-        # closes them at once, so exactly the cap's worth reach the local S3.
+        # closes the longest idle at once, so exactly the cap's worth reach the local S3. The
+        # pause lets the stand-in accept them all first: a request served (and closed by the
+        # HTTP/1.0 server) before the last accepts would free a slot and let one more through.
         code = f"""
-import socket
+import socket, time
 socks = [socket.create_connection(('127.0.0.1', {self.s3_port()}), timeout=10) for _ in range({GATEWAY_MAX_CONNECTIONS + 40})]
+time.sleep(1.0)
 served = 0
 for s in socks:
     try:

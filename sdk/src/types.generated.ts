@@ -245,7 +245,7 @@ export interface ResetRequest {
   policy?: "openenv" | "full" | null;
   /** Module names added to the import allow-list (at most 256). (maxItems: 256) */
   additional_imports?: string[] | null;
-  /** The episode's per-step time limit in seconds; default and maximum are the deployment's (422 above it). (exclusiveMinimum: 0) */
+  /** The episode's per-step time limit in seconds, at least 0.001 (limits count whole milliseconds); default and maximum are the deployment's (422 above it). (minimum: 0.001) */
   step_timeout_s?: number | null;
   /** Idle seconds before the episode expires; default 86400, at most the deployment's maximum (30 days). (exclusiveMinimum: 0) */
   ttl_s?: number | null;
@@ -296,7 +296,7 @@ export interface StepInfo {
 /** A step: OpenEnv's StepRequest. Unknown top-level members are ignored. */
 export interface StepRequest {
   action: CodeAction;
-  /** This step's time limit in seconds, capped at the episode's `step_timeout_s`. (exclusiveMinimum: 0) */
+  /** This step's time limit in seconds, at least 0.001, capped at the episode's `step_timeout_s`. (minimum: 0.001) */
   timeout_s?: number | null;
   /** Idempotency key: a step with the request id of one of the episode's last 16 steps returns that step's response (Idempotent-Replayed: true) without running again. (minLength: 1, maxLength: 255) */
   request_id?: string | null;

@@ -36,6 +36,12 @@ export const EpisodeParamsSchema = z.object({
     .describe("The episode id (1..255 characters of [A-Za-z0-9._:-])."),
 });
 
+/**
+ * Smallest time limit (s): limits count whole milliseconds, and a smaller number (5e-324, say)
+ * would not even be storable (DynamoDB numbers go down to 1e-130).
+ */
+const MIN_TIMEOUT_S = 0.001;
+
 export const ResetRequestSchema = z
   .object({
     seed: z
@@ -62,10 +68,10 @@ export const ResetRequestSchema = z
       .describe("Module names added to the import allow-list (at most 256)."),
     step_timeout_s: z
       .number()
-      .positive()
+      .min(MIN_TIMEOUT_S)
       .nullish()
       .describe(
-        "The episode's per-step time limit in seconds; default and maximum are the deployment's (422 above it).",
+        "The episode's per-step time limit in seconds, at least 0.001 (limits count whole milliseconds); default and maximum are the deployment's (422 above it).",
       ),
     ttl_s: z
       .number()
@@ -93,9 +99,9 @@ export const CodeActionSchema = z
 
 const StepTimeoutSchema = z
   .number()
-  .positive()
+  .min(MIN_TIMEOUT_S)
   .nullish()
-  .describe("This step's time limit in seconds, capped at the episode's `step_timeout_s`.");
+  .describe("This step's time limit in seconds, at least 0.001, capped at the episode's `step_timeout_s`.");
 const RequestIdSchema = z
   .string()
   .min(1)

@@ -1,11 +1,13 @@
-// AWS entry: API Gateway HTTP API (payload v2) -> Hono. Clients are built once per container from
-// environment variables (docs/LOCAL-STACK.md) and reused across invocations.
+// AWS entry: API Gateway HTTP API (payload v2) and the function's own function URL (the same
+// format) -> Hono. Clients are built once per container from environment variables
+// (docs/LOCAL-STACK.md) and reused across invocations.
 import { Logger } from "@aws-lambda-powertools/logger";
 import { handle } from "hono/aws-lambda";
 import { createApp } from "./app.js";
 import { API_ENV, configFromEnv } from "./config.js";
 import { buildDeps } from "./deps.js";
-import { fitStepBody } from "./http/fit-step-body.js";
+import { functionUrlAccessFields, type HttpEventContext, isFunctionUrlEvent } from "./function-url.js";
+import { fitLambdaResult, isContentTypeBinary } from "./http/fit-lambda-result.js";
 import { webAssets } from "./web-assets.js";
 
 const config = configFromEnv({ [API_ENV.auth]: "on", ...process.env });
@@ -22,57 +24,25 @@ const logger = new Logger({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? 
 
 export const app = createApp({ ...deps, webAssets, logger });
 
-/** Largest response a Lambda function may return (6 MB), less room for what the runtime adds. */
-export const LAMBDA_RESPONSE_LIMIT_BYTES = 6 * 1024 * 1024 - 16 * 1024;
-
-interface LambdaResult {
-  statusCode: number;
-  body: string;
-  headers?: Record<string, unknown>;
-  isBase64Encoded?: boolean;
-}
+// The JSON Lines export is text (hono would send it base64-encoded, a third larger).
+const honoHandler = handle(app, { isContentTypeBinary });
 
 /**
- * The result within Lambda's response limit, as its JSON envelope counts it (the body is a string
- * in it, so its quotes and backslashes are escaped once more): a step's answer over it gives way in
- * its long strings (http/fit-step-body.ts; the step is stored whole); any other answer over it,
- * which the API's own bounds should make impossible, becomes a 500 in the one error shape.
+ * One invocation: the app's answer, fitted to Lambda's response limit. A request that came through
+ * the function URL gets the access line API Gateway's stage writes for the HTTP API (function-url.ts),
+ * at INFO, so `LOG_LEVEL` WARN turns it off as it does the API's own request lines.
  */
-export function fitLambdaResult<R extends LambdaResult>(result: R): R {
-  const bodySize = (text: string) => Buffer.byteLength(JSON.stringify(text), "utf8") - 2;
-  if (result.isBase64Encoded) return result;
-  const overhead = Buffer.byteLength(JSON.stringify({ ...result, body: "" }), "utf8");
-  // A character costs at most 6 bytes in the envelope (`\u0001`): a usual answer is measured by its
-  // length alone, so only one that could pass the limit is serialized once more to count its bytes.
-  const room = LAMBDA_RESPONSE_LIMIT_BYTES - overhead;
-  if (6 * result.body.length <= room || bodySize(result.body) <= room) return result;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(result.body);
-  } catch {
-    parsed = undefined;
-  }
-  const headers = { ...result.headers };
-  delete headers["content-length"];
-  const fitted = fitStepBody(
-    parsed,
-    (data) => data,
-    LAMBDA_RESPONSE_LIMIT_BYTES - overhead,
-    bodySize,
-    "lambda_response_limit",
-  );
-  if (fitted !== undefined) return { ...result, headers, body: fitted } as R;
-  logger.error("response over Lambda's limit", { statusCode: result.statusCode });
-  return {
-    ...result,
-    statusCode: 500,
-    headers: { ...headers, "content-type": "application/json" },
-    body: JSON.stringify({ error: { code: "internal_error", message: "Internal error." } }),
-  } as R;
-}
-
-const honoHandler = handle(app);
 export const handler = async (
   event: Parameters<typeof honoHandler>[0],
   context?: Parameters<typeof honoHandler>[1],
-) => fitLambdaResult(await honoHandler(event, context));
+) => {
+  const startMs = performance.now();
+  const result = fitLambdaResult(await honoHandler(event, context), (refused) =>
+    logger.error("response over Lambda's limit", { ...refused }),
+  );
+  const http = event as HttpEventContext;
+  if (isFunctionUrlEvent(http)) {
+    logger.info("access", { ...functionUrlAccessFields(http, result, performance.now() - startMs) });
+  }
+  return result;
+};

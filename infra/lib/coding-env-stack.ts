@@ -39,6 +39,12 @@ export class CodingEnvStack extends Stack {
       value: env.apiUrl,
       description: "The HTTP API without CloudFront (HTTP only, no /ws)",
     });
+    if (env.apiFunctionUrl) {
+      new CfnOutput(this, "ApiFunctionUrl", {
+        value: env.apiFunctionUrl.url,
+        description: "The API function's own URL, the cheapest for SDK clients (HTTP only, no /ws)",
+      });
+    }
     new CfnOutput(this, "TableName", {
       value: env.table.tableName,
       description: "DynamoDB table (for `npm run keys`)",

@@ -6,7 +6,7 @@ import type * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
 import * as dynamodb from "aws-cdk-lib/aws-dynamodb";
 import type * as ec2 from "aws-cdk-lib/aws-ec2";
 import * as iam from "aws-cdk-lib/aws-iam";
-import type * as lambda from "aws-cdk-lib/aws-lambda";
+import * as lambda from "aws-cdk-lib/aws-lambda";
 import * as nodejs from "aws-cdk-lib/aws-lambda-nodejs";
 import * as logs from "aws-cdk-lib/aws-logs";
 import type * as s3 from "aws-cdk-lib/aws-s3";
@@ -33,6 +33,7 @@ export {
   type ApiThrottleOpts,
   type CodingEnvironmentProps,
   CodingEnvironmentPropsError,
+  DEFAULT_API_RESERVED_CONCURRENCY,
   type DefaultQuotasOpts,
 } from "./props.js";
 
@@ -53,6 +54,11 @@ export class CodingEnvironment extends Construct {
   readonly table: dynamodb.Table;
   /** The TypeScript API Lambda (Hono). */
   readonly apiFunction: nodejs.NodejsFunction;
+  /**
+   * The API function's own URL (auth type NONE, buffered): the HTTP API without API Gateway, for
+   * SDK clients; `undefined` when `apiFunctionUrl` is off.
+   */
+  readonly apiFunctionUrl?: lambda.FunctionUrl;
   /** The Python executor Lambda (container image, tenant isolation). */
   readonly executorFunction: lambda.DockerImageFunction;
   /** The table's stream consumer that rolls step records up into usage. */
@@ -95,6 +101,8 @@ export class CodingEnvironment extends Construct {
     const {
       executorMemoryMb,
       apiMemoryMb,
+      apiFunctionUrl,
+      apiReservedConcurrency,
       maxStep,
       defaultStep,
       rateLimit,
@@ -201,11 +209,27 @@ export class CodingEnvironment extends Construct {
       description: "coding-env HTTP API (Hono)",
       memorySize: apiMemoryMb,
       timeout: Duration.seconds(API_FUNCTION_TIMEOUT_S),
+      // Caps both doors; the function URL has no other throttle (props.ts, apiReservedConcurrency).
+      ...(apiReservedConcurrency !== undefined
+        ? { reservedConcurrentExecutions: apiReservedConcurrency }
+        : {}),
       role: apiRole,
       logGroup: apiLogGroup,
       ...loggingOptions(logLevel),
       environment: apiEnvironment,
     });
+
+    // The cheapest door for SDK clients: no API Gateway item per request. Auth NONE because the API
+    // checks its own keys (as behind the HTTP API, which has no authorizer either); no CORS config,
+    // because the API answers CORS itself (browser-guards.ts) and Lambda's would replace its
+    // headers; buffered, so Lambda's 6 MB response limit and fitLambdaResult hold as behind API
+    // Gateway. The API's own deadline (27 s) ends a request before the function's 28 s timeout.
+    if (apiFunctionUrl) {
+      this.apiFunctionUrl = this.apiFunction.addFunctionUrl({
+        authType: lambda.FunctionUrlAuthType.NONE,
+        invokeMode: lambda.InvokeMode.BUFFERED,
+      });
+    }
 
     // ---- Usage roll-up from the table's stream -------------------------------------------------
     this.usageAggregator = new UsageAggregator(this, "UsageAggregator", {
@@ -282,6 +306,10 @@ export class CodingEnvironment extends Construct {
     // ---- Metrics, alarms, dashboard ----------------------------------------------------------
     const monitoring = createMonitoring(this, {
       httpApi: this.httpApi,
+      apiFunction: this.apiFunction,
+      apiLogGroup,
+      apiFunctionUrl,
+      apiReservedConcurrency: apiReservedConcurrency !== undefined,
       webSocketApi: this.webSocket.api,
       webSocketFunction: this.webSocket.fn,
       accessLogGroup,

@@ -24,6 +24,10 @@ export const CONTEXT_KEYS = {
   defaultStepTimeoutSeconds: "per-step timeout when a request asks none (default 20)",
   maxStepTimeoutSeconds: "largest per-step timeout, at most 20 (default 20)",
   apiMemoryMb: "API function memory in MB (default 512)",
+  apiFunctionUrl:
+    "false removes the API function's function URL, the cheapest door for SDK clients (default true)",
+  apiReservedConcurrency:
+    "API function reserved concurrency, the function URL's throttle (default 100 with the function URL, none without)",
   authRequired: "false turns API keys off (default true)",
   allowedOrigins: "comma-separated origins whose pages may call the API cross-origin (default none)",
   apiRateLimit: "HTTP API steady requests per second (default 50)",
@@ -174,6 +178,8 @@ export function readAppConfig(scope: Construct): AppConfig {
     defaultStepTimeoutSeconds: num("defaultStepTimeoutSeconds"),
     maxStepTimeoutSeconds: num("maxStepTimeoutSeconds"),
     apiMemoryMb: num("apiMemoryMb"),
+    apiFunctionUrl: bool("apiFunctionUrl"),
+    apiReservedConcurrency: num("apiReservedConcurrency"),
     authRequired: bool("authRequired"),
     allowedOrigins: list("allowedOrigins"),
     apiThrottle: rateLimit === undefined && burstLimit === undefined ? undefined : { rateLimit, burstLimit },

@@ -1,5 +1,6 @@
 // Metrics, alarms and the dashboard of the stack. Step latency and count come from the HTTP API's
-// access log (end-to-end as the client sees it), so they do not depend on the API's own log format.
+// access log (end-to-end as the client sees it) and, for the function URL, from the access line the
+// API writes in its own log with the same fields (functions/src/function-url.ts).
 import { Duration, Stack } from "aws-cdk-lib";
 import type * as apigwv2 from "aws-cdk-lib/aws-apigatewayv2";
 import * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
@@ -12,6 +13,13 @@ import type { Construct } from "constructs";
 
 export interface MonitoringOpts {
   readonly httpApi: apigwv2.HttpApi;
+  /** The API function and its log group: its function URL's metrics and access lines. */
+  readonly apiFunction: lambda.IFunction;
+  readonly apiLogGroup: logs.ILogGroup;
+  /** Whether the API function has a function URL (a second door to count). */
+  readonly apiFunctionUrl: boolean;
+  /** Whether the API function has a reserved concurrency (its throttles then get an alarm). */
+  readonly apiReservedConcurrency: boolean;
   readonly webSocketApi: apigwv2.WebSocketApi;
   readonly webSocketFunction: lambda.IFunction;
   readonly accessLogGroup: logs.ILogGroup;
@@ -30,10 +38,11 @@ export interface Monitoring {
 /** Creates the metric filters, alarms and dashboard in `scope` (ids kept from the first version). */
 export function createMonitoring(scope: Construct, opts: MonitoringOpts): Monitoring {
   const metricNamespace = `CodingEnv/${Stack.of(scope).stackName}`;
-  const stepFilter = logs.FilterPattern.all(
+  const isStep = [
     logs.FilterPattern.stringValue("$.method", "=", "POST"),
     logs.FilterPattern.stringValue("$.path", "=", "/step"),
-  );
+  ];
+  const stepFilter = logs.FilterPattern.all(...isStep);
   new logs.MetricFilter(scope, "StepLatencyFilter", {
     logGroup: opts.accessLogGroup,
     filterPattern: stepFilter,
@@ -50,6 +59,29 @@ export function createMonitoring(scope: Construct, opts: MonitoringOpts): Monito
     metricValue: "1",
     unit: cloudwatch.Unit.COUNT,
   });
+  if (opts.apiFunctionUrl) {
+    // The same metrics from the function URL's access lines (only those carry `message: access`).
+    const urlStepFilter = logs.FilterPattern.all(
+      logs.FilterPattern.stringValue("$.message", "=", "access"),
+      ...isStep,
+    );
+    new logs.MetricFilter(scope, "FunctionUrlStepLatencyFilter", {
+      logGroup: opts.apiLogGroup,
+      filterPattern: urlStepFilter,
+      metricNamespace,
+      metricName: "StepLatency",
+      metricValue: "$.latencyMs",
+      unit: cloudwatch.Unit.MILLISECONDS,
+    });
+    new logs.MetricFilter(scope, "FunctionUrlStepCountFilter", {
+      logGroup: opts.apiLogGroup,
+      filterPattern: urlStepFilter,
+      metricNamespace,
+      metricName: "Steps",
+      metricValue: "1",
+      unit: cloudwatch.Unit.COUNT,
+    });
+  }
   const stepLatency = (stat: string) =>
     new cloudwatch.Metric({
       namespace: metricNamespace,
@@ -80,12 +112,35 @@ export function createMonitoring(scope: Construct, opts: MonitoringOpts): Monito
     statistic: "Sum",
     period: Duration.minutes(5),
   });
-  const api5xxRate = new cloudwatch.MathExpression({
-    expression: "IF(requests > 0, 100 * errors / requests, 0)",
-    usingMetrics: { errors: serverErrors, requests },
-    label: "API 5xx rate (%)",
-    period: Duration.minutes(5),
-  });
+  // Lambda's own metrics of the function URL (dimension FunctionName: every URL of the function).
+  const functionUrlMetric = (metricName: string) =>
+    new cloudwatch.Metric({
+      namespace: "AWS/Lambda",
+      metricName,
+      dimensionsMap: { FunctionName: opts.apiFunction.functionName },
+      statistic: "Sum",
+      period: Duration.minutes(5),
+    });
+  // Both doors together; FILL because a door without traffic in a period has no data point.
+  const api5xxRate = opts.apiFunctionUrl
+    ? new cloudwatch.MathExpression({
+        expression:
+          "IF(FILL(requests, 0) + FILL(urlRequests, 0) > 0, 100 * (FILL(errors, 0) + FILL(urlErrors, 0)) / (FILL(requests, 0) + FILL(urlRequests, 0)), 0)",
+        usingMetrics: {
+          errors: serverErrors,
+          requests,
+          urlErrors: functionUrlMetric("Url5xxCount"),
+          urlRequests: functionUrlMetric("UrlRequestCount"),
+        },
+        label: "API 5xx rate (%), HTTP API and function URL",
+        period: Duration.minutes(5),
+      })
+    : new cloudwatch.MathExpression({
+        expression: "IF(requests > 0, 100 * errors / requests, 0)",
+        usingMetrics: { errors: serverErrors, requests },
+        label: "API 5xx rate (%)",
+        period: Duration.minutes(5),
+      });
   const webSocketMetric = (metricName: string) =>
     new cloudwatch.Metric({
       namespace: "AWS/ApiGateway",
@@ -125,6 +180,18 @@ export function createMonitoring(scope: Construct, opts: MonitoringOpts): Monito
       metric: opts.executor.metricThrottles({ period: Duration.minutes(5), statistic: "Sum" }),
       ...atLeastOne,
     }),
+    // The API's reserved concurrency is the function URL's throttle: reached means a flood, or a
+    // reservation too small for the load (raise apiReservedConcurrency).
+    ...(opts.apiReservedConcurrency
+      ? [
+          new cloudwatch.Alarm(scope, "ApiThrottlesAlarm", {
+            alarmDescription:
+              "The API function was throttled: its reserved concurrency (the function URL's only throttle) was reached",
+            metric: opts.apiFunction.metricThrottles({ period: Duration.minutes(5), statistic: "Sum" }),
+            ...atLeastOne,
+          }),
+        ]
+      : []),
     // A batch of the table's stream that failed every retry: its steps are not in the usage totals
     // until it is replayed (the stream keeps records 24 hours).
     new cloudwatch.Alarm(scope, "UsageDeadLettersAlarm", {
@@ -174,6 +241,25 @@ export function createMonitoring(scope: Construct, opts: MonitoringOpts): Monito
         new cloudwatch.GraphWidget({ title: "API 5xx rate (%)", left: [api5xxRate], width: 12 }),
         new cloudwatch.AlarmStatusWidget({ title: "Alarms", alarms, width: 12 }),
       ],
+      ...(opts.apiFunctionUrl
+        ? [
+            [
+              new cloudwatch.GraphWidget({
+                title: "Function URL: requests, 4xx, 5xx; API throttles and concurrency",
+                left: [
+                  functionUrlMetric("UrlRequestCount"),
+                  functionUrlMetric("Url4xxCount"),
+                  functionUrlMetric("Url5xxCount"),
+                ],
+                right: [
+                  opts.apiFunction.metricThrottles(),
+                  opts.apiFunction.metric("ConcurrentExecutions", { statistic: "Maximum" }),
+                ],
+                width: 24,
+              }),
+            ],
+          ]
+        : []),
       [
         new cloudwatch.GraphWidget({
           title: "WebSocket API: messages, connections, integration errors",

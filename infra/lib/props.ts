@@ -94,6 +94,27 @@ export interface CodingEnvironmentProps {
    */
   readonly apiMemoryMb?: number;
   /**
+   * A Lambda function URL on the API function (auth type NONE: the API checks its own API keys;
+   * buffered responses), beside the HTTP API: the cheapest door for SDK clients (no API Gateway
+   * charge per request). It has no stage throttling, so the API function then always has a
+   * reserved concurrency ({@link apiReservedConcurrency}). HTTP only: `/ws` stays on the base URL.
+   * docs/DEPLOY.md, "Two doors for HTTP".
+   * @default true
+   */
+  readonly apiFunctionUrl?: boolean;
+  /**
+   * Reserved concurrency of the API function: caps the API invocations running at once through
+   * both doors, and with them the rate (Lambda serves at most 10 requests per second per unit of a
+   * function's concurrency) and spend of the function URL, which has no throttling of its own.
+   * Every step holds an API invocation while its executor runs, so keep it above
+   * `executorReservedConcurrency`. Reserving fails in an account whose concurrency quota is too
+   * small (new accounts have 10 and Lambda keeps 10 unreserved): raise the quota, or turn
+   * `apiFunctionUrl` off.
+   * @default - with `apiFunctionUrl`: 100, or `executorReservedConcurrency` + 50 when that is larger;
+   * without it: no reservation (the HTTP API's stage throttling bounds the API)
+   */
+  readonly apiReservedConcurrency?: number;
+  /**
    * Require API keys (`CODING_ENV_AUTH=on`). Turn off only for a private test deployment.
    * @default true
    */
@@ -171,6 +192,13 @@ export interface CodingEnvironmentProps {
   readonly executorImageDirectory?: string;
 }
 
+/**
+ * The API function's reserved concurrency when its function URL is on and none is given: 100
+ * invocations at once hold the HTTP API's default stage rate (50 requests/s) for answers averaging
+ * up to 2 s, and bound the function URL to 1,000 requests/s.
+ */
+export const DEFAULT_API_RESERVED_CONCURRENCY = 100;
+
 /** A prop of {@link CodingEnvironment} that cannot work in AWS; the message names the construct and the prop. */
 export class CodingEnvironmentPropsError extends Error {
   constructor(message: string) {
@@ -226,6 +254,9 @@ function requireZones(scope: Construct, zones: readonly string[]): string[] {
 export interface ResolvedProps {
   readonly executorMemoryMb: number;
   readonly apiMemoryMb: number;
+  readonly apiFunctionUrl: boolean;
+  /** The API function's reserved concurrency, `undefined` for none. */
+  readonly apiReservedConcurrency: number | undefined;
   readonly maxStep: number;
   readonly defaultStep: number;
   readonly rateLimit: number;
@@ -266,6 +297,19 @@ export function resolveProps(scope: Construct, props: CodingEnvironmentProps): R
   if (props.executorReservedConcurrency !== undefined) {
     requireInteger(scope, "executorReservedConcurrency", props.executorReservedConcurrency, 1, 100_000);
   }
+  const apiFunctionUrl = props.apiFunctionUrl ?? true;
+  if (typeof apiFunctionUrl !== "boolean") {
+    throw new CodingEnvironmentPropsError(
+      `${scope.node.path}: apiFunctionUrl must be true or false, got ${JSON.stringify(apiFunctionUrl)}`,
+    );
+  }
+  // The function URL's only throttle: with it on there is always a reservation.
+  const apiReservedConcurrency =
+    props.apiReservedConcurrency !== undefined
+      ? requireInteger(scope, "apiReservedConcurrency", props.apiReservedConcurrency, 1, 100_000)
+      : apiFunctionUrl
+        ? Math.max(DEFAULT_API_RESERVED_CONCURRENCY, (props.executorReservedConcurrency ?? 0) + 50)
+        : undefined;
   if (
     props.tenantConcurrencyLimit !== undefined &&
     !["contended", "always", "off"].includes(props.tenantConcurrencyLimit)
@@ -330,6 +374,8 @@ export function resolveProps(scope: Construct, props: CodingEnvironmentProps): R
   return {
     executorMemoryMb,
     apiMemoryMb,
+    apiFunctionUrl,
+    apiReservedConcurrency,
     maxStep,
     defaultStep,
     rateLimit,

@@ -327,9 +327,9 @@ describe("default deployment", () => {
     for (const [, group] of groups) expect(group.Properties?.RetentionInDays).toBe(30);
   });
 
-  it("alarms on API 5xx rate, executor errors, executor throttles and usage dead letters", () => {
+  it("alarms on API 5xx rate, executor errors, executor and API throttles and usage dead letters", () => {
     const alarms = resourcesOfType(s.json, "AWS::CloudWatch::Alarm").map(([, a]) => a.Properties ?? {});
-    expect(alarms).toHaveLength(4);
+    expect(alarms).toHaveLength(5);
     const rate = alarms.find((a) => Array.isArray(a.Metrics));
     expect(JSON.stringify(rate?.Metrics)).toMatch(
       /"MetricName":"5xx".*"MetricName":"Count"|"MetricName":"Count".*"MetricName":"5xx"/,
@@ -340,11 +340,11 @@ describe("default deployment", () => {
         .map((a) => a.MetricName)
         .filter(Boolean)
         .sort(),
-    ).toEqual(["ApproximateNumberOfMessagesVisible", "Errors", "Throttles"]);
+    ).toEqual(["ApproximateNumberOfMessagesVisible", "Errors", "Throttles", "Throttles"]);
     for (const a of alarms) expect(a.TreatMissingData).toBe("notBreaching");
   });
 
-  it("has a dashboard with step latency, step count and executor duration, fed by access-log metric filters", () => {
+  it("has a dashboard with step latency, step count and executor duration, fed by access-log metric filters (the HTTP API's and the function URL's)", () => {
     const [, dashboard] = onlyResource(s.json, "AWS::CloudWatch::Dashboard");
     const body = JSON.stringify(dashboard.Properties?.DashboardBody);
     for (const metric of ["StepLatency", "Steps", "Duration", "MessageCount", "IteratorAge"])
@@ -352,8 +352,13 @@ describe("default deployment", () => {
     const filters = resourcesOfType(s.json, "AWS::Logs::MetricFilter").map(([, f]) => f.Properties ?? {});
     expect(
       filters.map((f) => (f.MetricTransformations as { MetricName: string }[])[0]?.MetricName).sort(),
-    ).toEqual(["StepLatency", "Steps"]);
-    for (const f of filters) expect(f.FilterPattern).toBe('{ ($.method = "POST") && ($.path = "/step") }');
+    ).toEqual(["StepLatency", "StepLatency", "Steps", "Steps"]);
+    expect(filters.map((f) => f.FilterPattern).sort()).toEqual([
+      '{ ($.message = "access") && ($.method = "POST") && ($.path = "/step") }',
+      '{ ($.message = "access") && ($.method = "POST") && ($.path = "/step") }',
+      '{ ($.method = "POST") && ($.path = "/step") }',
+      '{ ($.method = "POST") && ($.path = "/step") }',
+    ]);
   });
 
   it("outputs the one base URL (the distribution), its /ws and /web, and the HTTP API's own URL", () => {
@@ -471,7 +476,7 @@ describe("configuration through context (-c coding-env:KEY=VALUE)", () => {
     const arn = "arn:aws:sns:us-east-1:123456789012:ops-alerts";
     const { json } = synth({ context: { alarmTopicArn: arn, stackName: "CodingEnvStaging" } });
     const alarms = resourcesOfType(json, "AWS::CloudWatch::Alarm");
-    expect(alarms).toHaveLength(4);
+    expect(alarms).toHaveLength(5);
     for (const [, alarm] of alarms) {
       expect(alarm.Properties?.AlarmActions).toEqual([arn]);
       expect(alarm.Properties?.OKActions).toEqual([arn]);

@@ -32,7 +32,7 @@ function refusal(input: Record<string, unknown>): string {
 }
 
 describe("dynalite expression memo", () => {
-  it("parses a repeated expression once, and never for other values", () => {
+  it("parses an expression once per value types, and again for other BETWEEN bounds", () => {
     let calls = 0;
     const parser = require("dynalite/db/conditionParser") as { parse: Parse };
     // The memo over a counting wrapper of the parser the front has memoised (a hit there is a call here).
@@ -40,18 +40,37 @@ describe("dynalite expression memo", () => {
       calls++;
       return parser.parse(input, options);
     });
-    const context = () => ({
+    const context = (vals: Record<string, unknown> = values) => ({
       isReserved: () => false,
-      attrVals: { ...values },
-      unusedAttrVals: { ":pk": true, ":lo": true, ":hi": true },
+      compare: (require("dynalite/db") as { compare: unknown }).compare,
+      attrVals: { ...vals },
+      unusedAttrVals: Object.fromEntries(Object.keys(vals).map((k) => [k, true])),
     });
     const a = parse("pk = :pk", { context: context() });
     const b = parse("pk = :pk", { context: context() });
     expect(calls).toBe(1);
     expect(b).toEqual(a);
     expect(b).not.toBe(a);
-    parse("pk = :pk", { context: { ...context(), attrVals: { ...values, ":pk": { S: "E#2" } } } });
+    // Another value of the same type: the same tree, holding the request's own value object.
+    const other = context({ ...values, ":pk": { S: "E#2" } });
+    const c = parse("pk = :pk", { context: other }) as { expression: { args: unknown[] } };
+    expect(calls).toBe(1);
+    expect(c.expression.args[1]).toBe(other.attrVals[":pk"]);
+    expect(c).toEqual(parser.parse("pk = :pk", { context: context({ ...values, ":pk": { S: "E#2" } }) }));
+    // Another type: parsed again (begins_with refuses a number, which a cached tree would hide).
+    parse("begins_with(sk, :pk)", { context: context() });
     expect(calls).toBe(2);
+    const refused = parse("begins_with(sk, :pk)", { context: context({ ...values, ":pk": { N: "1" } }) });
+    expect(calls).toBe(3);
+    expect(refused).toContain("Incorrect operand type");
+    // BETWEEN reads its bounds: other bounds are parsed again (out of order is refused).
+    const between = "sk BETWEEN :lo AND :hi";
+    parse(between, { context: context() });
+    parse(between, { context: context({ ...values, ":pk": { S: "E#3" } }) });
+    expect(calls).toBe(4);
+    const reversed = parse(between, { context: context({ ...values, ":lo": { S: "Z" } }) });
+    expect(calls).toBe(5);
+    expect(reversed).toContain("upper bound to be greater than or equal to lower bound");
   });
 
   it("hands each request its own tree: dynalite rewriting one leaves the next intact", () => {

@@ -2,6 +2,9 @@
 // with either key scheme, every error status in the one error shape, fields that say what they are,
 // and examples that succeed when tried against the real stack.
 import { describe, expect, inject, it } from "vitest";
+import { createApp } from "../../functions/src/app.js";
+import { configFromEnv } from "../../functions/src/config.js";
+import { isPublicRequest } from "../../functions/src/http/middleware.js";
 import { call } from "../helpers/api.js";
 import { undescribedFields } from "../helpers/openapi.js";
 
@@ -24,16 +27,44 @@ async function openApi(): Promise<OpenApiDoc> {
   return r.body;
 }
 
-const PUBLIC = new Set(["/health", "/schema", "/metadata"]);
-const OURS = [
-  "/reset",
-  "/step",
-  "/state",
-  "/episodes/{id}",
-  "/episodes/{id}/history",
-  "/episodes/{id}/fork",
-  "/usage",
-];
+/**
+ * Every route the API serves, as `METHOD /openapi/{path}`, read from the app itself (not a list in
+ * this file), so a route added later is checked without anyone remembering to name it here.
+ */
+function servedRoutes(): { method: string; path: string }[] {
+  const app = createApp({
+    config: configFromEnv({}),
+    episodes: {} as never, // no request is made: only the routes are read
+    upgradeWebSocket: (() => () => undefined) as never,
+    webAssets: { "/web": { contentType: "text/html", body: "" } },
+  });
+  const routes = new Map<string, { method: string; path: string }>();
+  for (const r of app.routes) {
+    if (r.method === "ALL") continue; // middleware and the 405 fallbacks
+    const path = r.path.replace(/:(\w+)(\{[^}]*\})?/g, "{$1}");
+    routes.set(`${r.method} ${path}`, { method: r.method, path });
+  }
+  return [...routes.values()];
+}
+
+/** Served but not operations of the API: pages, the document itself, and OpenEnv's WebSocket. */
+const NOT_OPERATIONS = new Set([
+  "GET /",
+  "GET /docs",
+  "GET /openapi.json",
+  "GET /web",
+  "GET /web/",
+  "GET /ws",
+]);
+const keyRoutes = servedRoutes().filter(
+  (r) => !NOT_OPERATIONS.has(`${r.method} ${r.path}`) && !isPublicRequest(r.method, r.path),
+);
+const publicRoutes = servedRoutes().filter(
+  (r) => !NOT_OPERATIONS.has(`${r.method} ${r.path}`) && isPublicRequest(r.method, r.path),
+);
+function operation(doc: OpenApiDoc, route: { method: string; path: string }): Operation | undefined {
+  return doc.paths[route.path]?.[route.method.toLowerCase()];
+}
 
 describe("OpenAPI document", () => {
   it("has Bearer and X-API-Key security schemes; key routes accept either, public routes none", async () => {
@@ -42,12 +73,16 @@ describe("OpenAPI document", () => {
       bearerAuth: { type: "http", scheme: "bearer" },
       apiKeyHeader: { type: "apiKey", in: "header", name: "X-API-Key" },
     });
-    for (const path of OURS) {
-      for (const op of Object.values(doc.paths[path] ?? {})) {
-        expect(op.security, path).toEqual([{ bearerAuth: [] }, { apiKeyHeader: [] }]);
-      }
+    expect(keyRoutes.map((r) => `${r.method} ${r.path}`)).toEqual(
+      expect.arrayContaining(["POST /step", "GET /episodes", "GET /episodes/{id}/files"]),
+    );
+    for (const route of keyRoutes) {
+      const where = `${route.method} ${route.path}`;
+      expect(operation(doc, route), where).toBeDefined();
+      expect(operation(doc, route)?.security, where).toEqual([{ bearerAuth: [] }, { apiKeyHeader: [] }]);
     }
-    for (const path of PUBLIC) expect(doc.paths[path]?.get?.security, path).toEqual([]);
+    expect(publicRoutes.length).toBeGreaterThanOrEqual(3);
+    for (const route of publicRoutes) expect(operation(doc, route)?.security, route.path).toEqual([]);
   });
 
   it("documents every error status, each with the one error shape", async () => {
@@ -70,12 +105,10 @@ describe("OpenAPI document", () => {
         "504",
       ]),
     );
-    for (const path of OURS) {
-      for (const op of Object.values(doc.paths[path] ?? {})) {
-        expect(Object.keys(op.responses), path).toEqual(
-          expect.arrayContaining(["401", "403", "421", "429", "500"]),
-        );
-      }
+    for (const route of keyRoutes) {
+      expect(Object.keys(operation(doc, route)?.responses ?? {}), `${route.method} ${route.path}`).toEqual(
+        expect.arrayContaining(["401", "403", "421", "429", "500"]),
+      );
     }
     for (const [path, ops] of Object.entries(doc.paths)) {
       for (const op of Object.values(ops)) {

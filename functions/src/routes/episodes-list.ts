@@ -1,10 +1,11 @@
 // `GET /episodes`: one page of the calling tenant's live episodes, so a person (the /web page) or a
 // script can see what holds its active-episode quota and delete what it no longer needs.
 // Auth and tenant scoping come from the app's middleware (`tenantId`), as for every episode route.
-import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import type { EpisodeService } from "../core/episodes.js";
-import { ValidationError } from "../core/errors.js";
+import { errorResponses, jsonContent, KEY_REQUIRED, newRouteApp } from "../http/openapi.js";
 import { EpisodesListSchema } from "../http/schemas.js";
+import type { AppEnv } from "../http/types.js";
 
 /** Page size of `GET /episodes`. */
 export const EPISODES_LIST_DEFAULT_LIMIT = 20;
@@ -33,29 +34,17 @@ const listRoute = createRoute({
   description:
     "Episodes that hold a slot of the active-episode quota. A page may hold fewer than `limit` episodes " +
     "when some listed ones have just expired; keep following `next_cursor` until it is null.",
+  security: KEY_REQUIRED,
   request: { query: EpisodesListQuerySchema },
   responses: {
-    200: { content: { "application/json": { schema: EpisodesListSchema } }, description: "One page." },
+    200: jsonContent(EpisodesListSchema, "One page."),
+    ...errorResponses({ extra: [422] }),
   },
 });
 
-type Env = { Variables: { tenantId: string } };
-
 /** The sub-app; mount it with `app.route("/", episodesListRoutes(episodes))` after the auth middleware. */
-export function episodesListRoutes(episodes: EpisodeService): OpenAPIHono<Env> {
-  const app = new OpenAPIHono<Env>({
-    defaultHook: (result) => {
-      if (!result.success) {
-        throw new ValidationError(
-          result.error.issues.map((i) => ({
-            loc: ["query", ...i.path.map((p) => (typeof p === "number" ? p : String(p)))],
-            msg: i.message,
-            type: i.code,
-          })),
-        );
-      }
-    },
-  });
+export function episodesListRoutes(episodes: EpisodeService): OpenAPIHono<AppEnv> {
+  const app = newRouteApp();
   app.openapi(listRoute, async (c) => {
     const { limit, cursor } = c.req.valid("query");
     const page = await episodes.list(c.get("tenantId"), {

@@ -62,6 +62,13 @@ const keyRoutes = servedRoutes().filter(
 const publicRoutes = servedRoutes().filter(
   (r) => !NOT_OPERATIONS.has(`${r.method} ${r.path}`) && isPublicRequest(r.method, r.path),
 );
+/** The routes that call the executor (a step, or the episode's files read or written through it). */
+const EXECUTOR_ROUTES = [
+  "POST /step",
+  "GET /episodes/{id}/files",
+  "GET /episodes/{id}/files/{path}",
+  "PUT /episodes/{id}/files/{path}",
+];
 function operation(doc: OpenApiDoc, route: { method: string; path: string }): Operation | undefined {
   return doc.paths[route.path]?.[route.method.toLowerCase()];
 }
@@ -108,6 +115,12 @@ describe("OpenAPI document", () => {
     for (const route of keyRoutes) {
       expect(Object.keys(operation(doc, route)?.responses ?? {}), `${route.method} ${route.path}`).toEqual(
         expect.arrayContaining(["401", "403", "421", "429", "500"]),
+      );
+    }
+    for (const route of EXECUTOR_ROUTES) {
+      const [method = "", path = ""] = route.split(" ");
+      expect(Object.keys(operation(doc, { method, path })?.responses ?? {}), route).toEqual(
+        expect.arrayContaining(["502", "504"]),
       );
     }
     for (const [path, ops] of Object.entries(doc.paths)) {

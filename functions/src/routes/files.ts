@@ -41,7 +41,7 @@ const listRoute = createRoute({
   request: { params: EpisodeParamsSchema },
   responses: {
     200: jsonContent(FileListSchema, "The files, sorted by path"),
-    ...errorResponses({ describe: { 404: FILE_ERRORS[404], 409: FILE_ERRORS[409] } }),
+    ...errorResponses({ extra: [502, 504], describe: { 404: FILE_ERRORS[404], 409: FILE_ERRORS[409] } }),
   },
 });
 
@@ -72,6 +72,7 @@ const readRoute = createRoute({
       },
     },
     ...errorResponses({
+      extra: [502, 504],
       describe: {
         400: FILE_ERRORS[400],
         404: FILE_ERRORS[404],
@@ -100,6 +101,7 @@ const writeRoute = createRoute({
     200: jsonContent(FileWrittenSchema, "Written and committed"),
     ...errorResponses({
       body: true,
+      extra: [502, 504],
       describe: {
         400: FILE_ERRORS[400],
         404: FILE_ERRORS[404],

@@ -5,6 +5,7 @@
 import { createRequire } from "node:module";
 import { memoiseDynaliteConditionParser } from "./dynalite-expression-cache.js";
 import { installDirectQuery } from "./dynalite-query.js";
+import { compileTypes } from "./dynalite-type-check.js";
 import { type AttributeMap, OperationError } from "./dynamodb-rules.js";
 
 const require = createRequire(import.meta.url);
@@ -16,11 +17,10 @@ interface DynaliteError extends Error {
   body?: { __type: string; message?: string };
 }
 interface Validation {
-  types: unknown;
+  types: Record<string, never>;
   custom?: unknown;
 }
 interface DynaliteValidations {
-  checkTypes(data: unknown, types: unknown): Record<string, unknown>;
   checkValidations(data: unknown, types: unknown, custom: unknown, store: unknown): void;
   toLowerFirst(s: string): string;
 }
@@ -90,12 +90,21 @@ const operations = [
   "UpdateItem",
   "UpdateTable",
 ] as const;
-const actions = new Map<string, { action: Action; validation: Validation }>();
+const actions = new Map<
+  string,
+  {
+    action: Action;
+    validation: Validation;
+    checkTypes: (data: Record<string, unknown>) => Record<string, unknown>;
+  }
+>();
 for (const op of operations) {
   const name = validations.toLowerFirst(op);
+  const validation = require(`dynalite/validations/${name}`) as Validation;
   actions.set(op, {
     action: require(`dynalite/actions/${name}`) as Action,
-    validation: require(`dynalite/validations/${name}`) as Validation,
+    validation,
+    checkTypes: compileTypes(validation.types),
   });
 }
 
@@ -127,7 +136,7 @@ export function validate(store: object, op: string, input: Record<string, unknow
   }
   try {
     // checkTypes deletes the fields dynalite does not know from its argument: give it a copy.
-    const data = validations.checkTypes({ ...input }, entry.validation.types);
+    const data = entry.checkTypes({ ...input });
     validations.checkValidations(data, entry.validation.types, entry.validation.custom, store);
     return data;
   } catch (err) {

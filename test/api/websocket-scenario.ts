@@ -112,6 +112,21 @@ export function openEnvWsScenario(target: () => WsScenarioTarget): void {
     expect(state.data).toMatchObject({ episode_id: reset.data.episode_id, step_count: 2, last_exit_code: 0 });
   });
 
+  it("state before any reset answers the empty state, as OpenEnv's fresh environment, and starts no episode", async () => {
+    const c = await target().connect();
+    c.send({ type: "state" });
+    expect(await c.next()).toEqual({
+      type: "state",
+      data: { episode_id: null, step_count: 0, last_exit_code: 0 },
+    });
+    // A step still runs without a reset (OpenEnv steps its fresh environment): it starts the episode.
+    c.send({ type: "step", data: { code: "1 + 1" } });
+    const step = await c.next();
+    expect(step.data).toMatchObject({ step_count: 1, observation: { stdout: "2" } });
+    c.send({ type: "state" });
+    expect((await c.next()).data).toMatchObject({ episode_id: step.data.episode_id, step_count: 1 });
+  });
+
   it("two connections are two episodes", async () => {
     const a = await target().connect();
     const b = await target().connect();

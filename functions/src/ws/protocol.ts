@@ -127,6 +127,14 @@ function errorReply(err: unknown): Record<string, unknown> {
   return wsError("EXECUTION_ERROR", "Internal error.", "internal_error");
 }
 
+/**
+ * The state of a session with no episode yet: OpenEnv's server answers its fresh environment's
+ * `CodeState()` (as HTTP `GET /state` without an episode does). A `state` never starts an episode,
+ * so probing a connection holds no active-episode slot.
+ */
+const NO_EPISODE_STATE = Object.freeze({ episode_id: null, step_count: 0, last_exit_code: 0 });
+
+/** The session's episode; a `step` before any `reset` starts one (OpenEnv steps its fresh environment). */
 async function sessionEpisode(ctx: WsContext): Promise<string> {
   const state = await ctx.session.load();
   if (state.episodeId !== null) return state.episodeId;
@@ -176,8 +184,11 @@ export async function handleWsMessage(raw: string, ctx: WsContext): Promise<Reco
         });
         return observationReply(body, ctx.maxReplyBytes);
       }
-      case "state":
-        return { type: "state", data: await ctx.service.state(ctx.tenantId, await sessionEpisode(ctx)) };
+      case "state": {
+        const { episodeId } = await ctx.session.load();
+        if (episodeId === null) return { type: "state", data: { ...NO_EPISODE_STATE } };
+        return { type: "state", data: await ctx.service.state(ctx.tenantId, episodeId) };
+      }
       case "close":
         return WS_CLOSE_REPLY as Record<string, unknown>;
       default:

@@ -544,6 +544,8 @@ class CodingEnv:
 class EpisodeFile:
     """One file of an episode's directory (``files()``)."""
 
+    _WIRE_SCHEMA = "FileEntry"  # what it reads: a component of /openapi.json
+
     path: str
     size: int
 
@@ -551,6 +553,9 @@ class EpisodeFile:
 @dataclass(frozen=True)
 class FileWritten:
     """The answer of ``write_file()``: ``step_count`` is the episode's new version."""
+
+    _WIRE_SCHEMA = "FileWritten"  # what it reads: a component of /openapi.json
+    _WIRE_OMITTED = ("episode_id",)  # the caller named the episode
 
     path: str
     size: int

@@ -3,6 +3,8 @@
 ``exit_code``, ``reward``, ``episode_id``...), so code reads the same as with OpenEnv's client.
 
 Fields the server adds later are kept in ``extra``; ``raw`` (on results) is the body as received.
+Each model names the ``/openapi.json`` component it reads (``_WIRE_SCHEMA``): tests/test_contract.py
+checks its fields against the API's document, so a change of the contract fails there.
 
 Example::
 
@@ -74,6 +76,8 @@ class CodeObservation:
         obs.stderr     # "Traceback (most recent call last): ... ZeroDivisionError: division by zero"
     """
 
+    _WIRE_SCHEMA = "CodeObservation"  # what it reads: a component of /openapi.json
+
     stdout: str
     stderr: str
     exit_code: int
@@ -123,6 +127,8 @@ class StepInfo:
         info = env.step("while True: pass", timeout_s=1).info
         info.timed_out, info.error_code  # (True, "timeout")
     """
+
+    _WIRE_SCHEMA = "StepInfo"  # what it reads: a component of /openapi.json
 
     duration_ms: float = 0.0
     timed_out: bool = False
@@ -183,6 +189,8 @@ class StepResult:
             print(result.observation.stdout, result.reward)  # hi 0.1
         result  # as a notebook cell's last value: a small table
     """
+
+    _WIRE_SCHEMA = "StepResponse"  # what it reads: a component of /openapi.json
 
     observation: CodeObservation
     reward: float | None
@@ -300,6 +308,8 @@ class CodeState:
         print(state.episode_id, state.step_count, state.last_exit_code)
     """
 
+    _WIRE_SCHEMA = "CodeState"  # what it reads: a component of /openapi.json
+
     episode_id: str | None
     step_count: int = 0
     last_exit_code: int = 0
@@ -361,6 +371,8 @@ class HistoryStep:
         for s in env.history():
             print(s.step, s.code, s.observation.exit_code, s.reward)
     """
+
+    _WIRE_SCHEMA = "HistoryStep"  # what it reads: a component of /openapi.json
 
     step: int
     code: str
@@ -424,6 +436,8 @@ class History:
             page = env.history(limit=100, cursor=page.next_cursor)
     """
 
+    _WIRE_SCHEMA = "HistoryPage"  # what it reads: a component of /openapi.json
+
     episode_id: str
     steps: list[HistoryStep]
     next_cursor: str | None = None
@@ -471,6 +485,8 @@ class Health:
 
         CodingEnv().health()  # Health(status="healthy", auth_required=False)
     """
+
+    _WIRE_SCHEMA = "Health"  # what it reads: a component of /openapi.json
 
     status: str
     auth_required: bool = False

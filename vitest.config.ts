@@ -1,4 +1,5 @@
 import { defineConfig } from "vitest/config";
+import { LongestFirstSequencer } from "./test/longest-first.sequencer.js";
 
 // The AWS SDK warns once per process that its 2027 releases need Node 22 (we pin today's): in the
 // test workers (`env`) and in this process, whose global setups start the shared stacks.
@@ -14,11 +15,14 @@ const onSharedStack = [
   "test/web/**",
   "sdk/test/**",
 ];
-// The episode and retry suites again, against two API instances behind one port.
+// The episode and retry suites again, against two API instances behind one port: the API's, the
+// Python SDK's retries and the page's lost answer (a retry reaches the other instance).
 const onTwoInstances = [
   "test/api/episodes.test.ts",
   "test/api/concurrency.test.ts",
   "test/api/two-instances.test.ts",
+  "test/python-sdk/retries-two-instances.test.ts",
+  "test/web/lost-answer.test.ts",
 ];
 
 export default defineConfig({
@@ -29,6 +33,8 @@ export default defineConfig({
     // turn). Most suites wait on the Python executor, the stack or a browser, not on the CPU, so
     // three files at a time finish sooner. CODING_ENV_TEST_WORKERS overrides it.
     maxWorkers: Number(process.env.CODING_ENV_TEST_WORKERS) || 3,
+    // The longest files first, across the projects (vitest's default runs one project after another).
+    sequence: { sequencer: LongestFirstSequencer },
     // Each file runs isolated (vitest's default). Sharing one process per worker (`isolate: false`)
     // saved a fifth to a quarter of the CPU, but files then saw each other's module state: a zod
     // instance without @hono/zod-openapi's extension, an SDK user agent with another file's app id.
@@ -58,10 +64,12 @@ export default defineConfig({
           include: onSharedStack.map((glob) => (glob.endsWith("**") ? `${glob}/*.test.ts` : glob)),
           exclude: [
             "test/api/two-instances.test.ts",
+            "test/python-sdk/retries-two-instances.test.ts",
             "test/api/stack.test.ts",
             "test/api/stack-parts.test.ts",
           ],
-          // test/global-setup.ts also builds the SDK (sdk/test/build.setup.ts), alongside the stack.
+          // test/global-setup.ts also builds the SDK (sdk/test/build.setup.ts) and launches the one
+          // Chromium the browser suites share (test/web/chromium.ts), alongside the stack.
           globalSetup: ["test/global-setup.ts"],
           env,
         },

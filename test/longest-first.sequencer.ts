@@ -1,0 +1,49 @@
+// vitest's sequencer runs the projects one after another ("self-contained", then "stack", then
+// "two-instances"), so the slowest files of the later projects (the browser and Python SDK suites)
+// started only once every self-contained file had, and the run ended on them. This one orders all
+// files by how long each is expected to take, longest first, whatever its project: vitest's own
+// timings of the last run when it has them, else the hints below (a fresh clone has no timings).
+import { relative } from "node:path";
+import { BaseSequencer, type TestSpecification } from "vitest/node";
+
+/**
+ * Seconds of wall time on the project's 2-core machine (2026-12-02, a full run at 3 workers), for
+ * the files that take longest; every other file counts as short. Only the order matters.
+ */
+const EXPECTED_SECONDS: Readonly<Record<string, number>> = {
+  "test/python-sdk/python-sdk.test.ts": 45,
+  "test/web/humanagent.test.ts": 40,
+  "test/api/stack.test.ts": 28,
+  "test/api/stack-parts.test.ts": 25,
+  "test/isolation/executor-governor.test.ts": 25,
+  "test/isolation/admission.test.ts": 22,
+  "test/web/python-editor.test.ts": 19,
+  "test/tenancy/hosted-api.test.ts": 18,
+  "test/api/episodes.test.ts": 18,
+  "infra/test/ws-bundle.test.ts": 16,
+  "test/api/fuzz.test.ts": 16,
+  "sdk/test/package.test.ts": 15,
+  "sdk/test/examples.test.ts": 15,
+  "test/web/episodes-list.test.ts": 14,
+  "test/web/files.test.ts": 12,
+  "test/web/accessibility.test.ts": 11,
+  "test/isolation/lambda-mode-concurrency.test.ts": 10,
+  "sdk/test/errors.test.ts": 10,
+  "test/api/errors.test.ts": 10,
+  "infra/test/api-bundle.test.ts": 10,
+};
+
+export class LongestFirstSequencer extends BaseSequencer {
+  override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
+    const root = this.ctx.config.root;
+    const expectedMs = (spec: TestSpecification): number => {
+      const file = relative(root, spec.moduleId);
+      const last = this.ctx.cache.getFileTestResults(`${spec.project.name}:${file}`);
+      if (last) return last.duration;
+      return (EXPECTED_SECONDS[file] ?? 0) * 1000;
+    };
+    const size = (spec: TestSpecification): number =>
+      this.ctx.cache.getFileStats(`${spec.project.name}:${relative(root, spec.moduleId)}`)?.size ?? 0;
+    return [...files].sort((a, b) => expectedMs(b) - expectedMs(a) || size(b) - size(a));
+  }
+}

@@ -3,11 +3,14 @@
 // DynamoDB's endpoint, table and start-up credentials with `inject("dynamodb")`.
 // CODING_ENV_API_INSTANCES=2 / CODING_ENV_EXECUTOR_MODE=lambda run every suite against N API
 // instances / the Lambda-mode executor.
-// The SDK is built into sdk/dist at the same time (sdk/test/build.setup.ts): vitest runs global
-// setups one after another, and the two wait on different things.
+// The SDK is built into sdk/dist at the same time (sdk/test/build.setup.ts), and the one Chromium
+// the browser suites share is launched (test/web/chromium.ts): vitest runs global setups one after
+// another, and the three wait on different things.
+import type { BrowserServer } from "playwright-core";
 import type { TestProject } from "vitest/node";
 import { type LocalStack, startLocalStack } from "../functions/src/local/stack.js";
 import { setup as buildSdk } from "../sdk/test/build.setup.js";
+import { launchChromiumServer } from "./web/chromium.js";
 import "./helpers/context.js";
 
 declare module "vitest" {
@@ -21,19 +24,26 @@ declare module "vitest" {
 }
 
 let stack: LocalStack | undefined;
+let chromium: BrowserServer | undefined;
 // The suites' state-limit cases expect a 413 past 3 MiB (the stack's own cap with its S3 bucket
 // is 256 MiB, which test/api/large-state-restart.test.ts exercises).
 const SUITE_ENV = { CODING_ENV_MAX_STATE_BYTES: String(3 * 1024 * 1024) };
 
 export async function setup(project: TestProject): Promise<void> {
-  const [started, built] = await Promise.allSettled([
+  const [started, built, browser] = await Promise.allSettled([
     startLocalStack({ port: 0, dataDir: null, env: SUITE_ENV }),
     buildSdk(),
+    launchChromiumServer(),
   ]);
-  if (started.status === "rejected") throw started.reason;
+  // Without a shared browser, each browser suite launches its own (and reports why it cannot).
+  if (browser.status === "fulfilled") chromium = browser.value;
+  if (started.status === "rejected") {
+    await chromium?.close();
+    throw started.reason;
+  }
   stack = started.value;
   if (built.status === "rejected") {
-    await stack.stop();
+    await Promise.all([stack.stop(), chromium?.close()]);
     throw built.reason;
   }
   project.provide("baseUrl", stack.baseUrl);
@@ -42,8 +52,9 @@ export async function setup(project: TestProject): Promise<void> {
     tableName: stack.tableName,
     credentials: { ...stack.credentials },
   });
+  if (chromium) project.provide("chromiumWsEndpoint", chromium.wsEndpoint());
 }
 
 export async function teardown(): Promise<void> {
-  await stack?.stop();
+  await Promise.all([stack?.stop(), chromium?.close()]);
 }

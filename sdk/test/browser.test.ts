@@ -1,8 +1,9 @@
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
-import { type Browser, chromium, type Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Browser, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { openChromium } from "../../test/web/chromium.js";
 import { stackUrl } from "./helpers.js";
 
 // The SDK in a real browser (Debian's Chromium): no Node globals, only fetch. The page is opened on
@@ -25,11 +26,8 @@ beforeAll(async () => {
     target: "es2022",
     write: false,
   });
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
-  });
+  // The stack project's shared Chromium (test/global-setup.ts), else one of its own.
+  browser = await openChromium(inject("chromiumWsEndpoint"));
   page = await browser.newPage();
   await page.goto(`${stackUrl()}/health`);
   await page.addScriptTag({ content: bundle.outputFiles[0]?.text ?? "" });

@@ -1,10 +1,18 @@
 // The page's "Files" card: the open episode's files listed after each step, downloaded on click
 // (the bytes equal what the step wrote) and uploaded from this computer. Real Chromium, the real
 // page bundle, the real local stack.
-import { readFileSync } from "node:fs";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
-import { launchChromium, openPage, reset, screenshot, step, text, waitForStatus } from "./page-driver.js";
+import {
+  downloadedBytes,
+  launchChromium,
+  openPage,
+  reset,
+  screenshot,
+  step,
+  text,
+  waitForStatus,
+} from "./page-driver.js";
 
 const baseUrl = inject("baseUrl");
 let browser: Browser;
@@ -80,7 +88,7 @@ describe("HumanAgent page: the episode's files", () => {
 
     // Assess: the very bytes the step wrote, under the file's own name.
     expect(download.suggestedFilename()).toBe("out.bin");
-    expect(readFileSync(await download.path()).equals(written)).toBe(true);
+    expect((await downloadedBytes(download)).equals(written)).toBe(true);
 
     // Act / Assess: a later step deletes one; the list follows.
     await step(page, "os.remove('notes.txt')");

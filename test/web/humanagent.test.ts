@@ -1,9 +1,9 @@
 // Browser tests of the HumanAgent page (/web): real Chromium, real page bundle, real local stack
 // (API + dynalite + Python executor from test/global-setup.ts). No mocks.
-import { readFileSync } from "node:fs";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
 import {
+  downloadedBytes,
   editorText,
   historyCount,
   launchChromium,
@@ -295,11 +295,11 @@ describe("HumanAgent page", () => {
 
     // Act
     const [download] = await Promise.all([page.waitForEvent("download"), page.locator("#download").click()]);
-    const path = await download.path();
+    const body = (await downloadedBytes(download)).toString("utf8");
 
     // Assess
     expect(download.suggestedFilename()).toBe(`${episodeId}.jsonl`);
-    const lines = readFileSync(path, "utf8").trim().split("\n");
+    const lines = body.trim().split("\n");
     const steps = lines.map(
       (line) => JSON.parse(line) as { step: number; code: string; observation: { stdout: string } },
     );

@@ -2,7 +2,9 @@
 // local stack that test/global-setup.ts starts. Helpers only; the tests are in humanagent.test.ts.
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { type Browser, chromium, type Page } from "playwright-core";
+import type { Browser, Download, Page } from "playwright-core";
+import { inject } from "vitest";
+import { openChromium } from "./chromium.js";
 
 // test/global-setup.ts provides the local stack's URL; declared here too so this folder type-checks alone.
 declare module "vitest" {
@@ -11,29 +13,22 @@ declare module "vitest" {
   }
 }
 
-/** Chromium from Debian (installed by .ci/run). Override with CHROMIUM_PATH. */
-export const chromiumPath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-
 /** Screenshots are artifacts, not committed (test-results/ is gitignored). */
 export const resultsDir = join(process.cwd(), "test-results");
 
 /**
- * Launches headless Chromium with the flags that work in this sandbox. Playwright gives every launch a
- * fresh temporary profile (its own `--user-data-dir`), so no state leaks between runs.
+ * The browser for one test file: a connection to the stack project's shared Chromium
+ * (test/web/chromium.ts), or a launch of its own when there is none. `close()` it in `afterAll`.
  */
 export function launchChromium(): Promise<Browser> {
-  return chromium.launch({
-    executablePath: chromiumPath,
-    headless: true,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  return openChromium(inject("chromiumWsEndpoint"));
+}
+
+/** A download's bytes (read through Playwright, as `download.path()` is local to the browser). */
+export async function downloadedBytes(download: Download): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of await download.createReadStream()) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
 }
 
 export async function screenshot(page: Page, name: string): Promise<string> {

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { createApp } from "../lib/coding-env-stack.js";
-// The CDK app of coding-env (cdk.json: "npx tsx infra/bin/app.ts"). Configuration: `coding-env:*`
-// context keys (infra/lib/config.ts, docs/DEPLOY.md).
+// The CDK app of coding-env (cdk.json: "node --import tsx infra/bin/app.ts": no npx and no tsx CLI
+// process in front of it). Configuration: `coding-env:*` context keys (infra/lib/config.ts, docs/DEPLOY.md).
 import { ContextValueError } from "../lib/config.js";
 import { CodingEnvironmentPropsError } from "../lib/props.js";
 

@@ -137,6 +137,8 @@ export interface FileList {
   episode_id: string;
   /** Regular files of its directory (symlinks and special files are not kept), sorted by path. */
   files: FileEntry[];
+  /** Set when the list was cut to fit a response (5 MiB, names counted as escaped in a Lambda response; only very long or control-character names reach it): the files after the last one listed exist but are not listed here (list them in a step). */
+  truncated?: true;
   [extra: string]: unknown;
 }
 

@@ -6,7 +6,10 @@ import { ValidationError } from "./errors.js";
 /** Default and largest page of `history`. */
 export const HISTORY_DEFAULT_LIMIT = 100;
 export const HISTORY_MAX_LIMIT = 1000;
-/** A history page stops early past this many bytes of records (bounded memory per request). */
+/**
+ * A history page stops early past this many bytes of records (bounded memory per request), as
+ * Lambda's response counts them (core/response-size.ts): a page of records escaped twice still fits.
+ */
 export const HISTORY_PAGE_BYTES = 4 * 1024 * 1024;
 
 /** A history cursor names the incarnation, so a page after a reset of the same id is refused. */

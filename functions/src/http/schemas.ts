@@ -199,6 +199,12 @@ export const FileListSchema = z
     files: z
       .array(FileEntrySchema)
       .describe("Regular files of its directory (symlinks and special files are not kept), sorted by path."),
+    truncated: z
+      .literal(true)
+      .optional()
+      .describe(
+        "Set when the list was cut to fit a response (5 MiB, names counted as escaped in a Lambda response; only very long or control-character names reach it): the files after the last one listed exist but are not listed here (list them in a step).",
+      ),
   })
   .describe("The files of an episode's working directory, which is part of its state.")
   .meta({

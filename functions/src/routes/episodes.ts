@@ -2,6 +2,7 @@
 // delete.
 import { createRoute, z } from "@hono/zod-openapi";
 import { HISTORY_MAX_LIMIT } from "../core/episodes.js";
+import { envelopeBytes, PAGED_RESPONSE_BYTES } from "../core/response-size.js";
 import { methodNotAllowed } from "../http/errors.js";
 import { errorResponses, jsonContent, KEY_REQUIRED, newRouteApp } from "../http/openapi.js";
 import { checkEpisodeId } from "../http/request.js";
@@ -39,8 +40,11 @@ const HistoryQuerySchema = z.object({
     ),
 });
 
-/** Largest JSON Lines part of an export (Lambda's response limit is 6 MB; a line is at most 2 MiB). */
-export const EXPORT_PART_BYTES = 5 * 1024 * 1024;
+/**
+ * Largest JSON Lines part of an export, as Lambda's response counts it (core/response-size.ts: the
+ * lines escaped once more, each newline 2 bytes): a part is served as text, and always fits.
+ */
+export const EXPORT_PART_BYTES = PAGED_RESPONSE_BYTES;
 
 const stateRoute = createRoute({
   method: "get",
@@ -135,13 +139,14 @@ export function episodeRoutes(deps: AppDeps) {
       let lastStep = 0;
       let more = false;
       for await (const step of steps) {
-        const line = encoder.encode(`${toWireJson({ episode_id, ...step })}\n`);
-        if (lines.length > 0 && bytes + line.byteLength > EXPORT_PART_BYTES) {
+        const text = `${toWireJson({ episode_id, ...step })}\n`;
+        const size = envelopeBytes(text);
+        if (lines.length > 0 && bytes + size > EXPORT_PART_BYTES) {
           more = true;
           break;
         }
-        lines.push(line);
-        bytes += line.byteLength;
+        lines.push(encoder.encode(text));
+        bytes += size;
         lastStep = step.step;
       }
       const headers: Record<string, string> = { "Content-Type": "application/x-ndjson" };

@@ -5,7 +5,8 @@
 // directory: absolute paths, `.`/`..` parts and backslashes are refused (400); files above
 // MAX_FILE_TRANSFER_BYTES are refused (413).
 import { createRoute, z } from "@hono/zod-openapi";
-import { checkFilePath, MAX_FILE_PATH_BYTES, MAX_FILE_TRANSFER_BYTES } from "../core/files.js";
+import { checkFilePath, type FileList, MAX_FILE_PATH_BYTES, MAX_FILE_TRANSFER_BYTES } from "../core/files.js";
+import { envelopeBytesWithin, envelopeJsonBytes, PAGED_RESPONSE_BYTES } from "../core/response-size.js";
 import { methodNotAllowed } from "../http/errors.js";
 import { errorResponses, jsonContent, KEY_REQUIRED, newRouteApp } from "../http/openapi.js";
 import { checkEpisodeId, jsonBody } from "../http/request.js";
@@ -17,6 +18,7 @@ import {
   FileWrittenSchema,
 } from "../http/schemas.js";
 import type { AppDeps } from "../http/types.js";
+import { toWireJson } from "../http/wire-json.js";
 import { wireJson } from "./openenv.js";
 
 const MIB = 1024 * 1024;
@@ -122,6 +124,24 @@ function onAnyFilePath<R extends { path: string }>(route: R): R & { hide: true }
   return { ...route, path: route.path.replace("{path}", "{path{.+}}"), hide: true };
 }
 
+/**
+ * The list within {@link PAGED_RESPONSE_BYTES} as Lambda's response counts it: 1000 names of up to
+ * 1024 bytes can be 7 MB once escaped twice (`\u0001` is 7 bytes). The files that do not fit are
+ * left out, in path order, and the list says so (`truncated`).
+ */
+export function fitFileList(list: FileList): FileList {
+  if (envelopeBytesWithin(toWireJson(list), PAGED_RESPONSE_BYTES)) return list;
+  let bytes = envelopeJsonBytes({ ...list, files: [], truncated: true });
+  const files: FileList["files"] = [];
+  for (const file of list.files) {
+    const size = envelopeJsonBytes(file) + 1;
+    if (bytes + size > PAGED_RESPONSE_BYTES) break;
+    files.push(file);
+    bytes += size;
+  }
+  return { ...list, files, truncated: true };
+}
+
 /** The file routes of an episode. */
 export function filesRoutes(deps: AppDeps) {
   const files = () => deps.episodes.files();
@@ -130,7 +150,10 @@ export function filesRoutes(deps: AppDeps) {
   app.openapi(
     listRoute,
     async (c) =>
-      wireJson(c, await files().list(c.get("tenantId"), checkEpisodeId(c.req.valid("param").id))) as never,
+      wireJson(
+        c,
+        fitFileList(await files().list(c.get("tenantId"), checkEpisodeId(c.req.valid("param").id))),
+      ) as never,
   );
 
   app.openAPIRegistry.registerPath(readRoute);

@@ -21,6 +21,7 @@ import type {
   StepRecord,
   UncommittedExecution,
 } from "../core/episode-repository.js";
+import { envelopeJsonBytes } from "../core/response-size.js";
 import { TableClient } from "./dynamodb-batch.js";
 import { DynamoDbStepClaims } from "./dynamodb-step-claims.js";
 import { deleteEpisodeRemains, sweepExpired } from "./episode-cleanup.js";
@@ -36,13 +37,7 @@ import {
   versionPrefix,
   versionSk,
 } from "./layout.js";
-import {
-  decodeRecord,
-  encodeRecord,
-  findRecentRequest,
-  nextRecentRequests,
-  recordWireBytes,
-} from "./record-codec.js";
+import { decodeRecord, encodeRecord, findRecentRequest, nextRecentRequests } from "./record-codec.js";
 import type { S3StateStore } from "./s3-state.js";
 import { StateObjectItems, stateObjectOf } from "./s3-state-items.js";
 import { SnapshotItems } from "./snapshot-items.js";
@@ -424,8 +419,9 @@ export class DynamoDbEpisodeRepository implements EpisodeRepository {
       let full = false;
       for (const item of out.items) {
         const rec = decodeRecord(versionOfSk(String(item.sk)), item.rec);
-        // Counted as sent (JSON, escapes included); a page always takes its first record.
-        const size = recordWireBytes(rec) + 1;
+        // Counted as Lambda's response counts it (core/response-size.ts); a page always takes its
+        // first record.
+        const size = envelopeJsonBytes(rec) + 1;
         if (steps.length > 0 && bytes + size > opts.maxBytes) {
           full = true;
           break;

@@ -66,6 +66,18 @@ function alive(pid: number): boolean {
   }
 }
 
+/**
+ * One stack for the suites below that only use one (the TTL sweep, the second API instance and the
+ * Lambda entry), started when the first of them needs it: each stack start costs a Python executor
+ * and a DynamoDB. Its sweep runs every 300 ms for the TTL case; nothing else here expires.
+ */
+let shared: Promise<LocalStack> | undefined;
+const sharedStack = (): Promise<LocalStack> =>
+  (shared ??= startLocalStack({ port: 0, dataDir: null, sweepIntervalMs: 300 }));
+afterAll(async () => {
+  await (await shared)?.stop();
+});
+
 describe("local stack", () => {
   it("keeps episodes in the data folder across a restart", async () => {
     // Prepare
@@ -138,10 +150,7 @@ describe("local stack", () => {
   describe("with a short TTL", () => {
     let stack: LocalStack;
     beforeAll(async () => {
-      stack = await startLocalStack({ port: 0, dataDir: null, sweepIntervalMs: 300 });
-    });
-    afterAll(async () => {
-      await stack.stop();
+      stack = await sharedStack();
     });
 
     it("stores expires_at (DynamoDB TTL) on the episode and forgets it once idle past ttl_s", async () => {
@@ -197,7 +206,7 @@ describe("two API instances on one table and one executor (as two Lambda instanc
   let secondUrl: string;
   let destroy: () => void;
   beforeAll(async () => {
-    stack = await startLocalStack({ port: 0, dataDir: null });
+    stack = await sharedStack();
     const deps = buildDeps({
       config: { ...defaultConfig, tableName: stack.tableName },
       dynamodbEndpoint: stack.dynamodbEndpoint,
@@ -212,7 +221,6 @@ describe("two API instances on one table and one executor (as two Lambda instanc
   afterAll(async () => {
     await new Promise<void>((r) => second.close(() => r()));
     destroy();
-    await stack.stop();
   });
 
   it("alternating steps through both see every committed state (no stale copy is used)", async () => {
@@ -351,10 +359,7 @@ describe("npm start launcher (scripts/start-local.ts)", () => {
 describe("AWS Lambda entry (functions/src/lambda.ts) on API Gateway v2 events", () => {
   let stack: LocalStack;
   beforeAll(async () => {
-    stack = await startLocalStack({ port: 0, dataDir: null });
-  });
-  afterAll(async () => {
-    await stack.stop();
+    stack = await sharedStack();
   });
 
   function event(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {

@@ -1,8 +1,23 @@
 // Episode resources and session resolution: body id, X-Episode-Id, cookie; history, fork, delete.
-import { describe, expect, inject, it } from "vitest";
+import { DynamoDBClient, GetItemCommand } from "@aws-sdk/client-dynamodb";
+import { describe, expect, inject, it, vi } from "vitest";
+import { CLAIM_SK, episodePk } from "../../functions/src/store/layout.js";
 import { call, Episode, errorCode, type StepBody } from "../helpers/api.js";
 
 const baseUrl = inject("baseUrl");
+
+/** The attempt holding (or last holding) the episode's step claim, read from the stack's DynamoDB. */
+async function stepClaimAttempt(episodeId: string): Promise<string | undefined> {
+  const { endpoint, tableName, credentials } = inject("dynamodb");
+  const ddb = new DynamoDBClient({ endpoint, region: "local", credentials });
+  try {
+    const key = { pk: { S: episodePk("local", episodeId) }, sk: { S: CLAIM_SK } };
+    const out = await ddb.send(new GetItemCommand({ TableName: tableName, Key: key, ConsistentRead: true }));
+    return out.Item?.attempt_id?.S;
+  } finally {
+    ddb.destroy();
+  }
+}
 
 describe("choosing the episode", () => {
   it("uses the cookie /reset sets when the body has no episode_id", async () => {
@@ -269,8 +284,13 @@ describe("one step at a time, and nothing a cell does is a 500", () => {
     const ep = await Episode.reset(baseUrl);
     await ep.run("ran = []");
     // Act: a slow step, and while it runs another one
+    const claimedBefore = await stepClaimAttempt(ep.id);
     const slow = ep.step("import time\ntime.sleep(2.0)\nran.append('slow')");
-    await new Promise((r) => setTimeout(r, 500)); // the slow step has reached the API by then
+    // The slow step holds the episode once it has taken the step claim (before its code runs).
+    await vi.waitFor(async () => expect(await stepClaimAttempt(ep.id)).not.toBe(claimedBefore), {
+      timeout: 20_000,
+      interval: 20,
+    });
     const second = await ep.step("ran.append('second')");
     // Assess
     expect(second.status).toBe(409);

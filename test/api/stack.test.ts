@@ -167,8 +167,11 @@ describe("local stack", () => {
       const expiresAt = Number(item.Item?.expires_at?.N);
       expect(expiresAt).toBeGreaterThanOrEqual(Math.floor(Date.now() / 1000));
       expect(expiresAt).toBeLessThanOrEqual(Math.floor(Date.now() / 1000) + 3);
-      // Act
-      await new Promise((r) => setTimeout(r, 3500));
+      // Act: wait until the API no longer finds it, by reads (a read does not renew the TTL; a step would)
+      await vi.waitFor(
+        async () => expect((await call(stack.baseUrl, "GET", `/episodes/${ep.id}`)).status).toBe(404),
+        { timeout: 10_000, interval: 100 },
+      );
       // Assess
       const r = await ep.step("x");
       expect(r.status).toBe(404);

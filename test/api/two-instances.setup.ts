@@ -13,6 +13,11 @@ const SUITE_ENV = { CODING_ENV_MAX_STATE_BYTES: String(3 * 1024 * 1024) };
 export async function setup(project: TestProject): Promise<void> {
   stack = await startLocalStack({ port: 0, dataDir: null, env: SUITE_ENV, apiInstances: 2 });
   project.provide("baseUrl", stack.baseUrl);
+  project.provide("dynamodb", {
+    endpoint: stack.dynamodbEndpoint,
+    tableName: stack.tableName,
+    credentials: { ...stack.credentials },
+  });
 }
 
 export async function teardown(): Promise<void> {

@@ -2,10 +2,12 @@
 // episode service runs `print(1)` steps against a local stack's DynamoDB and executor, and the
 // repository counts the request units DynamoDB would bill (item sizes under DynamoDB's rules,
 // functions/src/store/item-size.ts). The rest of the bill uses docs/DEPLOY.md's prices and
-// assumptions; docs/DEPLOY.md's cost table is derived from this output.
+// assumptions; docs/DEPLOY.md's cost table is derived from this output. Two doors: the HTTP API
+// (API Gateway) and the API function's function URL (no per-request charge of its own).
 import { randomUUID } from "node:crypto";
 import { configFromEnv } from "../../functions/src/config.js";
 import { buildDeps } from "../../functions/src/deps.js";
+import { functionUrlAccessFields } from "../../functions/src/function-url.js";
 import type { LocalStack } from "../../functions/src/local/stack.js";
 
 /** us-east-1 on-demand prices (docs/DEPLOY.md). */
@@ -16,6 +18,30 @@ export const PRICES = {
   readUnitPerMillion: 0.125,
   writeUnitPerMillion: 0.625,
   logsPerGb: 0.5,
+};
+
+/**
+ * The API's access line of a trivial step through the function URL, as its logger writes it
+ * (typical values, as for the stage's line in {@link ASSUMED}).
+ */
+export const FUNCTION_URL_ACCESS_LINE_EXAMPLE = {
+  level: "INFO",
+  message: "access",
+  timestamp: "2026-12-02T09:00:00.000Z",
+  service: "coding-env-api",
+  sampling_rate: 0,
+  xray_trace_id: "1-6745a1b2-0123456789abcdef01234567",
+  ...functionUrlAccessFields(
+    {
+      rawPath: "/step",
+      requestContext: {
+        requestId: "4c1c8a3e-9f0b-4d4e-8a52-3f2e1d0c9b8a",
+        http: { method: "POST", sourceIp: "203.0.113.10" },
+      },
+    },
+    { statusCode: 200, body: "x".repeat(254) },
+    35,
+  ),
 };
 
 /** Assumptions that cannot be measured without AWS (docs/DEPLOY.md). */
@@ -46,7 +72,17 @@ export const ASSUMED = {
         responseLength: "254",
       }),
     ) + 26,
+  /**
+   * Through the function URL there is no stage access log: the API writes its own access line
+   * (functions/src/function-url.ts) through its JSON logger, which adds its level, message, time,
+   * service, sampling rate and the invocation's trace id; plus CloudWatch's 26 bytes per event.
+   * infra/test/function-url-bundle.test.ts checks the bundle writes exactly this line's fields.
+   */
+  functionUrlLogBytesPerStep: Buffer.byteLength(JSON.stringify(FUNCTION_URL_ACCESS_LINE_EXAMPLE)) + 26,
 };
+
+/** The two HTTP doors of a deployment (docs/DEPLOY.md, "Two doors for HTTP"). */
+export type Door = "http_api" | "function_url";
 
 export interface StepUnits {
   readonly steps: number;
@@ -99,11 +135,20 @@ export async function measureStepUnits(
   }
 }
 
-/** Dollars per million trivial steps, item by item (docs/DEPLOY.md's formula). */
-export function costPerMillion(units: StepUnits): { lines: CostLine[]; total: number } {
+/**
+ * Dollars per million trivial steps through `door`, item by item (docs/DEPLOY.md's formula): the
+ * function URL has no API Gateway item, and its log line is the API's own access line.
+ */
+export function costPerMillion(
+  units: StepUnits,
+  door: Door = "http_api",
+): { lines: CostLine[]; total: number } {
   const gbs = (gb: number, ms: number) => gb * (ms / 1000) * PRICES.lambdaGbSecond * 1e6;
+  const logBytes = door === "http_api" ? ASSUMED.logBytesPerStep : ASSUMED.functionUrlLogBytesPerStep;
   const lines: CostLine[] = [
-    { item: "API Gateway HTTP API", dollarsPerMillion: PRICES.apiGatewayPerMillion },
+    ...(door === "http_api"
+      ? [{ item: "API Gateway HTTP API", dollarsPerMillion: PRICES.apiGatewayPerMillion }]
+      : []),
     { item: "Lambda requests (API + executor)", dollarsPerMillion: 2 * PRICES.lambdaRequestsPerMillion },
     {
       item: "executor duration (1 GB, 1 ms)",
@@ -119,8 +164,8 @@ export function costPerMillion(units: StepUnits): { lines: CostLine[]; total: nu
       dollarsPerMillion: units.writeUnitsPerStep * PRICES.writeUnitPerMillion,
     },
     {
-      item: `logs (${ASSUMED.logBytesPerStep} B)`,
-      dollarsPerMillion: (ASSUMED.logBytesPerStep * 1e6 * PRICES.logsPerGb) / 1e9,
+      item: `logs (${logBytes} B${door === "http_api" ? ", stage access log" : ", the API's access line"})`,
+      dollarsPerMillion: (logBytes * 1e6 * PRICES.logsPerGb) / 1e9,
     },
   ];
   return { lines, total: lines.reduce((n, l) => n + l.dollarsPerMillion, 0) };

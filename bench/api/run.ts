@@ -3,7 +3,8 @@
 //   1. POST /step `print(1)` latency on one episode (p50/p99), sequential;
 //   2. DynamoDB round trips per step (counted by an in-process stack's dynalite), and the read and
 //      write units DynamoDB would bill per trivial step with and without request_id, priced in
-//      $ per million steps (cost.ts; docs/DEPLOY.md derives its table from this);
+//      $ per million steps through the function URL and the HTTP API (cost.ts; docs/DEPLOY.md
+//      derives its table from this);
 //   3. 64 episodes stepping concurrently: aggregate steps/s and errors;
 //   4. idle RSS of the whole stack (API process + executor and its workers).
 // Prints a table and writes bench/results/api-<timestamp>.json.
@@ -260,7 +261,9 @@ try {
   const thr = await throughput(baseUrl);
   const loaded = treeRssKb(child.pid as number);
   const { perStep: trips, dynaliteMsPerStep, executorP50, units, governor } = await roundTrips();
-  const cost = costPerMillion(units.withRequestId);
+  // Both HTTP doors; the target is for SDK clients, whose cheapest door is the function URL.
+  const cost = costPerMillion(units.withRequestId, "function_url");
+  const costHttpApi = costPerMillion(units.withRequestId, "http_api");
   const result = {
     date: new Date().toISOString(),
     machine: { cpus: (await import("node:os")).cpus().length, node: process.version },
@@ -284,10 +287,20 @@ try {
     dynalite_ms_per_step: +dynaliteMsPerStep.toFixed(3),
     request_units_per_step: units,
     executor_governor_units_per_step: governor,
-    dollars_per_million_trivial_steps: {
-      total: +cost.total.toFixed(3),
-      lines: cost.lines.map((l) => ({ item: l.item, dollars: +l.dollarsPerMillion.toFixed(4) })),
-    },
+    dollars_per_million_trivial_steps: Object.fromEntries(
+      (
+        [
+          ["function_url", cost],
+          ["http_api", costHttpApi],
+        ] as const
+      ).map(([door, c]) => [
+        door,
+        {
+          total: +c.total.toFixed(3),
+          lines: c.lines.map((l) => ({ item: l.item, dollars: +l.dollarsPerMillion.toFixed(4) })),
+        },
+      ]),
+    ),
     executor_alone_print1_p50_ms: +executorP50.toFixed(3),
     load_average_before: loadBefore,
     load_average_after: loadAverage(),
@@ -358,8 +371,8 @@ try {
     }),
     [
       "$ per million trivial steps",
-      `${cost.total.toFixed(2)} (AWS us-east-1, see docs/DEPLOY.md)`,
-      "<= 2.50",
+      `${cost.total.toFixed(2)} function URL, ${costHttpApi.total.toFixed(2)} HTTP API (us-east-1, docs/DEPLOY.md)`,
+      "<= 2.50 (function URL)",
     ],
     [
       "idle stack RSS",

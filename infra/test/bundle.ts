@@ -3,6 +3,8 @@
 // repository (no node_modules to fall back on), invoked with events in order, with the environment
 // the template gives the function plus what the Lambda runtime sets.
 import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { onlyResource, propsOf, type SynthesizedAssembly, serviceOf } from "./synth.js";
@@ -30,9 +32,11 @@ export function stagedBundle(s: SynthesizedAssembly, service: string): StagedBun
 }
 
 // Runs inside the child: imports the bundle, invokes handler(event, context) for each event in
-// order, prints the results after a marker.
+// order (read from a file: an event with a body of megabytes does not fit in an argument), prints
+// the results after a marker.
 const INVOKE_SCRIPT = `
-const [bundle, events] = [process.argv[1], JSON.parse(process.argv[2])];
+const { readFileSync } = await import("node:fs");
+const [bundle, events] = [process.argv[1], JSON.parse(readFileSync(process.argv[2], "utf8"))];
 const { handler } = await import(bundle);
 const context = {
   functionName: process.env.AWS_LAMBDA_FUNCTION_NAME, functionVersion: "$LATEST",
@@ -60,9 +64,12 @@ export async function invokeBundle<T = unknown>(
   envOverrides: Record<string, string> = {},
   functionName = "CodingEnv-Function",
 ): Promise<BundleRun<T>> {
+  const eventsDir = mkdtempSync(join(tmpdir(), "coding-env-events-"));
+  const eventsFile = join(eventsDir, "events.json");
+  writeFileSync(eventsFile, JSON.stringify(events));
   const { stdout } = await run(
     process.execPath,
-    ["--enable-source-maps", "--input-type=module", "-e", INVOKE_SCRIPT, bundle.path, JSON.stringify(events)],
+    ["--enable-source-maps", "--input-type=module", "-e", INVOKE_SCRIPT, bundle.path, eventsFile],
     {
       cwd: join(bundle.path, ".."),
       timeout: 90_000,
@@ -84,7 +91,7 @@ export async function invokeBundle<T = unknown>(
         ...envOverrides,
       },
     },
-  );
+  ).finally(() => rmSync(eventsDir, { recursive: true, force: true }));
   const marker = stdout.lastIndexOf("@@RESULTS@@");
   if (marker < 0) throw new Error(`no result in the bundle's output: ${stdout.slice(-2000)}`);
   const logs = stdout

@@ -76,14 +76,6 @@ const NO_SLOT: ReleaseStepSlot = async () => {};
 const defaultLogError = (message: string, err: unknown) =>
   console.error(JSON.stringify({ level: "ERROR", message, error: String(err) }));
 
-/** Counts of what the governor did in this instance, for tests and the benchmark. */
-export interface ExecutorGovernorStats {
-  flagReads: number;
-  flagWrites: number;
-  slotsTaken: number;
-  slotsRefused: number;
-}
-
 export class ExecutorGovernor {
   private readonly store: ExecutorGovernorStore;
   private readonly checkIntervalMs: number;
@@ -95,7 +87,6 @@ export class ExecutorGovernor {
   private known: { readAtMs: number; untilMs: number } | undefined;
   private pendingRead: Promise<number> | undefined;
   private pendingMark: Promise<void> | undefined;
-  readonly stats: ExecutorGovernorStats = { flagReads: 0, flagWrites: 0, slotsTaken: 0, slotsRefused: 0 };
 
   constructor(opts: ExecutorGovernorOpts) {
     this.store = opts.store;
@@ -126,12 +117,10 @@ export class ExecutorGovernor {
     }
     const slot = await this.store.takeStepSlot(tenantId, Math.max(1, Math.floor(cap)), untilMs, nowMs);
     if (!slot) {
-      this.stats.slotsRefused += 1;
       // A tenant pressing its cap is the contention the flag is for: keep governing.
       await this.markContended();
       throw new TooManyConcurrentStepsError(cap);
     }
-    this.stats.slotsTaken += 1;
     return async () => {
       try {
         await this.store.releaseStepSlot(slot);
@@ -158,7 +147,6 @@ export class ExecutorGovernor {
     const read = this.store
       .readContendedUntil()
       .then((untilMs) => {
-        this.stats.flagReads += 1;
         // A mark of our own may be newer than what an eventually consistent read returns.
         const best = Math.max(untilMs, this.known?.untilMs ?? 0);
         this.known = { readAtMs: nowMs, untilMs: best };
@@ -193,7 +181,6 @@ export class ExecutorGovernor {
     const mark = this.store
       .markContended(untilMs, keepFromMs)
       .then((wrote) => {
-        if (wrote) this.stats.flagWrites += 1;
         // Written by us, or found marked at least until keepFromMs by another instance.
         this.known = {
           readAtMs: nowMs,

@@ -4,14 +4,15 @@
 // The Python runtime's unittest suite starts at once; the page is built meanwhile, once (the type
 // check, the API tests and the CDK synth all read it). Then the other parts join it side by side:
 // vitest (the longest: it starts streaming at once) and the static checks (Biome, one tsc program
-// over the repository and the SDK, so shared files are checked once, `cdk synth`) one after another. Output of the two shorter parts is held back and
+// over the repository and the SDK, so shared files are checked once, `cdk synth`) one after another,
+// at a low CPU priority (no test waits for them). Output of the two shorter parts is held back and
 // printed whole when each ends, so no part's lines interleave with another's.
 //
 // Extra arguments go to vitest (e.g. `npm test -- test/api/episodes.test.ts`); with any, only
 // vitest runs.
 import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { setPriority, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -20,11 +21,22 @@ const bin = (name) => join(repoRoot, "node_modules", ".bin", name);
 // The AWS SDK's notice that its 2027 releases need Node 22: noise in every test's output.
 const env = { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true" };
 
-/** Runs one command; `live` streams its output, otherwise it is returned for printing later. */
-function run(label, cmd, args, { live = false } = {}) {
+/**
+ * Runs one command; `live` streams its output, otherwise it is returned for printing later. A
+ * `background` one runs at nice 10 (its children too): on two cores it takes the CPU vitest, the
+ * longest part, leaves idle while its suites wait, instead of slowing it down.
+ */
+function run(label, cmd, args, { live = false, background = false } = {}) {
   const started = performance.now();
   return new Promise((done) => {
     const child = spawn(cmd, args, { cwd: repoRoot, env, stdio: live ? "inherit" : "pipe" });
+    if (background && child.pid !== undefined) {
+      try {
+        setPriority(child.pid, 10);
+      } catch {
+        // Only the order in which the parts get the CPU is lost.
+      }
+    }
     let output = "";
     child.stdout?.on("data", (chunk) => {
       output += chunk;
@@ -42,10 +54,11 @@ function run(label, cmd, args, { live = false } = {}) {
   });
 }
 
-/** Runs the steps in order, each whatever the one before gave (they check different things). */
+/** Runs the steps in order, each whatever the one before gave (they check different things), in
+ * the background (nice 10): no test waits for them. */
 async function sequence(label, steps) {
   const results = [];
-  for (const [name, cmd, args] of steps) results.push(await run(name, cmd, args));
+  for (const [name, cmd, args] of steps) results.push(await run(name, cmd, args, { background: true }));
   const failed = results.find((r) => r.code !== 0);
   return {
     label,

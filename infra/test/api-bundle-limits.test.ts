@@ -83,54 +83,67 @@ describe("API Lambda bundle: no answer passes Lambda's 6 MB response limit", () 
   const auth = () => ({ authorization: `Bearer ${key}` });
   const json = () => ({ "content-type": "application/json", ...auth() });
 
-  it("a history page and each JSON Lines part of steps whose outputs escape twice fit, as text, and chain to every step", async () => {
-    // Arrange: an episode of 36 steps, each kept in the history with 64 K quotes of output.
+  describe("an episode of 36 steps, each kept in the history with 64 K quotes of output", () => {
     const id = `ep-limits-history-${Date.now()}`;
-    const prepared = await invoke([
-      httpApiEvent("POST", "/reset", json(), JSON.stringify({ episode_id: id })),
-      ...Array.from({ length: QUOTE_STEPS }, () =>
-        httpApiEvent(
-          "POST",
-          "/step",
-          json(),
-          JSON.stringify({ episode_id: id, action: { code: quoteCell } }),
+    const allSteps = Array.from({ length: QUOTE_STEPS }, (_, i) => i + 1);
+
+    beforeAll(async () => {
+      const prepared = await invoke([
+        httpApiEvent("POST", "/reset", json(), JSON.stringify({ episode_id: id })),
+        ...Array.from({ length: QUOTE_STEPS }, () =>
+          httpApiEvent(
+            "POST",
+            "/step",
+            json(),
+            JSON.stringify({ episode_id: id, action: { code: quoteCell } }),
+          ),
         ),
-      ),
-    ]);
-    expect(prepared.map((r) => r.statusCode)).toEqual(Array(QUOTE_STEPS + 1).fill(200));
+      ]);
+      expect(prepared.map((r) => r.statusCode)).toEqual(Array(QUOTE_STEPS + 1).fill(200));
+    }, 300_000);
 
-    // Act + assess: the pages, then the parts, one invocation each (the next needs the cursor).
-    const pageSteps: number[] = [];
-    let cursor: string | null = null;
-    do {
-      const query: string = cursor ? `cursor=${encodeURIComponent(cursor)}` : "";
-      const [page] = await invoke([httpApiEvent("GET", `/episodes/${id}/history`, auth(), undefined, query)]);
-      expect(page?.statusCode, page?.body.slice(0, 300)).toBe(200);
-      expect(lambdaBytes(page)).toBeLessThanOrEqual(LAMBDA_RESPONSE_BYTES);
-      const body = JSON.parse(page?.body ?? "") as { steps: { step: number }[]; next_cursor: string | null };
-      pageSteps.push(...body.steps.map((s) => s.step));
-      cursor = body.next_cursor;
-    } while (cursor !== null);
-    expect(pageSteps).toEqual(Array.from({ length: QUOTE_STEPS }, (_, i) => i + 1));
+    it("each history page fits (a 4 MiB page of raw JSON would be 8 MB), and the pages chain to every step", async () => {
+      // One invocation per page: the next needs the cursor.
+      const pageSteps: number[] = [];
+      let cursor: string | null = null;
+      do {
+        const query: string = cursor ? `cursor=${encodeURIComponent(cursor)}` : "";
+        const [page] = await invoke([
+          httpApiEvent("GET", `/episodes/${id}/history`, auth(), undefined, query),
+        ]);
+        expect(page?.statusCode, page?.body.slice(0, 300)).toBe(200);
+        expect(lambdaBytes(page)).toBeLessThanOrEqual(LAMBDA_RESPONSE_BYTES);
+        const body = JSON.parse(page?.body ?? "") as {
+          steps: { step: number }[];
+          next_cursor: string | null;
+        };
+        pageSteps.push(...body.steps.map((s) => s.step));
+        cursor = body.next_cursor;
+      } while (cursor !== null);
+      expect(pageSteps).toEqual(allSteps);
+    }, 300_000);
 
-    const lineSteps: number[] = [];
-    let next: string | undefined;
-    let parts = 0;
-    do {
-      const query: string = `format=jsonl${next ? `&cursor=${encodeURIComponent(next)}` : ""}`;
-      const [part] = await invoke([httpApiEvent("GET", `/episodes/${id}/history`, auth(), undefined, query)]);
-      parts++;
-      expect(part?.statusCode, part?.body.slice(0, 300)).toBe(200);
-      expect(lambdaBytes(part)).toBeLessThanOrEqual(LAMBDA_RESPONSE_BYTES);
-      // Served as text: base64 would cost a third more for nothing.
-      expect(part?.isBase64Encoded).toBe(false);
-      expect(part?.headers?.["content-type"]).toMatch(/^application\/x-ndjson/);
-      for (const line of bodyText(part).split("\n").filter(Boolean)) lineSteps.push(JSON.parse(line).step);
-      next = part?.headers?.["x-next-cursor"];
-    } while (next);
-    expect(parts).toBeGreaterThan(1);
-    expect(lineSteps).toEqual(Array.from({ length: QUOTE_STEPS }, (_, i) => i + 1));
-  }, 300_000);
+    it("each JSON Lines part fits and is sent as text (a 5 MiB part would be 6.7 MB as base64), and the parts chain to every step", async () => {
+      const lineSteps: number[] = [];
+      let next: string | undefined;
+      let parts = 0;
+      do {
+        const query: string = `format=jsonl${next ? `&cursor=${encodeURIComponent(next)}` : ""}`;
+        const [part] = await invoke([
+          httpApiEvent("GET", `/episodes/${id}/history`, auth(), undefined, query),
+        ]);
+        parts++;
+        expect(lambdaBytes(part)).toBeLessThanOrEqual(LAMBDA_RESPONSE_BYTES);
+        expect(part?.statusCode, part?.body.slice(0, 300)).toBe(200);
+        expect(part?.isBase64Encoded).toBe(false);
+        expect(part?.headers?.["content-type"]).toMatch(/^application\/x-ndjson/);
+        for (const line of bodyText(part).split("\n").filter(Boolean)) lineSteps.push(JSON.parse(line).step);
+        next = part?.headers?.["x-next-cursor"];
+      } while (next);
+      expect(parts).toBeGreaterThan(1);
+      expect(lineSteps).toEqual(allSteps);
+    }, 300_000);
+  });
 
   it("a file list of 1000 control-character paths fits, cut in path order and flagged `truncated`", async () => {
     const id = `ep-limits-files-${Date.now()}`;

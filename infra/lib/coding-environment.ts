@@ -41,7 +41,8 @@ export * from "./timeouts.js";
 export { WEBSOCKET_STAGE } from "./websocket-api.js";
 
 /**
- * coding-env in one AWS account: an HTTP API in front of the TypeScript API Lambda, a DynamoDB
+ * coding-env in one AWS account: an HTTP API in front of the TypeScript API Lambda (which also has a
+ * function URL of its own for SDK clients, bounded by its reserved concurrency), a DynamoDB
  * table whose stream feeds the usage roll-up, and the containerized Python executor Lambda, one
  * tenant per execution environment, without permissions or network.
  *

@@ -483,22 +483,33 @@ export class EpisodeService {
     const nowMs = this.now();
     const targetId = newEpisodeId();
     await this.tenancy.reserveEpisodeSlot({ tenantId, episodeId: targetId, nowMs });
-    const target = await this.deps.repository.fork(
-      source,
-      {
-        id: targetId,
-        tenantId,
-        policy: source.policy,
-        additionalImports: source.additionalImports,
-        stepTimeoutS: source.stepTimeoutS,
-        ttlS: source.ttlS,
-        ...(source.seed !== undefined ? { seed: source.seed } : {}),
-        forkedFrom: source.id,
-        createdAtMs: nowMs,
-        snapshot: source.snapshot,
-      },
-      nowMs,
-    );
+    let target: Episode;
+    try {
+      target = await this.deps.repository.fork(
+        source,
+        {
+          id: targetId,
+          tenantId,
+          policy: source.policy,
+          additionalImports: source.additionalImports,
+          stepTimeoutS: source.stepTimeoutS,
+          ttlS: source.ttlS,
+          ...(source.seed !== undefined ? { seed: source.seed } : {}),
+          forkedFrom: source.id,
+          createdAtMs: nowMs,
+          snapshot: source.snapshot,
+        },
+        nowMs,
+      );
+    } catch (err) {
+      // No fork was created (the repository removed what it copied): its slot goes back.
+      try {
+        await this.tenancy.releaseEpisodeSlot({ tenantId, episodeId: targetId, nowMs: this.now() });
+      } catch (releaseErr) {
+        this.logError("could not release an active-episode slot", releaseErr);
+      }
+      throw err;
+    }
     return {
       observation: { ...EMPTY_OBSERVATION },
       reward: 0.0,

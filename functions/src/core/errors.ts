@@ -136,6 +136,21 @@ export class StateTooLargeError extends ApiError {
   }
 }
 
+/**
+ * A fork's history did not finish copying within its time budget (inside the request's deadline);
+ * what was copied is removed and no episode was created.
+ */
+export class ForkTooLargeError extends ApiError {
+  constructor(copiedSteps: number, totalSteps: number) {
+    super(
+      413,
+      "fork_too_large",
+      `The episode's history (${totalSteps} steps) could not be copied within one request (${copiedSteps} copied); no fork was created. Fork an episode with a shorter history, or reset one and replay what it needs.`,
+      { copied_steps: copiedSteps, total_steps: totalSteps },
+    );
+  }
+}
+
 export interface ValidationIssue {
   readonly loc: ReadonlyArray<string | number>;
   readonly msg: string;

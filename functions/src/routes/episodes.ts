@@ -95,7 +95,12 @@ const forkRoute = createRoute({
   request: { params: EpisodeParamsSchema },
   responses: {
     201: jsonContent(StepResponseSchema, "The new episode (`forked_from` set); the cookie is not changed"),
-    ...errorResponses({ extra: [404, 415] }),
+    ...errorResponses({
+      extra: [404, 415],
+      describe: {
+        413: "`fork_too_large`: the history could not be copied within the request's time; no fork was created.",
+      },
+    }),
   },
 });
 

@@ -21,7 +21,9 @@ import type {
   StepRecord,
   UncommittedExecution,
 } from "../core/episode-repository.js";
+import { ForkTooLargeError } from "../core/errors.js";
 import { envelopeJsonBytes } from "../core/response-size.js";
+import { currentDeadline } from "../executor/deadline.js";
 import { TableClient } from "./dynamodb-batch.js";
 import { DynamoDbStepClaims } from "./dynamodb-step-claims.js";
 import { deleteEpisodeRemains, sweepExpired } from "./episode-cleanup.js";
@@ -54,6 +56,13 @@ const EXECUTION_RETENTION_S = 30 * 86_400;
  * step) and is rewritten at most once per `ttl / 10` of activity.
  */
 const HEAD_TTL_SLACK = 1.1;
+
+/** Version items a fork copies per Query page and BatchWriteItem (its memory: one page, <= 1 MB read). */
+const FORK_PAGE_ITEMS = 25;
+/** Time a fork keeps after its copy to delete what it wrote if it fails, and to answer. */
+const FORK_CLEANUP_RESERVE_MS = 8_000;
+/** Longest a fork copies, whatever the request's deadline (the AWS deadline, 27 s, less the reserve). */
+const FORK_COPY_BUDGET_MS = 19_000;
 
 /** The UTC day usage is booked on. */
 const dayOf = (ms: number) => new Date(ms).toISOString().slice(0, 10);
@@ -436,10 +445,16 @@ export class DynamoDbEpisodeRepository implements EpisodeRepository {
     return { steps, lastStep: last < episode.version && steps.length > 0 ? last : null };
   }
 
+  /**
+   * The fork: its history copied page by page (one Query page read, written, dropped: memory stays
+   * at a page however long the history), within a time budget inside the request's deadline, then
+   * its head. The head goes last, so until the copy is done there is no episode to see; if the copy
+   * fails or runs out of time, what was written is deleted and the error is thrown (the caller gives
+   * the active-episode slot back).
+   */
   async fork(source: Episode, target: NewEpisode, nowMs: number): Promise<Episode> {
     const incarnation = mintIncarnation(nowMs, null);
     const pk = episodePk(target.tenantId, target.id);
-    const sourcePk = episodePk(source.tenantId, source.id);
     const episode: Episode = {
       ...target,
       incarnation,
@@ -449,53 +464,80 @@ export class DynamoDbEpisodeRepository implements EpisodeRepository {
       expiresAt: Math.floor(nowMs / 1000) + target.ttlS,
       snapshot: source.snapshot,
     };
-    // The history is copied without its usage (the source's steps were metered once) and without
-    // old snapshots; the latest version carries the state (a copy of its chunks if large).
-    const copies: Record<string, unknown>[] = [];
+    const requestDeadline = currentDeadline() ?? Number.POSITIVE_INFINITY;
+    const copyUntilMs = Math.min(Date.now() + FORK_COPY_BUDGET_MS, requestDeadline - FORK_CLEANUP_RESERVE_MS);
+    try {
+      const forkedObject = await this.copyHistory(source, episode, nowMs, copyUntilMs);
+      if (forkedObject) Object.assign(episode, { stateObject: forkedObject });
+      const stateBytes = forkedObject
+        ? forkedObject.bytes
+        : source.snapshot
+          ? Buffer.byteLength(source.snapshot, "base64")
+          : 0;
+      await this.putHead(episode, stateBytes);
+      return episode;
+    } catch (err) {
+      // No head was written: remove the copies (and chunks) so nothing is left of the fork.
+      await deleteEpisodeRemains(this.table, pk, { keepIncarnation: null }).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /**
+   * Copies the source's version items to the fork, a page at a time, without their usage (the
+   * source's steps were metered once) and without old snapshots: the latest version carries the
+   * state (its object named, shared; or a copy of its chunks). @returns the shared state object
+   */
+  private async copyHistory(
+    source: Episode,
+    fork: Episode,
+    nowMs: number,
+    copyUntilMs: number,
+  ): Promise<Episode["stateObject"]> {
     // A fresh source has no version items (and DynamoDB refuses a BETWEEN whose bounds are reversed).
-    const versionItems =
-      source.version === 0
-        ? []
-        : this.table.queryAll({
-            KeyConditionExpression: "pk = :pk AND sk BETWEEN :lo AND :hi",
-            ExpressionAttributeValues: {
-              ":pk": sourcePk,
-              ":lo": versionSk(source.incarnation, 1),
-              ":hi": versionSk(source.incarnation, source.version),
-            },
-          });
-    for await (const item of versionItems) {
-      const version = versionOfSk(String(item.sk));
-      copies.push({
-        pk,
-        sk: versionSk(incarnation, version),
-        at: nowMs,
-        // Not the request ids: a retry sent to the copy is a new request there.
-        rec: item.rec,
-      });
-    }
-    const lastCopy = copies[copies.length - 1];
+    if (source.version === 0) return undefined;
+    const pk = episodePk(fork.tenantId, fork.id);
     let forkedObject: Episode["stateObject"];
-    if (lastCopy && source.stateObject && this.stateObjects) {
-      // The fork names its source's object (immutable: shared, not copied).
-      const shared = await this.stateObjects.attrs(episode, source.version, source.stateObject, nowMs);
-      Object.assign(lastCopy, shared.attrs);
-      forkedObject = shared.ref;
-    } else if (lastCopy) {
-      Object.assign(
-        lastCopy,
-        await this.snapshots.store(pk, source.snapshot, episode.expiresAt + CHUNK_RETENTION_S),
-      );
-    }
-    await this.table.batchPut(copies);
-    if (forkedObject) Object.assign(episode, { stateObject: forkedObject });
-    const stateBytes = forkedObject
-      ? forkedObject.bytes
-      : source.snapshot
-        ? Buffer.byteLength(source.snapshot, "base64")
-        : 0;
-    await this.putHead(episode, stateBytes);
-    return episode;
+    let copied = 0;
+    let startKey: Record<string, unknown> | undefined;
+    do {
+      if (copied > 0 && Date.now() > copyUntilMs) throw new ForkTooLargeError(copied, source.version);
+      const page = await this.table.query({
+        KeyConditionExpression: "pk = :pk AND sk BETWEEN :lo AND :hi",
+        ExpressionAttributeValues: {
+          ":pk": episodePk(source.tenantId, source.id),
+          ":lo": versionSk(source.incarnation, 1),
+          ":hi": versionSk(source.incarnation, source.version),
+        },
+        Limit: FORK_PAGE_ITEMS,
+        ...(startKey ? { ExclusiveStartKey: startKey } : {}),
+      });
+      // Not the request ids: a retry sent to the copy is a new request there.
+      const copies: Record<string, unknown>[] = page.items.map((item) => ({
+        pk,
+        sk: versionSk(fork.incarnation, versionOfSk(String(item.sk))),
+        at: nowMs,
+        rec: item.rec,
+      }));
+      const last = copies[copies.length - 1];
+      if (last && last.sk === versionSk(fork.incarnation, source.version)) {
+        if (source.stateObject && this.stateObjects) {
+          // The fork names its source's object (immutable: shared, not copied).
+          const shared = await this.stateObjects.attrs(fork, source.version, source.stateObject, nowMs);
+          Object.assign(last, shared.attrs);
+          forkedObject = shared.ref;
+        } else {
+          Object.assign(
+            last,
+            await this.snapshots.store(pk, source.snapshot, fork.expiresAt + CHUNK_RETENTION_S),
+          );
+        }
+      }
+      await this.table.batchPut(copies);
+      copied += copies.length;
+      startKey = page.lastKey;
+    } while (startKey);
+    return forkedObject;
   }
 
   /** Deletes expired items and expired episodes' remains (local stack; TTL + stream in AWS). */

@@ -29,6 +29,8 @@ from coding_env_runtime import RUNTIME_VERSION, cell, handler  # noqa: E402
 from coding_env_runtime.policy import ImportPolicy  # noqa: E402
 from coding_env_runtime.runtime import RuntimeOpts  # noqa: E402
 
+import cold_start  # noqa: E402  (bench/runtime/, this script's directory)
+
 COMPUTE = "sum(i*i for i in range(10**6))"
 
 
@@ -282,6 +284,9 @@ def main() -> int:
     }
 
     results["startup_to_first_step_ms"] = startup
+    # A cold executor start in fresh interpreters, as the image configures it (cold_start.py):
+    # what config.ts's COLD_START_ALLOWANCE_S must cover besides Lambda's own init.
+    results["cold_start"] = cold_start.measure(3 if args.quick else 8)
 
     # Warm trivial step: print(1) on the episode's warm worker, small state.
     ep = Driver("bench-warm")
@@ -452,6 +457,7 @@ def main() -> int:
         f"{c['runtime_step_min_ms']} ms, ratio {c['ratio_min']}"
     )
     print(f"start-up to first step result: {startup}")
+    cold_start.print_table(results["cold_start"])
     for name, item in snap_results.items():
         print(f"  {name}: pickled {item['pickled_bytes']} B, compressed {item['compressed_bytes']} B")
     print(f"written: {out_file}")

@@ -125,7 +125,11 @@ export interface ApiConfig {
  * API Gateway's. `configFromEnv` refuses settings that break `maxStepTimeoutS + X + R <= D`.
  */
 export const EXECUTOR_MARGIN_S = 2;
-/** Executor init on a cold start (container image, zygote, preloaded numpy/pandas). */
+/**
+ * Executor init on a cold start (container image, zygote, preloaded numpy/pandas): the runtime's
+ * part is measured by bench/runtime/cold_start.py (about 0.65 s of CPU), the rest is Lambda's own
+ * init of the image (docs/DEPLOY.md, "The cold-start allowance").
+ */
 export const COLD_START_ALLOWANCE_S = 4;
 /** DynamoDB read before the invoke. */
 export const READ_BEFORE_INVOKE_S = 1;

@@ -4,6 +4,7 @@
 import { App, Stack } from "aws-cdk-lib";
 import { Match } from "aws-cdk-lib/assertions";
 import { afterAll, describe, expect, it } from "vitest";
+import { functionUrlAccessFields, isFunctionUrlEvent } from "../../functions/src/function-url.js";
 import {
   CodingEnvironment,
   CodingEnvironmentPropsError,
@@ -149,5 +150,50 @@ describe("the function URL switch (-c coding-env:apiFunctionUrl, apiReservedConc
     expect(
       () => new CodingEnvironment(new Stack(new App(), "T"), "Env", { apiReservedConcurrency: value }),
     ).toThrow(`T/Env: apiReservedConcurrency must be an integer from 1 to 100000, got ${value}`);
+  });
+});
+
+describe("the function URL's access line (functions/src/function-url.ts)", () => {
+  const event = (domainName: string | undefined) => ({
+    rawPath: "/step",
+    requestContext: {
+      ...(domainName === undefined ? {} : { domainName }),
+      requestId: "req-1",
+      http: { method: "POST", sourceIp: "2001:db8::7" },
+    },
+  });
+
+  it("tells the function URL's events from API Gateway's by their domain", () => {
+    expect(isFunctionUrlEvent(event("abcdef0123456789.lambda-url.eu-west-1.on.aws"))).toBe(true);
+    expect(isFunctionUrlEvent(event("abc123.execute-api.us-east-1.amazonaws.com"))).toBe(false);
+    // A custom domain of the HTTP API, a look-alike host, no domain at all.
+    expect(isFunctionUrlEvent(event("env.example.com"))).toBe(false);
+    expect(isFunctionUrlEvent(event("x.lambda-url.us-east-1.on.aws.example.com"))).toBe(false);
+    expect(isFunctionUrlEvent(event(undefined))).toBe(false);
+  });
+
+  it("carries the outcome and the caller's address, never a header or the query string, and counts a base64 body's bytes", () => {
+    const withSecrets = {
+      ...event("abcdef0123456789.lambda-url.eu-west-1.on.aws"),
+      rawQueryString: "api_key=ce_secret",
+      headers: { authorization: "Bearer ce_secret" },
+    };
+    const fields = functionUrlAccessFields(
+      withSecrets,
+      { statusCode: 200, body: "aGk=", isBase64Encoded: true },
+      12.4,
+    );
+    expect(fields).toEqual({
+      door: "function_url",
+      requestId: "req-1",
+      ip: "2001:db8::7",
+      method: "POST",
+      path: "/step",
+      status: 200,
+      latencyMs: 12,
+      responseLength: 2,
+    });
+    expect(JSON.stringify(fields)).not.toContain("ce_secret");
+    expect(functionUrlAccessFields(withSecrets, { statusCode: 413, body: "é" }, 0).responseLength).toBe(2);
   });
 });

@@ -40,7 +40,7 @@ function cutToBytes(s: string, budget: number, size: TransportSize): string {
  * @param wrap the message around the body (the body itself for HTTP; `{ type, data }` for /ws)
  *
  * @example
- * fitStepBody(body, (d) => d, 6_000_000, lambdaEnvelopeSize, "lambda_response_limit")
+ * fitStepBody(body, (d) => d, 6_000_000, envelopeBytes, "lambda_response_limit") // core/response-size.ts
  */
 export function fitStepBody(
   data: unknown,

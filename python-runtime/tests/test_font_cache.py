@@ -72,8 +72,10 @@ class RootModeFontCacheTest(unittest.TestCase):
 
     def test_figure_steps_read_the_prebuilt_font_cache(self) -> None:
         self.assertIsNotNone(self.runtime.pool.font_cache_dir)
-        outcomes = [self.figure_step() for _ in range(3)]  # new episodes: cold workers
-        self.assertEqual(outcomes[1:], ["read", "read"], outcomes)
+        # New episodes: cold workers. The second runs in the spare started after the cache was
+        # there (the rewrite test below draws in a third); each figure costs ~0.7 CPU-s.
+        outcomes = [self.figure_step() for _ in range(2)]
+        self.assertEqual(outcomes[1:], ["read"], outcomes)
 
     def test_user_code_cannot_rewrite_the_font_cache(self) -> None:
         directory = self.runtime.pool.font_cache_dir
@@ -92,7 +94,7 @@ class LambdaModeFontCacheTest(LambdaModeTestCase):
         return result["stdout"].strip()
 
     def test_figure_steps_read_the_staged_font_cache_and_user_code_cannot_rewrite_it(self) -> None:
-        self.assertEqual([self.figure_step() for _ in range(2)], ["read", "read"])
+        self.assertEqual(self.figure_step(), "read")  # a cold worker; another draws after the rewrite
         from coding_env_runtime import font_cache
 
         directory = font_cache.default_dir(sys.executable)  # where the harness built it

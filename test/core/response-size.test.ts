@@ -8,8 +8,11 @@ import {
   envelopeJsonBytes,
   LAMBDA_RESPONSE_BYTES,
   LAMBDA_RESPONSE_LIMIT_BYTES,
+  PAGED_RESPONSE_BYTES,
 } from "../../functions/src/core/response-size.js";
 import { fitLambdaResult, isContentTypeBinary } from "../../functions/src/http/fit-lambda-result.js";
+import { toWireJson } from "../../functions/src/http/wire-json.js";
+import { fitFileList } from "../../functions/src/routes/files.js";
 
 /** What a body adds to Lambda's result as the runtime serializes it. */
 const inResult = (body: string) =>
@@ -114,5 +117,30 @@ describe("fitLambdaResult", () => {
     expect(isContentTypeBinary("application/x-ndjson; charset=utf-8")).toBe(false);
     expect(isContentTypeBinary("application/json")).toBe(false);
     expect(isContentTypeBinary("application/octet-stream")).toBe(true);
+  });
+});
+
+describe("fitFileList", () => {
+  it("keeps a usual list as it is", () => {
+    const list = { episode_id: "ep", files: [{ path: "out.csv", size: 6 }] };
+    expect(fitFileList(list)).toBe(list);
+  });
+
+  it("cuts a list of 1000 control-character paths (6.7 MB escaped again) in path order, within the page size, flagged", () => {
+    const dir = ["\u0001".repeat(250), "\u0001".repeat(250), "\u0001".repeat(250)].join("/");
+    const files = Array.from({ length: 1000 }, (_, i) => ({
+      path: `${dir}/${"\u0001".repeat(196)}${String(i).padStart(4, "0")}`,
+      size: 0,
+    }));
+    const list = { episode_id: "ep", files };
+    expect(envelopeJsonBytes(list)).toBeGreaterThan(LAMBDA_RESPONSE_BYTES);
+    const fitted = fitFileList(list);
+    expect(fitted.truncated).toBe(true);
+    expect(envelopeBytes(toWireJson(fitted))).toBeLessThanOrEqual(PAGED_RESPONSE_BYTES);
+    expect(fitted.files.length).toBeGreaterThan(700);
+    expect(fitted.files).toEqual(files.slice(0, fitted.files.length));
+    // As many as fit: one more would not.
+    const oneMore = { ...fitted, files: files.slice(0, fitted.files.length + 1) };
+    expect(envelopeBytes(toWireJson(oneMore))).toBeGreaterThan(PAGED_RESPONSE_BYTES);
   });
 });

@@ -45,8 +45,9 @@ class FitReplyTest(unittest.TestCase):
         rng = random.Random(7)
         for ensure_ascii in (True, False):
             for _ in range(100):
-                out = "".join(rng.choice(AWKWARD) for _ in range(rng.choice([10, 3000, 30000])))
-                err = "".join(rng.choice(AWKWARD) for _ in range(rng.choice([0, 50, 20000])))
+                # choices(k=n), not n choice() calls: the same random text at a tenth of the CPU.
+                out = "".join(rng.choices(AWKWARD, k=rng.choice([10, 3000, 30000])))
+                err = "".join(rng.choices(AWKWARD, k=rng.choice([0, 50, 20000])))
                 limit = rng.randint(9000, 80000)
                 result = reply(out, err)
                 refused = handler.fit_reply(result, None, lambda: "E", ensure_ascii, limit=limit)

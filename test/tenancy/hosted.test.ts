@@ -1,7 +1,8 @@
 // HostedTenancy's hooks against a real (local, in-memory) DynamoDB: dynalite on a free port.
 
+import { AsyncLocalStorage } from "node:async_hooks";
 import { DynamoDBDocumentClient, PutCommand } from "@aws-sdk/lib-dynamodb";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { ApiError } from "../../functions/src/core/errors.js";
 import { dynamoDbTenancyRepositories } from "../../functions/src/store/dynamodb-tenancy.js";
 import { episodePk, HEAD_SK, usageKey } from "../../functions/src/store/layout.js";
@@ -144,6 +145,29 @@ describe("HostedTenancy hooks", () => {
       expect(tenancy.quotasFor("t5").stepsPerDay).toBe(99);
       expect(tenancy.quotasFor("t6").stepsPerDay).toBe(3);
     });
+  });
+
+  it("opens a request scope only for a key whose quotas differ from the defaults", async () => {
+    // A scope turns on Node's promise hooks for the whole process: none when nothing changes.
+    const run = vi.spyOn(AsyncLocalStorage.prototype, "run");
+    try {
+      const defaults = tenancy.quotasFor("t9");
+      await tenancy.runAs({ tenantId: "t9", keyId: "key_d", quotas: { ...defaults } }, async () => {
+        expect(tenancy.quotasFor("t9")).toEqual(defaults);
+      });
+      expect(run).not.toHaveBeenCalled();
+      const custom = { ...defaults, stepsPerDay: 7 };
+      await tenancy.runAs({ tenantId: "t9", keyId: "key_c", quotas: custom }, async () => {
+        expect(tenancy.quotasFor("t9").stepsPerDay).toBe(7);
+        // Inside another key's scope a default key still gets a scope of its own (and the defaults).
+        await tenancy.runAs({ tenantId: "t9", keyId: "key_d", quotas: { ...defaults } }, async () => {
+          expect(tenancy.quotasFor("t9").stepsPerDay).toBe(defaults.stepsPerDay);
+        });
+      });
+      expect(run).toHaveBeenCalledTimes(2);
+    } finally {
+      run.mockRestore();
+    }
   });
 
   it("stepTimeoutForReset: 429 over the quota, the default capped at it", () => {

@@ -19,6 +19,18 @@ import type { TenancyRepositories, UsageRepository } from "./repositories.js";
 import { ConcurrentSteps, DailyStepQuota } from "./step-limits.js";
 import { queryUsage, type UsageReport } from "./usage.js";
 
+/** Whether two sets of limits are the same, limit by limit. */
+function sameQuotas(a: QuotaLimits, b: QuotaLimits): boolean {
+  return (
+    a === b ||
+    (a.stepsPerDay === b.stepsPerDay &&
+      a.activeEpisodes === b.activeEpisodes &&
+      a.maxStateBytes === b.maxStateBytes &&
+      a.maxStepTimeoutS === b.maxStepTimeoutS &&
+      a.concurrentSteps === b.concurrentSteps)
+  );
+}
+
 /** Options of {@link HostedTenancy}. */
 export interface HostedTenancyOpts {
   /**
@@ -123,8 +135,19 @@ export class HostedTenancy implements EpisodeTenancyHooks {
     return this.authenticator.authenticate(headers);
   }
 
-  /** Runs `fn` (the rest of the request) with `tenant` as the request's tenant. */
+  /**
+   * Runs `fn` (the rest of the request) with `tenant` as the request's tenant. A scope is opened
+   * only when it changes what {@link quotasFor} answers (a key with quota overrides): on Node 20 the
+   * first scope turns on promise hooks for the whole process, a cost on every promise of every
+   * request after it (DynamoDB front included), so the local tenant and keys without overrides run
+   * without one.
+   */
   runAs<T>(tenant: TenantContext, fn: () => Promise<T>): Promise<T> {
+    if (
+      this.scope.getStore() === undefined &&
+      sameQuotas(tenant.quotas, this.unscopedQuotas(tenant.tenantId))
+    )
+      return fn();
     return this.scope.run(tenant, fn);
   }
 
@@ -132,6 +155,11 @@ export class HostedTenancy implements EpisodeTenancyHooks {
   quotasFor(tenantId: string): QuotaLimits {
     const current = this.scope.getStore();
     if (current && current.tenantId === tenantId) return current.quotas;
+    return this.unscopedQuotas(tenantId);
+  }
+
+  /** The quotas of `tenantId` outside any request's scope: the local tenant's, or the defaults. */
+  private unscopedQuotas(tenantId: string): QuotaLimits {
     return tenantId === LOCAL_TENANT_ID && !this.authRequired ? this.localQuotas : this.defaultQuotas;
   }
 

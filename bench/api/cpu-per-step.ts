@@ -32,7 +32,7 @@ const ROUNDS = Number(args.rounds);
 const clockTicksPerS = 100; // USER_HZ on Linux
 
 /** CPU ms (user + system, all threads) of one process; its waited-for children included when asked. */
-function processCpuMs(pid: number, withReapedChildren: boolean): number {
+export function processCpuMs(pid: number, withReapedChildren: boolean): number {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
     const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");

@@ -6,7 +6,8 @@
 //      $ per million steps through the function URL and the HTTP API (cost.ts; docs/DEPLOY.md
 //      derives its table from this);
 //   3. 64 episodes stepping concurrently: aggregate steps/s and errors;
-//   4. idle RSS of the whole stack (API process + executor and its workers).
+//   4. idle RSS of the whole stack (API process + executor and its workers);
+//   5. the protocol floor: the same hops with canned answers (floor.ts).
 // Prints a table and writes bench/results/api-<timestamp>.json.
 //
 // Run: npx tsx bench/api/run.ts [--steps 2000] [--seconds 10] [--episodes 64]
@@ -28,6 +29,7 @@ import {
 } from "./client.js";
 import { costPerMillion, measureStepUnits, type StepUnits } from "./cost.js";
 import { cpuSplit } from "./cpu-per-step.js";
+import { measureFloor } from "./floor.js";
 import { type GovernorUnits, measureGovernorUnits } from "./governor-units.js";
 
 const { values: args } = parseArgs({
@@ -261,6 +263,8 @@ try {
   const thr = await throughput(baseUrl);
   const loaded = treeRssKb(child.pid as number);
   const { perStep: trips, dynaliteMsPerStep, executorP50, units, governor } = await roundTrips();
+  // The same hops with canned answers (bench/api/floor.ts): what the protocols alone cost.
+  const floor = await measureFloor({ steps: STEPS, warmup: 300 });
   // Both HTTP doors; the target is for SDK clients, whose cheapest door is the function URL.
   const cost = costPerMillion(units.withRequestId, "function_url");
   const costHttpApi = costPerMillion(units.withRequestId, "http_api");
@@ -302,6 +306,12 @@ try {
       ]),
     ),
     executor_alone_print1_p50_ms: +executorP50.toFixed(3),
+    protocol_floor_ms: {
+      p50: +floor.p50.toFixed(3),
+      p99: +floor.p99.toFixed(3),
+      api_cpu_ms_per_step: +floor.apiCpuMs.toFixed(3),
+      canned_servers_cpu_ms_per_step: +floor.cannedCpuMs.toFixed(3),
+    },
     load_average_before: loadBefore,
     load_average_after: loadAverage(),
     idle_rss_mb: {
@@ -337,6 +347,11 @@ try {
     [
       "  of which executor alone (p50)",
       `${result.executor_alone_print1_p50_ms} ms (direct Invoke, no SDK)`,
+      "",
+    ],
+    [
+      "  protocol floor (canned answers)",
+      `${result.protocol_floor_ms.p50} / ${result.protocol_floor_ms.p99} ms p50/p99, API CPU ${result.protocol_floor_ms.api_cpu_ms_per_step} ms`,
       "",
     ],
     [

@@ -30,7 +30,8 @@ await build({ ...common, format: "cjs", outfile: join(outDir, "cjs", "index.js")
 writeFileSync(join(outDir, "cjs", "package.json"), `${JSON.stringify({ type: "commonjs" }, null, 2)}\n`);
 
 const require = createRequire(import.meta.url);
-const tsc = require.resolve("typescript/bin/tsc");
+// By path: TypeScript 7's package exports no `bin/tsc`.
+const tsc = join(dirname(require.resolve("typescript/package.json")), "bin", "tsc");
 execFileSync(process.execPath, [tsc, "-p", join(sdkDir, "tsconfig.build.json"), "--outDir", typesDir], {
   stdio: "inherit",
 });

@@ -78,7 +78,8 @@ describe("start-up secret", () => {
   let dataDir: string;
   beforeAll(async () => {
     dataDir = mkdtempSync(join(tmpdir(), "coding-env-secret-"));
-    stack = await startLocalStack({ port: 0, dataDir });
+    // Keys on, so the key `npm run keys` makes is checked by the API (below).
+    stack = await startLocalStack({ port: 0, dataDir, auth: true });
   });
   afterAll(async () => {
     await stack.stop();
@@ -149,7 +150,15 @@ describe("start-up secret", () => {
     }
     expect(code).toBe(0);
     const key = written.join("").trim().split("\n").pop() ?? "";
-    expect(key.length).toBeGreaterThan(20);
+    // The key opens this stack's API as the tenant it was made for (a key written to another
+    // DynamoDB, or none, would be refused: keys are on).
+    const usage = await call<{ tenant_id: string }>(stack.baseUrl, "GET", "/usage", undefined, {
+      authorization: `Bearer ${key}`,
+    });
+    expect(usage.status).toBe(200);
+    expect(usage.body.tenant_id).toBe("acme");
+    const wrong = await call(stack.baseUrl, "GET", "/usage", undefined, { authorization: `Bearer ${key}x` });
+    expect(wrong.status).toBe(401);
   });
 
   it("records its endpoints and credentials in <data>/stack.json, readable by its owner only", () => {

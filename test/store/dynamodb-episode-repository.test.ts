@@ -2,14 +2,20 @@
 // DynamoDB would bill for it), races between two instances, large state, the 400 KB item limit,
 // the head's lazy TTL, resets of an id, history pages and unprocessed batch keys.
 import { randomBytes } from "node:crypto";
-import { GetCommand, QueryCommand } from "@aws-sdk/lib-dynamodb";
+import { DynamoDBDocumentClient, GetCommand, QueryCommand } from "@aws-sdk/lib-dynamodb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { NewEpisode, StepRecord } from "../../functions/src/core/episode-repository.js";
+import { startDynalite } from "../../functions/src/local/dynalite-server.js";
 import { DynamoDbEpisodeRepository } from "../../functions/src/store/dynamodb-episode-repository.js";
 import { itemBytes } from "../../functions/src/store/item-size.js";
 import { episodePk, HEAD_SK, versionSk } from "../../functions/src/store/layout.js";
 import { HISTORY_OUTPUT_CHARS } from "../../functions/src/store/record-codec.js";
-import { startTestTable, type TestTable } from "../tenancy/helpers/dynalite-table.js";
+import {
+  clientFor,
+  createServiceTable,
+  startTestTable,
+  type TestTable,
+} from "../tenancy/helpers/dynalite-table.js";
 
 let table: TestTable;
 const T = "tenant-s";
@@ -365,50 +371,40 @@ describe("history pages and batch reads", () => {
     expect(small.lastStep).toBe(1);
   });
 
-  it("retries keys a BatchGetItem left unprocessed", async () => {
-    // Prepare: a chunked snapshot, and a client whose first BatchGetItem answer holds back a key
-    const writer = repository();
-    const now = Date.now();
-    const { episode } = await writer.create(spec(now), { replaceExisting: false, nowMs: now });
-    const big = randomBytes(900 * 1024).toString("base64");
-    await writer.commitStep({
-      before: episode,
-      snapshot: big,
-      lastExitCode: 0,
-      nowMs: now,
-      record: record(1),
-      usage: { executorMs: 1, stateBytes: 900 * 1024 },
-    });
-    let heldBack = 0;
-    table.client.middlewareStack.add(
-      (next, context) => async (args) => {
-        const out = await next(args);
-        if (context.commandName !== "BatchGetItemCommand" || heldBack > 0) return out;
-        const body = out.output as {
-          Responses?: Record<string, unknown[]>;
-          UnprocessedKeys?: Record<string, unknown>;
-        };
-        const items = body.Responses?.[table.tableName] ?? [];
-        const kept = items.pop() as { pk: unknown; sk: unknown } | undefined;
-        if (kept) {
-          heldBack++;
-          body.UnprocessedKeys = {
-            [table.tableName]: { Keys: [{ pk: kept.pk, sk: kept.sk }], ConsistentRead: true },
-          };
-        }
-        return out;
-      },
-      { step: "initialize", name: "holdBackOneKey" },
-    );
+  it("retries keys a BatchGetItem left unprocessed (the local DynamoDB front answering 64 KB per call)", async () => {
+    // Prepare: the stack's own DynamoDB front, which answers a BatchGetItem with at most
+    // `batchGetMaxBytes` of items and the rest in UnprocessedKeys, as DynamoDB does past 16 MB
+    const front = await startDynalite({ path: null, batchGetMaxBytes: 64 * 1024 });
+    const client = clientFor(front.endpoint);
     try {
-      // Act
-      const reader = repository();
-      const got = await load(reader, episode.id);
-      // Assess
-      expect(heldBack).toBe(1);
+      await createServiceTable(client, "coding-env-unprocessed");
+      const onFront = () =>
+        new DynamoDbEpisodeRepository({
+          doc: DynamoDBDocumentClient.from(client),
+          tableName: "coding-env-unprocessed",
+          maxStateBytes: 3 * 1024 * 1024,
+        });
+      const writer = onFront();
+      const now = Date.now();
+      const { episode } = await writer.create(spec(now), { replaceExisting: false, nowMs: now });
+      const big = randomBytes(900 * 1024).toString("base64");
+      await writer.commitStep({
+        before: episode,
+        snapshot: big,
+        lastExitCode: 0,
+        nowMs: now,
+        record: record(1),
+        usage: { executorMs: 1, stateBytes: 900 * 1024 },
+      });
+      front.requestCounts.clear();
+      // Act: another instance (the writer holds the snapshot it committed and reads nothing)
+      const got = await load(onFront(), episode.id);
+      // Assess: the chunks came back over several calls, each answering what the last left out
+      expect(front.requestCounts.get("BatchGetItem") ?? 0).toBeGreaterThan(1);
       expect(got.episode.snapshot).toBe(big);
     } finally {
-      table.client.middlewareStack.remove("holdBackOneKey");
+      client.destroy();
+      await front.stop();
     }
   });
 

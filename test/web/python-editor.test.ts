@@ -91,7 +91,10 @@ describe("the editor is for Python", () => {
     expect(await page.locator(popup).count()).toBe(0);
   });
 
-  it("the completion popup closes on Step (Ctrl+Enter in the editor)", async () => {
+  it.each([
+    ["Ctrl+Enter in the editor", (p: Page) => p.keyboard.press("Control+Enter")],
+    ["a click on the Step button", (p: Page) => p.click("#step")],
+  ])("the completion popup closes on Step (%s)", async (_way, pressStep) => {
     // Prepare
     await openPage(page, baseUrl);
     await reset(page);
@@ -100,7 +103,7 @@ describe("the editor is for Python", () => {
     await page.waitForSelector(popup);
 
     // Act
-    await page.keyboard.press("Control+Enter");
+    await pressStep(page);
     await waitForHistory(page, 1);
 
     // Assess: the step ran what was typed and the popup is gone.

@@ -293,12 +293,17 @@ describe("auth on: metering", () => {
     expect(usage.body.days).toEqual([{ date: today(), ...totals }]);
   });
 
-  it("answers 400 bad_request to a malformed usage range", async () => {
+  it("answers 422 validation_error to a malformed usage range, as to every malformed query", async () => {
     const c = await newKey();
-    for (const q of ["from=2026-13-01", "to=yesterday", "from=2026-11-20&to=2026-11-10"]) {
+    for (const [q, param] of [
+      ["from=2026-13-01", "from"],
+      ["to=yesterday", "to"],
+      ["from=2026-11-20&to=2026-11-10", "from"],
+    ] as const) {
       const out = await call("GET", `/usage?${q}`, { key: c.key });
-      expect(out.status).toBe(400);
-      expect((out.body.error as Record<string, unknown>).code).toBe("bad_request");
+      expect(out.status).toBe(422);
+      expect((out.body.error as Record<string, unknown>).code).toBe("validation_error");
+      expect(out.body.detail).toEqual([expect.objectContaining({ loc: ["query", param] })]);
     }
   });
 });

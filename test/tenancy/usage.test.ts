@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ApiError } from "../../functions/src/core/errors.js";
+import { ApiError, type ValidationError } from "../../functions/src/core/errors.js";
 import { processStreamBatch } from "../../functions/src/metering/stream-aggregator.js";
 import { DynamoDbUsageRepository } from "../../functions/src/store/dynamodb-usage.js";
 import { queryUsage, usageRange } from "../../functions/src/tenancy/index.js";
@@ -31,7 +31,7 @@ describe("usageRange", () => {
     expect(usageRange("2026-11-01", undefined, now)).toEqual({ from: "2026-11-01", to: "2026-11-27" });
   });
 
-  it("answers 400 bad_request for malformed, impossible, reversed or too long ranges", () => {
+  it("answers 422 validation_error naming the parameter for malformed, impossible, reversed or too long ranges", () => {
     for (const [from, to] of [
       ["2026-11-1", undefined],
       ["2026-02-30", undefined],
@@ -46,8 +46,9 @@ describe("usageRange", () => {
         err = e;
       }
       expect(err).toBeInstanceOf(ApiError);
-      expect((err as ApiError).status).toBe(400);
-      expect((err as ApiError).code).toBe("bad_request");
+      expect((err as ApiError).status).toBe(422);
+      expect((err as ApiError).code).toBe("validation_error");
+      expect((err as ValidationError).issues[0]?.loc).toEqual(["query", "from"]);
     }
   });
 });

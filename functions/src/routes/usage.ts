@@ -15,7 +15,12 @@ const usageRoute = createRoute({
   request: { query: UsageQuerySchema },
   responses: {
     200: jsonContent(UsageReportSchema, "Usage per day and totals"),
-    ...errorResponses({ extra: [400, 404, 422] }),
+    ...errorResponses({
+      extra: [404, 422],
+      describe: {
+        422: "`validation_error`: `from` or `to` is not a date YYYY-MM-DD, `from` is after `to`, or the range is over 366 days; FastAPI's `detail` names the parameter.",
+      },
+    }),
   },
 });
 

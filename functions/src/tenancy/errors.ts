@@ -1,10 +1,9 @@
 // Typed errors of the tenancy layer. They extend the API's `ApiError` (fixed status and code), so
 // the app's one `onError` turns them into `{"error":{"code","message","details"}}` plus `headers`.
-import { ApiError, BadRequestError, UnauthorizedError } from "../core/errors.js";
+import { ApiError, UnauthorizedError } from "../core/errors.js";
 
 /** 401 for a missing, malformed, unknown or revoked key (the message never says which). */
-/** 400 `bad_request`, e.g. a malformed `from`/`to` on `GET /usage`. */
-export { BadRequestError as TenancyBadRequestError, UnauthorizedError };
+export { UnauthorizedError };
 
 /** Names of the quotas, as they appear in `details.quota`. */
 export type QuotaName =

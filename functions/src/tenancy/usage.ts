@@ -1,4 +1,4 @@
-import { TenancyBadRequestError } from "./errors.js";
+import { ValidationError } from "../core/errors.js";
 import { formatScaled, GB_SECONDS_SCALE, parseScaled, usageDay } from "./metering.js";
 import type { UsageRepository } from "./repositories.js";
 
@@ -35,19 +35,22 @@ export const DEFAULT_USAGE_RANGE_DAYS = 30;
 const DAY_MS = 86_400_000;
 const DATE_PATTERN = /^\d{4}-\d{2}-\d{2}$/;
 
-function parseDay(name: string, raw: string): Date {
+/** 422 `validation_error` naming the query parameter, in FastAPI's `detail` shape like every query error. */
+function invalidQuery(name: "from" | "to", msg: string): ValidationError {
+  return new ValidationError([{ loc: ["query", name], msg, type: "value_error" }]);
+}
+
+function parseDay(name: "from" | "to", raw: string): Date {
   const date = new Date(`${raw}T00:00:00Z`);
   if (!DATE_PATTERN.test(raw) || Number.isNaN(date.getTime()) || usageDay(date) !== raw) {
-    throw new TenancyBadRequestError(`'${name}' must be a date YYYY-MM-DD, got '${raw.slice(0, 40)}'.`, {
-      parameter: name,
-    });
+    throw invalidQuery(name, `'${name}' must be a date YYYY-MM-DD, got '${raw.slice(0, 40)}'.`);
   }
   return date;
 }
 
 /**
  * Validates `from`/`to` (inclusive UTC days). Defaults: `to` = today, `from` = 29 days before `to`.
- * Throws `TenancyBadRequestError` (400) for a malformed date, `from` after `to`, or a range over
+ * Throws a `ValidationError` (422, as every malformed query) for a malformed date, `from` after `to`, or a range over
  * `MAX_USAGE_RANGE_DAYS`.
  */
 export function usageRange(
@@ -59,9 +62,9 @@ export function usageRange(
   const fromDate = from
     ? parseDay("from", from)
     : new Date(toDate.getTime() - (DEFAULT_USAGE_RANGE_DAYS - 1) * DAY_MS);
-  if (fromDate > toDate) throw new TenancyBadRequestError("'from' must not be after 'to'.");
+  if (fromDate > toDate) throw invalidQuery("from", "'from' must not be after 'to'.");
   if ((toDate.getTime() - fromDate.getTime()) / DAY_MS + 1 > MAX_USAGE_RANGE_DAYS) {
-    throw new TenancyBadRequestError(`A usage range may span at most ${MAX_USAGE_RANGE_DAYS} days.`);
+    throw invalidQuery("from", `A usage range may span at most ${MAX_USAGE_RANGE_DAYS} days.`);
   }
   return { from: usageDay(fromDate), to: usageDay(toDate) };
 }

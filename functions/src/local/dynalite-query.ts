@@ -5,6 +5,7 @@
 // in batches, and builds the same answer with dynalite's own helpers (item size, filters,
 // projections, LastEvaluatedKey, consumed capacity). Index reads keep dynalite's own code.
 import { createRequire } from "node:module";
+import { orderedMemoryDbOf } from "./dynalite-memory-db.js";
 import type { AttributeMap } from "./dynamodb-rules.js";
 
 const require = createRequire(import.meta.url);
@@ -74,31 +75,43 @@ function directQueryTable(db: DynaliteDbModule, original: QueryTableFn): QueryTa
     const calculateCapacity =
       data.ReturnConsumedCapacity === "TOTAL" || data.ReturnConsumedCapacity === "INDEXES";
     const rangeKey = table.KeySchema[1]?.AttributeName;
+    const range = itemRange(String(data.TableName), opts);
+    const memory = orderedMemoryDbOf(store.db);
     const read = async (): Promise<Record<string, unknown>> => {
       // The same stop rule as dynalite's takeWhile: Limit items, or the first past 1 MB.
       let items: AttributeMap[] = [];
       let size = 0;
       let tableCapacity = 0;
-      const iterator = store.db.values(itemRange(String(data.TableName), opts));
-      try {
-        const batch = limit !== undefined ? limit + 1 : 64;
-        for (;;) {
-          const got = await iterator.nextv(batch);
-          if (got.length === 0) break;
-          let stopped = false;
-          for (const item of got) {
-            if ((limit !== undefined && items.length >= limit) || size >= PAGE_BYTES) {
-              stopped = true;
-              break;
+      /** Takes an item unless the page is full; false once it is. */
+      const take = (item: AttributeMap): boolean => {
+        if ((limit !== undefined && items.length >= limit) || size >= PAGE_BYTES) return false;
+        if (calculateCapacity) tableCapacity += db.itemSize(item);
+        size += db.itemSize(item, true, true, rangeKey);
+        items.push(item);
+        return true;
+      };
+      if (memory) {
+        // In memory: the stored items themselves, read at once (they are only read and answered).
+        memory.visitSync(range, (item) => take(item as AttributeMap));
+      } else {
+        const iterator = store.db.values(range);
+        try {
+          const batch = limit !== undefined ? limit + 1 : 64;
+          for (;;) {
+            const got = await iterator.nextv(batch);
+            if (got.length === 0) break;
+            let stopped = false;
+            for (const item of got) {
+              if (!take(item)) {
+                stopped = true;
+                break;
+              }
             }
-            if (calculateCapacity) tableCapacity += db.itemSize(item);
-            size += db.itemSize(item, true, true, rangeKey);
-            items.push(item);
+            if (stopped) break;
           }
-          if (stopped) break;
+        } finally {
+          await iterator.close();
         }
-      } finally {
-        await iterator.close();
       }
       const count = items.length;
       const lastItem = items[count - 1];

@@ -4,6 +4,7 @@
 // dynalite's, while sizes, transactions and the change feed are ours (see dynalite-server.ts).
 import { createRequire } from "node:module";
 import { memoiseDynaliteConditionParser } from "./dynalite-expression-cache.js";
+import { installOrderedMemoryDb, type OrderedMemoryDb, orderedMemoryDbOf } from "./dynalite-memory-db.js";
 import { installDirectQuery } from "./dynalite-query.js";
 import { compileTypes } from "./dynalite-type-check.js";
 import { type AttributeMap, OperationError } from "./dynamodb-rules.js";
@@ -33,7 +34,7 @@ export interface ItemDb {
 }
 export interface DynaliteStore {
   db: { close(cb: (err?: Error) => void): void; open?(): Promise<void> };
-  lifecycleManager?: { gracefulClose(cb: (err?: Error) => void): void };
+  lifecycleManager?: { gracefulClose(cb: (err?: Error) => void): void; getState(): string };
   getItemDb(tableName: string): ItemDb;
   getTable(
     tableName: string,
@@ -43,6 +44,7 @@ export interface DynaliteStore {
 }
 interface TableDescription {
   TableName: string;
+  TableStatus?: string;
   KeySchema: Array<{ AttributeName: string }>;
   LocalSecondaryIndexes?: unknown[];
   GlobalSecondaryIndexes?: unknown[];
@@ -108,8 +110,15 @@ for (const op of operations) {
   });
 }
 
-export function createStore(path: string | null): DynaliteStore {
-  return dynaliteDb.create({
+/**
+ * dynalite's store: LevelDB in `path`, or in memory (`null`) our ordered store behind dynalite's db
+ * (dynalite-memory-db.ts; `memory: "dynalite"` keeps dynalite's own memory-level, for comparisons).
+ */
+export function createStore(
+  path: string | null,
+  opts: { memory?: "ordered" | "dynalite" } = {},
+): DynaliteStore {
+  const store = dynaliteDb.create({
     path: path ?? undefined,
     createTableMs: 0,
     deleteTableMs: 0,
@@ -117,6 +126,35 @@ export function createStore(path: string | null): DynaliteStore {
     // dynalite counts string sizes in UTF-16 code units; the front checks DynamoDB's 400 KB itself.
     maxItemSizeKb: 64 * 1024,
   });
+  if (path === null && opts.memory !== "dynalite") {
+    installOrderedMemoryDb(
+      store.db as unknown as Parameters<typeof installOrderedMemoryDb>[0],
+      () => store.lifecycleManager?.getState() === "closed",
+    );
+  }
+  return store;
+}
+
+/** The store's ordered in-memory db, when it has one (no data folder). */
+export function memoryDbOf(store: DynaliteStore): OrderedMemoryDb | undefined {
+  return orderedMemoryDbOf(store.db);
+}
+
+/** dynalite's getTable, synchronously on the ordered in-memory db (the same checks and errors). */
+function tableSync(memory: OrderedMemoryDb, name: string, checkStatus: boolean): TableDescription {
+  const table = memory.getSync(`table~${name}`) as TableDescription | undefined;
+  if (
+    !table ||
+    typeof table !== "object" ||
+    !table.TableStatus ||
+    (checkStatus && (table.TableStatus === "CREATING" || table.TableStatus === "DELETING"))
+  ) {
+    throw new OperationError(400, {
+      __type: "com.amazonaws.dynamodb.v20120810#ResourceNotFoundException",
+      message: `Requested resource not found${checkStatus ? "" : `: Table: ${name} not found`}`,
+    });
+  }
+  return table;
 }
 
 function fromDynalite(err: unknown): unknown {
@@ -253,19 +291,25 @@ async function planPut(
 ): Promise<PlannedWrite> {
   const tableName = String(data.TableName);
   const item = data.Item as AttributeMap;
+  const memory = memoryDbOf(store);
   // checkStatus true: a table being created or deleted is not found, as for dynalite's actions.
-  const table = await new Promise<TableDescription>((resolve, reject) =>
-    store.getTable(tableName, true, (err, t) => (err || !t ? reject(fromDynalite(err)) : resolve(t))),
-  );
+  const table = memory
+    ? tableSync(memory, tableName, true)
+    : await new Promise<TableDescription>((resolve, reject) =>
+        store.getTable(tableName, true, (err, t) => (err || !t ? reject(fromDynalite(err)) : resolve(t))),
+      );
   const invalid = dynaliteDb.validateItem(item, table);
   if (invalid) throw fromDynalite(invalid);
   const storageKey = dynaliteDb.createKey(item, table);
-  const oldItem = await new Promise<AttributeMap | undefined>((resolve, reject) =>
-    store.getItemDb(tableName).get(storageKey, (err, value) => {
-      if (err && err.name !== "NotFoundError") reject(err);
-      else resolve(err ? undefined : value);
-    }),
-  );
+  // In memory the stored item itself: it is only read (condition, ALL_OLD, the change record).
+  const oldItem = memory
+    ? (memory.getSync(`item-${tableName}~${storageKey}`) as AttributeMap | undefined)
+    : await new Promise<AttributeMap | undefined>((resolve, reject) =>
+        store.getItemDb(tableName).get(storageKey, (err, value) => {
+          if (err && err.name !== "NotFoundError") reject(err);
+          else resolve(err ? undefined : value);
+        }),
+      );
   const failed = dynaliteDb.checkConditional(data, oldItem);
   if (failed) {
     const failure = fromDynalite(failed);
@@ -316,6 +360,13 @@ export async function commitWrite(store: DynaliteStore, plan: PlannedWrite): Pro
     );
   }
   const newItem = plan.newItem;
+  const memory = memoryDbOf(store);
+  if (memory) {
+    // The planned item itself: the request's validated copy, which nothing changes afterwards.
+    if (newItem) memory.setSync(`item-${plan.tableName}~${key}`, newItem);
+    else memory.deleteSync(`item-${plan.tableName}~${key}`);
+    return;
+  }
   await new Promise<void>((resolve, reject) => {
     const done: NodeCallback = (err) => (err ? reject(err) : resolve());
     if (newItem) itemDb.put(key, newItem, done);

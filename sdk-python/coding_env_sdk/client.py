@@ -134,8 +134,9 @@ class CodingEnv:
             policy: ``"openenv"`` (the reference's import allow-list) or ``"full"`` (all of Python).
                 Default ``"openenv"``.
             additional_imports: module names added to the allow-list. Default none.
-            step_timeout_s: the episode's per-step limit in seconds. Default the deployment's
-                (30 s locally, 25 s in AWS).
+            step_timeout_s: the episode's per-step limit in seconds (``state()`` reports it).
+                Default the deployment's: 30 s locally (``CODING_ENV_DEFAULT_STEP_TIMEOUT_S``), 20 s
+                in AWS (the ``defaultStepTimeoutSeconds`` context; 20 s is also AWS's maximum).
             ttl_s: idle seconds before the episode expires. Default 86 400.
 
         Example::

@@ -58,7 +58,11 @@ export interface ResetOpts {
   readonly policy?: ImportPolicy;
   /** Module names added to the import allow-list. @default [] */
   readonly additionalImports?: readonly string[];
-  /** The episode's per-step limit in seconds. @default the deployment's (30 s locally, 25 s in AWS) */
+  /**
+   * The episode's per-step limit in seconds (`state()` reports it as `step_timeout_s`).
+   * @default the deployment's: 30 s locally (`CODING_ENV_DEFAULT_STEP_TIMEOUT_S`), 20 s in AWS (the
+   * `defaultStepTimeoutSeconds` context; 20 s is also AWS's maximum)
+   */
   readonly stepTimeoutS?: number;
   /** Idle seconds before the episode expires. @default 86_400 */
   readonly ttlS?: number;

@@ -119,8 +119,11 @@ class OtherProcessesTest(LambdaModeTestCase):
         # not, and its memory could be rewritten (/proc/<pid>/mem, ptrace) by that step's user
         # code, so that the next episode's worker, forked from it, ran the attacker's code. Now
         # no interpreter starts while user code runs (and none is in that window when it starts).
+        # The refill would start the next interpreter within ms of the step's start: a 1 s watch
+        # (a busy loop, a core's worth of CPU) sees it as often as a 3 s one did (with the start
+        # gate and the early start both removed: 4 failures in 4 runs at 1 s, 3 in 4 at 3 s).
         for _ in range(2):
-            result = self.run_code(WATCH_NEW_PROCESSES.format(seconds=3))
+            result = self.run_code(WATCH_NEW_PROCESSES.format(seconds=1))
             self.assertEqual(result["exit_code"], 0, result["stderr"])
             seen, opened = result["stdout"].split(" ", 1)
             self.assertEqual(opened, "{}\n")

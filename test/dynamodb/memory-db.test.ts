@@ -28,7 +28,13 @@ function comparable(value: unknown): unknown {
 }
 
 async function answer(store: DynaliteStore, op: Op): Promise<unknown> {
-  return comparable(await rawAnswer(store, op));
+  const got = comparable(await rawAnswer(store, op)) as { Responses?: Record<string, unknown[]> };
+  // dynalite's BatchGetItem answers its reads in the order they complete (DynamoDB: in no order).
+  if (op[0] === "BatchGetItem" && got.Responses) {
+    for (const items of Object.values(got.Responses))
+      items.sort((a, b) => (JSON.stringify(a) < JSON.stringify(b) ? -1 : 1));
+  }
+  return got;
 }
 
 async function rawAnswer(store: DynaliteStore, [op, input]: Op): Promise<unknown> {

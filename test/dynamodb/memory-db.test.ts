@@ -284,3 +284,36 @@ describe("the ordered in-memory store", () => {
     expect(again.Item.v).toEqual({ N: "1" });
   });
 });
+
+describe("dynalite's item keys with memoised hash prefixes", () => {
+  it("are the keys dynalite's own createKey makes", async () => {
+    const { createRequire } = await import("node:module");
+    const require = createRequire(import.meta.url);
+    type CreateKey = ((item: unknown, table: unknown) => string) & {
+      original?: (item: unknown, table: unknown) => string;
+    };
+    const { createKey } = require("dynalite/db") as { createKey: CreateKey };
+    expect(createKey.original).toBeTypeOf("function");
+    const table = (hash: string, range?: string) => ({
+      AttributeDefinitions: [
+        { AttributeName: "h", AttributeType: hash },
+        ...(range ? [{ AttributeName: "r", AttributeType: range }] : []),
+      ],
+      KeySchema: [
+        { AttributeName: "h", KeyType: "HASH" },
+        ...(range ? [{ AttributeName: "r", KeyType: "RANGE" }] : []),
+      ],
+    });
+    const items: Array<[ReturnType<typeof table>, Record<string, unknown>]> = [
+      [table("S", "S"), { h: { S: "EP#a" }, r: { S: "M#1" } }],
+      [table("S", "S"), { h: { S: "EP#a" }, r: { S: "é☃😀" } }],
+      [table("N"), { h: { N: "-12.5" } }],
+      [table("N"), { h: { N: "0" } }],
+      [table("N", "N"), { h: { N: "1e30" }, r: { N: "-0.001" } }],
+      [table("B", "S"), { h: { B: "AAEC" }, r: { S: "x" } }],
+    ];
+    for (const [t, item] of items) {
+      for (let i = 0; i < 2; i++) expect(createKey(item, t)).toBe(createKey.original?.(item, t));
+    }
+  });
+});

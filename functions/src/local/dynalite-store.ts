@@ -4,6 +4,7 @@
 // dynalite's, while sizes, transactions and the change feed are ours (see dynalite-server.ts).
 import { createRequire } from "node:module";
 import { memoiseDynaliteConditionParser } from "./dynalite-expression-cache.js";
+import { memoiseDynaliteKeys } from "./dynalite-keys.js";
 import { installOrderedMemoryDb, type OrderedMemoryDb, orderedMemoryDbOf } from "./dynalite-memory-db.js";
 import { installDirectQuery } from "./dynalite-query.js";
 import { compileTypes } from "./dynalite-type-check.js";
@@ -75,6 +76,7 @@ interface DynaliteDb {
 const validations = require("dynalite/validations") as DynaliteValidations;
 const dynaliteDb = require("dynalite/db") as DynaliteDb;
 memoiseDynaliteConditionParser();
+memoiseDynaliteKeys();
 installDirectQuery();
 
 const operations = [

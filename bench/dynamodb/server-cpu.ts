@@ -9,6 +9,8 @@
 // A/B: `--baseline <checkout>` (e.g. `git archive <commit> | tar -x -C /tmp/base`, with a
 // node_modules symlink) is measured in rounds interleaved with this checkout; the medians compare.
 //
+// `--cpu-prof <dir>` profiles this checkout's server process (node --cpu-prof).
+//
 // Run: npx tsx bench/dynamodb/server-cpu.ts [--steps 3000] [--warmup 500] [--rounds 3] [--baseline DIR]...
 import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -29,6 +31,7 @@ const { values: args } = parseArgs({
     rounds: { type: "string", default: "3" },
     baseline: { type: "string", multiple: true },
     serve: { type: "string" },
+    "cpu-prof": { type: "string" },
   },
 });
 
@@ -54,10 +57,13 @@ function cpuMs(pid: number): number {
   return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // USER_HZ
 }
 
-async function startServer(root: string): Promise<{ child: ChildProcess; endpoint: string }> {
+async function startServer(
+  root: string,
+  nodeArgs: string[],
+): Promise<{ child: ChildProcess; endpoint: string }> {
   const child = spawn(
     process.execPath,
-    ["--import", "tsx", fileURLToPath(import.meta.url), "--serve", root],
+    [...nodeArgs, "--import", "tsx", fileURLToPath(import.meta.url), "--serve", root],
     {
       cwd: root,
       stdio: ["ignore", "pipe", "inherit"],
@@ -135,8 +141,8 @@ async function step(client: DynamoDBClient, pk: string, incarnation: string, v: 
   );
 }
 
-async function measure(root: string, steps: number, warmup: number): Promise<number> {
-  const { child, endpoint } = await startServer(root);
+async function measure(root: string, steps: number, warmup: number, nodeArgs: string[]): Promise<number> {
+  const { child, endpoint } = await startServer(root, nodeArgs);
   try {
     const client = new DynamoDBClient({
       endpoint,
@@ -182,6 +188,8 @@ async function main(): Promise<void> {
     ...(args.baseline ?? []).map((b) => ({ name: basename(resolve(b)), root: resolve(b) })),
     { name: "this checkout", root: repoRoot },
   ];
+  const prof =
+    typeof args["cpu-prof"] === "string" ? ["--cpu-prof", `--cpu-prof-dir=${resolve(args["cpu-prof"])}`] : [];
   const results = new Map<string, number[]>(variants.map((v) => [v.name, []]));
   const load0 = loadavg()[0] as number;
   const rounds = Number(args.rounds);
@@ -189,7 +197,12 @@ async function main(): Promise<void> {
     // Alternate which variant goes first, so a trend in the machine's load favours neither.
     const order = round % 2 ? variants : [...variants].reverse();
     for (const v of order) {
-      const ms = await measure(v.root, Number(args.steps), Number(args.warmup));
+      const ms = await measure(
+        v.root,
+        Number(args.steps),
+        Number(args.warmup),
+        v.root === repoRoot ? prof : [],
+      );
       results.get(v.name)?.push(ms);
       console.log(`round ${round} ${v.name.padEnd(16)} ${ms.toFixed(3)} ms CPU/step in the DynamoDB server`);
     }

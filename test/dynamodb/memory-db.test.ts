@@ -114,6 +114,16 @@ describe("the ordered in-memory store", () => {
         { TableName, Key: key("EP#a", "META"), ConsistentRead: true, ReturnConsumedCapacity: "TOTAL" },
       ],
       ["GetItem", { TableName, Key: key("EP#a", "none") }],
+      ["GetItem", { TableName: "nowhere", Key: key("EP#a", "none") }],
+      ["DescribeTable", { TableName: "nowhere" }],
+      [
+        "Query",
+        {
+          TableName: "nowhere",
+          KeyConditionExpression: "pk = :p",
+          ExpressionAttributeValues: { ":p": { S: "x" } },
+        },
+      ],
       [
         "UpdateItem",
         {

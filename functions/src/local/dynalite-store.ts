@@ -6,6 +6,7 @@ import { createRequire } from "node:module";
 import { memoiseDynaliteConditionParser } from "./dynalite-expression-cache.js";
 import { memoiseDynaliteKeys } from "./dynalite-keys.js";
 import { installOrderedMemoryDb, type OrderedMemoryDb, orderedMemoryDbOf } from "./dynalite-memory-db.js";
+import { installMemoryGetTable, tableLookup } from "./dynalite-memory-tables.js";
 import { installDirectQuery } from "./dynalite-query.js";
 import { compileTypes } from "./dynalite-type-check.js";
 import { type AttributeMap, OperationError } from "./dynamodb-rules.js";
@@ -129,10 +130,12 @@ export function createStore(
     maxItemSizeKb: 64 * 1024,
   });
   if (path === null && opts.memory !== "dynalite") {
-    installOrderedMemoryDb(
+    const isClosed = () => store.lifecycleManager?.getState() === "closed";
+    const memory = installOrderedMemoryDb(
       store.db as unknown as Parameters<typeof installOrderedMemoryDb>[0],
-      () => store.lifecycleManager?.getState() === "closed",
+      isClosed,
     );
+    installMemoryGetTable<TableDescription>(store, memory, isClosed);
   }
   return store;
 }
@@ -144,19 +147,9 @@ export function memoryDbOf(store: DynaliteStore): OrderedMemoryDb | undefined {
 
 /** dynalite's getTable, synchronously on the ordered in-memory db (the same checks and errors). */
 function tableSync(memory: OrderedMemoryDb, name: string, checkStatus: boolean): TableDescription {
-  const table = memory.getSync(`table~${name}`) as TableDescription | undefined;
-  if (
-    !table ||
-    typeof table !== "object" ||
-    !table.TableStatus ||
-    (checkStatus && (table.TableStatus === "CREATING" || table.TableStatus === "DELETING"))
-  ) {
-    throw new OperationError(400, {
-      __type: "com.amazonaws.dynamodb.v20120810#ResourceNotFoundException",
-      message: `Requested resource not found${checkStatus ? "" : `: Table: ${name} not found`}`,
-    });
-  }
-  return table;
+  const found = tableLookup<TableDescription>(memory, name, checkStatus);
+  if ("table" in found) return found.table;
+  throw fromDynalite(found.error);
 }
 
 function fromDynalite(err: unknown): unknown {

@@ -39,7 +39,12 @@ export function memoiseDynaliteKeys(): void {
   if (db.hashPrefix.memoised) return;
   const digest = db.hashPrefix;
   const prefixes = new Map<string, string>();
-  const hashPrefix: HashPrefix & { memoised?: boolean; original?: HashPrefix } = (hashKey, hashType, rangeKey, rangeType) => {
+  const hashPrefix: HashPrefix & { memoised?: boolean; original?: HashPrefix } = (
+    hashKey,
+    hashType,
+    rangeKey,
+    rangeType,
+  ) => {
     // Only the single-key form with a string value (every item key's): anything else as dynalite.
     if (rangeKey !== undefined || rangeType !== undefined || typeof hashKey !== "string") {
       return digest(hashKey, hashType, rangeKey, rangeType);

@@ -7,16 +7,17 @@
 //      through an API built as the stack builds it, whose DynamoDB and Lambda endpoints are
 //      recording proxies. The last step's HTTP request and answer, its Query, both PutItems and
 //      its Invoke (bodies and headers, as sent and as answered) are kept.
-//   2. Canned servers (a process of their own): a DynamoDB endpoint answering each call with the
-//      captured answer for its operation, and a Lambda endpoint answering the captured payload;
-//      they check nothing (they only read each request to its end, as keep-alive needs).
+//   2. Canned servers: a DynamoDB endpoint answering each call with the captured answer for its
+//      operation (on the floor API's event loop, where the stack runs its DynamoDB front), and a
+//      Lambda endpoint answering the captured payload (a process of its own, as the executor);
+//      they check only each request's size (the floor must send what the real step sent).
 //   3. The floor API (a process of its own): @hono/node-server with keep-alive serving one Hono
 //      route, POST /step: it parses the body, sends the captured Query, claim PutItem, Invoke and
 //      commit PutItem (the same inputs, the same clients: `buildDeps` of functions/src/deps.ts,
 //      so every client setting and tuning of the API applies), parses the Invoke's payload and
 //      answers the captured step body.
 //   4. Sequential keep-alive steps from this process: p50/p99 and CPU per step of the floor API
-//      process (and of the canned servers), from /proc.
+//      process (comparable to the stack's API process) and of the canned Lambda, from /proc.
 //
 // Not in the floor: the work between the hops (validation, the store's codecs, the state's
 // pre-signed URLs: the Invoke carries the captured ones, so its size is the real step's). As in the
@@ -177,43 +178,49 @@ function replayHeaders(h: IncomingHttpHeaders): Record<string, string | string[]
   return out;
 }
 
-/** The canned DynamoDB and Lambda endpoints: each call answered as captured, nothing checked. */
-async function serveCanned(step: CapturedStep): Promise<void> {
+/**
+ * A canned endpoint: each call answered as captured, nothing checked but its size. `kindFrom` names
+ * a request's operation (DynamoDB's X-Amz-Target; every Lambda call is an Invoke). @returns its URL
+ */
+async function serveCanned(
+  step: CapturedStep,
+  kindFrom: (h: IncomingHttpHeaders) => string,
+): Promise<string> {
   const answers = new Map<string, Exchange[]>();
   for (const { kind, exchange } of step.calls) answers.set(kind, [...(answers.get(kind) ?? []), exchange]);
-  const handler = (kindFrom: (h: IncomingHttpHeaders) => string) =>
-    createServer((req, res) => {
-      // Read the request to its end (keep-alive), then answer.
-      let bytes = 0;
-      req.on("data", (c: Buffer) => {
-        bytes += c.length;
-      });
-      req.on("end", () => {
-        const kind = kindFrom(req.headers);
-        // The one check: the floor sends what the real step sent (a call of its size), else the
-        // step fails. It also tells a step's two PutItems (claim, commit) apart.
-        const e = answers.get(kind)?.find((x) => Buffer.byteLength(x.requestBody) === bytes);
-        if (!e) {
-          res.writeHead(400, { "content-type": "text/plain" });
-          res.end(`${kind} of ${bytes} bytes: no captured call of that size`);
-          return;
-        }
-        res.writeHead(e.status, replayHeaders(e.responseHeaders));
-        res.end(e.responseBody);
-      });
+  const server = createServer((req, res) => {
+    // Read the request to its end (keep-alive), then answer.
+    let bytes = 0;
+    req.on("data", (c: Buffer) => {
+      bytes += c.length;
     });
-  const ddb = handler((h) => String(h["x-amz-target"]));
-  const lambda = handler(() => "Invoke");
-  for (const s of [ddb, lambda]) {
-    s.keepAliveTimeout = 65_000;
-    await new Promise<void>((r) => s.listen(0, "127.0.0.1", () => r()));
-  }
-  const port = (s: Server) => (s.address() as AddressInfo).port;
-  console.log(`CANNED http://127.0.0.1:${port(ddb)} http://127.0.0.1:${port(lambda)}`);
+    req.on("end", () => {
+      const kind = kindFrom(req.headers);
+      // The one check: the floor sends what the real step sent (a call of its size), else the
+      // step fails. It also tells a step's two PutItems (claim, commit) apart.
+      const e = answers.get(kind)?.find((x) => Buffer.byteLength(x.requestBody) === bytes);
+      if (!e) {
+        res.writeHead(400, { "content-type": "text/plain" });
+        res.end(`${kind} of ${bytes} bytes: no captured call of that size`);
+        return;
+      }
+      res.writeHead(e.status, replayHeaders(e.responseHeaders));
+      res.end(e.responseBody);
+    });
+  });
+  server.keepAliveTimeout = 65_000;
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
+const dynamoDbKind = (h: IncomingHttpHeaders) => String(h["x-amz-target"]);
+const lambdaKind = () => "Invoke";
 
 /** The floor API: one route making the captured step's calls with the API's own clients. */
-async function serveFloorApi(step: CapturedStep, dynamodbEndpoint: string, executorEndpoint: string) {
+async function serveFloorApi(step: CapturedStep, executorEndpoint: string) {
+  // The canned DynamoDB runs on this process's event loop, as the local stack's DynamoDB front
+  // runs on the API's: a call to it wakes no other process (cheaper socket writes), and its
+  // HTTP work is this process's CPU, as the front's is the stack's API process's.
+  const dynamodbEndpoint = await serveCanned(step, dynamoDbKind);
   const env = { ...process.env };
   const deps = buildDeps({
     config: configFromEnv(env),
@@ -290,9 +297,12 @@ async function spawnRole(
 export interface FloorResult {
   readonly p50: number;
   readonly p99: number;
-  /** CPU ms per step of the floor API process (HTTP in and out, the SDK calls). */
+  /**
+   * CPU ms per step of the floor API process: HTTP in and out, the SDK calls, and the canned
+   * DynamoDB's HTTP (in-process, as the stack's API process includes its DynamoDB front's).
+   */
   readonly apiCpuMs: number;
-  /** CPU ms per step of the canned servers (what any DynamoDB/Lambda front pays for HTTP). */
+  /** CPU ms per step of the canned Lambda endpoint's process (the executor's HTTP side). */
   readonly cannedCpuMs: number;
   /** Bytes of the step's request and answer and of each call's request and answer. */
   readonly bytes: Record<string, [number, number]>;
@@ -309,12 +319,12 @@ export async function measureFloor(opts: {
   const dir = mkdtempSync(join(tmpdir(), "coding-env-floor-"));
   const fixture = join(dir, "step.json");
   writeFileSync(fixture, JSON.stringify(step));
-  const canned = await spawnRole(["--role", "canned", "--fixture", fixture], "CANNED");
+  const canned = await spawnRole(["--role", "lambda", "--fixture", fixture], "LAMBDA");
   let floor: { child: ChildProcess; urls: string[] } | undefined;
   try {
-    const [ddbUrl, lambdaUrl] = canned.urls as [string, string];
+    const lambdaUrl = canned.urls[0] as string;
     floor = await spawnRole(
-      ["--role", "api", "--fixture", fixture, "--dynamodb", ddbUrl, "--lambda", lambdaUrl],
+      ["--role", "api", "--fixture", fixture, "--lambda", lambdaUrl],
       "FLOOR",
       opts.cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${opts.cpuProfDir}`] : [],
     );
@@ -361,7 +371,6 @@ async function main(): Promise<void> {
     options: {
       role: { type: "string" },
       fixture: { type: "string" },
-      dynamodb: { type: "string" },
       lambda: { type: "string" },
       steps: { type: "string", default: "3000" },
       warmup: { type: "string", default: "500" },
@@ -369,12 +378,12 @@ async function main(): Promise<void> {
     },
     strict: false,
   });
-  if (args.role === "canned" || args.role === "api") {
+  if (args.role === "lambda" || args.role === "api") {
     const step = JSON.parse(readFileSync(String(args.fixture), "utf8")) as CapturedStep;
     // An orderly exit, so a --cpu-prof profile is written.
     process.on("SIGTERM", () => process.exit(0));
-    if (args.role === "canned") await serveCanned(step);
-    else await serveFloorApi(step, String(args.dynamodb), String(args.lambda));
+    if (args.role === "lambda") console.log(`LAMBDA ${await serveCanned(step, lambdaKind)}`);
+    else await serveFloorApi(step, String(args.lambda));
     return;
   }
   const load0 = loadAverage()[0];
@@ -388,7 +397,7 @@ async function main(): Promise<void> {
   );
   console.log(`  p50 ${r.p50.toFixed(3)} ms   p99 ${r.p99.toFixed(3)} ms`);
   console.log(
-    `  CPU per step: floor API process ${r.apiCpuMs.toFixed(2)} ms, canned servers ${r.cannedCpuMs.toFixed(2)} ms`,
+    `  CPU per step: floor API process ${r.apiCpuMs.toFixed(2)} ms (with the canned DynamoDB, as the stack's API process has its DynamoDB front), canned Lambda ${r.cannedCpuMs.toFixed(2)} ms`,
   );
   console.log(
     `  bytes (request/answer): ${Object.entries(r.bytes)

@@ -310,7 +310,7 @@ try {
       p50: +floor.p50.toFixed(3),
       p99: +floor.p99.toFixed(3),
       api_cpu_ms_per_step: +floor.apiCpuMs.toFixed(3),
-      canned_servers_cpu_ms_per_step: +floor.cannedCpuMs.toFixed(3),
+      canned_lambda_cpu_ms_per_step: +floor.cannedCpuMs.toFixed(3),
     },
     load_average_before: loadBefore,
     load_average_after: loadAverage(),

@@ -19,6 +19,32 @@ export const MAX_RECORD_WIRE_BYTES = 2 * 1024 * 1024;
 /** Below this a record is kept as plain JSON (gzip's header costs more than it saves). */
 const GZIP_FROM_BYTES = 160;
 
+/**
+ * The JSON of the gzip'ed records this process wrote lately, by their gzip bytes (as latin1 text):
+ * a step reads the version the previous step wrote (its Query returns that record), and on the
+ * instance that wrote it that read needs no gunzip. Only small records (a key per read costs a
+ * copy of the bytes); the oldest go first.
+ */
+const recentGzipped = new Map<string, string>();
+const RECENT_GZIPPED_ENTRIES = 256;
+const RECENT_GZIPPED_MAX_BYTES = 8 * 1024;
+
+const gzipKey = (gz: Uint8Array) => Buffer.from(gz.buffer, gz.byteOffset, gz.byteLength).toString("latin1");
+
+function rememberGzipped(gz: Uint8Array, json: string): void {
+  if (gz.byteLength > RECENT_GZIPPED_MAX_BYTES) return;
+  if (recentGzipped.size >= RECENT_GZIPPED_ENTRIES) {
+    const oldest = recentGzipped.keys().next();
+    if (!oldest.done) recentGzipped.delete(oldest.value);
+  }
+  recentGzipped.set(gzipKey(gz), json);
+}
+
+function gunzipped(gz: Uint8Array): string {
+  const known = gz.byteLength <= RECENT_GZIPPED_MAX_BYTES ? recentGzipped.get(gzipKey(gz)) : undefined;
+  return known ?? gunzipSync(gz).toString("utf8");
+}
+
 /** Fields rebuilt on read instead of stored: the step number (the key) and metadata.last_code (= code). */
 type StoredRecord = Omit<StepRecord, "step">;
 
@@ -79,7 +105,9 @@ function encodeOnce(rec: StepRecord): string | Uint8Array {
   const json = JSON.stringify(body);
   if (Buffer.byteLength(json, "utf8") < GZIP_FROM_BYTES) return json;
   const gz = gzipSync(json, { level: 1 });
-  return gz.length < Buffer.byteLength(json, "utf8") ? gz : json;
+  if (gz.length >= Buffer.byteLength(json, "utf8")) return json;
+  rememberGzipped(gz, json);
+  return gz;
 }
 
 /** Bytes of the record's JSON as the API sends it (see {@link MAX_RECORD_WIRE_BYTES}). */
@@ -135,7 +163,7 @@ export function encodeRecord(rec: StepRecord): string | Uint8Array {
 export function decodeRecord(step: number, value: unknown): StepRecord {
   let json: string;
   if (typeof value === "string") json = value;
-  else if (value instanceof Uint8Array) json = gunzipSync(value).toString("utf8");
+  else if (value instanceof Uint8Array) json = gunzipped(value);
   else throw new Error("corrupt step record");
   const { lc, ...stored } = JSON.parse(json) as StoredRecord & { lc?: boolean };
   return {

@@ -16,7 +16,7 @@ import type { AppDeps } from "./app.js";
 import { API_ENV, type ApiConfig, EXECUTOR_POOL_HEADROOM } from "./config.js";
 import { EpisodeService } from "./core/episodes.js";
 import { LambdaExecutor } from "./executor/executor.js";
-import { FairShareExecutor } from "./executor/fair-share.js";
+import { executorShareLimits, FairShareExecutor } from "./executor/fair-share.js";
 import { PackageSetReporter } from "./executor/package-set.js";
 import { tuneAwsClient } from "./store/aws-client-tuning.js";
 import { DynamoDbEpisodeRepository } from "./store/dynamodb-episode-repository.js";
@@ -206,11 +206,7 @@ export function buildDeps(opts: BuildDepsOpts): BuiltDeps {
           graceMs: opts.config.executorGraceS * 1000,
         })
       : lambdaExecutor,
-    {
-      maxRunning: opts.config.executorMaxConcurrency,
-      tenantMaxRunning: opts.config.tenantMaxRunningSteps,
-      tenantMaxWaiting: opts.config.tenantMaxWaitingSteps,
-    },
+    executorShareLimits(opts.config),
   );
   const tenancy = new HostedTenancy({
     repositories: dynamoDbTenancyRepositories({ client: dynamodb, tableName: opts.config.tableName }),

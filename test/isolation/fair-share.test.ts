@@ -4,7 +4,7 @@
 import { describe, expect, it } from "vitest";
 import { TooManyConcurrentStepsError } from "../../functions/src/core/errors.js";
 import type { ExecuteRequest, ExecuteResult, Executor } from "../../functions/src/executor/executor.js";
-import { FairShareExecutor } from "../../functions/src/executor/fair-share.js";
+import { executorShareLimits, FairShareExecutor } from "../../functions/src/executor/fair-share.js";
 
 /** An executor whose calls stay running until `finish` is called for them. */
 class HeldExecutor implements Executor {
@@ -130,5 +130,33 @@ describe("fair sharing of the executor", () => {
     await first;
     expect(inner.started.map((r) => r.code)).toEqual(["first"]);
     expect(fair.stats()).toEqual({ running: 0, waiting: 0, tenants: 0 });
+  });
+
+  it("keys off, the one tenant may run a call in every slot; keys on, each tenant is capped", async () => {
+    // Prepare: the limits as deps.ts builds them, 64 calls at once, 8 per tenant with keys
+    const settings = { executorMaxConcurrency: 64, tenantMaxRunningSteps: 8, tenantMaxWaitingSteps: 64 };
+    const local = new HeldExecutor();
+    const hosted = new HeldExecutor();
+    const localFair = new FairShareExecutor(local, executorShareLimits({ ...settings, authRequired: false }));
+    const hostedFair = new FairShareExecutor(
+      hosted,
+      executorShareLimits({ ...settings, authRequired: true }),
+    );
+    // Act: 64 concurrent calls of one tenant to each
+    const localCalls = Array.from({ length: 64 }, (_, i) => localFair.execute(request("local", `l${i}`)));
+    const hostedCalls = Array.from({ length: 64 }, (_, i) => hostedFair.execute(request("A", `a${i}`)));
+    await settle();
+    // Assess: keys off, all 64 run at once (none waits behind an executor slot); keys on, 8 do
+    expect(local.running("local")).toBe(64);
+    expect(hosted.running("A")).toBe(8);
+    expect(hostedFair.stats()).toEqual({ running: 8, waiting: 56, tenants: 1 });
+    for (let i = 0; i < 64; i++) local.finishOne("local");
+    for (let i = 0; i < 64; i++) {
+      hosted.finishOne("A");
+      await settle();
+    }
+    await Promise.all([...localCalls, ...hostedCalls]);
+    expect(localFair.stats()).toEqual({ running: 0, waiting: 0, tenants: 0 });
+    expect(hostedFair.stats()).toEqual({ running: 0, waiting: 0, tenants: 0 });
   });
 });

@@ -12,6 +12,7 @@
 // In AWS each API Lambda instance serves one request at a time, so these caps do not bind there
 // (docs/DEPLOY.md, "Fair sharing").
 import { FairQueue, type FairQueueLimits, type FairQueueStats } from "../admission/fair-queue.js";
+import type { ApiConfig } from "../config.js";
 import { ExecutorError } from "../core/errors.js";
 import { currentDeadline } from "./deadline.js";
 import type {
@@ -22,6 +23,26 @@ import type {
   FilesRequest,
   FilesResult,
 } from "./executor.js";
+
+/**
+ * The executor queue's limits in one API process, from the deployment's settings. Keys off: one
+ * tenant (`local`) has the stack to itself and may use every executor slot, as it may every
+ * admission slot (step-admission.ts). Capped at the per-tenant figure (8), 56 of 64 admitted
+ * steps waited here with their store reads done, and since a call holds its slot until the busy
+ * event loop reads its answer, the 8 slots, not the CPU, bounded the stack's steps/s.
+ */
+export function executorShareLimits(
+  config: Pick<
+    ApiConfig,
+    "executorMaxConcurrency" | "tenantMaxRunningSteps" | "tenantMaxWaitingSteps" | "authRequired"
+  >,
+): FairQueueLimits {
+  return {
+    maxRunning: config.executorMaxConcurrency,
+    tenantMaxRunning: config.authRequired ? config.tenantMaxRunningSteps : config.executorMaxConcurrency,
+    tenantMaxWaiting: config.tenantMaxWaitingSteps,
+  };
+}
 
 /** Options of {@link FairShareExecutor}: the limits of its queue. */
 export type FairShareOpts = FairQueueLimits;

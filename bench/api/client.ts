@@ -123,8 +123,17 @@ export function loadAverage(): [number, number, number] {
   return [a as number, b as number, c as number];
 }
 
+/** The node flags `npm start` runs the stack with (`tsx <flags> scripts/start-local.ts` in package.json). */
+function startNodeFlags(root: string): string[] {
+  const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as {
+    scripts?: { start?: string };
+  };
+  const m = /\btsx((?: --[^\s]+)*) scripts\/start-local\.ts/.exec(pkg.scripts?.start ?? "");
+  return (m?.[1] ?? "").split(" ").filter(Boolean);
+}
+
 /**
- * `npm start`'s entry point in its own process (so its CPU is its own), on a free port.
+ * `npm start`'s entry point (with its node flags) in its own process (so its CPU is its own), on a free port.
  * dataDir null: in memory; a path: LevelDB files there (durable, as `npm start`). `root`: the
  * checkout to start (another one for A/B runs). @default this repository
  */
@@ -135,7 +144,13 @@ export async function startStackProcess(
   const root = opts.root ?? repoRoot;
   const child = spawn(
     process.execPath,
-    [...(opts.nodeArgs ?? []), "--import", "tsx", join(root, "scripts/start-local.ts")],
+    [
+      ...startNodeFlags(root),
+      ...(opts.nodeArgs ?? []),
+      "--import",
+      "tsx",
+      join(root, "scripts/start-local.ts"),
+    ],
     {
       cwd: root,
       // No per-request console line (as the reference runs without its access log).

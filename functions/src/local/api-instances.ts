@@ -53,7 +53,10 @@ async function startInstance(opts: ApiInstancesOpts, index: number): Promise<Ins
   const entry = join(fileURLToPath(new URL(".", import.meta.url)), "api-instance.ts");
   const child = fork(entry, [], {
     cwd: opts.repoRoot,
-    execArgv: ["--import", "tsx"],
+    // The young generation `npm start` gives the stack's process (package.json): with many steps
+    // in flight, 16 MB filled every ~28 steps and each scavenge copied every in-flight request;
+    // 64 MB cut the API's CPU per step by ~1 ms at 64 concurrent episodes (GC helpers 0.7 -> 0.45 ms).
+    execArgv: ["--max-semi-space-size=64", "--import", "tsx"],
     env: { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true" },
     stdio: ["ignore", "inherit", "inherit", "ipc"],
   });

@@ -18,7 +18,8 @@ import { loadavg } from "node:os";
 import { basename, dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { CreateTableCommand, DynamoDBClient, PutItemCommand, QueryCommand } from "@aws-sdk/client-dynamodb";
+import { DynamoDBClient, PutItemCommand, QueryCommand } from "@aws-sdk/client-dynamodb";
+import { ensureTable } from "../../functions/src/local/stack.js";
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const ACCESS_KEY_ID = "BENCHKEY0000000000";
@@ -149,20 +150,7 @@ async function measure(root: string, steps: number, warmup: number, nodeArgs: st
       region: "local",
       credentials: { accessKeyId: ACCESS_KEY_ID, secretAccessKey: "bench" },
     });
-    await client.send(
-      new CreateTableCommand({
-        TableName: TABLE,
-        AttributeDefinitions: [
-          { AttributeName: "pk", AttributeType: "S" },
-          { AttributeName: "sk", AttributeType: "S" },
-        ],
-        KeySchema: [
-          { AttributeName: "pk", KeyType: "HASH" },
-          { AttributeName: "sk", KeyType: "RANGE" },
-        ],
-        BillingMode: "PAY_PER_REQUEST",
-      }),
-    );
+    await ensureTable(client, TABLE);
     const pk = "EP#local#ep_2b7756085b36fcab8eda75d1";
     const incarnation = "01a2360480c1f5486073";
     for (let v = 0; v < warmup; v++) await step(client, pk, incarnation, v);

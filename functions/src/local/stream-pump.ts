@@ -52,9 +52,17 @@ export function startStreamPump(opts: StreamPumpOpts): StreamPump {
       queue.push(...records);
     },
     flush: async () => {
-      // A tick under way may have started before the newest records: run until the queue is empty.
+      // A tick under way may have started before the newest records: wait for it, then drain the
+      // rest as the one batch runner, so a timer tick meanwhile does not hand the same records to
+      // the consumer a second time (a batch leaves the queue only once it is processed).
       while (running) await running;
-      await drain();
+      const flushing = drain();
+      running = flushing
+        .catch(() => undefined)
+        .finally(() => {
+          running = null;
+        });
+      await flushing;
     },
     stop: async () => {
       clearInterval(timer);

@@ -70,6 +70,14 @@ export function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.max(0, idx)] as number;
 }
 
+/** The median (the mean of the two middle values for an even count); NaN for none. */
+export function median(xs: readonly number[]): number {
+  if (xs.length === 0) return Number.NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+}
+
 /** Every process in the tree under rootPid (rootPid included), from /proc. */
 export function processTree(rootPid: number): number[] {
   const parents = new Map<number, number>();

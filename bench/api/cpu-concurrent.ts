@@ -16,7 +16,15 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { basename, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { loadAverage, post, processTree, repoRoot, startStackProcess, stopProcess } from "./client.js";
+import {
+  loadAverage,
+  median,
+  post,
+  processTree,
+  repoRoot,
+  startStackProcess,
+  stopProcess,
+} from "./client.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -170,12 +178,6 @@ async function measure(root: string, nodeArgs: string[], env: Record<string, str
     await stopProcess(child);
   }
 }
-
-const median = (xs: readonly number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
-};
 
 const stackMs = (p: Parts) =>
   (p.apiMain ?? 0) + (p.apiOther ?? 0) + (p.server ?? 0) + (p.zygotes ?? 0) + (p.workers ?? 0);

@@ -12,7 +12,15 @@
 import { readFileSync } from "node:fs";
 import { basename, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { loadAverage, post, processTree, repoRoot, startStackProcess, stopProcess } from "./client.js";
+import {
+  loadAverage,
+  median,
+  post,
+  processTree,
+  repoRoot,
+  startStackProcess,
+  stopProcess,
+} from "./client.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -85,12 +93,6 @@ export async function measureCpuPerStep(
     await stopProcess(child);
   }
 }
-
-const median = (xs: readonly number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
-};
 
 async function main(): Promise<void> {
   const variants: { name: string; root: string; nodeArgs: string[] }[] = [];

@@ -20,6 +20,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { DynamoDBClient, PutItemCommand, QueryCommand } from "@aws-sdk/client-dynamodb";
 import { ensureTable } from "../../functions/src/local/stack.js";
+import { median } from "../api/client.js";
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const ACCESS_KEY_ID = "BENCHKEY0000000000";
@@ -164,12 +165,6 @@ async function measure(root: string, steps: number, warmup: number, nodeArgs: st
     await new Promise((r) => child.once("exit", r));
   }
 }
-
-const median = (xs: readonly number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
-};
 
 async function main(): Promise<void> {
   const variants = [

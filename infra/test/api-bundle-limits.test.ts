@@ -5,11 +5,15 @@
 // measured as Lambda counts them: the whole result the handler returns, as JSON, where the body is
 // a string escaped once more (`"` is 2 bytes, an escaped `\u0001` 7) and a base64 body is a third
 // larger than its bytes. None may pass 6 MB (Lambda would answer its own error: a 5xx).
-import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type LocalStack, startLocalStack } from "../../functions/src/local/stack.js";
-import { dynamoDbApiKeyStore } from "../../functions/src/store/dynamodb-api-keys.js";
-import { invokeBundle, type StagedBundle, stagedBundle } from "./bundle.js";
+import {
+  createStackKey,
+  invokeBundle,
+  localStackBundleEnv,
+  type StagedBundle,
+  stagedBundle,
+} from "./bundle.js";
 import { httpApiEvent } from "./http-api-event.js";
 import { bundledApp, removeSynthOutputs } from "./synth.js";
 
@@ -55,22 +59,9 @@ describe("API Lambda bundle: no answer passes Lambda's 6 MB response limit", () 
   beforeAll(async () => {
     bundle = stagedBundle(await bundledApp(), "coding-env-api");
     stack = await startLocalStack({ port: 0, dataDir: null, auth: true });
-    const client = new DynamoDBClient({
-      endpoint: stack.dynamodbEndpoint,
-      region: "us-east-1",
-      credentials: stack.credentials,
-    });
-    key = (
-      await dynamoDbApiKeyStore({ client, tableName: stack.tableName }).create({ tenantId: "bundle-limits" })
-    ).key;
-    client.destroy();
+    key = await createStackKey(stack, "bundle-limits");
     env = {
-      CODING_ENV_TABLE: stack.tableName,
-      CODING_ENV_EXECUTOR_FUNCTION: "arn:aws:lambda:us-east-1:123456789012:function:coding-env-executor",
-      CODING_ENV_DYNAMODB_ENDPOINT: stack.dynamodbEndpoint,
-      CODING_ENV_EXECUTOR_ENDPOINT: stack.executorEndpoint,
-      CODING_ENV_LOCAL_ACCESS_KEY_ID: stack.credentials.accessKeyId,
-      CODING_ENV_LOCAL_SECRET_ACCESS_KEY: stack.credentials.secretAccessKey,
+      ...localStackBundleEnv(stack),
     };
   }, 180_000);
 

@@ -6,11 +6,15 @@
 // to dynalite and the local Python executor through the endpoint overrides.
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startLocalStack } from "../../functions/src/local/stack.js";
-import { dynamoDbApiKeyStore } from "../../functions/src/store/dynamodb-api-keys.js";
-import { invokeBundle, type StagedBundle, stagedBundle } from "./bundle.js";
+import {
+  createStackKey,
+  invokeBundle,
+  localStackBundleEnv,
+  type StagedBundle,
+  stagedBundle,
+} from "./bundle.js";
 import { httpApiEvent } from "./http-api-event.js";
 import { bundledApp, removeSynthOutputs } from "./synth.js";
 
@@ -88,15 +92,7 @@ describe("API Lambda bundle (esbuild, as deployed)", () => {
     // the bundle honours (the same SDK clients as in AWS), and a real API key in the table.
     const stack = await startLocalStack({ port: 0, dataDir: null, auth: true });
     try {
-      const keys = dynamoDbApiKeyStore({
-        client: new DynamoDBClient({
-          endpoint: stack.dynamodbEndpoint,
-          region: "us-east-1",
-          credentials: stack.credentials,
-        }),
-        tableName: stack.tableName,
-      });
-      const { key } = await keys.create({ tenantId: "bundle-test", name: "infra api-bundle test" });
+      const key = await createStackKey(stack, "bundle-test", "infra api-bundle test");
       const episodeId = `ep-bundle-${Date.now()}`;
       const json = { "content-type": "application/json", authorization: `Bearer ${key}` };
 
@@ -121,13 +117,7 @@ describe("API Lambda bundle (esbuild, as deployed)", () => {
           ),
         ],
         {
-          CODING_ENV_TABLE: stack.tableName,
-          CODING_ENV_EXECUTOR_FUNCTION: "arn:aws:lambda:us-east-1:123456789012:function:coding-env-executor",
-          CODING_ENV_DYNAMODB_ENDPOINT: stack.dynamodbEndpoint,
-          CODING_ENV_EXECUTOR_ENDPOINT: stack.executorEndpoint,
-          // The local stack's start-up secret: its DynamoDB and executor refuse any other key id.
-          CODING_ENV_LOCAL_ACCESS_KEY_ID: stack.credentials.accessKeyId,
-          CODING_ENV_LOCAL_SECRET_ACCESS_KEY: stack.credentials.secretAccessKey,
+          ...localStackBundleEnv(stack),
         },
       );
 

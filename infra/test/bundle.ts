@@ -7,9 +7,43 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import type { LocalStack } from "../../functions/src/local/stack.js";
+import { dynamoDbApiKeyStore } from "../../functions/src/store/dynamodb-api-keys.js";
 import { onlyResource, propsOf, type SynthesizedAssembly, serviceOf } from "./synth.js";
 
 const run = promisify(execFile);
+
+/**
+ * What a staged API or WebSocket bundle needs to reach a local stack's parts instead of AWS's: the
+ * endpoint overrides the bundle honours (the same SDK clients as in AWS), the table, an executor
+ * ARN, and the stack's start-up secret (its DynamoDB and executor refuse any other key id).
+ */
+export function localStackBundleEnv(stack: LocalStack): Record<string, string> {
+  return {
+    CODING_ENV_TABLE: stack.tableName,
+    CODING_ENV_EXECUTOR_FUNCTION: "arn:aws:lambda:us-east-1:123456789012:function:coding-env-executor",
+    CODING_ENV_DYNAMODB_ENDPOINT: stack.dynamodbEndpoint,
+    CODING_ENV_EXECUTOR_ENDPOINT: stack.executorEndpoint,
+    CODING_ENV_LOCAL_ACCESS_KEY_ID: stack.credentials.accessKeyId,
+    CODING_ENV_LOCAL_SECRET_ACCESS_KEY: stack.credentials.secretAccessKey,
+  };
+}
+
+/** Creates a real API key for `tenantId` in a local stack's table (keys on) and returns it. */
+export async function createStackKey(stack: LocalStack, tenantId: string, name?: string): Promise<string> {
+  const client = new DynamoDBClient({
+    endpoint: stack.dynamodbEndpoint,
+    region: "us-east-1",
+    credentials: stack.credentials,
+  });
+  try {
+    const store = dynamoDbApiKeyStore({ client, tableName: stack.tableName });
+    return (await store.create({ tenantId, ...(name !== undefined ? { name } : {}) })).key;
+  } finally {
+    client.destroy();
+  }
+}
 
 /** A staged function bundle and the environment its template gives it. */
 export interface StagedBundle {

@@ -5,12 +5,16 @@
 // with `isBase64Encoded`, `authentication: null` with auth type NONE). The bundle, dynalite and the
 // Python executor are the real ones (as in api-bundle.test.ts, which drives the HTTP API's events).
 import { randomUUID } from "node:crypto";
-import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ASSUMED, FUNCTION_URL_ACCESS_LINE_EXAMPLE } from "../../bench/api/cost.js";
 import { startLocalStack } from "../../functions/src/local/stack.js";
-import { dynamoDbApiKeyStore } from "../../functions/src/store/dynamodb-api-keys.js";
-import { invokeBundle, type StagedBundle, stagedBundle } from "./bundle.js";
+import {
+  createStackKey,
+  invokeBundle,
+  localStackBundleEnv,
+  type StagedBundle,
+  stagedBundle,
+} from "./bundle.js";
 import { bundledApp, removeSynthOutputs } from "./synth.js";
 
 afterAll(removeSynthOutputs);
@@ -165,25 +169,12 @@ describe("API Lambda bundle behind a function URL event stand-in (as deployed)",
   it("function URL event stand-in: reset, step (by cookie and base64 body), state, 422, 413 and a response cut to Lambda's 6 MB, through DynamoDB (dynalite) and the Python executor", async () => {
     const stack = await startLocalStack({ port: 0, dataDir: null, auth: true });
     try {
-      const keys = dynamoDbApiKeyStore({
-        client: new DynamoDBClient({
-          endpoint: stack.dynamodbEndpoint,
-          region: "us-east-1",
-          credentials: stack.credentials,
-        }),
-        tableName: stack.tableName,
-      });
-      const { key } = await keys.create({ tenantId: "function-url-test", name: "function URL bundle test" });
+      const key = await createStackKey(stack, "function-url-test", "function URL bundle test");
       const episodeId = `ep-furl-${Date.now()}`;
       const auth = { authorization: `Bearer ${key}` };
       const jsonHeaders = { "content-type": "application/json", ...auth };
       const env = {
-        CODING_ENV_TABLE: stack.tableName,
-        CODING_ENV_EXECUTOR_FUNCTION: "arn:aws:lambda:us-east-1:123456789012:function:coding-env-executor",
-        CODING_ENV_DYNAMODB_ENDPOINT: stack.dynamodbEndpoint,
-        CODING_ENV_EXECUTOR_ENDPOINT: stack.executorEndpoint,
-        CODING_ENV_LOCAL_ACCESS_KEY_ID: stack.credentials.accessKeyId,
-        CODING_ENV_LOCAL_SECRET_ACCESS_KEY: stack.credentials.secretAccessKey,
+        ...localStackBundleEnv(stack),
       };
 
       // The reset first, alone: its answer's cookie is what the next step sends back.

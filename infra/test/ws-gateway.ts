@@ -13,7 +13,7 @@ import { dynamoDbApiKeyStore } from "../../functions/src/store/dynamodb-api-keys
 import type { ApiKeyStore } from "../../functions/src/tenancy/keys.js";
 import { openWs, type WsConnection } from "../../test/api/websocket-scenario.js";
 import { call } from "../../test/helpers/api.js";
-import { type StagedBundle, stagedBundle } from "./bundle.js";
+import { localStackBundleEnv, type StagedBundle, stagedBundle } from "./bundle.js";
 import { bundledApp } from "./synth.js";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
@@ -104,12 +104,7 @@ export async function startWsBundleEnv(): Promise<WsBundleEnv> {
   const doc = DynamoDBDocumentClient.from(client);
   const keys = dynamoDbApiKeyStore({ client, tableName: stack.tableName });
   const gateway = await startGateway(bundle, {
-    CODING_ENV_TABLE: stack.tableName,
-    CODING_ENV_EXECUTOR_FUNCTION: "arn:aws:lambda:us-east-1:123456789012:function:coding-env-executor",
-    CODING_ENV_DYNAMODB_ENDPOINT: stack.dynamodbEndpoint,
-    CODING_ENV_EXECUTOR_ENDPOINT: stack.executorEndpoint,
-    CODING_ENV_LOCAL_ACCESS_KEY_ID: stack.credentials.accessKeyId,
-    CODING_ENV_LOCAL_SECRET_ACCESS_KEY: stack.credentials.secretAccessKey,
+    ...localStackBundleEnv(stack),
     // Every message re-reads the key, so a revocation shows at once in these tests.
     CODING_ENV_AUTH_CACHE_TTL_MS: "0",
   });

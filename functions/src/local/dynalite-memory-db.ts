@@ -18,7 +18,8 @@
 
 type Callback<T = unknown> = (err: Error | null, value?: T) => void;
 
-interface RangeOptions {
+/** A LevelDB range read's options (the subset dynalite and the front's direct paths use). */
+export interface RangeOptions {
   gt?: string;
   gte?: string;
   lt?: string;

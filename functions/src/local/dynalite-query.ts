@@ -5,20 +5,12 @@
 // in batches, and builds the same answer with dynalite's own helpers (item size, filters,
 // projections, LastEvaluatedKey, consumed capacity). Index reads keep dynalite's own code.
 import { createRequire } from "node:module";
-import { orderedMemoryDbOf } from "./dynalite-memory-db.js";
+import { orderedMemoryDbOf, type RangeOptions } from "./dynalite-memory-db.js";
 import type { AttributeMap } from "./dynamodb-rules.js";
 
 const require = createRequire(import.meta.url);
 
 type Callback = (err: Error | null, result?: Record<string, unknown>) => void;
-interface RangeOptions {
-  gt?: string;
-  gte?: string;
-  lt?: string;
-  lte?: string;
-  reverse?: boolean;
-  limit?: number;
-}
 interface ValueIterator {
   nextv(size: number): Promise<AttributeMap[]>;
   close(): Promise<void>;

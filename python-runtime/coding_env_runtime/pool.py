@@ -89,9 +89,11 @@ class WorkerPool:
             uids=self.uids, lock=self.lock, children_lock=self._children_lock, live=self.live,
             discard=self.discard,
         )
-        # Lambda mode: user code shares /tmp (and friends) with the runtime. Whatever of our uid
-        # appears there besides the workers' own directories is removed after every step, so no
-        # file outlives its step or reaches the next episode of this execution environment.
+        # Lambda mode: user code shares /tmp (and friends) with the runtime. Unless
+        # scrub_shared_dirs is off (a non-root local executor on a user's machine, whose /tmp holds
+        # the user's own files), whatever of our uid appears there besides the workers' own
+        # directories is removed after every step, so no file outlives its step or reaches the
+        # next episode of this execution environment.
         self.shared_dirs: dict[str, set[str]] = {}
         #: Lambda mode: user code's uid owns the work root, which is scrubbed after every step.
         self.shared_work_root = not (self.privileged and opts.private_mounts)

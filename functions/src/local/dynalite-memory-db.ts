@@ -18,6 +18,11 @@
 
 type Callback<T = unknown> = (err: Error | null, value?: T) => void;
 
+/** dynalite's key of an item in its one store: its item sub-db's prefix (`item-<table>~`), then the item's key. */
+export function itemStoreKey(tableName: string, storageKey: string): string {
+  return `item-${tableName}~${storageKey}`;
+}
+
 /** A LevelDB range read's options (the subset dynalite and the front's direct paths use). */
 export interface RangeOptions {
   gt?: string;

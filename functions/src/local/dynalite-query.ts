@@ -5,7 +5,7 @@
 // in batches, and builds the same answer with dynalite's own helpers (item size, filters,
 // projections, LastEvaluatedKey, consumed capacity). Index reads keep dynalite's own code.
 import { createRequire } from "node:module";
-import { orderedMemoryDbOf, type RangeOptions } from "./dynalite-memory-db.js";
+import { itemStoreKey, orderedMemoryDbOf, type RangeOptions } from "./dynalite-memory-db.js";
 import type { AttributeMap } from "./dynamodb-rules.js";
 
 const require = createRequire(import.meta.url);
@@ -45,7 +45,7 @@ const PAGE_BYTES = 1024 * 1024;
 
 /** The range of the table's item keys, as dynalite's item store prefixes them. */
 function itemRange(tableName: string, opts: RangeOptions): RangeOptions {
-  const prefix = `item-${tableName}~`;
+  const prefix = itemStoreKey(tableName, "");
   const range: RangeOptions = { reverse: opts.reverse === true };
   if (opts.gte) range.gte = prefix + opts.gte;
   else if (opts.gt) range.gt = prefix + opts.gt;

@@ -5,7 +5,12 @@
 import { createRequire } from "node:module";
 import { memoiseDynaliteConditionParser } from "./dynalite-expression-cache.js";
 import { memoiseDynaliteKeys } from "./dynalite-keys.js";
-import { installOrderedMemoryDb, type OrderedMemoryDb, orderedMemoryDbOf } from "./dynalite-memory-db.js";
+import {
+  installOrderedMemoryDb,
+  itemStoreKey,
+  type OrderedMemoryDb,
+  orderedMemoryDbOf,
+} from "./dynalite-memory-db.js";
 import { installMemoryGetTable, tableLookup } from "./dynalite-memory-tables.js";
 import { installDirectQuery } from "./dynalite-query.js";
 import { compileTypes } from "./dynalite-type-check.js";
@@ -298,7 +303,7 @@ async function planPut(
   const storageKey = dynaliteDb.createKey(item, table);
   // In memory the stored item itself: it is only read (condition, ALL_OLD, the change record).
   const oldItem = memory
-    ? (memory.getSync(`item-${tableName}~${storageKey}`) as AttributeMap | undefined)
+    ? (memory.getSync(itemStoreKey(tableName, storageKey)) as AttributeMap | undefined)
     : await new Promise<AttributeMap | undefined>((resolve, reject) =>
         store.getItemDb(tableName).get(storageKey, (err, value) => {
           if (err && err.name !== "NotFoundError") reject(err);
@@ -358,8 +363,8 @@ export async function commitWrite(store: DynaliteStore, plan: PlannedWrite): Pro
   const memory = memoryDbOf(store);
   if (memory) {
     // The planned item itself: the request's validated copy, which nothing changes afterwards.
-    if (newItem) memory.setSync(`item-${plan.tableName}~${key}`, newItem);
-    else memory.deleteSync(`item-${plan.tableName}~${key}`);
+    if (newItem) memory.setSync(itemStoreKey(plan.tableName, key), newItem);
+    else memory.deleteSync(itemStoreKey(plan.tableName, key));
     return;
   }
   await new Promise<void>((resolve, reject) => {

@@ -147,14 +147,13 @@ export function filesRoutes(deps: AppDeps) {
   const files = () => deps.episodes.files();
   const app = newRouteApp();
 
-  app.openapi(
-    listRoute,
-    async (c) =>
-      wireJson(
-        c,
-        fitFileList(await files().list(c.get("tenantId"), checkEpisodeId(c.req.valid("param").id))),
-      ) as never,
-  );
+  app.openapi(listRoute, async (c) => {
+    const list = await files().list(c.get("tenantId"), checkEpisodeId(c.req.valid("param").id));
+    // Serialized once: a usual list is sent as measured; only one over the page size is cut.
+    const text = toWireJson(list);
+    const body = envelopeBytesWithin(text, PAGED_RESPONSE_BYTES) ? text : toWireJson(fitFileList(list));
+    return c.body(body, 200, { "Content-Type": "application/json" }) as never;
+  });
 
   app.openAPIRegistry.registerPath(readRoute);
   app.openapi(onAnyFilePath(readRoute), async (c) => {

@@ -103,9 +103,10 @@ function encodeOnce(rec: StepRecord): string | Uint8Array {
   const body: StoredRecord & { lc?: boolean } =
     last_code === rec.code ? { ...stored, metadata, lc: true } : stored;
   const json = JSON.stringify(body);
-  if (Buffer.byteLength(json, "utf8") < GZIP_FROM_BYTES) return json;
+  const jsonBytes = Buffer.byteLength(json, "utf8");
+  if (jsonBytes < GZIP_FROM_BYTES) return json;
   const gz = gzipSync(json, { level: 1 });
-  if (gz.length >= Buffer.byteLength(json, "utf8")) return json;
+  if (gz.length >= jsonBytes) return json;
   rememberGzipped(gz, json);
   return gz;
 }

@@ -12,6 +12,7 @@ import {
   checkStepTimeout,
   localQuotasFromEnv,
   MAX_ACTIVE_EPISODES_QUOTA,
+  QUOTA_KEYS,
   type QuotaLimits,
   quotaDefaultsFromEnv,
 } from "./quotas.js";
@@ -21,14 +22,7 @@ import { queryUsage, type UsageReport } from "./usage.js";
 
 /** Whether two sets of limits are the same, limit by limit. */
 function sameQuotas(a: QuotaLimits, b: QuotaLimits): boolean {
-  return (
-    a === b ||
-    (a.stepsPerDay === b.stepsPerDay &&
-      a.activeEpisodes === b.activeEpisodes &&
-      a.maxStateBytes === b.maxStateBytes &&
-      a.maxStepTimeoutS === b.maxStepTimeoutS &&
-      a.concurrentSteps === b.concurrentSteps)
-  );
+  return a === b || QUOTA_KEYS.every((key) => a[key] === b[key]);
 }
 
 /** Options of {@link HostedTenancy}. */

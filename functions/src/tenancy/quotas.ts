@@ -45,7 +45,7 @@ export const QUOTA_WIRE_NAMES: Readonly<Record<keyof QuotaLimits, string>> = Obj
   concurrentSteps: "concurrent_steps",
 });
 
-const QUOTA_KEYS = Object.keys(BUILT_IN_QUOTAS) as (keyof QuotaLimits)[];
+export const QUOTA_KEYS = Object.keys(BUILT_IN_QUOTAS) as (keyof QuotaLimits)[];
 
 /**
  * Largest `activeEpisodes` quota: the tenant's active-episode ids live in one DynamoDB item (at most

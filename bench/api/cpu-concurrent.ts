@@ -92,15 +92,14 @@ function partsOf(stackPid: number): Parts {
     if (d === 0) {
       // The API process's threads: its main thread (task id = pid) and the others.
       let main = 0;
-      let all = 0;
       for (const t of readdirSync(`/proc/${pid}/task`)) {
         const ts = stat(`/proc/${pid}/task/${t}/stat`);
         if (!ts) continue;
-        all += ts.ownMs;
         if (Number(t) === pid) main = ts.ownMs;
       }
       parts.apiMain = main;
-      parts.apiOther = all - main;
+      // The process's own figure: it still counts threads that exited between the readings.
+      parts.apiOther = s.ownMs - main;
       if (args.threads === true) {
         for (const t of readdirSync(`/proc/${pid}/task`)) {
           const ts = stat(`/proc/${pid}/task/${t}/stat`);

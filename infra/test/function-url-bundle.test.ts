@@ -262,6 +262,10 @@ describe("API Lambda bundle behind a function URL event stand-in (as deployed)",
       ]);
       const escapingLine = accessLines()[5];
       expect(escapingLine?.responseLength).toBe(Buffer.byteLength(escaping?.body ?? "", "utf8"));
+      // Neither the key nor the episode's cookie reaches an access line.
+      const logged = JSON.stringify(accessLines());
+      expect(logged).not.toContain(key);
+      expect(logged).not.toContain((episodeCookie ?? "coding_env_episode=").split(";")[0]);
     } finally {
       await stack.stop();
     }

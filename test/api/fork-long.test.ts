@@ -29,7 +29,7 @@ async function history(id: string): Promise<HistoryPage["steps"]> {
 }
 
 describe("fork of a long episode with large outputs", () => {
-  it("copies all 80 steps of 64 K characters each, in order and whole, and the fork runs on its own", async () => {
+  it("copies all 80 steps (79 of them 64 K characters of output), in order and whole, and the fork runs on its own", async () => {
     const source = await Episode.reset(baseUrl);
     await source.run("n = 0");
     for (let i = 2; i <= STEPS; i++) {

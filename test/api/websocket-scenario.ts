@@ -112,7 +112,7 @@ export function openEnvWsScenario(target: () => WsScenarioTarget): void {
     expect(state.data).toMatchObject({ episode_id: reset.data.episode_id, step_count: 2, last_exit_code: 0 });
   });
 
-  it("state before any reset answers the empty state, as OpenEnv's fresh environment, and starts no episode", async () => {
+  it("state before any reset answers the empty state, as OpenEnv's fresh environment", async () => {
     const c = await target().connect();
     c.send({ type: "state" });
     expect(await c.next()).toEqual({

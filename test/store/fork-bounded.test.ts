@@ -161,6 +161,13 @@ describe("fork of a long episode with large outputs", () => {
     expect(reads.length).toBeGreaterThanOrEqual(STEPS / 25);
     // Streamed: a write comes before the last read (reading everything first held it all in memory).
     expect(Math.min(...writes)).toBeLessThan(Math.max(...reads));
+    // Every page read after the first two (the first is the service's own load) follows a write of
+    // the page before it: one page in memory at a time.
+    for (let k = 2; k < reads.length; k++)
+      expect(
+        writes.some((w) => w > (reads[k - 1] as number) && w < (reads[k] as number)),
+        `page read ${k}`,
+      ).toBe(true);
 
     // The whole history is the fork's, in order, and the fork answers like its source.
     const fork = (await repo.load(T, forkId, { nowMs: Date.now() }))?.episode;

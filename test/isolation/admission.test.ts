@@ -45,6 +45,11 @@ async function start(apiInstances: number): Promise<{ keyA: string; keyB: string
       CODING_ENV_QUOTA_ACTIVE_EPISODES: "1000",
     },
   });
+  // The stack's child processes: the executor, then each API instance when several; all distinct,
+  // none of them this one (with one instance the API serves from this process).
+  expect(stack.childPids).toHaveLength(apiInstances === 1 ? 1 : 1 + apiInstances);
+  expect(new Set(stack.childPids).size).toBe(stack.childPids.length);
+  expect(stack.childPids).not.toContain(process.pid);
   client = clientFor(stack.dynamodbEndpoint, stack.credentials);
   const keys = dynamoDbApiKeyStore({ client, tableName: stack.tableName });
   return {
@@ -87,7 +92,33 @@ async function resets(baseUrl: string, key: string, n: number): Promise<string[]
 
 const stdout = (a: Answer) => String((a.body.observation as { stdout?: string } | undefined)?.stdout ?? "");
 /** A cell that prints when it started and ended (the executor's clock), holding its slot 6 s. */
-const SLEEPING_CELL = "import time\nt0 = time.time()\ntime.sleep(6)\nprint(t0, time.time())";
+const HOLDING_CELL = "import time\nt0 = time.time()\ntime.sleep(6)\nprint(t0, time.time())";
+/** The same without the sleep: the steps that queue behind the holding ones need not hold anything. */
+const QUICK_CELL = "import time\nt0 = time.time()\nprint(t0, time.time())";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Episode reads (Query) the stack's DynamoDB has served: one per step admitted. */
+async function queries(): Promise<number> {
+  return (await (stack as LocalStack).dynamodbStats()).counts.Query ?? 0;
+}
+
+/**
+ * A's flood on its episodes: the first two steps hold A's two slots with a sleeping cell; once both
+ * are admitted (each has read its episode), the other eight arrive at once with a quick cell, so
+ * the steps that queue behind them start only when a holding one has ended, and the whole takes
+ * one holding cell's time (plus the queued quick ones) instead of one per slot-full.
+ */
+async function flood(baseUrl: string, key: string, ids: string[]): Promise<Promise<Answer>[]> {
+  const step = (id: string, code: string) =>
+    call(baseUrl, key, "POST", "/step", { action: { code }, episode_id: id });
+  const before = await queries();
+  const holding = ids.slice(0, 2).map((id) => step(id, HOLDING_CELL));
+  for (const end = Date.now() + 60_000; (await queries()) - before < 2; await sleep(50)) {
+    if (Date.now() > end) throw new Error("A's two holding steps were not admitted within 60 s");
+  }
+  return [...holding, ...ids.slice(2).map((id) => step(id, QUICK_CELL))];
+}
 
 /** Resolves once `n` of `answers` have arrived with `status`. */
 function whenArrived(answers: Promise<Answer>[], status: number, n: number): Promise<void> {
@@ -118,12 +149,9 @@ describe("admission of steps under a flood", () => {
     const flooded = await resets(baseUrl, keyA, 10);
     const [bystander] = await resets(baseUrl, keyB, 1);
     await call(baseUrl, keyB, "POST", "/step", { action: { code: "n = 0" }, episode_id: bystander });
-    const queries = async () => (await (stack as LocalStack).dynamodbStats()).counts.Query ?? 0;
     const queriesBefore = await queries();
-    // Act: A steps all 10 at once: 2 run, 3 wait their turn, 5 are refused
-    const floodAnswers = flooded.map((id) =>
-      call(baseUrl, keyA, "POST", "/step", { action: { code: SLEEPING_CELL }, episode_id: id }),
-    );
+    // Act: A steps all 10: 2 run (holding their slots), then 8 at once: 3 wait their turn, 5 are refused
+    const floodAnswers = await flood(baseUrl, keyA, flooded);
     const arrived = floodAnswers.map(() => false);
     floodAnswers.forEach((a, i) => {
       void a.then(() => {
@@ -177,14 +205,11 @@ describe("admission of steps under a flood", () => {
     // Prepare
     const { keyA, baseUrl } = await start(2);
     const flooded = await resets(baseUrl, keyA, 10);
-    // Act: 10 steps at once, spread over both instances in turn
-    const answers = await Promise.all(
-      flooded.map((id) =>
-        call(baseUrl, keyA, "POST", "/step", { action: { code: SLEEPING_CELL }, episode_id: id }),
-      ),
-    );
+    // Act: 10 steps spread over both instances in turn: the 2 holding ones (one on each), then 8 at once
+    const answers = await Promise.all(await flood(baseUrl, keyA, flooded));
     // Assess: each instance ran 1 at a time and queued 2 (half of 2 and of 3, rounded up): 6 ran,
-    // 4 were refused; the cells' own start and end times never overlap more than 2 deep
+    // 4 were refused; the cells' own start and end times never overlap more than 2 deep (with each
+    // instance's full cap, a queued step would have run beside its instance's holding one: 3 deep)
     const ok = answers.filter((a) => a.status === 200);
     expect(ok).toHaveLength(6);
     expect(answers.filter((a) => a.status === 429 && a.code === "too_many_concurrent_steps")).toHaveLength(4);

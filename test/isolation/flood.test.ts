@@ -1,5 +1,5 @@
 // Fair sharing under a flood (issue 10 point 7), end to end: a local stack with keys on, tenant A
-// sends hundreds of concurrent steps (to one episode and to many) while tenant B steps; every one
+// sends 180 concurrent steps (to one episode and to many) while tenant B steps; every one
 // of B's steps succeeds, A's excess is refused with 409/429 (never a 5xx), and the API process's
 // per-tenant cap is what refused it. Speed under the flood is measured by bench/api/fairness.ts.
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
@@ -68,19 +68,19 @@ async function reset(key: string): Promise<string> {
 
 describe("a flood from one tenant", () => {
   it("leaves another tenant's steps all succeeding; the flood's excess is refused 409/429, never 5xx", async () => {
-    // Prepare: A's episodes (one hammered, 60 spread: more than A may run or queue at once), B's
+    // Prepare: A's episodes (one hammered, 20 spread: three times what A may run or queue at once), B's
     const hammered = await reset(keyA);
     const spread: string[] = [];
-    for (let i = 0; i < 60; i++) spread.push(await reset(keyA));
+    for (let i = 0; i < 20; i++) spread.push(await reset(keyA));
     const bystander = await reset(keyB);
     await post(keyB, "/step", { action: { code: "n = 0" }, episode_id: bystander });
-    // Each of A's steps holds its slot long enough that the first steps of the 60 episodes overlap.
+    // Each of A's steps holds its slot long enough that the first steps of the 20 episodes overlap.
     const code = "import time\ntime.sleep(0.5)\nprint(1)";
 
-    // Act: 200 concurrent steps to one episode and 240 over 60 episodes, while B steps 10 times
+    // Act: 100 concurrent steps to one episode and 80 over 20 episodes, while B steps 10 times
     const flood = Promise.all([
-      ...Array.from({ length: 200 }, () => post(keyA, "/step", { action: { code }, episode_id: hammered })),
-      ...Array.from({ length: 240 }, (_, i) =>
+      ...Array.from({ length: 100 }, () => post(keyA, "/step", { action: { code }, episode_id: hammered })),
+      ...Array.from({ length: 80 }, (_, i) =>
         post(keyA, "/step", { action: { code }, episode_id: spread[i % spread.length] }),
       ),
     ]);

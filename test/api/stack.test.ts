@@ -1,6 +1,7 @@
-// The local stack itself: data survives a restart, TTL expiry, crash reporting, the `npm start`
+// The local stack itself: dynalite on a worker thread, TTL expiry, crash reporting, the `npm start`
 // launcher (PORT/HOST/CODING_ENV_DATA_DIR, URLs printed, Ctrl-C stops everything), and the AWS
-// Lambda entry answering API Gateway v2 events against the same stack.
+// Lambda entry answering API Gateway v2 events against the same stack. A restart on one data
+// folder is restart.test.ts's.
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
@@ -67,84 +68,42 @@ function alive(pid: number): boolean {
 }
 
 /**
- * One stack for the suites below that only use one (the TTL sweep, the second API instance and the
- * Lambda entry), started when the first of them needs it: each stack start costs a Python executor
- * and a DynamoDB. Its sweep runs every 300 ms for the TTL case; nothing else here expires.
+ * One stack for the suites below that only use one (dynalite's worker thread, the TTL sweep, the
+ * second API instance, the Lambda entry and, last, the crashed executor), started when the first of
+ * them needs it: each stack start costs a Python executor and a DynamoDB. Its dynalite runs on its
+ * own worker thread (the option under test; every other stack of the suite runs it on the API's),
+ * its sweep every 300 ms for the TTL case; nothing else here expires.
  */
 let shared: Promise<LocalStack> | undefined;
 const sharedStack = (): Promise<LocalStack> =>
-  (shared ??= startLocalStack({ port: 0, dataDir: null, sweepIntervalMs: 300 }));
+  (shared ??= startLocalStack({ port: 0, dataDir: null, sweepIntervalMs: 300, dynamodbThread: "worker" }));
 afterAll(async () => {
   await (await shared)?.stop();
 });
 
 describe("local stack", () => {
-  it("keeps episodes in the data folder across a restart", async () => {
-    // Prepare
-    const dataDir = mkdtempSync(join(tmpdir(), "coding-env-data-"));
-    try {
-      const first = await startLocalStack({ port: 0, dataDir });
-      const ep = await Episode.reset(first.baseUrl);
-      await ep.run("kept = [1, 2, 3]");
-      await first.stop();
-      // Act
-      const second = await startLocalStack({ port: 0, dataDir });
-      try {
-        const out = await call(second.baseUrl, "POST", "/step", {
-          action: { code: "sum(kept)" },
-          episode_id: ep.id,
-        });
-        // Assess
-        expect(out.status).toBe(200);
-        expect((out.body as { observation: { stdout: string } }).observation.stdout).toBe("6");
-      } finally {
-        await second.stop();
-      }
-    } finally {
-      rmSync(dataDir, { recursive: true, force: true });
-    }
-  });
+  describe("with dynalite on a worker thread", () => {
+    let stack: LocalStack;
+    beforeAll(async () => {
+      stack = await sharedStack();
+    });
 
-  it("refuses a data folder another stack is using, clearly, and leaves nothing running", async () => {
-    // Prepare
-    const dataDir = mkdtempSync(join(tmpdir(), "coding-env-busy-"));
-    const first = await startLocalStack({ port: 0, dataDir });
-    // Executor servers are our direct children (their workers come and go on their own).
-    const executors = () =>
-      descendants(process.pid).filter((p) => p.ppid === process.pid && p.cmd.includes("coding_env_runtime"))
-        .length;
-    const executorsBefore = executors();
-    try {
-      // Act
-      const second = startLocalStack({ port: 0, dataDir });
-      // Assess
-      await expect(second).rejects.toThrow(/another coding-env/);
-      await new Promise((r) => setTimeout(r, 500));
-      expect(executors()).toBe(executorsBefore);
-      expect((await call(first.baseUrl, "GET", "/health")).status).toBe(200);
-    } finally {
-      await first.stop();
-      rmSync(dataDir, { recursive: true, force: true });
-    }
-  });
-
-  it("runs dynalite on its own worker thread when asked, with the same behaviour", async () => {
-    const stack = await startLocalStack({ port: 0, dataDir: null, dynamodbThread: "worker" });
-    try {
+    it("runs dynalite on its own worker thread when asked, with the same behaviour", async () => {
+      const steps = async () =>
+        (await call<{ totals: { steps: number } }>(stack.baseUrl, "GET", "/usage")).body.totals.steps;
+      await stack.flushStream();
+      const stepsBefore = await steps();
       const ep = await Episode.reset(stack.baseUrl);
       await ep.run("w = 2");
       expect((await ep.run("w * 21")).observation.stdout).toBe("42");
       const stats = await stack.dynamodbStats();
       // The change feed crosses the thread too: the roll-up counts both steps.
       await stack.flushStream();
-      const usage = await call<{ totals: { steps: number } }>(stack.baseUrl, "GET", "/usage");
-      expect(usage.body.totals.steps).toBe(2);
+      expect((await steps()) - stepsBefore).toBe(2);
       const served = Object.values(stats.counts).reduce((sum, count) => sum + count, 0);
       expect(served).toBeGreaterThanOrEqual(4);
       expect(Object.values(stats.ms).some((ms) => ms > 0)).toBe(true);
-    } finally {
-      await stack.stop();
-    }
+    });
   });
 
   describe("with a short TTL", () => {
@@ -187,19 +146,6 @@ describe("local stack", () => {
       );
       ddb.destroy();
     });
-  });
-
-  it("reports a crashed executor through `crashed`", async () => {
-    const stack = await startLocalStack({ port: 0, dataDir: null });
-    try {
-      const pid = stack.childPids[0] as number;
-      process.kill(pid, "SIGKILL");
-      const exit = await stack.crashed;
-      expect(exit.part).toBe("executor");
-      expect(exit.message).toContain("exited");
-    } finally {
-      await stack.stop();
-    }
   });
 });
 
@@ -420,5 +366,17 @@ describe("AWS Lambda entry (functions/src/lambda.ts) on API Gateway v2 events", 
       observation: { stdout: "42", exit_code: 0 },
       step_count: 1,
     });
+  });
+});
+
+describe("a crashed part", () => {
+  it("reports a crashed executor through `crashed`", async () => {
+    // The shared stack's last use: its executor ends here.
+    const stack = await sharedStack();
+    const pid = stack.childPids[0] as number;
+    process.kill(pid, "SIGKILL");
+    const exit = await stack.crashed;
+    expect(exit.part).toBe("executor");
+    expect(exit.message).toContain("exited");
   });
 });

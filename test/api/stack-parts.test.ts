@@ -1,6 +1,7 @@
 // The local stack's parts: the start-up secret the local DynamoDB and executor require (and the
-// stack file that records it), N API instances behind one port, the Lambda-mode executor, and the
-// executor and its workers dying with the stack however it ends.
+// stack file that records it), metering from the change stream, N API instances behind one port,
+// and the executor and its workers dying with the stack however it ends. The Lambda-mode executor
+// is test/isolation/lambda-mode*.test.ts's.
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -177,51 +178,63 @@ describe("start-up secret", () => {
   });
 });
 
+/**
+ * One stack for the two suites below (each stack start costs a Python executor and a DynamoDB): a
+ * long stream timer, so only flushStream() hands records over and the counts are the roll-up's, and
+ * a BatchGetItem response limit of 1 KiB (the API's own batch reads then take their retry loops).
+ */
+let tuned: Promise<LocalStack> | undefined;
+const tunedStack = (): Promise<LocalStack> =>
+  (tuned ??= startLocalStack({
+    port: 0,
+    dataDir: null,
+    streamIntervalMs: 3_600_000,
+    dynamodbBatchGetMaxBytes: 1024,
+  }));
+afterAll(async () => {
+  await (await tuned)?.stop();
+});
+
 describe("metering from the change stream", () => {
   it("usage counts every step once the stream's batch is processed; a TTL removal cleans up the episode", async () => {
-    // A long timer: only flushStream() hands records over, so the counts below are the roll-up's.
-    const stack = await startLocalStack({ port: 0, dataDir: null, streamIntervalMs: 3_600_000 });
-    try {
-      const usage = async () =>
-        (await call<{ totals: { steps: number; executions: number } }>(stack.baseUrl, "GET", "/usage")).body
-          .totals;
-      // A TTL no slow machine reaches between steps; the sweep below runs with a clock past it.
-      const ep = await Episode.reset(stack.baseUrl, { ttl_s: 3_600 });
-      await ep.run("a = 1");
-      await ep.run("a + 1");
-      expect((await usage()).steps).toBe(0);
-      await stack.flushStream();
-      const totals = await usage();
-      expect(totals.steps).toBe(2);
-      expect(totals.executions).toBe(2);
-      // Act: two hours later the TTL has passed; the sweep removes the head as the TTL service, the roll-up the rest
-      expect(await stack.sweepExpired(Date.now() + 7_200_000)).toBeGreaterThanOrEqual(1);
-      await stack.flushStream();
-      // Assess
-      const ddb = new DynamoDBClient({
-        endpoint: stack.dynamodbEndpoint,
-        region: "local",
-        credentials: stack.credentials,
-      });
-      const left = await ddb.send(
-        new ScanCommand({
-          TableName: stack.tableName,
-          FilterExpression: "contains(pk, :id)",
-          ExpressionAttributeValues: { ":id": { S: ep.id } },
-        }),
-      );
-      ddb.destroy();
-      expect(left.Items ?? []).toEqual([]);
-      expect((await ep.step("a")).status).toBe(404);
-    } finally {
-      await stack.stop();
-    }
+    const stack = await tunedStack();
+    const usage = async () =>
+      (await call<{ totals: { steps: number; executions: number } }>(stack.baseUrl, "GET", "/usage")).body
+        .totals;
+    // A TTL no slow machine reaches between steps; the sweep below runs with a clock past it.
+    const ep = await Episode.reset(stack.baseUrl, { ttl_s: 3_600 });
+    await ep.run("a = 1");
+    await ep.run("a + 1");
+    expect((await usage()).steps).toBe(0);
+    await stack.flushStream();
+    const totals = await usage();
+    expect(totals.steps).toBe(2);
+    expect(totals.executions).toBe(2);
+    // Act: two hours later the TTL has passed; the sweep removes the head as the TTL service, the roll-up the rest
+    expect(await stack.sweepExpired(Date.now() + 7_200_000)).toBeGreaterThanOrEqual(1);
+    await stack.flushStream();
+    // Assess
+    const ddb = new DynamoDBClient({
+      endpoint: stack.dynamodbEndpoint,
+      region: "local",
+      credentials: stack.credentials,
+    });
+    const left = await ddb.send(
+      new ScanCommand({
+        TableName: stack.tableName,
+        FilterExpression: "contains(pk, :id)",
+        ExpressionAttributeValues: { ":id": { S: ep.id } },
+      }),
+    );
+    ddb.destroy();
+    expect(left.Items ?? []).toEqual([]);
+    expect((await ep.step("a")).status).toBe(404);
   });
 });
 
 describe("dynamodbBatchGetMaxBytes", () => {
   it("makes the stack's BatchGetItem return partial results and UnprocessedKeys past the given size", async () => {
-    const stack = await startLocalStack({ port: 0, dataDir: null, dynamodbBatchGetMaxBytes: 1024 });
+    const stack = await tunedStack();
     const ddb = new DynamoDBClient({
       endpoint: stack.dynamodbEndpoint,
       region: "local",
@@ -241,41 +254,61 @@ describe("dynamodbBatchGetMaxBytes", () => {
       expect(out.UnprocessedKeys?.[stack.tableName]?.Keys).toHaveLength(2);
     } finally {
       ddb.destroy();
-      await stack.stop();
     }
   });
 });
 
-describe("two API instances behind one port (apiInstances: 2)", () => {
-  let stack: LocalStack;
+describe("npm start with two API instances behind one port (CODING_ENV_API_INSTANCES=2)", () => {
+  // One launched stack for the proxy's cases, then killed with SIGKILL: its parts must all end.
+  let child: ChildProcess;
+  let baseUrl: string;
+  let dataDir: string;
   beforeAll(async () => {
-    stack = await startLocalStack({ port: 0, dataDir: null, apiInstances: 2 });
+    dataDir = mkdtempSync(join(tmpdir(), "coding-env-kill-"));
+    child = spawn(process.execPath, ["--import", "tsx", join(repoRoot, "scripts/start-local.ts")], {
+      cwd: repoRoot,
+      env: {
+        ...process.env,
+        PORT: "0",
+        HOST: "127.0.0.1",
+        CODING_ENV_DATA_DIR: dataDir,
+        CODING_ENV_API_INSTANCES: "2",
+      },
+      stdio: ["ignore", "pipe", "ignore"],
+    });
+    baseUrl = await new Promise<string>((res, rej) => {
+      createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (line) => {
+        const m = /API\s+(http:\/\/\S+)/.exec(line);
+        if (m?.[1]) res(m[1]);
+      });
+      child.once("exit", (code) => rej(new Error(`exited early (${code})`)));
+    });
   });
-  afterAll(async () => {
-    await stack.stop();
+  afterAll(() => {
+    if (child?.exitCode === null) child.kill("SIGKILL");
+    rmSync(dataDir, { recursive: true, force: true });
   });
 
   it("sends requests in turn to two separate processes, even on one keep-alive connection", async () => {
     const instances: string[] = [];
     for (let i = 0; i < 6; i++) {
-      const r = await fetch(`${stack.baseUrl}/health`);
+      const r = await fetch(`${baseUrl}/health`);
       expect(r.status).toBe(200);
       instances.push(String(r.headers.get("x-coding-env-instance")));
     }
     expect(new Set(instances)).toEqual(new Set(["0", "1"]));
     for (let i = 1; i < instances.length; i++) expect(instances[i]).not.toBe(instances[i - 1]);
-    // executor + 2 instances, all distinct processes, none of them this one
-    expect(stack.childPids).toHaveLength(3);
-    expect(new Set(stack.childPids).size).toBe(3);
-    expect(stack.childPids).not.toContain(process.pid);
+    // 2 instances, distinct processes under the stack's (stack.childPids: admission.test.ts)
+    const apis = descendants(child.pid as number).filter((p) => p.cmd.includes("api-instance.ts"));
+    expect(new Set(apis.map((p) => p.pid)).size).toBe(2);
   });
 
   it("an episode stepped through both instances keeps every committed state", async () => {
-    const ep = await Episode.reset(stack.baseUrl);
+    const ep = await Episode.reset(baseUrl);
     await ep.run("log = []");
     let last = "";
     for (let i = 0; i < 4; i++) {
-      const r = await call<StepBody>(stack.baseUrl, "POST", "/step", {
+      const r = await call<StepBody>(baseUrl, "POST", "/step", {
         action: { code: `log.append(${i})\nlog` },
         episode_id: ep.id,
       });
@@ -286,7 +319,7 @@ describe("two API instances behind one port (apiInstances: 2)", () => {
   });
 
   it("serves OpenEnv's WebSocket /ws through the proxy", async () => {
-    const ws = new WebSocket(`${stack.baseUrl.replace(/^http/, "ws")}/ws`);
+    const ws = new WebSocket(`${baseUrl.replace(/^http/, "ws")}/ws`);
     const replies: Array<{ type: string; data: { observation?: { stdout: string } } }> = [];
     const next = () =>
       new Promise<(typeof replies)[number]>((res) =>
@@ -307,69 +340,21 @@ describe("two API instances behind one port (apiInstances: 2)", () => {
       ws.close();
     }
   });
-});
-
-describe("the Lambda-mode executor (executorMode: lambda)", () => {
-  it("runs steps through python-runtime/harness/lambda_env.py", async () => {
-    const stack = await startLocalStack({ port: 0, dataDir: null, executorMode: "lambda" });
-    try {
-      const harness = descendants(process.pid).find((p) => p.pid === stack.childPids[0]);
-      expect(harness?.cmd).toContain("lambda_env.py");
-      const ep = await Episode.reset(stack.baseUrl);
-      await ep.run("x = 6");
-      expect((await ep.run("x * 7")).observation.stdout).toBe("42");
-    } finally {
-      await stack.stop();
-    }
-  });
-});
-
-describe("the executor and its workers die with the stack", () => {
-  function launch(dataDir: string): { child: ChildProcess; ready: Promise<string> } {
-    const child = spawn(process.execPath, ["--import", "tsx", join(repoRoot, "scripts/start-local.ts")], {
-      cwd: repoRoot,
-      // Two API instances: their processes must end with the stack too.
-      env: {
-        ...process.env,
-        PORT: "0",
-        HOST: "127.0.0.1",
-        CODING_ENV_DATA_DIR: dataDir,
-        CODING_ENV_API_INSTANCES: "2",
-      },
-      stdio: ["ignore", "pipe", "ignore"],
-    });
-    const ready = new Promise<string>((res, rej) => {
-      createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (line) => {
-        const m = /API\s+(http:\/\/\S+)/.exec(line);
-        if (m?.[1]) res(m[1]);
-      });
-      child.once("exit", (code) => rej(new Error(`exited early (${code})`)));
-    });
-    return { child, ready };
-  }
 
   it("a stack killed with SIGKILL leaves no executor, zygote, worker or API instance behind", async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), "coding-env-kill-"));
-    const { child, ready } = launch(dataDir);
-    try {
-      const baseUrl = await ready;
-      // A warm worker exists once an episode has stepped.
-      const ep = await Episode.reset(baseUrl);
-      expect((await ep.run("1 + 1")).observation.stdout).toBe("2");
-      const parts = descendants(child.pid as number).filter((p) => !p.cmd.includes("esbuild"));
-      expect(parts.some((p) => p.cmd.includes("coding_env_runtime"))).toBe(true);
-      expect(parts.length).toBeGreaterThanOrEqual(2); // the executor and its zygote at least
-      expect(parts.filter((p) => p.cmd.includes("api-instance.ts"))).toHaveLength(2);
-      // Act
-      const exited = new Promise((r) => child.once("exit", r));
-      child.kill("SIGKILL");
-      await exited;
-      // Assess: every one of them ends (by the parent-death signal and the broken control channels)
-      await waitUntil(() => parts.every((p) => !alive(p.pid)), 20_000);
-      for (const p of parts) expect(alive(p.pid), p.cmd).toBe(false);
-    } finally {
-      if (child.exitCode === null) child.kill("SIGKILL");
-      rmSync(dataDir, { recursive: true, force: true });
-    }
+    // A warm worker exists once an episode has stepped.
+    const ep = await Episode.reset(baseUrl);
+    expect((await ep.run("1 + 1")).observation.stdout).toBe("2");
+    const parts = descendants(child.pid as number).filter((p) => !p.cmd.includes("esbuild"));
+    expect(parts.some((p) => p.cmd.includes("coding_env_runtime"))).toBe(true);
+    expect(parts.length).toBeGreaterThanOrEqual(2); // the executor and its zygote at least
+    expect(parts.filter((p) => p.cmd.includes("api-instance.ts"))).toHaveLength(2);
+    // Act
+    const exited = new Promise((r) => child.once("exit", r));
+    child.kill("SIGKILL");
+    await exited;
+    // Assess: every one of them ends (by the parent-death signal and the broken control channels)
+    await waitUntil(() => parts.every((p) => !alive(p.pid)), 20_000);
+    for (const p of parts) expect(alive(p.pid), p.cmd).toBe(false);
   });
 });

@@ -3,6 +3,7 @@
 // (python-runtime/harness/lambda_env.py: non-root uid without capabilities, read-only code, only
 // /tmp writable, frozen between invocations, canary AWS credentials, Lambda's 6 MB limits).
 // The ordinary flow and a few attacks, through the public API only.
+import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type LocalStack, startLocalStack } from "../../functions/src/local/stack.js";
 import { call, Episode, errorCode } from "../helpers/api.js";
@@ -37,6 +38,9 @@ describe.skipIf(!isRoot)("the API against the executor in Lambda mode", () => {
   });
 
   it("reset, step and state work, and the code runs in a Lambda environment's uid", async () => {
+    // The stack's executor is the harness (its first child process).
+    const executor = readFileSync(`/proc/${stack.childPids[0]}/cmdline`, "utf8").replace(/\0/g, " ");
+    expect(executor).toContain("lambda_env.py");
     // Prepare
     const ep = await Episode.reset(base, { policy: "full" });
     // Act

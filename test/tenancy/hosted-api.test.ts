@@ -1,5 +1,6 @@
 // Hosted mode end to end: a local stack with auth on (dynalite with transactions, the real Python
-// executor, the API over HTTP), keys made with the keys CLI and the key store.
+// executor, the API over HTTP), keys made with the keys CLI and the key store. The stack turns auth
+// on from CODING_ENV_AUTH (no `auth` option), which the last suite checks.
 import { execFile } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -8,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type LocalStack, startLocalStack } from "../../functions/src/local/stack.js";
 import { dynamoDbApiKeyStore } from "../../functions/src/store/dynamodb-api-keys.js";
 import { type ApiKeyStore, generateApiKey, type QuotaOverrides } from "../../functions/src/tenancy/index.js";
+import { main as keysMain } from "../../scripts/keys.js";
 import { clientFor } from "./helpers/dynalite-table.js";
 
 const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
@@ -21,8 +23,7 @@ beforeAll(async () => {
   stack = await startLocalStack({
     port: 0,
     dataDir: null,
-    auth: true,
-    env: { CODING_ENV_AUTH_CACHE_TTL_MS: String(AUTH_CACHE_TTL_MS) },
+    env: { CODING_ENV_AUTH: "on", CODING_ENV_AUTH_CACHE_TTL_MS: String(AUTH_CACHE_TTL_MS) },
   });
   client = clientFor(stack.dynamodbEndpoint, stack.credentials);
   keys = dynamoDbApiKeyStore({ client, tableName: stack.tableName });
@@ -98,22 +99,28 @@ const nextMidnight = () => {
   return new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate() + 1)).toISOString();
 };
 
+/**
+ * `npm run keys` against the stack's DynamoDB: the command's `main` in this process, its output
+ * captured (a process per call costs seconds; keys-cli.test.ts runs it as its own process).
+ */
 async function keysCli(...args: string[]): Promise<{ code: number; stdout: string }> {
-  const run = promisify(execFile);
+  const out: string[] = [];
+  const write = process.stdout.write;
+  process.stdout.write = ((chunk: string | Uint8Array) => {
+    out.push(String(chunk));
+    return true;
+  }) as typeof process.stdout.write;
   try {
-    const out = await run(process.execPath, ["--import", "tsx", "scripts/keys.ts", ...args], {
-      cwd: repoRoot,
-      env: {
-        ...process.env,
-        CODING_ENV_TABLE: stack.tableName,
-        CODING_ENV_DYNAMODB_ENDPOINT: stack.dynamodbEndpoint,
-        CODING_ENV_LOCAL_ACCESS_KEY_ID: stack.credentials.accessKeyId,
-        CODING_ENV_LOCAL_SECRET_ACCESS_KEY: stack.credentials.secretAccessKey,
-      },
+    const code = await keysMain(args, {
+      PATH: process.env.PATH,
+      CODING_ENV_TABLE: stack.tableName,
+      CODING_ENV_DYNAMODB_ENDPOINT: stack.dynamodbEndpoint,
+      CODING_ENV_LOCAL_ACCESS_KEY_ID: stack.credentials.accessKeyId,
+      CODING_ENV_LOCAL_SECRET_ACCESS_KEY: stack.credentials.secretAccessKey,
     });
-    return { code: 0, stdout: out.stdout };
-  } catch (err) {
-    return { code: (err as { code: number }).code, stdout: (err as { stdout: string }).stdout };
+    return { code, stdout: out.join("") };
+  } finally {
+    process.stdout.write = write;
   }
 }
 
@@ -403,18 +410,14 @@ describe("auth on: quotas", () => {
 
 describe("local stack switch", () => {
   it("startLocalStack honours CODING_ENV_AUTH=on when `auth` is not given", async () => {
-    const other = await startLocalStack({ port: 0, dataDir: null, env: { CODING_ENV_AUTH: "on" } });
-    try {
-      const health = await fetch(`${other.baseUrl}/health`).then((r) => r.json());
-      expect(health).toEqual({ status: "healthy", auth_required: true });
-      const reset = await fetch(`${other.baseUrl}/reset`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: "{}",
-      });
-      expect(reset.status).toBe(401);
-    } finally {
-      await other.stop();
-    }
+    // This file's stack was started so (above).
+    const health = await fetch(`${stack.baseUrl}/health`).then((r) => r.json());
+    expect(health).toEqual({ status: "healthy", auth_required: true });
+    const reset = await fetch(`${stack.baseUrl}/reset`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: "{}",
+    });
+    expect(reset.status).toBe(401);
   });
 });

@@ -33,6 +33,10 @@ class Seen:
     headers: dict[str, str]
     body: Any
     at: float  # time.monotonic() on arrival
+    #: Set once the request has been written to the upstream server (never for one the proxy answers).
+    forwarded: bool = False
+    #: The status the proxy answered with; None while it has not, or when it closed the connection.
+    status: int | None = None
 
 
 @dataclass
@@ -64,6 +68,8 @@ class FaultProxy:
         self.faults: list[Fault] = []
         self.page_history = False
         self._lock = threading.Lock()
+        # Notified whenever a request arrives or is forwarded (see wait_forwarded).
+        self._changed = threading.Condition(self._lock)
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -83,6 +89,7 @@ class FaultProxy:
                 seen = Seen(self.command, self.path, headers, body, time.monotonic())
                 with proxy._lock:
                     proxy.seen.append(seen)
+                    proxy._changed.notify_all()
                     fault = next(
                         (f for f in proxy.faults if f.method == self.command and self.path.startswith(f.path)), None
                     )
@@ -92,18 +99,20 @@ class FaultProxy:
                     self.close_connection = True
                     return
                 if fault is not None and fault.kind == "answer":
-                    self._reply(fault.status, fault.headers, fault.body)
+                    self._reply(seen, fault.status, fault.headers, fault.body)
                     return
                 if proxy.page_history and self.command == "GET" and "/history" in self.path:
                     status, headers, data = proxy._paged_history(self.path, self.headers)
                 else:
-                    status, headers, data = proxy._forward(self.command, self.path, self.headers, raw)
+                    status, headers, data = proxy._forward(self.command, self.path, self.headers, raw, seen)
                 if fault is not None and fault.kind == "forward_then_drop":
                     self.close_connection = True
                     return
-                self._reply(status, headers, data)
+                self._reply(seen, status, headers, data)
 
-            def _reply(self, status: int, headers: dict[str, str], data: bytes) -> None:
+            def _reply(self, seen: Seen, status: int, headers: dict[str, str], data: bytes) -> None:
+                with proxy._lock:
+                    seen.status = status
                 self.send_response(status)
                 for name, value in headers.items():
                     if name.lower() not in ("content-length", "connection", "transfer-encoding", "date"):
@@ -117,7 +126,9 @@ class FaultProxy:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # shutdown() waits for the serving loop to look at its flag, which it does once per poll
+        # interval: 0.5 s by default, half a second more for every test that uses a proxy.
+        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
         self._thread.start()
 
     def add(self, fault: Fault) -> None:
@@ -128,15 +139,37 @@ class FaultProxy:
         with self._lock:
             return [s for s in self.seen if s.method == method and s.path.startswith(path)]
 
+    def forget_requests(self) -> None:
+        with self._lock:
+            self.seen.clear()
+
+    def wait_forwarded(self, method: str, path: str, count: int = 1, timeout_s: float = 60.0) -> None:
+        """Waits until ``count`` requests matching ``method`` and ``path`` have been written to the
+        upstream server: an observed point after which the server has them, however loaded the
+        machine is (a fixed sleep is either too long or, under load, too short)."""
+
+        def forwarded() -> bool:
+            return sum(1 for s in self.seen if s.method == method and s.path.startswith(path) and s.forwarded) >= count
+
+        with self._changed:
+            if not self._changed.wait_for(forwarded, timeout_s):
+                raise AssertionError(f"{count} x {method} {path} not forwarded within {timeout_s} s")
+
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
 
-    def _forward(self, method: str, path: str, headers: Any, raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    def _forward(
+        self, method: str, path: str, headers: Any, raw: bytes, seen: Seen | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
         conn = http.client.HTTPConnection(self.upstream_host, self.upstream_port, timeout=120)
         try:
             forward = {k: v for k, v in headers.items() if k.lower() not in ("host", "connection")}
             conn.request(method, path, body=raw or None, headers=forward)
+            if seen is not None:
+                with self._changed:
+                    seen.forwarded = True
+                    self._changed.notify_all()
             response = conn.getresponse()
             return response.status, dict(response.getheaders()), response.read()
         finally:

@@ -58,10 +58,14 @@ class FromTheStackTest(unittest.TestCase):
         self.assertEqual((ctx.exception.status, ctx.exception.code), (0, "network_error"))
 
     def test_the_client_giving_up_is_a_timeout_error(self) -> None:
-        with CodingEnv(stack_url(), timeout_s=1, retry=False) as env:
+        with CodingEnv(stack_url()) as env:
             env.reset(policy="full")
+            # A client bound to the episode does not know its step limit, so its own 0.5 s applies
+            # to the step (reset() by a client this impatient could time out on a loaded machine).
+            impatient = CodingEnv(stack_url(), episode_id=env.episode_id, timeout_s=0.5, retry=False)
             with self.assertRaises(TimeoutError) as ctx:
-                env.step("import time; time.sleep(3)")
+                impatient.step("import time; time.sleep(2)")
+            impatient.close(keep=True)
             self.assertEqual((ctx.exception.status, ctx.exception.code), (0, "client_timeout"))
             self.assertIsInstance(ctx.exception, builtins.TimeoutError)
 

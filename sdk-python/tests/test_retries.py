@@ -172,43 +172,63 @@ class RetryTest(unittest.TestCase):
 
 class ConcurrentStepsTest(unittest.TestCase):
     """Two steps on one episode at once: the server commits one and answers the other 409 (which
-    one depends on the server: the later arrival, or the later commit)."""
+    one depends on the server: the later arrival, or the later commit).
 
-    def run_concurrently(self, retry: RetryPolicy) -> tuple[list[object], CodingEnv]:
-        env = CodingEnv(stack_url(), retry=retry)
+    They overlap on a loaded machine too: the slow step goes through the proxy, and the other is
+    sent only once the proxy has handed the slow one to the server (not after a fixed sleep, which
+    load can outlast before the slow step even starts). The slow cell is 1 s on a warm worker, so
+    the default policy's three retries, each after the server's Retry-After of 1 s, outlast it
+    with seconds to spare."""
+
+    SLOW_CELL = "import time; time.sleep(1)"
+
+    def run_concurrently(self, retry: RetryPolicy) -> tuple[list[object], CodingEnv, FaultProxy]:
+        proxy = FaultProxy(stack_url())
+        self.addCleanup(proxy.close)
+        env = CodingEnv(proxy.url, retry=retry)
         self.addCleanup(env.close)
         env.reset(policy="full")
-        other = CodingEnv(stack_url(), episode_id=env.episode_id, retry=retry)
+        env.step("warm = True")  # the episode's worker is up: the slow step takes its cell's time
+        other = CodingEnv(proxy.url, episode_id=env.episode_id, retry=retry)
+        self.addCleanup(other.close, keep=True)  # env's close deletes the episode
         outcomes: list[object] = []
 
         def slow() -> None:
             try:
-                outcomes.append(env.step("import time; time.sleep(3)"))
+                outcomes.append(env.step(self.SLOW_CELL))
             except ConflictError as err:
                 outcomes.append(err)
 
         thread = threading.Thread(target=slow)
         thread.start()
-        time.sleep(0.5)  # let the slow step start; it runs for 3 s
         try:
-            outcomes.append(other.step("1"))
-        except ConflictError as err:
-            outcomes.append(err)
-        thread.join()
-        return outcomes, env
+            proxy.wait_forwarded("POST", "/step", count=2)  # the warm-up step, then the slow one
+            try:
+                outcomes.append(other.step("1"))
+            except ConflictError as err:
+                outcomes.append(err)
+        finally:
+            thread.join()
+        return outcomes, env, proxy
 
     def test_one_of_two_concurrent_steps_is_a_conflict_error_when_not_retried(self) -> None:
-        outcomes, env = self.run_concurrently(RetryPolicy(retry_on_conflict=False))
+        outcomes, env, proxy = self.run_concurrently(RetryPolicy(retry_on_conflict=False))
         conflicts = [o for o in outcomes if isinstance(o, ConflictError)]
         self.assertEqual(len(conflicts), 1, outcomes)
         self.assertEqual(conflicts[0].status, 409)
         self.assertIsNotNone(conflicts[0].retry_after_s)
-        self.assertEqual(env.state().step_count, 1)
+        self.assertEqual(len(proxy.requests("POST", "/step")), 3)  # the warm-up and the two: no retry
+        self.assertEqual(env.state().step_count, 2)  # the warm-up and one of the two
 
     def test_by_default_the_refused_step_is_retried_and_both_commit(self) -> None:
-        outcomes, env = self.run_concurrently(RetryPolicy())
+        outcomes, env, proxy = self.run_concurrently(RetryPolicy())
         self.assertTrue(all(not isinstance(o, Exception) for o in outcomes), outcomes)
-        self.assertEqual(env.state().step_count, 2)
+        self.assertEqual(len(outcomes), 2)
+        # One of the two was refused (they did overlap), then sent again until it committed.
+        statuses = [s.status for s in proxy.requests("POST", "/step")]
+        self.assertIn(409, statuses)
+        self.assertEqual(statuses.count(200), 3, statuses)
+        self.assertEqual(env.state().step_count, 3)  # the warm-up and both
 
 
 if __name__ == "__main__":

@@ -1,29 +1,64 @@
-// The Python SDK (sdk-python/) against the real local stack: its unittest suite, and a
-// `pip install` of the folder (offline, with the interpreter's own setuptools) that imports and runs.
-import { spawnSync } from "node:child_process";
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+// The Python SDK (sdk-python/) against the real local stack: its unittest suite, one process per
+// test module, and the README's offline venv install (pip with the interpreter's own setuptools)
+// running the quick start from the install. The tests run side by side: they wait on the stack,
+// on pip and on cells that sleep, hardly on the CPU, so the file takes as long as its longest test.
+import { spawn } from "node:child_process";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { afterAll, describe, expect, inject, it } from "vitest";
+import { afterAll, describe, inject, it } from "vitest";
 import "../helpers/context.js";
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const sdkDir = join(repoRoot, "sdk-python");
+const testsDir = join(sdkDir, "tests");
 // Debian's interpreter (the SDK needs only the standard library and Python 3.10+).
 const python = existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
-const scratch = mkdtempSync(join(tmpdir(), "python-sdk-test-"));
+// Not in /tmp: while a runtime test runs the pool's Lambda-mode paths as root (python-runtime's
+// test_hash_seed, TenantZygoteLambdaPoolTest, beside vitest in `npm test`), its hygiene deletes every
+// new entry of root's in /tmp after each step, this folder and pip's build folders among them.
+const cacheDir = join(repoRoot, "node_modules", ".cache");
+mkdirSync(cacheDir, { recursive: true });
+const scratch = mkdtempSync(join(cacheDir, "python-sdk-test-"));
+// What `python -m unittest discover` would run: the modules named test*.py.
+const testModules = readdirSync(testsDir)
+  .filter((name) => /^test.*\.py$/.test(name))
+  .map((name) => name.slice(0, -".py".length))
+  .sort();
 
 afterAll(() => {
   rmSync(scratch, { recursive: true, force: true });
 });
 
-function run(args: string[], env: Record<string, string>, cwd = repoRoot, timeoutMs = 240_000) {
-  return spawnSync(python, args, {
-    cwd,
-    encoding: "utf8",
-    timeout: timeoutMs,
-    env: { ...process.env, PYTHONDONTWRITEBYTECODE: "1", PIP_DISABLE_PIP_VERSION_CHECK: "1", ...env },
+interface Ran {
+  readonly status: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs a command to its end without blocking the worker, so the file's tests run side by side. */
+function run(
+  command: string,
+  args: string[],
+  { cwd, env }: { cwd: string; env: Record<string, string> },
+  timeoutMs = 240_000,
+): Promise<Ran> {
+  return new Promise((done, fail) => {
+    const child = spawn(command, args, {
+      cwd,
+      timeout: timeoutMs,
+      env: { ...process.env, PYTHONDONTWRITEBYTECODE: "1", PIP_DISABLE_PIP_VERSION_CHECK: "1", ...env },
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+      stdout += chunk;
+    });
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
+      stderr += chunk;
+    });
+    child.on("error", fail);
+    child.on("close", (status) => done({ status, stdout, stderr }));
   });
 }
 
@@ -43,73 +78,11 @@ function sdkCopy(into: string): string {
   return source;
 }
 
-describe("Python SDK", () => {
-  it("passes its unittest suite against the local stack, nothing skipped", { timeout: 300_000 }, () => {
-    // Act
-    const result = run(["-m", "unittest", "discover", "-s", "sdk-python/tests", "-v"], {
-      CODING_ENV_URL: inject("baseUrl"),
-      PYTHONPATH: sdkDir,
-    });
-    // Assess: unittest reports on stderr; the last line is "OK" (or "OK (skipped=N)")
-    const report = result.stderr;
-    expect(result.status, report.slice(-4000)).toBe(0);
-    expect(report).toMatch(/Ran \d+ tests/);
-    expect(report.trim().split("\n").pop()).toBe("OK");
-  });
-
-  it("installs with pip offline (setuptools as the only build backend) and imports from the install", {
+describe.concurrent("Python SDK", () => {
+  // First: the longest test, so it starts before vitest's limit of concurrent tests is reached.
+  it("installs offline into a venv as the README says (Debian's Python refuses pip outside one, PEP 668), and the quick start runs from the install", {
     timeout: 300_000,
-  }, () => {
-    // Arrange: a copy, so the build's files never land in the repository
-    const source = sdkCopy(scratch);
-    const target = join(scratch, "site");
-    // Act
-    const install = run(
-      [
-        "-m",
-        "pip",
-        "install",
-        "--no-index",
-        "--no-build-isolation",
-        "--no-cache-dir",
-        "--target",
-        target,
-        source,
-      ],
-      {},
-      scratch,
-    );
-    // Assess
-    expect(install.status, `${install.stdout}\n${install.stderr}`).toBe(0);
-    const quickStart = [
-      "import json, coding_env_sdk",
-      "from coding_env_sdk import CodingEnv",
-      "with CodingEnv() as env:",
-      "    env.reset()",
-      "    r = env.step('x = 6 * 7\\nx')",
-      "print(json.dumps({'file': coding_env_sdk.__file__, 'version': coding_env_sdk.__version__,",
-      "                  'stdout': r.observation.stdout, 'reward': r.reward}))",
-    ].join("\n");
-    const imported = run(
-      ["-c", quickStart],
-      { PYTHONPATH: target, CODING_ENV_URL: inject("baseUrl") },
-      scratch,
-    );
-    expect(imported.stderr).toBe("");
-    expect(imported.status).toBe(0);
-    const out = JSON.parse(imported.stdout.trim()) as {
-      file: string;
-      version: string;
-      stdout: string;
-      reward: number;
-    };
-    expect(out.file.startsWith(target)).toBe(true);
-    expect(out).toMatchObject({ version: "0.1.0", stdout: "42", reward: 0.1 });
-  });
-
-  it("the README's venv install works with Debian's Python, which refuses pip outside a venv (PEP 668)", {
-    timeout: 300_000,
-  }, () => {
+  }, async ({ expect }) => {
     // Arrange: the documented offline commands, run where ./sdk-python is a copy
     const folder = mkdtempSync(join(scratch, "venv-"));
     sdkCopy(folder);
@@ -123,41 +96,77 @@ describe("Python SDK", () => {
       "python3 -m venv --system-site-packages .venv",
       ".venv/bin/pip install --no-index --no-build-isolation ./sdk-python",
     ]);
+    const quickStart = [
+      "import json, coding_env_sdk",
+      "from coding_env_sdk import CodingEnv",
+      "with CodingEnv() as env:",
+      "    env.reset()",
+      "    r = env.step('x = 6 * 7\\nx')",
+      "print(json.dumps({'file': coding_env_sdk.__file__, 'version': coding_env_sdk.__version__,",
+      "                  'stdout': r.observation.stdout, 'reward': r.reward}))",
+    ].join("\n");
     // Act: Debian's python3 first on PATH, as on a fresh Debian machine
-    const shell = spawnSync("sh", ["-ec", commands.join("\n")], {
+    const buildTmp = mkdtempSync(join(scratch, "tmp-"));
+    const shell = await run("sh", ["-ec", commands.join("\n")], {
       cwd: folder,
-      encoding: "utf8",
-      timeout: 240_000,
-      env: {
-        ...process.env,
-        PATH: `${dirname(python)}:${process.env.PATH ?? ""}`,
-        PIP_DISABLE_PIP_VERSION_CHECK: "1",
-      },
+      env: { PATH: `${dirname(python)}:${process.env.PATH ?? ""}`, TMPDIR: buildTmp },
     });
-    const imported = spawnSync(
-      join(folder, ".venv", "bin", "python"),
-      ["-c", "import coding_env_sdk; print(coding_env_sdk.__file__)"],
-      {
-        cwd: folder,
-        encoding: "utf8",
-      },
-    );
-    // Assess: installed into the venv, not next to the source
     expect(shell.status, `${shell.stdout}\n${shell.stderr}`).toBe(0);
-    expect(imported.stdout.trim().startsWith(join(folder, ".venv"))).toBe(true);
+    const imported = await run(join(folder, ".venv", "bin", "python"), ["-c", quickStart], {
+      cwd: folder,
+      env: { PYTHONPATH: "", CODING_ENV_URL: inject("baseUrl") },
+    });
+    // Assess: imported from the venv (not from the source next to it), and it works
+    expect(imported.stderr).toBe("");
+    expect(imported.status).toBe(0);
+    const out = JSON.parse(imported.stdout.trim()) as {
+      file: string;
+      version: string;
+      stdout: string;
+      reward: number;
+    };
+    expect(out.file.startsWith(join(folder, ".venv"))).toBe(true);
+    expect(out).toMatchObject({ version: "0.1.0", stdout: "42", reward: 0.1 });
   });
+
+  it("has its unittest modules", ({ expect }) => {
+    expect(testModules).toEqual(expect.arrayContaining(["test_client", "test_errors", "test_retries"]));
+  });
+
+  for (const module of testModules) {
+    it(`${module} passes against the local stack, nothing skipped`, { timeout: 300_000 }, async ({
+      expect,
+    }) => {
+      // Act: from the tests' folder, as `discover -s` would (the modules import `support`)
+      const result = await run(python, ["-m", "unittest", "-v", module], {
+        cwd: testsDir,
+        env: { CODING_ENV_URL: inject("baseUrl"), PYTHONPATH: sdkDir },
+      });
+      // Assess: unittest reports on stderr; the last line is "OK" (not "OK (skipped=N)")
+      const report = result.stderr;
+      expect(result.status, report.slice(-4000)).toBe(0);
+      expect(report).toMatch(/Ran [1-9]\d* tests?/);
+      expect(report.trim().split("\n").pop()).toBe("OK");
+    });
+  }
 
   it("the README's Python examples run as written: plain HTTP with the standard library, and the SDK", {
     timeout: 120_000,
-  }, () => {
+  }, async ({ expect }) => {
     const blocks = codeBlocks("README.md", "python");
     expect(blocks.length).toBeGreaterThanOrEqual(2);
-    for (const block of blocks.slice(0, 2)) {
-      // The examples name the default local URL; the test's stack has its own port.
-      const code = block.replaceAll("http://localhost:8000", inject("baseUrl"));
-      const result = run(["-c", code], { CODING_ENV_URL: inject("baseUrl"), PYTHONPATH: sdkDir }, scratch);
-      expect(result.stderr, block).toBe("");
-      expect(result.stdout.trim(), block).toBe("42 0.1");
+    const results = await Promise.all(
+      blocks.slice(0, 2).map((block) =>
+        // The examples name the default local URL; the test's stack has its own port.
+        run(python, ["-c", block.replaceAll("http://localhost:8000", inject("baseUrl"))], {
+          cwd: scratch,
+          env: { CODING_ENV_URL: inject("baseUrl"), PYTHONPATH: sdkDir },
+        }),
+      ),
+    );
+    for (const [i, result] of results.entries()) {
+      expect(result.stderr, blocks[i]).toBe("");
+      expect(result.stdout.trim(), blocks[i]).toBe("42 0.1");
     }
   });
 });

@@ -8,11 +8,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type LocalStack, startLocalStack } from "../../functions/src/local/stack.js";
 import {
+  type BundleProcess,
   createStackKey,
-  invokeBundle,
   localStackBundleEnv,
-  type StagedBundle,
   stagedBundle,
+  startBundle,
 } from "./bundle.js";
 import { httpApiEvent } from "./http-api-event.js";
 import { bundledApp, removeSynthOutputs } from "./synth.js";
@@ -51,26 +51,25 @@ const controlNamesCell = [
 ].join("\n");
 
 describe("API Lambda bundle: no answer passes Lambda's 6 MB response limit", () => {
-  let bundle: StagedBundle;
   let stack: LocalStack;
   let key: string;
-  let env: Record<string, string>;
+  // One container for every invocation of the file (Lambda keeps one warm between requests): the
+  // 3.5 MB bundle loads once, not once per page.
+  let lambda: BundleProcess;
 
   beforeAll(async () => {
-    bundle = stagedBundle(await bundledApp(), "coding-env-api");
+    const bundle = stagedBundle(await bundledApp(), "coding-env-api");
     stack = await startLocalStack({ port: 0, dataDir: null, auth: true });
     key = await createStackKey(stack, "bundle-limits");
-    env = {
-      ...localStackBundleEnv(stack),
-    };
+    lambda = startBundle(bundle, localStackBundleEnv(stack), "CodingEnv-Api");
   }, 180_000);
 
   afterAll(async () => {
+    lambda?.stop();
     await stack?.stop();
   });
 
-  const invoke = async (events: object[]) =>
-    (await invokeBundle<LambdaResult>(bundle, events, env, "CodingEnv-Api")).results;
+  const invoke = async (events: object[]) => (await lambda.invoke<LambdaResult>(events)).results;
   const auth = () => ({ authorization: `Bearer ${key}` });
   const json = () => ({ "content-type": "application/json", ...auth() });
 

@@ -2,17 +2,12 @@
 // bundle of a function of a synthesized stack, loaded by a plain `node` process outside the
 // repository (no node_modules to fall back on), invoked with events in order, with the environment
 // the template gives the function plus what the Lambda runtime sets.
-import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { spawn } from "node:child_process";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import type { LocalStack } from "../../functions/src/local/stack.js";
 import { dynamoDbApiKeyStore } from "../../functions/src/store/dynamodb-api-keys.js";
 import { onlyResource, propsOf, type SynthesizedAssembly, serviceOf } from "./synth.js";
-
-const run = promisify(execFile);
 
 /**
  * What a staged API or WebSocket bundle needs to reach a local stack's parts instead of AWS's: the
@@ -65,13 +60,14 @@ export function stagedBundle(s: SynthesizedAssembly, service: string): StagedBun
   return { path, env };
 }
 
-// Runs inside the child: imports the bundle, invokes handler(event, context) for each event in
-// order (read from a file: an event with a body of megabytes does not fit in an argument), prints
-// the results after a marker.
+// Runs inside the child: imports the bundle once (one container's cold start), then, for each line
+// of stdin (a batch: its events, and the variables the Lambda runtime sets per invocation such as
+// the trace header), invokes handler(event, context) for each event in order and prints the results
+// after a marker, on one line. Events come through stdin: a body of megabytes does not fit in an
+// argument.
 const INVOKE_SCRIPT = `
-const { readFileSync } = await import("node:fs");
-const [bundle, events] = [process.argv[1], JSON.parse(readFileSync(process.argv[2], "utf8"))];
-const { handler } = await import(bundle);
+const { createInterface } = await import("node:readline");
+const { handler } = await import(process.argv[1]);
 const context = {
   functionName: process.env.AWS_LAMBDA_FUNCTION_NAME, functionVersion: "$LATEST",
   invokedFunctionArn: "arn:aws:lambda:us-east-1:123456789012:function:" + process.env.AWS_LAMBDA_FUNCTION_NAME,
@@ -79,9 +75,16 @@ const context = {
   logGroupName: "/aws/lambda/test", logStreamName: "test", callbackWaitsForEmptyEventLoop: true,
   getRemainingTimeInMillis: () => 28000,
 };
-const results = [];
-for (const event of events) results.push((await handler(event, context)) ?? null);
-process.stdout.write("\\n@@RESULTS@@" + JSON.stringify(results));
+for await (const line of createInterface({ input: process.stdin, crlfDelay: Infinity })) {
+  const { events, env } = JSON.parse(line);
+  for (const [name, value] of Object.entries(env)) process.env[name] = value;
+  const results = [];
+  for (const event of events) results.push((await handler(event, context)) ?? null);
+  for (const name of Object.keys(env)) delete process.env[name];
+  process.stdout.write("\\n@@RESULTS@@" + JSON.stringify(results) + "\\n");
+}
+// stdin closed (stop(), or the test process ended): the container is gone.
+process.exit(0);
 `;
 
 /** What one run of {@link invokeBundle} returned and printed. */
@@ -91,23 +94,31 @@ export interface BundleRun<T> {
   readonly logs: Record<string, unknown>[];
 }
 
-/** Invokes the bundle's handler with `events`, in one fresh `node` process (one cold container). */
-export async function invokeBundle<T = unknown>(
+/** One `node` process with the bundle loaded: one Lambda container, invoked again and again. */
+export interface BundleProcess {
+  /**
+   * Invokes the handler with `events` in order (the batch after the ones before it, warm); `env`
+   * holds variables the Lambda runtime sets per invocation (e.g. `_X_AMZN_TRACE_ID`).
+   */
+  invoke<T = unknown>(events: readonly object[], env?: Record<string, string>): Promise<BundleRun<T>>;
+  stop(): void;
+}
+
+/**
+ * Starts a `node` process that loads the bundle (a cold start) with the environment the template
+ * gives the function plus what the Lambda runtime sets, for {@link BundleProcess.invoke} calls in turn.
+ */
+export function startBundle(
   bundle: StagedBundle,
-  events: readonly object[],
   envOverrides: Record<string, string> = {},
   functionName = "CodingEnv-Function",
-): Promise<BundleRun<T>> {
-  const eventsDir = mkdtempSync(join(tmpdir(), "coding-env-events-"));
-  const eventsFile = join(eventsDir, "events.json");
-  writeFileSync(eventsFile, JSON.stringify(events));
-  const { stdout } = await run(
+): BundleProcess {
+  const child = spawn(
     process.execPath,
-    ["--enable-source-maps", "--input-type=module", "-e", INVOKE_SCRIPT, bundle.path, eventsFile],
+    ["--enable-source-maps", "--input-type=module", "-e", INVOKE_SCRIPT, bundle.path],
     {
       cwd: join(bundle.path, ".."),
-      timeout: 90_000,
-      maxBuffer: 64 * 1024 * 1024,
+      stdio: ["pipe", "pipe", "pipe"],
       env: {
         // The Lambda environment: the template's variables plus what the Lambda runtime sets.
         PATH: process.env.PATH ?? "",
@@ -125,13 +136,78 @@ export async function invokeBundle<T = unknown>(
         ...envOverrides,
       },
     },
-  ).finally(() => rmSync(eventsDir, { recursive: true, force: true }));
-  const marker = stdout.lastIndexOf("@@RESULTS@@");
-  if (marker < 0) throw new Error(`no result in the bundle's output: ${stdout.slice(-2000)}`);
-  const logs = stdout
-    .slice(0, marker)
-    .split("\n")
-    .filter((line) => line.startsWith("{"))
-    .map((line) => JSON.parse(line) as Record<string, unknown>);
-  return { results: JSON.parse(stdout.slice(marker + "@@RESULTS@@".length)) as T[], logs };
+  );
+  // stdout decoded up to its last newline (a chunk may end inside a UTF-8 character), then cut
+  // after each batch's results line.
+  const chunks: Buffer[] = [];
+  let text = "";
+  let stderr = "";
+  let exited: string | undefined;
+  const waiting: { resolve: (output: string) => void; reject: (err: Error) => void }[] = [];
+  const MARKER = "\n@@RESULTS@@";
+  child.stdout.on("data", (chunk: Buffer) => {
+    chunks.push(chunk);
+    if (!chunk.includes(10)) return;
+    const received = Buffer.concat(chunks.splice(0));
+    const cut = received.lastIndexOf(10) + 1;
+    if (cut < received.length) chunks.push(received.subarray(cut));
+    text += received.subarray(0, cut).toString("utf8");
+    for (;;) {
+      const marker = text.indexOf(MARKER);
+      const end = marker < 0 ? -1 : text.indexOf("\n", marker + MARKER.length);
+      if (end < 0) break;
+      waiting.shift()?.resolve(text.slice(0, end));
+      text = text.slice(end + 1);
+    }
+  });
+  child.stderr.on("data", (chunk: Buffer) => {
+    stderr = (stderr + chunk.toString("utf8")).slice(-4000);
+  });
+  child.stdin.on("error", () => {
+    // The process ended: the exit handler fails what waits.
+  });
+  child.on("exit", (code, signal) => {
+    exited = `the bundle's process exited (${signal ?? code}): ${stderr}`;
+    for (const w of waiting.splice(0)) w.reject(new Error(exited));
+  });
+  // A test's time limit bounds an invocation; the process itself must not outlive the worker.
+  child.unref();
+  for (const stream of [child.stdin, child.stdout, child.stderr])
+    (stream as unknown as { unref?: () => void }).unref?.();
+
+  return {
+    invoke: async <T>(events: readonly object[], env: Record<string, string> = {}) => {
+      if (exited !== undefined) throw new Error(exited);
+      const output = await new Promise<string>((resolve, reject) => {
+        waiting.push({ resolve, reject });
+        child.stdin.write(`${JSON.stringify({ events, env })}\n`);
+      });
+      const marker = output.lastIndexOf(MARKER);
+      const logs = output
+        .slice(0, marker)
+        .split("\n")
+        .filter((line) => line.startsWith("{"))
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
+      return { results: JSON.parse(output.slice(marker + MARKER.length)) as T[], logs };
+    },
+    stop: () => {
+      child.stdin.end();
+      child.kill("SIGTERM");
+    },
+  };
+}
+
+/** Invokes the bundle's handler with `events`, in one fresh `node` process (one cold container). */
+export async function invokeBundle<T = unknown>(
+  bundle: StagedBundle,
+  events: readonly object[],
+  envOverrides: Record<string, string> = {},
+  functionName = "CodingEnv-Function",
+): Promise<BundleRun<T>> {
+  const fresh = startBundle(bundle, envOverrides, functionName);
+  try {
+    return await fresh.invoke<T>(events);
+  } finally {
+    fresh.stop();
+  }
 }

@@ -9,11 +9,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ASSUMED, FUNCTION_URL_ACCESS_LINE_EXAMPLE } from "../../bench/api/cost.js";
 import { startLocalStack } from "../../functions/src/local/stack.js";
 import {
+  type BundleProcess,
   createStackKey,
   invokeBundle,
   localStackBundleEnv,
   type StagedBundle,
   stagedBundle,
+  startBundle,
 } from "./bundle.js";
 import { bundledApp, removeSynthOutputs } from "./synth.js";
 
@@ -107,6 +109,12 @@ describe("API Lambda bundle behind a function URL event stand-in (as deployed)",
     lastLogs = logs;
     return results;
   }
+  /** The same, as the next request to a warm container. */
+  async function invokeWarm(lambda: BundleProcess, events: object[]): Promise<LambdaResult[]> {
+    const { results, logs } = await lambda.invoke<LambdaResult>(events);
+    lastLogs = logs;
+    return results;
+  }
 
   it("function URL event stand-in: /health and /web answer, a request without a key is 401 in the one error shape, and each request gets an access line (the HTTP API's events none)", async () => {
     const [health, web, noKey, viaHttpApi] = await invoke(
@@ -168,25 +176,22 @@ describe("API Lambda bundle behind a function URL event stand-in (as deployed)",
 
   it("function URL event stand-in: reset, step (by cookie and base64 body), state, 422, 413 and a response cut to Lambda's 6 MB, through DynamoDB (dynalite) and the Python executor", async () => {
     const stack = await startLocalStack({ port: 0, dataDir: null, auth: true });
+    // One container for both batches (the second is the warm container's next requests).
+    let lambda: BundleProcess | undefined;
     try {
       const key = await createStackKey(stack, "function-url-test", "function URL bundle test");
       const episodeId = `ep-furl-${Date.now()}`;
       const auth = { authorization: `Bearer ${key}` };
       const jsonHeaders = { "content-type": "application/json", ...auth };
-      const env = {
-        ...localStackBundleEnv(stack),
-      };
+      lambda = startBundle(bundle, localStackBundleEnv(stack), "CodingEnv-Api");
 
       // The reset first, alone: its answer's cookie is what the next step sends back.
-      const [reset] = await invoke(
-        [
-          functionUrlEvent("POST", "/reset", {
-            headers: jsonHeaders,
-            body: JSON.stringify({ episode_id: episodeId }),
-          }),
-        ],
-        env,
-      );
+      const [reset] = await invokeWarm(lambda, [
+        functionUrlEvent("POST", "/reset", {
+          headers: jsonHeaders,
+          body: JSON.stringify({ episode_id: episodeId }),
+        }),
+      ]);
       expect(reset?.statusCode, reset?.body).toBe(200);
       expect(json(reset)).toMatchObject({ episode_id: episodeId, step_count: 0 });
       // A function URL returns cookies as their own array (payload format 2.0), not as a header.
@@ -195,37 +200,34 @@ describe("API Lambda bundle behind a function URL event stand-in (as deployed)",
       expect(reset?.headers?.["set-cookie"]).toBeUndefined();
 
       const huge = "#".repeat(2 * 1024 * 1024 + 10);
-      const [byCookie, base64, state, invalid, tooLarge, escaping] = await invoke(
-        [
-          // The episode by its cookie alone, sent as the function URL sends cookies.
-          functionUrlEvent("POST", "/step", {
-            headers: jsonHeaders,
-            cookies: [(episodeCookie ?? "").split(";")[0] ?? ""],
-            body: JSON.stringify({ action: { code: "x = 6 * 7\nx" } }),
-          }),
-          // A body the function URL passed base64-encoded.
-          functionUrlEvent("POST", "/step", {
-            headers: jsonHeaders,
-            base64: true,
-            body: JSON.stringify({ episode_id: episodeId, action: { code: "print(x + 1, 'é')" } }),
-          }),
-          functionUrlEvent("GET", "/state", { headers: { ...auth, "x-episode-id": episodeId } }),
-          functionUrlEvent("POST", "/step", {
-            headers: jsonHeaders,
-            body: JSON.stringify({ episode_id: episodeId, action: { code: 5 } }),
-          }),
-          functionUrlEvent("POST", "/step", {
-            headers: jsonHeaders,
-            body: JSON.stringify({ episode_id: episodeId, action: { code: huge } }),
-          }),
-          // Output that the Lambda envelope escapes to over 6 MB: cut and flagged, not a 502.
-          functionUrlEvent("POST", "/step", {
-            headers: jsonHeaders,
-            body: JSON.stringify({ episode_id: episodeId, action: { code: "print('\\x01' * 1_000_000)" } }),
-          }),
-        ],
-        env,
-      );
+      const [byCookie, base64, state, invalid, tooLarge, escaping] = await invokeWarm(lambda, [
+        // The episode by its cookie alone, sent as the function URL sends cookies.
+        functionUrlEvent("POST", "/step", {
+          headers: jsonHeaders,
+          cookies: [(episodeCookie ?? "").split(";")[0] ?? ""],
+          body: JSON.stringify({ action: { code: "x = 6 * 7\nx" } }),
+        }),
+        // A body the function URL passed base64-encoded.
+        functionUrlEvent("POST", "/step", {
+          headers: jsonHeaders,
+          base64: true,
+          body: JSON.stringify({ episode_id: episodeId, action: { code: "print(x + 1, 'é')" } }),
+        }),
+        functionUrlEvent("GET", "/state", { headers: { ...auth, "x-episode-id": episodeId } }),
+        functionUrlEvent("POST", "/step", {
+          headers: jsonHeaders,
+          body: JSON.stringify({ episode_id: episodeId, action: { code: 5 } }),
+        }),
+        functionUrlEvent("POST", "/step", {
+          headers: jsonHeaders,
+          body: JSON.stringify({ episode_id: episodeId, action: { code: huge } }),
+        }),
+        // Output that the Lambda envelope escapes to over 6 MB: cut and flagged, not a 502.
+        functionUrlEvent("POST", "/step", {
+          headers: jsonHeaders,
+          body: JSON.stringify({ episode_id: episodeId, action: { code: "print('\\x01' * 1_000_000)" } }),
+        }),
+      ]);
 
       expect(byCookie?.statusCode, byCookie?.body).toBe(200);
       expect(json(byCookie)).toMatchObject({
@@ -267,6 +269,7 @@ describe("API Lambda bundle behind a function URL event stand-in (as deployed)",
       expect(logged).not.toContain(key);
       expect(logged).not.toContain((episodeCookie ?? "coding_env_episode=").split(";")[0]);
     } finally {
+      lambda?.stop();
       await stack.stop();
     }
   }, 180_000);

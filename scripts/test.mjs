@@ -3,15 +3,16 @@
 //
 // The Python runtime's unittest suite starts at once; the page is built meanwhile, once (the type
 // check, the API tests and the CDK synth all read it). Then the other parts join it side by side:
-// vitest (the longest: it starts streaming at once) and the static checks (Biome, one tsc program
-// over the repository and the SDK, so shared files are checked once, `cdk synth`) one after another,
-// at a low CPU priority (no test waits for them). Output of the two shorter parts is held back and
-// printed whole when each ends, so no part's lines interleave with another's.
+// vitest (the longest: it starts streaming at once), `cdk synth` (its bundles are what the bundle
+// tests run) and the static checks (Biome, one tsc program over the repository and the SDK, so
+// shared files are checked once) one after another, at a low CPU priority (no test waits for
+// them). Output of the two shorter parts is held back and printed whole when each ends, so no
+// part's lines interleave with another's.
 //
 // Extra arguments go to vitest (e.g. `npm test -- test/api/episodes.test.ts`); with any, only
 // vitest runs.
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { setPriority, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -26,10 +27,10 @@ const env = { ...process.env, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 
  * `background` one runs at nice 10 (its children too): on two cores it takes the CPU vitest, the
  * longest part, leaves idle while its suites wait, instead of slowing it down.
  */
-function run(label, cmd, args, { live = false, background = false } = {}) {
+function run(label, cmd, args, { live = false, background = false, childEnv = env } = {}) {
   const started = performance.now();
   return new Promise((done) => {
-    const child = spawn(cmd, args, { cwd: repoRoot, env, stdio: live ? "inherit" : "pipe" });
+    const child = spawn(cmd, args, { cwd: repoRoot, env: childEnv, stdio: live ? "inherit" : "pipe" });
     if (background && child.pid !== undefined) {
       try {
         setPriority(child.pid, 10);
@@ -55,10 +56,13 @@ function run(label, cmd, args, { live = false, background = false } = {}) {
 }
 
 /** Runs the steps in order, each whatever the one before gave (they check different things), in
- * the background (nice 10): no test waits for them. */
+ * the background (nice 10): no test waits for them. A step may be a part already running (its
+ * result is awaited in turn). */
 async function sequence(label, steps) {
   const results = [];
-  for (const [name, cmd, args] of steps) results.push(await run(name, cmd, args, { background: true }));
+  for (const step of steps) {
+    results.push(await (Array.isArray(step) ? run(...step, { background: true }) : step));
+  }
   const failed = results.find((r) => r.code !== 0);
   return {
     label,
@@ -122,11 +126,23 @@ if (web.code !== 0) {
   process.exit(1);
 }
 
+// The one `cdk synth` of the run (the CLI, the app from cdk.json, as a user runs it) starts with
+// vitest, at the normal priority: the bundle tests read its cloud assembly (the staged bundles and
+// the template; infra/test/synth.ts) instead of synthesizing the app once more. It writes its exit
+// code next to the assembly when it ends.
+const cdkOut = join(reportDir, "cdk.out");
+const synthRun =
+  vitestArgs.length > 0
+    ? undefined
+    : run("synth", process.execPath, [bin("cdk"), "synth", "--quiet", "--output", cdkOut]).then((r) => {
+        writeFileSync(`${cdkOut}.exit`, String(r.code));
+        return r;
+      });
 const vitestRun = run(
   "vitest",
   bin("vitest"),
   ["run", "--reporter=default", "--reporter=json", `--outputFile.json=${reportPath}`, ...vitestArgs],
-  { live: true },
+  { live: true, childEnv: synthRun ? { ...env, CODING_ENV_CDK_OUT: cdkOut } : env },
 );
 const others =
   vitestArgs.length > 0
@@ -139,7 +155,7 @@ const others =
         sequence("checks", [
           ["lint", bin("biome"), ["check", "."]],
           ["typecheck", bin("tsc"), ["-p", "tsconfig.json", "--noEmit"]],
-          ["synth", process.execPath, [bin("cdk"), "synth", "--quiet"]],
+          synthRun,
         ]).then((r) => {
           printHeld(r);
           return r;

@@ -72,10 +72,13 @@ export type SynthesizedAssembly = Pick<Synthesized, "json" | "outdir">;
 /**
  * The app synthesized with bundling (each Node.js function's esbuild bundle staged as `cdk deploy`
  * uploads it), once per test run: bundling is most of a bundle test's CPU, and the bundles are the
- * same for every file. The first caller in any worker synthesizes into the run's folder (made by
- * the global setup); the others wait for its template. Without that folder, a synthesis of its own.
+ * same for every file. Under `npm test`, the CLI's `cdk synth` of the run (CLI_ASSEMBLY_VARIABLE).
+ * Otherwise the first caller in any worker synthesizes into the run's folder (made by the global
+ * setup); the others wait for its template. Without that folder, a synthesis of its own.
  */
 export async function bundledApp(): Promise<SynthesizedAssembly> {
+  const cliOutdir = process.env[CLI_ASSEMBLY_VARIABLE];
+  if (cliOutdir) return cliAssembly(cliOutdir);
   let dir: string | undefined;
   try {
     dir = inject("bundledAppDir");
@@ -111,6 +114,46 @@ export async function bundledApp(): Promise<SynthesizedAssembly> {
       throw new Error(`the bundled synthesis failed: ${readFileSync(failedFile, "utf8")}`);
   }
   throw new Error("the bundled synthesis did not finish in 240 s");
+}
+
+/**
+ * Where `npm test` (scripts/test.mjs) has the CDK CLI write its one `cdk synth` (the app from
+ * cdk.json, bundling, cdk-nag and the CLI's checks, as a user runs it); it writes the CLI's exit code
+ * to `<dir>.exit` when it ends. The bundle tests then read that assembly instead of synthesizing
+ * the app once more.
+ */
+export const CLI_ASSEMBLY_VARIABLE = "CODING_ENV_CDK_OUT";
+
+/**
+ * The CLI's cloud assembly in `outdir`, once its manifest is written: the app writes it after the
+ * templates and the staged bundles, before the checks that end the synth (the CLI's exit code is the
+ * synth step's own result), so the bundle tests need not wait for those.
+ */
+async function cliAssembly(outdir: string): Promise<SynthesizedAssembly> {
+  const exitFile = `${outdir}.exit`;
+  for (const start = Date.now(); Date.now() - start < 240_000; await sleep(100)) {
+    const code = existsSync(exitFile) ? readFileSync(exitFile, "utf8").trim() : undefined;
+    if (code !== undefined && code !== "0")
+      throw new Error(`cdk synth failed (exit ${code}): see its output`);
+    const templateFile = stackTemplateFile(outdir);
+    if (templateFile) {
+      return { json: JSON.parse(readFileSync(join(outdir, templateFile), "utf8")) as CfnTemplate, outdir };
+    }
+    if (code === "0") throw new Error(`cdk synth ended without a stack in ${outdir}`);
+  }
+  throw new Error("cdk synth did not write its assembly in 240 s");
+}
+
+/** The template file of the assembly's one stack, or undefined while its manifest is not (all) written. */
+function stackTemplateFile(outdir: string): string | undefined {
+  let manifest: { artifacts?: Record<string, { type: string; properties?: { templateFile?: string } }> };
+  try {
+    manifest = JSON.parse(readFileSync(join(outdir, "manifest.json"), "utf8"));
+  } catch {
+    return undefined;
+  }
+  const stacks = Object.values(manifest.artifacts ?? {}).filter((a) => a.type === "aws:cloudformation:stack");
+  return stacks.length === 1 ? stacks[0]?.properties?.templateFile : undefined;
 }
 
 function synthesizeApp(opts: SynthOpts, into?: string): Synthesized {

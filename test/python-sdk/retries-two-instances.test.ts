@@ -2,9 +2,10 @@
 // connections, a lost response) against the "two-instances" project's stack: two API instances behind
 // one port, requests alternating between them as between Lambda instances. A retry then usually
 // reaches the other instance, which must replay the stored result, never run the step again.
-// (The whole SDK suite runs against the one-instance stack in python-sdk.test.ts.)
-import { spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
+// (The whole SDK suite runs against the one-instance stack in python-sdk.test.ts.) One process per
+// test class, side by side: the classes mostly wait (Retry-After, sleeping cells).
+import { spawn } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, inject, it } from "vitest";
@@ -12,13 +13,18 @@ import "../helpers/context.js";
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const python = existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
+const testsDir = join(repoRoot, "sdk-python", "tests");
+const source = readFileSync(join(testsDir, "test_retries.py"), "utf8");
+const testClasses = [...source.matchAll(/^class (\w+)\(unittest\.TestCase\):/gm)].map((m) => m[1] ?? "");
+// Each class's tests are counted as they run; together they must be every test of the module.
+const testsInModule = [...source.matchAll(/^ {4}def test_\w+\(/gm)].length;
+const ranByClass = new Map<string, number>();
 
-describe("Python SDK retries on two API instances", () => {
-  it("passes its retry suite, nothing skipped", { timeout: 300_000 }, () => {
-    // Act
-    const result = spawnSync(python, ["-m", "unittest", "-v", "test_retries"], {
-      cwd: join(repoRoot, "sdk-python", "tests"),
-      encoding: "utf8",
+/** `python -m unittest -v test_retries.<cls>` on the two-instance stack: its exit status and report. */
+function runClass(cls: string): Promise<{ status: number | null; report: string }> {
+  return new Promise((done, fail) => {
+    const child = spawn(python, ["-m", "unittest", "-v", `test_retries.${cls}`], {
+      cwd: testsDir,
       timeout: 240_000,
       env: {
         ...process.env,
@@ -27,10 +33,36 @@ describe("Python SDK retries on two API instances", () => {
         CODING_ENV_URL: inject("baseUrl"),
       },
     });
-    // Assess: unittest reports on stderr; the last line is "OK" (not "OK (skipped=N)")
-    const report = result.stderr;
-    expect(result.status, report.slice(-4000)).toBe(0);
-    expect(report).toMatch(/Ran [1-9]\d* tests/);
-    expect(report.trim().split("\n").pop()).toBe("OK");
+    let report = "";
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+      report += chunk;
+    });
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
+      report += chunk;
+    });
+    child.on("error", fail);
+    child.on("close", (status) => done({ status, report }));
+  });
+}
+
+describe("Python SDK retries on two API instances", () => {
+  describe.concurrent("each test class of test_retries passes, nothing skipped", () => {
+    for (const cls of testClasses) {
+      it(cls, { timeout: 300_000 }, async ({ expect }) => {
+        // Act
+        const { status, report } = await runClass(cls);
+        // Assess: unittest reports on stderr; the last line is "OK" (not "OK (skipped=N)")
+        expect(status, report.slice(-4000)).toBe(0);
+        const ran = /^Ran (\d+) tests? in /m.exec(report);
+        expect(Number(ran?.[1])).toBeGreaterThan(0);
+        expect(report.trim().split("\n").pop()).toBe("OK");
+        ranByClass.set(cls, Number(ran?.[1]));
+      });
+    }
+  });
+
+  it("ran every test of the module", () => {
+    expect(testClasses.length).toBeGreaterThanOrEqual(2);
+    expect([...ranByClass.values()].reduce((a, b) => a + b, 0)).toBe(testsInModule);
   });
 });

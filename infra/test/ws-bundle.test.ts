@@ -4,7 +4,8 @@
 // (ws-gateway.ts), against dynalite and the real Python executor. Clients are real WebSocket
 // clients: the `ws` package, and the Python client that drives `/ws` the way OpenEnv's current
 // client does. OpenEnv's scenario here is the local `/ws` suite's (test/api/websocket-scenario.ts).
-// Tenancy over this path (keys, isolation, quotas, metering): ws-bundle-tenancy.test.ts.
+// Tenancy over this path (keys, isolation, quotas, metering): ws-bundle-tenancy.ts, run here on the
+// same stand-in and stack.
 import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -13,6 +14,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { itemBytes, readUnits, writeUnits } from "../../functions/src/store/item-size.js";
 import { closeOpenedWs, openEnvWsScenario, type WsMessage } from "../../test/api/websocket-scenario.js";
 import { removeSynthOutputs } from "./synth.js";
+import { describeWsBundleTenancy } from "./ws-bundle-tenancy.js";
 import { HANDLER_INSTANCES, repoRoot, startWsBundleEnv, type WsBundleEnv } from "./ws-gateway.js";
 
 afterAll(removeSynthOutputs);
@@ -284,4 +286,6 @@ describe("WebSocket Lambda bundle (esbuild, as deployed) behind an API Gateway W
       });
     }, 60_000);
   });
+
+  describeWsBundleTenancy(() => env);
 });

@@ -2,14 +2,12 @@
 // deployed) behind the API Gateway stand-in (ws-gateway.ts) and the local stack's HTTP API share one
 // table, and each test crosses the two. API keys on $connect, re-checked per message; tenant
 // isolation; the daily step and active-episode quotas; metering (GET /usage) of steps run over /ws.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+// The tests run in ws-bundle.test.ts, on its stand-in and stack (one of each for both: each test
+// here makes tenants of its own).
+import { beforeAll, describe, expect, it } from "vitest";
 import type { QuotaOverrides } from "../../functions/src/tenancy/quotas.js";
-import { closeOpenedWs, HandshakeRefused } from "../../test/api/websocket-scenario.js";
-import { removeSynthOutputs } from "./synth.js";
-import { startWsBundleEnv, type WsBundleEnv } from "./ws-gateway.js";
-
-afterAll(removeSynthOutputs);
-afterEach(closeOpenedWs);
+import { HandshakeRefused } from "../../test/api/websocket-scenario.js";
+import type { WsBundleEnv } from "./ws-gateway.js";
 
 interface UsageTotals {
   steps: number;
@@ -18,7 +16,14 @@ interface UsageTotals {
   episodes_created: number;
 }
 
-describe("WebSocket Lambda bundle: keys, isolation, quotas and metering as over HTTP", () => {
+/** The tenancy tests, on the running bundle `envOf()` gives (started by the caller's `beforeAll`). */
+export function describeWsBundleTenancy(envOf: () => WsBundleEnv): void {
+  describe("WebSocket Lambda bundle: keys, isolation, quotas and metering as over HTTP", () => {
+    wsBundleTenancyTests(envOf);
+  });
+}
+
+function wsBundleTenancyTests(envOf: () => WsBundleEnv): void {
   let env: WsBundleEnv;
   let tenants = 0;
   /** A key of a new tenant (with `quotas` overriding the deployment's). */
@@ -39,11 +44,8 @@ describe("WebSocket Lambda bundle: keys, isolation, quotas and metering as over 
     return { status: err.status, body: JSON.parse(err.body) as unknown };
   };
 
-  beforeAll(async () => {
-    env = await startWsBundleEnv();
-  }, 240_000);
-  afterAll(async () => {
-    await env?.stop();
+  beforeAll(() => {
+    env = envOf();
   });
 
   it("refuses the handshake without a key, or with an unknown one, with the HTTP status and the API's JSON error", async () => {
@@ -180,4 +182,4 @@ describe("WebSocket Lambda bundle: keys, isolation, quotas and metering as over 
       data: { code: "CAPACITY_REACHED", error_code: "quota_exceeded", details: { quota: "active_episodes" } },
     });
   }, 60_000);
-});
+}

@@ -36,6 +36,32 @@ interface Executor {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+type ScenarioStack = Awaited<ReturnType<typeof startScenarioStack>>;
+
+/**
+ * Both scenarios' stacks, started together when the first suite needs them (each start is an
+ * executor, a DynamoDB and two API processes: at once, the file waits for one start instead of two).
+ * Each suite stops its own.
+ */
+let starting: Record<"on" | "off", Promise<ScenarioStack>> | undefined;
+function scenarioStack(governor: "on" | "off"): Promise<ScenarioStack> {
+  if (!starting) {
+    starting = { on: startScenarioStack("on"), off: startScenarioStack("off") };
+    // A start that fails is reported by the suite that awaits it, not as an unhandled rejection.
+    for (const p of Object.values(starting)) p.catch(() => undefined);
+  }
+  return starting[governor];
+}
+
+// Each suite stops its stack when done; this stops one whose suite did not run (a filtered run).
+afterAll(async () => {
+  for (const started of Object.values(starting ?? {})) {
+    const ctx = await started.catch(() => undefined);
+    ctx?.client.destroy();
+    await ctx?.stack.stop();
+  }
+});
+
 async function startScenarioStack(governor: "on" | "off") {
   const stack = await startLocalStack({
     port: 0,
@@ -124,7 +150,7 @@ async function until(what: string, test: () => boolean | Promise<boolean>, ms = 
 }
 
 /** Runs the scenario; returns what B and the executor saw once the flood had been throttled. */
-async function scenario(ctx: Awaited<ReturnType<typeof startScenarioStack>>) {
+async function scenario(ctx: ScenarioStack) {
   const { stack, keyA, keyB } = ctx;
   // B's SDK client counts the answers its retries see.
   const bAnswers: string[] = [];
@@ -185,9 +211,9 @@ async function scenario(ctx: Awaited<ReturnType<typeof startScenarioStack>>) {
 }
 
 describe("a flood across two API instances, executor reserved concurrency 4, governor on", () => {
-  let ctx: Awaited<ReturnType<typeof startScenarioStack>>;
+  let ctx: ScenarioStack;
   beforeAll(async () => {
-    ctx = await startScenarioStack("on");
+    ctx = await scenarioStack("on");
   });
   afterAll(async () => {
     ctx?.client.destroy();
@@ -215,9 +241,9 @@ describe("a flood across two API instances, executor reserved concurrency 4, gov
 });
 
 describe("the same flood with the governor off (what it protects against)", () => {
-  let ctx: Awaited<ReturnType<typeof startScenarioStack>>;
+  let ctx: ScenarioStack;
   beforeAll(async () => {
-    ctx = await startScenarioStack("off");
+    ctx = await scenarioStack("off");
   });
   afterAll(async () => {
     ctx?.client.destroy();

@@ -101,7 +101,7 @@ export async function startExecutor(opts: ExecutorOpts): Promise<ExecutorProcess
   const remember = (line: string) => {
     tail.push(line);
     if (tail.length > 40) tail.shift();
-    if (opts.log) process.stderr.write(`[executor] ${line}\n`);
+    if (opts.log && !stopped.has(child)) process.stderr.write(`[executor] ${line}\n`);
   };
   createInterface({ input: child.stderr as NodeJS.ReadableStream }).on("line", remember);
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderrTail: string }>(
@@ -138,6 +138,13 @@ export async function startExecutor(opts: ExecutorOpts): Promise<ExecutorProcess
   return { child, endpoint, exited };
 }
 
+/**
+ * Executors being stopped: their log lines are no longer forwarded (a spare interpreter still
+ * starting when its executor goes prints a BrokenPipeError traceback, noise under the launcher's
+ * "port in use" or "stopping" line). They stay in the tail an unexpected exit reports.
+ */
+const stopped = new WeakSet<ChildProcess>();
+
 function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
   if (child.pid === undefined) return;
   try {
@@ -150,6 +157,7 @@ function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
 /** SIGTERM to the executor's process group, SIGKILL to it after 5 s; resolves once it exited. */
 export async function stopExecutor(exe: Pick<ExecutorProcess, "child" | "exited">): Promise<void> {
   const { child } = exe;
+  stopped.add(child);
   if (child.exitCode === null && child.signalCode === null) {
     killGroup(child, "SIGTERM");
     const timer = setTimeout(() => killGroup(child, "SIGKILL"), 5_000);

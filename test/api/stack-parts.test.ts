@@ -299,7 +299,7 @@ describe("npm start with two API instances behind one port (CODING_ENV_API_INSTA
     expect(new Set(instances)).toEqual(new Set(["0", "1"]));
     for (let i = 1; i < instances.length; i++) expect(instances[i]).not.toBe(instances[i - 1]);
     // 2 instances, distinct processes under the stack's (stack.childPids: admission.test.ts)
-    const apis = descendants(child.pid as number).filter((p) => p.cmd.includes("api-instance.ts"));
+    const apis = descendants(child.pid as number).filter((p) => p.cmd.includes("api-instance"));
     expect(new Set(apis.map((p) => p.pid)).size).toBe(2);
   });
 
@@ -348,7 +348,7 @@ describe("npm start with two API instances behind one port (CODING_ENV_API_INSTA
     const parts = descendants(child.pid as number).filter((p) => !p.cmd.includes("esbuild"));
     expect(parts.some((p) => p.cmd.includes("coding_env_runtime"))).toBe(true);
     expect(parts.length).toBeGreaterThanOrEqual(2); // the executor and its zygote at least
-    expect(parts.filter((p) => p.cmd.includes("api-instance.ts"))).toHaveLength(2);
+    expect(parts.filter((p) => p.cmd.includes("api-instance"))).toHaveLength(2);
     // Act
     const exited = new Promise((r) => child.once("exit", r));
     child.kill("SIGKILL");

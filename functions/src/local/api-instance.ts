@@ -1,4 +1,4 @@
-// Child-process entry of one API instance (api-instances.ts forks it with tsx): waits for its
+// Child-process entry of one API instance (api-instances.ts forks its bundle): waits for its
 // start message, serves the API on a free loopback port, reports the port, and exits when the stack
 // goes (SIGTERM, or its IPC channel closing because the stack died).
 import { configFromEnv } from "../config.js";

@@ -18,7 +18,7 @@ import {
 } from "../../functions/src/local/dynalite-server.js";
 import { ensureTable } from "../../functions/src/local/stack.js";
 import { episodePk, usageKey, versionSk } from "../../functions/src/store/layout.js";
-import { invokeBundle, type StagedBundle, stagedBundle } from "./bundle.js";
+import { type BundleProcess, stagedBundle, startBundle } from "./bundle.js";
 import { bundledApp, removeSynthOutputs } from "./synth.js";
 
 afterAll(removeSynthOutputs);
@@ -27,14 +27,20 @@ const ACCESS_KEY_ID = "0123456789abcdef0123456789abcdef";
 const TABLE = "coding-env-aggregator-test";
 
 describe("usage roll-up Lambda bundle (esbuild, as deployed) on DynamoDB stream events", () => {
-  let bundle: StagedBundle;
+  // One container for both tests' invocations (the bundle loads once).
+  let lambda: BundleProcess;
   let ddb: DynaliteHandle;
   let doc: DynamoDBDocumentClient;
   let records: ChangeRecord[] = [];
 
   beforeAll(async () => {
-    bundle = stagedBundle(await bundledApp(), "coding-env-usage");
+    const bundle = stagedBundle(await bundledApp(), "coding-env-usage");
     ddb = await startDynalite({ path: null, accessKeyId: ACCESS_KEY_ID });
+    lambda = startBundle(bundle, {
+      CODING_ENV_TABLE: TABLE,
+      CODING_ENV_DYNAMODB_ENDPOINT: ddb.endpoint,
+      AWS_ACCESS_KEY_ID: ACCESS_KEY_ID,
+    });
     const client = new DynamoDBClient({
       endpoint: ddb.endpoint,
       region: "us-east-1",
@@ -46,6 +52,7 @@ describe("usage roll-up Lambda bundle (esbuild, as deployed) on DynamoDB stream 
   }, 180_000);
 
   afterAll(async () => {
+    lambda?.stop();
     doc?.destroy();
     await ddb?.stop();
   });
@@ -57,12 +64,7 @@ describe("usage roll-up Lambda bundle (esbuild, as deployed) on DynamoDB stream 
     return { Records: records.splice(0) };
   }
 
-  const invoke = (events: object[]) =>
-    invokeBundle(bundle, events, {
-      CODING_ENV_TABLE: TABLE,
-      CODING_ENV_DYNAMODB_ENDPOINT: ddb.endpoint,
-      AWS_ACCESS_KEY_ID: ACCESS_KEY_ID,
-    });
+  const invoke = (events: object[]) => lambda.invoke(events);
 
   it("rolls a batch of step records of one tenant up into that tenant's usage item for the day, with GB-seconds at the template's executor memory", async () => {
     const pk = episodePk("acme", "ep-1");

@@ -29,6 +29,7 @@ let workDir: string;
 let projectDir: string;
 let pkgDir: string;
 let packedFiles: string[];
+let tarball: string;
 
 beforeAll(async () => {
   workDir = mkdtempSync(join(tmpdir(), "coding-env-sdk-"));
@@ -39,6 +40,7 @@ beforeAll(async () => {
   );
   const [packed] = JSON.parse(stdout) as Array<{ filename: string; files: Array<{ path: string }> }>;
   packedFiles = (packed?.files ?? []).map((f) => f.path);
+  tarball = join(workDir, packed?.filename ?? "missing.tgz");
   projectDir = join(workDir, "project");
   mkdirSync(projectDir);
   writeFileSync(
@@ -46,11 +48,7 @@ beforeAll(async () => {
     JSON.stringify({ name: "sdk-consumer", version: "1.0.0", private: true, type: "module" }),
   );
   // No registry needed: the SDK has no dependencies.
-  await run(
-    "npm",
-    ["install", "--offline", "--no-audit", "--no-fund", join(workDir, packed?.filename ?? "missing.tgz")],
-    { cwd: projectDir },
-  );
+  await run("npm", ["install", "--offline", "--no-audit", "--no-fund", tarball], { cwd: projectDir });
   pkgDir = join(projectDir, "node_modules", "@coding-env", "sdk");
 });
 afterAll(() => {
@@ -75,6 +73,7 @@ describe("the packed package, installed into a fresh project", () => {
     expect(root.scripts.postinstall).toContain("sdk/scripts/build.mjs");
   });
 
+  // examples.test.ts runs the other examples from the repository (through the workspace link).
   it("runs the quick start (examples/quickstart.ts) against the stack", async () => {
     copyFileSync(join(rootDir, "examples", "quickstart.ts"), join(projectDir, "quickstart.ts"));
     const tsx = join(rootDir, "node_modules", ".bin", "tsx");
@@ -85,8 +84,11 @@ describe("the packed package, installed into a fresh project", () => {
     });
 
     expect(stdout).toContain("Reset complete: exit_code=0");
+    expect(stdout).toContain(" → stdout: Hello, World!");
     expect(stdout).toContain(" → stdout: Result: 8");
+    expect(stdout).toContain(" → stdout: 3.141592653589793");
     expect(stdout).toContain("ZeroDivisionError");
+    expect(stdout).toMatch(/step_count=4/);
   });
 });
 
@@ -119,7 +121,10 @@ describe("the built package", () => {
   });
 
   it("is publint-clean", async () => {
-    const { messages } = await publint({ pkgDir, pack: "npm", level: "suggestion" });
+    // The tarball installed above, not a second `npm pack`: a file it lacks is a missing file.
+    const packed = readFileSync(tarball);
+    const bytes = packed.buffer.slice(packed.byteOffset, packed.byteOffset + packed.byteLength);
+    const { messages } = await publint({ pack: { tarball: bytes as ArrayBuffer }, level: "suggestion" });
     expect(messages).toEqual([]);
   });
 

@@ -23,6 +23,20 @@ async function proxy(fault?: (method: string, path: string, faultsSoFar: number)
   return started;
 }
 
+/**
+ * Resolves once `count` POST /step requests have reached the proxy, which hands each to the server
+ * at once: a step sent after it reaches the server while that one runs, however loaded the machine
+ * is (after a fixed delay it might run first, or after that one ended).
+ */
+async function stepsReceived(p: ForwardingProxy, count: number): Promise<void> {
+  await expect
+    .poll(() => p.received.filter((r) => r.method === "POST" && r.path === "/step").length, {
+      interval: 5,
+      timeout: 30_000,
+    })
+    .toBeGreaterThanOrEqual(count);
+}
+
 function stepBodies(p: ForwardingProxy) {
   return p.exchanges
     .filter((e) => e.method === "POST" && e.path === "/step")
@@ -129,15 +143,17 @@ describe("retries through a real proxy in front of the stack", () => {
   });
 
   it("concurrent steps on one episode: with retries off one gets ConflictError, the other commits alone", async () => {
-    const env = new CodingEnv({ baseUrl: stackUrl(), retry: false });
+    const p = await proxy();
+    const env = new CodingEnv({ baseUrl: p.url, retry: false });
     cleanup.push(() => env.close());
     await env.reset();
     await env.step("import time\nn = 0");
 
     // Which one loses depends on the server (lock at start or version check at commit): accept both.
+    // The second is sent once the first (the second step through the proxy) is on its way.
     const outcomes = await Promise.allSettled([
-      env.step("time.sleep(1.5)\nn += 1"),
-      new Promise((resolve) => setTimeout(resolve, 300)).then(() => env.step("n += 10")),
+      env.step("time.sleep(1)\nn += 1"),
+      stepsReceived(p, 2).then(() => env.step("n += 10")),
     ]);
 
     const rejected = outcomes.filter((o) => o.status === "rejected");
@@ -146,6 +162,7 @@ describe("retries through a real proxy in front of the stack", () => {
     expect(conflict).toBeInstanceOf(ConflictError);
     expect(conflict.status).toBe(409);
     expect(conflict.retryAfterMs).toBe(1000);
+    expect(stepBodies(p)).toHaveLength(3); // no retry
     const committed = outcomes[0]?.status === "fulfilled" ? "1" : "10";
     expect((await env.step("n")).observation.stdout).toBe(committed);
     expect((await env.state()).step_count).toBe(3);
@@ -158,9 +175,10 @@ describe("retries through a real proxy in front of the stack", () => {
     await env.reset();
     await env.step("import time\nn = 0");
 
+    // A 1 s cell: the default policy's three retries, 1 s apart (Retry-After), outlast it.
     const [slow, fast] = await Promise.all([
-      env.step("time.sleep(1.5)\nn += 1"),
-      new Promise((resolve) => setTimeout(resolve, 300)).then(() => env.step("n += 10")),
+      env.step("time.sleep(1)\nn += 1"),
+      stepsReceived(p, 2).then(() => env.step("n += 10")),
     ]);
 
     expect(slow.observation.exit_code).toBe(0);
@@ -192,9 +210,11 @@ describe("retries through a real proxy in front of the stack", () => {
     cleanup.push(() => env.close());
     await env.reset();
     const controller = new AbortController();
-    setTimeout(() => controller.abort(new Error("stop")), 200);
+    // Aborted while the step runs: once the proxy has it (not after a fixed delay, which under
+    // load may pass before the request is even sent).
+    void stepsReceived(p, 1).then(() => controller.abort(new Error("stop")));
 
-    const error = await env.step("import time\ntime.sleep(2)", { signal: controller.signal }).catch((e) => e);
+    const error = await env.step("import time\ntime.sleep(1)", { signal: controller.signal }).catch((e) => e);
 
     // Let the server finish the step; a retry (200 ms backoff) would have arrived by then.
     await expect.poll(() => stepBodies(p).length, { timeout: 10_000 }).toBe(1);

@@ -4,15 +4,25 @@
 import { createRequire } from "node:module";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { launchChromium, openPage, reset, step, waitForStatus } from "./page-driver.js";
+import {
+  asNewVisitor,
+  launchChromium,
+  openPage,
+  openTab,
+  reset,
+  step,
+  waitForStatus,
+} from "./page-driver.js";
 
 const require = createRequire(import.meta.url);
 const axePath = require.resolve("axe-core/axe.min.js");
 const baseUrl = inject("baseUrl");
 let browser: Browser;
+let page: Page;
 
 beforeAll(async () => {
   browser = await launchChromium();
+  page = await openTab(browser);
 });
 afterAll(async () => {
   await browser?.close();
@@ -47,27 +57,22 @@ describe.each([
   { name: "phone 390x844", viewport: { width: 390, height: 844 } },
 ])("HumanAgent page accessibility ($name)", ({ viewport }) => {
   it("has no WCAG 2.1 AA violations when fresh, after steps, and while showing an error", async () => {
-    const context = await browser.newContext({ viewport });
-    const page = await context.newPage();
-    try {
-      // Fresh page.
-      await openPage(page, baseUrl);
-      expect(await axeViolations(page)).toEqual([]);
+    // Fresh page (a first visit, at this viewport).
+    await asNewVisitor(page, baseUrl, viewport);
+    await openPage(page, baseUrl);
+    expect(await axeViolations(page)).toEqual([]);
 
-      // After a good step and a failing one (stdout, stderr, history, the options open).
-      await reset(page);
-      await step(page, "print('hello')");
-      await step(page, "1 / 0");
-      await page.locator("#options summary").click();
-      expect(await axeViolations(page)).toEqual([]);
+    // After a good step and a failing one (stdout, stderr, history, the options open).
+    await reset(page);
+    await step(page, "print('hello')");
+    await step(page, "1 / 0");
+    await page.locator("#options summary").click();
+    expect(await axeViolations(page)).toEqual([]);
 
-      // With the error banner (a page-side input error).
-      await page.locator("#opt-timeout").fill("0");
-      await page.locator("#reset").click();
-      await waitForStatus(page, "Error");
-      expect(await axeViolations(page)).toEqual([]);
-    } finally {
-      await context.close();
-    }
+    // With the error banner (a page-side input error).
+    await page.locator("#opt-timeout").fill("0");
+    await page.locator("#reset").click();
+    await waitForStatus(page, "Error");
+    expect(await axeViolations(page)).toEqual([]);
   });
 });

@@ -1,17 +1,26 @@
 // The page against a hosted-mode stack (keys required): its own local stack with auth on (dynalite,
 // the real Python executor, the API over HTTP), a real key from the key store, real Chromium.
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
-import type { Browser, BrowserContext, Page } from "playwright-core";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import type { Browser, Page } from "playwright-core";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { type LocalStack, startLocalStack } from "../../functions/src/local/stack.js";
 import { dynamoDbApiKeyStore } from "../../functions/src/store/dynamodb-api-keys.js";
-import { launchChromium, openPage, reset, screenshot, step, text, waitForStatus } from "./page-driver.js";
+import {
+  asNewVisitor,
+  launchChromium,
+  openPage,
+  openTab,
+  reset,
+  screenshot,
+  step,
+  text,
+  waitForStatus,
+} from "./page-driver.js";
 
 let stack: LocalStack;
 let dynamodb: DynamoDBClient;
 let apiKey: string;
 let browser: Browser;
-let context: BrowserContext;
 let page: Page;
 
 beforeAll(async () => {
@@ -25,6 +34,7 @@ beforeAll(async () => {
     tenantId: "web-test",
   }));
   browser = await launchChromium();
+  page = await openTab(browser);
 });
 afterAll(async () => {
   await browser?.close();
@@ -32,11 +42,8 @@ afterAll(async () => {
   await stack?.stop();
 });
 beforeEach(async () => {
-  context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  page = await context.newPage();
-});
-afterEach(async () => {
-  await context?.close();
+  // A first visit, as in a fresh context: no key kept, no episode.
+  await asNewVisitor(page, stack.baseUrl);
 });
 
 async function enterKey(key: string, remember = false): Promise<void> {
@@ -96,9 +103,13 @@ describe("HumanAgent page when the server requires API keys", () => {
 
     // Assess: a new tab of the same browser profile gets in without typing the key.
     expect(await page.evaluate(() => localStorage.getItem("coding-env:api-key"))).toBe(apiKey);
-    const second = await context.newPage();
-    await openPage(second, stack.baseUrl);
-    expect(await text(second, "#st-status")).toBe("Not initialized");
+    const second = await page.context().newPage();
+    try {
+      await openPage(second, stack.baseUrl);
+      expect(await text(second, "#st-status")).toBe("Not initialized");
+    } finally {
+      await second.close();
+    }
 
     // Act / Assess: Forget removes it everywhere.
     await page.locator("#api-key-forget").click();

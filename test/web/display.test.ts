@@ -4,13 +4,21 @@
 // row keeps them. Real Chromium and the real stack: the step really runs, and its real answer gets
 // the `display` list added on the way to the page (the bundles a cell would make), so the test does
 // not depend on which Python packages the executor has.
-import type { Browser, BrowserContext, Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
-import { launchChromium, openPage, reset, screenshot, step } from "./page-driver.js";
+import {
+  asNewVisitor,
+  launchChromium,
+  openPage,
+  openTab,
+  reset,
+  screenshot,
+  step,
+  WAIT,
+} from "./page-driver.js";
 
 const baseUrl = inject("baseUrl");
 let browser: Browser;
-let context: BrowserContext;
 let page: Page;
 
 // A 2x2 red PNG.
@@ -39,13 +47,14 @@ const DISPLAY = [
 
 beforeAll(async () => {
   browser = await launchChromium();
+  page = await openTab(browser);
 });
 afterAll(async () => {
   await browser?.close();
 });
 beforeEach(async () => {
-  context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  page = await context.newPage();
+  // A first visit, as in a fresh context: no episode open.
+  await asNewVisitor(page, baseUrl);
   // The real /step answer, with the display list a cell would produce added (when it has none).
   await page.route("**/step", async (route) => {
     const response = await route.fetch();
@@ -55,7 +64,7 @@ beforeEach(async () => {
   });
 });
 afterEach(async () => {
-  await context?.close();
+  await page.unrouteAll({ behavior: "ignoreErrors" });
 });
 
 const ran = (p: Page) =>
@@ -88,10 +97,14 @@ describe("display outputs", () => {
     const png = page.locator('#obs-display [data-mime="image/png"] img');
     expect(await png.getAttribute("src")).toBe(`data:image/png;base64,${PNG}`);
     expect(await png.getAttribute("alt")).toBe("<Figure 2x2>");
-    await page.waitForFunction(() => {
-      const img = document.querySelector<HTMLImageElement>('#obs-display [data-mime="image/png"] img');
-      return img?.complete && img.naturalWidth === 2;
-    });
+    await page.waitForFunction(
+      () => {
+        const img = document.querySelector<HTMLImageElement>('#obs-display [data-mime="image/png"] img');
+        return img?.complete && img.naturalWidth === 2;
+      },
+      undefined,
+      WAIT,
+    );
     // The SVG as an <img> data URL, never inline.
     expect(await page.locator("#obs-display svg").count()).toBe(0);
     expect(await page.locator('#obs-display [data-mime="image/svg+xml"] img').getAttribute("src")).toMatch(

@@ -1,18 +1,27 @@
 // The page's "Your episodes" list (GET /episodes, paged, with delete) and the quota message, against
 // a hosted-mode stack of its own (keys required), so each test owns a tenant and its episodes.
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
-import type { Browser, BrowserContext, Page } from "playwright-core";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import type { Browser, Page } from "playwright-core";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { type LocalStack, startLocalStack } from "../../functions/src/local/stack.js";
 import { dynamoDbApiKeyStore } from "../../functions/src/store/dynamodb-api-keys.js";
 import type { ApiKeyStore } from "../../functions/src/tenancy/index.js";
-import { launchChromium, openPage, reset, screenshot, text, waitForStatus } from "./page-driver.js";
+import {
+  asNewVisitor,
+  launchChromium,
+  openPage,
+  openTab,
+  reset,
+  screenshot,
+  text,
+  WAIT,
+  waitForStatus,
+} from "./page-driver.js";
 
 let stack: LocalStack;
 let dynamodb: DynamoDBClient;
 let keys: ApiKeyStore;
 let browser: Browser;
-let context: BrowserContext;
 let page: Page;
 
 beforeAll(async () => {
@@ -24,6 +33,8 @@ beforeAll(async () => {
   });
   keys = dynamoDbApiKeyStore({ client: dynamodb, tableName: stack.tableName });
   browser = await launchChromium();
+  page = await openTab(browser);
+  page.on("dialog", (dialog) => void dialog.accept());
 });
 afterAll(async () => {
   await browser?.close();
@@ -31,12 +42,8 @@ afterAll(async () => {
   await stack?.stop();
 });
 beforeEach(async () => {
-  context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  page = await context.newPage();
-  page.on("dialog", (dialog) => void dialog.accept());
-});
-afterEach(async () => {
-  await context?.close();
+  // A first visit, as in a fresh context: no key, no episode.
+  await asNewVisitor(page, stack.baseUrl);
 });
 
 async function api(key: string, method: string, path: string, body?: unknown): Promise<Response> {
@@ -116,14 +123,22 @@ describe("HumanAgent page: your episodes", () => {
     expect((await listedIds(page)).length).toBe(20);
     expect(await page.locator("#episodes-more").isVisible()).toBe(true);
     await page.locator("#episodes-more").click();
-    await page.waitForFunction(() => document.querySelectorAll("#episodes > li").length === 23);
+    await page.waitForFunction(
+      () => document.querySelectorAll("#episodes > li").length === 23,
+      undefined,
+      WAIT,
+    );
     expect((await listedIds(page)).sort()).toEqual([...created].sort());
     expect(await page.locator("#episodes-more").isHidden()).toBe(true);
 
     // Act: open one from the list.
     const target = created[5] as string;
     await page.locator(`#episodes > li[data-episode="${target}"] .ep-open`).click();
-    await page.waitForFunction((id) => document.getElementById("st-episode")?.textContent === id, target);
+    await page.waitForFunction(
+      (id) => document.getElementById("st-episode")?.textContent === id,
+      target,
+      WAIT,
+    );
     await waitForStatus(page, "Ready");
 
     // Act: delete another one, then the open one.
@@ -132,11 +147,13 @@ describe("HumanAgent page: your episodes", () => {
     await page.waitForFunction(
       (id) => !document.querySelector(`#episodes > li[data-episode="${id}"]`),
       other,
+      WAIT,
     );
     await page.locator(`#episodes > li[data-episode="${target}"] .ep-delete`).click();
     await page.waitForFunction(
       (id) => !document.querySelector(`#episodes > li[data-episode="${id}"]`),
       target,
+      WAIT,
     );
 
     // Assess: gone on the server, and the page left the deleted episode.
@@ -169,6 +186,7 @@ describe("HumanAgent page: your episodes", () => {
     await page.waitForFunction(
       (id) => !document.querySelector(`#episodes > li[data-episode="${id}"]`),
       first,
+      WAIT,
     );
     await reset(page);
 

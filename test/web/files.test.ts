@@ -1,36 +1,37 @@
 // The page's "Files" card: the open episode's files listed after each step, downloaded on click
 // (the bytes equal what the step wrote) and uploaded from this computer. Real Chromium, the real
 // page bundle, the real local stack.
-import type { Browser, BrowserContext, Page } from "playwright-core";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
+import type { Browser, Page } from "playwright-core";
+import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
 import {
+  asNewVisitor,
   downloadedBytes,
   launchChromium,
   openPage,
+  openTab,
   reset,
   screenshot,
   step,
   text,
+  WAIT,
   waitForStatus,
 } from "./page-driver.js";
 
 const baseUrl = inject("baseUrl");
 let browser: Browser;
-let context: BrowserContext;
 let page: Page;
+const viewport = { width: 1280, height: 900 };
 
 beforeAll(async () => {
   browser = await launchChromium();
+  page = await openTab(browser, { viewport, acceptDownloads: true });
 });
 afterAll(async () => {
   await browser?.close();
 });
 beforeEach(async () => {
-  context = await browser.newContext({ viewport: { width: 1280, height: 900 }, acceptDownloads: true });
-  page = await context.newPage();
-});
-afterEach(async () => {
-  await context?.close();
+  // A first visit, as in a fresh context: no episode open.
+  await asNewVisitor(page, baseUrl, viewport);
 });
 
 const listedFiles = (p: Page): Promise<{ path: string; size: string }[]> =>
@@ -49,7 +50,7 @@ async function waitForFiles(p: Page, paths: string[]): Promise<void> {
         [...document.querySelectorAll<HTMLElement>("#files > li")].map((li) => li.dataset.path),
       ) === JSON.stringify(want),
     paths,
-    { timeout: 30_000 },
+    WAIT,
   );
 }
 
@@ -137,10 +138,14 @@ describe("HumanAgent page: the episode's files", () => {
 
     // Act
     await page.locator("#fork").click();
-    await page.waitForFunction((id) => {
-      const shown = document.getElementById("st-episode")?.textContent;
-      return shown !== id && shown !== "–" && document.getElementById("st-status")?.textContent === "Ready";
-    }, original);
+    await page.waitForFunction(
+      (id) => {
+        const shown = document.getElementById("st-episode")?.textContent;
+        return shown !== id && shown !== "–" && document.getElementById("st-status")?.textContent === "Ready";
+      },
+      original,
+      WAIT,
+    );
     await waitForFiles(page, ["shared.txt"]);
     await step(page, "open('fork-only.txt', 'w').write('two')");
     await waitForFiles(page, ["fork-only.txt", "shared.txt"]);
@@ -153,10 +158,14 @@ describe("HumanAgent page: the episode's files", () => {
       expect(await more.isVisible()).toBe(true); // else the list ended without it
       const shown = await page.locator("#episodes > li").count();
       await more.click();
-      await page.waitForFunction((n) => document.querySelectorAll("#episodes > li").length > n, shown);
+      await page.waitForFunction((n) => document.querySelectorAll("#episodes > li").length > n, shown, WAIT);
     }
     await row.click();
-    await page.waitForFunction((id) => document.getElementById("st-episode")?.textContent === id, original);
+    await page.waitForFunction(
+      (id) => document.getElementById("st-episode")?.textContent === id,
+      original,
+      WAIT,
+    );
     await waitForFiles(page, ["shared.txt"]);
   });
 });

@@ -2,7 +2,7 @@
 // local stack that test/global-setup.ts starts. Helpers only; the tests are in humanagent.test.ts.
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import type { Browser, Download, Page } from "playwright-core";
+import type { Browser, BrowserContextOptions, Download, Page } from "playwright-core";
 import { inject } from "vitest";
 import { openChromium } from "./chromium.js";
 
@@ -22,6 +22,39 @@ export const resultsDir = join(process.cwd(), "test-results");
  */
 export function launchChromium(): Promise<Browser> {
   return openChromium(inject("chromiumWsEndpoint"));
+}
+
+/** The viewport most tests use. */
+export const DESKTOP = { width: 1280, height: 800 } as const;
+
+/**
+ * A test file's one tab, in a context of its own. The tests of a file share it, each starting as a
+ * new visitor ({@link asNewVisitor}): a context per test cost about three renderer processes and
+ * the page's scripts compiled afresh, most of the CPU Chromium spent on these suites.
+ */
+export async function openTab(browser: Browser, options: BrowserContextOptions = {}): Promise<Page> {
+  const context = await browser.newContext({ viewport: DESKTOP, ...options });
+  return context.newPage();
+}
+
+/**
+ * Makes `page` a first visit to `origin` again, as a fresh context would be: no cookie, nothing in
+ * localStorage or sessionStorage (where the page keeps its episode, draft and API key), at
+ * `viewport`. It leaves the tab on the origin's /health, outside the page.
+ */
+export async function asNewVisitor(page: Page, origin: string, viewport: Viewport = DESKTOP): Promise<void> {
+  await page.context().clearCookies();
+  await page.goto(`${origin}/health`);
+  await page.evaluate(() => {
+    localStorage.clear();
+    sessionStorage.clear();
+  });
+  await page.setViewportSize(viewport);
+}
+
+interface Viewport {
+  readonly width: number;
+  readonly height: number;
 }
 
 /** A download's bytes (read through Playwright, as `download.path()` is local to the browser). */
@@ -48,7 +81,7 @@ export const historyCount = (page: Page): Promise<number> => page.locator("#hist
  * (Playwright's default), which makes the renderer draw 60 frames a second while a step runs
  * (about a fifth of its CPU in these tests).
  */
-const WAIT = { timeout: 30_000, polling: 100 } as const;
+export const WAIT = { timeout: 30_000, polling: 100 } as const;
 
 /** Waits until the status badge reads `status` (e.g. "Ready", "Not initialized"). */
 export async function waitForStatus(page: Page, status: string): Promise<void> {

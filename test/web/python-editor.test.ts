@@ -1,12 +1,14 @@
 // The page's editor is for Python (Enter, Tab, 4-space indentation, completion), and a step is easy
 // to follow: the result scrolls into view on a phone, the time limit and the stale output are shown
 // while it runs, and a reload keeps the draft. Real Chromium against the shared local stack.
-import type { Browser, BrowserContext, Page } from "playwright-core";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
+import type { Browser, Page } from "playwright-core";
+import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
 import {
+  asNewVisitor,
   editorText,
   launchChromium,
   openPage,
+  openTab,
   reset,
   screenshot,
   setCode,
@@ -17,21 +19,18 @@ import {
 
 const baseUrl = inject("baseUrl");
 let browser: Browser;
-let context: BrowserContext;
 let page: Page;
 
 beforeAll(async () => {
   browser = await launchChromium();
+  page = await openTab(browser);
 });
 afterAll(async () => {
   await browser?.close();
 });
 beforeEach(async () => {
-  context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  page = await context.newPage();
-});
-afterEach(async () => {
-  await context?.close();
+  // A first visit, as in a fresh context: no episode, no draft.
+  await asNewVisitor(page, baseUrl);
 });
 
 const popup = ".cm-tooltip-autocomplete";

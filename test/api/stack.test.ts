@@ -81,6 +81,76 @@ afterAll(async () => {
   await (await shared)?.stop();
 });
 
+/** `npm start`'s launcher as a user's shell runs it, in its own process. */
+function launch(
+  dataDir: string,
+  opts: { args?: string[]; port?: string } = {},
+): { child: ChildProcess; output: string[]; ready: Promise<string> } {
+  // As a user's shell runs it: without the variable vitest sets to hide the AWS SDK's Node notice.
+  const {
+    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: _,
+    CODING_ENV_LOG_REQUESTS: __,
+    ...userEnv
+  } = process.env;
+  const script = join(repoRoot, "scripts/start-local.ts");
+  const child = spawn(process.execPath, ["--import", "tsx", script, ...(opts.args ?? [])], {
+    cwd: repoRoot,
+    env: { ...userEnv, PORT: opts.port ?? "0", HOST: "127.0.0.1", CODING_ENV_DATA_DIR: dataDir },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const output: string[] = [];
+  createInterface({ input: child.stderr as NodeJS.ReadableStream }).on("line", (l) => output.push(l));
+  const ready = new Promise<string>((res, rej) => {
+    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (line) => {
+      output.push(line);
+      const m = /API\s+(http:\/\/\S+)/.exec(line);
+      if (m?.[1]) res(m[1]);
+    });
+    child.once("exit", (code) => rej(new Error(`exited early (${code}): ${output.join("\n")}`)));
+  });
+  return { child, output, ready };
+}
+
+/**
+ * The launcher cases' launchers, started with the file: one, another with --quiet, and once the
+ * first listens a third on its port. Each start compiles the launcher and starts a stack, which on
+ * a busy machine takes most of this file's time, so they run while the cases before them do.
+ */
+const launchers: Array<ReturnType<typeof launch> & { dataDir: string }> = [];
+function launchIn(prefix: string, args: string[] = [], port?: string): (typeof launchers)[number] {
+  const dataDir = mkdtempSync(join(tmpdir(), prefix));
+  const launched = { dataDir, ...launch(dataDir, { args, ...(port ? { port } : {}) }) };
+  launched.ready.catch(() => undefined); // an early exit fails the case that awaits it
+  launchers.push(launched);
+  return launched;
+}
+let loud: (typeof launchers)[number];
+let quiet: (typeof launchers)[number];
+/** The third launcher's port, exit code and output, once it has exited (its streams closed). */
+let busy: Promise<{ port: string; exit: number | string | null; output: string[] }>;
+beforeAll(() => {
+  loud = launchIn("coding-env-start-");
+  quiet = launchIn("coding-env-crash-", ["--quiet"]);
+  busy = loud.ready.then(async (baseUrl) => {
+    const port = new URL(baseUrl).port;
+    const launched = launchIn("coding-env-busy-", [], port);
+    const closed = new Promise((r) => launched.child.once("close", r));
+    const exit = await launched.ready.then(
+      () => "listening",
+      () => launched.child.exitCode,
+    );
+    await closed;
+    return { port, exit, output: launched.output };
+  });
+  busy.catch(() => undefined); // the case that awaits it reports a failure
+});
+afterAll(() => {
+  for (const { child, dataDir } of launchers) {
+    if (child.exitCode === null) child.kill("SIGKILL");
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+});
+
 describe("local stack", () => {
   describe("with dynalite on a worker thread", () => {
     let stack: LocalStack;
@@ -202,106 +272,59 @@ describe("two API instances on one table and one executor (as two Lambda instanc
 });
 
 describe("npm start launcher (scripts/start-local.ts)", () => {
-  function launch(
-    dataDir: string,
-    opts: { args?: string[]; port?: string } = {},
-  ): { child: ChildProcess; output: string[]; ready: Promise<string> } {
-    // As a user's shell runs it: without the variable vitest sets to hide the AWS SDK's Node notice.
-    const {
-      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: _,
-      CODING_ENV_LOG_REQUESTS: __,
-      ...userEnv
-    } = process.env;
-    const script = join(repoRoot, "scripts/start-local.ts");
-    const child = spawn(process.execPath, ["--import", "tsx", script, ...(opts.args ?? [])], {
-      cwd: repoRoot,
-      env: { ...userEnv, PORT: opts.port ?? "0", HOST: "127.0.0.1", CODING_ENV_DATA_DIR: dataDir },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    const output: string[] = [];
-    createInterface({ input: child.stderr as NodeJS.ReadableStream }).on("line", (l) => output.push(l));
-    const ready = new Promise<string>((res, rej) => {
-      createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (line) => {
-        output.push(line);
-        const m = /API\s+(http:\/\/\S+)/.exec(line);
-        if (m?.[1]) res(m[1]);
-      });
-      child.once("exit", (code) => rej(new Error(`exited early (${code}): ${output.join("\n")}`)));
-    });
-    return { child, output, ready };
-  }
-
   it("prints the URLs, serves the API and stops every part on Ctrl-C", async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), "coding-env-start-"));
-    const { child, output, ready } = launch(dataDir);
-    try {
-      const baseUrl = await ready;
-      await new Promise((r) => setTimeout(r, 200));
-      expect(output.join("\n")).toContain(`${baseUrl}/web`);
-      expect(output.join("\n")).toContain(`${baseUrl}/docs`);
-      expect((await call(baseUrl, "GET", "/health")).status).toBe(200);
-      // One console line per request: method, path, status, duration, episode, tenant.
-      const reset = await call<{ episode_id: string }>(baseUrl, "POST", "/reset", {});
-      const episode = reset.body.episode_id;
-      await call(baseUrl, "GET", `/episodes/${episode}`);
-      await waitFor(() => output.some((l) => l.startsWith(`GET /episodes/${episode} `)));
-      expect(output).toContainEqual(
-        expect.stringMatching(/^GET \/health 200 \d+\.\dms episode=- tenant=local$/),
-      );
-      expect(output).toContainEqual(
-        expect.stringMatching(new RegExp(`^POST /reset 200 \\d+\\.\\dms episode=${episode} tenant=local$`)),
-      );
-      // No AWS SDK notice (the launcher hides it; this test's environment does not).
-      expect(output.join("\n")).not.toMatch(/NodeVersionSupportWarning|AWS SDK/);
-      // A second launcher on the same port: one line naming PORT, a non-zero exit.
-      const port = new URL(baseUrl).port;
-      const busyDir = mkdtempSync(join(tmpdir(), "coding-env-busy-"));
-      const busy = launch(busyDir, { port });
-      const busyClosed = new Promise((r) => busy.child.once("close", r));
-      const busyExit = await busy.ready.then(
-        () => "listening",
-        () => busy.child.exitCode,
-      );
-      await busyClosed;
-      rmSync(busyDir, { recursive: true, force: true });
-      expect(busyExit).toBe(1);
-      expect(busy.output).toEqual([expect.stringMatching(new RegExp(`port ${port} .* in use.*Set PORT`))]);
-      // The stack's parts: the executor and its workers (tsx's esbuild helper is not one).
-      const parts = descendants(child.pid as number).filter((p) => !p.cmd.includes("esbuild"));
-      expect(parts.some((p) => p.cmd.includes("coding_env_runtime"))).toBe(true);
-      // Act
-      const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
-      child.kill("SIGINT");
-      // Assess
-      expect(await exited).toBe(0);
-      await new Promise((r) => setTimeout(r, 300));
-      for (const p of parts) expect(alive(p.pid), p.cmd).toBe(false);
-      expect(readdirSync(dataDir)).toContain("dynamodb");
-    } finally {
-      if (child.exitCode === null) child.kill("SIGKILL");
-      rmSync(dataDir, { recursive: true, force: true });
-    }
+    const { child, output, ready, dataDir } = loud;
+    const baseUrl = await ready;
+    await new Promise((r) => setTimeout(r, 200));
+    expect(output.join("\n")).toContain(`${baseUrl}/web`);
+    expect(output.join("\n")).toContain(`${baseUrl}/docs`);
+    expect((await call(baseUrl, "GET", "/health")).status).toBe(200);
+    // One console line per request: method, path, status, duration, episode, tenant.
+    const reset = await call<{ episode_id: string }>(baseUrl, "POST", "/reset", {});
+    const episode = reset.body.episode_id;
+    await call(baseUrl, "GET", `/episodes/${episode}`);
+    await waitFor(() => output.some((l) => l.startsWith(`GET /episodes/${episode} `)));
+    expect(output).toContainEqual(
+      expect.stringMatching(/^GET \/health 200 \d+\.\dms episode=- tenant=local$/),
+    );
+    expect(output).toContainEqual(
+      expect.stringMatching(new RegExp(`^POST /reset 200 \\d+\\.\\dms episode=${episode} tenant=local$`)),
+    );
+    // No AWS SDK notice (the launcher hides it; this test's environment does not).
+    expect(output.join("\n")).not.toMatch(/NodeVersionSupportWarning|AWS SDK/);
+    // A second launcher on the same port: one line naming PORT, a non-zero exit.
+    const second = await busy;
+    expect(second.port).toBe(new URL(baseUrl).port);
+    expect(second.exit).toBe(1);
+    expect(second.output).toEqual([
+      expect.stringMatching(new RegExp(`port ${second.port} .* in use.*Set PORT`)),
+    ]);
+    // The stack's parts: the executor and its workers (tsx's esbuild helper is not one).
+    const parts = descendants(child.pid as number).filter((p) => !p.cmd.includes("esbuild"));
+    expect(parts.some((p) => p.cmd.includes("coding_env_runtime"))).toBe(true);
+    // Act
+    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    child.kill("SIGINT");
+    // Assess
+    expect(await exited).toBe(0);
+    await new Promise((r) => setTimeout(r, 300));
+    for (const p of parts) expect(alive(p.pid), p.cmd).toBe(false);
+    expect(readdirSync(dataDir)).toContain("dynamodb");
   });
 
   it("reports a crashed part and exits non-zero", async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), "coding-env-crash-"));
-    const { child, output, ready } = launch(dataDir, { args: ["--quiet"] });
-    try {
-      const baseUrl = await ready;
-      expect((await call(baseUrl, "GET", "/health")).status).toBe(200);
-      await waitFor(() => output.some((l) => l.startsWith("Press Ctrl-C")));
-      expect(output.join("\n")).toContain("Logs  off");
-      expect(output.filter((l) => l.startsWith("GET /health"))).toEqual([]); // --quiet: no request lines
-      const executor = descendants(child.pid as number).find((p) => p.cmd.includes("coding_env_runtime"));
-      expect(executor).toBeDefined();
-      const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
-      process.kill(executor?.pid as number, "SIGKILL");
-      expect(await exited).toBe(1);
-      expect(output.join("\n")).toMatch(/executor exited/);
-    } finally {
-      if (child.exitCode === null) child.kill("SIGKILL");
-      rmSync(dataDir, { recursive: true, force: true });
-    }
+    const { child, output, ready } = quiet;
+    const baseUrl = await ready;
+    expect((await call(baseUrl, "GET", "/health")).status).toBe(200);
+    await waitFor(() => output.some((l) => l.startsWith("Press Ctrl-C")));
+    expect(output.join("\n")).toContain("Logs  off");
+    expect(output.filter((l) => l.startsWith("GET /health"))).toEqual([]); // --quiet: no request lines
+    const executor = descendants(child.pid as number).find((p) => p.cmd.includes("coding_env_runtime"));
+    expect(executor).toBeDefined();
+    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    process.kill(executor?.pid as number, "SIGKILL");
+    expect(await exited).toBe(1);
+    expect(output.join("\n")).toMatch(/executor exited/);
   });
 });
 

@@ -1,7 +1,3 @@
-import { execFile } from "node:child_process";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import { afterEach, describe, expect, it } from "vitest";
 import { parseRetryAfter } from "../src/errors.js";
 import {
@@ -18,9 +14,6 @@ import {
 } from "../src/index.js";
 import { stackUrl, startFakeServer } from "./helpers.js";
 
-const run = promisify(execFile);
-const rootDir = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
-const tsx = join(rootDir, "node_modules", ".bin", "tsx");
 const cleanup: Array<() => Promise<unknown>> = [];
 afterEach(async () => {
   await Promise.all(cleanup.splice(0).map((fn) => fn().catch(() => undefined)));
@@ -66,8 +59,12 @@ describe("API errors from the real stack map to the SDK's classes", () => {
 
   it("a stack with keys on: a created key works, a missing or wrong key is an AuthError", async () => {
     // A second real stack with CODING_ENV_AUTH on (the shared one runs with keys off), and a key
-    // made the way an operator makes one (`npm run keys -- create`).
+    // made by the store `npm run keys -- create` writes with (the command itself:
+    // test/tenancy/keys-cli.test.ts), in this process rather than a tsx process of its own.
+    // Imported by name at run time: the SDK's type check does not reach into functions/.
     const stackModule = "../../functions/src/local/stack.js";
+    const keysModule = "../../functions/src/store/dynamodb-api-keys.js";
+    const dynamodbModule = "@aws-sdk/client-dynamodb";
     const { startLocalStack } = (await import(/* @vite-ignore */ stackModule)) as {
       startLocalStack(opts: { port: number; dataDir: null; auth: boolean }): Promise<{
         baseUrl: string;
@@ -77,18 +74,25 @@ describe("API errors from the real stack map to the SDK's classes", () => {
         stop(): Promise<void>;
       }>;
     };
+    const { dynamoDbApiKeyStore } = (await import(/* @vite-ignore */ keysModule)) as {
+      dynamoDbApiKeyStore(opts: { client: unknown; tableName: string }): {
+        create(opts: { tenantId: string }): Promise<{ key: string }>;
+      };
+    };
+    const { DynamoDBClient } = (await import(/* @vite-ignore */ dynamodbModule)) as {
+      DynamoDBClient: new (opts: object) => { destroy(): void };
+    };
     const stack = await startLocalStack({ port: 0, dataDir: null, auth: true });
     cleanup.push(() => stack.stop());
-    const created = await run(tsx, [join(rootDir, "scripts", "keys.ts"), "create", "--tenant", "sdk-test"], {
-      cwd: rootDir,
-      env: {
-        ...process.env,
-        CODING_ENV_DYNAMODB_ENDPOINT: stack.dynamodbEndpoint,
-        CODING_ENV_TABLE: stack.tableName,
-        CODING_ENV_LOCAL_ACCESS_KEY_ID: stack.credentials.accessKeyId,
-      },
+    const client = new DynamoDBClient({
+      endpoint: stack.dynamodbEndpoint,
+      region: "us-east-1",
+      credentials: stack.credentials,
     });
-    const key = created.stdout.trim().split("\n").at(-1) ?? "";
+    const { key } = await dynamoDbApiKeyStore({ client, tableName: stack.tableName }).create({
+      tenantId: "sdk-test",
+    });
+    client.destroy();
 
     const keyed = new CodingEnv({ baseUrl: stack.baseUrl, apiKey: key });
     await keyed.reset();

@@ -258,35 +258,46 @@ describe("dynamodbBatchGetMaxBytes", () => {
   });
 });
 
+/**
+ * `npm start` with two API instances, launched with the file (its compile and its three processes'
+ * start overlap the suites before the one that uses it), for the proxy's cases and then SIGKILL.
+ */
+let launched: { child: ChildProcess; dataDir: string; ready: Promise<string> } | undefined;
+beforeAll(() => {
+  const dataDir = mkdtempSync(join(tmpdir(), "coding-env-kill-"));
+  const child = spawn(process.execPath, ["--import", "tsx", join(repoRoot, "scripts/start-local.ts")], {
+    cwd: repoRoot,
+    env: {
+      ...process.env,
+      PORT: "0",
+      HOST: "127.0.0.1",
+      CODING_ENV_DATA_DIR: dataDir,
+      CODING_ENV_API_INSTANCES: "2",
+    },
+    stdio: ["ignore", "pipe", "ignore"],
+  });
+  const ready = new Promise<string>((res, rej) => {
+    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (line) => {
+      const m = /API\s+(http:\/\/\S+)/.exec(line);
+      if (m?.[1]) res(m[1]);
+    });
+    child.once("exit", (code) => rej(new Error(`exited early (${code})`)));
+  });
+  ready.catch(() => undefined); // the suite that awaits it reports a failure
+  launched = { child, dataDir, ready };
+});
+afterAll(() => {
+  if (launched?.child.exitCode === null) launched.child.kill("SIGKILL");
+  if (launched) rmSync(launched.dataDir, { recursive: true, force: true });
+});
+
 describe("npm start with two API instances behind one port (CODING_ENV_API_INSTANCES=2)", () => {
   // One launched stack for the proxy's cases, then killed with SIGKILL: its parts must all end.
   let child: ChildProcess;
   let baseUrl: string;
-  let dataDir: string;
   beforeAll(async () => {
-    dataDir = mkdtempSync(join(tmpdir(), "coding-env-kill-"));
-    child = spawn(process.execPath, ["--import", "tsx", join(repoRoot, "scripts/start-local.ts")], {
-      cwd: repoRoot,
-      env: {
-        ...process.env,
-        PORT: "0",
-        HOST: "127.0.0.1",
-        CODING_ENV_DATA_DIR: dataDir,
-        CODING_ENV_API_INSTANCES: "2",
-      },
-      stdio: ["ignore", "pipe", "ignore"],
-    });
-    baseUrl = await new Promise<string>((res, rej) => {
-      createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (line) => {
-        const m = /API\s+(http:\/\/\S+)/.exec(line);
-        if (m?.[1]) res(m[1]);
-      });
-      child.once("exit", (code) => rej(new Error(`exited early (${code})`)));
-    });
-  });
-  afterAll(() => {
-    if (child?.exitCode === null) child.kill("SIGKILL");
-    rmSync(dataDir, { recursive: true, force: true });
+    child = (launched as NonNullable<typeof launched>).child;
+    baseUrl = await (launched as NonNullable<typeof launched>).ready;
   });
 
   it("sends requests in turn to two separate processes, even on one keep-alive connection", async () => {

@@ -6,7 +6,7 @@
 // Order is read from the cells' own clocks and from which answers have arrived, never from how long
 // anything took (speed under a flood is bench/api/fairness.ts).
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type LocalStack, startLocalStack } from "../../functions/src/local/stack.js";
 import { dynamoDbApiKeyStore } from "../../functions/src/store/dynamodb-api-keys.js";
 import { clientFor } from "../tenancy/helpers/dynalite-table.js";
@@ -27,8 +27,22 @@ afterEach(async () => {
   stack = undefined;
 });
 
-async function start(apiInstances: number): Promise<{ keyA: string; keyB: string; baseUrl: string }> {
-  stack = await startLocalStack({
+/**
+ * The two scenarios' stacks (one API instance, two), started together before the first: the file
+ * waits for one start, not two (a failed start fails the scenario that awaits it). Each scenario stops its own (afterEach); this stops one left over.
+ */
+const starting = new Map<number, Promise<LocalStack>>();
+beforeAll(async () => {
+  for (const n of [1, 2]) starting.set(n, startStack(n));
+  // Both up before the first scenario: a start's load must not delay a cell in the first's window.
+  await Promise.allSettled(starting.values());
+});
+afterAll(async () => {
+  for (const started of starting.values()) await (await started.catch(() => undefined))?.stop();
+});
+
+function startStack(apiInstances: number): Promise<LocalStack> {
+  return startLocalStack({
     port: 0,
     dataDir: null,
     auth: true,
@@ -45,6 +59,10 @@ async function start(apiInstances: number): Promise<{ keyA: string; keyB: string
       CODING_ENV_QUOTA_ACTIVE_EPISODES: "1000",
     },
   });
+}
+
+async function start(apiInstances: number): Promise<{ keyA: string; keyB: string; baseUrl: string }> {
+  stack = await (starting.get(apiInstances) as Promise<LocalStack>);
   // The stack's child processes: the executor, then each API instance when several; all distinct,
   // none of them this one (with one instance the API serves from this process).
   expect(stack.childPids).toHaveLength(apiInstances === 1 ? 1 : 1 + apiInstances);

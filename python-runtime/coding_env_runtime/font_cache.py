@@ -18,13 +18,13 @@ is wiped after every step, so every worker that imported matplotlib paid that sc
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
 from typing import Any
+
+# hashlib, subprocess and tempfile are imported where the runtime parent builds the cache, not
+# here: every zygote imports this module, and their imports were a tenth of its start's CPU.
 
 _ROOT_CACHE_PARENT = "/var/cache/coding-env"
 _PREFIX, _SUFFIX = "fontlist-v", ".json"
@@ -42,6 +42,8 @@ def default_dir(python: str) -> str | None:
         return configured
     if os.geteuid() != 0:
         return None  # a directory of our uid would be user code's to rewrite in Lambda mode
+    import hashlib
+
     key = hashlib.sha256(os.path.realpath(python).encode()).hexdigest()[:12]
     return os.path.join(_ROOT_CACHE_PARENT, f"matplotlib-{key}")
 
@@ -59,6 +61,9 @@ def build(python: str, directory: str, *, timeout_s: float = 600.0) -> bool:
     not installed or the build failed."""
     if present(directory):
         return True
+    import subprocess
+    import tempfile
+
     os.makedirs(directory, mode=0o755, exist_ok=True)
     scratch = tempfile.mkdtemp(prefix=".build-", dir=directory)
     try:

@@ -9,7 +9,6 @@ without a seed keeps the worker's fresh entropy and saves no generator state.
 
 from __future__ import annotations
 
-import importlib.abc
 import importlib.machinery
 import random
 import sys
@@ -22,8 +21,11 @@ def _numpy_seed(numpy: Any, seed: int) -> None:
     numpy.random.seed(seed % 2**32)
 
 
-class _SeedNumpyOnImport(importlib.abc.MetaPathFinder):
-    """Seeds numpy's global generator right after numpy's own import, then steps aside."""
+class _SeedNumpyOnImport:
+    """Seeds numpy's global generator right after numpy's own import, then steps aside.
+
+    A meta path finder needs only ``find_spec``; not an ``importlib.abc.MetaPathFinder``, whose
+    import (importlib.resources, pathlib, tempfile...) was a fifth of every zygote's start."""
 
     def __init__(self, seed: int) -> None:
         self.seed = seed

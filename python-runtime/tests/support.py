@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import unittest
 from typing import Any
@@ -41,19 +42,36 @@ class Episode:
         return result
 
 
+_shared_runtime: Runtime | None = None
+
+
+def shared_runtime() -> Runtime:
+    """The test process's one runtime with the default test options (``idle_workers=1``),
+    started on first use and closed when the process exits."""
+    global _shared_runtime
+    if _shared_runtime is None or _shared_runtime.pool.closed:
+        _shared_runtime = Runtime(RuntimeOpts(idle_workers=1))
+        atexit.register(_shared_runtime.close)
+    return _shared_runtime
+
+
 class RuntimeTestCase(unittest.TestCase):
-    """One real runtime per test class."""
+    """A real runtime per test class: its own when the class sets ``opts``, else the process's
+    shared one (``shared_runtime``). Each class started and closed a runtime of its own before,
+    a spare interpreter started for nothing at every close; the tests of those classes depend
+    on nothing a fresh runtime has (their episodes and ids are their own)."""
 
     runtime: Runtime
     opts: RuntimeOpts | None = None
 
     @classmethod
     def setUpClass(cls) -> None:
-        cls.runtime = Runtime(cls.opts or RuntimeOpts(idle_workers=1))
+        cls.runtime = Runtime(cls.opts) if cls.opts is not None else shared_runtime()
 
     @classmethod
     def tearDownClass(cls) -> None:
-        cls.runtime.close()
+        if cls.runtime is not _shared_runtime:
+            cls.runtime.close()
 
     def episode(self, policy: dict[str, Any] | None = None, **limits: Any) -> Episode:
         return Episode(self.runtime, policy, **limits)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import http.client
 import queue
 import threading
 import urllib.parse
@@ -29,6 +28,10 @@ from dataclasses import dataclass
 from typing import Union
 
 from . import options
+
+# http.client (which imports ssl) is imported by the functions that move a state, not here: the
+# handler imports this module in every runtime's start, most of which never move a state, and it
+# was a third of that import's CPU. Only read-only directories are on the parent's sys.path.
 
 #: Time one GET or PUT of a state object may take (per socket operation).
 TRANSFER_TIMEOUT_S = 120
@@ -91,6 +94,8 @@ def sha256_hex(body: bytes | bytearray | memoryview) -> str:
 
 
 def _connect(url: str) -> tuple[http.client.HTTPConnection, str]:
+    import http.client
+
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise StateTransferError("the state URL is not an http(s) URL")
@@ -105,6 +110,8 @@ def _connect(url: str) -> tuple[http.client.HTTPConnection, str]:
 
 def download(url: str, expected_bytes: int | None = None, expected_sha256: str | None = None) -> bytearray:
     """The object's bytes; its size and SHA-256 are checked against the API's record if given."""
+    import http.client
+
     conn, target = _connect(url)
     try:
         conn.request("GET", target)
@@ -141,6 +148,8 @@ def download(url: str, expected_bytes: int | None = None, expected_sha256: str |
 
 def upload(url: str, body: bytes | bytearray) -> str:
     """Writes ``body`` to the pre-signed PUT URL; returns its SHA-256 (hex), computed meanwhile."""
+    import http.client
+
     hasher = _Hasher()
     view = memoryview(body)
     for offset in range(0, len(body), _CHUNK):

@@ -47,19 +47,37 @@ for name, url, headers in [
 print(json.dumps(out))
 `;
 
+/** Both modes' stacks, started together when the first suite needs one (the file waits for one start). */
+let starting: Map<ExecutorMode, Promise<LocalStack>> | undefined;
+function stackFor(mode: ExecutorMode): Promise<LocalStack> {
+  if (!starting) {
+    starting = new Map();
+    for (const m of isRoot ? (["local", "lambda"] as const) : (["local"] as const)) {
+      const started = startLocalStack({
+        port: 0,
+        dataDir: null,
+        executorMode: m,
+        // Below S3's 256 MiB so that a state past the cap costs little here.
+        env: { CODING_ENV_MAX_STATE_BYTES: String(STATE_CAP) },
+      });
+      started.catch(() => undefined); // the suite that awaits it reports a failure
+      starting.set(m, started);
+    }
+  }
+  return starting.get(mode) as Promise<LocalStack>;
+}
+// Each suite stops its own; this stops one whose suite did not run (a filtered run).
+afterAll(async () => {
+  for (const started of starting?.values() ?? []) await (await started.catch(() => undefined))?.stop();
+});
+
 describe.each<ExecutorMode>(["local", "lambda"])("another episode's state object, %s mode", (mode) => {
   let stack: LocalStack;
   let s3: S3Client;
 
   beforeAll(async () => {
     if (mode === "lambda" && !isRoot) return;
-    stack = await startLocalStack({
-      port: 0,
-      dataDir: null,
-      executorMode: mode,
-      // Below S3's 256 MiB so that a state past the cap costs little here.
-      env: { CODING_ENV_MAX_STATE_BYTES: String(STATE_CAP) },
-    });
+    stack = await stackFor(mode);
     s3 = createStateS3Client({
       region: "us-east-1",
       endpoint: stack.s3Endpoint,

@@ -35,9 +35,12 @@ export default defineConfig({
     maxWorkers: Number(process.env.CODING_ENV_TEST_WORKERS) || 3,
     // The longest files first, across the projects (vitest's default runs one project after another).
     sequence: { sequencer: LongestFirstSequencer },
-    // Each file runs isolated (vitest's default). Sharing one process per worker (`isolate: false`)
-    // saved a fifth to a quarter of the CPU, but files then saw each other's module state: a zod
-    // instance without @hono/zod-openapi's extension, an SDK user agent with another file's app id.
+    // A worker runs its files one after another in one process (not a fresh process per file, which
+    // re-imported vitest, the AWS SDK and aws-cdk-lib each time: 40% of the workers' CPU). The setup
+    // file gives each file the repository's modules afresh and undoes its environment changes, so
+    // files do not see each other's module state.
+    isolate: false,
+    setupFiles: ["test/helpers/file-isolation.setup.ts"],
     projects: [
       {
         extends: true,

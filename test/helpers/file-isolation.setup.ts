@@ -3,7 +3,7 @@
 // would see. This gives each file what a process of its own would (but the packages under
 // node_modules, loaded once per worker, which is what sharing saves):
 // - the repository's own modules evaluated afresh, so no file sees another's module state (caches,
-//   counters, a module a `vi.mock` of the other file replaced);
+//   counters, a module evaluated over another file's `vi.mock`; vitest keeps mocks per file);
 // - the environment variables as the file found them, whatever it or a package it imported set
 //   (Powertools sets AWS_SDK_UA_APP_ID when first imported);
 // - real timers and no stubbed globals.

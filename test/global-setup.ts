@@ -52,7 +52,11 @@ export async function setup(project: TestProject): Promise<void> {
     tableName: stack.tableName,
     credentials: { ...stack.credentials },
   });
-  if (chromium) project.provide("chromiumWsEndpoint", chromium.wsEndpoint());
+  // The browser is for every project's browser files: the two-instances project runs
+  // test/web/lost-answer.test.ts again (all global setups run before the first test file).
+  if (chromium) {
+    for (const each of project.vitest.projects) each.provide("chromiumWsEndpoint", chromium.wsEndpoint());
+  }
 }
 
 export async function teardown(): Promise<void> {

@@ -1,7 +1,8 @@
-// Debian's Chromium through playwright-core: one browser for the whole "stack" project, launched by
-// its global setup (test/global-setup.ts) and shared by every browser test file, each of which
-// connects to it and opens contexts of its own (no cookie, storage or cache is shared between
-// contexts). A launch costs about 2 s of CPU; ten files each launching their own paid it ten times.
+// Debian's Chromium through playwright-core: one browser for the whole run, launched by the "stack"
+// project's global setup (test/global-setup.ts) and shared by every browser test file of every
+// project, each of which connects to it and opens contexts of its own (no cookie, storage or cache
+// is shared between contexts). A launch costs about 2 s of CPU; ten files each launching their own
+// paid it ten times.
 // No vitest import here: the global setup runs outside the test workers.
 import { type Browser, type BrowserServer, chromium, type LaunchOptions } from "playwright-core";
 

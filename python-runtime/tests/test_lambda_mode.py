@@ -21,6 +21,7 @@ PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 if PACKAGE_ROOT not in sys.path:
     sys.path.insert(0, PACKAGE_ROOT)
 
+from coding_env_runtime.sandbox import is_zombie  # noqa: E402
 from harness.environment import CANARY_CREDENTIALS  # noqa: E402
 from harness.testing import FULL, LambdaModeTestCase, frozen, uid_processes  # noqa: E402
 
@@ -177,8 +178,12 @@ class FreezeTest(LambdaModeTestCase):
         group = next(g for g in self.harness.environment_groups() if os.path.exists(g))
         self.assertTrue(frozen(group))
         members = {int(p) for p in Path(group, "cgroup.procs").read_text().split()}
-        # Nothing of the environment's uid runs outside its (frozen) group.
-        self.assertTrue(set(uid_processes(uid)) <= members, (uid_processes(uid), members))
+        # Nothing of the environment's uid runs outside its (frozen) group. A process that exited
+        # just before the freeze (likely the earlier episode's killed worker or its child) leaves
+        # the group at once but stays a zombie until the frozen zygote reaps it; it runs nothing.
+        # Counting it failed this test once in five full runs on a loaded machine.
+        running = {p for p in uid_processes(uid) if not is_zombie(p)}
+        self.assertTrue(running <= members, (uid_processes(uid), members))
 
     def test_a_signal_timer_gets_no_cpu_between_invocations(self) -> None:
         episode = self.episode_id()

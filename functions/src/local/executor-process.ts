@@ -52,11 +52,25 @@ const DIE_WITH_PARENT = [
   "os.execv(sys.executable, [sys.executable, *sys.argv[2:]])",
 ].join("\n");
 
-async function resolvePython(repoRoot: string): Promise<string> {
-  // scripts/python.mjs belongs to the runtime; imported by URL so tsc need not type it.
-  const url = pathToFileURL(join(repoRoot, "scripts", "python.mjs")).href;
-  const mod = (await import(url)) as { resolvePython(): Promise<string> };
-  return mod.resolvePython();
+/**
+ * The interpreter each environment resolved to in this process: resolving probes the interpreter
+ * in two child processes (~0.45 s of CPU), and a process that starts many stacks (the tests) would
+ * pay it on every start. Keyed by what the choice depends on.
+ */
+const resolvedPython = new Map<string, Promise<string>>();
+
+function resolvePython(repoRoot: string): Promise<string> {
+  const key = [repoRoot, process.env.PATH, process.env.CODING_ENV_PYTHON].join("\0");
+  let resolved = resolvedPython.get(key);
+  if (resolved === undefined) {
+    // scripts/python.mjs belongs to the runtime; imported by URL so tsc need not type it.
+    const url = pathToFileURL(join(repoRoot, "scripts", "python.mjs")).href;
+    resolved = import(url).then((mod: { resolvePython(): Promise<string> }) => mod.resolvePython());
+    // A failure is not kept: the next start tries again (and reports why).
+    resolved.catch(() => resolvedPython.delete(key));
+    resolvedPython.set(key, resolved);
+  }
+  return resolved;
 }
 
 /** Starts the executor and waits for its `LISTENING <url>` line. */

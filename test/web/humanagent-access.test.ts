@@ -5,7 +5,7 @@ import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
 import {
   asNewVisitor,
-  DESKTOP,
+  CONTEXT_OPTIONS,
   launchChromium,
   openPage,
   openTab,
@@ -87,7 +87,7 @@ describe("HumanAgent page access", () => {
 
   it("loads nothing from outside its own origin (no CDN, no external fonts)", async () => {
     // Prepare: a context of its own, whose cache cannot answer for anything the page asks for.
-    const context = await browser.newContext({ viewport: DESKTOP });
+    const context = await browser.newContext(CONTEXT_OPTIONS);
     const fresh = await context.newPage();
     const requested: string[] = [];
     fresh.on("request", (request) => {

@@ -5,7 +5,7 @@ import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { launchChromium, openPage, reset, step, text } from "./page-driver.js";
+import { CONTEXT_OPTIONS, launchChromium, openPage, reset, step, text } from "./page-driver.js";
 
 const baseUrl = inject("baseUrl");
 let browser: Browser;
@@ -81,7 +81,7 @@ afterAll(async () => {
 describe("HumanAgent page when a step's answer is lost", () => {
   it("retries once with the same request_id; the code runs once and the result is shown", async () => {
     // Prepare
-    const context = await browser.newContext();
+    const context = await browser.newContext(CONTEXT_OPTIONS);
     const page = await context.newPage();
     try {
       await openPage(page, proxyUrl);

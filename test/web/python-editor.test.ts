@@ -5,6 +5,7 @@ import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
 import {
   asNewVisitor,
+  CONTEXT_OPTIONS,
   editorText,
   launchChromium,
   openPage,
@@ -114,7 +115,11 @@ describe("the editor is for Python", () => {
 describe("stepping", () => {
   it("at 390 px wide, Step brings the result into view", async () => {
     // Prepare
-    const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true });
+    const phone = await browser.newContext({
+      ...CONTEXT_OPTIONS,
+      viewport: { width: 390, height: 844 },
+      isMobile: true,
+    });
     const small = await phone.newPage();
     try {
       await openPage(small, baseUrl);

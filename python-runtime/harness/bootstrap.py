@@ -20,7 +20,6 @@ invocation a JSON header ``{"error": bool}`` and the serialized body.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import json
 import os
 import socket
@@ -85,7 +84,8 @@ def main() -> None:
     channel = socket.socket(fileno=int(sys.argv[1]))
     os.set_inheritable(channel.fileno(), False)
     # Like the runtime itself: same-uid user code must not read this process's memory or fds.
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    # The C library already loaded (find_library would run ldconfig in a child process).
+    libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(4, ctypes.c_ulong(0), 0, 0, 0)  # PR_SET_DUMPABLE 0
     from coding_env_runtime import handler as module  # the init phase (AWS_LAMBDA_RUNTIME_API set)
 

@@ -31,7 +31,6 @@ signed with the stack's credentials, as S3 refuses what the endpoint lets throug
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import fcntl
 import json
 import os
@@ -45,7 +44,9 @@ import threading
 import time
 from collections.abc import Callable
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+#: The C library already loaded (find_library would run ldconfig in a child process, on every
+#: environment's start).
+_libc = ctypes.CDLL(None, use_errno=True)
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000

@@ -205,6 +205,8 @@ export const API_ENV = Object.freeze({
   executorMode: "CODING_ENV_EXECUTOR_MODE",
   dataDir: "CODING_ENV_DATA_DIR",
   dynamodbThread: "CODING_ENV_DYNAMODB_THREAD",
+  /** The executor's interpreter (scripts/python.mjs reads it; the local stack keys its choice by it). */
+  python: "CODING_ENV_PYTHON",
 });
 
 /** Largest state with a state bucket (S3): the executor's worker cap (RuntimeOpts.max_snapshot_bytes) plus its envelope. */

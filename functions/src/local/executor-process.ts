@@ -60,7 +60,7 @@ const DIE_WITH_PARENT = [
 const resolvedPython = new Map<string, Promise<string>>();
 
 function resolvePython(repoRoot: string): Promise<string> {
-  const key = [repoRoot, process.env.PATH, process.env.CODING_ENV_PYTHON].join("\0");
+  const key = [repoRoot, process.env.PATH, process.env[API_ENV.python]].join("\0");
   let resolved = resolvedPython.get(key);
   if (resolved === undefined) {
     // scripts/python.mjs belongs to the runtime; imported by URL so tsc need not type it.

@@ -178,7 +178,7 @@ function synthesizeApp(opts: SynthOpts, into?: string): Synthesized {
 /**
  * Runs `synthesize` without aws-cdk-lib's built-in CloudFormation rule check (CDK_VALIDATION=false).
  * The check reports warnings only (it fails nothing) and costs ~2.5 s of CPU per synthesis, most of
- * these tests' time; npm test's `cdk synth` still runs it on the app as deployed.
+ * these tests' time. `npm run synth` and a deploy run it on the app; npm test's `cdk synth` skips it too.
  */
 function withoutBuiltinValidation<T>(synthesize: () => T): T {
   const before = process.env.CDK_VALIDATION;

@@ -339,7 +339,10 @@ function tryApt(aptGet, env) {
 }
 
 /**
- * A venv at `venvDir` with cloudpickle from pip, made from the first of `bases` that works.
+ * A venv at `venvDir` with cloudpickle from pip, made from the first of `bases` that works. A venv
+ * already there that one of `bases` made, with pip (an earlier run's, whose pip could not reach an
+ * index), gets the install without being made again: `python -m venv` (ensurepip) costs seconds
+ * of CPU and would make the same venv.
  * @param {string} venvDir
  * @param {string[]} bases interpreters the executor accepts (reachable ones when root)
  * @param {Record<string, string | undefined>} env passed to pip (PIP_INDEX_URL, PIP_FIND_LINKS...)
@@ -348,11 +351,34 @@ function tryApt(aptGet, env) {
  */
 function tryVenv(venvDir, bases, env, accepted) {
   const venvPython = join(venvDir, "bin", "python");
+  const install = () =>
+    spawnSync(
+      venvPython,
+      ["-m", "pip", "install", "--quiet", "--retries", "1", "--timeout", "15", "cloudpickle"],
+      {
+        stdio: "ignore",
+        env,
+        timeout: 300_000,
+      },
+    ).status === 0
+      ? accepted(venvPython)
+      : undefined;
+  /** The base an existing venv was made from, when it is one of `bases` and has pip. */
+  let reused;
   if (existsSync(venvPython)) {
     const ok = accepted(venvPython);
     if (ok) return ok;
+    reused = existsSync(join(venvDir, "bin", "pip"))
+      ? bases.find((base) => sameFile(base, venvPython))
+      : undefined;
+    if (reused !== undefined) {
+      const installed = install();
+      if (installed) return installed;
+    }
   }
   for (const base of bases) {
+    // A new venv from it (or from a link to it) would be the one pip just failed in.
+    if (reused !== undefined && sameFile(base, reused)) continue;
     // --clear: a venv left over from an unacceptable base (say pyenv's) is replaced, not reused.
     const created = spawnSync(base, ["-m", "venv", "--clear", venvDir], {
       stdio: "ignore",
@@ -360,15 +386,17 @@ function tryVenv(venvDir, bases, env, accepted) {
       timeout: 120_000,
     });
     if (created.status !== 0 || !existsSync(venvPython)) continue;
-    const installed = spawnSync(
-      venvPython,
-      ["-m", "pip", "install", "--quiet", "--retries", "1", "--timeout", "15", "cloudpickle"],
-      { stdio: "ignore", env, timeout: 300_000 },
-    );
-    if (installed.status === 0) {
-      const ok = accepted(venvPython);
-      if (ok) return ok;
-    }
+    const installed = install();
+    if (installed) return installed;
   }
   return undefined;
+}
+
+/** Whether `a` and `b` are the same file once links are followed (a venv's python links to its base's). */
+function sameFile(/** @type {string} */ a, /** @type {string} */ b) {
+  try {
+    return realpathSync(a) === realpathSync(b);
+  } catch {
+    return false;
+  }
 }

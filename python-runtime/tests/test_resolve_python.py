@@ -105,9 +105,9 @@ class RootMachineFixture(unittest.TestCase):
     first on PATH, then Debian's python3 with or without cloudpickle. Setup must only ever answer an
     interpreter the executor accepts, never one made from the unreachable Python.
 
-    The tests are in the classes below: the two that make a venv (pip's start and its install
-    cost seconds of CPU) in classes of their own, so they can run beside the others
-    (scripts/run-python-tests.mjs starts them first)."""
+    The tests are in the classes below: the one that makes a venv (ensurepip, pip's start and its
+    install cost seconds of CPU) in a class of its own, so it can run beside the others
+    (scripts/run-python-tests.mjs starts it first)."""
 
     @classmethod
     def setUpClass(cls) -> None:
@@ -272,22 +272,23 @@ class RootMachineSituationTest(RootMachineFixture):
 
 
 class VenvFromDebianPythonTest(RootMachineFixture):
+    """The one venv this suite makes (ensurepip costs seconds of CPU): made from Debian's python
+    only, and then, without cloudpickle in it and with no index for pip, a clear error."""
+
     RUN_FIRST = True
 
     def test_without_apt_get_a_venv_is_made_from_debian_python_only(self) -> None:
-        self.make_debian(with_cloudpickle=False)
-        result = self.resolve(os.path.join(self.debian, "bin", "python3"), None, PIP_FIND_LINKS=self.wheels)
+        debian = self.make_debian(with_cloudpickle=False)
+        result = self.resolve(debian, None, PIP_FIND_LINKS=self.wheels)
         self.assertEqual(result.get("python"), os.path.join(self.venv_dir, "bin", "python"), result)
         self.assert_executor_accepts(result["python"])
         self.assert_no_venv_from_unreachable_python()
 
-
-class NothingUsableTest(RootMachineFixture):
-    RUN_FIRST = True
-
-    def test_nothing_usable_is_a_clear_error_never_the_unreachable_python(self) -> None:
-        debian = self.make_debian(with_cloudpickle=False)
-        result = self.resolve(debian, None)  # no apt-get, and pip has no index
+        # Nothing usable: the venv has lost cloudpickle and pip has no index (no PIP_FIND_LINKS).
+        # resolvePython retries pip in the venv it finds (made from Debian's python) and makes no
+        # other venv; one from pyenv's would stay behind in venv_dir and fail the last assertion.
+        self.remove_cloudpickle_from_venv()
+        result = self.resolve(debian, None)
         self.assertNotIn("python", result)
         message = result["error"]
         self.assertIn(f"{self.pyenv}/bin/python3: under {self.private}", message)
@@ -295,3 +296,13 @@ class NothingUsableTest(RootMachineFixture):
         self.assertIn("apt-get install python3-cloudpickle", message)
         self.assertIn("CODING_ENV_PYTHON", message)
         self.assert_no_venv_from_unreachable_python()
+
+    def remove_cloudpickle_from_venv(self) -> None:
+        """As if the install had never reached an index: the venv with pip, without cloudpickle."""
+        (site_packages,) = Path(self.venv_dir, "lib").glob("python3*/site-packages")
+        for installed in site_packages.glob("cloudpickle*"):
+            shutil.rmtree(installed)
+        probe = subprocess.run(
+            [os.path.join(self.venv_dir, "bin", "python"), "-c", "import cloudpickle"], capture_output=True, timeout=60
+        )
+        self.assertNotEqual(probe.returncode, 0)

@@ -24,6 +24,8 @@ REPLY_LIMIT = 6_000_000
 
 
 class PayloadLimitTest(LambdaModeTestCase):
+    share_harness = True
+
     def test_a_megabyte_of_nul_characters_gives_a_valid_reply(self) -> None:
         status, headers, body = self.harness.invoke_raw(
             json.dumps({"episode_id": self.episode_id(), "code": "print('\\x00' * 2**20)"}).encode()

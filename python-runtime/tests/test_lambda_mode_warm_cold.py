@@ -53,6 +53,8 @@ class _Episode:
 
 
 class LambdaWarmEqualsColdTest(LambdaModeTestCase):
+    share_harness = True
+
     def test_dropped_name_is_gone_from_the_live_namespace(self) -> None:
         ep = _Episode(self)
         first = ep.step("f = (i for i in range(3))\nx = 1")
@@ -76,6 +78,8 @@ class LambdaWarmEqualsColdTest(LambdaModeTestCase):
 
 
 class LambdaFileDescriptorTest(LambdaModeTestCase):
+    share_harness = True
+
     def test_running_out_of_file_descriptors_is_reported_as_such(self) -> None:
         # Lambda mode (RLIMIT_NOFILE 1024, one uid): the cell's own OSError says so; the runtime
         # still has the descriptors it needs to save the state, so (unlike root mode, where the
@@ -96,6 +100,8 @@ class LambdaForgedReplyTest(LambdaModeTestCase):
     """README (Lambda mode): a reply forged by a thread of the step itself is caught only when
     bytes follow it before the runtime looks (the worker is not dumpable, so where its main thread
     waits is not seen); either way it concerns only the stepping episode."""
+
+    share_harness = True
 
     def assert_only_its_own_episode(self, forger: str) -> None:
         ep = _Episode(self)

@@ -1,14 +1,18 @@
 // A process entry of the local stack (an API instance, a script) as one ES module built by esbuild,
 // for `node` to run without tsx. Through tsx, a process start compiled each TypeScript module and
 // sent every import, the AWS SDK's ~1,000 files too, through its loader thread: about 1.1 CPU-s
-// before an API instance listened, 0.55 from the bundle (2-core machine, 2026-12-02).
+// before an API instance listened, 0.55 from a bundle of the repository's own modules.
 //
-// The bundle holds the repository's own modules only; packages stay imports that Node resolves from
-// node_modules, as under tsx. Each module keeps its own `import.meta.url` (and `.dirname`,
-// `.filename`): its source file's, so paths found from it (a worker's file, the repository root)
-// are the same as under tsx. Bundles are kept under node_modules/.cache/coding-env/ by the content
-// of everything that went into them: a run builds an entry once, and again only after one of its
-// files changed.
+// The packages are in the bundle too, resolved as the Lambda bundle resolves them
+// (infra/lib/function-defaults.ts: ES module builds first, `require` from a banner): Node loading
+// them from node_modules resolved, read, format-detected and export-scanned ~1,200 files one by one,
+// 0.6 -> 0.37 CPU-s per API instance start (2-core machine, 2026-12-02, medians of 8 interleaved).
+// A package imported by a computed name (the optional `ws`) is still imported from node_modules.
+// Each module keeps its own `import.meta.url` (and `.dirname`, `.filename`): its source file's, so
+// paths found from it (a worker's file, the repository root) are the same as under tsx. Bundles are
+// kept under node_modules/.cache/coding-env/ by what went into them (the repository's files by
+// content, a package's files by size and times, which an install changes): a run builds an entry
+// once, and again only after one of its files changed.
 import { createHash } from "node:crypto";
 import {
   existsSync,
@@ -21,9 +25,9 @@ import {
   utimesSync,
   writeFileSync,
 } from "node:fs";
-import { dirname, join, relative } from "node:path";
+import { dirname, join, relative, sep } from "node:path";
 import { pathToFileURL } from "node:url";
-import { build, version as esbuildVersion, type Plugin } from "esbuild";
+import { type BuildOptions, build, version as esbuildVersion, type Plugin } from "esbuild";
 
 /** What a bundle was built from: its inputs (relative to the repository) and their content's hash. */
 interface Manifest {
@@ -38,12 +42,18 @@ const OPTIONS = {
   platform: "node",
   format: "esm",
   target: "node20",
-  packages: "external",
+  mainFields: ["module", "main"],
+  // CommonJS packages bundled into an ES module still call require().
+  banner: {
+    js: 'import { createRequire as __entryCreateRequire } from "node:module"; const require = __entryCreateRequire(import.meta.url);',
+  },
+  // Less text for V8 to scan at each start; names stay, and the source map leads to the sources.
+  minifyWhitespace: true,
   sourcemap: "linked",
   sourcesContent: false,
   logLevel: "silent",
-} as const;
-const OPTIONS_KEY = JSON.stringify({ OPTIONS, esbuildVersion, scheme: 1 });
+} satisfies BuildOptions;
+const OPTIONS_KEY = JSON.stringify({ OPTIONS, esbuildVersion, scheme: 2 });
 
 /** Keep bundles of an entry for this long after they are replaced: a process may be about to run one. */
 const STALE_MS = 60 * 60 * 1000;
@@ -66,11 +76,35 @@ export function bundledEntry(entry: string, repoRoot: string): Promise<string> {
   return pending;
 }
 
-function hashOf(repoRoot: string, inputs: readonly string[], read: (path: string) => Buffer): string {
+/** A file of an installed package (under a node_modules folder), relative to the repository. */
+function isPackageFile(input: string): boolean {
+  return input.split(sep).includes("node_modules");
+}
+
+/**
+ * What the hash takes of a package's file: its size and times, not its content. Reading and
+ * hashing the ~1,200 files of the packages at each check would cost more than the stack's start
+ * saves; an install or an edit writes the file, which changes its ctime.
+ */
+function stampOf(path: string): string {
+  const { size, mtimeMs, ctimeMs, ino } = statSync(path);
+  return `${size}:${mtimeMs}:${ctimeMs}:${ino}`;
+}
+
+/** An input as the hash takes it: an own file's content, a package file's stamp. */
+function fingerprintOf(path: string, input: string): Buffer | string {
+  return isPackageFile(input) ? stampOf(path) : readFileSync(path);
+}
+
+function hashOf(
+  repoRoot: string,
+  inputs: readonly string[],
+  fingerprint: (path: string, input: string) => Buffer | string,
+): string {
   // The repository's own path too: the bundle names its files (import.meta.url), and a second
   // checkout may share this node_modules (a symbolic link), hence this cache.
   const hash = createHash("sha256").update(OPTIONS_KEY).update(`\0${repoRoot}`);
-  for (const input of inputs) hash.update(`\0${input}\0`).update(read(join(repoRoot, input)));
+  for (const input of inputs) hash.update(`\0${input}\0`).update(fingerprint(join(repoRoot, input), input));
   return hash.digest("hex").slice(0, 16);
 }
 
@@ -86,7 +120,7 @@ async function cachedOrBuilt(entry: string, repoRoot: string): Promise<string> {
     // build's, or an earlier one's when an edit was undone). The hash covers the inputs' names
     // too, and the same files with the same content import the same files.
     const manifest = JSON.parse(readFileSync(manifestPath, "utf8")) as Manifest;
-    const hash = hashOf(repoRoot, manifest.inputs, readFileSync);
+    const hash = hashOf(repoRoot, manifest.inputs, fingerprintOf);
     const bundleName = `${name}-${hash}.mjs`;
     const bundle = join(cacheDir, bundleName);
     if (existsSync(bundle)) {
@@ -110,14 +144,18 @@ async function buildEntry(
   manifestPath: string,
 ): Promise<string> {
   // The hash covers exactly the bytes esbuild compiled, read once here (a file edited during the
-  // build cannot leave a bundle filed under content it was not built from).
-  const contents = new Map<string, Buffer>();
+  // build cannot leave a bundle filed under content it was not built from), and a package file's
+  // stamp taken before it was read.
+  const fingerprints = new Map<string, Buffer | string>();
   const ownUrls: Plugin = {
     name: "own-import-meta-url",
     setup(b) {
-      b.onLoad({ filter: /\.(ts|mts|js|mjs)$/ }, (args) => {
+      b.onLoad({ filter: /\.(ts|mts|cts|js|mjs|cjs|json)$/ }, (args) => {
+        const input = relative(repoRoot, args.path);
+        const stamp = isPackageFile(input) ? stampOf(args.path) : undefined;
         const bytes = readFileSync(args.path);
-        contents.set(relative(repoRoot, args.path), bytes);
+        fingerprints.set(input, stamp ?? bytes);
+        if (args.path.endsWith(".json")) return { contents: bytes, loader: "json" };
         const source = bytes
           .toString("utf8")
           .replaceAll("import.meta.url", JSON.stringify(pathToFileURL(args.path).href))
@@ -136,8 +174,8 @@ async function buildEntry(
     write: false,
     plugins: [ownUrls],
   });
-  const inputs = [...contents.keys()].sort();
-  const hash = hashOf(repoRoot, inputs, (path) => contents.get(relative(repoRoot, path)) as Buffer);
+  const inputs = [...fingerprints.keys()].sort();
+  const hash = hashOf(repoRoot, inputs, (_path, input) => fingerprints.get(input) as Buffer | string);
   const bundleName = `${name}-${hash}.mjs`;
   const bundle = join(cacheDir, bundleName);
   mkdirSync(cacheDir, { recursive: true });

@@ -10,8 +10,9 @@ import struct
 import unittest
 import zlib
 
-from coding_env_runtime import files_op, handler, snapshot, workfiles
+from coding_env_runtime import cell, files_op, handler, snapshot, workfiles
 from coding_env_runtime.files_op import FilesRequest
+from coding_env_runtime.policy import ImportPolicy
 
 _ENTRY = struct.Struct("!BHHQ")
 
@@ -47,13 +48,14 @@ def many_entries(count: int) -> bytes:
     return b"z" + zlib.compress(body, 9)
 
 
-class ForgedArchiveTest(unittest.TestCase):
-    @classmethod
-    def tearDownClass(cls) -> None:
-        handler.shutdown()
+#: The snapshot of an empty namespace with no files, as ``Runtime.empty_snapshot`` makes it (here
+#: without starting a runtime and its spare interpreter, which these tests never use).
+EMPTY_SNAPSHOT = snapshot.encode(cell.save_namespace(cell.new_namespace(ImportPolicy())).payload)
 
+
+class ForgedArchiveTest(unittest.TestCase):
     def files(self, action: str, snap: str, path: str | None = None) -> dict:
-        return files_op.answer(FilesRequest("t", "ep", action, snap, path), handler.get_runtime().empty_snapshot())
+        return files_op.answer(FilesRequest("t", "ep", action, snap, path), EMPTY_SNAPSHOT)
 
     def test_a_zlib_bomb_is_refused_before_it_is_inflated(self) -> None:
         # 200 MiB of zeros in ~200 KiB (what a request may carry; a state in S3 may be 256 MiB,

@@ -263,11 +263,18 @@ def runtime_opts(args: argparse.Namespace) -> RuntimeOpts:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The server's command line; ``--idle-workers`` and ``--preload`` default to the
+    executor's settings (``CODING_ENV_IDLE_WORKERS``, ``CODING_ENV_PRELOAD``), so a stack's
+    launcher can set them through its environment (a test stack: fewer spares to start and
+    throw away when it closes)."""
+    from_environment = options.opts_from_environment()
     parser = argparse.ArgumentParser(prog="python3 -m coding_env_runtime.local_server")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9001)
-    parser.add_argument("--idle-workers", type=int, default=2, help="pre-forked idle workers")
+    parser.add_argument(
+        "--idle-workers", type=int, default=from_environment.idle_workers, help="pre-forked idle workers"
+    )
     parser.add_argument("--max-warm-workers", type=int, default=32)
     parser.add_argument(
         "--reserved-concurrency",
@@ -278,10 +285,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--preload",
-        default="",
+        default=",".join(from_environment.preload),
         help="comma-separated modules the zygote imports once (e.g. numpy,pandas)",
     )
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     expected_key_id = options.take_local_access_key_id()  # before the zygote starts
 
     lambda_handler.get_runtime(runtime_opts(args))

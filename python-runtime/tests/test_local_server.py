@@ -9,12 +9,13 @@ import subprocess
 import sys
 import time
 import unittest
+from unittest import mock
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from coding_env_runtime import sandbox
+from coding_env_runtime import local_server, options, sandbox
 from tests.local_server_process import start_local_server, stop_local_server
 
 PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
@@ -96,6 +97,25 @@ class LocalServerTest(unittest.TestCase):
         event = {"episode_id": "srv-env", "code": "import os\ndict(os.environ)", "policy": {"mode": "full"}}
         _, _, body = invoke(self.base, json.dumps(event).encode())
         self.assertNotIn("local-server-secret", body["stdout"])
+
+
+class LocalServerSettingsTest(unittest.TestCase):
+    """The executor's documented settings reach the local server (docs/LOCAL-STACK.md), so a
+    stack's launcher sets them through its environment; the command line still wins."""
+
+    def test_idle_workers_and_preload_default_to_the_settings(self) -> None:
+        settings = {options.IDLE_WORKERS_ENV: "1", options.PRELOAD_ENV: "json, csv"}
+        with mock.patch.dict(os.environ, settings):
+            opts = local_server.runtime_opts(local_server.parse_args([]))
+            self.assertEqual((opts.idle_workers, opts.preload), (1, ("json", "csv")))
+            opts = local_server.runtime_opts(local_server.parse_args(["--idle-workers", "3", "--preload", ""]))
+            self.assertEqual((opts.idle_workers, opts.preload), (3, ()))
+
+    def test_without_the_settings_the_defaults_are_unchanged(self) -> None:
+        clean = {k: v for k, v in os.environ.items() if k not in (options.IDLE_WORKERS_ENV, options.PRELOAD_ENV)}
+        with mock.patch.dict(os.environ, clean, clear=True):
+            opts = local_server.runtime_opts(local_server.parse_args([]))
+        self.assertEqual((opts.idle_workers, opts.preload, opts.max_warm_workers), (2, (), 32))
 
 
 class LocalServerShutdownTest(unittest.TestCase):

@@ -273,7 +273,11 @@ class RootMachineSituationTest(RootMachineFixture):
 
 class VenvFromDebianPythonTest(RootMachineFixture):
     """The one venv this suite makes (ensurepip costs seconds of CPU): made from Debian's python
-    only, and then, without cloudpickle in it and with no index for pip, a clear error."""
+    only, and then, without cloudpickle in it and with no index for pip, a clear error.
+
+    The error is reached here through a venv made before (pip retried in it). On a first run it is
+    reached through a new venv whose pip finds no index: that path differs only in making the venv,
+    which the first half runs, and ends in the same message."""
 
     RUN_FIRST = True
 

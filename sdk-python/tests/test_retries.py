@@ -176,13 +176,14 @@ class ConcurrentStepsTest(unittest.TestCase):
 
     They overlap on a loaded machine too: the slow step goes through the proxy, and the other is
     sent only once the proxy has handed the slow one to the server (not after a fixed sleep, which
-    load can outlast before the slow step even starts). The slow cell is 1 s on a warm worker, so
-    the default policy's three retries, each after the server's Retry-After of 1 s, outlast it
-    with seconds to spare."""
+    load can outlast before the slow step even starts). Without retries the slow cell is 5 s
+    (nothing bounds it from above; the other must arrive before it commits); with the default
+    policy it is 1.5 s on a warm worker, which the three retries, each after the server's
+    Retry-After of 1 s, still outlast."""
 
-    SLOW_CELL = "import time; time.sleep(1)"
-
-    def run_concurrently(self, retry: RetryPolicy) -> tuple[list[object], CodingEnv, FaultProxy]:
+    def run_concurrently(
+        self, retry: RetryPolicy, slow_s: float
+    ) -> tuple[list[object], CodingEnv, FaultProxy]:
         proxy = FaultProxy(stack_url())
         self.addCleanup(proxy.close)
         env = CodingEnv(proxy.url, retry=retry)
@@ -195,7 +196,7 @@ class ConcurrentStepsTest(unittest.TestCase):
 
         def slow() -> None:
             try:
-                outcomes.append(env.step(self.SLOW_CELL))
+                outcomes.append(env.step(f"import time; time.sleep({slow_s})"))
             except ConflictError as err:
                 outcomes.append(err)
 
@@ -212,7 +213,7 @@ class ConcurrentStepsTest(unittest.TestCase):
         return outcomes, env, proxy
 
     def test_one_of_two_concurrent_steps_is_a_conflict_error_when_not_retried(self) -> None:
-        outcomes, env, proxy = self.run_concurrently(RetryPolicy(retry_on_conflict=False))
+        outcomes, env, proxy = self.run_concurrently(RetryPolicy(retry_on_conflict=False), slow_s=5)
         conflicts = [o for o in outcomes if isinstance(o, ConflictError)]
         self.assertEqual(len(conflicts), 1, outcomes)
         self.assertEqual(conflicts[0].status, 409)
@@ -221,7 +222,7 @@ class ConcurrentStepsTest(unittest.TestCase):
         self.assertEqual(env.state().step_count, 2)  # the warm-up and one of the two
 
     def test_by_default_the_refused_step_is_retried_and_both_commit(self) -> None:
-        outcomes, env, proxy = self.run_concurrently(RetryPolicy())
+        outcomes, env, proxy = self.run_concurrently(RetryPolicy(), slow_s=1.5)
         self.assertTrue(all(not isinstance(o, Exception) for o in outcomes), outcomes)
         self.assertEqual(len(outcomes), 2)
         # One of the two was refused (they did overlap), then sent again until it committed.

@@ -151,8 +151,9 @@ describe("retries through a real proxy in front of the stack", () => {
 
     // Which one loses depends on the server (lock at start or version check at commit): accept both.
     // The second is sent once the first (the second step through the proxy) is on its way.
+    // A 5 s cell: nothing bounds it from above here, and the second step must arrive before it commits.
     const outcomes = await Promise.allSettled([
-      env.step("time.sleep(1)\nn += 1"),
+      env.step("time.sleep(5)\nn += 1"),
       stepsReceived(p, 2).then(() => env.step("n += 10")),
     ]);
 
@@ -175,9 +176,10 @@ describe("retries through a real proxy in front of the stack", () => {
     await env.reset();
     await env.step("import time\nn = 0");
 
-    // A 1 s cell: the default policy's three retries, 1 s apart (Retry-After), outlast it.
+    // A 1.5 s cell: long enough for the second step to arrive while it runs on a loaded machine, and
+    // the default policy's three retries, 1 s apart (Retry-After), still outlast it.
     const [slow, fast] = await Promise.all([
-      env.step("time.sleep(1)\nn += 1"),
+      env.step("time.sleep(1.5)\nn += 1"),
       stepsReceived(p, 2).then(() => env.step("n += 10")),
     ]);
 

@@ -6,7 +6,7 @@
 //   counters, a module evaluated over another file's `vi.mock`; vitest keeps mocks per file);
 // - the environment variables as the file found them, whatever it or a package it imported set
 //   (Powertools sets AWS_SDK_UA_APP_ID when first imported);
-// - real timers and no stubbed globals.
+// - real timers, no stubbed globals and no spies left on shared objects (`vi.spyOn`).
 import { afterAll, vi } from "vitest";
 
 vi.resetModules();
@@ -14,6 +14,7 @@ const environment = { ...process.env };
 
 afterAll(() => {
   vi.useRealTimers();
+  vi.restoreAllMocks();
   vi.unstubAllGlobals();
   vi.unstubAllEnvs();
   for (const name of Object.keys(process.env)) if (!(name in environment)) delete process.env[name];

@@ -111,8 +111,9 @@ async function resets(baseUrl: string, key: string, n: number): Promise<string[]
 const stdout = (a: Answer) => String((a.body.observation as { stdout?: string } | undefined)?.stdout ?? "");
 /** A cell that prints when it started and ended (the executor's clock), holding its slot 6 s. */
 const HOLDING_CELL = "import time\nt0 = time.time()\ntime.sleep(6)\nprint(t0, time.time())";
-/** The same without the sleep: the steps that queue behind the holding ones need not hold anything. */
-const QUICK_CELL = "import time\nt0 = time.time()\nprint(t0, time.time())";
+/** The same for half a second: the steps that queue behind the holding ones run long enough that one
+ * wrongly admitted beside them still overlaps a running cell on the executor's clock. */
+const QUICK_CELL = "import time\nt0 = time.time()\ntime.sleep(0.5)\nprint(t0, time.time())";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -7,7 +7,7 @@ import "../helpers/context.js";
 
 let stack: LocalStack | undefined;
 // The suites' state-limit cases expect a 413 past 3 MiB (the stack's own cap with its S3 bucket
-// is 256 MiB, which test/api/large-state-restart.test.ts exercises).
+// is 256 MiB, which test/api/restart.test.ts exercises).
 const SUITE_ENV = { CODING_ENV_MAX_STATE_BYTES: String(3 * 1024 * 1024) };
 
 export async function setup(project: TestProject): Promise<void> {

@@ -340,8 +340,8 @@ function tryApt(aptGet, env) {
 
 /**
  * A venv at `venvDir` with cloudpickle from pip, made from the first of `bases` that works. A venv
- * already there that one of `bases` made, with pip (an earlier run's, whose pip could not reach an
- * index), gets the install without being made again: `python -m venv` (ensurepip) costs seconds
+ * already there that one of `bases` made, whose pip runs (an earlier run's, whose pip could not
+ * reach an index), gets the install without being made again: `python -m venv` (ensurepip) costs seconds
  * of CPU and would make the same venv.
  * @param {string} venvDir
  * @param {string[]} bases interpreters the executor accepts (reachable ones when root)
@@ -363,14 +363,19 @@ function tryVenv(venvDir, bases, env, accepted) {
     ).status === 0
       ? accepted(venvPython)
       : undefined;
-  /** The base an existing venv was made from, when it is one of `bases` and has pip. */
+  /** The base an existing venv was made from, when it is one of `bases` and its pip runs. */
   let reused;
   if (existsSync(venvPython)) {
     const ok = accepted(venvPython);
     if (ok) return ok;
-    reused = existsSync(join(venvDir, "bin", "pip"))
-      ? bases.find((base) => sameFile(base, venvPython))
-      : undefined;
+    const base = bases.find((b) => sameFile(b, venvPython));
+    // A pip that does not run (removed, or its interpreter replaced by another minor version) means
+    // a broken venv: it is made again below, not reused.
+    const pipRuns =
+      base !== undefined &&
+      spawnSync(venvPython, ["-m", "pip", "--version"], { stdio: "ignore", env, timeout: 60_000 }).status ===
+        0;
+    reused = pipRuns ? base : undefined;
     if (reused !== undefined) {
       const installed = install();
       if (installed) return installed;

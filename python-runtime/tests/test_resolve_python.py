@@ -301,6 +301,14 @@ class VenvFromDebianPythonTest(RootMachineFixture):
         self.assertIn("CODING_ENV_PYTHON", message)
         self.assert_no_venv_from_unreachable_python()
 
+        # A broken venv (its pip no longer runs) is made again, not retried: with an index it works.
+        for pip in Path(self.venv_dir, "lib").glob("python3*/site-packages/pip"):
+            shutil.rmtree(pip)
+        result = self.resolve(debian, None, PIP_FIND_LINKS=self.wheels)
+        self.assertEqual(result.get("python"), os.path.join(self.venv_dir, "bin", "python"), result)
+        self.assert_executor_accepts(result["python"])
+        self.assert_no_venv_from_unreachable_python()
+
     def remove_cloudpickle_from_venv(self) -> None:
         """As if the install had never reached an index: the venv with pip, without cloudpickle."""
         (site_packages,) = Path(self.venv_dir, "lib").glob("python3*/site-packages")

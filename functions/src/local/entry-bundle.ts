@@ -104,6 +104,13 @@ function hashOf(
   // The repository's own path too: the bundle names its files (import.meta.url), and a second
   // checkout may share this node_modules (a symbolic link), hence this cache.
   const hash = createHash("sha256").update(OPTIONS_KEY).update(`\0${repoRoot}`);
+  // What esbuild reads besides the inputs: the compiler settings, and the packages' layout (an
+  // install that moves or replaces packages rewrites npm's lock stamp).
+  for (const file of ["tsconfig.json", join("node_modules", ".package-lock.json")]) {
+    hash
+      .update(`\0${file}\0`)
+      .update(existsSync(join(repoRoot, file)) ? stampOf(join(repoRoot, file)) : "absent");
+  }
   for (const input of inputs) hash.update(`\0${input}\0`).update(fingerprint(join(repoRoot, input), input));
   return hash.digest("hex").slice(0, 16);
 }
@@ -124,10 +131,13 @@ async function cachedOrBuilt(entry: string, repoRoot: string): Promise<string> {
     const bundleName = `${name}-${hash}.mjs`;
     const bundle = join(cacheDir, bundleName);
     if (existsSync(bundle)) {
-      if (hash !== manifest.hash) {
-        utimesSync(bundle, new Date(), new Date()); // current again: not stale (removeStale)
-        writeManifest(manifestPath, { inputs: manifest.inputs, hash, bundle: bundleName });
+      // Current again, or still in use: a build of other sources (another process, another
+      // checkout) removes bundles untouched for STALE_MS, perhaps just before this one runs.
+      if (hash !== manifest.hash || Date.now() - statSync(bundle).mtimeMs > STALE_MS / 2) {
+        utimesSync(bundle, new Date(), new Date());
       }
+      if (hash !== manifest.hash)
+        writeManifest(manifestPath, { inputs: manifest.inputs, hash, bundle: bundleName });
       return bundle;
     }
   } catch {

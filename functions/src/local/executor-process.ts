@@ -115,7 +115,10 @@ export async function startExecutor(opts: ExecutorOpts): Promise<ExecutorProcess
   const remember = (line: string) => {
     tail.push(line);
     if (tail.length > 40) tail.shift();
-    if (opts.log && !stopped.has(child)) process.stderr.write(`[executor] ${line}\n`);
+    if (!opts.log) return;
+    const held = stopped.get(child);
+    if (held) held.push(line);
+    else process.stderr.write(`[executor] ${line}\n`);
   };
   createInterface({ input: child.stderr as NodeJS.ReadableStream }).on("line", remember);
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderrTail: string }>(
@@ -153,11 +156,12 @@ export async function startExecutor(opts: ExecutorOpts): Promise<ExecutorProcess
 }
 
 /**
- * Executors being stopped: their log lines are no longer forwarded (a spare interpreter still
- * starting when its executor goes prints a BrokenPipeError traceback, noise under the launcher's
- * "port in use" or "stopping" line). They stay in the tail an unexpected exit reports.
+ * Executors being stopped, with the log lines they printed since: held back (a spare interpreter
+ * still starting when its executor goes prints a BrokenPipeError traceback, noise under the
+ * launcher's "port in use" or "stopping" line), and printed only if the executor then exits with
+ * an error of its own (not the signal it was stopped with).
  */
-const stopped = new WeakSet<ChildProcess>();
+const stopped = new WeakMap<ChildProcess, string[]>();
 
 function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
   if (child.pid === undefined) return;
@@ -171,12 +175,14 @@ function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
 /** SIGTERM to the executor's process group, SIGKILL to it after 5 s; resolves once it exited. */
 export async function stopExecutor(exe: Pick<ExecutorProcess, "child" | "exited">): Promise<void> {
   const { child } = exe;
-  stopped.add(child);
+  const held: string[] = [];
+  stopped.set(child, held);
   if (child.exitCode === null && child.signalCode === null) {
     killGroup(child, "SIGTERM");
     const timer = setTimeout(() => killGroup(child, "SIGKILL"), 5_000);
-    await exe.exited;
+    const { code } = await exe.exited;
     clearTimeout(timer);
+    if (code !== null && code !== 0) for (const line of held) process.stderr.write(`[executor] ${line}\n`);
   }
   // Anything of it still in its group (it exited first) goes too.
   killGroup(child, "SIGKILL");

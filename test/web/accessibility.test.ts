@@ -2,31 +2,16 @@
 // ARIA, landmarks) inside real Chromium, in the states a person sees: fresh, after steps (including a
 // failing one and an API error), on desktop and on a 390 px screen.
 import { createRequire } from "node:module";
-import type { Browser, Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import {
-  asNewVisitor,
-  launchChromium,
-  openPage,
-  openTab,
-  reset,
-  step,
-  waitForStatus,
-} from "./page-driver.js";
+import type { Page } from "playwright-core";
+import { describe, expect, inject, it } from "vitest";
+import { asNewVisitor, openPage, reset, step, useTab, waitForStatus } from "./page-driver.js";
 
 const require = createRequire(import.meta.url);
 const axePath = require.resolve("axe-core/axe.min.js");
 const baseUrl = inject("baseUrl");
-let browser: Browser;
 let page: Page;
 
-beforeAll(async () => {
-  browser = await launchChromium();
-  page = await openTab(browser);
-});
-afterAll(async () => {
-  await browser?.close();
-});
+useTab((tab) => ({ page } = tab), { origin: null });
 
 interface AxeViolation {
   id: string;

@@ -1,28 +1,18 @@
 // The page against a hosted-mode stack (keys required): its own local stack with auth on (dynalite,
 // the real Python executor, the API over HTTP), a real key from the key store, real Chromium.
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
-import type { Browser, Page } from "playwright-core";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import type { Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type LocalStack, startLocalStack } from "../../functions/src/local/stack.js";
 import { dynamoDbApiKeyStore } from "../../functions/src/store/dynamodb-api-keys.js";
-import {
-  asNewVisitor,
-  launchChromium,
-  openPage,
-  openTab,
-  reset,
-  screenshot,
-  step,
-  text,
-  waitForStatus,
-} from "./page-driver.js";
+import { openPage, reset, screenshot, step, text, useTab, waitForStatus } from "./page-driver.js";
 
 let stack: LocalStack;
 let dynamodb: DynamoDBClient;
 let apiKey: string;
-let browser: Browser;
 let page: Page;
 
+useTab((tab) => ({ page } = tab), { origin: () => stack.baseUrl });
 beforeAll(async () => {
   stack = await startLocalStack({ port: 0, dataDir: null, auth: true });
   dynamodb = new DynamoDBClient({
@@ -33,17 +23,10 @@ beforeAll(async () => {
   ({ key: apiKey } = await dynamoDbApiKeyStore({ client: dynamodb, tableName: stack.tableName }).create({
     tenantId: "web-test",
   }));
-  browser = await launchChromium();
-  page = await openTab(browser);
 });
 afterAll(async () => {
-  await browser?.close();
   dynamodb?.destroy();
   await stack?.stop();
-});
-beforeEach(async () => {
-  // A first visit, as in a fresh context: no key kept, no episode.
-  await asNewVisitor(page, stack.baseUrl);
 });
 
 async function enterKey(key: string, remember = false): Promise<void> {

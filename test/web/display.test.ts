@@ -4,21 +4,11 @@
 // row keeps them. Real Chromium and the real stack: the step really runs, and its real answer gets
 // the `display` list added on the way to the page (the bundles a cell would make), so the test does
 // not depend on which Python packages the executor has.
-import type { Browser, Page } from "playwright-core";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
-import {
-  asNewVisitor,
-  launchChromium,
-  openPage,
-  openTab,
-  reset,
-  screenshot,
-  step,
-  WAIT,
-} from "./page-driver.js";
+import type { Page } from "playwright-core";
+import { afterEach, beforeEach, describe, expect, inject, it } from "vitest";
+import { openPage, reset, screenshot, step, useTab, WAIT } from "./page-driver.js";
 
 const baseUrl = inject("baseUrl");
-let browser: Browser;
 let page: Page;
 
 // A 2x2 red PNG.
@@ -45,16 +35,8 @@ const DISPLAY = [
   { data: { "text/plain": "plain <i>text</i>" }, metadata: {} },
 ];
 
-beforeAll(async () => {
-  browser = await launchChromium();
-  page = await openTab(browser);
-});
-afterAll(async () => {
-  await browser?.close();
-});
+useTab((tab) => ({ page } = tab));
 beforeEach(async () => {
-  // A first visit, as in a fresh context: no episode open.
-  await asNewVisitor(page, baseUrl);
   // The real /step answer, with the display list a cell would produce added (when it has none).
   await page.route("**/step", async (route) => {
     const response = await route.fetch();

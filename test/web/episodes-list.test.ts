@@ -1,29 +1,19 @@
 // The page's "Your episodes" list (GET /episodes, paged, with delete) and the quota message, against
 // a hosted-mode stack of its own (keys required), so each test owns a tenant and its episodes.
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
-import type { Browser, Page } from "playwright-core";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import type { Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type LocalStack, startLocalStack } from "../../functions/src/local/stack.js";
 import { dynamoDbApiKeyStore } from "../../functions/src/store/dynamodb-api-keys.js";
 import type { ApiKeyStore } from "../../functions/src/tenancy/index.js";
-import {
-  asNewVisitor,
-  launchChromium,
-  openPage,
-  openTab,
-  reset,
-  screenshot,
-  text,
-  WAIT,
-  waitForStatus,
-} from "./page-driver.js";
+import { openPage, reset, screenshot, text, useTab, WAIT, waitForStatus } from "./page-driver.js";
 
 let stack: LocalStack;
 let dynamodb: DynamoDBClient;
 let keys: ApiKeyStore;
-let browser: Browser;
 let page: Page;
 
+useTab((tab) => ({ page } = tab), { origin: () => stack.baseUrl });
 beforeAll(async () => {
   stack = await startLocalStack({ port: 0, dataDir: null, auth: true });
   dynamodb = new DynamoDBClient({
@@ -32,18 +22,11 @@ beforeAll(async () => {
     credentials: stack.credentials,
   });
   keys = dynamoDbApiKeyStore({ client: dynamodb, tableName: stack.tableName });
-  browser = await launchChromium();
-  page = await openTab(browser);
   page.on("dialog", (dialog) => void dialog.accept());
 });
 afterAll(async () => {
-  await browser?.close();
   dynamodb?.destroy();
   await stack?.stop();
-});
-beforeEach(async () => {
-  // A first visit, as in a fresh context: no key, no episode.
-  await asNewVisitor(page, stack.baseUrl);
 });
 
 async function api(key: string, method: string, path: string, body?: unknown): Promise<Response> {

@@ -1,38 +1,25 @@
 // The page's "Files" card: the open episode's files listed after each step, downloaded on click
 // (the bytes equal what the step wrote) and uploaded from this computer. Real Chromium, the real
 // page bundle, the real local stack.
-import type { Browser, Page } from "playwright-core";
-import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
+import type { Page } from "playwright-core";
+import { describe, expect, inject, it } from "vitest";
 import {
-  asNewVisitor,
   downloadedBytes,
-  launchChromium,
   openPage,
-  openTab,
   reset,
   screenshot,
   step,
   text,
+  useTab,
   WAIT,
   waitForStatus,
 } from "./page-driver.js";
 
 const baseUrl = inject("baseUrl");
-let browser: Browser;
 let page: Page;
 const viewport = { width: 1280, height: 900 };
 
-beforeAll(async () => {
-  browser = await launchChromium();
-  page = await openTab(browser, { viewport, acceptDownloads: true });
-});
-afterAll(async () => {
-  await browser?.close();
-});
-beforeEach(async () => {
-  // A first visit, as in a fresh context: no episode open.
-  await asNewVisitor(page, baseUrl, viewport);
-});
+useTab((tab) => ({ page } = tab), { context: { viewport, acceptDownloads: true } });
 
 const listedFiles = (p: Page): Promise<{ path: string; size: string }[]> =>
   p.locator("#files > li").evaluateAll((items) =>

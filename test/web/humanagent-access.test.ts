@@ -2,18 +2,16 @@
 // and with nothing loaded from another origin. Real Chromium, real page bundle, real local stack
 // (test/global-setup.ts). No mocks.
 import type { Browser, Page } from "playwright-core";
-import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
+import { describe, expect, inject, it } from "vitest";
 import {
-  asNewVisitor,
   CONTEXT_OPTIONS,
-  launchChromium,
   openPage,
-  openTab,
   reset,
   screenshot,
   setCode,
   step,
   text,
+  useTab,
   waitForHistory,
 } from "./page-driver.js";
 
@@ -21,17 +19,7 @@ const baseUrl = inject("baseUrl");
 let browser: Browser;
 let page: Page;
 
-beforeAll(async () => {
-  browser = await launchChromium();
-  page = await openTab(browser);
-});
-afterAll(async () => {
-  await browser?.close();
-});
-beforeEach(async () => {
-  // A first visit, as in a fresh context: no cookie, no storage, so every test starts "Not initialized".
-  await asNewVisitor(page, baseUrl);
-});
+useTab((tab) => ({ browser, page } = tab));
 
 describe("HumanAgent page access", () => {
   it("works at /web/ too, with API calls and the docs link relative to where it is mounted", async () => {

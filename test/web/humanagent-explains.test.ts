@@ -1,36 +1,23 @@
 // What the HumanAgent page (/web) tells a person: a failing step, the episode's options and the
 // notices they lead to, a refused input, the busy state, an API error. Real Chromium, real page
 // bundle, real local stack (test/global-setup.ts). No mocks.
-import type { Browser, Page } from "playwright-core";
-import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
+import type { Page } from "playwright-core";
+import { describe, expect, inject, it } from "vitest";
 import {
-  asNewVisitor,
-  launchChromium,
   openPage,
-  openTab,
   reset,
   setCode,
   step,
   text,
+  useTab,
   waitForHistory,
   waitForStatus,
 } from "./page-driver.js";
 
 const baseUrl = inject("baseUrl");
-let browser: Browser;
 let page: Page;
 
-beforeAll(async () => {
-  browser = await launchChromium();
-  page = await openTab(browser);
-});
-afterAll(async () => {
-  await browser?.close();
-});
-beforeEach(async () => {
-  // A first visit, as in a fresh context: no cookie, no storage, so every test starts "Not initialized".
-  await asNewVisitor(page, baseUrl);
-});
+useTab((tab) => ({ page } = tab));
 
 describe("HumanAgent page in words", () => {
   it("shows stderr and exit code 1 for a failing step, and keeps the episode usable", async () => {

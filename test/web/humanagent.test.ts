@@ -3,40 +3,27 @@
 // Python executor from test/global-setup.ts). No mocks. What the page explains in words is in
 // humanagent-explains.test.ts, how it is reached (address, keyboard, phone, origin) in
 // humanagent-access.test.ts.
-import type { Browser, Page } from "playwright-core";
-import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
+import type { Page } from "playwright-core";
+import { describe, expect, inject, it } from "vitest";
 import {
-  asNewVisitor,
   downloadedBytes,
   editorText,
   historyCount,
-  launchChromium,
   openPage,
-  openTab,
   reset,
   screenshot,
   setCode,
   step,
   text,
+  useTab,
   WAIT,
   waitForHistory,
 } from "./page-driver.js";
 
 const baseUrl = inject("baseUrl");
-let browser: Browser;
 let page: Page;
 
-beforeAll(async () => {
-  browser = await launchChromium();
-  page = await openTab(browser, { acceptDownloads: true });
-});
-afterAll(async () => {
-  await browser?.close();
-});
-beforeEach(async () => {
-  // A first visit, as in a fresh context: no cookie, no storage, so every test starts "Not initialized".
-  await asNewVisitor(page, baseUrl);
-});
+useTab((tab) => ({ page } = tab), { context: { acceptDownloads: true } });
 
 describe("HumanAgent page", () => {
   it("serves the page with the seed's wording and starts not initialized", async () => {

@@ -3,7 +3,7 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { Browser, BrowserContextOptions, Download, Page } from "playwright-core";
-import { inject } from "vitest";
+import { afterAll, beforeAll, beforeEach, inject } from "vitest";
 import { openChromium } from "./chromium.js";
 
 // test/global-setup.ts provides the local stack's URL; declared here too so this folder type-checks alone.
@@ -45,6 +45,49 @@ export const CONTEXT_OPTIONS = {
 export async function openTab(browser: Browser, options: BrowserContextOptions = {}): Promise<Page> {
   const context = await browser.newContext({ ...CONTEXT_OPTIONS, ...options });
   return context.newPage();
+}
+
+/** A test file's browser and its one tab ({@link useTab}). */
+export interface Tab {
+  readonly browser: Browser;
+  readonly page: Page;
+}
+
+export interface UseTabOpts {
+  /** Options of the tab's context, over {@link CONTEXT_OPTIONS}. @default {} */
+  readonly context?: BrowserContextOptions;
+  /**
+   * The origin each test starts a first visit to ({@link asNewVisitor}, at the context's viewport),
+   * read when the test starts; `null`: the tests do it themselves. @default the shared stack's URL
+   */
+  readonly origin?: (() => string) | null;
+}
+
+/**
+ * Registers a test file's browser hooks: the browser and its one tab opened before the file's first
+ * test (and handed to `opened`), every test a first visit, the browser closed after the last test.
+ * Call it before the file's own hooks that use the tab.
+ * @example
+ * let page: Page;
+ * useTab((tab) => ({ page } = tab), { context: { acceptDownloads: true } });
+ */
+export function useTab(opened: (tab: Tab) => void, opts: UseTabOpts = {}): void {
+  let browser: Browser | undefined;
+  let page: Page | undefined;
+  beforeAll(async () => {
+    browser = await launchChromium();
+    page = await openTab(browser, opts.context);
+    opened({ browser, page });
+  });
+  afterAll(async () => {
+    await browser?.close();
+  });
+  const origin = opts.origin === undefined ? () => inject("baseUrl") : opts.origin;
+  if (origin === null) return;
+  beforeEach(async () => {
+    // A first visit, as in a fresh context: no cookie, no storage (no key kept, no episode open).
+    await asNewVisitor(page as Page, origin(), opts.context?.viewport ?? DESKTOP);
+  });
 }
 
 /**

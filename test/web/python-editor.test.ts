@@ -2,19 +2,17 @@
 // to follow: the result scrolls into view on a phone, the time limit and the stale output are shown
 // while it runs, and a reload keeps the draft. Real Chromium against the shared local stack.
 import type { Browser, Page } from "playwright-core";
-import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
+import { describe, expect, inject, it } from "vitest";
 import {
-  asNewVisitor,
   CONTEXT_OPTIONS,
   editorText,
-  launchChromium,
   openPage,
-  openTab,
   reset,
   screenshot,
   setCode,
   step,
   text,
+  useTab,
   waitForHistory,
 } from "./page-driver.js";
 
@@ -22,17 +20,7 @@ const baseUrl = inject("baseUrl");
 let browser: Browser;
 let page: Page;
 
-beforeAll(async () => {
-  browser = await launchChromium();
-  page = await openTab(browser);
-});
-afterAll(async () => {
-  await browser?.close();
-});
-beforeEach(async () => {
-  // A first visit, as in a fresh context: no episode, no draft.
-  await asNewVisitor(page, baseUrl);
-});
+useTab((tab) => ({ browser, page } = tab));
 
 const popup = ".cm-tooltip-autocomplete";
 

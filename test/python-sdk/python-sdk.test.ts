@@ -1,25 +1,17 @@
-// The Python SDK (sdk-python/) against the real local stack: its unittest suite, one process per
-// test module, and the README's offline venv install (pip with the interpreter's own setuptools)
-// running the quick start from the install. The tests run side by side: they wait on the stack,
-// on pip and on cells that sleep, hardly on the CPU, so the file takes as long as its longest test.
-import { spawn } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, inject, it } from "vitest";
 import "../helpers/context.js";
+import { run } from "./run.js";
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const sdkDir = join(repoRoot, "sdk-python");
 const testsDir = join(sdkDir, "tests");
 // Debian's interpreter (the SDK needs only the standard library and Python 3.10+).
 const python = existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
-// Not in /tmp: while a runtime test runs the pool's Lambda-mode paths as root (python-runtime's
-// test_hash_seed, TenantZygoteLambdaPoolTest, beside vitest in `npm test`), its hygiene deletes every
-// new entry of root's in /tmp after each step, this folder and pip's build folders among them.
-const cacheDir = join(repoRoot, "node_modules", ".cache");
-mkdirSync(cacheDir, { recursive: true });
-const scratch = mkdtempSync(join(cacheDir, "python-sdk-test-"));
+const scratch = mkdtempSync(join(tmpdir(), "python-sdk-test-"));
 // What `python -m unittest discover` would run: the modules named test*.py.
 const testModules = readdirSync(testsDir)
   .filter((name) => /^test.*\.py$/.test(name))
@@ -29,38 +21,6 @@ const testModules = readdirSync(testsDir)
 afterAll(() => {
   rmSync(scratch, { recursive: true, force: true });
 });
-
-interface Ran {
-  readonly status: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-/** Runs a command to its end without blocking the worker, so the file's tests run side by side. */
-function run(
-  command: string,
-  args: string[],
-  { cwd, env }: { cwd: string; env: Record<string, string> },
-  timeoutMs = 240_000,
-): Promise<Ran> {
-  return new Promise((done, fail) => {
-    const child = spawn(command, args, {
-      cwd,
-      timeout: timeoutMs,
-      env: { ...process.env, PYTHONDONTWRITEBYTECODE: "1", PIP_DISABLE_PIP_VERSION_CHECK: "1", ...env },
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-      stdout += chunk;
-    });
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
-      stderr += chunk;
-    });
-    child.on("error", fail);
-    child.on("close", (status) => done({ status, stdout, stderr }));
-  });
-}
 
 /** The fenced blocks of `lang` in a Markdown file of the repository. */
 function codeBlocks(file: string, lang: string): string[] {

@@ -4,12 +4,12 @@
 // reaches the other instance, which must replay the stored result, never run the step again.
 // (The whole SDK suite runs against the one-instance stack in python-sdk.test.ts.) One process per
 // test class, side by side: the classes mostly wait (Retry-After, sleeping cells).
-import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, inject, it } from "vitest";
 import "../helpers/context.js";
+import { run } from "./run.js";
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const python = existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
@@ -21,28 +21,12 @@ const testsInModule = [...source.matchAll(/^ {4}def test_\w+\(/gm)].length;
 const ranByClass = new Map<string, number>();
 
 /** `python -m unittest -v test_retries.<cls>` on the two-instance stack: its exit status and report. */
-function runClass(cls: string): Promise<{ status: number | null; report: string }> {
-  return new Promise((done, fail) => {
-    const child = spawn(python, ["-m", "unittest", "-v", `test_retries.${cls}`], {
-      cwd: testsDir,
-      timeout: 240_000,
-      env: {
-        ...process.env,
-        PYTHONDONTWRITEBYTECODE: "1",
-        PYTHONPATH: join(repoRoot, "sdk-python"),
-        CODING_ENV_URL: inject("baseUrl"),
-      },
-    });
-    let report = "";
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-      report += chunk;
-    });
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
-      report += chunk;
-    });
-    child.on("error", fail);
-    child.on("close", (status) => done({ status, report }));
+async function runClass(cls: string): Promise<{ status: number | null; report: string }> {
+  const { status, stdout, stderr } = await run(python, ["-m", "unittest", "-v", `test_retries.${cls}`], {
+    cwd: testsDir,
+    env: { PYTHONPATH: join(repoRoot, "sdk-python"), CODING_ENV_URL: inject("baseUrl") },
   });
+  return { status, report: stdout + stderr };
 }
 
 describe("Python SDK retries on two API instances", () => {

@@ -264,18 +264,23 @@ def runtime_opts(args: argparse.Namespace) -> RuntimeOpts:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The server's command line; ``--idle-workers`` and ``--preload`` default to the
-    executor's settings (``CODING_ENV_IDLE_WORKERS``, ``CODING_ENV_PRELOAD``), so a stack's
-    launcher can set them through its environment (a test stack: fewer spares to start and
-    throw away when it closes)."""
-    from_environment = options.opts_from_environment()
+    """The server's command line; ``--idle-workers``, ``--max-warm-workers`` and ``--preload``
+    default to the executor's settings (``CODING_ENV_IDLE_WORKERS``,
+    ``CODING_ENV_MAX_WARM_WORKERS``, ``CODING_ENV_PRELOAD``), so a stack's launcher can set them
+    through its environment (a test stack: fewer spares to start and throw away when it closes)."""
+    # A laptop keeps more warm workers than one Lambda environment, unless the setting says otherwise.
+    from_environment = options.opts_from_environment(RuntimeOpts(max_warm_workers=32))
     parser = argparse.ArgumentParser(prog="python3 -m coding_env_runtime.local_server")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9001)
     parser.add_argument(
         "--idle-workers", type=int, default=from_environment.idle_workers, help="pre-forked idle workers"
     )
-    parser.add_argument("--max-warm-workers", type=int, default=32)
+    parser.add_argument(
+        "--max-warm-workers",
+        type=int,
+        default=from_environment.max_warm_workers,
+    )
     parser.add_argument(
         "--reserved-concurrency",
         type=int,

@@ -178,11 +178,11 @@ class RuntimeOpts:
     uid_blocks: int = 1_000
 
 
-def opts_from_environment() -> RuntimeOpts:
-    """The Lambda entry point's options: the defaults with ``CODING_ENV_IDLE_WORKERS``,
-    ``CODING_ENV_MAX_WARM_WORKERS`` and ``CODING_ENV_PRELOAD`` (comma-separated modules for the
-    zygote to import) applied."""
-    opts = RuntimeOpts()
+def opts_from_environment(defaults: RuntimeOpts | None = None) -> RuntimeOpts:
+    """The Lambda entry point's options: ``defaults`` (``RuntimeOpts()``) with
+    ``CODING_ENV_IDLE_WORKERS``, ``CODING_ENV_MAX_WARM_WORKERS`` and ``CODING_ENV_PRELOAD``
+    (comma-separated modules for the zygote to import) applied."""
+    opts = defaults if defaults is not None else RuntimeOpts()
     if os.environ.get(IDLE_WORKERS_ENV):
         opts.idle_workers = int(os.environ[IDLE_WORKERS_ENV])
     if os.environ.get(MAX_WARM_WORKERS_ENV):

@@ -103,16 +103,19 @@ class LocalServerSettingsTest(unittest.TestCase):
     """The executor's documented settings reach the local server (docs/LOCAL-STACK.md), so a
     stack's launcher sets them through its environment; the command line still wins."""
 
-    def test_idle_workers_and_preload_default_to_the_settings(self) -> None:
-        settings = {options.IDLE_WORKERS_ENV: "1", options.PRELOAD_ENV: "json, csv"}
+    def test_idle_workers_warm_workers_and_preload_default_to_the_settings(self) -> None:
+        settings = {options.IDLE_WORKERS_ENV: "1", options.MAX_WARM_WORKERS_ENV: "5", options.PRELOAD_ENV: "json, csv"}
         with mock.patch.dict(os.environ, settings):
             opts = local_server.runtime_opts(local_server.parse_args([]))
-            self.assertEqual((opts.idle_workers, opts.preload), (1, ("json", "csv")))
-            opts = local_server.runtime_opts(local_server.parse_args(["--idle-workers", "3", "--preload", ""]))
-            self.assertEqual((opts.idle_workers, opts.preload), (3, ()))
+            self.assertEqual((opts.idle_workers, opts.max_warm_workers, opts.preload), (1, 5, ("json", "csv")))
+            opts = local_server.runtime_opts(
+                local_server.parse_args(["--idle-workers", "3", "--max-warm-workers", "7", "--preload", ""])
+            )
+            self.assertEqual((opts.idle_workers, opts.max_warm_workers, opts.preload), (3, 7, ()))
 
     def test_without_the_settings_the_defaults_are_unchanged(self) -> None:
-        clean = {k: v for k, v in os.environ.items() if k not in (options.IDLE_WORKERS_ENV, options.PRELOAD_ENV)}
+        names = (options.IDLE_WORKERS_ENV, options.MAX_WARM_WORKERS_ENV, options.PRELOAD_ENV)
+        clean = {k: v for k, v in os.environ.items() if k not in names}
         with mock.patch.dict(os.environ, clean, clear=True):
             opts = local_server.runtime_opts(local_server.parse_args([]))
         self.assertEqual((opts.idle_workers, opts.preload, opts.max_warm_workers), (2, (), 32))

@@ -172,6 +172,14 @@ kept = 'changed'
 
 
 class FrozenBetweenStepsTest(RuntimeTestCase):
+    def setUp(self) -> None:
+        # An earlier test's discarded worker may still be going: without cgroups, what it started is
+        # reparented to its zygote until the uid is killed, and a step's sweep meanwhile counts
+        # that as escaped and keeps no worker warm (these tests need the warm one).
+        deadline = time.monotonic() + 30
+        while any(w.discarded for w in list(self.runtime.pool.live.values())) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
     def assert_frozen(self, ep: Episode) -> None:
         key = next(k for k in self.runtime._warm if k[1] == ep.episode_id)
         worker = self.runtime._warm[key]

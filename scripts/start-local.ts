@@ -3,6 +3,7 @@
 // CODING_ENV_API_INSTANCES (1), CODING_ENV_EXECUTOR_MODE (local | lambda) and
 // CODING_ENV_LOG_REQUESTS (on: one console line per request; `npm start -- --quiet` turns it off).
 // Ctrl-C stops every part; if one part crashes the others are stopped and the process exits non-zero.
+import { createServer } from "node:net";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { API_ENV } from "../functions/src/config.js";
@@ -13,7 +14,6 @@ import { API_ENV } from "../functions/src/config.js";
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
 
 import { checkPackageSet } from "../functions/src/local/package-check.js";
-import { startLocalStack } from "../functions/src/local/stack.js";
 
 let quiet = false;
 try {
@@ -43,6 +43,27 @@ const host = process.env.HOST || "127.0.0.1";
 const rawDataDir = process.env[API_ENV.dataDir];
 const dataDir = rawDataDir === ":memory:" ? null : rawDataDir ? resolve(rawDataDir) : undefined;
 
+function portInUse(): never {
+  console.error(
+    `coding-env failed to start: port ${port} on ${host} is in use (another coding-env?). Set PORT to a free one, e.g. PORT=${port === 8000 ? 8001 : port + 1} npm start`,
+  );
+  process.exit(1);
+}
+
+/** Whether `port` on `host` can be listened on now (any error but EADDRINUSE is the stack's to report). */
+function portIsFree(): Promise<boolean> {
+  return new Promise((done) => {
+    const probe = createServer();
+    probe.once("error", (err: NodeJS.ErrnoException) => done(err.code !== "EADDRINUSE"));
+    probe.listen({ port, host, exclusive: true }, () => probe.close(() => done(true)));
+  });
+}
+
+// A busy port is said at once: before the stack's modules load and its executor and DynamoDB start
+// (only to be stopped again). The stack's own listen still reports one taken meanwhile.
+if (port !== 0 && !(await portIsFree())) portInUse();
+const { startLocalStack } = await import("../functions/src/local/stack.js");
+
 // The package set user code is offered (packages.json): say what is missing and how to install it.
 const packageProblem = await checkPackageSet(resolve(import.meta.dirname, ".."));
 if (packageProblem) console.warn(packageProblem);
@@ -59,13 +80,8 @@ try {
     logExecutor: true,
   });
 } catch (err) {
-  if ((err as NodeJS.ErrnoException).code === "EADDRINUSE") {
-    console.error(
-      `coding-env failed to start: port ${port} on ${host} is in use (another coding-env?). Set PORT to a free one, e.g. PORT=${port === 8000 ? 8001 : port + 1} npm start`,
-    );
-  } else {
-    console.error(`coding-env failed to start: ${(err as Error).message}`);
-  }
+  if ((err as NodeJS.ErrnoException).code === "EADDRINUSE") portInUse();
+  console.error(`coding-env failed to start: ${(err as Error).message}`);
   process.exit(1);
 }
 

@@ -126,8 +126,8 @@ function launchIn(prefix: string, args: string[] = [], port?: string): (typeof l
 }
 let loud: (typeof launchers)[number];
 let quiet: (typeof launchers)[number];
-/** The third launcher's port, exit code and output, once it has exited (its streams closed). */
-let busy: Promise<{ port: string; exit: number | string | null; output: string[] }>;
+/** The third launcher's port, exit code, output and data folder's entries, once it has exited (its streams closed). */
+let busy: Promise<{ port: string; exit: number | string | null; output: string[]; data: string[] }>;
 beforeAll(() => {
   loud = launchIn("coding-env-start-");
   quiet = launchIn("coding-env-crash-", ["--quiet"]);
@@ -140,7 +140,7 @@ beforeAll(() => {
       () => launched.child.exitCode,
     );
     await closed;
-    return { port, exit, output: launched.output };
+    return { port, exit, output: launched.output, data: readdirSync(launched.dataDir) };
   });
   busy.catch(() => undefined); // the case that awaits it reports a failure
 });
@@ -299,6 +299,8 @@ describe("npm start launcher (scripts/start-local.ts)", () => {
     expect(second.output).toEqual([
       expect.stringMatching(new RegExp(`port ${second.port} .* in use.*Set PORT`)),
     ]);
+    // ...said before any part started: its data folder holds no DynamoDB or S3 data.
+    expect(second.data).toEqual([]);
     // The stack's parts: the executor and its workers (tsx's esbuild helper is not one).
     const parts = descendants(child.pid as number).filter((p) => !p.cmd.includes("esbuild"));
     expect(parts.some((p) => p.cmd.includes("coding_env_runtime"))).toBe(true);

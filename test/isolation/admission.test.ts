@@ -6,7 +6,7 @@
 // Order is read from the cells' own clocks and from which answers have arrived, never from how long
 // anything took (speed under a flood is bench/api/fairness.ts).
 import type { DynamoDBClient } from "@aws-sdk/client-dynamodb";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type LocalStack, startLocalStack } from "../../functions/src/local/stack.js";
 import { dynamoDbApiKeyStore } from "../../functions/src/store/dynamodb-api-keys.js";
 import { clientFor } from "../tenancy/helpers/dynalite-table.js";
@@ -18,26 +18,20 @@ interface Answer {
   body: Record<string, unknown>;
 }
 
-let stack: LocalStack | undefined;
-let client: DynamoDBClient | undefined;
-
-afterEach(async () => {
-  client?.destroy();
-  await stack?.stop();
-  stack = undefined;
-});
-
 /**
- * The two scenarios' stacks (one API instance, two), started together before the first: the file
- * waits for one start, not two (a failed start fails the scenario that awaits it). Each scenario stops its own (afterEach); this stops one left over.
+ * The two scenarios' stacks (one API instance, two), started together before the scenarios, which
+ * then run at the same time, each on its own stack (its own executor and DynamoDB): the file waits
+ * for one start and one flood, not two of each (a failed start fails the scenario that awaits it).
  */
 const starting = new Map<number, Promise<LocalStack>>();
+const clients: DynamoDBClient[] = [];
 beforeAll(async () => {
   for (const n of [1, 2]) starting.set(n, startStack(n));
-  // Both up before the first scenario: a start's load must not delay a cell in the first's window.
+  // Both up before the scenarios: a start's load must not delay a cell in the other's window.
   await Promise.allSettled(starting.values());
 });
 afterAll(async () => {
+  for (const client of clients) client.destroy();
   for (const started of starting.values()) await (await started.catch(() => undefined))?.stop();
 });
 
@@ -61,16 +55,25 @@ function startStack(apiInstances: number): Promise<LocalStack> {
   });
 }
 
-async function start(apiInstances: number): Promise<{ keyA: string; keyB: string; baseUrl: string }> {
-  stack = await (starting.get(apiInstances) as Promise<LocalStack>);
+interface Scenario {
+  stack: LocalStack;
+  keyA: string;
+  keyB: string;
+  baseUrl: string;
+}
+
+async function start(apiInstances: number): Promise<Scenario> {
+  const stack = await (starting.get(apiInstances) as Promise<LocalStack>);
   // The stack's child processes: the executor, then each API instance when several; all distinct,
   // none of them this one (with one instance the API serves from this process).
   expect(stack.childPids).toHaveLength(apiInstances === 1 ? 1 : 1 + apiInstances);
   expect(new Set(stack.childPids).size).toBe(stack.childPids.length);
   expect(stack.childPids).not.toContain(process.pid);
-  client = clientFor(stack.dynamodbEndpoint, stack.credentials);
+  const client = clientFor(stack.dynamodbEndpoint, stack.credentials);
+  clients.push(client);
   const keys = dynamoDbApiKeyStore({ client, tableName: stack.tableName });
   return {
+    stack,
     keyA: (await keys.create({ tenantId: "flooder" })).key,
     keyB: (await keys.create({ tenantId: "bystander" })).key,
     baseUrl: stack.baseUrl,
@@ -118,8 +121,8 @@ const QUICK_CELL = "import time\nt0 = time.time()\ntime.sleep(0.5)\nprint(t0, ti
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Episode reads (Query) the stack's DynamoDB has served: one per step admitted. */
-async function queries(): Promise<number> {
-  return (await (stack as LocalStack).dynamodbStats()).counts.Query ?? 0;
+async function queries(stack: LocalStack): Promise<number> {
+  return (await stack.dynamodbStats()).counts.Query ?? 0;
 }
 
 /**
@@ -128,12 +131,12 @@ async function queries(): Promise<number> {
  * the steps that queue behind them start only when a holding one has ended, and the whole takes
  * one holding cell's time (plus the queued quick ones) instead of one per slot-full.
  */
-async function flood(baseUrl: string, key: string, ids: string[]): Promise<Promise<Answer>[]> {
+async function flood({ stack, baseUrl, keyA }: Scenario, ids: string[]): Promise<Promise<Answer>[]> {
   const step = (id: string, code: string) =>
-    call(baseUrl, key, "POST", "/step", { action: { code }, episode_id: id });
-  const before = await queries();
+    call(baseUrl, keyA, "POST", "/step", { action: { code }, episode_id: id });
+  const before = await queries(stack);
   const holding = ids.slice(0, 2).map((id) => step(id, HOLDING_CELL));
-  for (const end = Date.now() + 60_000; (await queries()) - before < 2; await sleep(50)) {
+  for (const end = Date.now() + 60_000; (await queries(stack)) - before < 2; await sleep(50)) {
     if (Date.now() > end) throw new Error("A's two holding steps were not admitted within 60 s");
   }
   return [...holding, ...ids.slice(2).map((id) => step(id, QUICK_CELL))];
@@ -161,16 +164,17 @@ async function stepCounts(baseUrl: string, key: string, ids: string[]): Promise<
   );
 }
 
-describe("admission of steps under a flood", () => {
+describe.concurrent("admission of steps under a flood", () => {
   it("admits another tenant's step ahead of the flooder's queued steps; the excess is 429 with Retry-After, nothing lost or run twice", async () => {
     // Prepare: A has 10 episodes, B one (warmed)
-    const { keyA, keyB, baseUrl } = await start(1);
+    const scenario = await start(1);
+    const { stack, keyA, keyB, baseUrl } = scenario;
     const flooded = await resets(baseUrl, keyA, 10);
     const [bystander] = await resets(baseUrl, keyB, 1);
     await call(baseUrl, keyB, "POST", "/step", { action: { code: "n = 0" }, episode_id: bystander });
-    const queriesBefore = await queries();
+    const queriesBefore = await queries(stack);
     // Act: A steps all 10: 2 run (holding their slots), then 8 at once: 3 wait their turn, 5 are refused
-    const floodAnswers = await flood(baseUrl, keyA, flooded);
+    const floodAnswers = await flood(scenario, flooded);
     const arrived = floodAnswers.map(() => false);
     floodAnswers.forEach((a, i) => {
       void a.then(() => {
@@ -213,7 +217,7 @@ describe("admission of steps under a flood", () => {
     expect(queued).toHaveLength(3);
     for (const i of queued) expect(arrivedWhenBAnswered[i]).toBe(false);
     // Refused steps read nothing: one episode read (Query) per step that ran, A's 5 and B's
-    expect((await queries()) - queriesBefore).toBeLessThanOrEqual(6);
+    expect((await queries(stack)) - queriesBefore).toBeLessThanOrEqual(6);
     // Each of A's steps ran once (its episode at step 1) or never (refused: still at step 0)
     const counts = await stepCounts(baseUrl, keyA, flooded);
     expect(counts.filter((c) => c === 1)).toHaveLength(5);
@@ -222,10 +226,11 @@ describe("admission of steps under a flood", () => {
 
   it("with two API instances the tenant's cap holds in all: never more than 2 of its steps run at once", async () => {
     // Prepare
-    const { keyA, baseUrl } = await start(2);
+    const scenario = await start(2);
+    const { keyA, baseUrl } = scenario;
     const flooded = await resets(baseUrl, keyA, 10);
     // Act: 10 steps spread over both instances in turn: the 2 holding ones (one on each), then 8 at once
-    const answers = await Promise.all(await flood(baseUrl, keyA, flooded));
+    const answers = await Promise.all(await flood(scenario, flooded));
     // Assess: each instance ran 1 at a time and queued 2 (half of 2 and of 3, rounded up): 6 ran,
     // 4 were refused; the cells' own start and end times never overlap more than 2 deep (with each
     // instance's full cap, a queued step would have run beside its instance's holding one: 3 deep)

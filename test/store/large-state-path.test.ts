@@ -29,6 +29,11 @@ import { startTestTable, type TestTable } from "../tenancy/helpers/dynalite-tabl
 
 const repoRoot = resolve(import.meta.dirname, "../..");
 const MiB = 1024 * 1024;
+/**
+ * The large array's size: past Lambda's 6 MB payload (and 16 KB, what a payload here may hold), so
+ * a state that rode in one would show. A 100 MiB one across a whole stack's restart is restart.test.ts's.
+ */
+const LARGE_MIB = 16;
 const T = "tenant-large";
 const credentials = {
   accessKeyId: randomBytes(16).toString("hex"),
@@ -111,23 +116,23 @@ afterAll(async () => {
 });
 
 describe("large state in S3 through the core", () => {
-  it("a 100 MiB array never rides in the executor's payload; a fork shares its object and diverges; delete keeps only the shared object", async () => {
+  it("a 16 MiB array never rides in the executor's payload; a fork shares its object and diverges; delete keeps only the shared object", async () => {
     const { repository, episodes } = service();
     const { episode_id: id } = await episodes.reset(T, { policy: "full" });
-    const n = (100 * MiB) / 8;
-    // Random integers: incompressible, so the object really is 100 MiB.
+    const n = (LARGE_MIB * MiB) / 8;
+    // Random integers: incompressible, so the object really is that large.
     const make = `import numpy as np\nbig = np.random.default_rng(3).integers(0, 2**62, ${n}, dtype=np.int64)\nlast = int(big[-1])\nprint(big.nbytes)`;
 
     // Act: make the state, then change it (warm), then fork and change the fork.
     payloads.length = 0;
     const made = await run(episodes, id, make);
-    expect(made.observation).toEqual({ stdout: `${100 * MiB}\n`, stderr: "", exit_code: 0 });
+    expect(made.observation).toEqual({ stdout: `${LARGE_MIB * MiB}\n`, stderr: "", exit_code: 0 });
     const stored = (await repository.load(T, id, { nowMs: Date.now() }))?.episode;
     expect(stored?.snapshot).toBeNull();
-    expect(stored?.stateObject?.bytes).toBeGreaterThan(100 * MiB);
+    expect(stored?.stateObject?.bytes).toBeGreaterThan(LARGE_MIB * MiB);
     expect(stored?.stateObject?.sha256).toMatch(/^[0-9a-f]{64}$/);
     expect(await objects.listEpisode(T, id)).toEqual([stored?.stateObject?.key]);
-    // The request and the reply hold code, URLs and outputs: a few KB, never the 100 MiB.
+    // The request and the reply hold code, URLs and outputs: a few KB, never the state.
     expect(payloads.length).toBe(1);
     expect(Math.max(...payloads.map((p) => Math.max(p.request, p.reply)))).toBeLessThan(16 * 1024);
 

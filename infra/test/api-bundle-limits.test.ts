@@ -58,8 +58,15 @@ describe("API Lambda bundle: no answer passes Lambda's 6 MB response limit", () 
   let lambda: BundleProcess;
 
   beforeAll(async () => {
-    const bundle = stagedBundle(await bundledApp(), "coding-env-api");
-    stack = await startLocalStack({ port: 0, dataDir: null, auth: true });
+    // The stack starts while the bundle is awaited (under npm test, the run's `cdk synth` writing it).
+    const [app, started] = await Promise.allSettled([
+      bundledApp(),
+      startLocalStack({ port: 0, dataDir: null, auth: true }),
+    ]);
+    if (started.status === "fulfilled") stack = started.value; // afterAll stops it
+    if (app.status === "rejected") throw app.reason;
+    if (started.status === "rejected") throw started.reason;
+    const bundle = stagedBundle(app.value, "coding-env-api");
     key = await createStackKey(stack, "bundle-limits");
     lambda = startBundle(bundle, localStackBundleEnv(stack), "CodingEnv-Api");
   }, 180_000);

@@ -7,7 +7,7 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ASSUMED, FUNCTION_URL_ACCESS_LINE_EXAMPLE } from "../../bench/api/cost.js";
-import { startLocalStack } from "../../functions/src/local/stack.js";
+import { type LocalStack, startLocalStack } from "../../functions/src/local/stack.js";
 import {
   type BundleProcess,
   createStackKey,
@@ -100,9 +100,17 @@ describe("API Lambda bundle behind a function URL event stand-in (as deployed)",
   let lastLogs: Record<string, unknown>[] = [];
   const accessLines = () => lastLogs.filter((l) => l.message === "access");
 
+  // The second test's stack, started with the file: it comes up while the bundle is awaited (under
+  // npm test, the run's `cdk synth` writing it) and the first test runs.
+  let starting: Promise<LocalStack> | undefined;
   beforeAll(async () => {
+    starting = startLocalStack({ port: 0, dataDir: null, auth: true });
+    starting.catch(() => undefined); // a failed start fails the test that awaits it
     bundle = stagedBundle(await bundledApp(), "coding-env-api");
   }, 240_000);
+  afterAll(async () => {
+    await (await starting?.catch(() => undefined))?.stop();
+  });
 
   async function invoke(events: object[], env: Record<string, string> = {}): Promise<LambdaResult[]> {
     const { results, logs } = await invokeBundle<LambdaResult>(bundle, events, env, "CodingEnv-Api");
@@ -175,7 +183,7 @@ describe("API Lambda bundle behind a function URL event stand-in (as deployed)",
   }, 120_000);
 
   it("function URL event stand-in: reset, step (by cookie and base64 body), state, 422, 413 and a response cut to Lambda's 6 MB, through DynamoDB (dynalite) and the Python executor", async () => {
-    const stack = await startLocalStack({ port: 0, dataDir: null, auth: true });
+    const stack = await (starting as Promise<LocalStack>);
     // One container for both batches (the second is the warm container's next requests).
     let lambda: BundleProcess | undefined;
     try {
@@ -270,7 +278,6 @@ describe("API Lambda bundle behind a function URL event stand-in (as deployed)",
       expect(logged).not.toContain((episodeCookie ?? "coding_env_episode=").split(";")[0]);
     } finally {
       lambda?.stop();
-      await stack.stop();
     }
   }, 180_000);
 });

@@ -94,8 +94,17 @@ export interface WsBundleEnv {
 
 /** Synthesizes and stages the bundle, starts the local stack (keys on) and the stand-in. */
 export async function startWsBundleEnv(): Promise<WsBundleEnv> {
-  const bundle = stagedBundle(await bundledApp(), "coding-env-ws");
-  const stack = await startLocalStack({ port: 0, dataDir: null, auth: true });
+  // The stack starts while the bundle is awaited (under npm test, the run's `cdk synth` writing it).
+  const [app, started] = await Promise.allSettled([
+    bundledApp(),
+    startLocalStack({ port: 0, dataDir: null, auth: true }),
+  ]);
+  if (app.status === "rejected" || started.status === "rejected") {
+    if (started.status === "fulfilled") await started.value.stop();
+    throw app.status === "rejected" ? app.reason : (started as PromiseRejectedResult).reason;
+  }
+  const bundle = stagedBundle(app.value, "coding-env-ws");
+  const stack = started.value;
   const client = new DynamoDBClient({
     endpoint: stack.dynamodbEndpoint,
     region: "us-east-1",

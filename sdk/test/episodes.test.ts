@@ -5,9 +5,10 @@ import { dynamoDbApiKeyStore } from "../../functions/src/store/dynamodb-api-keys
 import { AuthError, CodingEnv, type FetchLike, NetworkError, NotFoundError } from "../src/index.js";
 import { stackUrl } from "./helpers.js";
 
-// The calls about all of a tenant's episodes (list, iterate, delete), the streamed JSON Lines
-// export, history pages, the changeable API key and the cookie's episode, against real stacks: the
-// shared one, and one of this file's own with keys on, so each test owns a tenant and its episodes.
+// API keys (a key that works, a missing or wrong one), the calls about all of a tenant's episodes
+// (list, iterate, delete), the streamed JSON Lines export, history pages, the changeable API key
+// and the cookie's episode, against real stacks: the shared one, and one of this file's own with
+// keys on (the SDK's one keys-on stack), so each test owns a tenant and its episodes.
 let keyed: LocalStack;
 let dynamodb: DynamoDBClient;
 let keys: ReturnType<typeof dynamoDbApiKeyStore>;
@@ -34,6 +35,30 @@ function countingFetch(paths: string[]): FetchLike {
     return fetch(input, init);
   };
 }
+
+describe("API keys through the SDK", () => {
+  it("a stack with keys on: a created key works, a missing or wrong key is an AuthError", async () => {
+    // The key is made by the store `npm run keys -- create` writes with (the command itself:
+    // test/tenancy/keys-cli.test.ts), in this process rather than a tsx process of its own.
+    const { key } = await keys.create({ tenantId: "sdk-test" });
+
+    const withKey = new CodingEnv({ baseUrl: keyed.baseUrl, apiKey: key });
+    await withKey.reset();
+    const stepped = await withKey.step("6 * 7");
+    await withKey.close();
+    const noKey = await new CodingEnv({ baseUrl: keyed.baseUrl }).reset().catch((err: unknown) => err);
+    const wrongKey = await new CodingEnv({ baseUrl: keyed.baseUrl, apiKey: "ce_live_wrong" })
+      .reset()
+      .catch((err: unknown) => err);
+    const health = await new CodingEnv({ baseUrl: keyed.baseUrl }).health();
+
+    expect(stepped.observation.stdout).toBe("42");
+    expect(noKey).toBeInstanceOf(AuthError);
+    expect(noKey).toMatchObject({ status: 401, code: "unauthorized" });
+    expect(wrongKey).toBeInstanceOf(AuthError);
+    expect(health.auth_required).toBe(true);
+  });
+});
 
 describe("the tenant's episodes through the SDK", () => {
   it("lists them in pages, iterates over every page, and a deleted one is gone", async () => {

@@ -20,6 +20,7 @@ afterEach(async () => {
 });
 
 describe("API errors from the real stack map to the SDK's classes", () => {
+  // A missing or wrong API key (an AuthError) needs a stack with keys on: episodes.test.ts has one.
   it("an unknown episode is a NotFoundError with the API's code and message", async () => {
     const env = new CodingEnv({ baseUrl: stackUrl(), episodeId: "ep_does_not_exist_sdk" });
 
@@ -55,60 +56,6 @@ describe("API errors from the real stack map to the SDK's classes", () => {
 
     expect(error).toBeInstanceOf(BadRequestError);
     expect(calls).toBe(1);
-  });
-
-  it("a stack with keys on: a created key works, a missing or wrong key is an AuthError", async () => {
-    // A second real stack with CODING_ENV_AUTH on (the shared one runs with keys off), and a key
-    // made by the store `npm run keys -- create` writes with (the command itself:
-    // test/tenancy/keys-cli.test.ts), in this process rather than a tsx process of its own.
-    // Imported by name at run time: the SDK's type check does not reach into functions/.
-    const stackModule = "../../functions/src/local/stack.js";
-    const keysModule = "../../functions/src/store/dynamodb-api-keys.js";
-    const dynamodbModule = "@aws-sdk/client-dynamodb";
-    const { startLocalStack } = (await import(/* @vite-ignore */ stackModule)) as {
-      startLocalStack(opts: { port: number; dataDir: null; auth: boolean }): Promise<{
-        baseUrl: string;
-        dynamodbEndpoint: string;
-        tableName: string;
-        credentials: { accessKeyId: string; secretAccessKey: string };
-        stop(): Promise<void>;
-      }>;
-    };
-    const { dynamoDbApiKeyStore } = (await import(/* @vite-ignore */ keysModule)) as {
-      dynamoDbApiKeyStore(opts: { client: unknown; tableName: string }): {
-        create(opts: { tenantId: string }): Promise<{ key: string }>;
-      };
-    };
-    const { DynamoDBClient } = (await import(/* @vite-ignore */ dynamodbModule)) as {
-      DynamoDBClient: new (opts: object) => { destroy(): void };
-    };
-    const stack = await startLocalStack({ port: 0, dataDir: null, auth: true });
-    cleanup.push(() => stack.stop());
-    const client = new DynamoDBClient({
-      endpoint: stack.dynamodbEndpoint,
-      region: "us-east-1",
-      credentials: stack.credentials,
-    });
-    const { key } = await dynamoDbApiKeyStore({ client, tableName: stack.tableName }).create({
-      tenantId: "sdk-test",
-    });
-    client.destroy();
-
-    const keyed = new CodingEnv({ baseUrl: stack.baseUrl, apiKey: key });
-    await keyed.reset();
-    const stepped = await keyed.step("6 * 7");
-    await keyed.close();
-    const noKey = await new CodingEnv({ baseUrl: stack.baseUrl }).reset().catch((err: unknown) => err);
-    const wrongKey = await new CodingEnv({ baseUrl: stack.baseUrl, apiKey: "ce_live_wrong" })
-      .reset()
-      .catch((err: unknown) => err);
-    const health = await new CodingEnv({ baseUrl: stack.baseUrl }).health();
-
-    expect(stepped.observation.stdout).toBe("42");
-    expect(noKey).toBeInstanceOf(AuthError);
-    expect(noKey).toMatchObject({ status: 401, code: "unauthorized" });
-    expect(wrongKey).toBeInstanceOf(AuthError);
-    expect(health.auth_required).toBe(true);
   });
 
   it("a refused connection is a NetworkError", async () => {

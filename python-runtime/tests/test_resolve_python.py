@@ -248,16 +248,14 @@ class RootMachineSituationTest(RootMachineFixture):
     def test_the_venv_goes_where_the_sandbox_users_can_reach_it(self) -> None:
         script = (
             "const { defaultVenvDir } = await import('./scripts/python.mjs');"
-            "const checkout = process.argv[1];"
-            "console.log(JSON.stringify([defaultVenvDir(true, checkout), defaultVenvDir(false, checkout)]));"
+            "const checkouts = process.argv.slice(1);"
+            "console.log(JSON.stringify(checkouts.map((c) => [defaultVenvDir(true, c), defaultVenvDir(false, c)])));"
         )
         reachable = os.path.join(self.case, "checkout")
         hidden = os.path.join(self.private, "checkout")  # like a clone under /root
-        answers = []
-        for checkout in (reachable, hidden):
-            run = node(["--input-type=module", "-e", script, checkout])
-            self.assertEqual(run.returncode, 0, run.stderr)
-            answers.append(json.loads(run.stdout))
+        run = node(["--input-type=module", "-e", script, reachable, hidden])  # one node start for both
+        self.assertEqual(run.returncode, 0, run.stderr)
+        answers = json.loads(run.stdout)
         in_checkout = os.path.join(reachable, ".python-runtime", "venv")
         self.assertEqual(answers[0], [in_checkout, in_checkout])
         self.assertEqual(answers[1], ["/opt/coding-env/python-venv", os.path.join(hidden, ".python-runtime", "venv")])
@@ -273,16 +271,23 @@ class RootMachineSituationTest(RootMachineFixture):
 
 class VenvFromDebianPythonTest(RootMachineFixture):
     """The one venv this suite makes (ensurepip costs seconds of CPU): made from Debian's python
-    only, and then, without cloudpickle in it and with no index for pip, a clear error.
+    only, in place of a broken one (its pip does not run); then, without cloudpickle in it and
+    with no index for pip, a clear error.
 
-    The error is reached here through a venv made before (pip retried in it). On a first run it is
-    reached through a new venv whose pip finds no index: that path differs only in making the venv,
-    which the first half runs, and ends in the same message."""
+    Made in place of a broken venv, not where there was none: the two differ only in the check of
+    the venv found (whether its pip runs), and each would cost a venv of its own. The error is
+    reached through the venv made before (pip retried in it); on a first run it is reached
+    through a new venv whose pip finds no index: that path differs only in making the venv, which
+    the first half runs, and ends in the same message."""
 
     RUN_FIRST = True
 
     def test_without_apt_get_a_venv_is_made_from_debian_python_only(self) -> None:
         debian = self.make_debian(with_cloudpickle=False)
+        # A venv Debian's python made, whose pip was removed (its `pip` script left, as after
+        # removing the package): made again, not retried (a pip install in it could only fail).
+        self._run([debian, "-m", "venv", "--without-pip", self.venv_dir])
+        self.write_pip_script()
         result = self.resolve(debian, None, PIP_FIND_LINKS=self.wheels)
         self.assertEqual(result.get("python"), os.path.join(self.venv_dir, "bin", "python"), result)
         self.assert_executor_accepts(result["python"])
@@ -301,13 +306,18 @@ class VenvFromDebianPythonTest(RootMachineFixture):
         self.assertIn("CODING_ENV_PYTHON", message)
         self.assert_no_venv_from_unreachable_python()
 
-        # A broken venv (its pip no longer runs) is made again, not retried: with an index it works.
-        for pip in Path(self.venv_dir, "lib").glob("python3*/site-packages/pip"):
-            shutil.rmtree(pip)
-        result = self.resolve(debian, None, PIP_FIND_LINKS=self.wheels)
-        self.assertEqual(result.get("python"), os.path.join(self.venv_dir, "bin", "python"), result)
-        self.assert_executor_accepts(result["python"])
-        self.assert_no_venv_from_unreachable_python()
+    def write_pip_script(self) -> None:
+        """The console script pip installs into a venv's bin: left behind when pip is removed."""
+        script = Path(self.venv_dir, "bin", "pip")
+        script.write_text(
+            f"#!{self.venv_dir}/bin/python\nimport re\nimport sys\nfrom pip._internal.cli.main import main\n"
+            "if __name__ == '__main__':\n"
+            "    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])\n"
+            "    sys.exit(main())\n"
+        )
+        script.chmod(0o755)
+        probe = subprocess.run([str(script), "--version"], capture_output=True, timeout=60)
+        self.assertNotEqual(probe.returncode, 0)  # the package is not there
 
     def remove_cloudpickle_from_venv(self) -> None:
         """As if the install had never reached an index: the venv with pip, without cloudpickle."""

@@ -45,10 +45,35 @@ def _remove_stale_task_roots() -> None:
                 shutil.rmtree(os.path.join(_TASK_PARENT, name), ignore_errors=True)
 
 
-def task_root() -> str:
+def _other_bytecode(directory: str, names: list[str]) -> list[str]:
+    """copytree's filter: in a ``__pycache__``, every file but this interpreter's bytecode."""
+    if os.path.basename(directory) != "__pycache__":
+        return []
+    return [n for n in names if not n.endswith(f".{sys.implementation.cache_tag}.pyc")]
+
+
+def _compile(root: str, python: str) -> None:
+    """Bytecode for every module under ``root`` that has none up to date, for ``python``."""
+    if os.path.realpath(python) == os.path.realpath(sys.executable):
+        import compileall
+
+        compileall.compile_dir(root, quiet=2)  # bytecode copied with its source is checked, kept
+        return
+    subprocess.run([python, "-I", "-m", "compileall", "-q", root], stdin=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300, check=False)
+
+
+def task_root(python: str = sys.executable) -> str:
     """The code the environments run, as Lambda's ``/var/task``: a root-owned copy every uid can
     read, made once per harness. The checkout itself may be unreachable for the environments'
-    uids (a clone under /root); the copy also keeps them from seeing the rest of the checkout."""
+    uids (a clone under /root); the copy also keeps them from seeing the rest of the checkout.
+
+    Compiled, as in the image: the Dockerfile's check imports the runtime with ``python3 -I``
+    (which ignores PYTHONDONTWRITEBYTECODE) while the image is still writable, so its task root
+    holds the modules' bytecode, and pip compiles the runtime interface client's. The runtime,
+    every zygote and the stand-in client (``harness``) then read bytecode at their start instead
+    of compiling the sources each time (the environments cannot write any). The checkout's own
+    bytecode is copied along when it is up to date (copied sources keep their times)."""
     global _task_root
     with _task_root_lock:
         if _task_root is None:
@@ -57,11 +82,8 @@ def task_root() -> str:
             _remove_stale_task_roots()
             root = tempfile.mkdtemp(prefix=f"harness-task-{os.getpid()}-", dir=_TASK_PARENT)
             for name in _TASK_PACKAGES:
-                shutil.copytree(
-                    os.path.join(_SOURCE_ROOT, name),
-                    os.path.join(root, name),
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
-                )
+                shutil.copytree(os.path.join(_SOURCE_ROOT, name), os.path.join(root, name), ignore=_other_bytecode)
+            _compile(root, python)
             for directory, _dirs, files in os.walk(root):
                 os.chmod(directory, 0o755)
                 for name in files:
@@ -147,9 +169,9 @@ class Environment:
             "PATH": "/usr/local/bin:/usr/bin:/bin",
             "LANG": "en_US.UTF-8",
             "TZ": ":UTC",
-            "PYTHONPATH": task_root(),
+            "PYTHONPATH": task_root(self.opts.python),
             "PYTHONDONTWRITEBYTECODE": "1",
-            "LAMBDA_TASK_ROOT": task_root(),
+            "LAMBDA_TASK_ROOT": task_root(self.opts.python),
             "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001",
             "AWS_EXECUTION_ENV": self.opts.execution_env,
             "AWS_LAMBDA_FUNCTION_NAME": self.opts.function_name,
@@ -178,7 +200,7 @@ class Environment:
             "nofile": self.opts.nofile,
             "tmp_bytes": self.opts.tmp_bytes,
             "python": self.opts.python,
-            "task_root": task_root(),
+            "task_root": task_root(self.opts.python),
             "channel_fd": child_end.fileno(),
             "environment": self._lambda_environment(),
             "s3_gateway": None if self.opts.s3_gateway is None
@@ -187,8 +209,8 @@ class Environment:
         try:
             self.process = self.spawner.submit(
                 subprocess.Popen,
-                [self.opts.python, "-I", "-c", _ENV_INIT_BOOT, task_root()],
-                cwd=task_root(),
+                [self.opts.python, "-I", "-c", _ENV_INIT_BOOT, task_root(self.opts.python)],
+                cwd=task_root(self.opts.python),
                 env={"PATH": "/usr/bin:/bin"},
                 # The configuration (canary credentials included) on stdin, not in argv:
                 # a command line is readable by every process of the environment.

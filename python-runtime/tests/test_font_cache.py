@@ -70,17 +70,13 @@ class RootModeFontCacheTest(unittest.TestCase):
         self.assertEqual(len(result.get("display", [])), 1)  # the figure is still shown
         return result["stdout"].strip()
 
-    def test_figure_steps_read_the_prebuilt_font_cache(self) -> None:
-        self.assertIsNotNone(self.runtime.pool.font_cache_dir)
-        # New episodes: cold workers. A step without a figure takes the spare that may have
-        # started before the cache was there (a figure costs ~0.7 CPU-s, this ~0.1); the figure
-        # runs in the spare started after it (the rewrite test below draws in another).
-        taken = Episode(self.runtime, FULL).step("1")
-        self.assertEqual(taken["exit_code"], 0, taken["stderr"])
-        self.assertEqual(self.figure_step(), "read")
-
-    def test_user_code_cannot_rewrite_the_font_cache(self) -> None:
+    def test_figure_steps_read_the_prebuilt_font_cache_and_user_code_cannot_rewrite_it(self) -> None:
         directory = self.runtime.pool.font_cache_dir
+        self.assertIsNotNone(directory)
+        # New episodes: cold workers. The rewrite (no figure) takes the spare that may have
+        # started before the cache was there; the figure runs in the spare started after it. It
+        # reads the cache: one rewritten would be unreadable and matplotlib would scan again
+        # ("built"). One figure step for both (each costs ~0.7 CPU-s).
         result = Episode(self.runtime, FULL).step(REWRITE.format(directory=directory))
         self.assertEqual(result["stdout"].strip(), "refused", result["stderr"])
         self.assertEqual(self.figure_step(), "read")
@@ -96,12 +92,13 @@ class LambdaModeFontCacheTest(LambdaModeTestCase):
         return result["stdout"].strip()
 
     def test_figure_steps_read_the_staged_font_cache_and_user_code_cannot_rewrite_it(self) -> None:
-        self.assertEqual(self.figure_step(), "read")  # a cold worker; another draws after the rewrite
         from coding_env_runtime import font_cache
 
         directory = font_cache.default_dir(sys.executable)  # where the harness built it
         result = self.run_code(REWRITE.format(directory=directory))
         self.assertEqual(result["stdout"].strip(), "refused", result["stderr"])
+        # A cold worker after the attempt reads the staged cache: one rewritten would be
+        # unreadable and matplotlib would scan again ("built"). One figure step for both.
         self.assertEqual(self.figure_step(), "read")
 
 

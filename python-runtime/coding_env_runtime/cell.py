@@ -16,7 +16,6 @@ import pickle
 import sys
 import traceback
 import types
-from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -171,12 +170,16 @@ def new_namespace(policy: ImportPolicy) -> dict[str, Any]:
     return {"__name__": "__main__", "__doc__": None, "__builtins__": _episode_builtins(policy)}
 
 
-@dataclass
 class SavedState:
-    #: The state payload in pieces, sent one after another (``wire.send_frame``), never joined:
-    #: the large ones are the namespace's arrays' own memory.
-    parts: list[bytes | memoryview]
-    dropped: list[dict[str, str]] = field(default_factory=list)
+    # Not a dataclass (nor CellOutcome): every zygote imports this module, and ``dataclasses``
+    # (with ``inspect``) and the methods it generates were ~7% of a zygote's start.
+    __slots__ = ("parts", "dropped")
+
+    def __init__(self, parts: list[bytes | memoryview], dropped: list[dict[str, str]] | None = None) -> None:
+        #: The state payload in pieces, sent one after another (``wire.send_frame``), never
+        #: joined: the large ones are the namespace's arrays' own memory.
+        self.parts = parts
+        self.dropped: list[dict[str, str]] = [] if dropped is None else dropped
 
     @property
     def payload(self) -> bytes:
@@ -260,11 +263,13 @@ def restore_namespace(payload: bytes | bytearray | memoryview | PayloadReader, p
 # --- running a cell --------------------------------------------------------------------------
 
 
-@dataclass
 class CellOutcome:
-    exit_code: int = 0
-    out_of_memory: bool = False
-    error_code: str | None = None
+    __slots__ = ("exit_code", "out_of_memory", "error_code")
+
+    def __init__(self) -> None:
+        self.exit_code = 0
+        self.out_of_memory = False
+        self.error_code: str | None = None
 
 
 def _is_cell_frame(filename: str) -> bool:

@@ -8,7 +8,7 @@ reply header carries them); past either, bundles are dropped and one ``text/plai
 
 from __future__ import annotations
 
-import base64
+import binascii  # built in; base64 would be one more module in every zygote's start
 import io
 import sys
 from typing import Any
@@ -133,7 +133,7 @@ def _is_figure(obj: Any) -> bool:
 def _figure_png(fig: Any) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+    return binascii.b2a_base64(buf.getvalue(), newline=False).decode("ascii")
 
 
 def bundle_of(obj: Any) -> dict[str, Any]:
@@ -159,7 +159,7 @@ def bundle_of(obj: Any) -> dict[str, Any]:
             continue
         if mime in _BINARY:
             if isinstance(value, (bytes, bytearray)):
-                value = base64.b64encode(bytes(value)).decode("ascii")
+                value = binascii.b2a_base64(bytes(value), newline=False).decode("ascii")
             elif not isinstance(value, str):
                 continue
         elif not isinstance(value, str):

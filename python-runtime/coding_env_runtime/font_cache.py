@@ -19,12 +19,12 @@ is wiped after every step, so every worker that imported matplotlib paid that sc
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from typing import Any
 
-# hashlib, subprocess and tempfile are imported where the runtime parent builds the cache, not
-# here: every zygote imports this module, and their imports were a tenth of its start's CPU.
+# hashlib, shutil, subprocess and tempfile are imported where the runtime parent builds the
+# cache, not here: every zygote imports this module, and their imports were a tenth of its
+# start's CPU.
 
 _ROOT_CACHE_PARENT = "/var/cache/coding-env"
 _PREFIX, _SUFFIX = "fontlist-v", ".json"
@@ -61,6 +61,7 @@ def build(python: str, directory: str, *, timeout_s: float = 600.0) -> bool:
     not installed or the build failed."""
     if present(directory):
         return True
+    import shutil
     import subprocess
     import tempfile
 

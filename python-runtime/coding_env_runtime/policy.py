@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import ast
 import builtins
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 #: The reference's allow-list (OpenEnv coding_env, smolagents' base imports).
 DEFAULT_ALLOWED_IMPORTS: tuple[str, ...] = (
@@ -41,12 +40,14 @@ FORBIDDEN_BUILTINS: tuple[str, ...] = (
 _IMPORT_STUB_NAME = "__coding_env_forbidden_import__"
 
 
-@dataclass(frozen=True)
-class ImportPolicy:
-    """``mode`` is ``"openenv"`` (allow-list) or ``"full"`` (all of Python, inside the sandbox)."""
+class ImportPolicy(NamedTuple):
+    """``mode`` is ``"openenv"`` (allow-list) or ``"full"`` (all of Python, inside the sandbox).
+
+    An immutable value; not a dataclass: every zygote imports this module (one per episode), and
+    ``dataclasses`` (with ``inspect``) and the methods it generates were ~7% of a zygote's start."""
 
     mode: str = "openenv"
-    additional_imports: tuple[str, ...] = field(default_factory=tuple)
+    additional_imports: tuple[str, ...] = ()
 
     @property
     def allowed(self) -> tuple[str, ...]:

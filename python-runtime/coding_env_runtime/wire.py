@@ -8,11 +8,13 @@ worker has run untrusted code.
 from __future__ import annotations
 
 import json
-import socket
 import struct
 import time
 from collections.abc import Sequence
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
+
+if TYPE_CHECKING:  # the zygote and its workers do without the ``socket`` module (zygote.py)
+    from _socket import socket as Socket
 
 #: A frame's payload: one buffer, or several sent one after another without joining them (a
 #: state's pickle stream and its out-of-band buffers, ``cell.py``).
@@ -47,7 +49,7 @@ def _parts(payload: Payload) -> list[memoryview]:
     return [memoryview(p).cast("B") for p in payload]
 
 
-def send_frame(sock: socket.socket, header: dict[str, Any], payload: Payload = b"") -> None:
+def send_frame(sock: Socket, header: dict[str, Any], payload: Payload = b"") -> None:
     encoded = json.dumps(header, separators=(",", ":")).encode()
     parts = _parts(payload)
     sock.sendall(_PREFIX.pack(len(encoded), sum(p.nbytes for p in parts)) + encoded)
@@ -56,13 +58,13 @@ def send_frame(sock: socket.socket, header: dict[str, Any], payload: Payload = b
             sock.sendall(part)
 
 
-def _recv_exact(sock: socket.socket, size: int, deadline: float | None) -> bytearray:
+def _recv_exact(sock: Socket, size: int, deadline: float | None) -> bytearray:
     buf = bytearray(size)
     _recv_into(sock, memoryview(buf), deadline)
     return buf
 
 
-def _recv_into(sock: socket.socket, view: memoryview, deadline: float | None) -> None:
+def _recv_into(sock: Socket, view: memoryview, deadline: float | None) -> None:
     size = view.nbytes
     got = 0
     while got < size:
@@ -83,7 +85,7 @@ def _recv_into(sock: socket.socket, view: memoryview, deadline: float | None) ->
 
 
 def recv_frame(
-    sock: socket.socket,
+    sock: Socket,
     *,
     deadline: float | None = None,
     max_header: int = 64 * 1024 * 1024,
@@ -108,7 +110,7 @@ def recv_frame(
 
 
 def recv_frame_header(
-    sock: socket.socket,
+    sock: Socket,
     *,
     deadline: float | None = None,
     max_header: int = 64 * 1024 * 1024,
@@ -136,7 +138,7 @@ class PayloadReader:
     """Reads a frame's payload piece by piece straight into the buffers that keep it (a restored
     array's own memory), never past the payload's announced length."""
 
-    def __init__(self, sock: socket.socket | None, size: int, data: bytes | bytearray | memoryview = b"") -> None:
+    def __init__(self, sock: Socket | None, size: int, data: bytes | bytearray | memoryview = b"") -> None:
         #: Reads from ``sock``, or (``sock`` None) from ``data``, a payload already in memory.
         self._sock = sock
         self._data = memoryview(data).cast("B")

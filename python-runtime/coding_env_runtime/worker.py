@@ -7,12 +7,12 @@ File descriptors: 0 = /dev/null, 1/2 = the runtime's output files, 3 = the runti
 
 from __future__ import annotations
 
+import _socket  # not ``socket``: see zygote.py
 import builtins
 import errno
 import os
 import resource
 import signal
-import socket
 import sys
 from typing import Any
 
@@ -118,7 +118,7 @@ def _apply_step_limits(header: dict[str, Any]) -> None:
 
 
 def serve(
-    sock: socket.socket, workdir: str, private_uid: bool, hidepid: bool, scratch_dirs: tuple[str, ...]
+    sock: _socket.socket, workdir: str, private_uid: bool, hidepid: bool, scratch_dirs: tuple[str, ...]
 ) -> None:
     namespace: dict[str, Any] | None = None
     policy: ImportPolicy | None = None
@@ -301,7 +301,7 @@ def main_after_fork(spec: dict[str, Any]) -> None:
         )
         sys.argv = [""]
         _reseed()
-        sock = socket.socket(fileno=WORKER_SOCKET_FD)
+        sock = _socket.socket(fileno=WORKER_SOCKET_FD)
         serve(sock, workdir, spec.get("uid") is not None, bool(spec.get("private_mounts")), scratch_dirs)
     except BaseException:  # noqa: BLE001 - never return into the zygote's loop
         pass

@@ -17,11 +17,13 @@ The zygote exits (killing its workers) when the runtime closes the control socke
 
 from __future__ import annotations
 
+# The C socket module, not ``socket``: its enums and ``selectors`` were ~3% of every zygote's
+# start (one per episode), and a zygote and its workers need only a socket on a given fd.
+import _socket
 import json
 import os
 import select
 import signal
-import socket
 import sys
 import types
 from typing import Any
@@ -32,10 +34,12 @@ from . import cell, font_cache, sandbox, worker  # noqa: F401 - preloaded so a f
 _MAX_FDS = 6
 
 #: Imported once here so a worker's imports (and snapshot restores that import them) are free.
-#: The import policy still applies: it checks the import statement, not sys.modules.
+#: The import policy still applies: it checks the import statement, not sys.modules. Not
+#: ``dataclasses``: with the ``inspect`` it imports, ~4% of every zygote's start, for the few
+#: episodes that use it (cloudpickle 3, the image's, imports it anyway).
 PRELOAD = (
     "collections", "datetime", "itertools", "math", "queue", "random", "re", "stat",
-    "statistics", "time", "unicodedata", "json", "dataclasses", "enum", "typing", "functools",
+    "statistics", "time", "unicodedata", "json", "enum", "typing", "functools",
     "decimal", "fractions", "string", "textwrap", "heapq", "bisect", "copy", "operator",
 )
 
@@ -105,7 +109,7 @@ def hide_install_path() -> None:
                 spec.submodule_search_locations = [os.path.dirname(filename)]
 
 
-def _reap(control: socket.socket, workers: set[int]) -> None:
+def _reap(control: _socket.socket, workers: set[int]) -> None:
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -121,7 +125,19 @@ def _reap(control: socket.socket, workers: set[int]) -> None:
             _send(control, {"op": "exit", "pid": pid, "status": status})
 
 
-def _send(control: socket.socket, message: dict[str, Any]) -> None:
+def _recv_fds(control: _socket.socket, bufsize: int, maxfds: int) -> tuple[bytes, list[int]]:
+    """A message and the file descriptors passed with it (``socket.recv_fds``, without the
+    ``socket`` module)."""
+    int_size = 4  # a C int, SCM_RIGHTS's unit
+    data, ancdata, _flags, _addr = control.recvmsg(bufsize, _socket.CMSG_LEN(maxfds * int_size))
+    fds: list[int] = []
+    for level, kind, cmsg_data in ancdata:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            fds.extend(memoryview(cmsg_data[: len(cmsg_data) - len(cmsg_data) % int_size]).cast("i"))
+    return data, fds
+
+
+def _send(control: _socket.socket, message: dict[str, Any]) -> None:
     try:
         control.send(json.dumps(message).encode())
     except OSError:
@@ -243,18 +259,20 @@ def main(
         sandbox.leave_host_mounts([sys.executable, sys.prefix, sys.exec_prefix, *sys.path])
     _preload(preload)
     # Everything loaded so far is shared with every worker: keep the collector from touching
-    # (and so copying) those pages in each worker.
+    # (and so copying) those pages in each worker. The boot program turned the collector off
+    # for the imports (zygote_client._boot_program): one collection here instead.
     import gc
 
     gc.collect()
     gc.freeze()
+    gc.enable()
     if background:
         # Started at a low priority (a spare, off every step's path: zygote_client); its
         # workers run user code at the normal one. Root only (an unprivileged process cannot
         # raise its priority), so only root mode starts zygotes in the background.
         os.setpriority(os.PRIO_PROCESS, 0, 0)
     sandbox.best_effort(sandbox.become_subreaper, "PR_SET_CHILD_SUBREAPER")
-    control = socket.socket(fileno=control_fd)
+    control = _socket.socket(fileno=control_fd)
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     os.set_blocking(wake_r, False)
@@ -277,7 +295,7 @@ def main(
         if control not in ready:
             continue
         try:
-            data, fds, _flags, _addr = socket.recv_fds(control, 1 << 20, _MAX_FDS)
+            data, fds = _recv_fds(control, 1 << 20, _MAX_FDS)
         except InterruptedError:
             continue
         except OSError:

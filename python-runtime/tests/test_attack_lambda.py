@@ -73,7 +73,9 @@ class ResidueTest(LambdaModeTestCase):
 
 
 class UserNamespaceTest(LambdaModeTestCase):
-    max_environments = 1
+    # The test process's harness: a probe in a new episode that leaves nothing behind (what it
+    # starts ends with it; no namespace is created) and needs nothing of a fresh environment.
+    share_harness = True
 
     def test_no_user_namespace_can_be_created_and_processes_and_threads_still_start(self) -> None:
         # Lambda refuses them in its own sandbox; the runtime's filter refuses them anyway (the

@@ -40,7 +40,9 @@ print(changed)
 
 
 class ForgedReplyTest(LambdaModeTestCase):
-    max_environments = 1
+    # The test process's harness: forged replies concern only the stepping episode (its worker),
+    # the files operation runs no user code, and each test uses episodes of its own.
+    share_harness = True
 
     def files(self, snapshot: str) -> dict[str, Any]:
         status, headers, body = self.harness.invoke(

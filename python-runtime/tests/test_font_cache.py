@@ -84,7 +84,9 @@ class RootModeFontCacheTest(unittest.TestCase):
 
 @unittest.skipUnless(HAS_MATPLOTLIB, "matplotlib is not installed")
 class LambdaModeFontCacheTest(LambdaModeTestCase):
-    max_environments = 1
+    # The test process's harness: the cache is a read-only mount no earlier step can change, the
+    # figure runs in a new episode, and the refused rewrite leaves nothing behind.
+    share_harness = True
 
     def figure_step(self) -> str:
         result = self.run_code(FIGURE)

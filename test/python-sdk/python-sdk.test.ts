@@ -17,6 +17,10 @@ const testModules = readdirSync(testsDir)
   .filter((name) => /^test.*\.py$/.test(name))
   .map((name) => name.slice(0, -".py".length))
   .sort();
+// test_retries runs in retries-two-instances.test.ts, every test of it (that file counts them),
+// against two API instances behind one port: the same assertions, where a retry usually reaches
+// the other instance. Run here too, it would only repeat them against one instance.
+const runElsewhere = new Set(["test_retries"]);
 
 afterAll(() => {
   rmSync(scratch, { recursive: true, force: true });
@@ -89,11 +93,15 @@ describe.concurrent("Python SDK", () => {
     expect(out).toMatchObject({ version: "0.1.0", stdout: "42", reward: 0.1 });
   });
 
-  it("has its unittest modules", ({ expect }) => {
+  it("has its unittest modules, and the ones not run here run in the two-instance project", ({ expect }) => {
     expect(testModules).toEqual(expect.arrayContaining(["test_client", "test_errors", "test_retries"]));
+    const twoInstances = "test/python-sdk/retries-two-instances.test.ts";
+    expect(readFileSync(join(repoRoot, "vitest.config.ts"), "utf8")).toContain(`"${twoInstances}"`);
+    const runner = readFileSync(join(repoRoot, twoInstances), "utf8");
+    for (const module of runElsewhere) expect(runner).toContain(`"${module}.py"`);
   });
 
-  for (const module of testModules) {
+  for (const module of testModules.filter((name) => !runElsewhere.has(name))) {
     it(`${module} passes against the local stack, nothing skipped`, { timeout: 300_000 }, async ({
       expect,
     }) => {

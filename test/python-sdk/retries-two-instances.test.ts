@@ -2,8 +2,9 @@
 // connections, a lost response) against the "two-instances" project's stack: two API instances behind
 // one port, requests alternating between them as between Lambda instances. A retry then usually
 // reaches the other instance, which must replay the stored result, never run the step again.
-// (The whole SDK suite runs against the one-instance stack in python-sdk.test.ts.) One process per
-// test class, side by side: the classes mostly wait (Retry-After, sleeping cells).
+// (The SDK's other modules run against the one-instance stack in python-sdk.test.ts; this module
+// runs only here.) One process per test class, side by side: the classes mostly wait (Retry-After,
+// sleeping cells).
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";

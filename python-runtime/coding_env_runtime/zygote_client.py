@@ -29,9 +29,9 @@ def _boot_program(package_root: str, font_cache_dir: str | None) -> bytes:
     command line, which every worker inherits and user code can read in /proc/self/cmdline.
     A ``background`` zygote (root mode) runs at a low CPU priority (nice 10) from its first line
     until its imports are done (``zygote.main`` restores it before any worker exists). The cyclic
-    garbage collector is off until then too (``zygote.main`` collects once, freezes what is left
-    and turns it back on before any worker exists): the imports allocate enough objects to run it
-    dozens of times over everything imported so far, ~4% of the start."""
+    garbage collector is off until then too (``zygote.main`` freezes what was imported and turns
+    it back on before any worker exists): the imports allocate enough objects to run it dozens of
+    times over everything imported so far, ~4% of the start."""
     return (
         # Non-dumpable first (Lambda mode: until then user code of the same uid could write
         # this process's memory; ``zygotes.StartGate``), before anything else is imported, and

@@ -124,10 +124,7 @@ function flood(stack: LocalStack, key: string, episodes: readonly string[]) {
       else {
         const code = `${res.status} ${body.error?.code}`;
         seen.codes.set(code, (seen.codes.get(code) ?? 0) + 1);
-        // The executor's throttles at once (they keep it full, without the governor), the governor's
-        // refusals after 200 ms (their Retry-After asks 1 s or more): one sooner would be refused again
-        // while A holds its cap, and a governor that let one through would show with either pause.
-        await sleep(code === "429 too_many_concurrent_steps" ? 200 : 20);
+        await sleep(20);
       }
     }
   };

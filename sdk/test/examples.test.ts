@@ -5,15 +5,15 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { stackUrl } from "./helpers.js";
+import { stackUrl, tsxArgs } from "./helpers.js";
 
-// Runs the examples as a user would, against the real local stack. quickstart.ts runs in
-// package.test.ts, from the packed package installed into a project of its own.
+// Runs the examples as a user would (with tsx, as examples/README.md says), against the real local
+// stack. quickstart.ts runs in package.test.ts, from the packed package installed into a project of
+// its own.
 const run = promisify(execFile);
 const sdkDir = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const rootDir = resolve(sdkDir, "..");
 const examplesDir = join(rootDir, "examples");
-const tsx = join(rootDir, "node_modules", ".bin", "tsx");
 let workDir: string;
 
 beforeAll(() => {
@@ -33,7 +33,7 @@ describe("examples/", () => {
   it("training-loop.ts runs episodes with forks and writes one trajectory per fork", async () => {
     const out = join(workDir, "trajectories.jsonl");
 
-    const { stdout } = await run(tsx, [join(examplesDir, "training-loop.ts")], {
+    const { stdout } = await run(process.execPath, tsxArgs(join(examplesDir, "training-loop.ts")), {
       cwd: rootDir,
       env: env({ EPISODES: "3", CONCURRENCY: "2", OUT: out }),
     });
@@ -83,7 +83,7 @@ describe("examples/", () => {
         "export {};",
       ].join("\n"),
     );
-    const { stdout } = await run(tsx, [script], { cwd: workDir, env: env() });
+    const { stdout } = await run(process.execPath, tsxArgs(script), { cwd: workDir, env: env() });
 
     expect(stdout).toContain("NOTEBOOK_OK [true,true,true]");
   });

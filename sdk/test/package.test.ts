@@ -16,7 +16,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 import { publint } from "publint";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { stackUrl } from "./helpers.js";
+import { stackUrl, tsxArgs } from "./helpers.js";
 
 // What a user outside this repository gets: the tarball `npm pack -w sdk` makes (its `prepare`
 // builds dist/; here the run's one build, sdk/test/build.setup.ts), installed offline into a fresh
@@ -76,9 +76,7 @@ describe("the packed package, installed into a fresh project", () => {
   // examples.test.ts runs the other examples from the repository (through the workspace link).
   it("runs the quick start (examples/quickstart.ts) against the stack", async () => {
     copyFileSync(join(rootDir, "examples", "quickstart.ts"), join(projectDir, "quickstart.ts"));
-    const tsx = join(rootDir, "node_modules", ".bin", "tsx");
-
-    const { stdout } = await run(tsx, ["quickstart.ts"], {
+    const { stdout } = await run(process.execPath, tsxArgs("quickstart.ts"), {
       cwd: projectDir,
       env: { ...process.env, CODING_ENV_URL: stackUrl() },
     });

@@ -135,3 +135,20 @@ class HarnessProcess:
         base = own_freezer_base().path  # the harness runs in the same group as its parent
         root = os.path.join(base, f"coding-env-lambda-{self.process.pid}")
         return sorted(os.path.join(root, n) for n in os.listdir(root) if n.startswith("env-"))
+
+    def environment_group_of(self, uid: int) -> str:
+        """The freezer group of the live environment whose processes run as ``uid`` (each
+        environment has a uid of its own; a step can print it)."""
+        for group in self.environment_groups():
+            try:
+                with open(os.path.join(group, "cgroup.procs")) as fh:
+                    pids = fh.read().split()
+            except OSError:
+                continue  # ended meanwhile
+            for pid in pids:
+                try:
+                    if os.stat(f"/proc/{pid}").st_uid == uid:
+                        return group
+                except OSError:
+                    continue
+        raise AssertionError(f"no environment of uid {uid}")

@@ -27,6 +27,10 @@ from harness.testing import FULL, LambdaModeTestCase, frozen, uid_processes  # n
 
 
 class CredentialsAndFilesTest(LambdaModeTestCase):
+    # The test process's harness: each test uses episodes of its own and looks only for what
+    # they left (their own secrets, files, IPC key); the environment is found by its uid.
+    share_harness = True
+
     def test_canary_credentials_are_in_the_runtime_but_unreadable_from_user_code(self) -> None:
         probe = (
             "import os\n"
@@ -40,13 +44,14 @@ class CredentialsAndFilesTest(LambdaModeTestCase):
             "            except OSError:\n"
             "                pass\n"
             "print(found)\n"
+            "print(os.getuid())\n"
         )
         result = self.run_code(probe)
         self.assertEqual(result["exit_code"], 0, result["stderr"])
         for value in CANARY_CREDENTIALS.values():
             self.assertNotIn(value, result["stdout"] + result["stderr"])
         # The canaries are there to be stolen: the runtime process (seen from outside) has them.
-        group = self.harness.environment_groups()[0]
+        group = self.harness.environment_group_of(int(result["stdout"].strip().splitlines()[-1]))
         with open(os.path.join(group, "cgroup.procs")) as fh:
             pids = [int(p) for p in fh.read().split()]
         environs = []
@@ -167,6 +172,10 @@ class CredentialsAndFilesTest(LambdaModeTestCase):
 
 
 class FreezeTest(LambdaModeTestCase):
+    # The test process's harness: the environment its steps ran in is found by its uid, and
+    # whatever else it serves must be frozen too.
+    share_harness = True
+
     def test_every_process_of_the_environment_is_frozen_between_invocations(self) -> None:
         result = self.run_code(
             "import threading, subprocess, time\n"
@@ -175,7 +184,7 @@ class FreezeTest(LambdaModeTestCase):
         )
         self.assertEqual(result["exit_code"], 0, result["stderr"])
         uid = json.loads(self.run_code("import os\nos.getuid()")["stdout"])
-        group = next(g for g in self.harness.environment_groups() if os.path.exists(g))
+        group = self.harness.environment_group_of(uid)
         self.assertTrue(frozen(group))
         members = {int(p) for p in Path(group, "cgroup.procs").read_text().split()}
         # Nothing of the environment's uid runs outside its (frozen) group. A process that exited

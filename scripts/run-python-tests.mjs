@@ -4,7 +4,8 @@
 // each taking the next class when it is done, the longest first: most of the suite waits (on
 // sandbox start-ups, timeouts, child processes) rather than computes, so this shortens it without
 // costing more CPU. A class that sets `RUN_ALONE = True` runs first, with nothing beside it; one
-// that sets `RUN_FIRST = True` (a long one) starts before the others.
+// that sets `RUN_FIRST = True` (a long one) starts before the others. Classes listed as run
+// together (the Lambda-mode ones sharing a harness) run one after another in one process.
 // A failing class's lines are printed when it ends; the last lines are unittest's own summary
 // over all of them (`Ran N tests in …`, then `OK (skipped=s)` or `FAILED (…)`).
 //
@@ -79,7 +80,8 @@ function readTimes() {
   }
 }
 
-/** @typedef {{ name: string, tests: number, alone: boolean, first: boolean }} Entry one test class */
+/** @typedef {{ name: string, tests: number, alone: boolean, first: boolean, together?: string }} Entry
+ * one test class, or several (space-separated names) that run together */
 
 /** @returns {Entry[]} the test classes of `modules` (with -k: those with a matching test) */
 function listClasses(modules) {
@@ -92,10 +94,26 @@ function listClasses(modules) {
     process.stdout.write(`${listed.stdout}${listed.stderr}\nRan 0 tests in 0s\n\nFAILED (errors=1)\n`);
     process.exit(1);
   }
-  return listed.stdout
+  /** @type {Entry[]} */
+  const classes = listed.stdout
     .split("\n")
     .filter(Boolean)
     .map((line) => JSON.parse(line));
+  /** @type {Map<string, Entry>} */
+  const groups = new Map();
+  const entries = [];
+  for (const entry of classes) {
+    const group = entry.together === undefined ? undefined : groups.get(entry.together);
+    if (group !== undefined) {
+      group.name += ` ${entry.name}`;
+      group.tests += entry.tests;
+      group.first ||= entry.first;
+    } else {
+      if (entry.together !== undefined) groups.set(entry.together, entry);
+      entries.push(entry);
+    }
+  }
+  return entries;
 }
 
 const all = readdirSync(testsDir)
@@ -188,7 +206,10 @@ const seconds = (performance.now() - started) / 1000;
 const slowest = [...results]
   .sort((a, b) => b.seconds - a.seconds)
   .slice(0, 5)
-  .map((r) => `${r.name.slice("tests.".length)} ${r.seconds} s`);
+  .map((r) => {
+    const [name, ...more] = r.name.split(" ");
+    return `${name.slice("tests.".length)}${more.length > 0 ? ` (+${more.length} classes)` : ""} ${r.seconds} s`;
+  });
 const counts = [
   ["failures", sum("failures")],
   ["errors", sum("errors")],
@@ -199,7 +220,7 @@ const ok = results.every((r) => r.ok) && results.length === entries.length && su
 const detail = counts.length > 0 ? ` (${counts.map(([k, n]) => `${k}=${n}`).join(", ")})` : "";
 process.stdout.write(
   `\nslowest: ${slowest.join(", ")}\n${"-".repeat(70)}\n` +
-    `Ran ${sum("ran")} tests in ${seconds.toFixed(3)}s (${entries.length} classes, ${jobs} processes side by side; ${sum("seconds").toFixed(1)} s of classes)\n\n` +
+    `Ran ${sum("ran")} tests in ${seconds.toFixed(3)}s (${entries.reduce((n, e) => n + e.name.split(" ").length, 0)} classes, ${jobs} processes side by side; ${sum("seconds").toFixed(1)} s of classes)\n\n` +
     `${ok ? "OK" : "FAILED"}${detail}\n`,
 );
 if (parsed.runnerArgs.length === 0) {

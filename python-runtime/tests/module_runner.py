@@ -6,7 +6,7 @@ when it has answered: most of the suite waits (on sandbox start-ups, timeouts, c
 rather than computes, so classes running side by side shorten it without costing more CPU.
 
     python3 python-runtime/tests/module_runner.py [-v] [-k PATTERN]...
-    stdin:  tests.test_seed.SeedTest
+    stdin:  tests.test_seed.SeedTest  (or several, space-separated)
     stdout: {"name": "tests.test_seed.SeedTest", "ran": 6, "failures": 0, "errors": 0,
              "skipped": 0, "unexpected_successes": 0, "seconds": 1.2, "ok": true, "output": "..."}
 
@@ -16,7 +16,10 @@ rather than computes, so classes running side by side shorten it without costing
             reports why)
 
 A class (or module) that sets ``RUN_ALONE = True`` is run with no other beside it ("alone"); a
-class that sets ``RUN_FIRST = True`` (a long one) is started before the others ("first").
+class that sets ``RUN_FIRST = True`` (a long one) is started before the others ("first"). The
+Lambda-mode classes that share the test process's harness (``share_harness = True``) are listed
+with ``"together": "shared-harness"``: run in one process, they start that harness once, not once
+per process. A line on stdin may name several classes (space-separated): one answer for all.
 
 Anything else a test (or a process it starts) writes to stdout goes to stderr instead; their
 stdin is /dev/null.
@@ -58,13 +61,17 @@ def list_classes(modules: list[str], patterns: list[str]) -> list[dict[str, obje
                 count = loader.loadTestsFromTestCase(value).countTestCases()
                 alone = getattr(value, "RUN_ALONE", getattr(module, "RUN_ALONE", False)) is True
                 first = getattr(value, "RUN_FIRST", False) is True
+                entry: dict[str, object] = {"name": f"{name}.{attribute}", "tests": count, "alone": alone, "first": first}
+                if getattr(value, "share_harness", False) is True:
+                    entry["together"] = "shared-harness"
                 if count > 0:
-                    found.append({"name": f"{name}.{attribute}", "tests": count, "alone": alone, "first": first})
+                    found.append(entry)
     return found
 
 
 def run_tests(name: str, patterns: list[str], verbosity: int) -> dict[str, object]:
-    suite = loader_for(patterns).loadTestsFromName(name)  # an import error becomes a failing test
+    # An import error becomes a failing test.
+    suite = loader_for(patterns).loadTestsFromNames(name.split())
     stream = io.StringIO()
     started = time.monotonic()
     result = unittest.TextTestRunner(stream=stream, verbosity=verbosity).run(suite)

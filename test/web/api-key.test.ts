@@ -5,7 +5,7 @@ import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type LocalStack, startLocalStack } from "../../functions/src/local/stack.js";
 import { dynamoDbApiKeyStore } from "../../functions/src/store/dynamodb-api-keys.js";
-import { openPage, reset, screenshot, step, text, useTab, waitForStatus } from "./page-driver.js";
+import { openPage, reloadPage, reset, screenshot, step, text, useTab, waitForStatus } from "./page-driver.js";
 
 let stack: LocalStack;
 let dynamodb: DynamoDBClient;
@@ -70,8 +70,7 @@ describe("HumanAgent page when the server requires API keys", () => {
 
     // Act / Assess: a reload in the same tab keeps the key and resumes the episode.
     const episodeId = await text(page, "#st-episode");
-    await page.reload();
-    await openPage(page, stack.baseUrl);
+    await reloadPage(page);
     expect(await text(page, "#st-episode")).toBe(episodeId);
     expect(await text(page, "#st-steps")).toBe("1");
   });

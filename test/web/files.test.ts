@@ -6,6 +6,7 @@ import { describe, expect, inject, it } from "vitest";
 import {
   downloadedBytes,
   openPage,
+  reloadPage,
   reset,
   screenshot,
   step,
@@ -83,8 +84,7 @@ describe("HumanAgent page: the episode's files", () => {
     await waitForFiles(page, ["data/out.bin"]);
 
     // Act / Assess: a reload lists the resumed episode's files.
-    await page.reload();
-    await openPage(page, baseUrl);
+    await reloadPage(page);
     await waitForFiles(page, ["data/out.bin"]);
   });
 

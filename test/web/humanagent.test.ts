@@ -10,6 +10,7 @@ import {
   editorText,
   historyCount,
   openPage,
+  reloadPage,
   reset,
   screenshot,
   setCode,
@@ -89,8 +90,7 @@ describe("HumanAgent page", () => {
     await screenshot(page, "web-humanagent-1280x800.png");
 
     // Act: reload the page (same browser context: same cookie and localStorage).
-    await page.reload();
-    await openPage(page, baseUrl);
+    await reloadPage(page);
 
     // Assess: same episode, same count, same history, and its Python state still works.
     expect(await text(page, "#st-episode")).toBe(episodeId);
@@ -127,8 +127,7 @@ describe("HumanAgent page", () => {
 
     // Act
     await page.evaluate(() => localStorage.clear());
-    await page.reload();
-    await openPage(page, baseUrl);
+    await reloadPage(page);
 
     // Assess
     expect(await text(page, "#st-episode")).toBe(episodeId);
@@ -166,8 +165,7 @@ describe("HumanAgent page", () => {
     expect(originalState.step_count).toBe(1);
 
     // Act / Assess: after a reload the page is still in the copy and says where it came from.
-    await page.reload();
-    await openPage(page, baseUrl);
+    await reloadPage(page);
     expect(await text(page, "#st-episode")).toBe(copy);
     expect(await text(page, "#st-forked")).toBe(original);
   });

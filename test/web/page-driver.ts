@@ -148,6 +148,19 @@ export async function waitForStatus(page: Page, status: string): Promise<void> {
 /** Opens the page and waits until it has finished booting (health check and resume). */
 export async function openPage(page: Page, baseUrl: string): Promise<void> {
   await page.goto(`${baseUrl}/web`);
+  await waitForBoot(page);
+}
+
+/**
+ * Reloads the page (a person's reload: same tab, cookie and storage) and waits until it has booted
+ * again. One load: a reload followed by {@link openPage} loaded the page twice.
+ */
+export async function reloadPage(page: Page): Promise<void> {
+  await page.reload();
+  await waitForBoot(page);
+}
+
+async function waitForBoot(page: Page): Promise<void> {
   await page.waitForSelector("body[data-booted]", { state: "attached", timeout: 30_000 });
 }
 

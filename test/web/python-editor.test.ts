@@ -7,6 +7,7 @@ import {
   CONTEXT_OPTIONS,
   editorText,
   openPage,
+  reloadPage,
   reset,
   screenshot,
   setCode,
@@ -169,8 +170,7 @@ describe("stepping", () => {
     await setCode(page, "draft = 'kept'\nprint(draft)");
 
     // Act
-    await page.reload();
-    await openPage(page, baseUrl);
+    await reloadPage(page);
 
     // Assess
     expect(await editorText(page)).toBe("draft = 'kept'\nprint(draft)");

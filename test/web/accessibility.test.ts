@@ -22,7 +22,8 @@ interface AxeViolation {
 
 /** Runs axe on the page; returns "rule: help @ selectors" lines for every violation. */
 async function axeViolations(page: Page): Promise<string[]> {
-  await page.addScriptTag({ path: axePath });
+  // Once per document: axe.min.js is about 0.5 MB to send and compile, and the page keeps it.
+  if (!(await page.evaluate(() => "axe" in window))) await page.addScriptTag({ path: axePath });
   const violations = await page.evaluate(async () => {
     const axe = (
       window as unknown as { axe: { run(opts: unknown): Promise<{ violations: AxeViolation[] }> } }

@@ -3,8 +3,14 @@ import { LongestFirstSequencer } from "./test/longest-first.sequencer.js";
 
 // The AWS SDK warns once per process that its 2027 releases need Node 22 (we pin today's): in the
 // test workers (`env`) and in this process, whose global setups start the shared stacks.
-const env = { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true" };
+// The stacks' executors keep one spare interpreter, as the executor image does (python-runtime/
+// Dockerfile), not the local server's two: every stack a test started threw the second away.
+const env = {
+  AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true",
+  CODING_ENV_IDLE_WORKERS: process.env.CODING_ENV_IDLE_WORKERS ?? "1",
+};
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
+process.env.CODING_ENV_IDLE_WORKERS ??= "1";
 
 // Suites that read the shared local stack (`inject("baseUrl")`): they run in the "stack" project,
 // whose global setup starts one real stack (in-memory DynamoDB, the Python executor, the API).

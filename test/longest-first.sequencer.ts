@@ -1,17 +1,29 @@
-// vitest's sequencer runs the projects one after another ("self-contained", then "stack", then
-// "two-instances"), so the slowest files of the later projects (the browser and Python SDK suites)
-// started only once every self-contained file had, and the run ended on them. This one starts the
-// long files first, longest first, whatever their project, then the short ones project by project:
-// a worker process runs one file after another only while the next file is of its project (files
-// share a process per worker, `isolate: false`), and a new process costs its start and imports.
+// The order vitest starts the test files in: project by project, each project's files longest
+// first.
+//
+// A worker process runs one file after another (`isolate: false`) only while the next file in the
+// queue is of its project; otherwise vitest ends it and starts a new process for the next file,
+// which imports vitest, the AWS SDK, playwright-core... again (0.5-2 CPU-s each). The long files
+// first across the projects made 20 worker processes in a full run (2026-12-02); project by
+// project it is 9: three per project.
+//
+// Longest first within a project keeps the run from ending on a long file: the long files start
+// while the rest of their project's files are queued behind them. The projects go in the order of
+// PROJECT_ORDER: the self-contained files first (the longest ones, which start stacks, executors
+// and governors of their own, start at once), the stack's many short files last (they fill the
+// workers while the last long ones end).
+//
 // How long a file takes: vitest's own timing of the last run when it has one, else the hints below
 // (a fresh clone has no timings).
 import { relative } from "node:path";
 import { BaseSequencer, type TestSpecification } from "vitest/node";
 
+/** Projects of vitest.config.ts in the order their files run; any other project comes last. */
+const PROJECT_ORDER = ["self-contained", "two-instances", "stack"];
+
 /**
  * Seconds of wall time on the project's 2-core machine (2026-12-02, a full run at 3 workers), for
- * the files that take longest; every other file counts as short. Only the order matters.
+ * the files that take longest; any other counts as 0 s. Only the order matters.
  */
 const EXPECTED_SECONDS: Readonly<Record<string, number>> = {
   "test/python-sdk/python-sdk.test.ts": 35,
@@ -38,9 +50,6 @@ const EXPECTED_SECONDS: Readonly<Record<string, number>> = {
   "infra/test/api-bundle.test.ts": 10,
 };
 
-/** Files expected to take at least this long start first, whatever their project. */
-const LONG_MS = 10_000;
-
 export class LongestFirstSequencer extends BaseSequencer {
   override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
     const root = this.ctx.config.root;
@@ -51,15 +60,16 @@ export class LongestFirstSequencer extends BaseSequencer {
       return (EXPECTED_SECONDS[relative(root, spec.moduleId)] ?? 0) * 1000;
     };
     const size = (spec: TestSpecification): number => this.ctx.cache.getFileStats(key(spec))?.size ?? 0;
-    const projects = this.ctx.projects.map((project) => project.name);
-    const longestFirst = (a: TestSpecification, b: TestSpecification): number =>
-      expectedMs(b) - expectedMs(a) || size(b) - size(a);
-    const long = files.filter((spec) => expectedMs(spec) >= LONG_MS).sort(longestFirst);
-    const short = files
-      .filter((spec) => expectedMs(spec) < LONG_MS)
-      .sort(
-        (a, b) => projects.indexOf(a.project.name) - projects.indexOf(b.project.name) || longestFirst(a, b),
-      );
-    return [...long, ...short];
+    const rank = (spec: TestSpecification): number => {
+      const index = PROJECT_ORDER.indexOf(spec.project.name);
+      return index === -1 ? PROJECT_ORDER.length : index;
+    };
+    return [...files].sort(
+      (a, b) =>
+        rank(a) - rank(b) ||
+        a.project.name.localeCompare(b.project.name) ||
+        expectedMs(b) - expectedMs(a) ||
+        size(b) - size(a),
+    );
   }
 }

@@ -1,4 +1,7 @@
+import { dirname } from "node:path";
+import { fileURLToPath } from "node:url";
 import { defineConfig } from "vitest/config";
+import { moduleCacheDir } from "./test/helpers/module-cache.js";
 import { LongestFirstSequencer } from "./test/longest-first.sequencer.js";
 
 // The AWS SDK warns once per process that its 2027 releases need Node 22 (we pin today's): in the
@@ -31,8 +34,21 @@ const onTwoInstances = [
   "test/web/lost-answer.test.ts",
 ];
 
+// The repository's modules as earlier runs transformed them (test/helpers/module-cache.ts says
+// what keys them); none when node_modules cannot be written.
+const fsModuleCachePath = moduleCacheDir(dirname(fileURLToPath(import.meta.url)));
+
 export default defineConfig({
+  // The environment vitest runs the global setups in (this process: the shared stacks' API and
+  // DynamoDB) resolves packages as Node does, as the test files' environment does: by default it
+  // took the packages' "module" builds and their "browser" files (the AWS SDK's dist-es with
+  // fromUtf8.browser.js and the like), which Node cannot load, so vite transformed and evaluated
+  // ~660 of the SDK's modules here per project instead of Node loading the build `npm start` runs.
+  environments: {
+    __vitest__: { resolve: { conditions: ["node", "development|production"], mainFields: [] } },
+  },
   test: {
+    experimental: fsModuleCachePath ? { fsModuleCache: true, fsModuleCachePath } : {},
     testTimeout: 60_000,
     hookTimeout: 120_000,
     // vitest's default is one worker per core but one (1 on this 2-core machine: every file in

@@ -52,12 +52,18 @@ const DIE_WITH_PARENT = [
   "os.execv(sys.executable, [sys.executable, *sys.argv[2:]])",
 ].join("\n");
 
+const RESOLVED_PYTHON = Symbol.for("coding-env.resolvedPython");
+
 /**
  * The interpreter each environment resolved to in this process: resolving probes the interpreter
  * in two child processes (~0.45 s of CPU), and a process that starts many stacks (the tests) would
- * pay it on every start. Keyed by what the choice depends on.
+ * pay it on every start. Keyed by what the choice depends on. Kept on the process's global object,
+ * not in this module: a process that loads this module afresh (the test runner does, per file)
+ * still resolves once.
  */
-const resolvedPython = new Map<string, Promise<string>>();
+const processGlobals = globalThis as { [RESOLVED_PYTHON]?: Map<string, Promise<string>> };
+const resolvedPython = processGlobals[RESOLVED_PYTHON] ?? new Map<string, Promise<string>>();
+processGlobals[RESOLVED_PYTHON] = resolvedPython;
 
 function resolvePython(repoRoot: string): Promise<string> {
   const key = [repoRoot, process.env.PATH, process.env[API_ENV.python]].join("\0");

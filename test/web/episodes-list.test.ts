@@ -39,7 +39,8 @@ async function api(key: string, method: string, path: string, body?: unknown): P
 
 /** Opens the page with `key` already stored for the tab, as after typing it once. */
 async function openWithKey(key: string): Promise<void> {
-  await page.goto(`${stack.baseUrl}/web`);
+  // The key goes into the origin's sessionStorage before the page boots (/health: not a page load).
+  await page.goto(`${stack.baseUrl}/health`);
   await page.evaluate((k) => sessionStorage.setItem("coding-env:api-key", k), key);
   await openPage(page, stack.baseUrl);
 }

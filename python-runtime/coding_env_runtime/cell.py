@@ -172,7 +172,8 @@ def new_namespace(policy: ImportPolicy) -> dict[str, Any]:
 
 class SavedState:
     # Not a dataclass (nor CellOutcome): every zygote imports this module, and ``dataclasses``
-    # (with ``inspect``) and the methods it generates were ~7% of a zygote's start.
+    # (with ``inspect``) and the methods it generates were ~7% of a zygote's start (with
+    # cloudpickle 2.2; cloudpickle 3 imports dataclasses itself).
     __slots__ = ("parts", "dropped")
 
     def __init__(self, parts: list[bytes | memoryview], dropped: list[dict[str, str]] | None = None) -> None:

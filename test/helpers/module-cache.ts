@@ -6,9 +6,10 @@
 // vitest keys a cached module by its content, the config file and the lockfile. A transform also
 // holds its imports resolved (`./b.js` became `/functions/src/b.ts`), and that depends on other
 // files: which source files exist (a renamed `b.ts` must not be imported through a stale importer,
-// vitest-dev/vitest#11246), tsconfig.json and the package.json files. Those make up the name of
-// the cache's folder here: any change to them starts a new, empty folder. Folders no run has used
-// for a day are removed (not sooner: a run in progress may still read one).
+// vitest-dev/vitest#11246), tsconfig.json, the package.json files and the installed packages.
+// Those make up the name of the cache's folder here: any change to them starts a new, empty
+// folder. Folders no run has used for a day are removed (not sooner: a run in progress may still
+// read one).
 import { createHash } from "node:crypto";
 import {
   accessSync,
@@ -55,6 +56,16 @@ function resolutionKey(root: string): string {
     }
   };
   walk(root, "");
+  // The installed packages: a transform holds paths into node_modules, and vitest's own lockfile
+  // check misses an install that leaves package-lock.json alone (`npm install --no-save`, `npm link`)
+  // and, in 4.1, a second lockfile change in a row (vitest-dev/vitest#11193).
+  for (const lock of ["package-lock.json", join("node_modules", ".package-lock.json")]) {
+    try {
+      hash.update(`\0${lock}\0`).update(readFileSync(join(root, lock)));
+    } catch {
+      hash.update(`\0${lock}\0absent`);
+    }
+  }
   return hash.digest("hex").slice(0, 16);
 }
 

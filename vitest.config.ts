@@ -59,7 +59,8 @@ export default defineConfig({
     // turn). Most suites wait on the Python executor, the stack or a browser, not on the CPU, so
     // three files at a time finish sooner. CODING_ENV_TEST_WORKERS overrides it.
     maxWorkers: Number(process.env.CODING_ENV_TEST_WORKERS) || 3,
-    // The longest files first, across the projects (vitest's default runs one project after another).
+    // Project by project (a worker process keeps running files only within one), each project's
+    // longest files first (test/longest-first.sequencer.ts).
     sequence: { sequencer: LongestFirstSequencer },
     // A worker runs its files one after another in one process (not a fresh process per file, which
     // re-imported vitest, the AWS SDK and aws-cdk-lib each time: 40% of the workers' CPU). The setup

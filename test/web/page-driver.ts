@@ -184,14 +184,26 @@ export async function editorText(page: Page): Promise<string> {
 export async function reset(page: Page): Promise<string> {
   const before = await text(page, "#st-episode");
   await page.locator("#reset").click();
-  await page.waitForFunction(
-    (old) => {
-      const id = document.getElementById("st-episode")?.textContent ?? "–";
-      return id !== "–" && id !== old && document.getElementById("st-status")?.textContent === "Ready";
-    },
-    before,
-    WAIT,
-  );
+  try {
+    await page.waitForFunction(
+      (old) => {
+        const id = document.getElementById("st-episode")?.textContent ?? "–";
+        return id !== "–" && id !== old && document.getElementById("st-status")?.textContent === "Ready";
+      },
+      before,
+      WAIT,
+    );
+  } catch (err) {
+    // What the page shows then tells a request that never came back from a refused one.
+    const shown = await page
+      .evaluate(() =>
+        ["st-episode", "st-status", "error", "busy"]
+          .map((id) => `#${id}: ${JSON.stringify(document.getElementById(id)?.textContent ?? null)}`)
+          .join(", "),
+      )
+      .catch(() => "the page did not answer");
+    throw new Error(`Reset did not give a new, Ready episode (before: ${before}; ${shown})`, { cause: err });
+  }
   return text(page, "#st-episode");
 }
 

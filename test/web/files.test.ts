@@ -9,6 +9,7 @@ import {
   reloadPage,
   reset,
   screenshot,
+  setEpisodeOptions,
   step,
   text,
   useTab,
@@ -49,8 +50,7 @@ describe("HumanAgent page: the episode's files", () => {
   it("lists the files a step writes, downloads one byte for byte, and follows later steps", async () => {
     // Prepare
     await openPage(page, baseUrl);
-    await page.locator("#options summary").click();
-    await page.locator("#opt-policy").selectOption("full");
+    await setEpisodeOptions(page, { policy: "full" });
     await reset(page);
     expect(await page.locator("#files-empty").isVisible()).toBe(true);
 
@@ -91,8 +91,7 @@ describe("HumanAgent page: the episode's files", () => {
   it("uploads a file the next step reads; the upload is a history row and counts as a step", async () => {
     // Prepare
     await openPage(page, baseUrl);
-    await page.locator("#options summary").click();
-    await page.locator("#opt-policy").selectOption("full");
+    await setEpisodeOptions(page, { policy: "full" });
     await reset(page);
 
     // Act
@@ -117,8 +116,7 @@ describe("HumanAgent page: the episode's files", () => {
   it("a fork lists the same files; the original keeps its own after the fork changes them", async () => {
     // Prepare
     await openPage(page, baseUrl);
-    await page.locator("#options summary").click();
-    await page.locator("#opt-policy").selectOption("full");
+    await setEpisodeOptions(page, { policy: "full" });
     const original = await reset(page);
     await step(page, "open('shared.txt', 'w').write('one')");
     await waitForFiles(page, ["shared.txt"]);

@@ -7,6 +7,7 @@ import {
   openPage,
   reset,
   setCode,
+  setEpisodeOptions,
   step,
   text,
   useTab,
@@ -47,9 +48,7 @@ describe("HumanAgent page in words", () => {
   it("applies the episode options on Reset: extra modules and the step timeout", async () => {
     // Prepare: json is not in OpenEnv's allow-list; the option adds it. A 1 s step limit.
     await openPage(page, baseUrl);
-    await page.locator("#options summary").click();
-    await page.locator("#opt-imports").fill("json");
-    await page.locator("#opt-timeout").fill("1");
+    await setEpisodeOptions(page, { imports: "json", timeoutS: "1" });
 
     // Act
     await reset(page);
@@ -72,8 +71,7 @@ describe("HumanAgent page in words", () => {
   it("explains dropped variables, the safety rule and truncated output in words", async () => {
     // Prepare: full Python, so threading (a lock cannot be saved between steps) imports.
     await openPage(page, baseUrl);
-    await page.locator("#options summary").click();
-    await page.locator("#opt-policy").selectOption("full");
+    await setEpisodeOptions(page, { policy: "full" });
     await reset(page);
 
     // Act / Assess: a variable that cannot be saved.
@@ -94,8 +92,7 @@ describe("HumanAgent page in words", () => {
   it("refuses a nonsense timeout in the page, before anything is sent", async () => {
     // Prepare
     await openPage(page, baseUrl);
-    await page.locator("#options summary").click();
-    await page.locator("#opt-timeout").fill("-5");
+    await setEpisodeOptions(page, { timeoutS: "-5" });
 
     // Act
     await page.locator("#reset").click();

@@ -164,6 +164,24 @@ async function waitForBoot(page: Page): Promise<void> {
   await page.waitForSelector("body[data-booted]", { state: "attached", timeout: 30_000 });
 }
 
+/** What the page's Options panel is set to before a Reset; a field left out keeps its default. */
+export interface EpisodeOptions {
+  /** The import policy's `<select>` value ("openenv" or "full"). */
+  readonly policy?: string;
+  /** The extra modules field, as typed (e.g. "json"). */
+  readonly imports?: string;
+  /** The step timeout field, as typed (e.g. "7", or "-5" to see the page refuse it). */
+  readonly timeoutS?: string;
+}
+
+/** Opens the page's Options panel (closed on a fresh page) and fills in `options`. */
+export async function setEpisodeOptions(page: Page, options: EpisodeOptions): Promise<void> {
+  await page.locator("#options summary").click();
+  if (options.policy !== undefined) await page.locator("#opt-policy").selectOption(options.policy);
+  if (options.imports !== undefined) await page.locator("#opt-imports").fill(options.imports);
+  if (options.timeoutS !== undefined) await page.locator("#opt-timeout").fill(options.timeoutS);
+}
+
 /** Replaces the editor's content, as a paste would (no auto-indent or bracket closing). */
 export async function setCode(page: Page, code: string): Promise<void> {
   await page.locator(".cm-content").click();

@@ -11,6 +11,7 @@ import {
   reset,
   screenshot,
   setCode,
+  setEpisodeOptions,
   step,
   text,
   useTab,
@@ -139,9 +140,7 @@ describe("stepping", () => {
   it("while a step runs, the time limit is shown and the previous output is marked stale", async () => {
     // Prepare: full Python (time.sleep) and a 7 s limit.
     await openPage(page, baseUrl);
-    await page.locator("#options summary").click();
-    await page.locator("#opt-policy").selectOption("full");
-    await page.locator("#opt-timeout").fill("7");
+    await setEpisodeOptions(page, { policy: "full", timeoutS: "7" });
     await reset(page);
     await step(page, "print('previous')");
     expect(await page.locator("#obs-stale").isHidden()).toBe(true);

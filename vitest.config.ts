@@ -3,6 +3,7 @@ import { fileURLToPath } from "node:url";
 import { defineConfig } from "vitest/config";
 import { moduleCacheDir } from "./test/helpers/module-cache.js";
 import { LongestFirstSequencer } from "./test/longest-first.sequencer.js";
+import { onSharedStack, onTwoInstances } from "./test/projects.js";
 
 // The AWS SDK warns once per process that its 2027 releases need Node 22 (we pin today's): in the
 // test workers (`env`) and in this process, whose global setups start the shared stacks.
@@ -14,29 +15,6 @@ const env = {
 };
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
 process.env.CODING_ENV_IDLE_WORKERS ??= "1";
-
-// Suites that read the shared local stack (`inject("baseUrl")`): they run in the "stack" project,
-// whose global setup starts one real stack (in-memory DynamoDB, the Python executor, the API).
-const onSharedStack = [
-  "test/api/**",
-  "test/python-client/**",
-  "test/python-sdk/**",
-  "test/web/**",
-  "sdk/test/**",
-];
-// The episode and retry suites against two API instances behind one port, as API Gateway spreads
-// requests over many Lambda instances: the API's, the Python SDK's retries and the page's lost
-// answer (a retry reaches the other instance). The front alternates strictly, so an episode's
-// consecutive requests never meet the same instance there: the episode suite runs on the shared
-// one-instance stack too (an instance's own paths, such as its cached snapshot); the retry and
-// concurrency suites only on two.
-const onTwoInstances = [
-  "test/api/episodes.test.ts",
-  "test/api/concurrency.test.ts",
-  "test/api/two-instances.test.ts",
-  "test/python-sdk/retries-two-instances.test.ts",
-  "test/web/lost-answer.test.ts",
-];
 
 // The repository's modules as earlier runs transformed them (test/helpers/module-cache.ts says
 // what keys them); none when node_modules cannot be written.
